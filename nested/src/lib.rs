@@ -1,0 +1,6 @@
+//! The Turtles core: nested VMX as pure logic (no hardware access).
+//!
+//! Everything here builds for `x86_64-unknown-none` (inside the image) and for the host (tests).
+#![cfg_attr(not(test), no_std)]
+
+pub mod caps;
