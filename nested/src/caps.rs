@@ -435,12 +435,14 @@ mod tests {
                 msr::IA32_VMX_PROCBASED_CTLS | msr::IA32_VMX_TRUE_PROCBASED_CTLS => {
                     (0xfff9_fffe_u64 << 32) | 0x0401_e172
                 }
-                msr::IA32_VMX_PROCBASED_CTLS2 => (proc2::ENABLE_EPT
-                    | proc2::ENABLE_VPID
-                    | proc2::UNRESTRICTED_GUEST
-                    | proc2::VMCS_SHADOWING
-                    | proc2::ENABLE_VM_FUNCTIONS) as u64
-                    << 32,
+                msr::IA32_VMX_PROCBASED_CTLS2 => {
+                    let allowed1 = proc2::ENABLE_EPT
+                        | proc2::ENABLE_VPID
+                        | proc2::UNRESTRICTED_GUEST
+                        | proc2::VMCS_SHADOWING
+                        | proc2::ENABLE_VM_FUNCTIONS;
+                    u64::from(allowed1) << 32
+                }
                 msr::IA32_VMX_EPT_VPID_CAP => ept_vpid::PAGE_WALK_4 | ept_vpid::MEMTYPE_WB,
                 msr::IA32_VMX_VMFUNC => 1,
                 msr::IA32_VMX_MISC => 0x5 | (3 << 25) | (1 << 29),
