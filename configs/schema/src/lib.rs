@@ -1,0 +1,437 @@
+//! Build-time configuration of a turtles image: one `configs/<name>.toml` per nesting depth.
+//!
+//! The image's `build.rs` turns the chosen config into Rust constants ([`Config::to_rust`]);
+//! the root `build.rs` validates every config so a bad file fails the build of the runner too;
+//! the runner reads them to know which guest images to build and how to boot. Any unknown key
+//! or bad value is an error that names the file, the key and what is allowed.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// What the image does at its level.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The bare-metal hypervisor: owns the real VMX.
+    L0,
+    /// A guest hypervisor: runs on an L0 (or another L1) and runs its own guest.
+    L1,
+    /// The innermost guest: runs the workload and reports.
+    Leaf,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::L0 => "l0",
+            Role::L1 => "l1",
+            Role::Leaf => "leaf",
+        }
+    }
+
+    /// Hypervisor roles need VMX (real or emulated by the level below).
+    pub fn needs_vmx(self) -> bool {
+        matches!(self, Role::L0 | Role::L1)
+    }
+}
+
+/// An emulator the runner can boot an image in.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Emulator {
+    /// Bochs: emulates VMX; boots the image from a GRUB ISO (multiboot2).
+    Bochs,
+    /// QEMU TCG: no VMX; boots the image with `-kernel` (multiboot1 or PVH).
+    Qemu,
+}
+
+impl Emulator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Emulator::Bochs => "bochs",
+            Emulator::Qemu => "qemu",
+        }
+    }
+}
+
+/// A device the image may use, emulate or pass through.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Device {
+    Com1,
+    VirtioNet,
+    VirtioBlk,
+    E1000,
+    Ata,
+}
+
+impl Device {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Com1 => "com1",
+            Device::VirtioNet => "virtio-net",
+            Device::VirtioBlk => "virtio-blk",
+            Device::E1000 => "e1000",
+            Device::Ata => "ata",
+        }
+    }
+}
+
+/// The machine the runner boots this config on.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    /// Emulator used when `cargo run -- run <config>` names none.
+    pub emulator: Emulator,
+    /// Machine memory in MiB.
+    pub memory_mib: u32,
+    /// Bochs CPU model (`corei7_skylake_x`, `tigerlake`, ...).
+    #[serde(default = "default_bochs_cpu")]
+    pub bochs_cpu: String,
+}
+
+fn default_bochs_cpu() -> String {
+    "corei7_skylake_x".to_string()
+}
+
+/// One `configs/<name>.toml`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Set from the file name, not from the file.
+    #[serde(skip)]
+    pub name: String,
+    /// One line saying what this config is for.
+    pub description: String,
+    pub role: Role,
+    /// Nesting depth this image runs at: 0 on bare metal, 1 as L0's guest, ...
+    pub depth: u32,
+    /// Kernel heap in MiB.
+    pub heap_mib: u32,
+    /// Name of the config whose image this level boots as its guest.
+    #[serde(default)]
+    pub guest: Option<String>,
+    /// Memory given to the guest in MiB.
+    #[serde(default)]
+    pub guest_memory_mib: u32,
+    /// Whether the guest sees VMX (so it can be a hypervisor itself).
+    #[serde(default)]
+    pub expose_vmx: bool,
+    /// Devices this level uses.
+    pub devices: Vec<Device>,
+    pub machine: Machine,
+}
+
+/// A config file that cannot be used, with the file and (where known) the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Bochs' `megs` limit (DESIGN.md: more needs the `memory:` option with a host split).
+pub const BOCHS_MAX_MEMORY_MIB: u32 = 2048;
+
+impl Config {
+    /// Parses and checks one config. `file` is used in error messages and gives the name.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            key: None,
+            message: e.message().to_string() + &line_of(text, e.span()),
+        })?;
+        config.name = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        config.check(file)?;
+        Ok(config)
+    }
+
+    fn check(&self, file: &Path) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            file: file.to_path_buf(),
+            key: Some(key.to_string()),
+            message,
+        };
+        match (self.role, self.depth) {
+            (Role::L0, 0) | (Role::L1 | Role::Leaf, 1..=8) | (Role::Leaf, 0) => {}
+            (Role::L0, d) => return Err(err("depth", format!("is {d}; role l0 runs at depth 0"))),
+            (_, d) => {
+                return Err(err("depth", format!("is {d}; allowed: 1 to 8 for role l1 or leaf")));
+            }
+        }
+        if !(1..=1024).contains(&self.heap_mib) {
+            return Err(err("heap_mib", format!("is {}; allowed: 1 to 1024", self.heap_mib)));
+        }
+        let max = match self.machine.emulator {
+            Emulator::Bochs => BOCHS_MAX_MEMORY_MIB,
+            Emulator::Qemu => 16384,
+        };
+        if !(32..=max).contains(&self.machine.memory_mib) {
+            return Err(err(
+                "machine.memory_mib",
+                format!("is {}; allowed with {}: 32 to {max}", self.machine.memory_mib, {
+                    self.machine.emulator.as_str()
+                }),
+            ));
+        }
+        if self.heap_mib + self.guest_memory_mib + 8 > self.machine.memory_mib {
+            return Err(err(
+                "heap_mib",
+                format!(
+                    "heap_mib ({}) + guest_memory_mib ({}) + 8 MiB for the image exceed \
+                     machine.memory_mib ({})",
+                    self.heap_mib, self.guest_memory_mib, self.machine.memory_mib
+                ),
+            ));
+        }
+        match (&self.guest, self.role) {
+            (Some(_), Role::Leaf) => {
+                return Err(err("guest", "a leaf runs no guest; remove the key".to_string()));
+            }
+            (Some(_), _) if self.guest_memory_mib < 16 => {
+                return Err(err(
+                    "guest_memory_mib",
+                    format!("is {}; a guest needs at least 16", self.guest_memory_mib),
+                ));
+            }
+            (None, _) if self.expose_vmx => {
+                return Err(err("expose_vmx", "is true but there is no `guest`".to_string()));
+            }
+            _ => {}
+        }
+        if !self.devices.contains(&Device::Com1) {
+            return Err(err("devices", "must include \"com1\" (the console)".to_string()));
+        }
+        Ok(())
+    }
+
+    /// The Rust constants the image includes (`include!(concat!(env!("OUT_DIR"), ...))`).
+    pub fn to_rust(&self) -> String {
+        let mut out = String::from("// Generated by image/build.rs from configs/*.toml.\n");
+        let devices: Vec<&str> = self.devices.iter().map(|d| d.as_str()).collect();
+        let guest = match &self.guest {
+            Some(g) => format!("Some({g:?})"),
+            None => "None".to_string(),
+        };
+        let items = [
+            ("NAME", "&str", format!("{:?}", self.name)),
+            ("DESCRIPTION", "&str", format!("{:?}", self.description)),
+            ("ROLE", "&str", format!("{:?}", self.role.as_str())),
+            ("NEEDS_VMX", "bool", self.role.needs_vmx().to_string()),
+            ("DEPTH", "u32", self.depth.to_string()),
+            ("HEAP_MIB", "u64", self.heap_mib.to_string()),
+            ("GUEST", "Option<&str>", guest),
+            ("GUEST_MEMORY_MIB", "u64", self.guest_memory_mib.to_string()),
+            ("EXPOSE_VMX", "bool", self.expose_vmx.to_string()),
+            ("DEVICES", "&[&str]", format!("&{devices:?}")),
+        ];
+        for (name, ty, value) in items {
+            let _ = writeln!(out, "#[allow(dead_code)]\npub const {name}: {ty} = {value};");
+        }
+        out
+    }
+}
+
+/// " (line N)" for an error span, if known.
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+/// Every config of a directory, by name, after checking that guests name existing configs.
+#[derive(Debug, Clone)]
+pub struct ConfigSet {
+    pub configs: BTreeMap<String, Config>,
+}
+
+impl ConfigSet {
+    /// Loads `dir/*.toml`.
+    pub fn load(dir: &Path) -> Result<ConfigSet, ConfigError> {
+        let io_err = |e: std::io::Error| ConfigError {
+            file: dir.to_path_buf(),
+            key: None,
+            message: e.to_string(),
+        };
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(io_err)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut configs = BTreeMap::new();
+        for file in files {
+            let text = fs::read_to_string(&file).map_err(|e| ConfigError {
+                file: file.clone(),
+                key: None,
+                message: e.to_string(),
+            })?;
+            let config = Config::parse(&file, &text)?;
+            configs.insert(config.name.clone(), config);
+        }
+        let set = ConfigSet { configs };
+        set.check_guests(dir)?;
+        Ok(set)
+    }
+
+    fn check_guests(&self, dir: &Path) -> Result<(), ConfigError> {
+        for config in self.configs.values() {
+            let mut seen = vec![config.name.as_str()];
+            let mut at = config;
+            while let Some(guest) = &at.guest {
+                let Some(next) = self.configs.get(guest) else {
+                    return Err(ConfigError {
+                        file: dir.join(format!("{}.toml", at.name)),
+                        key: Some("guest".into()),
+                        message: format!(
+                            "names `{guest}`, but there is no configs/{guest}.toml; \
+                             allowed: {}",
+                            self.names().join(", ")
+                        ),
+                    });
+                };
+                if seen.contains(&next.name.as_str()) {
+                    return Err(ConfigError {
+                        file: dir.join(format!("{}.toml", at.name)),
+                        key: Some("guest".into()),
+                        message: format!("guest chain loops: {} -> {guest}", seen.join(" -> ")),
+                    });
+                }
+                seen.push(&next.name);
+                at = next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Config names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.configs.keys().map(String::as_str).collect()
+    }
+
+    /// The config called `name`, or an error listing the ones that exist.
+    pub fn get(&self, name: &str) -> Result<&Config, String> {
+        self.configs.get(name).ok_or_else(|| {
+            format!("no config `{name}`; the configs are: {}", self.names().join(", "))
+        })
+    }
+
+    /// `name` and the configs of its guests, innermost first: the order to build images in.
+    pub fn build_order(&self, name: &str) -> Result<Vec<&Config>, String> {
+        let mut chain = vec![self.get(name)?];
+        while let Some(guest) = &chain[chain.len() - 1].guest {
+            chain.push(self.get(guest)?);
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+description = "test"
+role = "l0"
+depth = 0
+heap_mib = 8
+devices = ["com1"]
+[machine]
+emulator = "bochs"
+memory_mib = 256
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("configs/t.toml"), text)
+    }
+
+    #[test]
+    fn good_config_parses_and_generates_constants() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.name, "t");
+        assert_eq!(c.role, Role::L0);
+        assert_eq!(c.machine.bochs_cpu, "corei7_skylake_x");
+        let rust = c.to_rust();
+        assert!(rust.contains("pub const ROLE: &str = \"l0\";"), "{rust}");
+        assert!(rust.contains("pub const DEVICES: &[&str] = &[\"com1\"];"), "{rust}");
+        assert!(rust.contains("pub const GUEST: Option<&str> = None;"), "{rust}");
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_allowed() {
+        let e = parse(&format!("speed = 3\n{GOOD}")).unwrap_err().to_string();
+        assert!(e.starts_with("configs/t.toml"), "{e}");
+        assert!(e.contains("speed") && e.contains("line 1"), "{e}");
+        assert!(e.contains("description") && e.contains("heap_mib"), "lists allowed keys: {e}");
+        // Inside [machine], the allowed keys are the machine's.
+        let e = parse(&format!("{GOOD}\nspeed = 3\n")).unwrap_err().to_string();
+        assert!(e.contains("speed") && e.contains("bochs_cpu"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_lists_allowed_values() {
+        let e = parse(&GOOD.replace("\"l0\"", "\"l7\"")).unwrap_err().to_string();
+        assert!(e.contains("l7") && e.contains("leaf"), "{e}");
+        let e = parse(&GOOD.replace("\"bochs\"", "\"vbox\"")).unwrap_err().to_string();
+        assert!(e.contains("vbox") && e.contains("qemu"), "{e}");
+    }
+
+    #[test]
+    fn semantic_checks_name_the_key() {
+        let e = parse(&GOOD.replace("depth = 0", "depth = 2")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("depth"));
+        let e = parse(&GOOD.replace("memory_mib = 256", "memory_mib = 4096")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("machine.memory_mib"));
+        assert!(e.to_string().contains("2048"), "{e}");
+        let e = parse(&GOOD.replace("[\"com1\"]", "[]")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("devices"));
+        let e = parse(&GOOD.replace("heap_mib = 8", "heap_mib = 8\nexpose_vmx = true"));
+        assert_eq!(e.unwrap_err().key.as_deref(), Some("expose_vmx"));
+    }
+
+    #[test]
+    fn repository_configs_are_valid_and_guests_resolve() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = dir.as_path();
+        let set = ConfigSet::load(dir).unwrap();
+        for name in ["l0", "l1", "leaf"] {
+            assert!(set.get(name).is_ok(), "configs/{name}.toml missing");
+        }
+        let e = set.get("nope").unwrap_err();
+        assert!(e.contains("l0") && e.contains("leaf"), "{e}");
+    }
+
+    #[test]
+    fn missing_guest_is_reported() {
+        let dir = std::env::temp_dir().join(format!("turtles-config-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let text =
+            GOOD.replace("heap_mib = 8", "heap_mib = 8\nguest = \"ghost\"\nguest_memory_mib = 32");
+        fs::write(dir.join("a.toml"), text).unwrap();
+        let e = ConfigSet::load(&dir).unwrap_err();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(e.key.as_deref(), Some("guest"));
+        assert!(e.to_string().contains("ghost"), "{e}");
+    }
+}

@@ -1,0 +1,87 @@
+//! COM1 console and the `log` logger. Every line starts with the nesting depth, the CPU and the
+//! level, e.g. `[L0 cpu0 INFO ] ...`, so output of stacked levels stays readable.
+
+use core::fmt::{self, Write};
+
+use hermit_sync::InterruptSpinMutex;
+use log::{LevelFilter, Log, Metadata, Record};
+use uart_16550::backend::PioBackend;
+use uart_16550::{Config, Uart16550Tty};
+
+use crate::arch::cpu;
+
+const COM1: u16 = 0x3f8;
+
+static SERIAL: InterruptSpinMutex<Option<Uart16550Tty<PioBackend>>> = InterruptSpinMutex::new(None);
+static LOGGER: Logger = Logger;
+
+struct Logger;
+
+impl Log for Logger {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        let mut serial = SERIAL.lock();
+        if let Some(port) = serial.as_mut() {
+            let _ = writeln!(
+                port,
+                "[L{} cpu{} {:<5}] {}",
+                crate::config::DEPTH,
+                cpu_id(),
+                record.level(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Initial APIC ID of this CPU (CPUID.1:EBX[31:24]).
+fn cpu_id() -> u32 {
+    raw_cpuid::CpuId::new().get_feature_info().map_or(0, |f| u32::from(f.initial_local_apic_id()))
+}
+
+/// Initialises COM1 and installs the logger. Without a UART the kernel runs silently.
+pub fn init() {
+    // SAFETY: COM1 belongs to the kernel; nothing else drives it.
+    let port = unsafe { Uart16550Tty::new_port(COM1, Config::default()) }.ok();
+    *SERIAL.lock() = port;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(LevelFilter::Trace);
+}
+
+/// A writer straight to the COM1 registers that takes no lock: for the panic and exception
+/// paths, which may run while the console lock is held.
+pub fn emergency() -> Emergency {
+    Emergency
+}
+
+/// See [`emergency`].
+pub struct Emergency;
+
+impl Write for Emergency {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                put(b'\r');
+            }
+            put(byte);
+        }
+        Ok(())
+    }
+}
+
+fn put(byte: u8) {
+    for _ in 0..100_000 {
+        // SAFETY: reading the line status register of COM1 has no side effect we rely on.
+        if unsafe { cpu::inb(COM1 + 5) } & 0x20 != 0 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: writing the transmit holding register only sends the byte.
+    unsafe { cpu::outb(COM1, byte) };
+}

@@ -1,0 +1,35 @@
+//! Ending a run. The runner reads the status from a final serial marker line
+//! (`turtles: exit status=N`); QEMU's isa-debug-exit (port 0xf4) and Bochs' shutdown port
+//! (0x8900) then stop the emulator. Under a turtles L0 port 0xf4 is the guest's exit device.
+
+use crate::arch::cpu;
+
+/// Exit statuses the runner maps to its own exit code (kept in step with `src/runner.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Everything asked for ran and passed.
+    Success = 0,
+    /// A panic, an exception, or a failed check.
+    Failure = 1,
+    /// The CPU has no VMX (or it is disabled), so guests cannot be run.
+    NoVmx = 3,
+}
+
+const QEMU_DEBUG_EXIT: u16 = 0xf4;
+const BOCHS_SHUTDOWN: u16 = 0x8900;
+
+/// Prints the exit marker and stops the machine.
+pub fn exit(status: Status) -> ! {
+    let code = status as u8;
+    let mut out = crate::console::emergency();
+    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("turtles: exit status={code}\n"));
+    // SAFETY: both ports are emulator exit devices; writing them ends the run or does nothing.
+    unsafe {
+        cpu::outb(QEMU_DEBUG_EXIT, code);
+        for byte in b"Shutdown" {
+            cpu::outb(BOCHS_SHUTDOWN, *byte);
+        }
+    }
+    cpu::halt_forever()
+}

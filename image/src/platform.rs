@@ -1,0 +1,63 @@
+//! The platform report: CPU vendor, hypervisor bit and signature, and, when the CPU has VMX,
+//! every IA32_VMX_* capability MSR read once into a [`VmxCaps`] (SDM Vol. 3D, Appendix A).
+
+use nested::caps::{VmxCaps, msr};
+use raw_cpuid::{CpuId, cpuid};
+
+use crate::arch::cpu;
+
+/// What the CPU offers for running guests.
+pub enum Vmx {
+    /// VMX is present; its capabilities.
+    Present(VmxCaps),
+    /// No VMX: CPUID.1:ECX.VMX is clear (QEMU TCG, a KVM guest without nested VMX).
+    Absent,
+    /// VMX exists but IA32_FEATURE_CONTROL is locked with VMX outside SMX disabled.
+    LockedOff,
+}
+
+/// Prints the report and returns what VMX offers.
+pub fn report() -> Vmx {
+    let cpuid = CpuId::new();
+    let vendor = cpuid.get_vendor_info();
+    let vendor = vendor.as_ref().map_or("unknown", |v| v.as_str());
+    let features = cpuid.get_feature_info();
+    let hypervisor = features.as_ref().is_some_and(|f| f.has_hypervisor());
+    let vmx = features.as_ref().is_some_and(|f| f.has_vmx());
+    let (family, model) = features.as_ref().map_or((0, 0), |f| (f.family_id(), f.model_id()));
+    log::info!(
+        "platform: vendor={vendor} family={family:#x} model={model:#x} hypervisor={} vmx={}",
+        yes_no(hypervisor),
+        yes_no(vmx)
+    );
+    if hypervisor {
+        let leaf = cpuid!(0x4000_0000);
+        let mut signature = [0u8; 12];
+        for (chunk, reg) in signature.chunks_mut(4).zip([leaf.ebx, leaf.ecx, leaf.edx]) {
+            chunk.copy_from_slice(&reg.to_le_bytes());
+        }
+        let signature = core::str::from_utf8(&signature).unwrap_or("?").trim_end_matches('\0');
+        log::info!("platform: hypervisor signature=\"{signature}\" max-leaf={:#x}", leaf.eax);
+    }
+    if !vmx {
+        return Vmx::Absent;
+    }
+    let feature_control = cpu::rdmsr(msr::IA32_FEATURE_CONTROL);
+    let locked = feature_control & 1 != 0;
+    let outside_smx = feature_control & (1 << 2) != 0;
+    log::info!(
+        "platform: IA32_FEATURE_CONTROL={feature_control:#x} (locked={}, vmx-outside-smx={})",
+        yes_no(locked),
+        yes_no(outside_smx)
+    );
+    let caps = VmxCaps::read(cpu::rdmsr);
+    log::info!("vmx: {}", caps.summary());
+    if locked && !outside_smx {
+        return Vmx::LockedOff;
+    }
+    Vmx::Present(caps)
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
