@@ -74,6 +74,18 @@ impl Write for Emergency {
     }
 }
 
+/// Waits until COM1 has sent every byte (LSR bit 6, transmitter empty), so an emulator that
+/// stops right after (Bochs' shutdown port) does not lose the last line.
+pub fn flush() {
+    for _ in 0..1_000_000 {
+        // SAFETY: reading the line status register of COM1 has no side effect we rely on.
+        if unsafe { cpu::inb(COM1 + 5) } & 0x40 != 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
 fn put(byte: u8) {
     for _ in 0..100_000 {
         // SAFETY: reading the line status register of COM1 has no side effect we rely on.

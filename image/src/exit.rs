@@ -24,6 +24,7 @@ pub fn exit(status: Status) -> ! {
     let code = status as u8;
     let mut out = crate::console::emergency();
     let _ = core::fmt::Write::write_fmt(&mut out, format_args!("turtles: exit status={code}\n"));
+    crate::console::flush();
     // SAFETY: both ports are emulator exit devices; writing them ends the run or does nothing.
     unsafe {
         cpu::outb(QEMU_DEBUG_EXIT, code);

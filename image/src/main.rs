@@ -129,6 +129,7 @@ fn run_self_test(cmdline: &str) {
             log::error!("read beyond the identity map returned {value:#x}");
         }
         "panic" => panic!("deliberate panic (turtles.test=panic)"),
+        "hang" => arch::cpu::halt_forever(),
         other => log::warn!("self-test: unknown test `{other}` ignored"),
     }
 }

@@ -24,7 +24,7 @@ pub unsafe fn parse(info: u64) -> Result<BootInfo, BootError> {
     }
     if let Some(map) = mbi.memory_map_tag() {
         for area in map.memory_areas() {
-            let kind = match MemoryAreaType::from(area.typ()) {
+            let kind = match area.typ() {
                 MemoryAreaType::Available => RegionKind::Available,
                 MemoryAreaType::AcpiAvailable => RegionKind::AcpiReclaimable,
                 MemoryAreaType::ReservedHibernate => RegionKind::AcpiNvs,

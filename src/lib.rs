@@ -1,0 +1,30 @@
+//! The turtles runner: builds images per config, makes the GRUB ISO, boots QEMU or Bochs,
+//! streams the serial console and maps the image's exit marker to its own exit status.
+
+pub mod images;
+pub mod iso;
+pub mod session;
+pub mod tools;
+
+use std::path::PathBuf;
+
+/// The workspace root (where `configs/` and `target/` are).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Exit statuses of the runner besides the image's own (0 success, 1 failure, 3 no VMX).
+pub mod status {
+    /// The image reported success.
+    pub const SUCCESS: i32 = 0;
+    /// The image reported a failure (panic, exception, failed check).
+    pub const FAILURE: i32 = 1;
+    /// The runner could not do its job (bad config, build failure, missing tool).
+    pub const RUNNER_ERROR: i32 = 2;
+    /// The image reported that the CPU has no usable VMX.
+    pub const NO_VMX: i32 = 3;
+    /// The emulator was killed at the timeout.
+    pub const TIMEOUT: i32 = 124;
+    /// The emulator ended without printing the exit marker.
+    pub const NO_MARKER: i32 = 125;
+}

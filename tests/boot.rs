@@ -1,0 +1,132 @@
+//! Boots the real image under QEMU (multiboot1 and PVH) and Bochs (GRUB, multiboot2) through
+//! the runner binary and checks what the image printed and the status the runner returned.
+
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn expect(&self, code: i32, needles: &[&str]) {
+        let all = format!("{}\n{}", self.stdout, self.stderr);
+        assert_eq!(self.code, code, "exit status; output:\n{all}");
+        for needle in needles {
+            assert!(all.contains(needle), "`{needle}` missing from output:\n{all}");
+        }
+    }
+}
+
+fn turtles(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_turtles"))
+        .args(args)
+        .output()
+        .expect("the runner binary starts");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn qemu_multiboot1_prints_memory_map_and_no_vmx_message() {
+    turtles(&["run", "l0", "--emulator", "qemu", "--timeout", "60"]).expect(
+        3,
+        &[
+            "boot: protocol=multiboot1",
+            "memory: [0x000000100000-",
+            ") Available",
+            "heap 8 MiB",
+            "vmx=no",
+            "no VMX on this CPU: turtles cannot run guests here",
+            "turtles: exit status=3",
+            "ended with status 3 (no VMX",
+        ],
+    );
+}
+
+#[test]
+fn qemu_pvh_boots_the_same_image() {
+    turtles(&["run", "leaf", "--emulator", "qemu", "--boot", "pvh", "--cmdline", "pvh-args"])
+        .expect(
+            0,
+            &[
+                "boot: protocol=pvh cmdline=\"pvh-args\"",
+                "memory: [0x000000100000-",
+                "[L1 cpu0 INFO ]",
+                "not available and not needed by role leaf",
+                "turtles: exit status=0",
+            ],
+        );
+}
+
+#[test]
+fn qemu_invalid_opcode_prints_registers_and_fails() {
+    turtles(&["run", "l0", "--emulator", "qemu", "--cmdline", "turtles.test=exception"]).expect(
+        1,
+        &["self-test: exception", "EXCEPTION #UD (vector 6) error_code=0x0", "rip=0x", "r15=0x"],
+    );
+}
+
+#[test]
+fn qemu_page_fault_reports_cr2_and_fails() {
+    turtles(&["run", "l0", "--emulator", "qemu", "--cmdline", "turtles.test=pagefault"]).expect(
+        1,
+        &["EXCEPTION #PF (vector 14) error_code=0x0 cr2=0x4000000000", "turtles: exit status=1"],
+    );
+}
+
+#[test]
+fn qemu_panic_prints_message_and_location_and_fails() {
+    turtles(&["run", "l0", "--emulator", "qemu", "--cmdline", "turtles.test=panic"]).expect(
+        1,
+        &["PANIC: panicked at image/src/main.rs:", "deliberate panic", "turtles: exit status=1"],
+    );
+}
+
+#[test]
+fn runner_kills_a_hung_emulator_at_the_timeout() {
+    let run = turtles(&[
+        "run",
+        "l0",
+        "--emulator",
+        "qemu",
+        "--timeout",
+        "5",
+        "--cmdline",
+        "turtles.test=hang",
+    ]);
+    run.expect(124, &["self-test: hang", "timeout after 5 s: killed qemu (pid"]);
+}
+
+#[test]
+fn runner_names_the_configs_when_one_is_unknown() {
+    turtles(&["run", "no-such-config"]).expect(2, &["no config `no-such-config`", "l0, l1, leaf"]);
+}
+
+#[test]
+fn bochs_grub_multiboot2_reports_vmx_capabilities() {
+    turtles(&["run", "l0", "--emulator", "bochs", "--timeout", "120"]).expect(
+        0,
+        &[
+            "boot: protocol=multiboot2",
+            "memory: [0x000000100000-",
+            "vendor=GenuineIntel",
+            "vmx=yes",
+            "ept=yes vpid=yes unrestricted-guest=yes vmcs-shadowing=yes preemption-timer=yes \
+             posted-interrupts=no",
+            "turtles: exit status=0",
+        ],
+    );
+}
+
+#[test]
+fn bochs_exception_and_panic_end_with_failure() {
+    turtles(&["run", "l0", "--emulator", "bochs", "--cmdline", "turtles.test=exception"])
+        .expect(1, &["boot: protocol=multiboot2", "EXCEPTION #UD (vector 6)", "exit status=1"]);
+    turtles(&["run", "l0", "--emulator", "bochs", "--cmdline", "turtles.test=panic"])
+        .expect(1, &["PANIC: panicked at", "deliberate panic", "exit status=1"]);
+}
