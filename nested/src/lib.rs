@@ -3,4 +3,8 @@
 //! Everything here builds for `x86_64-unknown-none` (inside the image) and for the host (tests).
 #![cfg_attr(not(test), no_std)]
 
+pub mod addr;
 pub mod caps;
+pub mod vmcs;
+pub mod exits;
+pub mod guest;
