@@ -387,6 +387,39 @@ impl VmxCaps {
         self.secondary().can_set(proc2::ENABLE_VM_FUNCTIONS) && self.vmfunc & 1 != 0
     }
 
+    /// The value of capability MSR `index` as RDMSR would return it, or `None` if `index` is
+    /// not an IA32_VMX_* MSR (L0 answers L1's RDMSRs from its [`l1_caps`] value this way).
+    ///
+    /// [`l1_caps`]: crate::vmx::l1_caps
+    pub const fn msr(&self, index: u32) -> Option<u64> {
+        Some(match index {
+            msr::IA32_VMX_BASIC => self.basic,
+            msr::IA32_VMX_PINBASED_CTLS => self.pinbased,
+            msr::IA32_VMX_PROCBASED_CTLS => self.procbased,
+            msr::IA32_VMX_EXIT_CTLS => self.exit,
+            msr::IA32_VMX_ENTRY_CTLS => self.entry,
+            msr::IA32_VMX_MISC => self.misc,
+            msr::IA32_VMX_CR0_FIXED0 => self.cr0_fixed0,
+            msr::IA32_VMX_CR0_FIXED1 => self.cr0_fixed1,
+            msr::IA32_VMX_CR4_FIXED0 => self.cr4_fixed0,
+            msr::IA32_VMX_CR4_FIXED1 => self.cr4_fixed1,
+            msr::IA32_VMX_VMCS_ENUM => self.vmcs_enum,
+            msr::IA32_VMX_PROCBASED_CTLS2 => self.procbased2,
+            msr::IA32_VMX_EPT_VPID_CAP => self.ept_vpid,
+            msr::IA32_VMX_TRUE_PINBASED_CTLS => self.true_pinbased,
+            msr::IA32_VMX_TRUE_PROCBASED_CTLS => self.true_procbased,
+            msr::IA32_VMX_TRUE_EXIT_CTLS => self.true_exit,
+            msr::IA32_VMX_TRUE_ENTRY_CTLS => self.true_entry,
+            msr::IA32_VMX_VMFUNC => self.vmfunc,
+            _ => return None,
+        })
+    }
+
+    /// Activity states supported besides active (MISC bits 8:6: HLT, shutdown, wait-for-SIPI).
+    pub const fn activity_states(&self) -> u8 {
+        ((self.misc >> 6) & 7) as u8
+    }
+
     /// A one-line summary of the features turtles cares about, for the platform report.
     pub fn summary(&self) -> Summary<'_> {
         Summary(self)

@@ -1,0 +1,117 @@
+//! VM exits: reasons, the [`ExitInfo`] snapshot and the routing decision (SDM Vol. 3C ch. 28).
+//!
+//! L0 snapshots the exit-information fields of vmcs02 once into an [`ExitInfo`] value and
+//! decides with two pure predicates (house style 6): [`routing::l0_wants_exit`] ("if L0 wants
+//! the exit, it trumps L1's desires") and [`routing::l1_wants_exit`] (what vmcs12's controls
+//! and bitmaps say). Everything L1 does not want, L0 handles as it would for L1 itself.
+
+pub mod reasons;
+pub mod routing;
+
+pub use reasons::{EXIT_REASON_ENTRY_FAILURE, ExitCounters, ExitReason};
+pub use routing::{ExitRoute, L0Intercepts, RoutingError, l0_wants_exit, l1_wants_exit, route};
+
+use crate::vmcs::{Vmcs, VmcsField};
+
+/// Interruption-information format shared by the VM-exit interruption-information,
+/// IDT-vectoring information and VM-entry interruption-information fields (SDM 25.8.3,
+/// 25.9.2, 25.9.3).
+pub mod intr_info {
+    /// Bits 7:0: vector.
+    pub const VECTOR_MASK: u32 = 0xff;
+    /// Bits 10:8: interruption type.
+    pub const TYPE_MASK: u32 = 7 << 8;
+    pub const TYPE_EXTERNAL_INTERRUPT: u32 = 0 << 8;
+    pub const TYPE_NMI: u32 = 2 << 8;
+    pub const TYPE_HARD_EXCEPTION: u32 = 3 << 8;
+    pub const TYPE_SOFT_INTERRUPT: u32 = 4 << 8;
+    pub const TYPE_PRIV_SOFT_EXCEPTION: u32 = 5 << 8;
+    pub const TYPE_SOFT_EXCEPTION: u32 = 6 << 8;
+    pub const TYPE_OTHER_EVENT: u32 = 7 << 8;
+    /// Bit 11: an error code is delivered/valid.
+    pub const DELIVER_ERROR_CODE: u32 = 1 << 11;
+    /// Bit 12 (exit and IDT-vectoring info): NMI unblocking due to IRET.
+    pub const NMI_UNBLOCKING: u32 = 1 << 12;
+    /// Bit 31: the field is valid.
+    pub const VALID: u32 = 1 << 31;
+
+    /// Vector of an interruption-information value.
+    pub const fn vector(info: u32) -> u8 {
+        (info & VECTOR_MASK) as u8
+    }
+
+    /// Type bits (still shifted) of an interruption-information value.
+    pub const fn kind(info: u32) -> u32 {
+        info & TYPE_MASK
+    }
+}
+
+/// Exception vectors used by routing and entry checks.
+pub mod vector {
+    pub const DE: u8 = 0;
+    pub const DB: u8 = 1;
+    pub const NMI: u8 = 2;
+    pub const BP: u8 = 3;
+    pub const OF: u8 = 4;
+    pub const UD: u8 = 6;
+    pub const DF: u8 = 8;
+    pub const TS: u8 = 10;
+    pub const NP: u8 = 11;
+    pub const SS: u8 = 12;
+    pub const GP: u8 = 13;
+    pub const PF: u8 = 14;
+    pub const AC: u8 = 17;
+    pub const MC: u8 = 18;
+    pub const CP: u8 = 21;
+}
+
+/// The exit-information fields of one VM exit, read once (SDM 25.9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Full exit-reason field (basic reason in bits 15:0, entry failure in bit 31).
+    pub reason: u32,
+    pub qualification: u64,
+    pub instruction_len: u32,
+    pub instruction_info: u32,
+    /// VM-exit interruption information.
+    pub intr_info: u32,
+    /// VM-exit interruption error code.
+    pub intr_error_code: u32,
+    pub idt_vectoring_info: u32,
+    pub idt_vectoring_error_code: u32,
+    pub guest_physical_address: u64,
+    pub guest_linear_address: u64,
+}
+
+impl ExitInfo {
+    /// Snapshots the exit-information fields of `vmcs` (10 VMREADs).
+    pub fn read(vmcs: &impl Vmcs) -> Self {
+        ExitInfo {
+            reason: vmcs.read(VmcsField::VmExitReason) as u32,
+            qualification: vmcs.read(VmcsField::ExitQualification),
+            instruction_len: vmcs.read(VmcsField::VmExitInstructionLen) as u32,
+            instruction_info: vmcs.read(VmcsField::VmxInstructionInfo) as u32,
+            intr_info: vmcs.read(VmcsField::VmExitInterruptionInfo) as u32,
+            intr_error_code: vmcs.read(VmcsField::VmExitInterruptionErrorCode) as u32,
+            idt_vectoring_info: vmcs.read(VmcsField::IdtVectoringInfo) as u32,
+            idt_vectoring_error_code: vmcs.read(VmcsField::IdtVectoringErrorCode) as u32,
+            guest_physical_address: vmcs.read(VmcsField::GuestPhysicalAddress),
+            guest_linear_address: vmcs.read(VmcsField::GuestLinearAddress),
+        }
+    }
+
+    /// Bits 15:0 of the exit reason.
+    pub const fn basic(&self) -> u16 {
+        self.reason as u16
+    }
+
+    /// The basic reason, or `None` if the number is undefined.
+    pub const fn exit_reason(&self) -> Option<ExitReason> {
+        ExitReason::from_basic(self.basic())
+    }
+
+    /// Bit 31: the exit is a VM-entry failure.
+    pub const fn is_entry_failure(&self) -> bool {
+        self.reason & EXIT_REASON_ENTRY_FAILURE != 0
+    }
+}

@@ -1,0 +1,440 @@
+//! Who handles an L2 exit: L0 or L1 (Turtles §3.3; SDM Vol. 3C 26.1-26.2 for what makes each
+//! instruction or event exit; semantics of Linux `nested_vmx_l0_wants_exit` /
+//! `nested_vmx_l1_wants_exit`).
+//!
+//! L0 asks [`l0_wants_exit`] first: what L0 handles for its own sake whatever vmcs12 says
+//! (physical interrupts and NMIs, EPT02 faults, VMFUNC emulation, PML, its preemption timer).
+//! Then [`l1_wants_exit`]: would this event have exited from L2 to L1 on a real processor
+//! running vmcs12? If neither, L0 handles the exit as if L1 had caused it (L1 gave L2 the
+//! access, so the access is L1's).
+
+use super::{ExitInfo, ExitReason, intr_info, vector};
+use crate::addr::L1Gpa;
+use crate::caps::{pin, proc1, proc2};
+use crate::guest::{GuestMemory, GuestRegs, Gpr};
+use crate::vmcs::Vmcs12;
+
+/// What L0 intercepts in vmcs02 for its own reasons, independent of vmcs12.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct L0Intercepts {
+    /// Exceptions L0 must see (e.g. #MC; #PF without EPT).
+    pub exception_bitmap: u32,
+    /// L0 runs the VMX-preemption timer in vmcs02 for its own scheduling.
+    pub preemption_timer: bool,
+}
+
+/// The routing decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitRoute {
+    /// L0 handles the exit and resumes L2 (or acts on L1's behalf).
+    L0,
+    /// Reflect the exit to L1: sync vmcs12, switch to vmcs01.
+    L1,
+}
+
+/// Routing failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoutingError {
+    /// The exit-reason field holds an undefined basic reason.
+    UnknownReason(u32),
+}
+
+/// Does L0 handle this exit regardless of vmcs12?
+pub fn l0_wants_exit(info: &ExitInfo, l0: &L0Intercepts) -> Result<bool, RoutingError> {
+    use ExitReason::*;
+    let reason = info.exit_reason().ok_or(RoutingError::UnknownReason(info.reason))?;
+    Ok(match reason {
+        ExceptionOrNmi => {
+            let kind = intr_info::kind(info.intr_info);
+            let vec = intr_info::vector(info.intr_info);
+            // A physical NMI or machine check belongs to L0, as does anything it intercepts.
+            kind == intr_info::TYPE_NMI
+                || vec == vector::MC
+                || (vec < 32 && l0.exception_bitmap & (1 << vec) != 0)
+        }
+        // Physical interrupts, L0's shadow-EPT faults (L0 walks EPT12 and reflects a
+        // synthesized EPT violation/misconfiguration itself), SMIs, machine checks during
+        // entry, PML (L0's dirty log), VMFUNC (emulated EPTP switching), bus locks and
+        // notify exits are L0's.
+        ExternalInterrupt | IoSmi | OtherSmi | EntryFailMachineCheck | EptViolation
+        | EptMisconfig | PmlFull | Vmfunc | BusLock | InstructionTimeout => true,
+        PreemptionTimer => l0.preemption_timer,
+        _ => false,
+    })
+}
+
+/// Would a processor running L2 under vmcs12 have exited to L1 for this event?
+///
+/// `regs` are L2's registers (ECX for RDMSR/WRMSR, CR-access source registers, EDX:EAX for
+/// XSAVES); `mem` is L1 memory (I/O and MSR bitmaps). An unreadable bitmap counts as "exit",
+/// the safe answer.
+pub fn l1_wants_exit(
+    info: &ExitInfo,
+    vmcs12: &Vmcs12,
+    regs: &impl GuestRegs,
+    mem: &impl GuestMemory,
+) -> Result<bool, RoutingError> {
+    use ExitReason::*;
+    let reason = info.exit_reason().ok_or(RoutingError::UnknownReason(info.reason))?;
+    let p1 = vmcs12.cpu_based_vm_exec_control;
+    let p2 = secondary_controls(vmcs12);
+    let has1 = |bit: u32| p1 & bit != 0;
+    let has2 = |bit: u32| p2 & bit != 0;
+    Ok(match reason {
+        ExceptionOrNmi => exception_wanted(info, vmcs12),
+        ExternalInterrupt => vmcs12.pin_based_vm_exec_control & pin::EXTERNAL_INTERRUPT_EXITING != 0,
+        InterruptWindow => has1(proc1::INTERRUPT_WINDOW_EXITING),
+        NmiWindow => has1(proc1::NMI_WINDOW_EXITING),
+        Hlt => has1(proc1::HLT_EXITING),
+        Invlpg => has1(proc1::INVLPG_EXITING),
+        Rdpmc => has1(proc1::RDPMC_EXITING),
+        Rdtsc | Rdtscp => has1(proc1::RDTSC_EXITING),
+        CrAccess => cr_access_wanted(info.qualification, vmcs12, regs),
+        DrAccess => has1(proc1::MOV_DR_EXITING),
+        IoInstruction => io_wanted(info.qualification, vmcs12, mem),
+        Rdmsr | Wrmsr => msr_wanted(reason == Wrmsr, regs.gpr(Gpr::Rcx) as u32, vmcs12, mem),
+        Mwait => has1(proc1::MWAIT_EXITING),
+        MonitorTrapFlag => has1(proc1::MONITOR_TRAP_FLAG),
+        Monitor => has1(proc1::MONITOR_EXITING),
+        Pause => has1(proc1::PAUSE_EXITING) || has2(proc2::PAUSE_LOOP_EXITING),
+        TprBelowThreshold => has1(proc1::USE_TPR_SHADOW),
+        GdtrIdtrAccess | LdtrTrAccess => has2(proc2::DESCRIPTOR_TABLE_EXITING),
+        Wbinvd => has2(proc2::WBINVD_EXITING),
+        Rdrand => has2(proc2::RDRAND_EXITING),
+        Rdseed => has2(proc2::RDSEED_EXITING),
+        Invpcid => has1(proc1::INVLPG_EXITING) && has2(proc2::ENABLE_INVPCID),
+        Xsaves | Xrstors => {
+            let mask = (regs.gpr(Gpr::Rdx) << 32) | (regs.gpr(Gpr::Rax) & 0xffff_ffff);
+            has2(proc2::ENABLE_XSAVES) && vmcs12.xss_exit_bitmap & mask != 0
+        }
+        Encls => {
+            let leaf = regs.gpr(Gpr::Rax).min(63);
+            has2(proc2::ENCLS_EXITING) && vmcs12.encls_exiting_bitmap & (1 << leaf) != 0
+        }
+        PreemptionTimer => vmcs12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0,
+        // Exits L0 always takes (l0_wants_exit) reach here only if the caller skipped it;
+        // never reflect them blindly.
+        IoSmi | OtherSmi | EntryFailMachineCheck | EptViolation | EptMisconfig | PmlFull
+        | Vmfunc | BusLock | InstructionTimeout => false,
+        // Unconditional exits (SDM 26.1.2) and exits whose only cause is a vmcs12 feature
+        // (APIC virtualization, entry failures, task switches, VMX instructions in L2, …).
+        TripleFault | InitSignal | StartupIpi | TaskSwitch | Cpuid | Getsec | Invd | Rsm
+        | Vmcall | Vmclear | Vmlaunch | Vmptrld | Vmptrst | Vmread | Vmresume | Vmwrite
+        | Vmxoff | Vmxon | EntryFailGuestState | EntryFailMsrLoading | ApicAccess
+        | VirtualizedEoi | Invept | Invvpid | Xsetbv | ApicWrite | Pconfig | SppEvent
+        | Umwait | Tpause | Loadiwkey | Enclv | EnqcmdPasidFail | EnqcmdsPasidFail | Seamcall
+        | Tdcall | Rdmsrlist | Wrmsrlist => true,
+    })
+}
+
+/// Decide: L0 first, then L1, else L0.
+pub fn route(
+    info: &ExitInfo,
+    l0: &L0Intercepts,
+    vmcs12: &Vmcs12,
+    regs: &impl GuestRegs,
+    mem: &impl GuestMemory,
+) -> Result<ExitRoute, RoutingError> {
+    if l0_wants_exit(info, l0)? {
+        Ok(ExitRoute::L0)
+    } else if l1_wants_exit(info, vmcs12, regs, mem)? {
+        Ok(ExitRoute::L1)
+    } else {
+        Ok(ExitRoute::L0)
+    }
+}
+
+/// Secondary controls in effect (zero unless "activate secondary controls", SDM 25.6.2).
+pub fn secondary_controls(vmcs12: &Vmcs12) -> u32 {
+    if vmcs12.cpu_based_vm_exec_control & proc1::ACTIVATE_SECONDARY_CONTROLS != 0 {
+        vmcs12.secondary_vm_exec_control
+    } else {
+        0
+    }
+}
+
+/// Exception bitmap with the #PF error-code mask/match rule (SDM 25.6.3).
+fn exception_wanted(info: &ExitInfo, vmcs12: &Vmcs12) -> bool {
+    let kind = intr_info::kind(info.intr_info);
+    let vec = intr_info::vector(info.intr_info);
+    if kind == intr_info::TYPE_NMI {
+        return vmcs12.pin_based_vm_exec_control & pin::NMI_EXITING != 0;
+    }
+    if vec >= 32 {
+        return false;
+    }
+    let bit = vmcs12.exception_bitmap & (1 << vec) != 0;
+    if vec == vector::PF {
+        let matches = info.intr_error_code & vmcs12.page_fault_error_code_mask
+            == vmcs12.page_fault_error_code_match;
+        return if matches { bit } else { !bit };
+    }
+    bit
+}
+
+/// Control-register accesses (SDM 26.1.3, exit qualification Table 28-3).
+fn cr_access_wanted(qual: u64, vmcs12: &Vmcs12, regs: &impl GuestRegs) -> bool {
+    const CR0_PE: u64 = 1;
+    const CR0_TS: u64 = 1 << 3;
+    let cr = qual & 0xf;
+    let access = (qual >> 4) & 3;
+    let value = regs.gpr(Gpr::from_index((qual >> 8) as u32 & 0xf));
+    let p1 = vmcs12.cpu_based_vm_exec_control;
+    match (access, cr) {
+        // MOV to CR0 / CR4: exit iff a host-owned bit would differ from its read shadow.
+        (0, 0) => vmcs12.cr0_guest_host_mask & (value ^ vmcs12.cr0_read_shadow) != 0,
+        (0, 4) => vmcs12.cr4_guest_host_mask & (value ^ vmcs12.cr4_read_shadow) != 0,
+        (0, 3) => {
+            if p1 & proc1::CR3_LOAD_EXITING == 0 {
+                return false;
+            }
+            let targets = [
+                vmcs12.cr3_target_value0,
+                vmcs12.cr3_target_value1,
+                vmcs12.cr3_target_value2,
+                vmcs12.cr3_target_value3,
+            ];
+            let n = (vmcs12.cr3_target_count as usize).min(targets.len());
+            !targets[..n].contains(&value)
+        }
+        (0, 8) => p1 & proc1::CR8_LOAD_EXITING != 0,
+        (1, 3) => p1 & proc1::CR3_STORE_EXITING != 0,
+        (1, 8) => p1 & proc1::CR8_STORE_EXITING != 0,
+        // CLTS: exit iff CR0.TS is host-owned and its shadow is 1.
+        (2, _) => {
+            vmcs12.cr0_guest_host_mask & CR0_TS != 0 && vmcs12.cr0_read_shadow & CR0_TS != 0
+        }
+        // LMSW (source data in bits 31:16): touches CR0[3:0] but cannot clear PE.
+        (3, _) => {
+            let src = (qual >> 16) & 0xffff;
+            let mask = vmcs12.cr0_guest_host_mask;
+            let shadow = vmcs12.cr0_read_shadow;
+            mask & 0xe & (src ^ shadow) != 0
+                || (mask & CR0_PE != 0 && shadow & CR0_PE == 0 && src & CR0_PE != 0)
+        }
+        _ => false,
+    }
+}
+
+/// I/O instructions (SDM 26.1.3, 25.6.4; qualification Table 28-5).
+fn io_wanted(qual: u64, vmcs12: &Vmcs12, mem: &impl GuestMemory) -> bool {
+    let p1 = vmcs12.cpu_based_vm_exec_control;
+    if p1 & proc1::USE_IO_BITMAPS == 0 {
+        return p1 & proc1::UNCONDITIONAL_IO_EXITING != 0;
+    }
+    let size = (qual & 7) + 1;
+    let port = (qual >> 16) & 0xffff;
+    (port..port + size).any(|p| {
+        // An access that wraps past 0xffff always exits.
+        p > 0xffff || io_bitmap_bit(p as u16, vmcs12, mem).unwrap_or(true)
+    })
+}
+
+fn io_bitmap_bit(port: u16, vmcs12: &Vmcs12, mem: &impl GuestMemory) -> Option<bool> {
+    let base = if port < 0x8000 { vmcs12.io_bitmap_a } else { vmcs12.io_bitmap_b };
+    let byte = mem.read_u8(L1Gpa(base.checked_add(u64::from(port & 0x7fff) / 8)?)).ok()?;
+    Some(byte & (1 << (port % 8)) != 0)
+}
+
+/// RDMSR/WRMSR (SDM 25.6.9: read bitmap low 0x000, high 0x400, write low 0x800, high 0xc00).
+fn msr_wanted(write: bool, msr: u32, vmcs12: &Vmcs12, mem: &impl GuestMemory) -> bool {
+    if vmcs12.cpu_based_vm_exec_control & proc1::USE_MSR_BITMAPS == 0 {
+        return true;
+    }
+    let Some(bit) = msr_bitmap_bit(msr, write) else { return true };
+    let Some(addr) = vmcs12.msr_bitmap.checked_add(bit / 8) else { return true };
+    mem.read_u8(L1Gpa(addr)).map_or(true, |b| b & (1 << (bit % 8)) != 0)
+}
+
+/// Bit number of `msr` in a 4-KiB MSR bitmap, or `None` for MSRs outside both ranges
+/// (which always exit).
+pub const fn msr_bitmap_bit(msr: u32, write: bool) -> Option<u64> {
+    let base = if write { 0x800 * 8 } else { 0 };
+    match msr {
+        0..=0x1fff => Some(base + msr as u64),
+        0xc000_0000..=0xc000_1fff => Some(base + 0x400 * 8 + (msr - 0xc000_0000) as u64),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::{Regs, VecMemory};
+
+    fn info(reason: u16) -> ExitInfo {
+        ExitInfo { reason: reason.into(), ..Default::default() }
+    }
+
+    fn vmcs12() -> Vmcs12 {
+        Vmcs12::default()
+    }
+
+    fn l1(i: &ExitInfo, v: &Vmcs12, regs: &Regs, mem: &VecMemory) -> bool {
+        l1_wants_exit(i, v, regs, mem).unwrap()
+    }
+
+    #[test]
+    fn unknown_reason_is_an_error() {
+        let m = VecMemory::new(0);
+        let r = Regs::default();
+        assert_eq!(l0_wants_exit(&info(35), &L0Intercepts::default()), Err(RoutingError::UnknownReason(35)));
+        assert!(l1_wants_exit(&info(200), &vmcs12(), &r, &m).is_err());
+    }
+
+    #[test]
+    fn l0_takes_interrupts_nmis_and_ept() {
+        let l0 = L0Intercepts::default();
+        for r in [1u16, 48, 49, 59, 62] {
+            assert!(l0_wants_exit(&info(r), &l0).unwrap(), "reason {r}");
+        }
+        for r in [10u16, 12, 18, 28, 30, 31] {
+            assert!(!l0_wants_exit(&info(r), &l0).unwrap(), "reason {r}");
+        }
+        let mut nmi = info(0);
+        nmi.intr_info = intr_info::VALID | intr_info::TYPE_NMI | 2;
+        assert!(l0_wants_exit(&nmi, &l0).unwrap());
+        let mut ud = info(0);
+        ud.intr_info = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 6;
+        assert!(!l0_wants_exit(&ud, &l0).unwrap());
+        assert!(l0_wants_exit(&ud, &L0Intercepts { exception_bitmap: 1 << 6, ..l0 }).unwrap());
+        assert!(!l0_wants_exit(&info(52), &l0).unwrap());
+        assert!(l0_wants_exit(&info(52), &L0Intercepts { preemption_timer: true, ..l0 }).unwrap());
+    }
+
+    #[test]
+    fn unconditional_and_control_driven() {
+        let m = VecMemory::new(0);
+        let r = Regs::default();
+        let mut v = vmcs12();
+        assert!(l1(&info(10), &v, &r, &m), "CPUID always exits");
+        assert!(l1(&info(24), &v, &r, &m), "VMRESUME in L2 exits to L1");
+        assert!(!l1(&info(12), &v, &r, &m));
+        v.cpu_based_vm_exec_control = proc1::HLT_EXITING;
+        assert!(l1(&info(12), &v, &r, &m));
+        // Secondary controls only count when activated.
+        v.secondary_vm_exec_control = proc2::WBINVD_EXITING;
+        assert!(!l1(&info(54), &v, &r, &m));
+        v.cpu_based_vm_exec_control |= proc1::ACTIVATE_SECONDARY_CONTROLS;
+        assert!(l1(&info(54), &v, &r, &m));
+        assert!(!l1(&info(40), &v, &r, &m));
+        v.secondary_vm_exec_control |= proc2::PAUSE_LOOP_EXITING;
+        assert!(l1(&info(40), &v, &r, &m));
+        assert!(!l1(&info(58), &v, &r, &m), "INVPCID needs INVLPG exiting too");
+        v.secondary_vm_exec_control |= proc2::ENABLE_INVPCID;
+        v.cpu_based_vm_exec_control |= proc1::INVLPG_EXITING;
+        assert!(l1(&info(58), &v, &r, &m));
+    }
+
+    #[test]
+    fn exceptions_and_page_fault_mask_match() {
+        let m = VecMemory::new(0);
+        let r = Regs::default();
+        let mut v = vmcs12();
+        let mut pf = info(0);
+        pf.intr_info = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 14 | (1 << 11);
+        pf.intr_error_code = 0b10;
+        assert!(!l1(&pf, &v, &r, &m), "bit clear, mask 0 == match 0: no exit");
+        v.exception_bitmap = 1 << 14;
+        assert!(l1(&pf, &v, &r, &m));
+        v.page_fault_error_code_mask = 0b10;
+        v.page_fault_error_code_match = 0;
+        assert!(!l1(&pf, &v, &r, &m), "mismatch inverts bit 14");
+        v.exception_bitmap = 0;
+        assert!(l1(&pf, &v, &r, &m));
+        let mut nmi = info(0);
+        nmi.intr_info = intr_info::VALID | intr_info::TYPE_NMI | 2;
+        assert!(!l1(&nmi, &v, &r, &m));
+        v.pin_based_vm_exec_control = pin::NMI_EXITING;
+        assert!(l1(&nmi, &v, &r, &m));
+    }
+
+    #[test]
+    fn cr_accesses() {
+        let m = VecMemory::new(0);
+        let mut r = Regs::default();
+        let mut v = vmcs12();
+        // MOV to CR0 from RBX (reg 3).
+        let mov_cr0 = ExitInfo { qualification: 3 << 8, ..info(28) };
+        v.cr0_guest_host_mask = 1 << 31;
+        v.cr0_read_shadow = 1 << 31;
+        r.0[3] = 1 << 31 | 1;
+        assert!(!l1(&mov_cr0, &v, &r, &m), "owned bit equals shadow");
+        r.0[3] = 1;
+        assert!(l1(&mov_cr0, &v, &r, &m));
+        // MOV to CR3 with target list.
+        let mov_cr3 = ExitInfo { qualification: 3 | 3 << 8, ..info(28) };
+        r.0[3] = 0x5000;
+        assert!(!l1(&mov_cr3, &v, &r, &m));
+        v.cpu_based_vm_exec_control = proc1::CR3_LOAD_EXITING;
+        assert!(l1(&mov_cr3, &v, &r, &m));
+        v.cr3_target_count = 2;
+        v.cr3_target_value1 = 0x5000;
+        assert!(!l1(&mov_cr3, &v, &r, &m), "CR3-target hit");
+        v.cr3_target_count = 1;
+        assert!(l1(&mov_cr3, &v, &r, &m));
+        v.cr3_target_count = 99;
+        assert!(!l1(&mov_cr3, &v, &r, &m), "count clamps to 4 without panicking");
+        // MOV from CR8, CLTS, LMSW.
+        let from_cr8 = ExitInfo { qualification: 8 | 1 << 4, ..info(28) };
+        assert!(!l1(&from_cr8, &v, &r, &m));
+        v.cpu_based_vm_exec_control |= proc1::CR8_STORE_EXITING;
+        assert!(l1(&from_cr8, &v, &r, &m));
+        let clts = ExitInfo { qualification: 2 << 4, ..info(28) };
+        assert!(!l1(&clts, &v, &r, &m));
+        v.cr0_guest_host_mask |= 8;
+        v.cr0_read_shadow |= 8;
+        assert!(l1(&clts, &v, &r, &m));
+        let lmsw = |src: u64| ExitInfo { qualification: 3 << 4 | src << 16, ..info(28) };
+        v.cr0_guest_host_mask = 1;
+        v.cr0_read_shadow = 1;
+        assert!(!l1(&lmsw(0), &v, &r, &m), "LMSW cannot clear PE");
+        v.cr0_read_shadow = 0;
+        assert!(l1(&lmsw(1), &v, &r, &m), "LMSW setting owned PE");
+    }
+
+    #[test]
+    fn io_bitmaps() {
+        let mut m = VecMemory::new(0x4000);
+        let r = Regs::default();
+        let mut v = vmcs12();
+        let out = |port: u64, size: u64| ExitInfo { qualification: port << 16 | (size - 1), ..info(30) };
+        assert!(!l1(&out(0x3f8, 1), &v, &r, &m));
+        v.cpu_based_vm_exec_control = proc1::UNCONDITIONAL_IO_EXITING;
+        assert!(l1(&out(0x3f8, 1), &v, &r, &m));
+        v.cpu_based_vm_exec_control = proc1::USE_IO_BITMAPS;
+        v.io_bitmap_a = 0x1000;
+        v.io_bitmap_b = 0x2000;
+        assert!(!l1(&out(0x3f8, 1), &v, &r, &m));
+        m.bytes[0x1000 + 0x3f9 / 8] |= 1 << (0x3f9 % 8);
+        assert!(!l1(&out(0x3f8, 1), &v, &r, &m));
+        assert!(l1(&out(0x3f8, 2), &v, &r, &m), "second byte of a word access");
+        m.bytes[0x2000 + 0x7fff / 8] |= 0x80;
+        assert!(l1(&out(0xffff, 1), &v, &r, &m));
+        assert!(l1(&out(0xfffe, 4), &v, &r, &m), "wrap-around exits");
+        v.io_bitmap_b = 0x10_0000;
+        assert!(l1(&out(0x8000, 1), &v, &r, &m), "unreadable bitmap exits");
+    }
+
+    #[test]
+    fn msr_bitmaps() {
+        let mut m = VecMemory::new(0x2000);
+        let mut r = Regs::default();
+        let mut v = vmcs12();
+        assert!(l1(&info(31), &v, &r, &m), "no bitmaps: every RDMSR exits");
+        v.cpu_based_vm_exec_control = proc1::USE_MSR_BITMAPS;
+        v.msr_bitmap = 0x1000;
+        r.0[1] = 0xc000_0080; // EFER
+        assert!(!l1(&info(31), &v, &r, &m));
+        m.bytes[0x1000 + 0xc00 + 0x80 / 8] |= 1; // write-high bit for 0xc0000080
+        assert!(!l1(&info(31), &v, &r, &m));
+        assert!(l1(&info(32), &v, &r, &m));
+        r.0[1] = 0x4000_0000;
+        assert!(l1(&info(31), &v, &r, &m), "outside both ranges");
+        r.0[1] = 0x10;
+        m.bytes[0x1000 + 2] = 1; // read-low bit for 0x10
+        assert!(l1(&info(31), &v, &r, &m));
+        assert!(!l1(&info(32), &v, &r, &m));
+        assert_eq!(msr_bitmap_bit(0x1fff, true), Some(0x800 * 8 + 0x1fff));
+    }
+}

@@ -1,0 +1,121 @@
+//! Dirty tracking over vmcs12 fields (the Turtles paper's "copy only what changed" merge).
+//!
+//! The emulated VMWRITE (and the shadow-VMCS copy-back) set a field's bit; prepare_vmcs02
+//! copies only set fields into vmcs02 and then clears the set. A fresh VMPTRLD marks all.
+
+use super::VmcsField;
+
+const WORDS: usize = VmcsField::COUNT.div_ceil(64);
+
+/// A set of VMCS fields as a bitmap over [`VmcsField::index`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirtySet([u64; WORDS]);
+
+impl DirtySet {
+    /// No field.
+    pub const fn empty() -> Self {
+        DirtySet([0; WORDS])
+    }
+
+    /// Every field.
+    pub const fn all() -> Self {
+        let mut s = DirtySet([u64::MAX; WORDS]);
+        let extra = WORDS * 64 - VmcsField::COUNT;
+        s.0[WORDS - 1] = u64::MAX >> extra;
+        s
+    }
+
+    /// The set of `fields`.
+    pub const fn of(fields: &[VmcsField]) -> Self {
+        let mut s = Self::empty();
+        let mut i = 0;
+        while i < fields.len() {
+            s = s.with(fields[i]);
+            i += 1;
+        }
+        s
+    }
+
+    /// `self` plus `f`.
+    pub const fn with(mut self, f: VmcsField) -> Self {
+        self.0[f.index() / 64] |= 1 << (f.index() % 64);
+        self
+    }
+
+    /// Adds `f`.
+    pub fn insert(&mut self, f: VmcsField) {
+        self.0[f.index() / 64] |= 1 << (f.index() % 64);
+    }
+
+    /// True if `f` is in the set.
+    pub const fn contains(&self, f: VmcsField) -> bool {
+        self.0[f.index() / 64] & (1 << (f.index() % 64)) != 0
+    }
+
+    /// True if no field is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+
+    /// True if the sets share a field.
+    pub fn intersects(&self, other: &DirtySet) -> bool {
+        self.0.iter().zip(other.0.iter()).any(|(a, b)| a & b != 0)
+    }
+
+    /// Union.
+    pub fn union(&self, other: &DirtySet) -> DirtySet {
+        let mut s = *self;
+        for (a, b) in s.0.iter_mut().zip(other.0.iter()) {
+            *a |= b;
+        }
+        s
+    }
+
+    /// Removes every field.
+    pub fn clear(&mut self) {
+        self.0 = [0; WORDS];
+    }
+
+    /// Number of fields in the set.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The fields in the set, in table order (no allocation).
+    pub fn iter(&self) -> impl Iterator<Item = VmcsField> + '_ {
+        self.0.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            core::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let bit = w.trailing_zeros() as usize;
+                w &= w - 1;
+                Some(wi * 64 + bit)
+            })
+        })
+        .filter_map(|i| VmcsField::ALL.get(i).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_operations() {
+        let mut s = DirtySet::empty();
+        assert!(s.is_empty());
+        s.insert(VmcsField::GuestRip);
+        s.insert(VmcsField::HostIa32SysenterCs);
+        assert!(s.contains(VmcsField::GuestRip));
+        assert!(!s.contains(VmcsField::GuestRsp));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [VmcsField::HostIa32SysenterCs, VmcsField::GuestRip]);
+        assert_eq!(DirtySet::all().len(), VmcsField::COUNT);
+        assert_eq!(DirtySet::all().iter().count(), VmcsField::COUNT);
+        assert!(s.intersects(&DirtySet::of(&[VmcsField::GuestRip])));
+        assert!(!s.intersects(&DirtySet::of(&[VmcsField::GuestRsp])));
+        s.clear();
+        assert!(s.is_empty());
+    }
+}

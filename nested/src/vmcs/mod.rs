@@ -1,0 +1,68 @@
+//! VMCS access: the field table, vmcs12 and the [`Vmcs`] trait (SDM Vol. 3C ch. 25).
+//!
+//! vmcs02 merge and vmcs12 sync are generic over [`Vmcs`], so the same code runs against the
+//! hardware VMCS in the image (a VMREAD/VMWRITE wrapper, `HwVmcs` in `image/`), the in-memory
+//! [`Vmcs12`] and the recording [`FakeVmcs`] used by tests.
+
+#[macro_use]
+mod table;
+mod dirty;
+mod fake;
+mod fields;
+mod vmcs12;
+
+pub use dirty::DirtySet;
+pub use fake::{FakeVmcs, Op};
+pub use fields::{Access, FieldType, Shadow, VmcsField, Width};
+pub use vmcs12::{LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, VMCS12_SIZE, Vmcs12};
+
+/// Why a raw-encoding access failed (maps to VM-instruction errors 12 and 13, SDM 31.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmcsError {
+    /// VMREAD/VMWRITE from/to unsupported VMCS component.
+    Unsupported,
+    /// VMWRITE to read-only VMCS component.
+    ReadOnly,
+}
+
+/// Access to one VMCS by field.
+///
+/// `read`/`write` are infallible: every [`VmcsField`] exists by construction, and values are
+/// zero-extended on read and truncated to the field's width on write. An implementation over
+/// hardware (VMREAD/VMWRITE on the current VMCS) treats a failing instruction as an L0 bug —
+/// it logs and returns 0 — because the field set is fixed and the VMCS is current whenever
+/// this trait is used. Raw encodings from a guest go through [`Vmcs::read_raw`] /
+/// [`Vmcs::write_raw`], which decode HIGH accesses and return [`VmcsError`].
+pub trait Vmcs {
+    /// Reads `field`.
+    fn read(&self, field: VmcsField) -> u64;
+    /// Writes `field` (truncated to its width).
+    fn write(&mut self, field: VmcsField, value: u64);
+
+    /// VMREAD semantics for a raw encoding: HIGH encodings (`full | 1` of a 64-bit field)
+    /// return bits 63:32.
+    fn read_raw(&self, encoding: u64) -> Result<u64, VmcsError> {
+        match VmcsField::from_encoding(encoding) {
+            Some((f, Access::Full)) => Ok(self.read(f)),
+            Some((f, Access::High)) => Ok(self.read(f) >> 32),
+            None => Err(VmcsError::Unsupported),
+        }
+    }
+
+    /// VMWRITE semantics for a raw encoding, without the read-only check (callers decide
+    /// with IA32_VMX_MISC bit 29): HIGH encodings replace bits 63:32 only.
+    fn write_raw(&mut self, encoding: u64, value: u64) -> Result<(), VmcsError> {
+        match VmcsField::from_encoding(encoding) {
+            Some((f, Access::Full)) => {
+                self.write(f, value);
+                Ok(())
+            }
+            Some((f, Access::High)) => {
+                let low = self.read(f) & 0xffff_ffff;
+                self.write(f, (value << 32) | low);
+                Ok(())
+            }
+            None => Err(VmcsError::Unsupported),
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! The VMX instructions L1 executes, emulated by L0 (SDM Vol. 2 "VMX Instruction Reference";
+//! Vol. 3C 31.2-31.4 for the conventions and error numbers, 26.1 for VMLAUNCH/VMRESUME).
+//!
+//! [`NestedVmx`] is L1's VMX state as L0 keeps it: VMX operation on/off, the VMXON pointer,
+//! the current-VMCS pointer and a cached copy of the current vmcs12 with its dirty set.
+//! Each instruction follows its SDM pseudocode in order — #UD, #GP(0), VMfailInvalid,
+//! VMfailValid(n) — and returns a [`VmxResult`]; the image applies it (RFLAGS via
+//! [`VmxResult::apply_rflags`], RIP, exception injection, or entering L2).
+
+use core::mem::size_of;
+
+use super::checks::{self, EntryFailure};
+use super::operand::{self, InstrInfo, MemOperand, Operand, Segment};
+use super::{Exception, VmInstructionError, VmxResult, rflags};
+use crate::addr::{L1Gpa, fits_phys_width, is_canonical};
+use crate::caps::{VmxCaps, ept_vpid, proc2};
+use crate::ept::eptp_valid;
+use crate::exits::{ExitInfo, ExitReason, routing::secondary_controls};
+use crate::guest::{GuestMemory, GuestRegs, Gpr};
+use crate::vmcs::{DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError};
+
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const CR0_PE: u64 = 1;
+const CR4_VMXE: u64 = 1 << 13;
+/// IA32_FEATURE_CONTROL: lock (bit 0) and "enable VMX outside SMX" (bit 2).
+const FEATURE_CONTROL_LOCKED_VMX: u64 = 1 | 1 << 2;
+
+/// L1's processor state that the VMX instruction preconditions look at (from vmcs01's guest
+/// state and L0's emulated MSRs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L1Cpu {
+    pub cpl: u8,
+    pub cr0: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub rflags: u64,
+    /// CS.L (64-bit code segment).
+    pub cs_l: bool,
+    /// Blocking by MOV SS in L1's interruptibility state.
+    pub mov_ss_blocking: bool,
+    /// IA32_FEATURE_CONTROL as L0 emulates it for L1.
+    pub feature_control: u64,
+}
+
+impl L1Cpu {
+    /// A 64-bit ring-0 L1 with VMX enabled (a convenient starting point).
+    pub const fn long_mode_ring0() -> Self {
+        L1Cpu {
+            cpl: 0,
+            cr0: 0x8000_0031,
+            cr4: 0x2020,
+            efer: EFER_LME | EFER_LMA,
+            rflags: 2,
+            cs_l: true,
+            mov_ss_blocking: false,
+            feature_control: FEATURE_CONTROL_LOCKED_VMX,
+        }
+    }
+
+    /// IA-32e mode (EFER.LMA).
+    pub const fn is_ia32e(&self) -> bool {
+        self.efer & EFER_LMA != 0
+    }
+
+    /// 64-bit mode: IA-32e mode with CS.L = 1.
+    pub const fn is_64bit_mode(&self) -> bool {
+        self.is_ia32e() && self.cs_l
+    }
+
+    /// The "(RFLAGS.VM = 1) or (IA32_EFER.LMA = 1 and CS.L = 0)" #UD condition shared by
+    /// every VMX instruction.
+    const fn bad_mode(&self) -> bool {
+        self.rflags & rflags::VM != 0 || (self.is_ia32e() && !self.cs_l)
+    }
+}
+
+/// What an emulated VMX instruction needs from L1 besides [`L1Cpu`]: registers, physical
+/// memory (VMCS regions, bitmaps, MSR lists), memory operands by linear address, and L0's
+/// MSR policy for VM-entry MSR-load lists.
+pub trait L1Access: GuestRegs + GuestMemory {
+    /// Base of a segment register of L1.
+    fn segment_base(&self, seg: Segment) -> u64;
+    /// Reads a memory operand (the image checks segment limits and walks L1's page tables;
+    /// a failure is the exception to inject, e.g. #PF with CR2 already set by the image).
+    fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception>;
+    /// Writes a memory operand.
+    fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception>;
+    /// Would WRMSR(`index`, `value`) succeed for L2 (VM-entry MSR-load check, SDM 26.4)?
+    fn msr_load_allowed(&self, index: u32, value: u64) -> bool {
+        let _ = (index, value);
+        true
+    }
+}
+
+/// TLB/EPT invalidation an INVEPT/INVVPID asks L0 to perform (on EPT02 and vpid02).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Drop the EPT02 shadowing EPT12 rooted at `eptp`.
+    EptSingle { eptp: u64 },
+    /// Drop every EPT02.
+    EptAll,
+    /// INVVPID type 0.
+    VpidAddress { vpid12: u16, address: u64 },
+    /// INVVPID type 1.
+    VpidSingle { vpid12: u16 },
+    /// INVVPID type 2.
+    VpidAll,
+    /// INVVPID type 3.
+    VpidSingleRetainingGlobals { vpid12: u16 },
+}
+
+/// Outcome of VMFUNC executed by L2 (SDM 25.5.6, VMFUNC reference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmfuncOutcome {
+    /// EPTP switching succeeded: vmcs12's EPT pointer is now `eptp`; L0 switches vmcs02 to
+    /// the EPT02 for it and advances L2's RIP.
+    Switched { eptp: u64 },
+    /// The function or index is invalid: reflect the VMFUNC exit (reason 59) to L1.
+    Reflect,
+}
+
+/// L1's VMX state as L0 emulates it.
+#[derive(Clone, Debug)]
+pub struct NestedVmx {
+    /// The capability MSRs L1 sees ([`super::l1_caps`]).
+    pub caps: VmxCaps,
+    /// L1's physical-address width (CPUID.80000008H:EAX[7:0] as L0 reports it).
+    pub maxphyaddr: u8,
+    /// In VMX operation (after VMXON, before VMXOFF).
+    pub vmxon: bool,
+    pub vmxon_ptr: L1Gpa,
+    /// The current-VMCS pointer (`None` is FFFFFFFF_FFFFFFFFH).
+    pub current: Option<L1Gpa>,
+    /// Cached copy of the current vmcs12 (authoritative while `current` is `Some`).
+    pub vmcs12: Vmcs12,
+    /// Fields of `vmcs12` changed since the last merge into vmcs02.
+    pub dirty: DirtySet,
+}
+
+const VMCS12_BYTES: usize = size_of::<Vmcs12>();
+
+impl NestedVmx {
+    /// L1 not yet in VMX operation.
+    pub fn new(caps: VmxCaps, maxphyaddr: u8) -> Self {
+        NestedVmx {
+            caps,
+            maxphyaddr,
+            vmxon: false,
+            vmxon_ptr: L1Gpa(0),
+            current: None,
+            vmcs12: Vmcs12::zeroed(VMCS12_REVISION),
+            dirty: DirtySet::all(),
+        }
+    }
+
+    /// Dispatches an L1 exit for a VMX instruction. Returns `None` for reasons that are not
+    /// VMX instructions, and for VMCALL outside VMX operation (L0's own hypercall).
+    pub fn emulate(
+        &mut self,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &mut impl L1Access,
+    ) -> Option<(VmxResult, Option<Flush>)> {
+        use ExitReason::*;
+        let r = match exit.exit_reason()? {
+            Vmxon => self.vmxon(exit, cpu, l1),
+            Vmxoff => self.vmxoff(cpu, l1),
+            Vmclear => self.vmclear(exit, cpu, l1),
+            Vmptrld => self.vmptrld(exit, cpu, l1),
+            Vmptrst => self.vmptrst(exit, cpu, l1),
+            Vmread => self.vmread(exit, cpu, l1),
+            Vmwrite => self.vmwrite(exit, cpu, l1),
+            Vmlaunch => self.vmlaunch(true, cpu, l1),
+            Vmresume => self.vmlaunch(false, cpu, l1),
+            Invept => return Some(self.invept(exit, cpu, l1)),
+            Invvpid => return Some(self.invvpid(exit, cpu, l1)),
+            Vmcall => self.vmcall(cpu)?,
+            _ => return None,
+        };
+        Some((r, None))
+    }
+
+    /// VMfail (SDM 31.2): VMfailValid with the error stored in the current VMCS, or
+    /// VMfailInvalid without one.
+    fn fail(&mut self, e: VmInstructionError) -> VmxResult {
+        if self.current.is_some() {
+            self.vmcs12.vm_instruction_error = e.number();
+            VmxResult::FailValid(e)
+        } else {
+            VmxResult::FailInvalid
+        }
+    }
+
+    /// #UD / #GP(0) preconditions common to the instructions valid in VMX root operation.
+    fn root_checks(&self, cpu: &L1Cpu) -> Result<(), Exception> {
+        if !self.vmxon || cpu.bad_mode() {
+            Err(Exception::UD)
+        } else if cpu.cpl > 0 {
+            Err(Exception::GP0)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn mem_operand(
+        &self,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &impl L1Access,
+    ) -> Result<MemOperand, Exception> {
+        let info = InstrInfo(exit.instruction_info);
+        match operand::decode(info, exit.qualification, false, cpu, l1, |s| l1.segment_base(s))? {
+            Operand::Memory(m) => Ok(m),
+            Operand::Register(_) => Err(Exception::UD),
+        }
+    }
+
+    fn read_u64_operand(
+        &self,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &mut impl L1Access,
+    ) -> Result<u64, Exception> {
+        let m = self.mem_operand(exit, cpu, l1)?;
+        let mut b = [0u8; 8];
+        l1.read_operand(&m, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn valid_region(&self, addr: u64) -> bool {
+        addr & 0xfff == 0 && fits_phys_width(addr, self.maxphyaddr)
+    }
+
+    /// Writes the cached vmcs12 back to L1 memory and forgets it (Linux
+    /// `nested_release_vmcs12`). A write L1's memory cannot take is dropped: the region is
+    /// outside L1's RAM, and no later VMPTRLD can load it either.
+    pub fn release_current(&mut self, mem: &mut impl GuestMemory) {
+        if let Some(ptr) = self.current.take() {
+            let mut buf = [0u8; VMCS12_BYTES];
+            self.vmcs12.to_bytes(&mut buf);
+            let _ = mem.write(ptr, &buf);
+        }
+    }
+
+    /// VMXON (SDM Vol. 2, VMXON).
+    pub fn vmxon(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if cpu.cr4 & CR4_VMXE == 0 || cpu.bad_mode() {
+            return VmxResult::Fault(Exception::UD);
+        }
+        if self.vmxon {
+            if cpu.cpl > 0 {
+                return VmxResult::Fault(Exception::GP0);
+            }
+            return self.fail(VmInstructionError::VmxonInVmxRoot);
+        }
+        if cpu.cpl > 0
+            || !self.caps.cr0_fixed().verify(cpu.cr0)
+            || !self.caps.cr4_fixed().verify(cpu.cr4)
+            || cpu.feature_control & FEATURE_CONTROL_LOCKED_VMX != FEATURE_CONTROL_LOCKED_VMX
+        {
+            return VmxResult::Fault(Exception::GP0);
+        }
+        let addr = match self.read_u64_operand(exit, cpu, l1) {
+            Ok(a) => a,
+            Err(e) => return VmxResult::Fault(e),
+        };
+        if !self.valid_region(addr) {
+            return VmxResult::FailInvalid;
+        }
+        match l1.read_u32(L1Gpa(addr)) {
+            Ok(rev) if rev == self.caps.revision_id() => {}
+            _ => return VmxResult::FailInvalid,
+        }
+        self.vmxon = true;
+        self.vmxon_ptr = L1Gpa(addr);
+        self.current = None;
+        VmxResult::Succeed
+    }
+
+    /// VMXOFF (SDM Vol. 2, VMXOFF). The cached vmcs12 is written back first.
+    pub fn vmxoff(&mut self, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if let Err(e) = self.root_checks(cpu) {
+            return VmxResult::Fault(e);
+        }
+        self.release_current(l1);
+        self.vmxon = false;
+        VmxResult::Succeed
+    }
+
+    /// VMCLEAR (SDM Vol. 2, VMCLEAR): errors 2 and 3; writes back the current vmcs12.
+    pub fn vmclear(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if let Err(e) = self.root_checks(cpu) {
+            return VmxResult::Fault(e);
+        }
+        let addr = match self.read_u64_operand(exit, cpu, l1) {
+            Ok(a) => a,
+            Err(e) => return VmxResult::Fault(e),
+        };
+        if !self.valid_region(addr) {
+            return self.fail(VmInstructionError::VmclearInvalidAddress);
+        }
+        if L1Gpa(addr) == self.vmxon_ptr {
+            return self.fail(VmInstructionError::VmclearVmxonPointer);
+        }
+        if self.current == Some(L1Gpa(addr)) {
+            self.vmcs12.launch_state = LaunchState::Clear as u32;
+            self.release_current(l1);
+        } else {
+            let at = L1Gpa(addr + LAUNCH_STATE_OFFSET as u64);
+            if l1.write_u32(at, LaunchState::Clear as u32).is_err() {
+                return self.fail(VmInstructionError::VmclearInvalidAddress);
+            }
+        }
+        VmxResult::Succeed
+    }
+
+    /// VMPTRLD (SDM Vol. 2, VMPTRLD): errors 9, 10, 11; loads the vmcs12 into the cache.
+    pub fn vmptrld(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if let Err(e) = self.root_checks(cpu) {
+            return VmxResult::Fault(e);
+        }
+        let addr = match self.read_u64_operand(exit, cpu, l1) {
+            Ok(a) => a,
+            Err(e) => return VmxResult::Fault(e),
+        };
+        if !self.valid_region(addr) {
+            return self.fail(VmInstructionError::VmptrldInvalidAddress);
+        }
+        if L1Gpa(addr) == self.vmxon_ptr {
+            return self.fail(VmInstructionError::VmptrldVmxonPointer);
+        }
+        let mut buf = [0u8; VMCS12_BYTES];
+        if l1.read(L1Gpa(addr), &mut buf).is_err() {
+            return self.fail(VmInstructionError::VmptrldInvalidAddress);
+        }
+        let rev = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        // Bit 31 (shadow-VMCS indicator) is only allowed with VMCS shadowing, not offered.
+        if rev != self.caps.revision_id() {
+            return self.fail(VmInstructionError::VmptrldIncorrectRevision);
+        }
+        if self.current != Some(L1Gpa(addr)) {
+            self.release_current(l1);
+            self.vmcs12 = Vmcs12::from_bytes(&buf);
+            self.current = Some(L1Gpa(addr));
+            self.dirty = DirtySet::all();
+        }
+        VmxResult::Succeed
+    }
+
+    /// VMPTRST (SDM Vol. 2, VMPTRST).
+    pub fn vmptrst(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if let Err(e) = self.root_checks(cpu) {
+            return VmxResult::Fault(e);
+        }
+        let m = match self.mem_operand(exit, cpu, l1) {
+            Ok(m) => m,
+            Err(e) => return VmxResult::Fault(e),
+        };
+        let ptr = self.current.map_or(u64::MAX, |p| p.0);
+        match l1.write_operand(&m, &ptr.to_le_bytes()) {
+            Ok(()) => VmxResult::Succeed,
+            Err(e) => VmxResult::Fault(e),
+        }
+    }
+
+    fn field_encoding(&self, info: InstrInfo, cpu: &L1Cpu, l1: &impl L1Access) -> u64 {
+        let v = l1.gpr(info.reg2());
+        if cpu.is_64bit_mode() { v } else { v & 0xffff_ffff }
+    }
+
+    /// VMREAD (SDM Vol. 2, VMREAD): error 12.
+    pub fn vmread(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if let Err(e) = self.root_checks(cpu) {
+            return VmxResult::Fault(e);
+        }
+        if self.current.is_none() {
+            return VmxResult::FailInvalid;
+        }
+        let info = InstrInfo(exit.instruction_info);
+        let op = match operand::decode(info, exit.qualification, true, cpu, l1, |s| {
+            l1.segment_base(s)
+        }) {
+            Ok(op) => op,
+            Err(e) => return VmxResult::Fault(e),
+        };
+        let value = match self.vmcs12.read_raw(self.field_encoding(info, cpu, l1)) {
+            Ok(v) => v,
+            Err(_) => return self.fail(VmInstructionError::UnsupportedVmcsComponent),
+        };
+        match op {
+            Operand::Register(r) => {
+                let v = if cpu.is_64bit_mode() { value } else { value & 0xffff_ffff };
+                l1.set_gpr(r, v);
+            }
+            Operand::Memory(m) => {
+                let bytes = value.to_le_bytes();
+                let n = if cpu.is_64bit_mode() { 8 } else { 4 };
+                if let Err(e) = l1.write_operand(&m, &bytes[..n]) {
+                    return VmxResult::Fault(e);
+                }
+            }
+        }
+        VmxResult::Succeed
+    }
+
+    /// VMWRITE (SDM Vol. 2, VMWRITE): errors 12 and 13; marks the field dirty.
+    pub fn vmwrite(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if let Err(e) = self.root_checks(cpu) {
+            return VmxResult::Fault(e);
+        }
+        if self.current.is_none() {
+            return VmxResult::FailInvalid;
+        }
+        let info = InstrInfo(exit.instruction_info);
+        let op = match operand::decode(info, exit.qualification, true, cpu, l1, |s| {
+            l1.segment_base(s)
+        }) {
+            Ok(op) => op,
+            Err(e) => return VmxResult::Fault(e),
+        };
+        let value = match op {
+            Operand::Register(r) => l1.gpr(r),
+            Operand::Memory(m) => {
+                let mut b = [0u8; 8];
+                let n = if cpu.is_64bit_mode() { 8 } else { 4 };
+                if let Err(e) = l1.read_operand(&m, &mut b[..n]) {
+                    return VmxResult::Fault(e);
+                }
+                u64::from_le_bytes(b)
+            }
+        };
+        let value = if cpu.is_64bit_mode() { value } else { value & 0xffff_ffff };
+        let encoding = self.field_encoding(info, cpu, l1);
+        let Some((field, _)) = crate::vmcs::VmcsField::from_encoding(encoding) else {
+            return self.fail(VmInstructionError::UnsupportedVmcsComponent);
+        };
+        if field.is_read_only() && !self.caps.vmwrite_any_field() {
+            return self.fail(VmInstructionError::VmwriteReadOnlyComponent);
+        }
+        match self.vmcs12.write_raw(encoding, value) {
+            Ok(()) => {
+                self.dirty.insert(field);
+                VmxResult::Succeed
+            }
+            Err(VmcsError::Unsupported | VmcsError::ReadOnly) => {
+                self.fail(VmInstructionError::UnsupportedVmcsComponent)
+            }
+        }
+    }
+
+    /// VMLAUNCH (`launch`) or VMRESUME: errors 4, 5, 7, 8, 26, then the guest-state and
+    /// MSR-load checks whose failure is a VM-entry-failure exit to L1 (SDM 26.1-26.4, 26.8).
+    pub fn vmlaunch(&mut self, launch: bool, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if cpu.cr0 & CR0_PE == 0 {
+            return VmxResult::Fault(Exception::UD);
+        }
+        if let Err(e) = self.root_checks(cpu) {
+            return VmxResult::Fault(e);
+        }
+        if self.current.is_none() {
+            return VmxResult::FailInvalid;
+        }
+        if cpu.mov_ss_blocking {
+            return self.fail(VmInstructionError::EntryEventsBlockedByMovSs);
+        }
+        match (launch, self.vmcs12.launch()) {
+            (true, LaunchState::Launched) => {
+                return self.fail(VmInstructionError::VmlaunchNonClearVmcs);
+            }
+            (false, LaunchState::Clear) => {
+                return self.fail(VmInstructionError::VmresumeNonLaunchedVmcs);
+            }
+            _ => {}
+        }
+        if checks::check_controls(&self.vmcs12, &self.caps, self.maxphyaddr).is_err() {
+            return self.fail(VmInstructionError::EntryInvalidControlFields);
+        }
+        if checks::check_host_state(&self.vmcs12, &self.caps, self.maxphyaddr, cpu.is_ia32e())
+            .is_err()
+        {
+            return self.fail(VmInstructionError::EntryInvalidHostStateFields);
+        }
+        let failure = match checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
+        {
+            Err(f) => Some(f),
+            Ok(()) => checks::check_msr_load_list(&self.vmcs12, &self.caps, l1).err(),
+        };
+        if let Some(f) = failure {
+            self.record_entry_failure(&f);
+            return VmxResult::EntryFailed(f);
+        }
+        if launch {
+            self.vmcs12.launch_state = LaunchState::Launched as u32;
+        }
+        VmxResult::EnterL2 { launch }
+    }
+
+    /// Writes the exit information of a failed VM entry into vmcs12 (SDM 26.8, 28.2).
+    fn record_entry_failure(&mut self, f: &EntryFailure) {
+        self.vmcs12.vm_exit_reason = f.exit_reason();
+        self.vmcs12.exit_qualification = f.qualification;
+        self.vmcs12.vm_exit_intr_info = 0;
+        self.vmcs12.idt_vectoring_info_field = 0;
+        self.vmcs12.vm_exit_instruction_len = 0;
+    }
+
+    fn invalidation_type(&self, exit: &ExitInfo, cpu: &L1Cpu, l1: &impl L1Access) -> u64 {
+        let t = l1.gpr(InstrInfo(exit.instruction_info).reg2());
+        if cpu.is_64bit_mode() { t } else { t & 0xffff_ffff }
+    }
+
+    fn read_descriptor(
+        &self,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &mut impl L1Access,
+    ) -> Result<(u64, u64), Exception> {
+        let m = self.mem_operand(exit, cpu, l1)?;
+        let mut b = [0u8; 16];
+        l1.read_operand(&m, &mut b)?;
+        let lo = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let hi = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+        Ok((lo, hi))
+    }
+
+    /// INVEPT (SDM Vol. 2, INVEPT): error 28 for unsupported types and invalid EPTPs.
+    pub fn invept(
+        &mut self,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &mut impl L1Access,
+    ) -> (VmxResult, Option<Flush>) {
+        let has = self.caps.secondary().can_set(proc2::ENABLE_EPT)
+            && self.caps.ept_vpid_has(ept_vpid::INVEPT);
+        if !has {
+            return (VmxResult::Fault(Exception::UD), None);
+        }
+        if let Err(e) = self.root_checks(cpu) {
+            return (VmxResult::Fault(e), None);
+        }
+        let ty = self.invalidation_type(exit, cpu, l1);
+        let supported = match ty {
+            1 => self.caps.ept_vpid_has(ept_vpid::INVEPT_SINGLE_CONTEXT),
+            2 => self.caps.ept_vpid_has(ept_vpid::INVEPT_ALL_CONTEXT),
+            _ => false,
+        };
+        if !supported {
+            return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
+        }
+        let (eptp, _) = match self.read_descriptor(exit, cpu, l1) {
+            Ok(d) => d,
+            Err(e) => return (VmxResult::Fault(e), None),
+        };
+        if ty == 1 {
+            if !eptp_valid(eptp, &self.caps, self.maxphyaddr) {
+                return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
+            }
+            (VmxResult::Succeed, Some(Flush::EptSingle { eptp }))
+        } else {
+            (VmxResult::Succeed, Some(Flush::EptAll))
+        }
+    }
+
+    /// INVVPID (SDM Vol. 2, INVVPID): error 28 for unsupported types, reserved descriptor
+    /// bits, VPID 0 and non-canonical addresses.
+    pub fn invvpid(
+        &mut self,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &mut impl L1Access,
+    ) -> (VmxResult, Option<Flush>) {
+        let has = self.caps.has_vpid() && self.caps.ept_vpid_has(ept_vpid::INVVPID);
+        if !has {
+            return (VmxResult::Fault(Exception::UD), None);
+        }
+        if let Err(e) = self.root_checks(cpu) {
+            return (VmxResult::Fault(e), None);
+        }
+        let ty = self.invalidation_type(exit, cpu, l1);
+        let bit = match ty {
+            0 => ept_vpid::INVVPID_INDIVIDUAL_ADDRESS,
+            1 => ept_vpid::INVVPID_SINGLE_CONTEXT,
+            2 => ept_vpid::INVVPID_ALL_CONTEXT,
+            3 => ept_vpid::INVVPID_SINGLE_CONTEXT_RETAINING_GLOBALS,
+            _ => 0,
+        };
+        if bit == 0 || !self.caps.ept_vpid_has(bit) {
+            return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
+        }
+        let (lo, address) = match self.read_descriptor(exit, cpu, l1) {
+            Ok(d) => d,
+            Err(e) => return (VmxResult::Fault(e), None),
+        };
+        let bad = VmxResult::FailValid(VmInstructionError::InvalidInveptInvvpidOperand);
+        if lo >> 16 != 0 {
+            return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
+        }
+        let vpid12 = lo as u16;
+        let flush = match ty {
+            0 if vpid12 == 0 || !is_canonical(address) => None,
+            0 => Some(Flush::VpidAddress { vpid12, address }),
+            1 if vpid12 == 0 => None,
+            1 => Some(Flush::VpidSingle { vpid12 }),
+            3 if vpid12 == 0 => None,
+            3 => Some(Flush::VpidSingleRetainingGlobals { vpid12 }),
+            _ => Some(Flush::VpidAll),
+        };
+        match flush {
+            Some(f) => (VmxResult::Succeed, Some(f)),
+            None => {
+                let _ = bad;
+                (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None)
+            }
+        }
+    }
+
+    /// VMCALL executed by L1. Outside VMX operation it is L0's own hypercall (`None`). In
+    /// VMX root operation, with no dual-monitor treatment offered (IA32_VMX_BASIC bit 49 = 0),
+    /// the SDM pseudocode ends in VMfail: VMfailInvalid without a current VMCS, error 19 if
+    /// it is launched, else error 1.
+    pub fn vmcall(&mut self, cpu: &L1Cpu) -> Option<VmxResult> {
+        if !self.vmxon {
+            return None;
+        }
+        if let Err(e) = self.root_checks(cpu) {
+            return Some(VmxResult::Fault(e));
+        }
+        Some(match self.current {
+            None => VmxResult::FailInvalid,
+            Some(_) if self.vmcs12.launch() == LaunchState::Launched => {
+                self.fail(VmInstructionError::VmcallNonClearVmcs)
+            }
+            Some(_) => self.fail(VmInstructionError::VmcallInVmxRoot),
+        })
+    }
+
+    /// VMFUNC executed by L2 (L0 always intercepts it): leaf 0, EPTP switching, from the
+    /// EPTP list in L1 memory (SDM 25.5.6.3). Anything else is reflected to L1.
+    pub fn vmfunc(&mut self, regs: &impl GuestRegs, mem: &impl GuestMemory) -> VmfuncOutcome {
+        let v = &self.vmcs12;
+        let leaf = regs.gpr(Gpr::Rax) & 0xffff_ffff;
+        let index = regs.gpr(Gpr::Rcx) & 0xffff_ffff;
+        if secondary_controls(v) & proc2::ENABLE_VM_FUNCTIONS == 0
+            || leaf != 0
+            || v.vm_function_control & 1 == 0
+            || index >= 512
+        {
+            return VmfuncOutcome::Reflect;
+        }
+        let Ok(eptp) = mem.read_u64(L1Gpa(v.eptp_list_address.wrapping_add(index * 8))) else {
+            return VmfuncOutcome::Reflect;
+        };
+        if !eptp_valid(eptp, &self.caps, self.maxphyaddr) {
+            return VmfuncOutcome::Reflect;
+        }
+        self.vmcs12.ept_pointer = eptp;
+        if secondary_controls(&self.vmcs12) & proc2::EPT_VIOLATION_VE != 0 {
+            self.vmcs12.eptp_index = index as u16;
+        }
+        VmfuncOutcome::Switched { eptp }
+    }
+}
+
+#[cfg(test)]
+#[path = "instr_tests.rs"]
+mod tests;

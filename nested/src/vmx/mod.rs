@@ -1,0 +1,144 @@
+//! Emulation of L1's VMX operation (SDM Vol. 3C ch. 24-26, 31; Vol. 2 VMX instruction
+//! reference): the instructions, their outcomes, the capability MSRs L1 sees and the checks
+//! a nested VM entry performs.
+
+pub mod checks;
+mod instr;
+pub mod l1_caps;
+pub mod operand;
+
+pub use instr::{Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
+pub use l1_caps::l1_caps;
+pub use operand::{InstrInfo, MemOperand, Operand, Segment};
+
+use checks::EntryFailure;
+
+/// VM-instruction error numbers (SDM Vol. 3C 31.4, Table 31-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum VmInstructionError {
+    VmcallInVmxRoot = 1,
+    VmclearInvalidAddress = 2,
+    VmclearVmxonPointer = 3,
+    VmlaunchNonClearVmcs = 4,
+    VmresumeNonLaunchedVmcs = 5,
+    VmresumeAfterVmxoff = 6,
+    EntryInvalidControlFields = 7,
+    EntryInvalidHostStateFields = 8,
+    VmptrldInvalidAddress = 9,
+    VmptrldVmxonPointer = 10,
+    VmptrldIncorrectRevision = 11,
+    UnsupportedVmcsComponent = 12,
+    VmwriteReadOnlyComponent = 13,
+    VmxonInVmxRoot = 15,
+    EntryInvalidExecutiveVmcsPointer = 16,
+    EntryNonLaunchedExecutiveVmcs = 17,
+    EntryExecutiveVmcsPointerNotVmxon = 18,
+    VmcallNonClearVmcs = 19,
+    VmcallInvalidExitControls = 20,
+    VmcallIncorrectMsegRevision = 22,
+    VmxoffUnderDualMonitor = 23,
+    VmcallInvalidSmmMonitorFeatures = 24,
+    EntryInvalidExecutiveControls = 25,
+    EntryEventsBlockedByMovSs = 26,
+    InvalidInveptInvvpidOperand = 28,
+}
+
+impl VmInstructionError {
+    /// The number stored in the VM-instruction error field.
+    pub const fn number(self) -> u32 {
+        self as u32
+    }
+}
+
+/// An exception the emulated instruction raises in L1 (the image injects it into L1 and does
+/// not advance RIP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exception {
+    pub vector: u8,
+    pub error_code: Option<u32>,
+}
+
+impl Exception {
+    /// #UD.
+    pub const UD: Exception = Exception { vector: 6, error_code: None };
+    /// #GP(0).
+    pub const GP0: Exception = Exception { vector: 13, error_code: Some(0) };
+    /// #SS(0).
+    pub const SS0: Exception = Exception { vector: 12, error_code: Some(0) };
+}
+
+/// Outcome of one emulated VMX instruction (SDM 31.2 conventions, Linux
+/// `nested_vmx_succeed`/`failValid`/`failInvalid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmxResult {
+    /// VMsucceed: clear CF, PF, AF, ZF, SF, OF; advance RIP.
+    Succeed,
+    /// VMfailValid(error): set ZF, clear the others; the error number has been stored in the
+    /// current vmcs12's VM-instruction error field; advance RIP.
+    FailValid(VmInstructionError),
+    /// VMfailInvalid: set CF, clear the others; advance RIP.
+    FailInvalid,
+    /// Inject this exception into L1; do not advance RIP.
+    Fault(Exception),
+    /// VMLAUNCH/VMRESUME passed every check: merge vmcs12 into vmcs02 and run L2.
+    /// (RFLAGS/RIP of L1 are not touched: L1 next runs at vmcs12's host RIP.)
+    EnterL2 {
+        /// True for VMLAUNCH (the launch state is now "launched").
+        launch: bool,
+    },
+    /// The entry failed a guest-state or MSR-loading check (SDM 26.8): vmcs12's exit reason
+    /// and qualification have been written; load L1's host state from vmcs12 and resume L1.
+    EntryFailed(EntryFailure),
+}
+
+/// RFLAGS bits the VMX conventions touch (SDM 31.2).
+pub mod rflags {
+    pub const CF: u64 = 1 << 0;
+    pub const PF: u64 = 1 << 2;
+    pub const AF: u64 = 1 << 4;
+    pub const ZF: u64 = 1 << 6;
+    pub const SF: u64 = 1 << 7;
+    pub const TF: u64 = 1 << 8;
+    pub const IF: u64 = 1 << 9;
+    pub const OF: u64 = 1 << 11;
+    pub const VM: u64 = 1 << 17;
+    /// The six arithmetic flags VMsucceed/VMfail rewrite.
+    pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
+}
+
+impl VmxResult {
+    /// L1's RFLAGS after this outcome (SDM 31.2: VMsucceed, VMfailInvalid, VMfailValid);
+    /// unchanged for faults and VM entries.
+    pub const fn apply_rflags(&self, value: u64) -> u64 {
+        match self {
+            VmxResult::Succeed => value & !rflags::ARITH,
+            VmxResult::FailInvalid => (value & !rflags::ARITH) | rflags::CF,
+            VmxResult::FailValid(_) => (value & !rflags::ARITH) | rflags::ZF,
+            VmxResult::Fault(_) | VmxResult::EnterL2 { .. } | VmxResult::EntryFailed(_) => value,
+        }
+    }
+
+    /// True if L1's RIP advances past the instruction.
+    pub const fn advances_rip(&self) -> bool {
+        matches!(self, VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rflags_conventions() {
+        let f = rflags::ARITH | rflags::IF | 2;
+        assert_eq!(VmxResult::Succeed.apply_rflags(f), rflags::IF | 2);
+        assert_eq!(VmxResult::FailInvalid.apply_rflags(f), rflags::IF | 2 | rflags::CF);
+        let fv = VmxResult::FailValid(VmInstructionError::UnsupportedVmcsComponent);
+        assert_eq!(fv.apply_rflags(2), 2 | rflags::ZF);
+        assert_eq!(VmxResult::Fault(Exception::UD).apply_rflags(f), f);
+        assert!(fv.advances_rip());
+        assert!(!VmxResult::EnterL2 { launch: true }.advances_rip());
+        assert_eq!(VmInstructionError::InvalidInveptInvvpidOperand.number(), 28);
+    }
+}
