@@ -15,13 +15,23 @@ pub fn configs() -> Result<ConfigSet, String> {
     ConfigSet::load(&workspace_root().join("configs")).map_err(|e| e.to_string())
 }
 
-/// Builds the image of `config` (after the images of its guests) and returns its path.
-pub fn build(set: &ConfigSet, config: &Config) -> Result<PathBuf, String> {
-    let mut image = PathBuf::new();
+/// A built image and the config it was built for.
+pub struct Built {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Builds the image of `config` and those of its guests. Returns the image of `config` and
+/// the guests' images outermost first: the boot modules to hand it (each level passes the
+/// rest on to its guest).
+pub fn build(set: &ConfigSet, config: &Config) -> Result<(PathBuf, Vec<Built>), String> {
+    let mut chain = Vec::new();
     for level in set.build_order(&config.name)? {
-        image = build_one(&level.name)?;
+        chain.push(Built { name: level.name.clone(), path: build_one(&level.name)? });
     }
-    Ok(image)
+    let top = chain.pop().ok_or("empty build order")?;
+    chain.reverse();
+    Ok((top.path, chain))
 }
 
 fn build_one(name: &str) -> Result<PathBuf, String> {

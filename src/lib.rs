@@ -23,6 +23,8 @@ pub mod status {
     pub const RUNNER_ERROR: i32 = 2;
     /// The image reported that the CPU has no usable VMX.
     pub const NO_VMX: i32 = 3;
+    /// A hypervisor level stopped its misbehaving guest, kept running and reported it.
+    pub const GUEST_STOPPED: i32 = 4;
     /// The emulator was killed at the timeout.
     pub const TIMEOUT: i32 = 124;
     /// The emulator ended without printing the exit marker.

@@ -105,7 +105,11 @@ fn run(args: RunArgs) -> Result<i32, String> {
     };
     tools::check(emulator)?;
     eprintln!("turtles: building the image for config `{}`", config.name);
-    let image = images::build(&set, config)?;
+    let (image, guests) = images::build(&set, config)?;
+    let modules: Vec<iso::IsoModule> = guests
+        .iter()
+        .map(|g| iso::IsoModule { file: g.path.clone(), cmdline: g.name.clone() })
+        .collect();
     let work = workspace_root().join("target/run").join(format!(
         "{}-{}-{}",
         config.name,
@@ -116,7 +120,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
     let boot_file: PathBuf = match (emulator, args.boot) {
         (Emulator::Bochs, _) => {
             let out = work.join("turtles.iso");
-            iso::build(&image, &args.cmdline, &[], &work, &out)?;
+            iso::build(&image, &args.cmdline, &modules, &work, &out)?;
             out
         }
         (Emulator::Qemu, BootArg::Multiboot1) => image,
@@ -143,6 +147,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         timeout: Duration::from_secs(args.timeout),
         boot_file,
         cmdline: args.cmdline,
+        modules,
         work,
     })?;
     eprintln!("turtles: `{}` ended with status {}", config.name, describe(outcome.exit_code));
@@ -154,6 +159,7 @@ fn describe(code: i32) -> String {
         status::SUCCESS => "success",
         status::FAILURE => "failure reported by the image",
         status::NO_VMX => "no VMX: guests cannot be run on this CPU",
+        status::GUEST_STOPPED => "the guest misbehaved and was stopped by its hypervisor",
         status::TIMEOUT => "timeout",
         status::NO_MARKER => "the emulator stopped without an exit status",
         _ => "unknown",

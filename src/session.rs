@@ -36,6 +36,8 @@ pub struct Launch<'a> {
     pub boot_file: PathBuf,
     /// QEMU only: the kernel command line.
     pub cmdline: String,
+    /// QEMU only: boot modules (`-initrd`); Bochs gets them in the ISO.
+    pub modules: Vec<crate::iso::IsoModule>,
     /// Directory for this run's files (bochsrc, serial log, Bochs log).
     pub work: PathBuf,
 }
@@ -69,6 +71,7 @@ fn start_qemu(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), St
         .arg("-kernel")
         .arg(&launch.boot_file)
         .args(["-append", &launch.cmdline])
+        .args(qemu_modules(&launch.modules))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -85,6 +88,16 @@ fn start_qemu(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), St
         }
     });
     Ok((child, rx))
+}
+
+/// QEMU's multiboot1 loader takes modules as `-initrd "file args,file args"`.
+fn qemu_modules(modules: &[crate::iso::IsoModule]) -> Vec<String> {
+    if modules.is_empty() {
+        return Vec::new();
+    }
+    let list: Vec<String> =
+        modules.iter().map(|m| format!("{} {}", m.file.display(), m.cmdline)).collect();
+    vec!["-initrd".to_string(), list.join(",")]
 }
 
 fn bochsrc(launch: &Launch<'_>, serial: &Path, log: &Path) -> String {

@@ -53,6 +53,19 @@ pub fn init() {
     log::set_max_level(LevelFilter::Trace);
 }
 
+/// Prints one line of a guest's console output, prefixed with the guest's depth: `L1| ...`.
+pub fn guest_line(depth: u32, text: &str) {
+    let mut serial = SERIAL.lock();
+    match serial.as_mut() {
+        Some(port) => {
+            let _ = writeln!(port, "L{depth}| {text}");
+        }
+        None => {
+            let _ = writeln!(emergency(), "L{depth}| {text}");
+        }
+    }
+}
+
 /// A writer straight to the COM1 registers that takes no lock: for the panic and exception
 /// paths, which may run while the console lock is held.
 pub fn emergency() -> Emergency {

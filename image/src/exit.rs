@@ -14,6 +14,8 @@ pub enum Status {
     Failure = 1,
     /// The CPU has no VMX (or it is disabled), so guests cannot be run.
     NoVmx = 3,
+    /// This level's guest misbehaved and was stopped; this level kept running and reported.
+    GuestStopped = 4,
 }
 
 const QEMU_DEBUG_EXIT: u16 = 0xf4;
@@ -21,7 +23,11 @@ const BOCHS_SHUTDOWN: u16 = 0x8900;
 
 /// Prints the exit marker and stops the machine.
 pub fn exit(status: Status) -> ! {
-    let code = status as u8;
+    exit_with(status as u8)
+}
+
+/// [`exit`] with a raw status: a level passes on its guest's status this way.
+pub fn exit_with(code: u8) -> ! {
     let mut out = crate::console::emergency();
     let _ = core::fmt::Write::write_fmt(&mut out, format_args!("turtles: exit status={code}\n"));
     crate::console::flush();

@@ -9,9 +9,13 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod console;
+mod devices;
 mod exit;
+mod guest;
 mod mm;
 mod platform;
+mod ratelimit;
+mod vmx;
 
 /// Constants generated from the chosen `configs/<name>.toml` by `build.rs`.
 mod config {
@@ -46,10 +50,21 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
     report_boot(&boot);
     init_memory(&boot);
     run_self_test(boot.cmdline.as_str());
+    if let Some(n) = boot
+        .cmdline
+        .as_str()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("turtles.trace_exits="))
+    {
+        vmx::run::TRACE_EXITS.store(n.parse().unwrap_or(0), core::sync::atomic::Ordering::Relaxed);
+    }
 
     match platform::report() {
-        platform::Vmx::Present(_) => {
+        platform::Vmx::Present(caps) => {
             log::info!("vmx: this CPU can run guests");
+            if let Some(guest) = config::GUEST {
+                run_guest(&caps, &boot, guest);
+            }
         }
         platform::Vmx::Absent if config::NEEDS_VMX => {
             log::error!(
@@ -71,6 +86,70 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
         }
     }
     exit::exit(Status::Success)
+}
+
+/// Boots the config's guest from the boot module named after it and ends the run with the
+/// guest's status (or [`Status::GuestStopped`] if L0 had to stop it).
+fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
+    let Some(module) =
+        boot.modules().find(|m| m.cmdline.as_str().split_whitespace().next() == Some(name))
+    else {
+        log::error!("guest: no boot module named `{name}` (the runner passes it as a module2)");
+        exit::exit(Status::Failure);
+    };
+    // SAFETY: the module's bytes were placed there by the boot loader and are excluded from
+    // the frame allocator, so nothing else uses them.
+    let image = unsafe {
+        core::slice::from_raw_parts(module.start as *const u8, (module.end - module.start) as usize)
+    };
+    let mut protocol = None;
+    let mut args = alloc::string::String::new();
+    for word in module.cmdline.as_str().split_whitespace().skip(1) {
+        match word.strip_prefix("turtles.boot=") {
+            Some("multiboot1") => protocol = Some(guest::boot::Protocol::Multiboot1),
+            Some("multiboot2") => protocol = Some(guest::boot::Protocol::Multiboot2),
+            Some("pvh") => protocol = Some(guest::boot::Protocol::Pvh),
+            Some(other) => log::warn!("guest: unknown boot protocol `{other}` ignored"),
+            None => {
+                if !args.is_empty() {
+                    args.push(' ');
+                }
+                args.push_str(word);
+            }
+        }
+    }
+    // Further modules (the guest's own guests) are handed on to the guest.
+    let modules: alloc::vec::Vec<(&[u8], &str)> = boot
+        .modules()
+        .filter(|m| m.start != module.start)
+        .map(|m| {
+            // SAFETY: as for the guest image above.
+            let bytes = unsafe {
+                core::slice::from_raw_parts(m.start as *const u8, (m.end - m.start) as usize)
+            };
+            (bytes, m.cmdline.as_str())
+        })
+        .collect();
+    arch::pic::mask_all();
+    let spec = vmx::run::GuestSpec {
+        image,
+        cmdline: &args,
+        modules: &modules,
+        protocol,
+        memory: config::GUEST_MEMORY_MIB << 20,
+        depth: config::DEPTH + 1,
+    };
+    match vmx::run::run_guest(caps, &spec) {
+        Ok(vmx::exits::GuestEnd::Exited(status)) => exit::exit_with(status),
+        Ok(vmx::exits::GuestEnd::Failed(_)) => {
+            log::info!("L0 is still running after stopping its guest");
+            exit::exit(Status::GuestStopped)
+        }
+        Err(e) => {
+            log::error!("vmx: {e}");
+            exit::exit(Status::Failure)
+        }
+    }
 }
 
 fn report_boot(boot: &BootInfo) {

@@ -19,7 +19,6 @@ pub fn rdmsr(msr: u32) -> u64 {
 /// # Safety
 /// The MSR must exist and the value must be legal for it; the write may change paging,
 /// interrupt or execution state that the rest of the kernel relies on.
-#[allow(dead_code)]
 pub unsafe fn wrmsr(msr: u32, value: u64) {
     // SAFETY: the caller upholds the contract above.
     unsafe {
@@ -71,4 +70,18 @@ pub fn halt_forever() -> ! {
         // SAFETY: disabling interrupts and halting only stop this CPU.
         unsafe { asm!("cli; hlt", options(nomem, nostack)) };
     }
+}
+
+/// CR3: the physical address of the current PML4 (with flags).
+pub fn cr3() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// CPUID with a subleaf: (eax, ebx, ecx, edx).
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let r = raw_cpuid::native_cpuid::cpuid_count(leaf, subleaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
 }

@@ -50,7 +50,21 @@ pub fn init() {
 }
 
 /// The kernel code selector (also the host CS for VMX).
-#[allow(dead_code)]
 pub fn code_selector() -> SegmentSelector {
     GDT.code
+}
+
+/// The kernel data selector (host SS/DS/ES for VMX).
+pub fn data_selector() -> SegmentSelector {
+    GDT.data
+}
+
+/// The TSS selector and the TSS's address (host TR for VMX).
+pub fn tss() -> (SegmentSelector, u64) {
+    (GDT.tss, (&raw const *TSS).addr() as u64)
+}
+
+/// Base of the GDT (host GDTR base for VMX).
+pub fn gdt_base() -> u64 {
+    (&raw const GDT.table).addr() as u64
 }

@@ -215,6 +215,11 @@ static IDT: Lazy<Idt> = Lazy::new(|| {
     idt
 });
 
+/// Base of the IDT (host IDTR base for VMX).
+pub fn idt_base() -> u64 {
+    (&raw const IDT.0).addr() as u64
+}
+
 /// Loads the IDT. Requires [`gdt::init`] first (the entries name its code selector and IST).
 pub fn init() {
     let pointer = DescriptorTablePointer {

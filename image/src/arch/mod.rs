@@ -3,3 +3,4 @@
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod pic;

@@ -1,0 +1,87 @@
+//! L0's device model for its guest: port I/O it emulates (SDM Vol. 3C 28.1: unconditional
+//! I/O exiting sends every port access here).
+
+pub mod serial;
+
+use crate::ratelimit::RateLimit;
+use serial::Serial;
+
+/// The guest's exit device (QEMU's isa-debug-exit convention): a write ends the guest.
+pub const EXIT_PORT: u16 = 0xf4;
+const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
+const PCI_CONFIG_DATA: core::ops::RangeInclusive<u16> = 0xcfc..=0xcff;
+/// POST code port, used by firmware and kernels as an I/O delay.
+const POST_PORT: u16 = 0x80;
+/// Bochs' shutdown port; a guest writing it is ignored (only the exit port ends a guest).
+const BOCHS_SHUTDOWN: u16 = 0x8900;
+
+/// What a port write asked of L0.
+pub enum PortEffect {
+    None,
+    /// The guest wrote its exit status to [`EXIT_PORT`].
+    Exit(u8),
+}
+
+/// The devices of one guest.
+pub struct Devices {
+    pub com1: Serial,
+    pci_address: u32,
+    /// Ports already reported as unknown (one bit per port), so each is logged once.
+    reported: [u64; 1024],
+}
+
+static UNKNOWN_PORTS: RateLimit = RateLimit::new(32);
+
+impl Devices {
+    pub fn new(depth: u32) -> Self {
+        Devices { com1: Serial::new(depth), pci_address: 0, reported: [0; 1024] }
+    }
+
+    /// A guest IN of `size` bytes from `port`.
+    pub fn read(&mut self, port: u16, size: u8) -> u32 {
+        match port {
+            p if Serial::owns(p) => u32::from(self.com1.read(p)),
+            PCI_CONFIG_ADDRESS => self.pci_address,
+            // No PCI devices: every configuration read returns all-ones ("no device").
+            p if PCI_CONFIG_DATA.contains(&p) => ones(size),
+            POST_PORT | EXIT_PORT => 0,
+            _ => {
+                self.unknown(port, "read");
+                ones(size)
+            }
+        }
+    }
+
+    /// A guest OUT of `size` bytes of `value` to `port`.
+    pub fn write(&mut self, port: u16, size: u8, value: u32) -> PortEffect {
+        match port {
+            p if Serial::owns(p) => self.com1.write(p, value as u8),
+            EXIT_PORT => return PortEffect::Exit(value as u8),
+            PCI_CONFIG_ADDRESS if size == 4 => self.pci_address = value,
+            p if PCI_CONFIG_DATA.contains(&p) => {}
+            POST_PORT | BOCHS_SHUTDOWN => {}
+            _ => self.unknown(port, "write"),
+        }
+        PortEffect::None
+    }
+
+    fn unknown(&mut self, port: u16, what: &str) {
+        let (word, bit) = (usize::from(port / 64), port % 64);
+        if self.reported[word] & (1 << bit) == 0 {
+            self.reported[word] |= 1 << bit;
+            if UNKNOWN_PORTS.allow() {
+                log::warn!(
+                    "guest {what} of unknown I/O port {port:#x}: reads all-ones, writes ignored"
+                );
+            }
+        }
+    }
+}
+
+fn ones(size: u8) -> u32 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => 0xffff_ffff,
+    }
+}

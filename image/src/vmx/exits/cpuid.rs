@@ -1,0 +1,52 @@
+//! CPUID (exit reason 10): the real CPUID with VMX and MONITOR hidden and the hypervisor bit
+//! set, plus turtles' hypervisor leaves 0x40000000.. ("turtles" signature, the guest's depth).
+
+use super::Action;
+use crate::arch::cpu;
+use crate::vmx::run::Guest;
+
+/// Signature returned in EBX, ECX, EDX of leaf 0x40000000.
+pub const SIGNATURE: &[u8; 12] = b"turtles\0\0\0\0\0";
+const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0001;
+
+const LEAF1_ECX_MONITOR: u32 = 1 << 3;
+const LEAF1_ECX_VMX: u32 = 1 << 5;
+const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+
+/// The values L0 returns for `leaf`/`subleaf` given the host's answer.
+pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32) -> [u32; 4] {
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            SIGNATURE[4 * i],
+            SIGNATURE[4 * i + 1],
+            SIGNATURE[4 * i + 2],
+            SIGNATURE[4 * i + 3],
+        ])
+    };
+    match leaf {
+        0x4000_0000 => [MAX_HYPERVISOR_LEAF, word(0), word(1), word(2)],
+        // Turtles leaf: EAX = the guest's nesting depth, EBX = version.
+        0x4000_0001 => [guest_depth, 1, 0, 0],
+        0x4000_0002..=0x4000_00ff => [0; 4],
+        1 => {
+            let [a, b, c, d] = host;
+            [a, b, (c & !(LEAF1_ECX_VMX | LEAF1_ECX_MONITOR)) | LEAF1_ECX_HYPERVISOR, d]
+        }
+        _ => host,
+    }
+}
+
+pub fn handle(g: &mut Guest) -> Action {
+    let (leaf, subleaf) = (g.regs.rax as u32, g.regs.rcx as u32);
+    let host = if (0x4000_0000..=0x4000_00ff).contains(&leaf) {
+        [0; 4]
+    } else {
+        cpu::cpuid(leaf, subleaf)
+    };
+    let [a, b, c, d] = virtualize(leaf, host, g.depth);
+    g.regs.rax = u64::from(a);
+    g.regs.rbx = u64::from(b);
+    g.regs.rcx = u64::from(c);
+    g.regs.rdx = u64::from(d);
+    Action::Skip
+}

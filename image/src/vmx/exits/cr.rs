@@ -1,0 +1,90 @@
+//! Control-register accesses (exit reason 28; qualification SDM Table 28-3). Only writes that
+//! change a bit L0 owns (CR0/CR4 guest/host masks) or forced CR3/CR8 exits land here. The
+//! guest's view is kept in the read shadow, the real register gets VMX's fixed bits.
+
+use nested::exits::ExitInfo;
+use nested::vmcs::{Vmcs, VmcsField as F};
+
+use super::{Action, GP, gpr, set_gpr};
+use crate::vmx::hw_vmcs::HwVmcs;
+use crate::vmx::run::Guest;
+use crate::vmx::setup::{real_cr0, real_cr4};
+
+const CR0_PE: u64 = 1;
+const CR0_NW: u64 = 1 << 29;
+const CR0_CD: u64 = 1 << 30;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_VMXE: u64 = 1 << 13;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const ENTRY_IA32E_MODE: u64 = 1 << 9;
+
+pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
+    let q = info.qualification;
+    let cr = q & 15;
+    let access = (q >> 4) & 3;
+    let reg = (q >> 8) & 15;
+    match (access, cr) {
+        (0, 0) => mov_to_cr0(g, v, gpr(g, v, reg)),
+        (0, 4) => mov_to_cr4(g, v, gpr(g, v, reg)),
+        (0, 3) => {
+            let value = gpr(g, v, reg);
+            v.write(F::GuestCr3, value);
+            Action::Skip
+        }
+        (1, 3) => {
+            let value = v.read(F::GuestCr3);
+            set_gpr(g, v, reg, value);
+            Action::Skip
+        }
+        // CR8 (TPR): no local APIC is emulated, so the TPR reads 0 and writes are dropped.
+        (0, 8) => Action::Skip,
+        (1, 8) => {
+            set_gpr(g, v, reg, 0);
+            Action::Skip
+        }
+        // CLTS and LMSW touch only bits L0 does not own; they cannot exit here.
+        _ => Action::Inject(GP, Some(0)),
+    }
+}
+
+/// MOV to CR0 with the checks of the instruction reference (#GP for PG without PE, NW
+/// without CD, reserved high bits) and the IA-32e mode switch the processor would do.
+fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
+    if value >> 32 != 0 || (value & CR0_PG != 0 && value & CR0_PE == 0) {
+        return Action::Inject(GP, Some(0));
+    }
+    if value & CR0_NW != 0 && value & CR0_CD == 0 {
+        return Action::Inject(GP, Some(0));
+    }
+    let old = v.read(F::Cr0ReadShadow);
+    let efer = v.read(F::GuestIa32Efer);
+    if value & CR0_PG != 0 && old & CR0_PG == 0 && efer & EFER_LME != 0 {
+        if v.read(F::Cr4ReadShadow) & CR4_PAE == 0 {
+            return Action::Inject(GP, Some(0));
+        }
+        v.write(F::GuestIa32Efer, efer | EFER_LMA);
+        let entry = v.read(F::VmEntryControls);
+        v.write(F::VmEntryControls, entry | ENTRY_IA32E_MODE);
+    } else if value & CR0_PG == 0 && old & CR0_PG != 0 && efer & EFER_LMA != 0 {
+        v.write(F::GuestIa32Efer, efer & !EFER_LMA);
+        let entry = v.read(F::VmEntryControls);
+        v.write(F::VmEntryControls, entry & !ENTRY_IA32E_MODE);
+    }
+    v.write(F::Cr0ReadShadow, value);
+    v.write(F::GuestCr0, real_cr0(&g.caps, value));
+    Action::Skip
+}
+
+/// MOV to CR4: VMXE stays hidden (VMX is not offered to the guest), bits the processor lacks
+/// fault.
+fn mov_to_cr4(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
+    let fixed1 = g.caps.cr4_fixed().fixed1;
+    if value & CR4_VMXE != 0 || value & !(fixed1 | CR4_VMXE) != 0 {
+        return Action::Inject(GP, Some(0));
+    }
+    v.write(F::Cr4ReadShadow, value);
+    v.write(F::GuestCr4, real_cr4(&g.caps, value));
+    Action::Skip
+}

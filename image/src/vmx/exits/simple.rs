@@ -1,0 +1,76 @@
+//! Small exits: HLT, external interrupts, NMIs, VMX instructions while nesting is off, XSETBV.
+
+use nested::exits::{ExitInfo, ExitReason};
+use nested::vmcs::{Vmcs, VmcsField as F};
+
+use super::{Action, GP, GuestEnd, UD};
+use crate::arch::cpu;
+use crate::ratelimit::RateLimit;
+use crate::vmx::hw_vmcs::HwVmcs;
+use crate::vmx::run::Guest;
+
+static INTERRUPTS: RateLimit = RateLimit::new(8);
+static VMX_INSNS: RateLimit = RateLimit::new(8);
+
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// HLT (exit reason 12). With interrupts enabled the guest waits for an interrupt; L0 has no
+/// interrupt sources for it yet, so it wakes at once (a spurious wake-up). With interrupts
+/// disabled nothing can ever wake it: the guest is stopped.
+pub fn hlt(v: &HwVmcs) -> Action {
+    if v.read(F::GuestRflags) & RFLAGS_IF == 0 {
+        log::warn!("guest executed HLT with interrupts disabled: it can never wake up");
+        return Action::Stop(GuestEnd::Failed("HLT with interrupts disabled"));
+    }
+    Action::Skip
+}
+
+/// External interrupt (exit reason 1), acknowledged on exit: L0 masks its PICs and enables
+/// no interrupt source, so this is unexpected; it is acknowledged and logged.
+pub fn external_interrupt(info: &ExitInfo) -> Action {
+    let vector = info.intr_info & 0xff;
+    if INTERRUPTS.allow() {
+        log::warn!("external interrupt vector {vector} while the guest ran: acknowledged");
+    }
+    // SAFETY: EOI to both 8259s is harmless when they are masked or idle.
+    unsafe {
+        cpu::outb(0xa0, 0x20);
+        cpu::outb(0x20, 0x20);
+    }
+    Action::Resume
+}
+
+/// Exception or NMI (exit reason 0). The exception bitmap is empty, so only NMIs arrive: they
+/// belong to the guest and are re-injected.
+pub fn exception_or_nmi(v: &HwVmcs, g: &Guest, info: &ExitInfo) -> Action {
+    let kind = (info.intr_info >> 8) & 7;
+    let vector = (info.intr_info & 0xff) as u8;
+    if kind == 2 {
+        return Action::Inject(2, None);
+    }
+    log::error!("unexpected exception {vector} intercepted (the exception bitmap is empty)");
+    super::dump(v, g);
+    Action::Stop(GuestEnd::Failed("unexpected intercepted exception"))
+}
+
+/// A VMX instruction: VMX is not offered to this guest (CPUID.1:ECX.VMX is clear), so the
+/// processor it sees would raise #UD.
+pub fn vmx_instruction(v: &HwVmcs, reason: ExitReason) -> Action {
+    if VMX_INSNS.allow() {
+        log::warn!(
+            "guest executed {reason:?} at rip {:#x} but VMX is not exposed: injecting #UD",
+            v.read(F::GuestRip)
+        );
+    }
+    Action::Inject(UD, None)
+}
+
+/// XSETBV (exit reason 55): XCR0 is not virtualized yet; #GP as for an invalid value.
+pub fn xsetbv(g: &Guest) -> Action {
+    log::warn!(
+        "guest XSETBV of XCR{} = {:#x}: not supported, injecting #GP(0)",
+        g.regs.rcx,
+        g.regs.rax
+    );
+    Action::Inject(GP, Some(0))
+}

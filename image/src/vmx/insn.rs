@@ -1,0 +1,304 @@
+//! Every VMX instruction L0 executes (SDM Vol. 3C ch. 31), in one place. Each reads CF/ZF in
+//! the same `asm!` block as the instruction (RFLAGS may change between statements) and
+//! returns `Result<_, VmFail>`; VMfailValid carries the decoded VM-instruction error.
+
+use core::arch::{asm, global_asm};
+use core::fmt;
+
+/// VM-instruction error field (SDM Vol. 3C 25.9.5; encoding 0x4400).
+const VM_INSTRUCTION_ERROR: u64 = 0x4400;
+/// Host RSP and RIP fields (encodings 0x6c14, 0x6c16).
+pub const HOST_RSP: u64 = 0x6c14;
+
+/// A VMX instruction failed (SDM Vol. 3C 31.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmFail {
+    /// VMfailInvalid: CF set, there is no current VMCS.
+    Invalid,
+    /// VMfailValid: ZF set, with the VM-instruction error number.
+    Valid(u32),
+}
+
+impl fmt::Display for VmFail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmFail::Invalid => f.write_str("VMfailInvalid (no current VMCS)"),
+            VmFail::Valid(n) => {
+                write!(f, "VMfailValid, VM-instruction error {n}: {}", error_name(*n))
+            }
+        }
+    }
+}
+
+/// The SDM's text for a VM-instruction error number (Vol. 3C 31.4, Table 31-1).
+pub fn error_name(n: u32) -> &'static str {
+    match n {
+        1 => "VMCALL executed in VMX root operation",
+        2 => "VMCLEAR with invalid physical address",
+        3 => "VMCLEAR with VMXON pointer",
+        4 => "VMLAUNCH with non-clear VMCS",
+        5 => "VMRESUME with non-launched VMCS",
+        6 => "VMRESUME after VMXOFF",
+        7 => "VM entry with invalid control field(s)",
+        8 => "VM entry with invalid host-state field(s)",
+        9 => "VMPTRLD with invalid physical address",
+        10 => "VMPTRLD with VMXON pointer",
+        11 => "VMPTRLD with incorrect VMCS revision identifier",
+        12 => "VMREAD/VMWRITE from/to unsupported VMCS component",
+        13 => "VMWRITE to read-only VMCS component",
+        15 => "VMXON executed in VMX root operation",
+        16 => "VM entry with invalid executive-VMCS pointer",
+        17 => "VM entry with non-launched executive VMCS",
+        18 => "VM entry with executive-VMCS pointer not VMXON pointer",
+        19 => "VMCALL with non-clear VMCS",
+        20 => "VMCALL with invalid VM-exit control fields",
+        22 => "VMCALL with incorrect MSEG revision identifier",
+        23 => "VMXOFF under dual-monitor treatment of SMIs and SMM",
+        24 => "VMCALL with invalid SMM-monitor features",
+        25 => "VM entry with invalid VM-execution control fields in executive VMCS",
+        26 => "VM entry with events blocked by MOV SS",
+        28 => "invalid operand to INVEPT/INVVPID",
+        _ => "unknown error",
+    }
+}
+
+/// Turns the CF/ZF pair read right after a VMX instruction into a result.
+fn status(cf: u8, zf: u8) -> Result<(), VmFail> {
+    if cf != 0 {
+        Err(VmFail::Invalid)
+    } else if zf != 0 {
+        Err(VmFail::Valid(vmread(VM_INSTRUCTION_ERROR).unwrap_or(0) as u32))
+    } else {
+        Ok(())
+    }
+}
+
+/// VMXON with the VMXON region at physical address `region`.
+///
+/// # Safety
+/// CR4.VMXE is set, CR0/CR4 satisfy the fixed bits, IA32_FEATURE_CONTROL allows VMX, and
+/// `region` is a 4 KiB-aligned region holding the revision identifier that stays ours.
+pub unsafe fn vmxon(region: u64) -> Result<(), VmFail> {
+    let (cf, zf): (u8, u8);
+    // SAFETY: the caller upholds the contract above; the operand is a pointer to `region`.
+    unsafe {
+        asm!("vmxon [{0}]", "setc {1}", "setz {2}", in(reg) &region, out(reg_byte) cf,
+             out(reg_byte) zf, options(nostack))
+    };
+    status(cf, zf)
+}
+
+/// VMCLEAR: flushes the VMCS at `vmcs` to memory and makes it clear.
+///
+/// # Safety
+/// In VMX root operation; `vmcs` is a VMCS region of ours.
+pub unsafe fn vmclear(vmcs: u64) -> Result<(), VmFail> {
+    let (cf, zf): (u8, u8);
+    // SAFETY: as documented; the operand is a pointer to the address.
+    unsafe {
+        asm!("vmclear [{0}]", "setc {1}", "setz {2}", in(reg) &vmcs, out(reg_byte) cf,
+             out(reg_byte) zf, options(nostack))
+    };
+    status(cf, zf)
+}
+
+/// VMPTRLD: makes the VMCS at `vmcs` current.
+///
+/// # Safety
+/// In VMX root operation; `vmcs` is a VMCS region of ours with the right revision.
+pub unsafe fn vmptrld(vmcs: u64) -> Result<(), VmFail> {
+    let (cf, zf): (u8, u8);
+    // SAFETY: as documented; the operand is a pointer to the address.
+    unsafe {
+        asm!("vmptrld [{0}]", "setc {1}", "setz {2}", in(reg) &vmcs, out(reg_byte) cf,
+             out(reg_byte) zf, options(nostack))
+    };
+    status(cf, zf)
+}
+
+/// VMREAD of `field` from the current VMCS.
+pub fn vmread(field: u64) -> Result<u64, VmFail> {
+    let (value, cf, zf): (u64, u8, u8);
+    // SAFETY: VMREAD only reads the current VMCS; outside VMX operation it would #UD, but
+    // this module is only used after VMXON (the run loop owns that order).
+    unsafe {
+        asm!("vmread {0}, {1}", "setc {2}", "setz {3}", out(reg) value, in(reg) field,
+             out(reg_byte) cf, out(reg_byte) zf, options(nostack))
+    };
+    if cf != 0 {
+        return Err(VmFail::Invalid);
+    }
+    if zf != 0 {
+        // Reading the error field itself cannot fail once a VMCS is current.
+        return Err(VmFail::Valid(if field == VM_INSTRUCTION_ERROR { 0 } else { 12 }));
+    }
+    Ok(value)
+}
+
+/// VMWRITE of `value` to `field` of the current VMCS.
+///
+/// # Safety
+/// The write changes what the next VM entry loads: a host-state field must describe L0's
+/// real state, a guest-state or control field must not give the guest access to L0 memory.
+pub unsafe fn vmwrite(field: u64, value: u64) -> Result<(), VmFail> {
+    let (cf, zf): (u8, u8);
+    // SAFETY: the caller upholds the contract above.
+    unsafe {
+        asm!("vmwrite {0}, {1}", "setc {2}", "setz {3}", in(reg) field, in(reg) value,
+             out(reg_byte) cf, out(reg_byte) zf, options(nostack))
+    };
+    status(cf, zf)
+}
+
+/// INVEPT of `kind` (1 single-context, 2 all-context) for `eptp`.
+///
+/// # Safety
+/// In VMX root operation with INVEPT supported.
+pub unsafe fn invept(kind: u64, eptp: u64) -> Result<(), VmFail> {
+    let descriptor: [u64; 2] = [eptp, 0];
+    let (cf, zf): (u8, u8);
+    // SAFETY: as documented; the descriptor lives on our stack for the instruction.
+    unsafe {
+        asm!("invept {0}, [{1}]", "setc {2}", "setz {3}", in(reg) kind, in(reg) &descriptor,
+             out(reg_byte) cf, out(reg_byte) zf, options(nostack))
+    };
+    status(cf, zf)
+}
+
+/// INVVPID of `kind` (1 single-context, 2 all-context) for `vpid`.
+///
+/// # Safety
+/// In VMX root operation with INVVPID supported.
+pub unsafe fn invvpid(kind: u64, vpid: u16) -> Result<(), VmFail> {
+    let descriptor: [u64; 2] = [u64::from(vpid), 0];
+    let (cf, zf): (u8, u8);
+    // SAFETY: as documented; the descriptor lives on our stack for the instruction.
+    unsafe {
+        asm!("invvpid {0}, [{1}]", "setc {2}", "setz {3}", in(reg) kind, in(reg) &descriptor,
+             out(reg_byte) cf, out(reg_byte) zf, options(nostack))
+    };
+    status(cf, zf)
+}
+
+/// Guest general-purpose registers the VMCS does not hold (RSP and RIP are VMCS fields).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestRegs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+// VM entry and exit. `turtles_vm_run(regs, launched)` saves L0's callee-saved registers and
+// the `regs` pointer on the stack, points HOST_RSP there, loads the guest's registers and
+// executes VMLAUNCH or VMRESUME. A failed entry falls through and returns RFLAGS (CF or ZF
+// set); a VM exit lands at `turtles_vm_exit` (HOST_RIP) with RSP = HOST_RSP, stores the
+// guest's registers through the saved pointer and returns 0 from `turtles_vm_run`.
+global_asm!(
+    r#"
+    .section .text.vmx, "ax"
+    .global turtles_vm_run
+turtles_vm_run:
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    push rdi
+    mov rax, {host_rsp}
+    vmwrite rax, rsp
+    test rsi, rsi
+    mov rax, [rdi + 0]
+    mov rbx, [rdi + 8]
+    mov rcx, [rdi + 16]
+    mov rdx, [rdi + 24]
+    mov rbp, [rdi + 48]
+    mov r8, [rdi + 56]
+    mov r9, [rdi + 64]
+    mov r10, [rdi + 72]
+    mov r11, [rdi + 80]
+    mov r12, [rdi + 88]
+    mov r13, [rdi + 96]
+    mov r14, [rdi + 104]
+    mov r15, [rdi + 112]
+    mov rsi, [rdi + 32]
+    mov rdi, [rdi + 40]
+    jnz 1f
+    vmlaunch
+    jmp 2f
+1:  vmresume
+2:  pushfq
+    pop rax
+    add rsp, 8
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    ret
+
+    .global turtles_vm_exit
+turtles_vm_exit:
+    push rdi
+    mov rdi, [rsp + 8]
+    mov [rdi + 0], rax
+    mov [rdi + 8], rbx
+    mov [rdi + 16], rcx
+    mov [rdi + 24], rdx
+    mov [rdi + 32], rsi
+    mov [rdi + 48], rbp
+    mov [rdi + 56], r8
+    mov [rdi + 64], r9
+    mov [rdi + 72], r10
+    mov [rdi + 80], r11
+    mov [rdi + 88], r12
+    mov [rdi + 96], r13
+    mov [rdi + 104], r14
+    mov [rdi + 112], r15
+    pop rax
+    mov [rdi + 40], rax
+    add rsp, 8
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    xor eax, eax
+    ret
+"#,
+    host_rsp = const HOST_RSP,
+);
+
+unsafe extern "C" {
+    fn turtles_vm_run(regs: *mut GuestRegs, launched: u64) -> u64;
+    /// The host RIP of every VM exit.
+    pub fn turtles_vm_exit();
+}
+
+/// Enters the guest of the current VMCS and returns at its next VM exit, or with the entry
+/// failure.
+///
+/// # Safety
+/// The current VMCS is complete and valid for entry with HOST_RIP = [`turtles_vm_exit`], its
+/// EPT confines the guest to memory L0 gave it, and `launched` matches its launch state.
+pub unsafe fn enter(regs: &mut GuestRegs, launched: bool) -> Result<(), VmFail> {
+    // SAFETY: the caller upholds the contract above; the trampoline preserves L0's
+    // callee-saved registers and stack.
+    let rflags = unsafe { turtles_vm_run(regs, u64::from(launched)) };
+    if rflags == 0 { Ok(()) } else { status((rflags & 1) as u8, ((rflags >> 6) & 1) as u8) }
+}

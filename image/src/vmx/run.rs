@@ -1,0 +1,203 @@
+//! The run loop: load the guest, build EPT01 and vmcs01, then enter, snapshot the exit,
+//! count it, handle it, apply the action, and enter again until the guest ends. At the end
+//! L0 prints the exit statistics per reason.
+
+use nested::caps::VmxCaps;
+use nested::exits::{ExitCounters, ExitInfo, ExitReason};
+use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmcs01;
+
+use super::ept::Ept;
+use super::exits::{self, Action, GuestEnd};
+use super::hw_vmcs::HwVmcs;
+use super::insn::{self, GuestRegs};
+use super::{VmxError, setup};
+use crate::devices::Devices;
+use crate::guest::boot::{self, Protocol};
+use crate::guest::memory::GuestMemory;
+
+/// Guest time (TSC ticks; Bochs: instructions) one preemption-timer slice lasts.
+const WATCHDOG_SLICE_TICKS: u64 = 200_000_000;
+/// Consecutive slices without any other exit after which the guest counts as hung.
+const WATCHDOG_SLICES: u32 = 3;
+
+/// How many exits to log (`turtles.trace_exits=N` on L0's command line).
+pub static TRACE_EXITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Detects a guest that runs without ever exiting (an endless loop with interrupts off).
+pub struct Watchdog {
+    quiet_slices: u32,
+}
+
+impl Watchdog {
+    /// Any exit other than the timer's proves the guest is alive.
+    pub fn other_exit(&mut self) {
+        self.quiet_slices = 0;
+    }
+
+    /// The preemption timer fired (exit reason 52).
+    pub fn expired(&mut self) -> Action {
+        self.quiet_slices += 1;
+        if self.quiet_slices >= WATCHDOG_SLICES {
+            log::error!(
+                "watchdog: the guest ran {} ticks without a single exit: stopping it",
+                WATCHDOG_SLICE_TICKS * u64::from(WATCHDOG_SLICES)
+            );
+            return Action::Stop(GuestEnd::Failed("watchdog: the guest stopped responding"));
+        }
+        Action::Resume
+    }
+}
+
+/// Everything L0 keeps about its guest besides the VMCS.
+pub struct Guest {
+    pub regs: GuestRegs,
+    pub caps: VmxCaps,
+    pub devices: Devices,
+    pub counters: ExitCounters,
+    pub watchdog: Watchdog,
+    /// The guest's nesting depth (ours + 1).
+    pub depth: u32,
+    pub memory_mib: u64,
+}
+
+/// A guest to boot: its image, command line, modules and protocol preference.
+pub struct GuestSpec<'a> {
+    pub image: &'a [u8],
+    pub cmdline: &'a str,
+    pub modules: &'a [(&'a [u8], &'a str)],
+    pub protocol: Option<Protocol>,
+    pub memory: u64,
+    pub depth: u32,
+}
+
+/// Boots the guest and runs it to its end.
+pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxError> {
+    let controls = vmcs01::choose(caps).map_err(VmxError::Missing)?;
+    super::enable(caps)?;
+    let mut memory = GuestMemory::allocate(spec.memory).ok_or(VmxError::NoMemory("guest RAM"))?;
+    let boot = match boot::load(&mut memory, spec.image, spec.cmdline, spec.modules, spec.protocol)
+    {
+        Ok(boot) => boot,
+        Err(e) => {
+            log::error!("guest image: {e}");
+            return Ok(GuestEnd::Failed("the guest image cannot be booted"));
+        }
+    };
+    log::info!(
+        "guest: {} KiB image booted via {:?} at {:#x}, {} MiB of memory at host {:#x}",
+        spec.image.len() / 1024,
+        boot.protocol,
+        boot.entry,
+        memory.size() >> 20,
+        memory.host_base()
+    );
+    let ept = Ept::identity_offset(memory.host_base(), memory.size())?;
+    let timer = (WATCHDOG_SLICE_TICKS >> caps.preemption_timer_shift()).min(u64::from(u32::MAX));
+    setup::create(caps, &controls, ept.eptp, &boot, timer as u32)?;
+    // SAFETY: in VMX root operation, INVEPT/INVVPID are supported (EPT and VPID caps).
+    unsafe {
+        let _ = insn::invept(1, ept.eptp);
+        let _ = insn::invvpid(1, setup::GUEST_VPID);
+    }
+    let mut guest = Guest {
+        regs: GuestRegs { rax: boot.rax, rbx: boot.rbx, ..GuestRegs::default() },
+        caps: *caps,
+        devices: Devices::new(spec.depth),
+        counters: ExitCounters::default(),
+        watchdog: Watchdog { quiet_slices: 0 },
+        depth: spec.depth,
+        memory_mib: memory.size() >> 20,
+    };
+    let end = run_loop(&mut guest);
+    guest.devices.com1.finish();
+    report(&guest, end);
+    Ok(end)
+}
+
+fn run_loop(g: &mut Guest) -> GuestEnd {
+    // SAFETY: vmcs01 is current from `setup::create` on and nothing else loads a VMCS.
+    let mut v = unsafe { HwVmcs::current() };
+    let mut launched = false;
+    loop {
+        // SAFETY: vmcs01 is complete (setup::create), HOST_RIP is the exit trampoline, EPT01
+        // maps only the guest's own block, and `launched` tracks VMLAUNCH's success.
+        if let Err(e) = unsafe { insn::enter(&mut g.regs, launched) } {
+            log::error!("VM{} failed: {e}", if launched { "RESUME" } else { "LAUNCH" });
+            exits::dump(&v, g);
+            return GuestEnd::Failed("VM entry failed");
+        }
+        launched = true;
+        let info = ExitInfo::read(&v);
+        g.counters.record(info.reason);
+        trace(&v, &info);
+        match exits::handle(g, &mut v, &info) {
+            Action::Resume => {}
+            Action::Skip => skip_instruction(&mut v, &info),
+            Action::Inject(vector, error_code) => inject(&mut v, vector, error_code),
+            Action::Stop(end) => return end,
+        }
+    }
+}
+
+fn trace(v: &HwVmcs, info: &ExitInfo) {
+    use core::sync::atomic::Ordering;
+    let left = TRACE_EXITS.load(Ordering::Relaxed);
+    if left > 0 {
+        TRACE_EXITS.store(left - 1, Ordering::Relaxed);
+        log::info!(
+            "trace: exit {:?} ({:#x}) rip={:#x} qualification={:#x} intr={:#x}",
+            info.exit_reason(),
+            info.reason,
+            v.read(F::GuestRip),
+            info.qualification,
+            info.intr_info
+        );
+    }
+}
+
+/// Advances RIP past the exiting instruction and drops STI/MOV-SS blocking, as retiring the
+/// instruction would (SDM 25.4.2).
+fn skip_instruction(v: &mut HwVmcs, info: &ExitInfo) {
+    let rip = v.read(F::GuestRip);
+    v.write(F::GuestRip, rip.wrapping_add(u64::from(info.instruction_len)));
+    let blocking = v.read(F::GuestInterruptibilityInfo);
+    if blocking & 3 != 0 {
+        v.write(F::GuestInterruptibilityInfo, blocking & !3);
+    }
+}
+
+/// Injects a hardware exception on the next entry (SDM 26.6: interruption type 3).
+fn inject(v: &mut HwVmcs, vector: u8, error_code: Option<u32>) {
+    let mut info = u64::from(vector) | (3 << 8) | (1 << 31);
+    if let Some(code) = error_code {
+        info |= 1 << 11;
+        v.write(F::VmEntryExceptionErrorCode, u64::from(code));
+    }
+    v.write(F::VmEntryInterruptionInfo, info);
+}
+
+fn report(g: &Guest, end: GuestEnd) {
+    match end {
+        GuestEnd::Exited(status) => log::info!("guest: exited with status {status}"),
+        GuestEnd::Failed(why) => log::error!("guest: stopped by L0: {why}"),
+    }
+    log::info!(
+        "exits: total={} (guest console: {} bytes)",
+        g.counters.total(),
+        g.devices.com1.sent
+    );
+    for (number, &count) in g.counters.per_reason.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let name = ExitReason::from_basic(number as u16);
+        match name {
+            Some(reason) => log::info!("exits: {reason:?}={count}"),
+            None => log::info!("exits: reason-{number}={count}"),
+        }
+    }
+    if g.counters.unknown > 0 {
+        log::info!("exits: unknown={}", g.counters.unknown);
+    }
+}
