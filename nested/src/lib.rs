@@ -5,6 +5,12 @@
 
 pub mod addr;
 pub mod caps;
-pub mod vmcs;
+pub mod ept;
 pub mod exits;
 pub mod guest;
+pub mod vmcs;
+pub mod vmcs01;
+pub mod vmx;
+
+#[cfg(test)]
+mod testutil;

@@ -11,7 +11,7 @@
 use super::{ExitInfo, ExitReason, intr_info, vector};
 use crate::addr::L1Gpa;
 use crate::caps::{pin, proc1, proc2};
-use crate::guest::{GuestMemory, GuestRegs, Gpr};
+use crate::guest::{Gpr, GuestMemory, GuestRegs};
 use crate::vmcs::Vmcs12;
 
 /// What L0 intercepts in vmcs02 for its own reasons, independent of vmcs12.
@@ -56,8 +56,16 @@ pub fn l0_wants_exit(info: &ExitInfo, l0: &L0Intercepts) -> Result<bool, Routing
         // synthesized EPT violation/misconfiguration itself), SMIs, machine checks during
         // entry, PML (L0's dirty log), VMFUNC (emulated EPTP switching), bus locks and
         // notify exits are L0's.
-        ExternalInterrupt | IoSmi | OtherSmi | EntryFailMachineCheck | EptViolation
-        | EptMisconfig | PmlFull | Vmfunc | BusLock | InstructionTimeout => true,
+        ExternalInterrupt
+        | IoSmi
+        | OtherSmi
+        | EntryFailMachineCheck
+        | EptViolation
+        | EptMisconfig
+        | PmlFull
+        | Vmfunc
+        | BusLock
+        | InstructionTimeout => true,
         PreemptionTimer => l0.preemption_timer,
         _ => false,
     })
@@ -82,7 +90,9 @@ pub fn l1_wants_exit(
     let has2 = |bit: u32| p2 & bit != 0;
     Ok(match reason {
         ExceptionOrNmi => exception_wanted(info, vmcs12),
-        ExternalInterrupt => vmcs12.pin_based_vm_exec_control & pin::EXTERNAL_INTERRUPT_EXITING != 0,
+        ExternalInterrupt => {
+            vmcs12.pin_based_vm_exec_control & pin::EXTERNAL_INTERRUPT_EXITING != 0
+        }
         InterruptWindow => has1(proc1::INTERRUPT_WINDOW_EXITING),
         NmiWindow => has1(proc1::NMI_WINDOW_EXITING),
         Hlt => has1(proc1::HLT_EXITING),
@@ -114,16 +124,23 @@ pub fn l1_wants_exit(
         PreemptionTimer => vmcs12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0,
         // Exits L0 always takes (l0_wants_exit) reach here only if the caller skipped it;
         // never reflect them blindly.
-        IoSmi | OtherSmi | EntryFailMachineCheck | EptViolation | EptMisconfig | PmlFull
-        | Vmfunc | BusLock | InstructionTimeout => false,
+        IoSmi
+        | OtherSmi
+        | EntryFailMachineCheck
+        | EptViolation
+        | EptMisconfig
+        | PmlFull
+        | Vmfunc
+        | BusLock
+        | InstructionTimeout => false,
         // Unconditional exits (SDM 26.1.2) and exits whose only cause is a vmcs12 feature
         // (APIC virtualization, entry failures, task switches, VMX instructions in L2, …).
         TripleFault | InitSignal | StartupIpi | TaskSwitch | Cpuid | Getsec | Invd | Rsm
         | Vmcall | Vmclear | Vmlaunch | Vmptrld | Vmptrst | Vmread | Vmresume | Vmwrite
         | Vmxoff | Vmxon | EntryFailGuestState | EntryFailMsrLoading | ApicAccess
-        | VirtualizedEoi | Invept | Invvpid | Xsetbv | ApicWrite | Pconfig | SppEvent
-        | Umwait | Tpause | Loadiwkey | Enclv | EnqcmdPasidFail | EnqcmdsPasidFail | Seamcall
-        | Tdcall | Rdmsrlist | Wrmsrlist => true,
+        | VirtualizedEoi | Invept | Invvpid | Xsetbv | ApicWrite | Pconfig | SppEvent | Umwait
+        | Tpause | Loadiwkey | Enclv | EnqcmdPasidFail | EnqcmdsPasidFail | Seamcall | Tdcall
+        | Rdmsrlist | Wrmsrlist => true,
     })
 }
 
@@ -201,9 +218,7 @@ fn cr_access_wanted(qual: u64, vmcs12: &Vmcs12, regs: &impl GuestRegs) -> bool {
         (1, 3) => p1 & proc1::CR3_STORE_EXITING != 0,
         (1, 8) => p1 & proc1::CR8_STORE_EXITING != 0,
         // CLTS: exit iff CR0.TS is host-owned and its shadow is 1.
-        (2, _) => {
-            vmcs12.cr0_guest_host_mask & CR0_TS != 0 && vmcs12.cr0_read_shadow & CR0_TS != 0
-        }
+        (2, _) => vmcs12.cr0_guest_host_mask & CR0_TS != 0 && vmcs12.cr0_read_shadow & CR0_TS != 0,
         // LMSW (source data in bits 31:16): touches CR0[3:0] but cannot clear PE.
         (3, _) => {
             let src = (qual >> 16) & 0xffff;
@@ -278,7 +293,10 @@ mod tests {
     fn unknown_reason_is_an_error() {
         let m = VecMemory::new(0);
         let r = Regs::default();
-        assert_eq!(l0_wants_exit(&info(35), &L0Intercepts::default()), Err(RoutingError::UnknownReason(35)));
+        assert_eq!(
+            l0_wants_exit(&info(35), &L0Intercepts::default()),
+            Err(RoutingError::UnknownReason(35))
+        );
         assert!(l1_wants_exit(&info(200), &vmcs12(), &r, &m).is_err());
     }
 
@@ -398,7 +416,8 @@ mod tests {
         let mut m = VecMemory::new(0x4000);
         let r = Regs::default();
         let mut v = vmcs12();
-        let out = |port: u64, size: u64| ExitInfo { qualification: port << 16 | (size - 1), ..info(30) };
+        let out =
+            |port: u64, size: u64| ExitInfo { qualification: port << 16 | (size - 1), ..info(30) };
         assert!(!l1(&out(0x3f8, 1), &v, &r, &m));
         v.cpu_based_vm_exec_control = proc1::UNCONDITIONAL_IO_EXITING;
         assert!(l1(&out(0x3f8, 1), &v, &r, &m));

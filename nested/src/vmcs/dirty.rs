@@ -83,18 +83,21 @@ impl DirtySet {
 
     /// The fields in the set, in table order (no allocation).
     pub fn iter(&self) -> impl Iterator<Item = VmcsField> + '_ {
-        self.0.iter().enumerate().flat_map(|(wi, &w)| {
-            let mut w = w;
-            core::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let bit = w.trailing_zeros() as usize;
-                w &= w - 1;
-                Some(wi * 64 + bit)
+        self.0
+            .iter()
+            .enumerate()
+            .flat_map(|(wi, &w)| {
+                let mut w = w;
+                core::iter::from_fn(move || {
+                    if w == 0 {
+                        return None;
+                    }
+                    let bit = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    Some(wi * 64 + bit)
+                })
             })
-        })
-        .filter_map(|i| VmcsField::ALL.get(i).copied())
+            .filter_map(|i| VmcsField::ALL.get(i).copied())
     }
 }
 
@@ -110,7 +113,10 @@ mod tests {
         s.insert(VmcsField::HostIa32SysenterCs);
         assert!(s.contains(VmcsField::GuestRip));
         assert!(!s.contains(VmcsField::GuestRsp));
-        assert_eq!(s.iter().collect::<Vec<_>>(), [VmcsField::HostIa32SysenterCs, VmcsField::GuestRip]);
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [VmcsField::HostIa32SysenterCs, VmcsField::GuestRip]
+        );
         assert_eq!(DirtySet::all().len(), VmcsField::COUNT);
         assert_eq!(DirtySet::all().iter().count(), VmcsField::COUNT);
         assert!(s.intersects(&DirtySet::of(&[VmcsField::GuestRip])));

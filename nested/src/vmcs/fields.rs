@@ -214,10 +214,7 @@ mod tests {
 
     #[test]
     fn high_access_only_for_64_bit_fields() {
-        assert_eq!(
-            VmcsField::from_encoding(0x201b),
-            Some((VmcsField::EptPointer, Access::High))
-        );
+        assert_eq!(VmcsField::from_encoding(0x201b), Some((VmcsField::EptPointer, Access::High)));
         assert_eq!(
             VmcsField::from_encoding(0x2401),
             Some((VmcsField::GuestPhysicalAddress, Access::High))

@@ -9,6 +9,7 @@ mod table;
 mod dirty;
 mod fake;
 mod fields;
+pub mod shadow;
 mod vmcs12;
 
 pub use dirty::DirtySet;

@@ -16,8 +16,10 @@ use crate::addr::{L1Gpa, fits_phys_width, is_canonical};
 use crate::caps::{VmxCaps, ept_vpid, proc2};
 use crate::ept::eptp_valid;
 use crate::exits::{ExitInfo, ExitReason, routing::secondary_controls};
-use crate::guest::{GuestMemory, GuestRegs, Gpr};
-use crate::vmcs::{DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError};
+use crate::guest::{Gpr, GuestMemory, GuestRegs};
+use crate::vmcs::{
+    DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError,
+};
 
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
@@ -592,7 +594,6 @@ impl NestedVmx {
             Ok(d) => d,
             Err(e) => return (VmxResult::Fault(e), None),
         };
-        let bad = VmxResult::FailValid(VmInstructionError::InvalidInveptInvvpidOperand);
         if lo >> 16 != 0 {
             return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
         }
@@ -608,10 +609,7 @@ impl NestedVmx {
         };
         match flush {
             Some(f) => (VmxResult::Succeed, Some(f)),
-            None => {
-                let _ = bad;
-                (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None)
-            }
+            None => (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None),
         }
     }
 

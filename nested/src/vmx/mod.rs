@@ -5,6 +5,7 @@
 pub mod checks;
 mod instr;
 pub mod l1_caps;
+pub mod merge;
 pub mod operand;
 
 pub use instr::{Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};

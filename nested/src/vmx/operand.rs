@@ -5,7 +5,7 @@
 use super::Exception;
 use super::instr::L1Cpu;
 use crate::addr::is_canonical;
-use crate::guest::{GuestRegs, Gpr};
+use crate::guest::{Gpr, GuestRegs};
 
 /// A segment register, numbered as in the instruction-information field (bits 17:15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +150,15 @@ mod tests {
         regs.0[6] = 0x10; // RSI index
         // scale 8, 64-bit, GS, index RSI, base RBX.
         let info = InstrInfo(3 | 2 << 7 | 5 << 15 | 6 << 18 | 3 << 23);
-        let op = decode(info, 8, false, &cpu64(), &regs, |s| if s == Segment::Gs { 0x10_0000 } else { 0 })
+        let op =
+            decode(
+                info,
+                8,
+                false,
+                &cpu64(),
+                &regs,
+                |s| if s == Segment::Gs { 0x10_0000 } else { 0 },
+            )
             .unwrap();
         assert_eq!(
             op,

@@ -1,0 +1,347 @@
+//! EPT02: the shadow of EPT12 composed with EPT01, built on demand (Turtles §4.1.2
+//! "multi-dimensional paging"; SDM Vol. 3C 29.3 EPT, 29.4.3 INVEPT; 29.1 VPIDs).
+//!
+//! On an EPT violation while L2 runs (vmcs02's EPTP points at an EPT02), L0 calls
+//! [`ShadowEpt::handle_violation`]: it walks EPT12 (L2Gpa → L1Gpa), asks EPT01 (L1Gpa → Hpa)
+//! and installs one EPT02 leaf whose permissions are the intersection of both and whose size
+//! is the smaller of the two pages (a large page is split where the levels disagree). A fault
+//! in EPT12 becomes the EPT violation or misconfiguration L1 expects. INVEPT drops EPT02s;
+//! EPTP switching picks (or builds) the EPT02 for another EPT12 root.
+//!
+//! EPT02 tables live in L0 memory, reached through [`HostFrames`]; invariant: every EPT02
+//! leaf maps an Hpa returned by EPT01 for L1, so L2 can reach only L1's memory.
+
+use super::walk::{self, Ept12Fault, PageSize, bits};
+use crate::addr::{Hpa, L1Gpa, L2Gpa};
+use crate::caps::VmxCaps;
+use crate::exits::ExitInfo;
+use crate::guest::GuestMemory;
+
+/// A translation of EPT01 (L1Gpa → Hpa), as L0 maps L1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ept01Leaf {
+    /// The host address `gpa` maps to.
+    pub hpa: Hpa,
+    /// Permissions L0 grants L1 on this page (R = 1, W = 2, X = 4).
+    pub perms: u8,
+    /// Size of the EPT01 page containing `gpa`.
+    pub size: PageSize,
+    /// EPT01 memory type (0 = UC, 6 = WB, …).
+    pub memtype: u8,
+}
+
+/// L0's mapping of L1 (EPT01, or however L0 tracks L1's memory).
+pub trait Ept01 {
+    /// Translation of `gpa`, or `None` if L1 has no memory there.
+    fn translate(&self, gpa: L1Gpa) -> Option<Ept01Leaf>;
+}
+
+/// 4-KiB frames of L0 memory for EPT02 paging structures.
+pub trait HostFrames {
+    /// A zeroed frame, or `None` when exhausted.
+    fn alloc_zeroed(&mut self) -> Option<Hpa>;
+    /// Returns a frame from [`HostFrames::alloc_zeroed`].
+    fn free(&mut self, frame: Hpa);
+    /// Reads entry `index` (0..512) of the table at `table`.
+    fn read_entry(&self, table: Hpa, index: usize) -> u64;
+    /// Writes entry `index` of the table at `table`.
+    fn write_entry(&mut self, table: Hpa, index: usize, value: u64);
+}
+
+/// What L0 does after [`ShadowEpt::handle_violation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// EPT02 now maps the page: resume L2.
+    Fixed,
+    /// Reflect an EPT violation (exit reason 48) to L1 with this qualification; the
+    /// guest-physical and guest-linear addresses are the hardware's.
+    ReflectViolation { qualification: u64 },
+    /// Reflect an EPT misconfiguration (exit reason 49) to L1.
+    ReflectMisconfig,
+    /// EPT12 is fine but L1 has no memory at this address (MMIO L0 emulates for L1, or a bug):
+    /// L0 handles the access as L1's.
+    L1Unmapped(L1Gpa),
+    /// L0 itself denies L1 this access (e.g. write-protected by L0): L0's own EPT01 fault.
+    L0Denied(L1Gpa),
+}
+
+/// Failures of EPT02 maintenance (L0 resources, not guest behaviour).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShadowError {
+    /// No frame for an EPT02 table: invalidate some EPT02s and retry.
+    OutOfFrames,
+    /// An EPT12 table is outside L1 memory.
+    Ept12Unreadable(L1Gpa),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Root {
+    /// EPT12 root address (EPTP bits 51:12), the key INVEPT single-context uses.
+    eptp12_addr: u64,
+    root: Hpa,
+}
+
+/// EPT02s for up to `N` EPT12 roots (EPTP switching and several L2s), least recently built
+/// evicted first.
+#[derive(Clone, Debug)]
+pub struct ShadowEpt<const N: usize = 8> {
+    roots: [Option<Root>; N],
+    next_victim: usize,
+}
+
+impl<const N: usize> Default for ShadowEpt<N> {
+    fn default() -> Self {
+        ShadowEpt { roots: [None; N], next_victim: 0 }
+    }
+}
+
+/// The EPTP for an EPT02 root: write-back, 4-level walk (SDM 25.6.11).
+pub const fn eptp02(root: Hpa) -> u64 {
+    (root.0 & bits::ADDR_MASK) | 6 | 3 << 3
+}
+
+impl<const N: usize> ShadowEpt<N> {
+    /// No EPT02 yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The EPT02 root for EPT12 `eptp12`, allocating an empty one (and evicting another)
+    /// if needed. vmcs02's EPTP is [`eptp02`] of it.
+    pub fn root_for(
+        &mut self,
+        eptp12: u64,
+        frames: &mut impl HostFrames,
+    ) -> Result<Hpa, ShadowError> {
+        let key = eptp12 & bits::ADDR_MASK;
+        if let Some(r) = self.roots.iter().flatten().find(|r| r.eptp12_addr == key) {
+            return Ok(r.root);
+        }
+        let root = frames.alloc_zeroed().ok_or(ShadowError::OutOfFrames)?;
+        let slot = match self.roots.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                let i = self.next_victim % N.max(1);
+                self.next_victim = self.next_victim.wrapping_add(1);
+                if let Some(Some(old)) = self.roots.get(i).copied() {
+                    free_table(frames, old.root, 4);
+                }
+                i
+            }
+        };
+        if let Some(s) = self.roots.get_mut(slot) {
+            *s = Some(Root { eptp12_addr: key, root });
+        }
+        Ok(root)
+    }
+
+    /// Resolves an EPT violation taken while L2 ran on the EPT02 for `eptp12`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_violation(
+        &mut self,
+        eptp12: u64,
+        exit: &ExitInfo,
+        l1mem: &impl GuestMemory,
+        ept01: &impl Ept01,
+        frames: &mut impl HostFrames,
+        caps: &VmxCaps,
+        maxphyaddr: u8,
+    ) -> Result<Resolution, ShadowError> {
+        let gpa = L2Gpa(exit.guest_physical_address);
+        let access = walk::access_of(exit.qualification);
+        let leaf12 = match walk::walk_ept12(l1mem, eptp12, gpa, caps, maxphyaddr) {
+            Ok(l) => l,
+            Err(Ept12Fault::NotPresent { perms }) => {
+                let q = walk::violation_qualification(exit.qualification, perms);
+                return Ok(Resolution::ReflectViolation { qualification: q });
+            }
+            Err(Ept12Fault::Misconfig) => return Ok(Resolution::ReflectMisconfig),
+            Err(Ept12Fault::Unreadable(a)) => return Err(ShadowError::Ept12Unreadable(a)),
+        };
+        if !leaf12.allows(access) {
+            let q = walk::violation_qualification(exit.qualification, leaf12.perms);
+            return Ok(Resolution::ReflectViolation { qualification: q });
+        }
+        let Some(leaf01) = ept01.translate(leaf12.l1gpa) else {
+            return Ok(Resolution::L1Unmapped(leaf12.l1gpa));
+        };
+        if leaf01.perms & access != access {
+            return Ok(Resolution::L0Denied(leaf12.l1gpa));
+        }
+        let size = leaf12.size.min(leaf01.size);
+        let mask = size.bytes() - 1;
+        // The EPT02 page [gpa & !mask, +size) maps L1 [l1gpa & !mask, +size), contiguous in
+        // both EPT12 (its page is at least `size`) and EPT01 (likewise).
+        let l1base = L1Gpa(leaf12.l1gpa.0 & !mask);
+        let hpa_base = match ept01.translate(l1base) {
+            Some(b) if b.size >= size && b.hpa.0 & mask == 0 => b.hpa,
+            _ => return Ok(Resolution::L1Unmapped(l1base)),
+        };
+        let perms = u64::from(leaf12.perms & leaf01.perms);
+        let memtype = if leaf01.memtype == 0 { 0 } else { u64::from(leaf12.memtype) };
+        let large = if size == PageSize::Size4K { 0 } else { bits::LARGE };
+        let ipat = if leaf12.ipat { bits::IPAT } else { 0 };
+        let entry = (hpa_base.0 & bits::ADDR_MASK) | perms | memtype << 3 | large | ipat;
+        let root = self.root_for(eptp12, frames)?;
+        install(frames, root, gpa.0 & !mask, size, entry)?;
+        Ok(Resolution::Fixed)
+    }
+
+    /// INVEPT single-context: drop the EPT02 shadowing `eptp12`.
+    pub fn invalidate(&mut self, eptp12: u64, frames: &mut impl HostFrames) {
+        let key = eptp12 & bits::ADDR_MASK;
+        for slot in self.roots.iter_mut() {
+            if let Some(r) = *slot
+                && r.eptp12_addr == key
+            {
+                free_table(frames, r.root, 4);
+                *slot = None;
+            }
+        }
+    }
+
+    /// INVEPT all-context (and any change to EPT01): drop every EPT02.
+    pub fn invalidate_all(&mut self, frames: &mut impl HostFrames) {
+        for slot in self.roots.iter_mut() {
+            if let Some(r) = slot.take() {
+                free_table(frames, r.root, 4);
+            }
+        }
+    }
+
+    /// EPT02 roots currently built, as (EPT12 root address, EPT02 root).
+    pub fn roots(&self) -> impl Iterator<Item = (u64, Hpa)> + '_ {
+        self.roots.iter().flatten().map(|r| (r.eptp12_addr, r.root))
+    }
+}
+
+/// Installs `entry` as the leaf for `gpa` at `size`, creating tables and replacing whatever
+/// is in the way (a stale large leaf above, or a stale subtree below).
+fn install(
+    frames: &mut impl HostFrames,
+    root: Hpa,
+    gpa: u64,
+    size: PageSize,
+    entry: u64,
+) -> Result<(), ShadowError> {
+    let mut table = root;
+    let mut level = 4;
+    while level > size.level() {
+        let index = ((gpa >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
+        let e = frames.read_entry(table, index);
+        let next = if e & bits::RWX != 0 && e & bits::LARGE == 0 {
+            Hpa(e & bits::ADDR_MASK)
+        } else {
+            let t = frames.alloc_zeroed().ok_or(ShadowError::OutOfFrames)?;
+            frames.write_entry(table, index, t.0 | bits::RWX);
+            t
+        };
+        table = next;
+        level -= 1;
+    }
+    let index = ((gpa >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
+    let old = frames.read_entry(table, index);
+    if level > 1 && old & bits::RWX != 0 && old & bits::LARGE == 0 {
+        free_table(frames, Hpa(old & bits::ADDR_MASK), level - 1);
+    }
+    frames.write_entry(table, index, entry);
+    Ok(())
+}
+
+/// Frees the table at `table` (a level-`level` structure) and every table below it.
+fn free_table(frames: &mut impl HostFrames, table: Hpa, level: u32) {
+    if level > 1 {
+        for i in 0..512 {
+            let e = frames.read_entry(table, i);
+            if e & bits::RWX != 0 && e & bits::LARGE == 0 {
+                free_table(frames, Hpa(e & bits::ADDR_MASK), level - 1);
+            }
+        }
+    }
+    frames.free(table);
+}
+
+/// Visits every leaf of the EPT02 at `root`: (L2 guest-physical base, size, entry).
+pub fn for_each_leaf(frames: &impl HostFrames, root: Hpa, mut f: impl FnMut(u64, PageSize, u64)) {
+    fn visit(
+        frames: &impl HostFrames,
+        table: Hpa,
+        level: u32,
+        base: u64,
+        f: &mut impl FnMut(u64, PageSize, u64),
+    ) {
+        for i in 0..512u64 {
+            let e = frames.read_entry(table, i as usize);
+            if e & bits::RWX == 0 {
+                continue;
+            }
+            let gpa = base | i << (12 + 9 * (level - 1));
+            let size = match level {
+                1 => Some(PageSize::Size4K),
+                2 if e & bits::LARGE != 0 => Some(PageSize::Size2M),
+                3 if e & bits::LARGE != 0 => Some(PageSize::Size1G),
+                _ => None,
+            };
+            match size {
+                Some(s) => f(gpa, s, e),
+                None if level > 1 => visit(frames, Hpa(e & bits::ADDR_MASK), level - 1, gpa, f),
+                None => {}
+            }
+        }
+    }
+    visit(frames, root, 4, 0, &mut f);
+}
+
+/// Nested VPIDs: each VPID L1 uses for its L2s (vpid12) gets a hardware VPID (vpid02) from
+/// L0's range `[base, base + N)`, so L2 TLB entries survive switches between L1 and L2.
+#[derive(Clone, Debug)]
+pub struct VpidMap<const N: usize = 16> {
+    base: u16,
+    slots: [Option<u16>; N],
+    next_victim: usize,
+}
+
+impl<const N: usize> VpidMap<N> {
+    /// vpid02s are `base..base + N` (L0 keeps them apart from its own VPIDs).
+    pub fn new(base: u16) -> Self {
+        VpidMap { base, slots: [None; N], next_victim: 0 }
+    }
+
+    /// The vpid02 for `vpid12`, and whether it was (re)assigned just now — then its TLB
+    /// entries belong to another vpid12 and L0 must INVVPID it (single-context) first.
+    pub fn vpid02(&mut self, vpid12: u16) -> (u16, bool) {
+        if let Some(i) = self.slots.iter().position(|s| *s == Some(vpid12)) {
+            return (self.base.wrapping_add(i as u16), false);
+        }
+        let i = match self.slots.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                let i = self.next_victim % N.max(1);
+                self.next_victim = self.next_victim.wrapping_add(1);
+                i
+            }
+        };
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = Some(vpid12);
+        }
+        (self.base.wrapping_add(i as u16), true)
+    }
+
+    /// The vpid02 currently assigned to `vpid12` (for INVVPID), if any.
+    pub fn lookup(&self, vpid12: u16) -> Option<u16> {
+        self.slots.iter().position(|s| *s == Some(vpid12)).map(|i| self.base.wrapping_add(i as u16))
+    }
+
+    /// Every assigned vpid02 (INVVPID all-context).
+    pub fn assigned(&self) -> impl Iterator<Item = u16> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| self.base.wrapping_add(i as u16))
+    }
+}
+
+#[cfg(test)]
+#[path = "shadow_tests.rs"]
+pub(crate) mod tests;

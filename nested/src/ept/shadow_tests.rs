@@ -1,0 +1,301 @@
+//! Unit tests for EPT02 construction, INVEPT and nested VPIDs.
+
+use super::*;
+use crate::ept::walk::tests::Builder;
+use crate::testutil::l1;
+
+/// EPT02 frames in a Vec, at host addresses from `BASE`.
+#[derive(Default)]
+pub(crate) struct VecFrames {
+    pub tables: Vec<[u64; 512]>,
+    pub free_list: Vec<usize>,
+    pub limit: Option<usize>,
+}
+
+pub(crate) const FRAME_BASE: u64 = 0x1_0000_0000;
+
+impl VecFrames {
+    pub(crate) fn live(&self) -> usize {
+        self.tables.len() - self.free_list.len()
+    }
+    fn idx(h: Hpa) -> usize {
+        ((h.0 - FRAME_BASE) / 4096) as usize
+    }
+}
+
+impl HostFrames for VecFrames {
+    fn alloc_zeroed(&mut self) -> Option<Hpa> {
+        if self.limit.is_some_and(|l| self.live() >= l) {
+            return None;
+        }
+        let i = match self.free_list.pop() {
+            Some(i) => {
+                self.tables[i] = [0; 512];
+                i
+            }
+            None => {
+                self.tables.push([0; 512]);
+                self.tables.len() - 1
+            }
+        };
+        Some(Hpa(FRAME_BASE + i as u64 * 4096))
+    }
+    fn free(&mut self, frame: Hpa) {
+        let i = Self::idx(frame);
+        assert!(!self.free_list.contains(&i), "double free of {frame:?}");
+        self.free_list.push(i);
+    }
+    fn read_entry(&self, table: Hpa, index: usize) -> u64 {
+        self.tables[Self::idx(table)][index]
+    }
+    fn write_entry(&mut self, table: Hpa, index: usize, value: u64) {
+        self.tables[Self::idx(table)][index] = value;
+    }
+}
+
+/// L1 memory `[0, size)` at host `hpa_base`, in pages of `page`, all permissions.
+pub(crate) struct LinearEpt01 {
+    pub size: u64,
+    pub hpa_base: u64,
+    pub page: PageSize,
+    pub perms: u8,
+}
+
+impl Ept01 for LinearEpt01 {
+    fn translate(&self, gpa: L1Gpa) -> Option<Ept01Leaf> {
+        (gpa.0 < self.size).then(|| Ept01Leaf {
+            hpa: Hpa(self.hpa_base + gpa.0),
+            perms: self.perms,
+            size: self.page,
+            memtype: 6,
+        })
+    }
+}
+
+fn violation(gpa: u64, access: u64) -> ExitInfo {
+    ExitInfo {
+        reason: 48,
+        qualification: access | 1 << 7,
+        guest_physical_address: gpa,
+        ..Default::default()
+    }
+}
+
+fn setup() -> (Builder, LinearEpt01, VecFrames, ShadowEpt) {
+    let mut b = Builder::new(0x100_0000, 0x80_0000);
+    b.map(0x1000, 0x3000, PageSize::Size4K, 7);
+    b.map(0x2000, 0x4000, PageSize::Size4K, 1);
+    b.map(0x20_0000, 0x40_0000, PageSize::Size2M, 7);
+    b.map(0x4000_0000, 0x0, PageSize::Size1G, 7);
+    let ept01 =
+        LinearEpt01 { size: 0x100_0000, hpa_base: 0x2000_0000, page: PageSize::Size2M, perms: 7 };
+    (b, ept01, VecFrames::default(), ShadowEpt::new())
+}
+
+fn leaves(frames: &VecFrames, root: Hpa) -> Vec<(u64, PageSize, u64)> {
+    let mut v = Vec::new();
+    for_each_leaf(frames, root, |g, s, e| v.push((g, s, e)));
+    v
+}
+
+#[test]
+fn builds_leaf_with_intersected_permissions() {
+    let (b, mut ept01, mut frames, mut sh) = setup();
+    ept01.perms = 5; // L0 maps L1 read+execute
+    let caps = l1();
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x1234, 1),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert_eq!(r, Ok(Resolution::Fixed));
+    let root = sh.root_for(b.eptp(), &mut frames).unwrap();
+    let l = leaves(&frames, root);
+    assert_eq!(l.len(), 1);
+    let (g, s, e) = l[0];
+    assert_eq!((g, s), (0x1000, PageSize::Size4K));
+    assert_eq!(e & bits::ADDR_MASK, 0x2000_3000);
+    assert_eq!(e & 7, 5, "EPT12 RWX ∩ EPT01 R-X");
+    assert_eq!(eptp02(root) & 0x3f, 6 | 3 << 3);
+    // A write L0 denies is L0's business, not L1's.
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x1234, 2),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert_eq!(r, Ok(Resolution::L0Denied(L1Gpa(0x3234))));
+}
+
+#[test]
+fn large_pages_split_to_the_smaller_level() {
+    let (b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    // EPT12 1G page over EPT01 2M pages: EPT02 gets a 2M leaf.
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x4012_3456, 4),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert_eq!(r, Ok(Resolution::Fixed));
+    // EPT12 2M page over 2M EPT01: a 2M leaf.
+    sh.handle_violation(b.eptp(), &violation(0x21_0000, 2), &b.mem, &ept01, &mut frames, &caps, 36)
+        .unwrap();
+    let root = sh.root_for(b.eptp(), &mut frames).unwrap();
+    let l = leaves(&frames, root);
+    assert!(
+        l.contains(&(0x4000_0000, PageSize::Size2M, 0x2000_0000 | 7 | 6 << 3 | bits::LARGE)),
+        "{l:x?}"
+    );
+    assert!(
+        l.contains(&(0x20_0000, PageSize::Size2M, 0x2040_0000 | 7 | 6 << 3 | bits::LARGE)),
+        "{l:x?}"
+    );
+    // EPT01 in 4K pages forces 4K leaves.
+    let ept01_4k = LinearEpt01 { page: PageSize::Size4K, ..ept01 };
+    sh.invalidate_all(&mut frames);
+    sh.handle_violation(
+        b.eptp(),
+        &violation(0x21_5000, 1),
+        &b.mem,
+        &ept01_4k,
+        &mut frames,
+        &caps,
+        36,
+    )
+    .unwrap();
+    let root = sh.root_for(b.eptp(), &mut frames).unwrap();
+    assert_eq!(leaves(&frames, root), [(0x21_5000, PageSize::Size4K, 0x2041_5000 | 7 | 6 << 3)]);
+}
+
+#[test]
+fn ept12_faults_are_reflected() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x9000, 1),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert_eq!(r, Ok(Resolution::ReflectViolation { qualification: 1 | 1 << 7 }));
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x2000, 2),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert_eq!(
+        r,
+        Ok(Resolution::ReflectViolation { qualification: 2 | 1 << 3 | 1 << 7 }),
+        "read-only in EPT12"
+    );
+    b.map(0x5000, 0x5000, PageSize::Size4K, 2); // W without R
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x5000, 1),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert_eq!(r, Ok(Resolution::ReflectMisconfig));
+    b.map(0x6000, 0x200_0000, PageSize::Size4K, 7); // beyond L1's memory
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x6000, 1),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert_eq!(r, Ok(Resolution::L1Unmapped(L1Gpa(0x200_0000))));
+    let r = sh.handle_violation(
+        0x7000_0000 | 0x1e,
+        &violation(0, 1),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert!(matches!(r, Err(ShadowError::Ept12Unreadable(_))));
+}
+
+#[test]
+fn invept_frees_and_roots_are_per_eptp() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    let eptp_a = b.eptp();
+    sh.handle_violation(eptp_a, &violation(0x1000, 1), &b.mem, &ept01, &mut frames, &caps, 36)
+        .unwrap();
+    // A second EPT12 root (EPTP switching).
+    let mut b2 = Builder::new(0, 0x90_0000);
+    b2.mem = core::mem::take(&mut b.mem);
+    b2.map(0x1000, 0x8000, PageSize::Size4K, 7);
+    let eptp_b = b2.eptp();
+    sh.handle_violation(eptp_b, &violation(0x1000, 1), &b2.mem, &ept01, &mut frames, &caps, 36)
+        .unwrap();
+    assert_eq!(sh.roots().count(), 2);
+    let live = frames.live();
+    assert_eq!(live, 8, "two roots with three tables each below… plus roots");
+    sh.invalidate(eptp_a, &mut frames);
+    assert_eq!(sh.roots().count(), 1);
+    assert_eq!(frames.live(), 4);
+    sh.invalidate_all(&mut frames);
+    assert_eq!(frames.live(), 0);
+}
+
+#[test]
+fn out_of_frames_is_an_error_and_eviction_frees() {
+    let (b, ept01, mut frames, _) = setup();
+    let caps = l1();
+    frames.limit = Some(2);
+    let mut sh: ShadowEpt = ShadowEpt::new();
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x1000, 1),
+        &b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+    );
+    assert_eq!(r, Err(ShadowError::OutOfFrames));
+    frames.limit = None;
+    let mut small: ShadowEpt<1> = ShadowEpt::new();
+    small.root_for(0x1000, &mut frames).unwrap();
+    small.root_for(0x2000, &mut frames).unwrap();
+    assert_eq!(small.roots().count(), 1);
+}
+
+#[test]
+fn vpid_map() {
+    let mut m: VpidMap<2> = VpidMap::new(100);
+    assert_eq!(m.vpid02(7), (100, true));
+    assert_eq!(m.vpid02(7), (100, false));
+    assert_eq!(m.vpid02(8), (101, true));
+    assert_eq!(m.lookup(8), Some(101));
+    assert_eq!(m.vpid02(9), (100, true), "evicts and asks for a flush");
+    assert_eq!(m.lookup(7), None);
+    assert_eq!(m.assigned().collect::<Vec<_>>(), [100, 101]);
+}

@@ -1,0 +1,122 @@
+//! VMCS shadowing for L1 (SDM Vol. 3C 25.10, 25.6.15; Turtles' "DRW" optimisation done by
+//! hardware): L1's VMREAD/VMWRITE of shadowed fields hit a shadow VMCS instead of exiting.
+//!
+//! The VMREAD and VMWRITE bitmaps (a set bit means "exit") are built from the table's shadow
+//! classes; [`copy_vmcs12_to_shadow`] fills the shadow VMCS before L1 runs after a reflected
+//! exit, [`copy_shadow_to_vmcs12`] brings L1's writes back when L1 executes VMLAUNCH/VMRESUME
+//! and marks the fields that changed dirty, so the next merge copies exactly those.
+
+use super::{DirtySet, Shadow, Vmcs, Vmcs12, VmcsField, Width};
+
+/// Bitmap size (SDM 25.6.15: 4 KiB, bit n for encodings whose bits 14:0 equal n).
+pub const SHADOW_BITMAP_SIZE: usize = 4096;
+
+fn clear_bit(bitmap: &mut [u8; SHADOW_BITMAP_SIZE], encoding: u32) {
+    let bit = (encoding & 0x7fff) as usize;
+    if let Some(b) = bitmap.get_mut(bit / 8) {
+        *b &= !(1 << (bit % 8));
+    }
+}
+
+fn unshadow(bitmap: &mut [u8; SHADOW_BITMAP_SIZE], f: VmcsField) {
+    clear_bit(bitmap, f.encoding());
+    if f.width() == Width::Bits64 {
+        clear_bit(bitmap, f.encoding() | 1);
+    }
+}
+
+/// True if L1 reads `f` from the shadow VMCS. Read-only (exit-information) fields are only
+/// shadowed when L0 can VMWRITE them into the shadow VMCS (IA32_VMX_MISC bit 29).
+pub fn shadowed_for_read(f: VmcsField, vmwrite_any_field: bool) -> bool {
+    match f.shadow() {
+        Shadow::Rw => true,
+        Shadow::Ro => vmwrite_any_field,
+        Shadow::None => false,
+    }
+}
+
+/// Fills the VMREAD and VMWRITE bitmaps for L1's shadow VMCS.
+pub fn shadow_bitmaps(
+    vmwrite_any_field: bool,
+    vmread: &mut [u8; SHADOW_BITMAP_SIZE],
+    vmwrite: &mut [u8; SHADOW_BITMAP_SIZE],
+) {
+    vmread.fill(0xff);
+    vmwrite.fill(0xff);
+    for &f in VmcsField::ALL {
+        if shadowed_for_read(f, vmwrite_any_field) {
+            unshadow(vmread, f);
+        }
+        if f.shadow() == Shadow::Rw {
+            unshadow(vmwrite, f);
+        }
+    }
+}
+
+/// vmcs12 → shadow VMCS: every field L1 may read through the shadow.
+pub fn copy_vmcs12_to_shadow<V: Vmcs>(v12: &Vmcs12, shadow: &mut V, vmwrite_any_field: bool) {
+    for &f in VmcsField::ALL {
+        if shadowed_for_read(f, vmwrite_any_field) {
+            shadow.write(f, v12.get(f));
+        }
+    }
+}
+
+/// Shadow VMCS → vmcs12 for the fields L1 may write through the shadow; fields whose value
+/// changed are added to `dirty`.
+pub fn copy_shadow_to_vmcs12<V: Vmcs>(shadow: &V, v12: &mut Vmcs12, dirty: &mut DirtySet) {
+    for &f in VmcsField::ALL {
+        if f.shadow() == Shadow::Rw {
+            let v = shadow.read(f);
+            if v12.get(f) != v {
+                v12.set(f, v);
+                dirty.insert(f);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmcs::FakeVmcs;
+
+    fn bit(b: &[u8; SHADOW_BITMAP_SIZE], enc: u32) -> bool {
+        b[(enc as usize & 0x7fff) / 8] & (1 << (enc % 8)) != 0
+    }
+
+    #[test]
+    fn bitmaps_follow_shadow_classes() {
+        let mut r = [0; SHADOW_BITMAP_SIZE];
+        let mut w = [0; SHADOW_BITMAP_SIZE];
+        shadow_bitmaps(true, &mut r, &mut w);
+        assert!(!bit(&r, VmcsField::GuestRip.encoding()));
+        assert!(!bit(&w, VmcsField::GuestRip.encoding()));
+        assert!(!bit(&r, VmcsField::VmExitReason.encoding()));
+        assert!(bit(&w, VmcsField::VmExitReason.encoding()), "RO is not writable");
+        assert!(bit(&r, VmcsField::EptPointer.encoding()), "pointers exit");
+        assert!(bit(&w, VmcsField::MsrBitmap.encoding()));
+        assert!(!bit(&r, VmcsField::GuestPhysicalAddress.encoding() | 1), "HIGH shadowed too");
+        assert!(bit(&r, 0x7fff), "unknown encodings exit");
+        shadow_bitmaps(false, &mut r, &mut w);
+        assert!(bit(&r, VmcsField::VmExitReason.encoding()), "RO needs VMWRITE-any-field");
+        let open = r.iter().map(|b| b.count_zeros()).sum::<u32>();
+        let rw = VmcsField::ALL.iter().filter(|f| f.shadow() == Shadow::Rw).count();
+        assert!(open as usize >= rw);
+    }
+
+    #[test]
+    fn shadow_round_trip_marks_only_changes() {
+        let mut v12 = Vmcs12 { guest_rip: 0x1000, exit_qualification: 7, ..Default::default() };
+        let mut shadow = FakeVmcs::new();
+        copy_vmcs12_to_shadow(&v12, &mut shadow, true);
+        assert_eq!(shadow.peek(VmcsField::GuestRip), 0x1000);
+        assert_eq!(shadow.peek(VmcsField::ExitQualification), 7);
+        assert_eq!(shadow.peek(VmcsField::EptPointer), 0, "not shadowed, not copied");
+        shadow.poke(VmcsField::GuestRip, 0x1003);
+        let mut dirty = DirtySet::empty();
+        copy_shadow_to_vmcs12(&shadow, &mut v12, &mut dirty);
+        assert_eq!(v12.guest_rip, 0x1003);
+        assert_eq!(dirty.iter().collect::<Vec<_>>(), [VmcsField::GuestRip]);
+    }
+}

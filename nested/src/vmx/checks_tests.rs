@@ -1,0 +1,272 @@
+//! Unit tests: each VM-entry check fails on a targeted corruption of a valid vmcs12, and
+//! legal variants pass.
+
+use super::*;
+use crate::testutil::{TestL1, l1, valid_vmcs12};
+
+const MAXPHY: u8 = 36;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    Controls,
+    Host,
+    Guest,
+    Msr,
+}
+
+fn run(v: &Vmcs12, l1m: &TestL1) -> Result<(), (Stage, Check)> {
+    let caps = l1();
+    check_controls(v, &caps, MAXPHY).map_err(|c| (Stage::Controls, c))?;
+    check_host_state(v, &caps, MAXPHY, true).map_err(|c| (Stage::Host, c))?;
+    check_guest_state(v, &caps, MAXPHY, l1m).map_err(|f| (Stage::Guest, f.check))?;
+    check_msr_load_list(v, &caps, l1m).map_err(|f| (Stage::Msr, f.check))
+}
+
+fn mem() -> TestL1 {
+    let mut m = TestL1::new(0x10_0000);
+    m.mem.write_u32(L1Gpa(0x9000), crate::vmcs::VMCS12_REVISION).unwrap();
+    m
+}
+
+type Mutation = fn(&mut Vmcs12);
+
+const SOFT_INT: u32 = intr_info::VALID | intr_info::TYPE_SOFT_INTERRUPT | 0x80;
+const GP_INJ: u32 = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 13 | 1 << 11;
+const NMI_INJ: u32 = intr_info::VALID | intr_info::TYPE_NMI | 2;
+const EXT_INJ: u32 = intr_info::VALID | 0x20;
+
+#[rustfmt::skip]
+const FAILING: &[(Mutation, Stage, Check)] = {
+    use Check::*;
+    use Stage::*;
+    &[
+        (|v| v.pin_based_vm_exec_control = 0, Controls, PinControls),
+        (|v| v.pin_based_vm_exec_control |= pin::POSTED_INTERRUPTS, Controls, PinControls),
+        (|v| v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW, Controls, ProcControls),
+        (|v| v.secondary_vm_exec_control |= proc2::ENABLE_PML, Controls, SecondaryControls),
+        (|v| v.cr3_target_count = 5, Controls, Cr3TargetCount),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_IO_BITMAPS; v.io_bitmap_a = 0x10; }, Controls, IoBitmapAddress),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_IO_BITMAPS; v.io_bitmap_b = 1 << 40; }, Controls, IoBitmapAddress),
+        (|v| v.msr_bitmap = 0x5008, Controls, MsrBitmapAddress),
+        (|v| v.pin_based_vm_exec_control = (v.pin_based_vm_exec_control & !pin::NMI_EXITING) | pin::VIRTUAL_NMIS, Controls, VirtualNmisWithoutNmiExiting),
+        (|v| v.cpu_based_vm_exec_control |= proc1::NMI_WINDOW_EXITING, Controls, NmiWindowWithoutVirtualNmis),
+        (|v| v.virtual_processor_id = 0, Controls, VpidZero),
+        (|v| v.ept_pointer = 0x6000 | 1 | 3 << 3, Controls, EptPointer),
+        (|v| v.ept_pointer = 0x6000 | 6 | 4 << 3, Controls, EptPointer),
+        (|v| v.ept_pointer = 0x6000 | 6 | 3 << 3 | 1 << 6, Controls, EptPointer),
+        (|v| v.ept_pointer = 0x6000 | 6 | 3 << 3 | 1 << 8, Controls, EptPointer),
+        (|v| v.ept_pointer = 1 << 40 | 6 | 3 << 3, Controls, EptPointer),
+        (|v| v.secondary_vm_exec_control &= !proc2::ENABLE_EPT, Controls, UnrestrictedGuestWithoutEpt),
+        (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 2; }, Controls, VmFunctionControls),
+        (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 1; v.eptp_list_address = 0x8001; }, Controls, EptpListAddress),
+        (|v| v.vm_exit_controls |= 1 << 24, Controls, ExitControls),
+        (|v| v.vm_exit_controls |= exit::SAVE_PREEMPTION_TIMER, Controls, SavePreemptionTimerWithoutTimer),
+        (|v| { v.vm_exit_msr_store_count = 1; v.vm_exit_msr_store_addr = 0x7008; }, Controls, ExitMsrStoreAddress),
+        (|v| { v.vm_exit_msr_load_count = 2; v.vm_exit_msr_load_addr = 0xf_ffff_fff0; }, Controls, ExitMsrLoadAddress),
+        (|v| v.vm_entry_controls |= entry::ENTRY_TO_SMM, Controls, EntryControls),
+        (|v| v.vm_entry_intr_info_field = intr_info::VALID | 1 << 8, Controls, EventType),
+        (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_OTHER_EVENT | 1, Controls, EventVector),
+        (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_NMI | 3, Controls, EventVector),
+        (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 32, Controls, EventVector),
+        (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 13, Controls, EventDeliverErrorCode),
+        (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 6 | 1 << 11, Controls, EventDeliverErrorCode),
+        (|v| { v.guest_cr0 = 0x30; v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.vm_entry_intr_info_field = GP_INJ; }, Controls, EventDeliverErrorCode),
+        (|v| v.vm_entry_intr_info_field = GP_INJ | 1 << 20, Controls, EventReservedBits),
+        (|v| { v.vm_entry_intr_info_field = GP_INJ; v.vm_entry_exception_error_code = 1 << 16; }, Controls, EventErrorCode),
+        (|v| { v.vm_entry_intr_info_field = SOFT_INT; v.vm_entry_instruction_len = 0; }, Controls, EventInstructionLength),
+        (|v| { v.vm_entry_intr_info_field = SOFT_INT; v.vm_entry_instruction_len = 16; }, Controls, EventInstructionLength),
+        (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7004; }, Controls, EntryMsrLoadAddress),
+        (|v| v.host_cr0 &= !(1 << 5), Host, HostCr0),
+        (|v| v.host_cr4 &= !(1 << 13), Host, HostCr4),
+        (|v| v.host_cr3 = 1 << 40, Host, HostCr3),
+        (|v| v.host_ia32_sysenter_eip = 1 << 47, Host, HostSysenterCanonical),
+        (|v| { v.vm_exit_controls |= exit::LOAD_IA32_PAT; v.host_ia32_pat = 2; }, Host, HostPat),
+        (|v| v.host_ia32_efer &= !(1 << 10), Host, HostEfer),
+        (|v| v.host_ia32_efer |= 1 << 3, Host, HostEfer),
+        (|v| v.host_ss_selector = 0x13, Host, HostSelectorRplTi),
+        (|v| v.host_tr_selector = 0x1c, Host, HostSelectorRplTi),
+        (|v| v.host_cs_selector = 0, Host, HostCsNull),
+        (|v| v.host_tr_selector = 0, Host, HostTrNull),
+        (|v| v.host_gs_base = 0x8000_0000_0000, Host, HostBaseCanonical),
+        (|v| { v.vm_exit_controls &= !(exit::HOST_ADDRESS_SPACE_SIZE | exit::LOAD_IA32_EFER); }, Host, HostAddressSpaceSize),
+        (|v| v.host_cr4 &= !(1 << 5), Host, HostCr4Pae),
+        (|v| v.host_rip = 0x8000_0000_0000, Host, HostRip),
+        (|v| v.guest_cr0 &= !(1 << 5), Guest, GuestCr0),
+        (|v| v.guest_cr0 = 0x8000_0030, Guest, GuestCr0PgWithoutPe),
+        (|v| v.guest_cr4 &= !(1 << 13), Guest, GuestCr4),
+        (|v| { v.vm_entry_controls |= entry::LOAD_DEBUG_CONTROLS; v.guest_ia32_debugctl = 1 << 2; }, Guest, GuestDebugctl),
+        (|v| v.guest_cr4 &= !(1 << 5), Guest, GuestIa32eWithoutPaging),
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr4 |= 1 << 17; }, Guest, GuestPcideOutsideIa32e),
+        (|v| v.guest_cr3 = 1 << 40, Guest, GuestCr3),
+        (|v| { v.vm_entry_controls |= entry::LOAD_DEBUG_CONTROLS; v.guest_dr7 = 1 << 32; }, Guest, GuestDr7),
+        (|v| v.guest_sysenter_esp = 0x8000_0000_0000, Guest, GuestSysenterCanonical),
+        (|v| { v.vm_entry_controls |= entry::LOAD_IA32_PAT; v.guest_ia32_pat = 3; }, Guest, GuestPat),
+        (|v| v.guest_ia32_efer = 1 << 8, Guest, GuestEfer),
+        (|v| v.guest_tr_selector = 0x1c, Guest, GuestTrTi),
+        (|v| { v.guest_ldtr_ar_bytes = 0x82; v.guest_ldtr_selector = 4; }, Guest, GuestLdtrTi),
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_ss_selector = 0x13; }, Guest, GuestSsRpl),
+        (|v| v.guest_fs_base = 0x8000_0000_0000, Guest, GuestSegmentBase),
+        (|v| v.guest_cs_base = 1 << 32, Guest, GuestSegmentBase),
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_rflags |= RFLAGS_VM; }, Guest, GuestV86Segment),
+        (|v| v.guest_cs_ar_bytes = 0xa091, Guest, GuestCsType),
+        (|v| v.guest_ss_ar_bytes = 0xc09b, Guest, GuestSsType),
+        (|v| v.guest_ds_ar_bytes = 0xc092, Guest, GuestDataSegmentType),
+        (|v| v.guest_es_ar_bytes = 0xc099, Guest, GuestDataSegmentType),
+        (|v| v.guest_cs_ar_bytes = 0xa08b, Guest, GuestSegmentS),
+        (|v| v.guest_cs_ar_bytes = 0xa0bb, Guest, GuestCsDpl),
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_ss_ar_bytes = 0xc0b3; v.guest_cs_ar_bytes = 0xa0bb; }, Guest, GuestSsDpl),
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_ds_selector = 0x13; }, Guest, GuestDataSegmentDpl),
+        (|v| v.guest_gs_ar_bytes = 0xc013, Guest, GuestSegmentPresent),
+        (|v| v.guest_fs_ar_bytes = 0xc193, Guest, GuestSegmentReserved),
+        (|v| v.guest_cs_ar_bytes = 0xe09b, Guest, GuestCsLongAndDefault),
+        (|v| v.guest_ds_ar_bytes = 0x4093, Guest, GuestSegmentGranularity),
+        (|v| v.guest_tr_ar_bytes = 0x83, Guest, GuestTr),
+        (|v| v.guest_tr_ar_bytes = 0x1008b, Guest, GuestTr),
+        (|v| v.guest_ldtr_ar_bytes = 0x83, Guest, GuestLdtr),
+        (|v| v.guest_gdtr_limit = 0x1_0000, Guest, GuestDescriptorTable),
+        (|v| v.guest_rip = 0x8000_0000_0000, Guest, GuestRip),
+        (|v| v.guest_rflags = 2 | 1 << 15, Guest, GuestRflagsReserved),
+        (|v| v.guest_rflags |= RFLAGS_VM, Guest, GuestRflagsVm),
+        (|v| v.vm_entry_intr_info_field = EXT_INJ, Guest, GuestRflagsIfForInterrupt),
+        (|v| v.guest_activity_state = 2, Guest, GuestActivityState),
+        (|v| v.guest_activity_state = 9, Guest, GuestActivityState),
+        (|v| { v.guest_activity_state = 1; v.guest_ss_ar_bytes = 0xc0f3; v.guest_cs_ar_bytes = 0xa0fb; v.guest_ss_selector = 0x13; v.guest_cs_selector = 0xb; }, Guest, GuestActivityHltDpl),
+        (|v| { v.guest_activity_state = 1; v.guest_interruptibility_info = 2; }, Guest, GuestActivityWithBlocking),
+        (|v| { v.guest_activity_state = 1; v.vm_entry_intr_info_field = GP_INJ; }, Guest, GuestActivityEvent),
+        (|v| v.guest_interruptibility_info = 1 << 5, Guest, GuestInterruptibilityReserved),
+        (|v| { v.guest_rflags |= RFLAGS_IF; v.guest_interruptibility_info = 3; }, Guest, GuestInterruptibilityStiMovSs),
+        (|v| v.guest_interruptibility_info = 1, Guest, GuestInterruptibilityStiWithoutIf),
+        (|v| { v.guest_rflags |= RFLAGS_IF; v.guest_interruptibility_info = 2; v.vm_entry_intr_info_field = EXT_INJ; }, Guest, GuestInterruptibilityEvent),
+        (|v| v.guest_interruptibility_info = 4, Guest, GuestInterruptibilitySmi),
+        (|v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.guest_interruptibility_info = 8; v.vm_entry_intr_info_field = NMI_INJ; }, Guest, GuestInterruptibilityNmi),
+        (|v| v.guest_pending_dbg_exceptions = 1 << 4, Guest, GuestPendingDebugReserved),
+        (|v| { v.guest_activity_state = 1; v.guest_rflags |= RFLAGS_TF; }, Guest, GuestPendingDebugBs),
+        (|v| { v.guest_activity_state = 1; v.guest_pending_dbg_exceptions = 1 << 14; }, Guest, GuestPendingDebugBs),
+        (|v| v.vmcs_link_pointer = 0x9008, Guest, GuestVmcsLinkPointer),
+        (|v| v.vmcs_link_pointer = 0xa000, Guest, GuestVmcsLinkPointer),
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_pdptr2 = 1 | 1 << 5; }, Guest, GuestPdpte),
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xb000; }, Guest, GuestPdpte),
+        (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7000; }, Msr, MsrLoadEntry),
+        (|v| { v.vm_entry_msr_load_count = 600; v.vm_entry_msr_load_addr = 0x10000; }, Msr, MsrLoadCount),
+        (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x10_0000; }, Msr, MsrLoadEntry),
+    ]
+};
+
+#[rustfmt::skip]
+const PASSING: &[Mutation] = &[
+    |_| {},
+    // Unrestricted guest: real mode with paging off.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x30; v.guest_cs_ar_bytes = 0x9b; v.guest_cs_limit = 0xffff; v.guest_ss_ar_bytes = 0x93; v.guest_ss_limit = 0xffff; },
+    // CS type 3 with unrestricted guest.
+    |v| { v.guest_cs_ar_bytes = 0xa093; v.guest_cs_ar_bytes = 0xc093; v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x31; },
+    // Unusable data segments are not checked.
+    |v| { v.guest_ds_ar_bytes = 1 << 16; v.guest_fs_ar_bytes = 1 << 16 | 0xf00; },
+    // Events that are legal to inject.
+    |v| { v.guest_rflags |= RFLAGS_IF; v.vm_entry_intr_info_field = EXT_INJ; },
+    |v| v.vm_entry_intr_info_field = GP_INJ,
+    |v| { v.vm_entry_intr_info_field = SOFT_INT; v.vm_entry_instruction_len = 2; },
+    |v| v.vm_entry_intr_info_field = NMI_INJ,
+    // HLT with an external interrupt, interrupt-window with STI blocking and IF.
+    |v| { v.guest_activity_state = 1; v.guest_rflags |= RFLAGS_IF; v.vm_entry_intr_info_field = EXT_INJ; },
+    |v| { v.guest_rflags |= RFLAGS_IF | RFLAGS_TF; v.guest_interruptibility_info = 1; v.guest_pending_dbg_exceptions = 1 << 14; },
+    // CR3-target list, I/O bitmaps, valid link pointer, MSR-load list, exit MSR lists.
+    |v| { v.cr3_target_count = 4; v.cpu_based_vm_exec_control |= proc1::USE_IO_BITMAPS; v.io_bitmap_a = 0x1000; v.io_bitmap_b = 0x2000; },
+    |v| v.vmcs_link_pointer = 0x9000,
+    |v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7100; },
+    |v| { v.vm_exit_msr_store_count = 3; v.vm_exit_msr_store_addr = 0x7200; },
+    // PAE paging with valid PDPTEs in memory (no EPT).
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xc000; },
+    // EPTP switching with a list.
+    |v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 1; v.eptp_list_address = 0x8000; },
+    // Virtual NMIs with NMI-window exiting.
+    |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.cpu_based_vm_exec_control |= proc1::NMI_WINDOW_EXITING; },
+    // Preemption timer saved.
+    |v| { v.pin_based_vm_exec_control |= pin::PREEMPTION_TIMER; v.vm_exit_controls |= exit::SAVE_PREEMPTION_TIMER; },
+];
+
+fn memory_for_cases() -> TestL1 {
+    let mut m = mem();
+    // MSR-load entry 0x7000: SMBASE (illegal). 0x7100: IA32_SYSENTER_CS (legal).
+    m.mem.write_u64(L1Gpa(0x7000), 0x9e).unwrap();
+    m.mem.write_u64(L1Gpa(0x7100), 0x174).unwrap();
+    // PDPTEs: page 0xb000 has a reserved bit set in entry 1, page 0xc000 is clean.
+    m.mem.write_u64(L1Gpa(0xb008), 1 | 1 << 7).unwrap();
+    m.mem.write_u64(L1Gpa(0xc000), 0x1001).unwrap();
+    m
+}
+
+#[test]
+fn each_check_fails_on_its_corruption() {
+    let m = memory_for_cases();
+    let mut wrong = Vec::new();
+    for (i, (mutate, stage, check)) in FAILING.iter().enumerate() {
+        let mut v = valid_vmcs12(&l1());
+        mutate(&mut v);
+        let got = run(&v, &m);
+        if got != Err((*stage, *check)) {
+            wrong.push(format!("case {i}: want {check:?}, got {got:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn legal_variants_pass() {
+    let m = memory_for_cases();
+    let mut wrong = Vec::new();
+    for (i, mutate) in PASSING.iter().enumerate() {
+        let mut v = valid_vmcs12(&l1());
+        mutate(&mut v);
+        if let Err(e) = run(&v, &m) {
+            wrong.push(format!("case {i}: {e:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn host_address_space_outside_ia32e() {
+    let caps = l1();
+    let mut v = valid_vmcs12(&caps);
+    // L1 in legacy mode may not launch a 64-bit host or IA-32e guest.
+    assert_eq!(check_host_state(&v, &caps, MAXPHY, false), Err(Check::HostIa32eGuestOutsideIa32e));
+    v.vm_entry_controls &= !entry::IA32E_MODE_GUEST;
+    assert_eq!(check_host_state(&v, &caps, MAXPHY, false), Err(Check::HostAddressSpaceSize));
+    v.vm_exit_controls &= !(exit::HOST_ADDRESS_SPACE_SIZE | exit::LOAD_IA32_EFER);
+    v.host_rip = 0x1000;
+    assert_eq!(check_host_state(&v, &caps, MAXPHY, false), Ok(()));
+    v.host_cr4 |= 1 << 17;
+    assert_eq!(check_host_state(&v, &caps, MAXPHY, false), Err(Check::HostCr4Pcide));
+    v.host_cr4 &= !(1 << 17);
+    v.host_ss_selector = 0;
+    assert_eq!(check_host_state(&v, &caps, MAXPHY, false), Err(Check::HostSsNull));
+    v.host_ss_selector = 0x10;
+    v.host_rip = 1 << 32;
+    assert_eq!(check_host_state(&v, &caps, MAXPHY, false), Err(Check::HostRip));
+}
+
+#[test]
+fn qualifications_and_sections() {
+    let caps = l1();
+    let m = memory_for_cases();
+    let mut v = valid_vmcs12(&caps);
+    v.vmcs_link_pointer = 0x9008;
+    let f = check_guest_state(&v, &caps, MAXPHY, &m).unwrap_err();
+    assert_eq!((f.qualification, f.exit_reason()), (4, 33 | 1 << 31));
+    v.vmcs_link_pointer = u64::MAX;
+    v.guest_pdptr0 = 1 | 1 << 1;
+    v.vm_entry_controls &= !entry::IA32E_MODE_GUEST;
+    v.guest_ia32_efer = 0;
+    v.guest_cs_ar_bytes = 0xc09b;
+    assert_eq!(check_guest_state(&v, &caps, MAXPHY, &m).unwrap_err().qualification, 2);
+    let mut v = valid_vmcs12(&caps);
+    v.vm_entry_msr_load_count = 2;
+    v.vm_entry_msr_load_addr = 0x70f0; // entry 1 at 0x70f0 (zero: legal), entry 2 at 0x7100 (legal)
+    let mut m2 = memory_for_cases();
+    m2.deny_msr = Some(0x174);
+    let f = check_msr_load_list(&v, &caps, &m2).unwrap_err();
+    assert_eq!((f.qualification, f.exit_reason()), (2, 34 | 1 << 31));
+    assert_eq!(Check::GuestPdpte.section(), "26.3.1.6");
+    assert_eq!(Check::HostEfer.section(), "26.2.2");
+    assert_eq!(Check::MsrLoadEntry.section(), "26.4");
+}

@@ -1,0 +1,489 @@
+//! Unit tests: one per outcome of each emulated VMX instruction.
+
+use super::*;
+use crate::caps::ept_vpid;
+use crate::testutil::{TestL1, l1, valid_vmcs12};
+use crate::vmcs::VmcsField;
+use crate::vmx::checks::Check;
+
+const VMXON_REGION: u64 = 0x1000;
+const VMCS_A: u64 = 0x2000;
+const VMCS_B: u64 = 0x3000;
+const OPERAND: u64 = 0x100;
+
+/// Memory operand [RBX], 64-bit address size, DS.
+fn mem_exit(reason: ExitReason) -> ExitInfo {
+    ExitInfo {
+        reason: reason as u32,
+        instruction_info: 2 << 7 | 3 << 15 | 1 << 22 | 3 << 23,
+        ..Default::default()
+    }
+}
+
+/// Register operands: value in RAX (reg1), encoding in RDX (reg2).
+fn reg_exit(reason: ExitReason) -> ExitInfo {
+    ExitInfo { reason: reason as u32, instruction_info: 1 << 10 | 2 << 28, ..Default::default() }
+}
+
+struct Fx {
+    vmx: NestedVmx,
+    l1: TestL1,
+    cpu: L1Cpu,
+}
+
+impl Fx {
+    fn new() -> Self {
+        let mut l1m = TestL1::new(0x10_0000);
+        for r in [VMXON_REGION, VMCS_A, VMCS_B] {
+            l1m.mem.write_u32(L1Gpa(r), VMCS12_REVISION).unwrap();
+        }
+        Fx { vmx: NestedVmx::new(l1(), 36), l1: l1m, cpu: L1Cpu::long_mode_ring0() }
+    }
+
+    fn ptr_op(&mut self, ptr: u64) {
+        self.l1.mem.write_u64(L1Gpa(OPERAND), ptr).unwrap();
+        self.l1.set(Gpr::Rbx, OPERAND);
+    }
+
+    fn run_ptr(&mut self, reason: ExitReason, ptr: u64) -> VmxResult {
+        self.ptr_op(ptr);
+        let exit = mem_exit(reason);
+        self.vmx.emulate(&exit, &self.cpu, &mut self.l1).unwrap().0
+    }
+
+    fn on(mut self) -> Self {
+        assert_eq!(self.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Succeed);
+        self
+    }
+
+    fn loaded(mut self) -> Self {
+        assert_eq!(self.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
+        self
+    }
+
+    fn vmwrite(&mut self, enc: u64, value: u64) -> VmxResult {
+        self.l1.set(Gpr::Rdx, enc);
+        self.l1.set(Gpr::Rax, value);
+        self.vmx.vmwrite(&reg_exit(ExitReason::Vmwrite), &self.cpu, &mut self.l1)
+    }
+
+    fn vmread(&mut self, enc: u64) -> (VmxResult, u64) {
+        self.l1.set(Gpr::Rdx, enc);
+        let r = self.vmx.vmread(&reg_exit(ExitReason::Vmread), &self.cpu, &mut self.l1);
+        (r, self.l1.gpr(Gpr::Rax))
+    }
+}
+
+fn fail(e: VmInstructionError) -> VmxResult {
+    VmxResult::FailValid(e)
+}
+
+#[test]
+fn vmxon_preconditions() {
+    let mut f = Fx::new();
+    f.cpu.cr4 &= !(1 << 13);
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Fault(Exception::UD));
+    let mut f = Fx::new();
+    f.cpu.cs_l = false;
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Fault(Exception::UD));
+    let mut f = Fx::new();
+    f.cpu.cpl = 3;
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Fault(Exception::GP0));
+    let mut f = Fx::new();
+    f.cpu.feature_control = 1;
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Fault(Exception::GP0));
+    let mut f = Fx::new();
+    f.cpu.cr0 &= !(1 << 5); // NE is fixed to 1
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Fault(Exception::GP0));
+}
+
+#[test]
+fn vmxon_region_checks() {
+    let mut f = Fx::new();
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION + 8), VmxResult::FailInvalid);
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, 1 << 40), VmxResult::FailInvalid, "beyond width");
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, 0x4000), VmxResult::FailInvalid, "revision 0");
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, 0x20_0000), VmxResult::FailInvalid, "outside RAM");
+    assert!(!f.vmx.vmxon);
+    // Operand read faults propagate.
+    f.l1.set(Gpr::Rbx, 0x20_0000);
+    let exit = mem_exit(ExitReason::Vmxon);
+    assert!(matches!(f.vmx.vmxon(&exit, &f.cpu, &mut f.l1), VmxResult::Fault(e) if e.vector == 14));
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Succeed);
+    assert!(f.vmx.vmxon);
+    assert_eq!(f.vmx.vmxon_ptr, L1Gpa(VMXON_REGION));
+}
+
+#[test]
+fn vmxon_in_vmx_root() {
+    let mut f = Fx::new().on();
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::FailInvalid);
+    let mut f = f.loaded();
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmxon, VMXON_REGION),
+        fail(VmInstructionError::VmxonInVmxRoot)
+    );
+    assert_eq!(f.vmx.vmcs12.vm_instruction_error, 15);
+    f.cpu.cpl = 3;
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Fault(Exception::GP0));
+}
+
+#[test]
+fn instructions_need_vmx_operation_and_cpl0() {
+    let mut f = Fx::new();
+    for r in [ExitReason::Vmclear, ExitReason::Vmptrld, ExitReason::Vmptrst] {
+        assert_eq!(f.run_ptr(r, VMCS_A), VmxResult::Fault(Exception::UD), "{r:?}");
+    }
+    assert_eq!(f.vmx.vmxoff(&f.cpu, &mut f.l1), VmxResult::Fault(Exception::UD));
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::Fault(Exception::UD));
+    let mut f = Fx::new().on();
+    f.cpu.cpl = 1;
+    for r in [ExitReason::Vmclear, ExitReason::Vmptrld, ExitReason::Vmptrst] {
+        assert_eq!(f.run_ptr(r, VMCS_A), VmxResult::Fault(Exception::GP0), "{r:?}");
+    }
+    assert_eq!(f.vmwrite(0x681e, 0), VmxResult::Fault(Exception::GP0));
+    f.cpu.cpl = 0;
+    f.cpu.rflags |= 1 << 17;
+    assert_eq!(f.vmread(0x681e).0, VmxResult::Fault(Exception::UD), "virtual-8086");
+}
+
+#[test]
+fn vmxoff_writes_back_and_leaves() {
+    let mut f = Fx::new().on().loaded();
+    assert_eq!(f.vmwrite(0x681e, 0xabcd), VmxResult::Succeed);
+    assert_eq!(f.vmx.vmxoff(&f.cpu, &mut f.l1), VmxResult::Succeed);
+    assert!(!f.vmx.vmxon);
+    assert_eq!(f.vmx.current, None);
+    let rip = VMCS_A + VmcsField::GuestRip.vmcs12_offset() as u64;
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(rip)), Ok(0xabcd));
+}
+
+#[test]
+fn vmclear_errors() {
+    let mut f = Fx::new().on();
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmclear, VMCS_A + 1),
+        VmxResult::FailInvalid,
+        "no current VMCS"
+    );
+    let mut f = f.loaded();
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmclear, VMCS_A + 1),
+        fail(VmInstructionError::VmclearInvalidAddress)
+    );
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmclear, 1 << 36),
+        fail(VmInstructionError::VmclearInvalidAddress)
+    );
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmclear, VMXON_REGION),
+        fail(VmInstructionError::VmclearVmxonPointer)
+    );
+    assert_eq!(f.vmx.vmcs12.vm_instruction_error, 3);
+}
+
+#[test]
+fn vmclear_current_and_other() {
+    let mut f = Fx::new().on().loaded();
+    f.vmx.vmcs12.launch_state = 1;
+    // Another VMCS marked launched in memory gets its launch word cleared.
+    f.l1.mem.write_u32(L1Gpa(VMCS_B + 8), 1).unwrap();
+    assert_eq!(f.run_ptr(ExitReason::Vmclear, VMCS_B), VmxResult::Succeed);
+    assert_eq!(f.l1.mem.read_u32(L1Gpa(VMCS_B + 8)), Ok(0));
+    assert_eq!(f.vmx.current, Some(L1Gpa(VMCS_A)));
+    // The current one is written back clear and stops being current.
+    assert_eq!(f.run_ptr(ExitReason::Vmclear, VMCS_A), VmxResult::Succeed);
+    assert_eq!(f.vmx.current, None);
+    assert_eq!(f.l1.mem.read_u32(L1Gpa(VMCS_A + 8)), Ok(0));
+}
+
+#[test]
+fn vmptrld_errors() {
+    let mut f = Fx::new().on();
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A + 0x10), VmxResult::FailInvalid);
+    let mut f = f.loaded();
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmptrld, VMCS_B + 0x10),
+        fail(VmInstructionError::VmptrldInvalidAddress)
+    );
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmptrld, 0x20_0000),
+        fail(VmInstructionError::VmptrldInvalidAddress)
+    );
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmptrld, VMXON_REGION),
+        fail(VmInstructionError::VmptrldVmxonPointer)
+    );
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmptrld, 0x4000),
+        fail(VmInstructionError::VmptrldIncorrectRevision)
+    );
+    f.l1.mem.write_u32(L1Gpa(0x4000), VMCS12_REVISION | 1 << 31).unwrap();
+    assert_eq!(
+        f.run_ptr(ExitReason::Vmptrld, 0x4000),
+        fail(VmInstructionError::VmptrldIncorrectRevision),
+        "shadow-VMCS indicator without shadowing"
+    );
+    assert_eq!(f.vmx.current, Some(L1Gpa(VMCS_A)));
+}
+
+#[test]
+fn vmptrld_switches_and_writes_back() {
+    let mut f = Fx::new().on().loaded();
+    assert_eq!(f.vmwrite(0x681e, 0x1111), VmxResult::Succeed);
+    f.vmx.dirty.clear();
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
+    assert!(f.vmx.dirty.is_empty(), "reloading the current VMCS keeps the cache");
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_B), VmxResult::Succeed);
+    assert_eq!(f.vmx.dirty, DirtySet::all());
+    assert_eq!(f.vmread(0x681e), (VmxResult::Succeed, 0));
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
+    assert_eq!(f.vmread(0x681e), (VmxResult::Succeed, 0x1111));
+}
+
+#[test]
+fn vmptrst() {
+    let mut f = Fx::new().on();
+    f.l1.set(Gpr::Rbx, 0x200);
+    let exit = mem_exit(ExitReason::Vmptrst);
+    assert_eq!(f.vmx.vmptrst(&exit, &f.cpu, &mut f.l1), VmxResult::Succeed);
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(0x200)), Ok(u64::MAX));
+    let mut f = f.loaded();
+    f.l1.set(Gpr::Rbx, 0x200);
+    assert_eq!(f.vmx.vmptrst(&exit, &f.cpu, &mut f.l1), VmxResult::Succeed);
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(0x200)), Ok(VMCS_A));
+    f.l1.set(Gpr::Rbx, 0x20_0000);
+    assert!(matches!(f.vmx.vmptrst(&exit, &f.cpu, &mut f.l1), VmxResult::Fault(_)));
+}
+
+#[test]
+fn vmread_vmwrite() {
+    let mut f = Fx::new().on();
+    assert_eq!(f.vmwrite(0x681e, 1), VmxResult::FailInvalid);
+    assert_eq!(f.vmread(0x681e).0, VmxResult::FailInvalid);
+    let mut f = f.loaded();
+    f.vmx.dirty.clear();
+    assert_eq!(f.vmwrite(0x681e, 0x1234), VmxResult::Succeed);
+    assert!(f.vmx.dirty.contains(VmcsField::GuestRip));
+    assert_eq!(f.vmread(0x681e), (VmxResult::Succeed, 0x1234));
+    assert_eq!(f.vmwrite(0x1234, 0), fail(VmInstructionError::UnsupportedVmcsComponent));
+    assert_eq!(f.vmread(0x681f).0, fail(VmInstructionError::UnsupportedVmcsComponent));
+    assert_eq!(f.vmread(1 << 32 | 0x681e).0, fail(VmInstructionError::UnsupportedVmcsComponent));
+    assert_eq!(f.vmx.vmcs12.vm_instruction_error, 12);
+    // HIGH access of a 64-bit field.
+    assert_eq!(f.vmwrite(0x201a, 0x1111_2222_3333_4444), VmxResult::Succeed);
+    assert_eq!(f.vmread(0x201b), (VmxResult::Succeed, 0x1111_2222));
+    assert_eq!(f.vmwrite(0x201b, 0x5555), VmxResult::Succeed);
+    assert_eq!(f.vmx.vmcs12.ept_pointer, 0x5555_3333_4444);
+    // Width truncation.
+    assert_eq!(f.vmwrite(0x0802, 0x12_3456), VmxResult::Succeed);
+    assert_eq!(f.vmread(0x0802), (VmxResult::Succeed, 0x3456));
+}
+
+#[test]
+fn vmwrite_read_only_field() {
+    let mut f = Fx::new().on().loaded();
+    assert!(f.vmx.caps.vmwrite_any_field());
+    assert_eq!(f.vmwrite(0x4402, 5), VmxResult::Succeed, "VMWRITE to any field offered");
+    f.vmx.caps.misc &= !(1 << 29);
+    assert_eq!(f.vmwrite(0x4402, 5), fail(VmInstructionError::VmwriteReadOnlyComponent));
+    assert_eq!(f.vmx.vmcs12.vm_instruction_error, 13);
+}
+
+#[test]
+fn vmread_vmwrite_memory_operands() {
+    let mut f = Fx::new().on().loaded();
+    f.vmx.vmcs12.guest_rsp = 0xfeed;
+    let mut exit = mem_exit(ExitReason::Vmread);
+    exit.instruction_info |= 2 << 28;
+    f.l1.set(Gpr::Rdx, 0x681c);
+    f.l1.set(Gpr::Rbx, 0x300);
+    assert_eq!(f.vmx.vmread(&exit, &f.cpu, &mut f.l1), VmxResult::Succeed);
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(0x300)), Ok(0xfeed));
+    f.l1.mem.write_u64(L1Gpa(0x308), 0xbeef).unwrap();
+    f.l1.set(Gpr::Rbx, 0x308);
+    exit.reason = ExitReason::Vmwrite as u32;
+    assert_eq!(f.vmx.vmwrite(&exit, &f.cpu, &mut f.l1), VmxResult::Succeed);
+    assert_eq!(f.vmx.vmcs12.guest_rsp, 0xbeef);
+    f.l1.set(Gpr::Rbx, 0x20_0000);
+    assert!(matches!(f.vmx.vmwrite(&exit, &f.cpu, &mut f.l1), VmxResult::Fault(_)));
+}
+
+fn ready() -> Fx {
+    let mut f = Fx::new().on().loaded();
+    let launch = f.vmx.vmcs12.launch_state;
+    f.vmx.vmcs12 = valid_vmcs12(&f.vmx.caps);
+    f.vmx.vmcs12.launch_state = launch;
+    f
+}
+
+#[test]
+fn vmlaunch_outcomes() {
+    let mut f = Fx::new().on();
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::FailInvalid);
+    let mut f = ready();
+    f.cpu.mov_ss_blocking = true;
+    assert_eq!(
+        f.vmx.vmlaunch(true, &f.cpu, &mut f.l1),
+        fail(VmInstructionError::EntryEventsBlockedByMovSs)
+    );
+    f.cpu.mov_ss_blocking = false;
+    assert_eq!(
+        f.vmx.vmlaunch(false, &f.cpu, &mut f.l1),
+        fail(VmInstructionError::VmresumeNonLaunchedVmcs)
+    );
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: true });
+    assert_eq!(f.vmx.vmcs12.launch(), LaunchState::Launched);
+    assert_eq!(
+        f.vmx.vmlaunch(true, &f.cpu, &mut f.l1),
+        fail(VmInstructionError::VmlaunchNonClearVmcs)
+    );
+    assert_eq!(f.vmx.vmlaunch(false, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: false });
+    f.cpu.cr0 &= !1;
+    assert_eq!(f.vmx.vmlaunch(false, &f.cpu, &mut f.l1), VmxResult::Fault(Exception::UD));
+}
+
+#[test]
+fn vmlaunch_check_failures() {
+    let mut f = ready();
+    f.vmx.vmcs12.pin_based_vm_exec_control |= crate::caps::pin::POSTED_INTERRUPTS;
+    assert_eq!(
+        f.vmx.vmlaunch(true, &f.cpu, &mut f.l1),
+        fail(VmInstructionError::EntryInvalidControlFields)
+    );
+    let mut f = ready();
+    f.vmx.vmcs12.host_cs_selector = 0;
+    assert_eq!(
+        f.vmx.vmlaunch(true, &f.cpu, &mut f.l1),
+        fail(VmInstructionError::EntryInvalidHostStateFields)
+    );
+    let mut f = ready();
+    f.vmx.vmcs12.guest_rflags = 0;
+    let r = f.vmx.vmlaunch(true, &f.cpu, &mut f.l1);
+    let VmxResult::EntryFailed(e) = r else { panic!("{r:?}") };
+    assert_eq!(e.check, Check::GuestRflagsReserved);
+    assert_eq!(f.vmx.vmcs12.vm_exit_reason, 33 | 1 << 31);
+    assert_eq!(f.vmx.vmcs12.launch(), LaunchState::Clear, "a failed entry does not launch");
+    let mut f = ready();
+    f.vmx.vmcs12.vm_entry_msr_load_count = 1;
+    f.vmx.vmcs12.vm_entry_msr_load_addr = 0x7000;
+    f.l1.mem.write_u64(L1Gpa(0x7000), 0x9e).unwrap();
+    let r = f.vmx.vmlaunch(true, &f.cpu, &mut f.l1);
+    assert!(matches!(r, VmxResult::EntryFailed(e) if e.qualification == 1));
+    assert_eq!(f.vmx.vmcs12.vm_exit_reason, 34 | 1 << 31);
+    assert_eq!(f.vmx.vmcs12.exit_qualification, 1);
+}
+
+fn inv_exit(reason: ExitReason) -> ExitInfo {
+    let mut e = mem_exit(reason);
+    e.instruction_info |= 1 << 28; // type in RCX
+    e
+}
+
+#[test]
+fn invept() {
+    let mut f = Fx::new().on().loaded();
+    let exit = inv_exit(ExitReason::Invept);
+    let eptp = 0x6000 | 6 | 3 << 3;
+    f.l1.mem.write_u64(L1Gpa(0x400), eptp).unwrap();
+    f.l1.set(Gpr::Rbx, 0x400);
+    f.l1.set(Gpr::Rcx, 1);
+    assert_eq!(
+        f.vmx.invept(&exit, &f.cpu, &mut f.l1),
+        (VmxResult::Succeed, Some(Flush::EptSingle { eptp }))
+    );
+    f.l1.set(Gpr::Rcx, 2);
+    assert_eq!(f.vmx.invept(&exit, &f.cpu, &mut f.l1), (VmxResult::Succeed, Some(Flush::EptAll)));
+    f.l1.set(Gpr::Rcx, 3);
+    assert_eq!(
+        f.vmx.invept(&exit, &f.cpu, &mut f.l1).0,
+        fail(VmInstructionError::InvalidInveptInvvpidOperand)
+    );
+    f.l1.set(Gpr::Rcx, 1);
+    f.l1.mem.write_u64(L1Gpa(0x400), 0x6000 | 5 | 3 << 3).unwrap();
+    assert_eq!(
+        f.vmx.invept(&exit, &f.cpu, &mut f.l1).0,
+        fail(VmInstructionError::InvalidInveptInvvpidOperand)
+    );
+    assert_eq!(f.vmx.vmcs12.vm_instruction_error, 28);
+    f.vmx.caps.ept_vpid &= !ept_vpid::INVEPT;
+    assert_eq!(f.vmx.invept(&exit, &f.cpu, &mut f.l1).0, VmxResult::Fault(Exception::UD));
+}
+
+#[test]
+fn invvpid() {
+    let mut f = Fx::new().on().loaded();
+    let exit = inv_exit(ExitReason::Invvpid);
+    let desc = |f: &mut Fx, lo: u64, hi: u64| {
+        f.l1.mem.write_u64(L1Gpa(0x400), lo).unwrap();
+        f.l1.mem.write_u64(L1Gpa(0x408), hi).unwrap();
+        f.l1.set(Gpr::Rbx, 0x400);
+    };
+    let bad = fail(VmInstructionError::InvalidInveptInvvpidOperand);
+    desc(&mut f, 5, 0x1000);
+    f.l1.set(Gpr::Rcx, 0);
+    assert_eq!(
+        f.vmx.invvpid(&exit, &f.cpu, &mut f.l1),
+        (VmxResult::Succeed, Some(Flush::VpidAddress { vpid12: 5, address: 0x1000 }))
+    );
+    desc(&mut f, 5, 0x8000_0000_0000);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, bad, "non-canonical address");
+    desc(&mut f, 0, 0);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, bad, "VPID 0");
+    f.l1.set(Gpr::Rcx, 1);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, bad, "single-context VPID 0");
+    desc(&mut f, 1 << 16 | 5, 0);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, bad, "reserved bits");
+    desc(&mut f, 5, 0);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).1, Some(Flush::VpidSingle { vpid12: 5 }));
+    f.l1.set(Gpr::Rcx, 2);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).1, Some(Flush::VpidAll));
+    f.l1.set(Gpr::Rcx, 3);
+    assert_eq!(
+        f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).1,
+        Some(Flush::VpidSingleRetainingGlobals { vpid12: 5 })
+    );
+    f.l1.set(Gpr::Rcx, 4);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, bad, "unsupported type");
+}
+
+#[test]
+fn vmcall() {
+    let mut f = Fx::new();
+    assert_eq!(f.vmx.vmcall(&f.cpu), None, "hypercall outside VMX operation");
+    let mut f = f.on();
+    assert_eq!(f.vmx.vmcall(&f.cpu), Some(VmxResult::FailInvalid));
+    let mut f = f.loaded();
+    assert_eq!(f.vmx.vmcall(&f.cpu), Some(fail(VmInstructionError::VmcallInVmxRoot)));
+    f.vmx.vmcs12.launch_state = 1;
+    assert_eq!(f.vmx.vmcall(&f.cpu), Some(fail(VmInstructionError::VmcallNonClearVmcs)));
+}
+
+#[test]
+fn vmfunc_eptp_switching() {
+    let mut f = ready();
+    let mut regs = crate::guest::Regs::default();
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect, "VM functions off");
+    f.vmx.vmcs12.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS;
+    f.vmx.vmcs12.vm_function_control = 1;
+    f.vmx.vmcs12.eptp_list_address = 0x8000;
+    let eptp = 0x9000 | 6 | 3 << 3;
+    f.l1.mem.write_u64(L1Gpa(0x8000 + 3 * 8), eptp).unwrap();
+    regs.0[1] = 3;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Switched { eptp });
+    assert_eq!(f.vmx.vmcs12.ept_pointer, eptp);
+    regs.0[1] = 4;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect, "invalid EPTP in the list");
+    regs.0[1] = 512;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect);
+    regs.0[0] = 1;
+    regs.0[1] = 3;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect, "leaf 1");
+}
+
+#[test]
+fn emulate_ignores_other_reasons() {
+    let mut f = Fx::new();
+    let cpuid = ExitInfo { reason: 10, ..Default::default() };
+    assert_eq!(f.vmx.emulate(&cpuid, &f.cpu, &mut f.l1), None);
+}
