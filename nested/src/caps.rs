@@ -390,7 +390,7 @@ impl VmxCaps {
     /// The value of capability MSR `index` as RDMSR would return it, or `None` if `index` is
     /// not an IA32_VMX_* MSR (L0 answers L1's RDMSRs from its [`l1_caps`] value this way).
     ///
-    /// [`l1_caps`]: crate::vmx::l1_caps
+    /// [`l1_caps`]: crate::vmx::l1_caps()
     pub const fn msr(&self, index: u32) -> Option<u64> {
         Some(match index {
             msr::IA32_VMX_BASIC => self.basic,

@@ -11,6 +11,8 @@ mod fake;
 mod fields;
 pub mod shadow;
 mod vmcs12;
+#[cfg(test)]
+mod x86_crosscheck;
 
 pub use dirty::DirtySet;
 pub use fake::{FakeVmcs, Op};

@@ -9,21 +9,18 @@
 
 use core::mem::size_of;
 
-use super::checks::{self, EntryFailure};
 use super::operand::{self, InstrInfo, MemOperand, Operand, Segment};
 use super::{Exception, VmInstructionError, VmxResult, rflags};
-use crate::addr::{L1Gpa, fits_phys_width, is_canonical};
-use crate::caps::{VmxCaps, ept_vpid, proc2};
-use crate::ept::eptp_valid;
-use crate::exits::{ExitInfo, ExitReason, routing::secondary_controls};
-use crate::guest::{Gpr, GuestMemory, GuestRegs};
+use crate::addr::{L1Gpa, fits_phys_width};
+use crate::caps::VmxCaps;
+use crate::exits::{ExitInfo, ExitReason};
+use crate::guest::{GuestMemory, GuestRegs};
 use crate::vmcs::{
     DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError,
 };
 
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
-const CR0_PE: u64 = 1;
 const CR4_VMXE: u64 = 1 << 13;
 /// IA32_FEATURE_CONTROL: lock (bit 0) and "enable VMX outside SMX" (bit 2).
 const FEATURE_CONTROL_LOCKED_VMX: u64 = 1 | 1 << 2;
@@ -115,8 +112,9 @@ pub enum Flush {
 /// Outcome of VMFUNC executed by L2 (SDM 25.5.6, VMFUNC reference).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmfuncOutcome {
-    /// EPTP switching succeeded: vmcs12's EPT pointer is now `eptp`; L0 switches vmcs02 to
-    /// the EPT02 for it and advances L2's RIP.
+    /// EPTP switching succeeded: vmcs12's EPT pointer is now `eptp`; L0 writes vmcs02's EPTP
+    /// directly (the EPT02 for `eptp` from [`crate::ept::shadow::ShadowEpt::root_for`]) and
+    /// advances L2's RIP; no merge is needed.
     Switched { eptp: u64 },
     /// The function or index is invalid: reflect the VMFUNC exit (reason 59) to L1.
     Reflect,
@@ -125,9 +123,9 @@ pub enum VmfuncOutcome {
 /// L1's VMX state as L0 emulates it.
 #[derive(Clone, Debug)]
 pub struct NestedVmx {
-    /// The capability MSRs L1 sees ([`super::l1_caps`]).
+    /// The capability MSRs L1 sees ([`super::l1_caps()`]).
     pub caps: VmxCaps,
-    /// L1's physical-address width (CPUID.80000008H:EAX[7:0] as L0 reports it).
+    /// L1's physical-address width (CPUID.80000008H:EAX bits 7:0 as L0 reports it).
     pub maxphyaddr: u8,
     /// In VMX operation (after VMXON, before VMXOFF).
     pub vmxon: bool,
@@ -185,7 +183,7 @@ impl NestedVmx {
 
     /// VMfail (SDM 31.2): VMfailValid with the error stored in the current VMCS, or
     /// VMfailInvalid without one.
-    fn fail(&mut self, e: VmInstructionError) -> VmxResult {
+    pub(super) fn fail(&mut self, e: VmInstructionError) -> VmxResult {
         if self.current.is_some() {
             self.vmcs12.vm_instruction_error = e.number();
             VmxResult::FailValid(e)
@@ -195,7 +193,7 @@ impl NestedVmx {
     }
 
     /// #UD / #GP(0) preconditions common to the instructions valid in VMX root operation.
-    fn root_checks(&self, cpu: &L1Cpu) -> Result<(), Exception> {
+    pub(super) fn root_checks(&self, cpu: &L1Cpu) -> Result<(), Exception> {
         if !self.vmxon || cpu.bad_mode() {
             Err(Exception::UD)
         } else if cpu.cpl > 0 {
@@ -205,7 +203,7 @@ impl NestedVmx {
         }
     }
 
-    fn mem_operand(
+    pub(super) fn mem_operand(
         &self,
         exit: &ExitInfo,
         cpu: &L1Cpu,
@@ -218,7 +216,7 @@ impl NestedVmx {
         }
     }
 
-    fn read_u64_operand(
+    pub(super) fn read_u64_operand(
         &self,
         exit: &ExitInfo,
         cpu: &L1Cpu,
@@ -230,7 +228,7 @@ impl NestedVmx {
         Ok(u64::from_le_bytes(b))
     }
 
-    fn valid_region(&self, addr: u64) -> bool {
+    pub(super) fn valid_region(&self, addr: u64) -> bool {
         addr & 0xfff == 0 && fits_phys_width(addr, self.maxphyaddr)
     }
 
@@ -247,7 +245,7 @@ impl NestedVmx {
 
     /// VMXON (SDM Vol. 2, VMXON).
     pub fn vmxon(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
-        if cpu.cr4 & CR4_VMXE == 0 || cpu.bad_mode() {
+        if cpu.cr0 & 1 == 0 || cpu.cr4 & CR4_VMXE == 0 || cpu.bad_mode() {
             return VmxResult::Fault(Exception::UD);
         }
         if self.vmxon {
@@ -449,214 +447,6 @@ impl NestedVmx {
                 self.fail(VmInstructionError::UnsupportedVmcsComponent)
             }
         }
-    }
-
-    /// VMLAUNCH (`launch`) or VMRESUME: errors 4, 5, 7, 8, 26, then the guest-state and
-    /// MSR-load checks whose failure is a VM-entry-failure exit to L1 (SDM 26.1-26.4, 26.8).
-    pub fn vmlaunch(&mut self, launch: bool, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
-        if cpu.cr0 & CR0_PE == 0 {
-            return VmxResult::Fault(Exception::UD);
-        }
-        if let Err(e) = self.root_checks(cpu) {
-            return VmxResult::Fault(e);
-        }
-        if self.current.is_none() {
-            return VmxResult::FailInvalid;
-        }
-        if cpu.mov_ss_blocking {
-            return self.fail(VmInstructionError::EntryEventsBlockedByMovSs);
-        }
-        match (launch, self.vmcs12.launch()) {
-            (true, LaunchState::Launched) => {
-                return self.fail(VmInstructionError::VmlaunchNonClearVmcs);
-            }
-            (false, LaunchState::Clear) => {
-                return self.fail(VmInstructionError::VmresumeNonLaunchedVmcs);
-            }
-            _ => {}
-        }
-        if checks::check_controls(&self.vmcs12, &self.caps, self.maxphyaddr).is_err() {
-            return self.fail(VmInstructionError::EntryInvalidControlFields);
-        }
-        if checks::check_host_state(&self.vmcs12, &self.caps, self.maxphyaddr, cpu.is_ia32e())
-            .is_err()
-        {
-            return self.fail(VmInstructionError::EntryInvalidHostStateFields);
-        }
-        let failure = match checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
-        {
-            Err(f) => Some(f),
-            Ok(()) => checks::check_msr_load_list(&self.vmcs12, &self.caps, l1).err(),
-        };
-        if let Some(f) = failure {
-            self.record_entry_failure(&f);
-            return VmxResult::EntryFailed(f);
-        }
-        if launch {
-            self.vmcs12.launch_state = LaunchState::Launched as u32;
-        }
-        VmxResult::EnterL2 { launch }
-    }
-
-    /// Writes the exit information of a failed VM entry into vmcs12 (SDM 26.8, 28.2).
-    fn record_entry_failure(&mut self, f: &EntryFailure) {
-        self.vmcs12.vm_exit_reason = f.exit_reason();
-        self.vmcs12.exit_qualification = f.qualification;
-        self.vmcs12.vm_exit_intr_info = 0;
-        self.vmcs12.idt_vectoring_info_field = 0;
-        self.vmcs12.vm_exit_instruction_len = 0;
-    }
-
-    fn invalidation_type(&self, exit: &ExitInfo, cpu: &L1Cpu, l1: &impl L1Access) -> u64 {
-        let t = l1.gpr(InstrInfo(exit.instruction_info).reg2());
-        if cpu.is_64bit_mode() { t } else { t & 0xffff_ffff }
-    }
-
-    fn read_descriptor(
-        &self,
-        exit: &ExitInfo,
-        cpu: &L1Cpu,
-        l1: &mut impl L1Access,
-    ) -> Result<(u64, u64), Exception> {
-        let m = self.mem_operand(exit, cpu, l1)?;
-        let mut b = [0u8; 16];
-        l1.read_operand(&m, &mut b)?;
-        let lo = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        let hi = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
-        Ok((lo, hi))
-    }
-
-    /// INVEPT (SDM Vol. 2, INVEPT): error 28 for unsupported types and invalid EPTPs.
-    pub fn invept(
-        &mut self,
-        exit: &ExitInfo,
-        cpu: &L1Cpu,
-        l1: &mut impl L1Access,
-    ) -> (VmxResult, Option<Flush>) {
-        let has = self.caps.secondary().can_set(proc2::ENABLE_EPT)
-            && self.caps.ept_vpid_has(ept_vpid::INVEPT);
-        if !has {
-            return (VmxResult::Fault(Exception::UD), None);
-        }
-        if let Err(e) = self.root_checks(cpu) {
-            return (VmxResult::Fault(e), None);
-        }
-        let ty = self.invalidation_type(exit, cpu, l1);
-        let supported = match ty {
-            1 => self.caps.ept_vpid_has(ept_vpid::INVEPT_SINGLE_CONTEXT),
-            2 => self.caps.ept_vpid_has(ept_vpid::INVEPT_ALL_CONTEXT),
-            _ => false,
-        };
-        if !supported {
-            return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
-        }
-        let (eptp, _) = match self.read_descriptor(exit, cpu, l1) {
-            Ok(d) => d,
-            Err(e) => return (VmxResult::Fault(e), None),
-        };
-        if ty == 1 {
-            if !eptp_valid(eptp, &self.caps, self.maxphyaddr) {
-                return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
-            }
-            (VmxResult::Succeed, Some(Flush::EptSingle { eptp }))
-        } else {
-            (VmxResult::Succeed, Some(Flush::EptAll))
-        }
-    }
-
-    /// INVVPID (SDM Vol. 2, INVVPID): error 28 for unsupported types, reserved descriptor
-    /// bits, VPID 0 and non-canonical addresses.
-    pub fn invvpid(
-        &mut self,
-        exit: &ExitInfo,
-        cpu: &L1Cpu,
-        l1: &mut impl L1Access,
-    ) -> (VmxResult, Option<Flush>) {
-        let has = self.caps.has_vpid() && self.caps.ept_vpid_has(ept_vpid::INVVPID);
-        if !has {
-            return (VmxResult::Fault(Exception::UD), None);
-        }
-        if let Err(e) = self.root_checks(cpu) {
-            return (VmxResult::Fault(e), None);
-        }
-        let ty = self.invalidation_type(exit, cpu, l1);
-        let bit = match ty {
-            0 => ept_vpid::INVVPID_INDIVIDUAL_ADDRESS,
-            1 => ept_vpid::INVVPID_SINGLE_CONTEXT,
-            2 => ept_vpid::INVVPID_ALL_CONTEXT,
-            3 => ept_vpid::INVVPID_SINGLE_CONTEXT_RETAINING_GLOBALS,
-            _ => 0,
-        };
-        if bit == 0 || !self.caps.ept_vpid_has(bit) {
-            return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
-        }
-        let (lo, address) = match self.read_descriptor(exit, cpu, l1) {
-            Ok(d) => d,
-            Err(e) => return (VmxResult::Fault(e), None),
-        };
-        if lo >> 16 != 0 {
-            return (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None);
-        }
-        let vpid12 = lo as u16;
-        let flush = match ty {
-            0 if vpid12 == 0 || !is_canonical(address) => None,
-            0 => Some(Flush::VpidAddress { vpid12, address }),
-            1 if vpid12 == 0 => None,
-            1 => Some(Flush::VpidSingle { vpid12 }),
-            3 if vpid12 == 0 => None,
-            3 => Some(Flush::VpidSingleRetainingGlobals { vpid12 }),
-            _ => Some(Flush::VpidAll),
-        };
-        match flush {
-            Some(f) => (VmxResult::Succeed, Some(f)),
-            None => (self.fail(VmInstructionError::InvalidInveptInvvpidOperand), None),
-        }
-    }
-
-    /// VMCALL executed by L1. Outside VMX operation it is L0's own hypercall (`None`). In
-    /// VMX root operation, with no dual-monitor treatment offered (IA32_VMX_BASIC bit 49 = 0),
-    /// the SDM pseudocode ends in VMfail: VMfailInvalid without a current VMCS, error 19 if
-    /// it is launched, else error 1.
-    pub fn vmcall(&mut self, cpu: &L1Cpu) -> Option<VmxResult> {
-        if !self.vmxon {
-            return None;
-        }
-        if let Err(e) = self.root_checks(cpu) {
-            return Some(VmxResult::Fault(e));
-        }
-        Some(match self.current {
-            None => VmxResult::FailInvalid,
-            Some(_) if self.vmcs12.launch() == LaunchState::Launched => {
-                self.fail(VmInstructionError::VmcallNonClearVmcs)
-            }
-            Some(_) => self.fail(VmInstructionError::VmcallInVmxRoot),
-        })
-    }
-
-    /// VMFUNC executed by L2 (L0 always intercepts it): leaf 0, EPTP switching, from the
-    /// EPTP list in L1 memory (SDM 25.5.6.3). Anything else is reflected to L1.
-    pub fn vmfunc(&mut self, regs: &impl GuestRegs, mem: &impl GuestMemory) -> VmfuncOutcome {
-        let v = &self.vmcs12;
-        let leaf = regs.gpr(Gpr::Rax) & 0xffff_ffff;
-        let index = regs.gpr(Gpr::Rcx) & 0xffff_ffff;
-        if secondary_controls(v) & proc2::ENABLE_VM_FUNCTIONS == 0
-            || leaf != 0
-            || v.vm_function_control & 1 == 0
-            || index >= 512
-        {
-            return VmfuncOutcome::Reflect;
-        }
-        let Ok(eptp) = mem.read_u64(L1Gpa(v.eptp_list_address.wrapping_add(index * 8))) else {
-            return VmfuncOutcome::Reflect;
-        };
-        if !eptp_valid(eptp, &self.caps, self.maxphyaddr) {
-            return VmfuncOutcome::Reflect;
-        }
-        self.vmcs12.ept_pointer = eptp;
-        if secondary_controls(&self.vmcs12) & proc2::EPT_VIOLATION_VE != 0 {
-            self.vmcs12.eptp_index = index as u16;
-        }
-        VmfuncOutcome::Switched { eptp }
     }
 }
 

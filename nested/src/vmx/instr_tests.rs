@@ -1,7 +1,8 @@
 //! Unit tests: one per outcome of each emulated VMX instruction.
 
 use super::*;
-use crate::caps::ept_vpid;
+use crate::caps::{ept_vpid, proc2};
+use crate::guest::Gpr;
 use crate::testutil::{TestL1, l1, valid_vmcs12};
 use crate::vmcs::VmcsField;
 use crate::vmx::checks::Check;
@@ -47,7 +48,10 @@ impl Fx {
 
     fn run_ptr(&mut self, reason: ExitReason, ptr: u64) -> VmxResult {
         self.ptr_op(ptr);
-        let exit = mem_exit(reason);
+        let mut exit = mem_exit(reason);
+        if !self.cpu.is_64bit_mode() {
+            exit.instruction_info ^= 3 << 7; // 32-bit address size
+        }
         self.vmx.emulate(&exit, &self.cpu, &mut self.l1).unwrap().0
     }
 
@@ -486,4 +490,35 @@ fn emulate_ignores_other_reasons() {
     let mut f = Fx::new();
     let cpuid = ExitInfo { reason: 10, ..Default::default() };
     assert_eq!(f.vmx.emulate(&cpuid, &f.cpu, &mut f.l1), None);
+}
+
+#[test]
+fn vmread_vmwrite_outside_64_bit_mode() {
+    // A 32-bit protected-mode L1 (IA-32e off): 32-bit operands, 32-bit field encodings.
+    let mut f = Fx::new();
+    f.cpu.efer = 0;
+    f.cpu.cs_l = false;
+    let mut f = f.on().loaded();
+    f.vmx.vmcs12.guest_rip = 0x1_2345_6789;
+    f.l1.set(Gpr::Rdx, 0xdead_0000_0000_681e); // upper half ignored outside 64-bit mode
+    let r = f.vmx.vmread(&reg_exit(ExitReason::Vmread), &f.cpu, &mut f.l1);
+    assert_eq!((r, f.l1.gpr(Gpr::Rax)), (VmxResult::Succeed, 0x2345_6789));
+    f.l1.set(Gpr::Rax, 0xffff_ffff_0000_1000);
+    let r = f.vmx.vmwrite(&reg_exit(ExitReason::Vmwrite), &f.cpu, &mut f.l1);
+    assert_eq!(r, VmxResult::Succeed);
+    assert_eq!(f.vmx.vmcs12.guest_rip, 0x1000);
+    // Memory operands are 32 bits wide.
+    let mut exit = mem_exit(ExitReason::Vmread);
+    exit.instruction_info = 1 << 7 | 3 << 15 | 1 << 22 | 3 << 23 | 2 << 28;
+    f.l1.mem.write_u64(L1Gpa(0x500), u64::MAX).unwrap();
+    f.l1.set(Gpr::Rbx, 0x500);
+    assert_eq!(f.vmx.vmread(&exit, &f.cpu, &mut f.l1), VmxResult::Succeed);
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(0x500)), Ok(0xffff_ffff_0000_1000));
+}
+
+#[test]
+fn vmxon_needs_protected_mode() {
+    let mut f = Fx::new();
+    f.cpu.cr0 &= !1;
+    assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Fault(Exception::UD));
 }

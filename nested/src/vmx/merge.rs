@@ -4,17 +4,13 @@
 //! * [`prepare_vmcs02`]: before entering L2. Guest state from vmcs12, controls = L0's
 //!   must-haves OR'd with L1's requests (adjusted to the hardware), bitmaps and EPT/VPID from
 //!   L0. Only fields in the dirty set are written (the paper's "copy only what changed").
-//! * [`sync_vmcs12`]: on every exit reflected to L1. Exit information and guest state back
-//!   into vmcs12.
-//! * [`load_l1_host_state`]: then L1 resumes with vmcs12's host state (27.5) in vmcs01.
-//! * [`merge_msr_bitmap`], [`merge_io_bitmaps`]: L2 never gets an access L0 denies L1.
 //!
-//! None of these allocate; all are generic over [`Vmcs`] (hardware, vmcs12, fake).
+//! The way back (vmcs12 sync, L1 host state) is in [`super::sync`], bitmap merging in
+//! [`super::bitmaps`]. None of these allocate; all are generic over [`Vmcs`].
 
-use crate::addr::{Hpa, L1Gpa};
+use crate::addr::Hpa;
 use crate::caps::{VmxCaps, entry, exit, pin, proc1, proc2};
-use crate::exits::{ExitInfo, intr_info, routing::secondary_controls};
-use crate::guest::{GuestMemory, MemError};
+use crate::exits::routing::secondary_controls;
 use crate::vmcs::{DirtySet, Vmcs, Vmcs12, VmcsField as F};
 
 const CR0_PE: u64 = 1;
@@ -51,7 +47,10 @@ pub struct L1State {
     pub tsc_offset: u64,
 }
 
-/// Per-entry values L0 computed for vmcs02.
+/// Per-entry values L0 computed for vmcs02. [`prepare_vmcs02`] only looks at them when a
+/// related vmcs12 field is dirty, so when one changes L0 marks that field: `EptPointer` for
+/// `eptp02`, `VirtualProcessorId` for `vpid02`, `MsrBitmap`/`IoBitmapA` for the bitmaps,
+/// `TscOffset` for `l1.tsc_offset`, `VmEntryControls` for L1's EFER/PAT/debug state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Vmcs02Inputs {
     /// EPTP of the EPT02 (shadow of EPT12) or of EPT01 when L1 does not use EPT.
@@ -120,7 +119,7 @@ pub const GUEST_PLAIN: &[F] = &[
 ];
 
 /// The guest fields an L2 exit changes often (synced on every reflected exit in
-/// [`SyncScope::Hot`]); the rest of [`GUEST_PLAIN`] changes rarely.
+/// [`SyncScope::Hot`](super::sync::SyncScope::Hot)); the rest of [`GUEST_PLAIN`] changes rarely.
 pub const GUEST_HOT: &[F] = &[
     F::GuestRip,
     F::GuestRsp,
@@ -344,23 +343,39 @@ pub fn prepare_vmcs02<V: Vmcs>(
         }
     }
     let controls_dirty = dirty.intersects(&CONTROL_FIELDS);
+    let cr0_dirty = dirty.intersects(&CR0_FIELDS) || controls_dirty;
+    let cr4_dirty = dirty.intersects(&CR4_FIELDS) || controls_dirty;
+    if !(controls_dirty || cr0_dirty || cr4_dirty) {
+        // The common VMRESUME: only guest fields changed; skip the control merge.
+        write_efer_pat_debug_and_events(vmcs02, v12, dirty, inputs);
+        return;
+    }
     let c = Controls02::merge(v12, l0, inputs);
     if controls_dirty {
         write_controls(vmcs02, v12, l0, inputs, &c);
     }
-    if dirty.intersects(&CR0_FIELDS) || controls_dirty {
+    if cr0_dirty {
         let f = c.cr0_fixed(&l0.hw);
         vmcs02.write(F::GuestCr0, f.adjust(v12.guest_cr0));
         vmcs02.write(F::Cr0GuestHostMask, c.cr0_mask);
         let view = l2_view(v12.guest_cr0, v12.cr0_guest_host_mask, v12.cr0_read_shadow);
         vmcs02.write(F::Cr0ReadShadow, view);
     }
-    if dirty.intersects(&CR4_FIELDS) || controls_dirty {
+    if cr4_dirty {
         vmcs02.write(F::GuestCr4, l0.hw.cr4_fixed().adjust(v12.guest_cr4));
         vmcs02.write(F::Cr4GuestHostMask, c.cr4_mask);
         let view = l2_view(v12.guest_cr4, v12.cr4_guest_host_mask, v12.cr4_read_shadow);
         vmcs02.write(F::Cr4ReadShadow, view);
     }
+    write_efer_pat_debug_and_events(vmcs02, v12, dirty, inputs);
+}
+
+fn write_efer_pat_debug_and_events<V: Vmcs>(
+    vmcs02: &mut V,
+    v12: &Vmcs12,
+    dirty: &DirtySet,
+    inputs: &Vmcs02Inputs,
+) {
     if dirty.intersects(&EFER_PAT_DEBUG_FIELDS) {
         let load = |bit| v12.vm_entry_controls & bit != 0;
         vmcs02.write(F::GuestIa32Efer, l2_efer(v12, &inputs.l1));
@@ -446,278 +461,6 @@ fn write_controls<V: Vmcs>(
     vmcs02.write(F::VmcsLinkPointer, u64::MAX);
 }
 
-/// How much guest state [`sync_vmcs12`] copies back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncScope {
-    /// [`GUEST_HOT`] and the control registers: enough for L1 to handle the common exits
-    /// (L2 can change segment state without exiting, so L0 must sync [`SyncScope::Full`]
-    /// before L1 reads any other guest field).
-    Hot,
-    /// Every guest field (SDM 27.3).
-    Full,
-}
-
-/// Writes an exit L0 reflects to L1 into vmcs12: exit information, guest state (per
-/// `scope`), CR0/CR4 as L1 believes them, EFER/PAT/debug/timer per vmcs12's save controls,
-/// the "IA-32e mode guest" entry control from EFER.LMA, and clears the valid bit of the
-/// VM-entry interruption information (SDM 27.2-27.3).
-pub fn sync_vmcs12<V: Vmcs>(vmcs02: &V, v12: &mut Vmcs12, exit: &ExitInfo, scope: SyncScope) {
-    write_exit_info(v12, exit);
-    let fields = match scope {
-        SyncScope::Hot => GUEST_HOT,
-        SyncScope::Full => GUEST_PLAIN,
-    };
-    for &f in fields {
-        v12.set(f, vmcs02.read(f));
-    }
-    // CR0/CR4: bits L2 owns from hardware, bits L1 owns unchanged (L2 could not change them
-    // without exiting to L1), bits only L0 owns from vmcs02's read shadow (L2's view).
-    let mask02 = vmcs02.read(F::Cr0GuestHostMask);
-    let cr0 = (vmcs02.read(F::GuestCr0) & !mask02)
-        | (v12.guest_cr0 & v12.cr0_guest_host_mask)
-        | (vmcs02.read(F::Cr0ReadShadow) & mask02 & !v12.cr0_guest_host_mask);
-    v12.guest_cr0 = cr0;
-    let mask02 = vmcs02.read(F::Cr4GuestHostMask);
-    let cr4 = (vmcs02.read(F::GuestCr4) & !mask02)
-        | (v12.guest_cr4 & v12.cr4_guest_host_mask)
-        | (vmcs02.read(F::Cr4ReadShadow) & mask02 & !v12.cr4_guest_host_mask);
-    v12.guest_cr4 = cr4;
-
-    let efer = vmcs02.read(F::GuestIa32Efer);
-    let saves = |bit| v12.vm_exit_controls & bit != 0;
-    if saves(exit::SAVE_IA32_EFER) {
-        v12.guest_ia32_efer = efer;
-    }
-    if efer & EFER_LMA != 0 {
-        v12.vm_entry_controls |= entry::IA32E_MODE_GUEST;
-    } else {
-        v12.vm_entry_controls &= !entry::IA32E_MODE_GUEST;
-    }
-    if saves(exit::SAVE_IA32_PAT) {
-        v12.guest_ia32_pat = vmcs02.read(F::GuestIa32Pat);
-    }
-    if saves(exit::SAVE_DEBUG_CONTROLS) {
-        v12.guest_dr7 = vmcs02.read(F::GuestDr7);
-        v12.guest_ia32_debugctl = vmcs02.read(F::GuestIa32Debugctl);
-    }
-    if saves(exit::SAVE_PREEMPTION_TIMER) {
-        v12.vmx_preemption_timer_value = vmcs02.read(F::VmxPreemptionTimerValue) as u32;
-    }
-    v12.vm_entry_intr_info_field &= !intr_info::VALID;
-}
-
-/// The exit-information fields of vmcs12 (SDM 28.2).
-pub fn write_exit_info(v12: &mut Vmcs12, e: &ExitInfo) {
-    v12.vm_exit_reason = e.reason;
-    v12.exit_qualification = e.qualification;
-    v12.guest_linear_address = e.guest_linear_address;
-    v12.guest_physical_address = e.guest_physical_address;
-    v12.vm_exit_intr_info = e.intr_info;
-    v12.vm_exit_intr_error_code = e.intr_error_code;
-    v12.idt_vectoring_info_field = e.idt_vectoring_info;
-    v12.idt_vectoring_error_code = e.idt_vectoring_error_code;
-    v12.vm_exit_instruction_len = e.instruction_len;
-    v12.vmx_instruction_info = e.instruction_info;
-}
-
-/// For an exit L0 handles itself during event delivery to L2: re-inject the event through
-/// vmcs02's VM-entry fields (SDM 28.2.4; the IDT-vectoring format is the entry format).
-pub fn reinject_idt_vectoring<V: Vmcs>(vmcs02: &mut V, e: &ExitInfo) {
-    if e.idt_vectoring_info & intr_info::VALID == 0 {
-        return;
-    }
-    let info = e.idt_vectoring_info & !intr_info::NMI_UNBLOCKING;
-    vmcs02.write(F::VmEntryInterruptionInfo, info.into());
-    if info & intr_info::DELIVER_ERROR_CODE != 0 {
-        vmcs02.write(F::VmEntryExceptionErrorCode, e.idt_vectoring_error_code.into());
-    }
-    let kind = intr_info::kind(info);
-    if matches!(
-        kind,
-        intr_info::TYPE_SOFT_INTERRUPT
-            | intr_info::TYPE_PRIV_SOFT_EXCEPTION
-            | intr_info::TYPE_SOFT_EXCEPTION
-    ) {
-        vmcs02.write(F::VmEntryInstructionLen, e.instruction_len.into());
-    }
-}
-
-/// Loads L1's state after a reflected exit or a failed nested entry: vmcs12's host-state area
-/// into vmcs01's guest-state area (SDM 27.5.1-27.5.3). CR0/CR4 are adjusted to the hardware's
-/// fixed bits with L1's values in the read shadows. Returns L1's new EFER. The VM-exit
-/// MSR-store and MSR-load lists (27.4, 27.5.4) are the image's ([`read_msr_entry`]).
-pub fn load_l1_host_state<V: Vmcs>(
-    v12: &Vmcs12,
-    vmcs01: &mut V,
-    hw: &VmxCaps,
-    l1_efer: u64,
-) -> u64 {
-    let host64 = v12.vm_exit_controls & exit::HOST_ADDRESS_SPACE_SIZE != 0;
-    let loads = |bit| v12.vm_exit_controls & bit != 0;
-    vmcs01.write(F::GuestCr0, hw.cr0_fixed().adjust(v12.host_cr0));
-    vmcs01.write(F::Cr0ReadShadow, v12.host_cr0);
-    let cr4 = if host64 { v12.host_cr4 | 1 << 5 } else { v12.host_cr4 };
-    vmcs01.write(F::GuestCr4, hw.cr4_fixed().adjust(cr4));
-    vmcs01.write(F::Cr4ReadShadow, cr4);
-    vmcs01.write(F::GuestCr3, v12.host_cr3);
-    vmcs01.write(F::GuestDr7, 0x400);
-    vmcs01.write(F::GuestIa32Debugctl, 0);
-    vmcs01.write(F::GuestSysenterCs, v12.host_ia32_sysenter_cs.into());
-    vmcs01.write(F::GuestSysenterEsp, v12.host_ia32_sysenter_esp);
-    vmcs01.write(F::GuestSysenterEip, v12.host_ia32_sysenter_eip);
-    let efer = if loads(exit::LOAD_IA32_EFER) {
-        v12.host_ia32_efer
-    } else if host64 {
-        l1_efer | EFER_LMA | EFER_LME
-    } else {
-        l1_efer & !(EFER_LMA | EFER_LME)
-    };
-    vmcs01.write(F::GuestIa32Efer, efer);
-    let entry01 = vmcs01.read(F::VmEntryControls);
-    let ia32e = u64::from(entry::IA32E_MODE_GUEST);
-    vmcs01.write(
-        F::VmEntryControls,
-        if efer & EFER_LMA != 0 { entry01 | ia32e } else { entry01 & !ia32e },
-    );
-    if loads(exit::LOAD_IA32_PAT) {
-        vmcs01.write(F::GuestIa32Pat, v12.host_ia32_pat);
-    }
-    // 27.5.2: segment registers.
-    let cs_ar = 0xb | 1 << 4 | 1 << 7 | 1 << 15 | if host64 { 1 << 13 } else { 1 << 14 };
-    vmcs01.write(F::GuestCsSelector, v12.host_cs_selector.into());
-    vmcs01.write(F::GuestCsBase, 0);
-    vmcs01.write(F::GuestCsLimit, 0xffff_ffff);
-    vmcs01.write(F::GuestCsArBytes, cs_ar);
-    let data_ar =
-        |sel: u16| if sel == 0 { 1 << 16 } else { 0x3 | 1 << 4 | 1 << 7 | 1 << 14 | 1 << 15 };
-    for (s, b, l, a, sel, base) in [
-        (
-            F::GuestSsSelector,
-            F::GuestSsBase,
-            F::GuestSsLimit,
-            F::GuestSsArBytes,
-            v12.host_ss_selector,
-            0,
-        ),
-        (
-            F::GuestDsSelector,
-            F::GuestDsBase,
-            F::GuestDsLimit,
-            F::GuestDsArBytes,
-            v12.host_ds_selector,
-            0,
-        ),
-        (
-            F::GuestEsSelector,
-            F::GuestEsBase,
-            F::GuestEsLimit,
-            F::GuestEsArBytes,
-            v12.host_es_selector,
-            0,
-        ),
-        (
-            F::GuestFsSelector,
-            F::GuestFsBase,
-            F::GuestFsLimit,
-            F::GuestFsArBytes,
-            v12.host_fs_selector,
-            v12.host_fs_base,
-        ),
-        (
-            F::GuestGsSelector,
-            F::GuestGsBase,
-            F::GuestGsLimit,
-            F::GuestGsArBytes,
-            v12.host_gs_selector,
-            v12.host_gs_base,
-        ),
-    ] {
-        vmcs01.write(s, sel.into());
-        vmcs01.write(b, base);
-        vmcs01.write(l, 0xffff_ffff);
-        vmcs01.write(a, data_ar(sel));
-    }
-    vmcs01.write(F::GuestTrSelector, v12.host_tr_selector.into());
-    vmcs01.write(F::GuestTrBase, v12.host_tr_base);
-    vmcs01.write(F::GuestTrLimit, 0x67);
-    vmcs01.write(F::GuestTrArBytes, 0xb | 1 << 7);
-    vmcs01.write(F::GuestLdtrSelector, 0);
-    vmcs01.write(F::GuestLdtrBase, 0);
-    vmcs01.write(F::GuestLdtrLimit, 0);
-    vmcs01.write(F::GuestLdtrArBytes, 1 << 16);
-    vmcs01.write(F::GuestGdtrBase, v12.host_gdtr_base);
-    vmcs01.write(F::GuestGdtrLimit, 0xffff);
-    vmcs01.write(F::GuestIdtrBase, v12.host_idtr_base);
-    vmcs01.write(F::GuestIdtrLimit, 0xffff);
-    // 27.5.3: RIP, RSP, RFLAGS; no blocking, active.
-    vmcs01.write(F::GuestRip, v12.host_rip);
-    vmcs01.write(F::GuestRsp, v12.host_rsp);
-    vmcs01.write(F::GuestRflags, 2);
-    vmcs01.write(F::GuestInterruptibilityInfo, 0);
-    vmcs01.write(F::GuestActivityState, 0);
-    vmcs01.write(F::GuestPendingDebugExceptions, 0);
-    efer
-}
-
-/// Entry `i` of a VM-exit/VM-entry MSR list at `base` in L1 memory: (index, value)
-/// (SDM 25.7.2, Table 25-15).
-pub fn read_msr_entry(mem: &impl GuestMemory, base: u64, i: u32) -> Result<(u32, u64), MemError> {
-    let at = base.wrapping_add(u64::from(i) * 16);
-    let index = mem.read_u32(L1Gpa(at))?;
-    let value = mem.read_u64(L1Gpa(at.wrapping_add(8)))?;
-    Ok((index, value))
-}
-
-/// vmcs02's MSR bitmap: an access exits if L0's bitmap for L1 or L1's for L2 says so; all
-/// ones when L1 does not use MSR bitmaps (every access exits to L1). SDM 25.6.9.
-pub fn merge_msr_bitmap(l0: &[u8; 4096], l1: Option<&[u8; 4096]>, out: &mut [u8; 4096]) {
-    match l1 {
-        Some(l1) => {
-            for ((o, a), b) in out.iter_mut().zip(l0.iter()).zip(l1.iter()) {
-                *o = a | b;
-            }
-        }
-        None => out.fill(0xff),
-    }
-}
-
-/// How L1 has L2's I/O instructions exit (SDM 25.6.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum L1Io<'a> {
-    /// Neither bitmaps nor unconditional exiting: L2's I/O is L1's own I/O (L0's bitmap).
-    PassThrough,
-    /// Unconditional I/O exiting: everything exits.
-    All,
-    /// L1's bitmaps A and B.
-    Bitmaps(&'a [u8; 4096], &'a [u8; 4096]),
-}
-
-/// vmcs02's I/O bitmaps A and B: L0's OR L1's.
-pub fn merge_io_bitmaps(
-    l0: (&[u8; 4096], &[u8; 4096]),
-    l1: L1Io<'_>,
-    out: (&mut [u8; 4096], &mut [u8; 4096]),
-) {
-    match l1 {
-        L1Io::PassThrough => {
-            out.0.copy_from_slice(l0.0);
-            out.1.copy_from_slice(l0.1);
-        }
-        L1Io::All => {
-            out.0.fill(0xff);
-            out.1.fill(0xff);
-        }
-        L1Io::Bitmaps(a, b) => {
-            for ((o, x), y) in out.0.iter_mut().zip(l0.0.iter()).zip(a.iter()) {
-                *o = x | y;
-            }
-            for ((o, x), y) in out.1.iter_mut().zip(l0.1.iter()).zip(b.iter()) {
-                *o = x | y;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 #[path = "merge_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,9 +1,15 @@
-//! Unit tests for vmcs02 preparation, vmcs12 sync, host-state loading and bitmap merging.
+//! Unit tests for vmcs02 preparation (merge.rs), vmcs12 sync and host-state loading
+//! (sync.rs) and bitmap merging (bitmaps.rs).
 
 use super::*;
+use crate::addr::L1Gpa;
 use crate::caps::exit as exitc;
+use crate::exits::{ExitInfo, intr_info};
+use crate::guest::GuestMemory;
 use crate::testutil::{l1, skylake, valid_vmcs12};
 use crate::vmcs::{FakeVmcs, Op};
+use crate::vmx::bitmaps::*;
+use crate::vmx::sync::*;
 
 pub(crate) fn l0() -> L0Config {
     L0Config {

@@ -2,11 +2,15 @@
 //! reference): the instructions, their outcomes, the capability MSRs L1 sees and the checks
 //! a nested VM entry performs.
 
+pub mod bitmaps;
 pub mod checks;
 mod instr;
+mod inv;
 pub mod l1_caps;
+mod launch;
 pub mod merge;
 pub mod operand;
+pub mod sync;
 
 pub use instr::{Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
 pub use l1_caps::l1_caps;
@@ -76,7 +80,8 @@ pub enum VmxResult {
     /// VMsucceed: clear CF, PF, AF, ZF, SF, OF; advance RIP.
     Succeed,
     /// VMfailValid(error): set ZF, clear the others; the error number has been stored in the
-    /// current vmcs12's VM-instruction error field; advance RIP.
+    /// current vmcs12's VM-instruction error field (with VMCS shadowing, L0 copies it to the
+    /// shadow VMCS too); advance RIP.
     FailValid(VmInstructionError),
     /// VMfailInvalid: set CF, clear the others; advance RIP.
     FailInvalid,

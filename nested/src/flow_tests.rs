@@ -1,0 +1,105 @@
+//! End-to-end: one reflected L2 CPUID exit through every piece, as the crate docs describe
+//! it, with fake VMCSs standing in for the hardware.
+
+use crate::addr::{Hpa, L1Gpa};
+use crate::exits::{ExitInfo, ExitRoute, L0Intercepts, route};
+use crate::guest::{Gpr, GuestMemory, GuestRegs};
+use crate::testutil::{TestL1, l1, valid_vmcs12};
+use crate::vmcs::{DirtySet, FakeVmcs, VMCS12_REVISION, VmcsField as F};
+use crate::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02};
+use crate::vmx::sync::{SyncScope, load_l1_host_state, sync_vmcs12};
+use crate::vmx::{L1Cpu, NestedVmx, VmxResult};
+
+fn reg_exit(reason: u32) -> ExitInfo {
+    // Value register RAX (reg1), encoding register RDX (reg2).
+    ExitInfo { reason, instruction_info: 1 << 10 | 2 << 28, ..Default::default() }
+}
+
+fn mem_exit(reason: u32) -> ExitInfo {
+    ExitInfo {
+        reason,
+        instruction_info: 2 << 7 | 3 << 15 | 1 << 22 | 3 << 23,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn reflected_cpuid_round_trip_copies_only_dirty_fields() {
+    let caps = l1();
+    let mut vmx = NestedVmx::new(caps, 36);
+    let mut l1m = TestL1::new(0x10_0000);
+    let cpu = L1Cpu::long_mode_ring0();
+    l1m.mem.write_u32(L1Gpa(0x1000), VMCS12_REVISION).unwrap();
+    l1m.mem.write_u32(L1Gpa(0x2000), VMCS12_REVISION).unwrap();
+
+    // L1: VMXON, VMPTRLD, VMWRITE the whole vmcs12, VMLAUNCH.
+    for (reason, ptr) in [(27, 0x1000), (21, 0x2000)] {
+        l1m.mem.write_u64(L1Gpa(0x100), ptr).unwrap();
+        l1m.set(Gpr::Rbx, 0x100);
+        assert_eq!(vmx.emulate(&mem_exit(reason), &cpu, &mut l1m).unwrap().0, VmxResult::Succeed);
+    }
+    let wanted = valid_vmcs12(&caps);
+    for &f in F::ALL {
+        if wanted.get(f) != 0 && !f.is_read_only() {
+            l1m.set(Gpr::Rdx, f.encoding().into());
+            l1m.set(Gpr::Rax, wanted.get(f));
+            assert_eq!(vmx.emulate(&reg_exit(25), &cpu, &mut l1m).unwrap().0, VmxResult::Succeed);
+        }
+    }
+    let launch = vmx.emulate(&reg_exit(20), &cpu, &mut l1m).unwrap().0;
+    assert_eq!(launch, VmxResult::EnterL2 { launch: true });
+
+    // L0: full merge into a fresh vmcs02.
+    let l0 = crate::vmx::merge::tests::l0();
+    let inputs = Vmcs02Inputs {
+        eptp02: 0x5_5000 | 6 | 3 << 3,
+        vpid02: 2,
+        msr_bitmap: Some(Hpa(0x9000)),
+        io_bitmaps: None,
+        l1: L1State::default(),
+    };
+    let mut vmcs02 = FakeVmcs::new();
+    prepare_vmcs02(&mut vmcs02, &vmx.vmcs12, &vmx.dirty, &l0, &inputs);
+    vmx.dirty.clear();
+    assert_eq!(vmcs02.peek(F::GuestRip), 0x1000);
+
+    // L2 executes CPUID: the hardware exits to L0 with vmcs02 current.
+    vmcs02.poke(F::VmExitReason, 10);
+    vmcs02.poke(F::VmExitInstructionLen, 2);
+    let info = ExitInfo::read(&vmcs02);
+    let regs = crate::guest::Regs::default();
+    let r = route(&info, &L0Intercepts::default(), &vmx.vmcs12, &regs, &l1m).unwrap();
+    assert_eq!(r, ExitRoute::L1);
+
+    // Reflect: sync vmcs12 (hot fields), load L1's host state into vmcs01.
+    vmcs02.clear_log();
+    sync_vmcs12(&vmcs02, &mut vmx.vmcs12, &info, SyncScope::Hot);
+    let reads = vmcs02.log().len();
+    assert!(reads <= 20, "a hot sync reads {reads} fields");
+    let mut vmcs01 = FakeVmcs::new();
+    load_l1_host_state(&vmx.vmcs12, &mut vmcs01, &l0.hw, 0xd01);
+    assert_eq!(vmcs01.peek(F::GuestRip), wanted.host_rip);
+
+    // L1 handles CPUID: reads the exit reason and RIP, advances RIP, VMRESUMEs.
+    l1m.set(Gpr::Rdx, F::VmExitReason.encoding().into());
+    assert_eq!(vmx.emulate(&reg_exit(23), &cpu, &mut l1m).unwrap().0, VmxResult::Succeed);
+    assert_eq!(l1m.gpr(Gpr::Rax), 10);
+    l1m.set(Gpr::Rdx, F::GuestRip.encoding().into());
+    l1m.set(Gpr::Rax, 0x1002);
+    assert_eq!(vmx.emulate(&reg_exit(25), &cpu, &mut l1m).unwrap().0, VmxResult::Succeed);
+    let resume = vmx.emulate(&reg_exit(24), &cpu, &mut l1m).unwrap().0;
+    assert_eq!(resume, VmxResult::EnterL2 { launch: false });
+
+    // L0 merges only what L1 changed.
+    assert_eq!(vmx.dirty, DirtySet::of(&[F::GuestRip]));
+    vmcs02.clear_log();
+    prepare_vmcs02(&mut vmcs02, &vmx.vmcs12, &vmx.dirty, &l0, &inputs);
+    vmx.dirty.clear();
+    assert_eq!(vmcs02.writes(), [F::GuestRip]);
+    assert_eq!(vmcs02.peek(F::GuestRip), 0x1002);
+
+    // An external interrupt while L2 runs is L0's.
+    let ext = ExitInfo { reason: 1, ..Default::default() };
+    let r = route(&ext, &L0Intercepts::default(), &vmx.vmcs12, &regs, &l1m).unwrap();
+    assert_eq!(r, ExitRoute::L0);
+}

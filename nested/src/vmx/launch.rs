@@ -1,0 +1,67 @@
+//! VMLAUNCH and VMRESUME emulation (SDM Vol. 2 "VMLAUNCH/VMRESUME"; Vol. 3C 26.1 order of
+//! checks, 26.2-26.4 via [`super::checks`], 26.8 entry failures).
+
+use super::checks::{self, EntryFailure};
+use super::instr::{L1Access, L1Cpu, NestedVmx};
+use super::{Exception, VmInstructionError, VmxResult};
+use crate::vmcs::LaunchState;
+
+const CR0_PE: u64 = 1;
+
+impl NestedVmx {
+    /// VMLAUNCH (`launch`) or VMRESUME: errors 4, 5, 7, 8, 26, then the guest-state and
+    /// MSR-load checks whose failure is a VM-entry-failure exit to L1 (SDM 26.1-26.4, 26.8).
+    pub fn vmlaunch(&mut self, launch: bool, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
+        if cpu.cr0 & CR0_PE == 0 {
+            return VmxResult::Fault(Exception::UD);
+        }
+        if let Err(e) = self.root_checks(cpu) {
+            return VmxResult::Fault(e);
+        }
+        if self.current.is_none() {
+            return VmxResult::FailInvalid;
+        }
+        if cpu.mov_ss_blocking {
+            return self.fail(VmInstructionError::EntryEventsBlockedByMovSs);
+        }
+        match (launch, self.vmcs12.launch()) {
+            (true, LaunchState::Launched) => {
+                return self.fail(VmInstructionError::VmlaunchNonClearVmcs);
+            }
+            (false, LaunchState::Clear) => {
+                return self.fail(VmInstructionError::VmresumeNonLaunchedVmcs);
+            }
+            _ => {}
+        }
+        if checks::check_controls(&self.vmcs12, &self.caps, self.maxphyaddr).is_err() {
+            return self.fail(VmInstructionError::EntryInvalidControlFields);
+        }
+        if checks::check_host_state(&self.vmcs12, &self.caps, self.maxphyaddr, cpu.is_ia32e())
+            .is_err()
+        {
+            return self.fail(VmInstructionError::EntryInvalidHostStateFields);
+        }
+        let failure = match checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
+        {
+            Err(f) => Some(f),
+            Ok(()) => checks::check_msr_load_list(&self.vmcs12, &self.caps, l1).err(),
+        };
+        if let Some(f) = failure {
+            self.record_entry_failure(&f);
+            return VmxResult::EntryFailed(f);
+        }
+        if launch {
+            self.vmcs12.launch_state = LaunchState::Launched as u32;
+        }
+        VmxResult::EnterL2 { launch }
+    }
+
+    /// Writes the exit information of a failed VM entry into vmcs12 (SDM 26.8, 28.2).
+    fn record_entry_failure(&mut self, f: &EntryFailure) {
+        self.vmcs12.vm_exit_reason = f.exit_reason();
+        self.vmcs12.exit_qualification = f.qualification;
+        self.vmcs12.vm_exit_intr_info = 0;
+        self.vmcs12.idt_vectoring_info_field = 0;
+        self.vmcs12.vm_exit_instruction_len = 0;
+    }
+}
