@@ -1,9 +1,12 @@
 //! The turtles runner: builds images per config, makes the GRUB ISO, boots QEMU or Bochs,
 //! streams the serial console and maps the image's exit marker to its own exit status.
 
+pub mod bench;
+pub mod devices;
 pub mod images;
 pub mod iso;
 pub mod session;
+pub mod stats;
 pub mod tools;
 
 use std::path::PathBuf;

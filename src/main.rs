@@ -25,6 +25,11 @@ enum Cmd {
     Run(RunArgs),
     /// List the configs.
     List,
+    /// Query a running image's management endpoint (JSON lines over UDP).
+    Stats {
+        /// host:port of the endpoint, e.g. 127.0.0.1:5555.
+        addr: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -43,6 +48,13 @@ struct RunArgs {
     /// Extra kernel command line (e.g. `turtles.test=panic`).
     #[arg(long, default_value = "")]
     cmdline: String,
+    /// Extra command line for the config's guest (appended to its boot module's line).
+    #[arg(long, default_value = "")]
+    guest_cmdline: String,
+    /// Boot this kernel instead of the guest image the config names (any multiboot or PVH
+    /// kernel).
+    #[arg(long)]
+    guest_image: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -68,9 +80,12 @@ fn main() -> ExitCode {
             timeout: 120,
             boot: BootArg::Multiboot1,
             cmdline: String::new(),
+            guest_cmdline: String::new(),
+            guest_image: None,
         }),
         Some(Cmd::Run(args)) => run(args),
         Some(Cmd::List) => list(),
+        Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
@@ -106,10 +121,23 @@ fn run(args: RunArgs) -> Result<i32, String> {
     tools::check(emulator)?;
     eprintln!("turtles: building the image for config `{}`", config.name);
     let (image, guests) = images::build(&set, config)?;
-    let modules: Vec<iso::IsoModule> = guests
+    let mut modules: Vec<iso::IsoModule> = guests
         .iter()
         .map(|g| iso::IsoModule { file: g.path.clone(), cmdline: g.name.clone() })
         .collect();
+    if let Some(first) = modules.first_mut() {
+        if let Some(image) = &args.guest_image {
+            if !image.is_file() {
+                return Err(format!("--guest-image {}: no such file", image.display()));
+            }
+            first.file = image.clone();
+        }
+        if !args.guest_cmdline.is_empty() {
+            first.cmdline = format!("{} {}", first.cmdline, args.guest_cmdline);
+        }
+    } else if args.guest_image.is_some() || !args.guest_cmdline.is_empty() {
+        return Err(format!("config `{}` runs no guest", config.name));
+    }
     let work = workspace_root().join("target/run").join(format!(
         "{}-{}-{}",
         config.name,

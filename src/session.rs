@@ -72,6 +72,7 @@ fn start_qemu(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), St
         .arg(&launch.boot_file)
         .args(["-append", &launch.cmdline])
         .args(qemu_modules(&launch.modules))
+        .args(crate::devices::qemu_args(launch.config))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -113,12 +114,13 @@ fn bochsrc(launch: &Launch<'_>, serial: &Path, log: &Path) -> String {
          display_library: term\n\
          log: {log}\n\
          panic: action=fatal\n\
-         clock: sync=none, time0=local\n",
+         clock: sync=none, time0=local\n{devices}",
         megs = m.memory_mib,
         cpu = m.bochs_cpu,
         iso = launch.boot_file.display(),
         serial = serial.display(),
         log = log.display(),
+        devices = crate::devices::bochs_lines(launch.config),
     )
 }
 

@@ -1,35 +1,9 @@
 //! Boots the real image under QEMU (multiboot1 and PVH) and Bochs (GRUB, multiboot2) through
 //! the runner binary and checks what the image printed and the status the runner returned.
 
-use std::process::Command;
+mod common;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn expect(&self, code: i32, needles: &[&str]) {
-        let all = format!("{}\n{}", self.stdout, self.stderr);
-        assert_eq!(self.code, code, "exit status; output:\n{all}");
-        for needle in needles {
-            assert!(all.contains(needle), "`{needle}` missing from output:\n{all}");
-        }
-    }
-}
-
-fn turtles(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_turtles"))
-        .args(args)
-        .output()
-        .expect("the runner binary starts");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use common::turtles;
 
 #[test]
 fn qemu_multiboot1_prints_memory_map_and_no_vmx_message() {

@@ -14,6 +14,13 @@ const COM1: u16 = 0x3f8;
 
 static SERIAL: InterruptSpinMutex<Option<Uart16550Tty<PioBackend>>> = InterruptSpinMutex::new(None);
 static LOGGER: Logger = Logger;
+/// The nesting depth shown in the prefix, detected at start-up.
+static DEPTH: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// The nesting depth this image runs at (see [`crate::platform::detect_depth`]).
+pub fn depth() -> u32 {
+    DEPTH.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 struct Logger;
 
@@ -28,7 +35,7 @@ impl Log for Logger {
             let _ = writeln!(
                 port,
                 "[L{} cpu{} {:<5}] {}",
-                crate::config::DEPTH,
+                depth(),
                 cpu_id(),
                 record.level(),
                 record.args()
@@ -49,6 +56,10 @@ pub fn init() {
     // SAFETY: COM1 belongs to the kernel; nothing else drives it.
     let port = unsafe { Uart16550Tty::new_port(COM1, Config::default()) }.ok();
     *SERIAL.lock() = port;
+    DEPTH.store(
+        crate::platform::detect_depth(crate::config::DEPTH),
+        core::sync::atomic::Ordering::Relaxed,
+    );
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Trace);
 }

@@ -10,12 +10,14 @@ mod arch;
 mod boot;
 mod console;
 mod devices;
+mod drivers;
 mod exit;
 mod guest;
 mod mm;
 mod platform;
 mod ratelimit;
 mod vmx;
+mod workload;
 
 /// Constants generated from the chosen `configs/<name>.toml` by `build.rs`.
 mod config {
@@ -36,7 +38,7 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
         env!("CARGO_PKG_VERSION"),
         config::NAME,
         config::ROLE,
-        config::DEPTH,
+        console::depth(),
         config::DESCRIPTION
     );
     // SAFETY: `info` is what the loader passed; the first 4 GiB are identity-mapped.
@@ -49,7 +51,8 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
     };
     report_boot(&boot);
     init_memory(&boot);
-    run_self_test(boot.cmdline.as_str());
+    drivers::init(&boot);
+    run_self_test(boot.cmdline.as_str(), false);
     if let Some(n) = boot
         .cmdline
         .as_str()
@@ -85,6 +88,10 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
             log::info!("vmx: not available and not needed by role {}", config::ROLE);
         }
     }
+    if config::ROLE == "leaf" && !workload::run() {
+        exit::exit(Status::Failure);
+    }
+    run_self_test(boot.cmdline.as_str(), true);
     exit::exit(Status::Success)
 }
 
@@ -137,7 +144,7 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
         modules: &modules,
         protocol,
         memory: config::GUEST_MEMORY_MIB << 20,
-        depth: config::DEPTH + 1,
+        depth: console::depth() + 1,
     };
     match vmx::run::run_guest(caps, &spec) {
         Ok(vmx::exits::GuestEnd::Exited(status)) => exit::exit_with(status),
@@ -192,7 +199,7 @@ fn init_memory(boot: &BootInfo) {
 
 /// Deliberate failures asked for on the command line (`turtles.test=...`), so the tests can
 /// check that exceptions and panics end the run cleanly with a failure status.
-fn run_self_test(cmdline: &str) {
+fn run_self_test(cmdline: &str, late: bool) {
     let Some(test) = cmdline.split_whitespace().find_map(|w| w.strip_prefix("turtles.test="))
     else {
         return;
@@ -209,6 +216,58 @@ fn run_self_test(cmdline: &str) {
         }
         "panic" => panic!("deliberate panic (turtles.test=panic)"),
         "hang" => arch::cpu::halt_forever(),
+        // Bad-guest cases for the hypervisor below (each harmless on bare metal but `loop`).
+        "triplefault" => {
+            let empty = x86_64::structures::DescriptorTablePointer {
+                limit: 0,
+                base: x86_64::VirtAddr::new(0),
+            };
+            // SAFETY: deliberately leaves no IDT so the next exception triple-faults.
+            unsafe {
+                x86_64::instructions::tables::lidt(&empty);
+                core::arch::asm!("ud2");
+            }
+        }
+        "outside" => {
+            // 2 GiB: inside our identity map, outside any guest memory a test gives us.
+            // SAFETY: a deliberate read the hypervisor must refuse; on bare metal it reads
+            // whatever is there.
+            let value = unsafe { core::ptr::read_volatile(0x8000_0000 as *const u32) };
+            log::info!("self-test: read {value:#x} at 2 GiB");
+        }
+        "port" => {
+            // SAFETY: COM2 is not used by turtles; reading its data port has no effect.
+            let value = unsafe { arch::cpu::inb(0x2f8) };
+            log::info!("self-test: port 0x2f8 reads {value:#x}");
+        }
+        "msr" => {
+            let (lo, hi): (u32, u32);
+            // SAFETY: a deliberate RDMSR of an MSR that does not exist: #GP, which our
+            // exception handler reports.
+            unsafe { core::arch::asm!("rdmsr", in("ecx") 0x1234u32, out("eax") lo, out("edx") hi) };
+            log::info!("self-test: MSR 0x1234 reads {:#x}", u64::from(hi) << 32 | u64::from(lo));
+        }
+        "vmx" => {
+            // SAFETY: VMCALL exits to the hypervisor (which answers #UD while nesting is off);
+            // on bare metal it is #UD as well.
+            unsafe { core::arch::asm!("vmcall") };
+        }
+        "loop" if !late => {
+            log::info!("self-test: loop runs after the workload");
+        }
+        "loop" => {
+            // A deliberate endless loop that never exits to the hypervisor, for its watchdog.
+            let mut x = 1u64;
+            let mut sink = 0u64;
+            while core::hint::black_box(true) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // SAFETY: a write to a local; volatile so the loop is not optimised away.
+                unsafe { core::ptr::write_volatile(&mut sink, x) };
+            }
+            log::error!("self-test: the endless loop ended");
+        }
         other => log::warn!("self-test: unknown test `{other}` ignored"),
     }
 }

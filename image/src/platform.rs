@@ -62,3 +62,25 @@ pub fn report() -> Vmx {
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
+
+/// True if the hypervisor below is turtles (signature "turtles" at leaf 0x40000000).
+pub fn under_turtles() -> bool {
+    let hypervisor = CpuId::new().get_feature_info().is_some_and(|f| f.has_hypervisor());
+    if !hypervisor {
+        return false;
+    }
+    let sig = cpuid!(0x4000_0000);
+    sig.eax >= 0x4000_0002
+        && [sig.ebx, sig.ecx, sig.edx]
+            == [u32::from_le_bytes(*b"turt"), u32::from_le_bytes(*b"les\0"), 0]
+}
+
+/// The nesting depth this image runs at: told by a turtles hypervisor below (leaf
+/// 0x40000001), 0 on bare metal, else (another hypervisor) at least 1 and the config's depth.
+pub fn detect_depth(config_depth: u32) -> u32 {
+    if under_turtles() {
+        return cpuid!(0x4000_0001).eax;
+    }
+    let hypervisor = CpuId::new().get_feature_info().is_some_and(|f| f.has_hypervisor());
+    if hypervisor { config_depth.max(1) } else { 0 }
+}

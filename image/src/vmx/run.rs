@@ -17,7 +17,7 @@ use crate::guest::boot::{self, Protocol};
 use crate::guest::memory::GuestMemory;
 
 /// Guest time (TSC ticks; Bochs: instructions) one preemption-timer slice lasts.
-const WATCHDOG_SLICE_TICKS: u64 = 200_000_000;
+const WATCHDOG_SLICE_TICKS: u64 = 10_000_000;
 /// Consecutive slices without any other exit after which the guest counts as hung.
 const WATCHDOG_SLICES: u32 = 3;
 
@@ -94,6 +94,17 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
     );
     let ept = Ept::identity_offset(memory.host_base(), memory.size())?;
     let timer = (WATCHDOG_SLICE_TICKS >> caps.preemption_timer_shift()).min(u64::from(u32::MAX));
+    log::info!(
+        "vmcs01: pin={:#x} primary={:#x} secondary={:#x} exit={:#x} entry={:#x} \
+         preemption-timer={} (shift {})",
+        controls.pin,
+        controls.primary,
+        controls.secondary,
+        controls.exit,
+        controls.entry,
+        timer,
+        caps.preemption_timer_shift()
+    );
     setup::create(caps, &controls, ept.eptp, &boot, timer as u32)?;
     // SAFETY: in VMX root operation, INVEPT/INVVPID are supported (EPT and VPID caps).
     unsafe {

@@ -7,14 +7,15 @@ use crate::vmx::run::Guest;
 
 /// Signature returned in EBX, ECX, EDX of leaf 0x40000000.
 pub const SIGNATURE: &[u8; 12] = b"turtles\0\0\0\0\0";
-const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0001;
+const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0002;
 
 const LEAF1_ECX_MONITOR: u32 = 1 << 3;
 const LEAF1_ECX_VMX: u32 = 1 << 5;
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 
-/// The values L0 returns for `leaf`/`subleaf` given the host's answer.
-pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32) -> [u32; 4] {
+/// The values L0 returns for `leaf`/`subleaf` given the host's answer. Leaf 0x40000002
+/// returns the guest's exit count so far (EAX low, EBX high half), for the workload.
+pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64) -> [u32; 4] {
     let word = |i: usize| {
         u32::from_le_bytes([
             SIGNATURE[4 * i],
@@ -27,7 +28,8 @@ pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32) -> [u32; 4] {
         0x4000_0000 => [MAX_HYPERVISOR_LEAF, word(0), word(1), word(2)],
         // Turtles leaf: EAX = the guest's nesting depth, EBX = version.
         0x4000_0001 => [guest_depth, 1, 0, 0],
-        0x4000_0002..=0x4000_00ff => [0; 4],
+        0x4000_0002 => [exits as u32, (exits >> 32) as u32, 0, 0],
+        0x4000_0003..=0x4000_00ff => [0; 4],
         1 => {
             let [a, b, c, d] = host;
             [a, b, (c & !(LEAF1_ECX_VMX | LEAF1_ECX_MONITOR)) | LEAF1_ECX_HYPERVISOR, d]
@@ -43,7 +45,7 @@ pub fn handle(g: &mut Guest) -> Action {
     } else {
         cpu::cpuid(leaf, subleaf)
     };
-    let [a, b, c, d] = virtualize(leaf, host, g.depth);
+    let [a, b, c, d] = virtualize(leaf, host, g.depth, g.counters.total());
     g.regs.rax = u64::from(a);
     g.regs.rbx = u64::from(b);
     g.regs.rcx = u64::from(c);

@@ -1,0 +1,154 @@
+//! The single-level hypervisor under Bochs: L0 runs the leaf image and an unmodified
+//! multiboot kernel as guests, and stays alive and reports when a guest misbehaves.
+
+mod common;
+
+use common::{build_test_kernel, turtles};
+
+/// `cargo run -- run l0-leaf` with extra guest command-line words.
+fn l0_leaf(guest_cmdline: &str) -> common::Run {
+    turtles(&["run", "l0-leaf", "--timeout", "180", "--guest-cmdline", guest_cmdline])
+}
+
+#[test]
+fn l0_runs_the_leaf_workload_to_completion() {
+    let run = l0_leaf("");
+    run.expect(
+        0,
+        &[
+            "vmx: VMXON done",
+            "guest: ",
+            "booted via Multiboot2",
+            "L1| [L1 cpu0 INFO ] platform: hypervisor signature=\"turtles\"",
+            "L1| [L1 cpu0 INFO ] workload: cpuid rounds=1000",
+            "L1| [L1 cpu0 INFO ] workload: io rounds=1000",
+            "L1| [L1 cpu0 INFO ] workload: hlt rounds=1000",
+            "result=0x6ff16ceb966783d4", // the compute checksum, the same at every depth
+            "guest: exited with status 0",
+            "exits: Cpuid=",
+            "exits: IoInstruction=",
+            "exits: Hlt=1000",
+        ],
+    );
+    // Exactly one exit per CPUID, port write and HLT round trip.
+    for part in ["cpuid", "io", "hlt"] {
+        let line = run.lines_with(&format!("workload: {part} rounds=1000"));
+        assert!(line.iter().any(|l| l.contains("exits=1000 ")), "{part}: {line:?}");
+    }
+}
+
+#[test]
+fn l0_boots_the_leaf_through_multiboot1_and_pvh_too() {
+    l0_leaf("turtles.boot=multiboot1").expect(
+        0,
+        &[
+            "booted via Multiboot1",
+            "L1| [L1 cpu0 INFO ] boot: protocol=multiboot1",
+            "exited with status 0",
+        ],
+    );
+    l0_leaf("turtles.boot=pvh").expect(
+        0,
+        &["booted via Pvh", "L1| [L1 cpu0 INFO ] boot: protocol=pvh", "exited with status 0"],
+    );
+}
+
+#[test]
+fn l0_boots_an_unmodified_multiboot_kernel() {
+    let kernel = build_test_kernel("hello32");
+    let kernel = kernel.to_str().expect("utf-8 path");
+    turtles(&["run", "l0-leaf", "--guest-image", kernel, "--guest-cmdline", "hello-arg x=1"])
+        .expect(
+            0,
+            &[
+                "booted via Multiboot1",
+                "L1| hello32: a plain multiboot kernel, not turtles",
+                "L1| hello32: multiboot magic ok",
+                "L1| hello32: mem_upper=0x0000fc00 KiB", // 64 MiB guest: 63 MiB above 1 MiB
+                "L1| hello32: cmdline=hello-arg x=1",
+                "L1| hello32: mmap bytes=0x00000048", // three 24-byte entries
+                "L1| hello32: done",
+                "guest: exited with status 0",
+                "exits: IoInstruction=",
+            ],
+        );
+}
+
+#[test]
+fn bad_guest_triple_fault_is_stopped_and_l0_lives() {
+    l0_leaf("turtles.test=triplefault").expect(
+        4,
+        &[
+            "self-test: triplefault",
+            "guest triple fault: stopping the guest",
+            "guest state: rip=",
+            "exits: TripleFault=1",
+            "L0 is still running after stopping its guest",
+        ],
+    );
+}
+
+#[test]
+fn bad_guest_access_outside_its_memory_is_stopped() {
+    l0_leaf("turtles.test=outside").expect(
+        4,
+        &[
+            "guest read at guest-physical 0x80000000 is outside its 64 MiB of memory",
+            "exits: EptViolation=1",
+            "L0 is still running",
+        ],
+    );
+}
+
+#[test]
+fn bad_guest_unknown_port_reads_all_ones_once_logged() {
+    let run = l0_leaf("turtles.test=port");
+    run.expect(
+        0,
+        &[
+            "guest read of unknown I/O port 0x2f8: reads all-ones",
+            "L1| [L1 cpu0 INFO ] self-test: port 0x2f8 reads 0xff",
+            "guest: exited with status 0",
+        ],
+    );
+    assert_eq!(run.lines_with("unknown I/O port").len(), 1, "logged once");
+}
+
+#[test]
+fn bad_guest_unknown_msr_gets_gp() {
+    l0_leaf("turtles.test=msr").expect(
+        1,
+        &[
+            "guest RDMSR of MSR 0x1234 (value 0x0) not allowed: injecting #GP(0)",
+            "L1| EXCEPTION #GP (vector 13) error_code=0x0",
+            "guest: exited with status 1",
+            "exits: Rdmsr=",
+        ],
+    );
+}
+
+#[test]
+fn bad_guest_vmx_instruction_gets_ud() {
+    l0_leaf("turtles.test=vmx").expect(
+        1,
+        &[
+            "guest executed Vmcall",
+            "VMX is not exposed: injecting #UD",
+            "L1| EXCEPTION #UD (vector 6)",
+            "exits: Vmcall=1",
+        ],
+    );
+}
+
+#[test]
+fn bad_guest_endless_loop_is_stopped_by_the_watchdog() {
+    l0_leaf("turtles.test=loop").expect(
+        4,
+        &[
+            "self-test: loop",
+            "watchdog: the guest ran 600000000 ticks without a single exit",
+            "exits: PreemptionTimer=3",
+            "L0 is still running",
+        ],
+    );
+}
