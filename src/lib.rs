@@ -5,6 +5,7 @@ pub mod bench;
 pub mod devices;
 pub mod images;
 pub mod iso;
+pub mod run;
 pub mod session;
 pub mod stats;
 pub mod tools;

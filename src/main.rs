@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use turtles::session::{self, Launch, QemuBoot};
-use turtles::{images, iso, status, tools, workspace_root};
+use turtles::run::RunOptions;
+use turtles::session::QemuBoot;
+use turtles::{images, status};
 use turtles_config::Emulator;
 
 /// The config `cargo run` boots when given no command.
@@ -25,10 +25,26 @@ enum Cmd {
     Run(RunArgs),
     /// List the configs.
     List,
+    /// Run a benchmark under Bochs and print its table.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
     /// Query a running image's management endpoint (JSON lines over UDP).
     Stats {
         /// host:port of the endpoint, e.g. 127.0.0.1:5555.
         addr: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Depth 1 against no hypervisor: exits and Bochs ticks per CPUID, port I/O and HLT
+    /// round trip, and the leaf workload's ticks.
+    Single {
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -85,6 +101,9 @@ fn main() -> ExitCode {
         }),
         Some(Cmd::Run(args)) => run(args),
         Some(Cmd::List) => list(),
+        Some(Cmd::Bench { which: BenchCmd::Single { json } }) => {
+            turtles::bench::single(json.as_deref())
+        }
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),
     };
     match result {
@@ -111,86 +130,21 @@ fn list() -> Result<i32, String> {
 }
 
 fn run(args: RunArgs) -> Result<i32, String> {
-    let set = images::configs()?;
-    let config = set.get(&args.config)?;
-    let emulator = match args.emulator {
-        Some(EmulatorArg::Bochs) => Emulator::Bochs,
-        Some(EmulatorArg::Qemu) => Emulator::Qemu,
-        None => config.machine.emulator,
-    };
-    tools::check(emulator)?;
-    eprintln!("turtles: building the image for config `{}`", config.name);
-    let (image, guests) = images::build(&set, config)?;
-    let mut modules: Vec<iso::IsoModule> = guests
-        .iter()
-        .map(|g| iso::IsoModule { file: g.path.clone(), cmdline: g.name.clone() })
-        .collect();
-    if let Some(first) = modules.first_mut() {
-        if let Some(image) = &args.guest_image {
-            if !image.is_file() {
-                return Err(format!("--guest-image {}: no such file", image.display()));
-            }
-            first.file = image.clone();
-        }
-        if !args.guest_cmdline.is_empty() {
-            first.cmdline = format!("{} {}", first.cmdline, args.guest_cmdline);
-        }
-    } else if args.guest_image.is_some() || !args.guest_cmdline.is_empty() {
-        return Err(format!("config `{}` runs no guest", config.name));
-    }
-    let work = workspace_root().join("target/run").join(format!(
-        "{}-{}-{}",
-        config.name,
-        emulator.as_str(),
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let boot_file: PathBuf = match (emulator, args.boot) {
-        (Emulator::Bochs, _) => {
-            let out = work.join("turtles.iso");
-            iso::build(&image, &args.cmdline, &modules, &work, &out)?;
-            out
-        }
-        (Emulator::Qemu, BootArg::Multiboot1) => image,
-        (Emulator::Qemu, BootArg::Pvh) => {
-            let out = work.join("turtles-pvh.elf");
-            images::without_multiboot1(&image, &out)?;
-            out
-        }
-    };
-    let qemu_boot = match args.boot {
-        BootArg::Multiboot1 => QemuBoot::Multiboot1,
-        BootArg::Pvh => QemuBoot::Pvh,
-    };
-    eprintln!(
-        "turtles: booting `{}` under {}{} (timeout {} s)",
-        config.name,
-        emulator.as_str(),
-        if emulator == Emulator::Qemu { format!(" via {qemu_boot:?}") } else { String::new() },
-        args.timeout
-    );
-    let outcome = session::run(&Launch {
-        config,
-        emulator,
-        timeout: Duration::from_secs(args.timeout),
-        boot_file,
+    let options = RunOptions {
+        config: args.config,
+        emulator: args.emulator.map(|e| match e {
+            EmulatorArg::Bochs => Emulator::Bochs,
+            EmulatorArg::Qemu => Emulator::Qemu,
+        }),
+        timeout: args.timeout,
+        boot: match args.boot {
+            BootArg::Multiboot1 => QemuBoot::Multiboot1,
+            BootArg::Pvh => QemuBoot::Pvh,
+        },
         cmdline: args.cmdline,
-        modules,
-        work,
-    })?;
-    eprintln!("turtles: `{}` ended with status {}", config.name, describe(outcome.exit_code));
-    Ok(outcome.exit_code)
-}
-
-fn describe(code: i32) -> String {
-    let what = match code {
-        status::SUCCESS => "success",
-        status::FAILURE => "failure reported by the image",
-        status::NO_VMX => "no VMX: guests cannot be run on this CPU",
-        status::GUEST_STOPPED => "the guest misbehaved and was stopped by its hypervisor",
-        status::TIMEOUT => "timeout",
-        status::NO_MARKER => "the emulator stopped without an exit status",
-        _ => "unknown",
+        guest_cmdline: args.guest_cmdline,
+        guest_image: args.guest_image,
+        quiet: false,
     };
-    format!("{code} ({what})")
+    Ok(turtles::run::run(&options)?.exit_code)
 }

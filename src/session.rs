@@ -40,6 +40,8 @@ pub struct Launch<'a> {
     pub modules: Vec<crate::iso::IsoModule>,
     /// Directory for this run's files (bochsrc, serial log, Bochs log).
     pub work: PathBuf,
+    /// Do not print the serial lines (they are still collected).
+    pub quiet: bool,
 }
 
 /// How a run ended.
@@ -50,6 +52,8 @@ pub struct Outcome {
     pub timed_out: bool,
     /// What the runner should exit with.
     pub exit_code: i32,
+    /// Every serial line, in order.
+    pub lines: Vec<String>,
 }
 
 /// Runs the emulator to the end, printing every serial line with a prefix.
@@ -192,6 +196,13 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
     let mut image_status = None;
     let mut marker_at = None;
     let mut timed_out = false;
+    let mut collected = Vec::new();
+    let mut show = |line: String| {
+        if !launch.quiet {
+            bar.suspend(|| println!("{prefix} {line}"));
+        }
+        collected.push(line);
+    };
     loop {
         match lines.recv_timeout(Duration::from_millis(50)) {
             Ok(line) => {
@@ -199,7 +210,7 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
                     image_status = code.trim().parse().ok();
                     marker_at = Some(Instant::now());
                 }
-                bar.suspend(|| println!("{prefix} {line}"));
+                show(line);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -216,7 +227,7 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
                 if let Some(code) = line.trim().strip_prefix(EXIT_MARKER) {
                     image_status = code.trim().parse().ok();
                 }
-                bar.suspend(|| println!("{prefix} {line}"));
+                show(line);
             }
             break;
         }
@@ -255,5 +266,5 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
             status::NO_MARKER
         }
     };
-    Outcome { image_status, timed_out, exit_code }
+    Outcome { image_status, timed_out, exit_code, lines: collected }
 }

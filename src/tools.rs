@@ -7,7 +7,7 @@ use turtles_config::Emulator;
 
 /// The Debian packages that provide everything the runner uses.
 pub const APT_INSTALL: &str = "apt-get install -y qemu-system-x86 bochs bochsbios vgabios \
-                               bochs-term grub-pc-bin grub-common xorriso mtools";
+                               bochs-term grub-pc-bin grub-common xorriso mtools binutils";
 
 /// Files Bochs needs besides its binary.
 pub const BOCHS_BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";

@@ -78,7 +78,8 @@ fn runner_kills_a_hung_emulator_at_the_timeout() {
 
 #[test]
 fn runner_names_the_configs_when_one_is_unknown() {
-    turtles(&["run", "no-such-config"]).expect(2, &["no config `no-such-config`", "l0, l1, leaf"]);
+    turtles(&["run", "no-such-config"])
+        .expect(2, &["no config `no-such-config`; the configs are: l0, l0-leaf, l1, leaf"]);
 }
 
 #[test]

@@ -33,6 +33,8 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
     console::init();
     arch::gdt::init();
     arch::idt::init();
+    // No IRQ handlers are installed: keep the legacy PICs from delivering firmware timers.
+    arch::pic::mask_all();
     log::info!(
         "turtles {} config={} role={} depth={}: {}",
         env!("CARGO_PKG_VERSION"),
@@ -52,7 +54,7 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
     report_boot(&boot);
     init_memory(&boot);
     drivers::init(&boot);
-    run_self_test(boot.cmdline.as_str(), false);
+    run_self_test(boot.cmdline.as_str());
     if let Some(n) = boot
         .cmdline
         .as_str()
@@ -60,6 +62,15 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
         .find_map(|w| w.strip_prefix("turtles.trace_exits="))
     {
         vmx::run::TRACE_EXITS.store(n.parse().unwrap_or(0), core::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(n) = boot
+        .cmdline
+        .as_str()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("turtles.trace_reason="))
+    {
+        vmx::run::TRACE_REASON
+            .store(n.parse().unwrap_or(u32::MAX), core::sync::atomic::Ordering::Relaxed);
     }
 
     match platform::report() {
@@ -91,7 +102,6 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
     if config::ROLE == "leaf" && !workload::run() {
         exit::exit(Status::Failure);
     }
-    run_self_test(boot.cmdline.as_str(), true);
     exit::exit(Status::Success)
 }
 
@@ -137,7 +147,6 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
             (bytes, m.cmdline.as_str())
         })
         .collect();
-    arch::pic::mask_all();
     let spec = vmx::run::GuestSpec {
         image,
         cmdline: &args,
@@ -199,7 +208,7 @@ fn init_memory(boot: &BootInfo) {
 
 /// Deliberate failures asked for on the command line (`turtles.test=...`), so the tests can
 /// check that exceptions and panics end the run cleanly with a failure status.
-fn run_self_test(cmdline: &str, late: bool) {
+fn run_self_test(cmdline: &str) {
     let Some(test) = cmdline.split_whitespace().find_map(|w| w.strip_prefix("turtles.test="))
     else {
         return;
@@ -252,21 +261,11 @@ fn run_self_test(cmdline: &str, late: bool) {
             // on bare metal it is #UD as well.
             unsafe { core::arch::asm!("vmcall") };
         }
-        "loop" if !late => {
-            log::info!("self-test: loop runs after the workload");
-        }
         "loop" => {
-            // A deliberate endless loop that never exits to the hypervisor, for its watchdog.
-            let mut x = 1u64;
-            let mut sink = 0u64;
-            while core::hint::black_box(true) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                // SAFETY: a write to a local; volatile so the loop is not optimised away.
-                unsafe { core::ptr::write_volatile(&mut sink, x) };
-            }
-            log::error!("self-test: the endless loop ended");
+            // A deliberate endless loop (the compute loop, never ending) that never exits
+            // to the hypervisor, for its watchdog.
+            let x = workload::compute(u64::MAX);
+            log::error!("self-test: the endless loop ended ({x:#x})");
         }
         other => log::warn!("self-test: unknown test `{other}` ignored"),
     }

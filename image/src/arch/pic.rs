@@ -1,5 +1,5 @@
-//! The legacy 8259 PICs: L0 masks every line so no firmware-configured timer interrupts arrive
-//! while a guest runs (it uses no interrupts of its own yet).
+//! The legacy 8259 PICs: the image masks every line at boot so no firmware-configured timer
+//! interrupt arrives (it installs no IRQ handlers, and L0 uses none while a guest runs).
 
 use super::cpu::outb;
 

@@ -17,12 +17,15 @@ use crate::guest::boot::{self, Protocol};
 use crate::guest::memory::GuestMemory;
 
 /// Guest time (TSC ticks; Bochs: instructions) one preemption-timer slice lasts.
-const WATCHDOG_SLICE_TICKS: u64 = 10_000_000;
+const WATCHDOG_SLICE_TICKS: u64 = 200_000_000;
 /// Consecutive slices without any other exit after which the guest counts as hung.
 const WATCHDOG_SLICES: u32 = 3;
 
 /// How many exits to log (`turtles.trace_exits=N` on L0's command line).
 pub static TRACE_EXITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// Only exits with this basic reason are traced (`turtles.trace_reason=N`; default all).
+pub static TRACE_REASON: core::sync::atomic::AtomicU32 =
+    core::sync::atomic::AtomicU32::new(u32::MAX);
 
 /// Detects a guest that runs without ever exiting (an endless loop with interrupts off).
 pub struct Watchdog {
@@ -154,7 +157,8 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
 fn trace(v: &HwVmcs, info: &ExitInfo) {
     use core::sync::atomic::Ordering;
     let left = TRACE_EXITS.load(Ordering::Relaxed);
-    if left > 0 {
+    let only = TRACE_REASON.load(Ordering::Relaxed);
+    if left > 0 && (only == u32::MAX || only == u32::from(info.basic())) {
         TRACE_EXITS.store(left - 1, Ordering::Relaxed);
         log::info!(
             "trace: exit {:?} ({:#x}) rip={:#x} qualification={:#x} intr={:#x}",

@@ -50,7 +50,9 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
     let Some(reason) = info.exit_reason() else {
         return fault::unknown(v, g, info);
     };
-    g.watchdog.other_exit();
+    if reason != ExitReason::PreemptionTimer {
+        g.watchdog.other_exit();
+    }
     match reason {
         ExitReason::Cpuid => cpuid::handle(g),
         ExitReason::IoInstruction => io::handle(g, info),
