@@ -1,9 +1,11 @@
 //! L0's device model for its guest: port I/O it emulates (SDM Vol. 3C 28.1: unconditional
 //! I/O exiting sends every port access here).
 
+pub mod pic;
 pub mod serial;
 
 use crate::ratelimit::RateLimit;
+use pic::Pic;
 use serial::Serial;
 
 /// The guest's exit device (QEMU's isa-debug-exit convention): a write ends the guest.
@@ -25,6 +27,7 @@ pub enum PortEffect {
 /// The devices of one guest.
 pub struct Devices {
     pub com1: Serial,
+    pic: Pic,
     pci_address: u32,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
     reported: [u64; 1024],
@@ -34,13 +37,14 @@ static UNKNOWN_PORTS: RateLimit = RateLimit::new(32);
 
 impl Devices {
     pub fn new(depth: u32) -> Self {
-        Devices { com1: Serial::new(depth), pci_address: 0, reported: [0; 1024] }
+        Devices { com1: Serial::new(depth), pic: Pic::new(), pci_address: 0, reported: [0; 1024] }
     }
 
     /// A guest IN of `size` bytes from `port`.
     pub fn read(&mut self, port: u16, size: u8) -> u32 {
         match port {
             p if Serial::owns(p) => u32::from(self.com1.read(p)),
+            p if Pic::owns(p) => u32::from(self.pic.read(p)),
             PCI_CONFIG_ADDRESS => self.pci_address,
             // No PCI devices: every configuration read returns all-ones ("no device").
             p if PCI_CONFIG_DATA.contains(&p) => ones(size),
@@ -56,6 +60,7 @@ impl Devices {
     pub fn write(&mut self, port: u16, size: u8, value: u32) -> PortEffect {
         match port {
             p if Serial::owns(p) => self.com1.write(p, value as u8),
+            p if Pic::owns(p) => self.pic.write(p, value as u8),
             EXIT_PORT => return PortEffect::Exit(value as u8),
             PCI_CONFIG_ADDRESS if size == 4 => self.pci_address = value,
             p if PCI_CONFIG_DATA.contains(&p) => {}
