@@ -154,6 +154,7 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
         protocol,
         memory: config::GUEST_MEMORY_MIB << 20,
         depth: console::depth() + 1,
+        expose_vmx: config::EXPOSE_VMX,
     };
     match vmx::run::run_guest(caps, &spec) {
         Ok(vmx::exits::GuestEnd::Exited(status)) => exit::exit_with(status),

@@ -50,8 +50,6 @@ fn measure(turtles: bool, name: &str, rounds: u64, body: impl FnOnce() -> u64) {
 
 /// Runs every part and prints the results.
 pub fn run() -> bool {
-    let under_hypervisor =
-        raw_cpuid::CpuId::new().get_feature_info().is_some_and(|f| f.has_hypervisor());
     let turtles = crate::platform::under_turtles();
     let total = cpu::rdtsc();
     measure(turtles, "cpuid", ROUNDS, || {

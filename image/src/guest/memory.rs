@@ -41,6 +41,16 @@ impl GuestMemory {
         Some(unsafe { core::slice::from_raw_parts_mut((self.base + gpa) as *mut u8, len as usize) })
     }
 
+    /// The guest bytes `[gpa, gpa + len)` for reading, or `None` if outside guest RAM.
+    pub fn slice(&self, gpa: u64, len: u64) -> Option<&[u8]> {
+        let end = gpa.checked_add(len)?;
+        if end > self.size {
+            return None;
+        }
+        // SAFETY: the range is inside the block we own (checked above).
+        Some(unsafe { core::slice::from_raw_parts((self.base + gpa) as *const u8, len as usize) })
+    }
+
     /// Copies `bytes` to guest-physical `gpa`; false if it does not fit.
     pub fn write(&mut self, gpa: u64, bytes: &[u8]) -> bool {
         match self.slice_mut(gpa, bytes.len() as u64) {

@@ -56,6 +56,17 @@ pub fn alloc(bytes: u64, align: u64) -> Option<u64> {
     FRAMES.lock().allocate(layout).ok().map(|r| r.start() as u64)
 }
 
+/// Returns `bytes` (rounded up to pages) at `base`, allocated by [`alloc`].
+pub fn free(base: u64, bytes: u64) {
+    let Ok(range) = PageRange::new(base as usize, (base + align_up(bytes)) as usize) else {
+        return;
+    };
+    // SAFETY: the caller hands back memory it got from `alloc` and no longer uses.
+    if unsafe { FRAMES.lock().deallocate(range) }.is_err() {
+        log::warn!("frames: double free of {base:#x}");
+    }
+}
+
 /// Free bytes left.
 pub fn free_bytes() -> u64 {
     FRAMES.lock().free_space() as u64

@@ -55,6 +55,9 @@ impl Watchdog {
 /// Everything L0 keeps about its guest besides the VMCS.
 pub struct Guest {
     pub regs: GuestRegs,
+    pub memory: GuestMemory,
+    /// L1's VMX state when VMX is exposed to the guest (`expose_vmx`).
+    pub nested: Option<super::nesting::Nested>,
     pub caps: VmxCaps,
     pub devices: Devices,
     pub counters: ExitCounters,
@@ -72,6 +75,8 @@ pub struct GuestSpec<'a> {
     pub protocol: Option<Protocol>,
     pub memory: u64,
     pub depth: u32,
+    /// Offer VMX to the guest (it may be a hypervisor itself).
+    pub expose_vmx: bool,
 }
 
 /// Boots the guest and runs it to its end.
@@ -108,20 +113,29 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         timer,
         caps.preemption_timer_shift()
     );
-    setup::create(caps, &controls, ept.eptp, &boot, timer as u32)?;
+    let vmcs01 = setup::create(caps, &controls, ept.eptp, &boot, timer as u32)?;
+    let nested = if spec.expose_vmx {
+        log::info!("vmx: exposing VMX to the guest (nested)");
+        Some(super::nesting::Nested::new(caps, vmcs01, ept.eptp)?)
+    } else {
+        None
+    };
     // SAFETY: in VMX root operation, INVEPT/INVVPID are supported (EPT and VPID caps).
     unsafe {
         let _ = insn::invept(1, ept.eptp);
         let _ = insn::invvpid(1, setup::GUEST_VPID);
     }
+    let memory_mib = memory.size() >> 20;
     let mut guest = Guest {
         regs: GuestRegs { rax: boot.rax, rbx: boot.rbx, ..GuestRegs::default() },
+        memory,
+        nested,
         caps: *caps,
         devices: Devices::new(spec.depth),
         counters: ExitCounters::default(),
         watchdog: Watchdog { quiet_slices: 0 },
         depth: spec.depth,
-        memory_mib: memory.size() >> 20,
+        memory_mib,
     };
     let end = run_loop(&mut guest);
     guest.devices.com1.finish();
@@ -132,20 +146,49 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
 fn run_loop(g: &mut Guest) -> GuestEnd {
     // SAFETY: vmcs01 is current from `setup::create` on and nothing else loads a VMCS.
     let mut v = unsafe { HwVmcs::current() };
-    let mut launched = false;
+    let mut launched01 = false;
     loop {
-        // SAFETY: vmcs01 is complete (setup::create), HOST_RIP is the exit trampoline, EPT01
-        // maps only the guest's own block, and `launched` tracks VMLAUNCH's success.
+        let in_l2 = g.nested.as_ref().is_some_and(|n| n.in_l2);
+        let launched = match &g.nested {
+            Some(n) if in_l2 => n.vmcs02_launched,
+            _ => launched01,
+        };
+        // SAFETY: the current VMCS (vmcs01 from setup::create, or vmcs02 merged by
+        // nested::enter_l2) is complete, HOST_RIP is the exit trampoline, its EPT confines the
+        // guest to memory L0 gave it, and `launched` tracks that VMCS's VMLAUNCH.
         if let Err(e) = unsafe { insn::enter(&mut g.regs, launched) } {
-            log::error!("VM{} failed: {e}", if launched { "RESUME" } else { "LAUNCH" });
+            log::error!(
+                "VM{} of {} failed: {e}",
+                if launched { "RESUME" } else { "LAUNCH" },
+                if in_l2 { "vmcs02 (L2)" } else { "vmcs01" }
+            );
             exits::dump(&v, g);
             return GuestEnd::Failed("VM entry failed");
         }
-        launched = true;
+        match &mut g.nested {
+            Some(n) if in_l2 => n.vmcs02_launched = true,
+            _ => launched01 = true,
+        }
         let info = ExitInfo::read(&v);
         g.counters.record(info.reason);
         trace(&v, &info);
-        match exits::handle(g, &mut v, &info) {
+        let action = if in_l2 {
+            super::nesting::l2_exit(g, &mut v, &info)
+        } else if g.nested.is_some() && is_vmx_instruction(&info) {
+            match super::nesting::vmx_instruction(g, &mut v, &info) {
+                super::nesting::Step::Action(a) => a,
+                super::nesting::Step::EnterL2 => match super::nesting::enter_l2(g, &mut v) {
+                    Ok(_) => continue,
+                    Err(why) => {
+                        log::error!("entering L2 failed: {why}");
+                        return GuestEnd::Failed("entering L2 failed");
+                    }
+                },
+            }
+        } else {
+            exits::handle(g, &mut v, &info)
+        };
+        match action {
             Action::Resume => {}
             Action::Skip => skip_instruction(&mut v, &info),
             Action::Inject(vector, error_code) => inject(&mut v, vector, error_code),
@@ -169,6 +212,26 @@ fn trace(v: &HwVmcs, info: &ExitInfo) {
             info.intr_info
         );
     }
+}
+
+fn is_vmx_instruction(info: &ExitInfo) -> bool {
+    matches!(
+        info.exit_reason(),
+        Some(
+            ExitReason::Vmcall
+                | ExitReason::Vmclear
+                | ExitReason::Vmlaunch
+                | ExitReason::Vmptrld
+                | ExitReason::Vmptrst
+                | ExitReason::Vmread
+                | ExitReason::Vmresume
+                | ExitReason::Vmwrite
+                | ExitReason::Vmxoff
+                | ExitReason::Vmxon
+                | ExitReason::Invept
+                | ExitReason::Invvpid
+        )
+    ) && !info.is_entry_failure()
 }
 
 /// Advances RIP past the exiting instruction and drops STI/MOV-SS blocking, as retiring the
@@ -214,5 +277,13 @@ fn report(g: &Guest, end: GuestEnd) {
     }
     if g.counters.unknown > 0 {
         log::info!("exits: unknown={}", g.counters.unknown);
+    }
+    if let Some(n) = &g.nested {
+        log::info!(
+            "exits: nested: L2 caused {} exits, {} reflected to L1, {} handled by L0 alone",
+            n.l2_exits,
+            n.reflected,
+            n.l2_exits - n.reflected
+        );
     }
 }

@@ -94,7 +94,8 @@ pub fn create(
     Ok(vmcs)
 }
 
-fn host_state(v: &mut HwVmcs) {
+/// L0's own state as the host state of a VMCS (vmcs01 and vmcs02 alike).
+pub fn host_state(v: &mut HwVmcs) {
     let (tr, tss_base) = gdt::tss();
     v.write(F::HostCr0, Cr0::read_raw());
     v.write(F::HostCr3, cpu::cr3());

@@ -15,7 +15,7 @@ const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 
 /// The values L0 returns for `leaf`/`subleaf` given the host's answer. Leaf 0x40000002
 /// returns the guest's exit count so far (EAX low, EBX high half), for the workload.
-pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64) -> [u32; 4] {
+pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64, vmx: bool) -> [u32; 4] {
     let word = |i: usize| {
         u32::from_le_bytes([
             SIGNATURE[4 * i],
@@ -32,7 +32,8 @@ pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64) -> [u
         0x4000_0003..=0x4000_00ff => [0; 4],
         1 => {
             let [a, b, c, d] = host;
-            [a, b, (c & !(LEAF1_ECX_VMX | LEAF1_ECX_MONITOR)) | LEAF1_ECX_HYPERVISOR, d]
+            let hidden = if vmx { LEAF1_ECX_MONITOR } else { LEAF1_ECX_VMX | LEAF1_ECX_MONITOR };
+            [a, b, (c & !hidden) | LEAF1_ECX_HYPERVISOR, d]
         }
         _ => host,
     }
@@ -47,7 +48,7 @@ pub fn handle(g: &mut Guest) -> Action {
     };
     // Summing the counters costs ~100 instructions: only leaf 0x40000002 needs it.
     let exits = if leaf == 0x4000_0002 { g.counters.total() } else { 0 };
-    let [a, b, c, d] = virtualize(leaf, host, g.depth, exits);
+    let [a, b, c, d] = virtualize(leaf, host, g.depth, exits, g.nested.is_some());
     g.regs.rax = u64::from(a);
     g.regs.rbx = u64::from(b);
     g.regs.rcx = u64::from(c);

@@ -77,11 +77,12 @@ fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
     Action::Skip
 }
 
-/// MOV to CR4: VMXE stays hidden (VMX is not offered to the guest), bits the processor lacks
-/// fault.
+/// MOV to CR4: VMXE is allowed only when VMX is exposed (the real CR4 always has it; the
+/// guest sees its own value in the shadow); bits the processor lacks fault.
 fn mov_to_cr4(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
     let fixed1 = g.caps.cr4_fixed().fixed1;
-    if value & CR4_VMXE != 0 || value & !(fixed1 | CR4_VMXE) != 0 {
+    let vmxe_ok = g.nested.is_some();
+    if (value & CR4_VMXE != 0 && !vmxe_ok) || value & !(fixed1 | CR4_VMXE) != 0 {
         return Action::Inject(GP, Some(0));
     }
     v.write(F::Cr4ReadShadow, value);

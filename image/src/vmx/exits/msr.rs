@@ -78,8 +78,16 @@ pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
         IA32_TSC => cpu::rdtsc(),
         // xAPIC at the default base, this CPU the bootstrap processor, globally enabled.
         IA32_APIC_BASE => 0xfee0_0900,
-        // Locked with VMX off: VMX is hidden from the guest.
+        // Locked; VMX enabled only if it is exposed to the guest.
+        IA32_FEATURE_CONTROL if g.nested.is_some() => crate::vmx::nesting::FEATURE_CONTROL_VMX,
         IA32_FEATURE_CONTROL => 1,
+        // The capability MSRs L1 sees (nested::vmx::l1_caps), when VMX is exposed.
+        0x480..=0x491 if g.nested.is_some() => {
+            match g.nested.as_ref().and_then(|n| n.vmx.caps.msr(msr)) {
+                Some(value) => value,
+                None => return unknown("RDMSR", msr, 0),
+            }
+        }
         IA32_MISC_ENABLE => 1,
         IA32_PLATFORM_ID | IA32_BIOS_SIGN_ID | IA32_MTRRCAP | IA32_MTRR_DEF_TYPE => 0,
         _ => return unknown("RDMSR", msr, 0),

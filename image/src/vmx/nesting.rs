@@ -1,0 +1,487 @@
+//! Nested VMX in L0 (the Turtles design): L1's VMX instructions are emulated with
+//! `nested::vmx::NestedVmx`, L2 runs on vmcs02 = vmcs01's host state + L0's must-haves +
+//! vmcs12 (`prepare_vmcs02`), each L2 exit is routed (`nested::exits::route`) to L0 or
+//! reflected to L1 (`sync_vmcs12`, then L1 resumes at vmcs12's host RIP on vmcs01), and L2's
+//! memory goes through EPT02, the shadow of EPT12 and EPT01 filled on EPT violations.
+//!
+//! L2's general-purpose registers flow through unchanged, as on hardware: a VM exit leaves
+//! them in the registers for L1's exit stub, and L1 loads L2's before VMRESUME.
+
+use nested::addr::{Hpa, L1Gpa};
+use nested::caps::{VmxCaps, entry, exit, pin, proc1, proc2};
+use nested::ept::shadow::{Ept01, Ept01Leaf, HostFrames, Resolution, ShadowEpt, eptp02};
+use nested::ept::walk::PageSize;
+use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
+use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
+use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::merge::{L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
+use nested::vmx::sync::{SyncScope, load_l1_host_state, sync_vmcs12};
+use nested::vmx::{Exception, L1Access, L1Cpu, MemOperand, Segment, VmxResult, l1_caps};
+
+use super::exits::{Action, GuestEnd};
+use super::hw_vmcs::HwVmcs;
+use super::insn::{self, GuestRegs};
+use super::run::Guest;
+use super::{VmxError, setup, zeroed_frame};
+use crate::guest::memory::GuestMemory;
+use crate::mm::frames;
+
+/// IA32_FEATURE_CONTROL as L1 sees it when VMX is exposed: locked, VMX outside SMX on.
+pub const FEATURE_CONTROL_VMX: u64 = 0x5;
+/// L1's physical-address width as L0 reports it (our CPUID passes the host's through; 39
+/// bits covers any L1 memory L0 gives).
+const MAXPHYADDR: u8 = 39;
+
+/// L1's VMX state and L2's VMCS.
+pub struct Nested {
+    pub vmx: nested::vmx::NestedVmx,
+    vmcs01: u64,
+    vmcs02: u64,
+    vmcs02_ready: bool,
+    pub vmcs02_launched: bool,
+    pub in_l2: bool,
+    shadow: ShadowEpt,
+    l0: L0Config,
+    eptp01: u64,
+    /// Exits L2 caused, and how many of them L1 got.
+    pub l2_exits: u64,
+    pub reflected: u64,
+}
+
+impl Nested {
+    pub fn new(hw: &VmxCaps, vmcs01: u64, eptp01: u64) -> Result<Self, VmxError> {
+        let vmcs02 = zeroed_frame("vmcs02")?;
+        // SAFETY: the revision identifier goes in the first 4 bytes of a fresh VMCS region.
+        unsafe { (vmcs02 as *mut u32).write(hw.revision_id()) };
+        let (cr0_mask, cr4_mask) = setup::cr_masks(hw);
+        Ok(Nested {
+            vmx: nested::vmx::NestedVmx::new(l1_caps(hw), MAXPHYADDR),
+            vmcs01,
+            vmcs02,
+            vmcs02_ready: false,
+            vmcs02_launched: false,
+            in_l2: false,
+            shadow: ShadowEpt::new(),
+            // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
+            // port access (L0 emulates all I/O below it), EPT (L2 stays inside L1's memory),
+            // and its 64-bit host state.
+            l0: L0Config {
+                hw: *hw,
+                pin: pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
+                proc1: proc1::UNCONDITIONAL_IO_EXITING | proc1::ACTIVATE_SECONDARY_CONTROLS,
+                proc2: proc2::ENABLE_EPT,
+                exit: exit::HOST_ADDRESS_SPACE_SIZE | exit::SAVE_IA32_EFER | exit::LOAD_IA32_EFER,
+                entry: entry::LOAD_IA32_EFER,
+                exception_bitmap: 0,
+                cr0_mask,
+                cr4_mask,
+            },
+            eptp01,
+            l2_exits: 0,
+            reflected: 0,
+        })
+    }
+}
+
+/// L1's registers, memory and segments as the instruction emulator sees them.
+struct L1View<'a> {
+    regs: &'a mut GuestRegs,
+    mem: &'a mut GuestMemory,
+    v: &'a mut HwVmcs,
+}
+
+impl L1Regs for L1View<'_> {
+    fn gpr(&self, r: Gpr) -> u64 {
+        let g = &*self.regs;
+        match r {
+            Gpr::Rax => g.rax,
+            Gpr::Rcx => g.rcx,
+            Gpr::Rdx => g.rdx,
+            Gpr::Rbx => g.rbx,
+            Gpr::Rsp => self.v.read(F::GuestRsp),
+            Gpr::Rbp => g.rbp,
+            Gpr::Rsi => g.rsi,
+            Gpr::Rdi => g.rdi,
+            Gpr::R8 => g.r8,
+            Gpr::R9 => g.r9,
+            Gpr::R10 => g.r10,
+            Gpr::R11 => g.r11,
+            Gpr::R12 => g.r12,
+            Gpr::R13 => g.r13,
+            Gpr::R14 => g.r14,
+            Gpr::R15 => g.r15,
+        }
+    }
+
+    fn set_gpr(&mut self, r: Gpr, value: u64) {
+        let g = &mut *self.regs;
+        match r {
+            Gpr::Rax => g.rax = value,
+            Gpr::Rcx => g.rcx = value,
+            Gpr::Rdx => g.rdx = value,
+            Gpr::Rbx => g.rbx = value,
+            Gpr::Rsp => self.v.write(F::GuestRsp, value),
+            Gpr::Rbp => g.rbp = value,
+            Gpr::Rsi => g.rsi = value,
+            Gpr::Rdi => g.rdi = value,
+            Gpr::R8 => g.r8 = value,
+            Gpr::R9 => g.r9 = value,
+            Gpr::R10 => g.r10 = value,
+            Gpr::R11 => g.r11 = value,
+            Gpr::R12 => g.r12 = value,
+            Gpr::R13 => g.r13 = value,
+            Gpr::R14 => g.r14 = value,
+            Gpr::R15 => g.r15 = value,
+        }
+    }
+}
+
+impl L1Memory for GuestMemory {
+    fn read(&self, gpa: L1Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+        let src = self.slice(gpa.0, buf.len() as u64).ok_or(MemError { gpa })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write(&mut self, gpa: L1Gpa, data: &[u8]) -> Result<(), MemError> {
+        if GuestMemory::write(self, gpa.0, data) { Ok(()) } else { Err(MemError { gpa }) }
+    }
+}
+
+impl L1Memory for L1View<'_> {
+    fn read(&self, gpa: L1Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+        L1Memory::read(&*self.mem, gpa, buf)
+    }
+
+    fn write(&mut self, gpa: L1Gpa, data: &[u8]) -> Result<(), MemError> {
+        L1Memory::write(&mut *self.mem, gpa, data)
+    }
+}
+
+const PTE_PRESENT: u64 = 1;
+const PTE_LARGE: u64 = 1 << 7;
+const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+impl L1View<'_> {
+    /// L1's linear address to L1-physical: identity with paging off, else a 4-level walk
+    /// of L1's page tables (the only paging mode a 64-bit L1 uses). A missing translation
+    /// is reported as #GP(0) (L0 does not synthesize #PF for emulated operands yet).
+    fn translate(&self, linear: u64) -> Result<u64, Exception> {
+        if self.v.read(F::Cr0ReadShadow) & (1 << 31) == 0 {
+            return Ok(linear & 0xffff_ffff);
+        }
+        let mut table = self.v.read(F::GuestCr3) & PTE_ADDR;
+        for level in (0..4).rev() {
+            let index = (linear >> (12 + 9 * level)) & 511;
+            let entry = L1Memory::read_u64(&*self.mem, L1Gpa(table + index * 8))
+                .map_err(|_| Exception::GP0)?;
+            if entry & PTE_PRESENT == 0 {
+                return Err(Exception::GP0);
+            }
+            if level > 0 && level < 3 && entry & PTE_LARGE != 0 {
+                let size = 1u64 << (12 + 9 * level);
+                return Ok((entry & PTE_ADDR & !(size - 1)) | (linear & (size - 1)));
+            }
+            table = entry & PTE_ADDR;
+        }
+        Ok(table | (linear & 0xfff))
+    }
+
+    /// Copies between L1 linear memory and `buf`, page by page.
+    fn access(
+        &mut self,
+        linear: u64,
+        len: usize,
+        mut f: impl FnMut(&mut Self, u64, usize, usize) -> Result<(), MemError>,
+    ) -> Result<(), Exception> {
+        let mut done = 0;
+        while done < len {
+            let at = linear.wrapping_add(done as u64);
+            let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
+            let gpa = self.translate(at)?;
+            f(self, gpa, done, chunk).map_err(|_| Exception::GP0)?;
+            done += chunk;
+        }
+        Ok(())
+    }
+}
+
+impl L1Access for L1View<'_> {
+    fn segment_base(&self, seg: Segment) -> u64 {
+        self.v.read(match seg {
+            Segment::Es => F::GuestEsBase,
+            Segment::Cs => F::GuestCsBase,
+            Segment::Ss => F::GuestSsBase,
+            Segment::Ds => F::GuestDsBase,
+            Segment::Fs => F::GuestFsBase,
+            Segment::Gs => F::GuestGsBase,
+        })
+    }
+
+    fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception> {
+        self.access(op.linear, buf.len(), |s, gpa, at, n| {
+            L1Memory::read(&*s.mem, L1Gpa(gpa), &mut buf[at..at + n])
+        })
+    }
+
+    fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception> {
+        self.access(op.linear, data.len(), |s, gpa, at, n| {
+            L1Memory::write(&mut *s.mem, L1Gpa(gpa), &data[at..at + n])
+        })
+    }
+}
+
+/// L1's processor state for the instruction preconditions, from vmcs01's guest state.
+fn l1_cpu(v: &HwVmcs) -> L1Cpu {
+    L1Cpu {
+        cpl: ((v.read(F::GuestSsArBytes) >> 5) & 3) as u8,
+        cr0: v.read(F::Cr0ReadShadow),
+        cr4: v.read(F::Cr4ReadShadow),
+        efer: v.read(F::GuestIa32Efer),
+        rflags: v.read(F::GuestRflags),
+        cs_l: v.read(F::GuestCsArBytes) & (1 << 13) != 0,
+        mov_ss_blocking: v.read(F::GuestInterruptibilityInfo) & 2 != 0,
+        feature_control: FEATURE_CONTROL_VMX,
+    }
+}
+
+/// What the run loop does after a nested step.
+pub enum Step {
+    Action(Action),
+    /// VMLAUNCH/VMRESUME succeeded: run L2 on vmcs02 next.
+    EnterL2,
+}
+
+/// L1 executed a VMX instruction (L1 runs on vmcs01).
+pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
+    let Some(n) = g.nested.as_mut() else { return Step::Action(Action::Inject(6, None)) };
+    let cpu = l1_cpu(v);
+    // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
+    let mut vmcs = unsafe { HwVmcs::current() };
+    let mut view = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut vmcs };
+    let Some((result, flush)) = n.vmx.emulate(info, &cpu, &mut view) else {
+        return Step::Action(Action::Inject(6, None));
+    };
+    if flush.is_some() {
+        // INVEPT/INVVPID by L1: drop every EPT02 (they are rebuilt on demand) and L2's TLB.
+        n.shadow.invalidate_all(&mut Frames);
+        // SAFETY: in VMX root operation with INVEPT/INVVPID supported.
+        unsafe {
+            let _ = insn::invept(2, 0);
+            let _ = insn::invvpid(2, 0);
+        }
+    }
+    match result {
+        VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid => {
+            let rflags = v.read(F::GuestRflags);
+            v.write(F::GuestRflags, result.apply_rflags(rflags));
+            Step::Action(Action::Skip)
+        }
+        VmxResult::Fault(e) => Step::Action(Action::Inject(e.vector, e.error_code)),
+        VmxResult::EnterL2 { .. } => Step::EnterL2,
+        VmxResult::EntryFailed(_) => {
+            // vmcs12 holds the entry-failure exit; L1 continues at its host RIP.
+            let efer = v.read(F::GuestIa32Efer);
+            load_l1_host_state(&n.vmx.vmcs12, v, &n.l0.hw, efer);
+            Step::Action(Action::Resume)
+        }
+    }
+}
+
+/// Switches to vmcs02, merges vmcs12 into it and returns whether it was launched before.
+pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
+    let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
+    let l1 = L1State {
+        efer: v01.read(F::GuestIa32Efer),
+        pat: v01.read(F::GuestIa32Pat),
+        dr7: v01.read(F::GuestDr7),
+        debugctl: v01.read(F::GuestIa32Debugctl),
+        tsc_offset: 0,
+    };
+    let v12 = &n.vmx.vmcs12;
+    let eptp = if v12.secondary_vm_exec_control & proc2::ENABLE_EPT != 0
+        && v12.cpu_based_vm_exec_control & proc1::ACTIVATE_SECONDARY_CONTROLS != 0
+    {
+        let root =
+            n.shadow.root_for(v12.ept_pointer, &mut Frames).map_err(|_| "no frames for EPT02")?;
+        eptp02(root)
+    } else {
+        n.eptp01
+    };
+    // SAFETY: vmcs02 is our own VMCS region with the right revision.
+    unsafe { insn::vmptrld(n.vmcs02) }.map_err(|_| "VMPTRLD vmcs02 failed")?;
+    // SAFETY: vmcs02 is now current.
+    let mut v02 = unsafe { HwVmcs::current() };
+    if !n.vmcs02_ready {
+        setup::host_state(&mut v02);
+        v02.write(F::VmcsLinkPointer, u64::MAX);
+        n.vmcs02_ready = true;
+        n.vmx.dirty = nested::vmcs::DirtySet::all();
+    }
+    let inputs = Vmcs02Inputs {
+        eptp02: eptp,
+        vpid02: setup::GUEST_VPID + 1,
+        msr_bitmap: None,
+        io_bitmaps: None,
+        l1,
+    };
+    prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
+    n.vmx.dirty.clear();
+    n.in_l2 = true;
+    Ok(n.vmcs02_launched)
+}
+
+/// Handles an exit L2 caused: L0's own business, or reflected to L1.
+pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    let Some(n) = g.nested.as_mut() else {
+        return Action::Stop(GuestEnd::Failed("no nested state"));
+    };
+    n.l2_exits += 1;
+    let intercepts = L0Intercepts { exception_bitmap: 0, preemption_timer: false };
+    let view = RegsOnly(&g.regs);
+    let decision = route(info, &intercepts, &n.vmx.vmcs12, &view, &g.memory);
+    match decision {
+        Ok(ExitRoute::L1) => reflect(g, v02, info),
+        Ok(ExitRoute::L0) => l0_handles(g, v02, info),
+        Err(_) => {
+            log::error!("L2 exit {:#x} cannot be routed: stopping the guest", info.reason);
+            Action::Stop(GuestEnd::Failed("unroutable L2 exit"))
+        }
+    }
+}
+
+/// Exits L0 handles for L2 without L1: EPT02 fills, interrupts L0 owns.
+fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    let Some(n) = g.nested.as_mut() else { return Action::Resume };
+    match info.exit_reason() {
+        Some(ExitReason::EptViolation) => {
+            let eptp12 = n.vmx.vmcs12.ept_pointer;
+            let ept01 = Ept01View { base: g.memory.host_base(), size: g.memory.size() };
+            let caps = n.vmx.caps;
+            match n.shadow.handle_violation(
+                eptp12,
+                info,
+                &g.memory,
+                &ept01,
+                &mut Frames,
+                &caps,
+                MAXPHYADDR,
+            ) {
+                Ok(Resolution::Fixed) => Action::Resume,
+                Ok(Resolution::ReflectViolation { qualification }) => {
+                    let mut e = *info;
+                    e.qualification = qualification;
+                    reflect(g, v02, &e)
+                }
+                Ok(Resolution::ReflectMisconfig) => {
+                    let mut e = *info;
+                    e.reason = u32::from(ExitReason::EptMisconfig.number());
+                    e.qualification = 0;
+                    reflect(g, v02, &e)
+                }
+                Ok(Resolution::L1Unmapped(gpa) | Resolution::L0Denied(gpa)) => {
+                    log::error!(
+                        "L2 access to L1-physical {:#x} which L1's own memory does not have: \
+                         stopping the guest",
+                        gpa.0
+                    );
+                    Action::Stop(GuestEnd::Failed("EPT12 points outside L1's memory"))
+                }
+                Err(e) => {
+                    log::error!("EPT02 for L2: {e:?}: stopping the guest");
+                    Action::Stop(GuestEnd::Failed("EPT02 cannot be built"))
+                }
+            }
+        }
+        Some(ExitReason::ExternalInterrupt) | Some(ExitReason::PreemptionTimer) => Action::Resume,
+        _ => reflect(g, v02, info),
+    }
+}
+
+/// Reflects `info` to L1: vmcs12 gets the exit, L1 resumes on vmcs01 at its host RIP.
+fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    let Some(n) = g.nested.as_mut() else { return Action::Resume };
+    n.reflected += 1;
+    sync_vmcs12(&*v02, &mut n.vmx.vmcs12, info, SyncScope::Full);
+    // SAFETY: vmcs01 is our own VMCS region.
+    if unsafe { insn::vmptrld(n.vmcs01) }.is_err() {
+        return Action::Stop(GuestEnd::Failed("VMPTRLD vmcs01 failed"));
+    }
+    n.in_l2 = false;
+    // SAFETY: vmcs01 is now current.
+    let mut v01 = unsafe { HwVmcs::current() };
+    let efer = v01.read(F::GuestIa32Efer);
+    load_l1_host_state(&n.vmx.vmcs12, &mut v01, &n.l0.hw, efer);
+    Action::Resume
+}
+
+struct RegsOnly<'a>(&'a GuestRegs);
+
+impl L1Regs for RegsOnly<'_> {
+    fn gpr(&self, r: Gpr) -> u64 {
+        let g = self.0;
+        match r {
+            Gpr::Rax => g.rax,
+            Gpr::Rcx => g.rcx,
+            Gpr::Rdx => g.rdx,
+            Gpr::Rbx => g.rbx,
+            Gpr::Rsp => 0,
+            Gpr::Rbp => g.rbp,
+            Gpr::Rsi => g.rsi,
+            Gpr::Rdi => g.rdi,
+            Gpr::R8 => g.r8,
+            Gpr::R9 => g.r9,
+            Gpr::R10 => g.r10,
+            Gpr::R11 => g.r11,
+            Gpr::R12 => g.r12,
+            Gpr::R13 => g.r13,
+            Gpr::R14 => g.r14,
+            Gpr::R15 => g.r15,
+        }
+    }
+
+    fn set_gpr(&mut self, _: Gpr, _: u64) {}
+}
+
+/// EPT01 as the shadow-EPT code sees it: L1-physical `[0, size)` at host `base`, RWX.
+struct Ept01View {
+    base: u64,
+    size: u64,
+}
+
+impl Ept01 for Ept01View {
+    fn translate(&self, gpa: L1Gpa) -> Option<Ept01Leaf> {
+        (gpa.0 < self.size).then(|| Ept01Leaf {
+            hpa: Hpa(self.base + gpa.0),
+            perms: 7,
+            size: PageSize::Size4K,
+            memtype: 6,
+        })
+    }
+}
+
+/// Frames for EPT02 tables.
+struct Frames;
+
+impl HostFrames for Frames {
+    fn alloc_zeroed(&mut self) -> Option<Hpa> {
+        let frame = frames::alloc(4096, 4096)?;
+        // SAFETY: a fresh identity-mapped frame that is ours.
+        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, 4096) };
+        Some(Hpa(frame))
+    }
+
+    fn free(&mut self, frame: Hpa) {
+        frames::free(frame.0, 4096);
+    }
+
+    fn read_entry(&self, table: Hpa, index: usize) -> u64 {
+        // SAFETY: `table` is a frame this allocator handed out; index < 512 by contract.
+        unsafe { ((table.0 as *const u64).add(index & 511)).read() }
+    }
+
+    fn write_entry(&mut self, table: Hpa, index: usize, value: u64) {
+        // SAFETY: as above.
+        unsafe { ((table.0 as *mut u64).add(index & 511)).write(value) };
+    }
+}
