@@ -6,6 +6,17 @@ use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
 use super::{Action, GP, gpr, set_gpr};
+use crate::ratelimit::RateLimit;
+
+static REFUSED: RateLimit = RateLimit::new(8);
+
+/// #GP(0) for a control-register write the processor would refuse, with a log line.
+fn refuse(cr: u32, value: u64, why: &str) -> Action {
+    if REFUSED.allow() {
+        log::warn!("guest MOV to CR{cr} of {value:#x} refused ({why}): injecting #GP(0)");
+    }
+    Action::Inject(GP, Some(0))
+}
 use crate::vmx::hw_vmcs::HwVmcs;
 use crate::vmx::run::Guest;
 use crate::vmx::setup::{real_cr0, real_cr4};
@@ -53,16 +64,16 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
 /// without CD, reserved high bits) and the IA-32e mode switch the processor would do.
 fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
     if value >> 32 != 0 || (value & CR0_PG != 0 && value & CR0_PE == 0) {
-        return Action::Inject(GP, Some(0));
+        return refuse(0, value, "reserved bits, or PG without PE");
     }
     if value & CR0_NW != 0 && value & CR0_CD == 0 {
-        return Action::Inject(GP, Some(0));
+        return refuse(0, value, "NW without CD");
     }
     let old = v.read(F::Cr0ReadShadow);
     let efer = v.read(F::GuestIa32Efer);
     if value & CR0_PG != 0 && old & CR0_PG == 0 && efer & EFER_LME != 0 {
         if v.read(F::Cr4ReadShadow) & CR4_PAE == 0 {
-            return Action::Inject(GP, Some(0));
+            return refuse(0, value, "long mode without PAE");
         }
         v.write(F::GuestIa32Efer, efer | EFER_LMA);
         let entry = v.read(F::VmEntryControls);
@@ -82,8 +93,11 @@ fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
 fn mov_to_cr4(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
     let fixed1 = g.caps.cr4_fixed().fixed1;
     let vmxe_ok = g.nested.is_some();
-    if (value & CR4_VMXE != 0 && !vmxe_ok) || value & !(fixed1 | CR4_VMXE) != 0 {
-        return Action::Inject(GP, Some(0));
+    if value & CR4_VMXE != 0 && !vmxe_ok {
+        return refuse(4, value, "VMX is not exposed to this guest");
+    }
+    if value & !(fixed1 | CR4_VMXE) != 0 {
+        return refuse(4, value, "bits the processor does not support");
     }
     v.write(F::Cr4ReadShadow, value);
     v.write(F::GuestCr4, real_cr4(&g.caps, value));
