@@ -31,6 +31,13 @@ const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const ENTRY_IA32E_MODE: u64 = 1 << 9;
 
+/// The guest's view of CR0 or CR4: its own bits from the register, the bits L0 owns (the
+/// guest/host mask) from the read shadow (SDM 25.6.6).
+fn guest_view(v: &HwVmcs, real: F, shadow: F, mask: F) -> u64 {
+    let mask = v.read(mask);
+    (v.read(real) & !mask) | (v.read(shadow) & mask)
+}
+
 pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
     let q = info.qualification;
     let cr = q & 15;
@@ -69,10 +76,10 @@ fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
     if value & CR0_NW != 0 && value & CR0_CD == 0 {
         return refuse(0, value, "NW without CD");
     }
-    let old = v.read(F::Cr0ReadShadow);
+    let old = guest_view(v, F::GuestCr0, F::Cr0ReadShadow, F::Cr0GuestHostMask);
     let efer = v.read(F::GuestIa32Efer);
     if value & CR0_PG != 0 && old & CR0_PG == 0 && efer & EFER_LME != 0 {
-        if v.read(F::Cr4ReadShadow) & CR4_PAE == 0 {
+        if guest_view(v, F::GuestCr4, F::Cr4ReadShadow, F::Cr4GuestHostMask) & CR4_PAE == 0 {
             return refuse(0, value, "long mode without PAE");
         }
         v.write(F::GuestIa32Efer, efer | EFER_LMA);
