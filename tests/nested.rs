@@ -1,0 +1,35 @@
+//! Nested VMX under Bochs: L0 exposes VMX to L1 (the turtles image as a guest hypervisor),
+//! which runs the leaf as L2 with the same results as at depth 1.
+
+mod common;
+
+use common::turtles;
+
+#[test]
+fn depth2_l0_runs_l1_runs_the_leaf() {
+    let run = turtles(&["run", "l0-l1-leaf", "--timeout", "600"]);
+    run.expect(
+        0,
+        &[
+            "vmx: exposing VMX to the guest (nested)",
+            // L1 sees VMX through L0's emulated capability MSRs and turns it on.
+            "L1| [L1 cpu0 INFO ] platform: vendor=GenuineIntel family=0x6 model=0x55 hypervisor=yes vmx=yes",
+            "L1| [L1 cpu0 INFO ] vmx: this CPU can run guests",
+            "L1| [L1 cpu0 INFO ] guest: ",
+            // L2's console goes through L1's emulated UART, then L0's.
+            "L1| L2| [L2 cpu0 INFO ] turtles 0.1.0 config=leaf role=leaf depth=2",
+            "L1| L2| [L2 cpu0 INFO ] workload: cpuid rounds=1000",
+            "result=0x6ff16ceb966783d4", // the same compute checksum as at depth 0 and 1
+            "L1| L2| turtles: exit status=0",
+            "L1| [L1 cpu0 INFO ] guest: exited with status 0",
+            "[L0 cpu0 INFO ] guest: exited with status 0",
+            "exits: Vmlaunch=1",
+            "exits: Vmresume=",
+            "exits: EptViolation=",
+            "exits: nested: L2 caused",
+        ],
+    );
+    // Each L2 CPUID is one exit for L1 (L1 counts the exits it sees).
+    let line = run.lines_with("L2| [L2 cpu0 INFO ] workload: cpuid rounds=1000");
+    assert!(line.iter().any(|l| l.contains("exits=1000 ")), "{line:?}");
+}
