@@ -155,6 +155,7 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
         memory: config::GUEST_MEMORY_MIB << 20,
         depth: console::depth() + 1,
         expose_vmx: config::EXPOSE_VMX,
+        vmcs_shadowing: !boot.cmdline.as_str().split_whitespace().any(|w| w == "turtles.vmcs_shadowing=off"),
     };
     match vmx::run::run_guest(caps, &spec) {
         Ok(vmx::exits::GuestEnd::Exited(status)) => exit::exit_with(status),

@@ -13,6 +13,9 @@ use nested::ept::shadow::{Ept01, Ept01Leaf, HostFrames, Resolution, ShadowEpt, e
 use nested::ept::walk::PageSize;
 use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
 use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
+use nested::vmcs::shadow::{
+    SHADOW_BITMAP_SIZE, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow, shadow_bitmaps,
+};
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::merge::{L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
 use nested::vmx::sync::{SyncScope, load_l1_host_state, sync_vmcs12};
@@ -32,8 +35,16 @@ pub const FEATURE_CONTROL_VMX: u64 = 0x5;
 /// bits covers any L1 memory L0 gives).
 const MAXPHYADDR: u8 = 39;
 
+/// Hardware VMCS shadowing for L1 (SDM 25.10): L1's VMREAD/VMWRITE of the fields the bitmaps
+/// clear go to this shadow VMCS without an exit.
+struct Shadowing {
+    shadow_vmcs: u64,
+    vmwrite_any_field: bool,
+}
+
 /// L1's VMX state and L2's VMCS.
 pub struct Nested {
+    shadowing: Option<Shadowing>,
     pub vmx: nested::vmx::NestedVmx,
     vmcs01: u64,
     vmcs02: u64,
@@ -49,12 +60,25 @@ pub struct Nested {
 }
 
 impl Nested {
-    pub fn new(hw: &VmxCaps, vmcs01: u64, eptp01: u64) -> Result<Self, VmxError> {
+    /// Sets up nesting for the guest of vmcs01 (which must be current). `shadowing` asks for
+    /// hardware VMCS shadowing when the processor has it.
+    pub fn new(
+        hw: &VmxCaps,
+        vmcs01: u64,
+        eptp01: u64,
+        shadowing: bool,
+    ) -> Result<Self, VmxError> {
+        let shadowing = if shadowing && hw.has_vmcs_shadowing() {
+            Some(enable_shadowing(hw)?)
+        } else {
+            None
+        };
         let vmcs02 = zeroed_frame("vmcs02")?;
         // SAFETY: the revision identifier goes in the first 4 bytes of a fresh VMCS region.
         unsafe { (vmcs02 as *mut u32).write(hw.revision_id()) };
         let (cr0_mask, cr4_mask) = setup::cr_masks(hw);
         Ok(Nested {
+            shadowing,
             vmx: nested::vmx::NestedVmx::new(l1_caps(hw), MAXPHYADDR),
             vmcs01,
             vmcs02,
@@ -80,6 +104,74 @@ impl Nested {
             l2_exits: 0,
             reflected: 0,
         })
+    }
+}
+
+/// Allocates the shadow VMCS and the VMREAD/VMWRITE bitmaps and turns shadowing on in vmcs01
+/// (current). The link pointer stays FFFFFFFF_FFFFFFFFH until L1 has a current VMCS.
+fn enable_shadowing(hw: &VmxCaps) -> Result<Shadowing, VmxError> {
+    let shadow_vmcs = zeroed_frame("shadow VMCS")?;
+    // SAFETY: revision identifier with bit 31 (shadow-VMCS indicator) in a fresh region.
+    unsafe { (shadow_vmcs as *mut u32).write(hw.revision_id() | 1 << 31) };
+    // SAFETY: in VMX root operation; the region is ours.
+    unsafe { insn::vmclear(shadow_vmcs) }.map_err(|e| VmxError::Instruction("VMCLEAR shadow", e))?;
+    let vmread = zeroed_frame("VMREAD bitmap")?;
+    let vmwrite = zeroed_frame("VMWRITE bitmap")?;
+    let any = hw.vmwrite_any_field();
+    // SAFETY: two fresh, identity-mapped 4 KiB frames of ours.
+    let (r, w) = unsafe {
+        (&mut *(vmread as *mut [u8; SHADOW_BITMAP_SIZE]), &mut *(vmwrite as *mut [u8; SHADOW_BITMAP_SIZE]))
+    };
+    shadow_bitmaps(any, r, w);
+    // SAFETY: vmcs01 is current (Nested::new's contract).
+    let mut v01 = unsafe { HwVmcs::current() };
+    v01.write(F::VmreadBitmap, vmread);
+    v01.write(F::VmwriteBitmap, vmwrite);
+    let secondary = v01.read(F::SecondaryVmExecControl);
+    v01.write(F::SecondaryVmExecControl, secondary | u64::from(proc2::VMCS_SHADOWING));
+    log::info!("vmx: VMCS shadowing on for L1's VMREAD/VMWRITE");
+    Ok(Shadowing { shadow_vmcs, vmwrite_any_field: any })
+}
+
+impl Nested {
+    /// Copies vmcs12's shadowed fields into the shadow VMCS (after L0 changed vmcs12), and
+    /// points vmcs01's link pointer at it while L1 has a current VMCS. vmcs01 stays current.
+    fn sync_to_shadow(&mut self) {
+        let Some(s) = &self.shadowing else { return };
+        // SAFETY: vmcs01 is current whenever L1 runs; it is the VMCS these writes target.
+        let mut v01 = unsafe { HwVmcs::current() };
+        if self.vmx.current.is_none() {
+            v01.write(F::VmcsLinkPointer, u64::MAX);
+            return;
+        }
+        // SAFETY: the shadow VMCS and vmcs01 are our own regions; vmcs01 is made current
+        // again before returning.
+        unsafe {
+            if insn::vmptrld(s.shadow_vmcs).is_err() {
+                return;
+            }
+            let mut shadow = HwVmcs::current();
+            copy_vmcs12_to_shadow(&self.vmx.vmcs12, &mut shadow, s.vmwrite_any_field);
+            let _ = insn::vmptrld(self.vmcs01);
+        }
+        v01.write(F::VmcsLinkPointer, s.shadow_vmcs);
+    }
+
+    /// Pulls L1's shadowed VMWRITEs into vmcs12 (marking them dirty) before L0 uses vmcs12.
+    fn sync_from_shadow(&mut self) {
+        let Some(s) = &self.shadowing else { return };
+        if self.vmx.current.is_none() {
+            return;
+        }
+        // SAFETY: as in `sync_to_shadow`.
+        unsafe {
+            if insn::vmptrld(s.shadow_vmcs).is_err() {
+                return;
+            }
+            let shadow = HwVmcs::current();
+            copy_shadow_to_vmcs12(&shadow, &mut self.vmx.vmcs12, &mut self.vmx.dirty);
+            let _ = insn::vmptrld(self.vmcs01);
+        }
     }
 }
 
@@ -255,6 +347,10 @@ pub enum Step {
 /// L1 executed a VMX instruction (L1 runs on vmcs01).
 pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     let Some(n) = g.nested.as_mut() else { return Step::Action(Action::Inject(6, None)) };
+    // L1's VMWRITEs to shadowed fields are only in the shadow VMCS so far.
+    if !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite)) {
+        n.sync_from_shadow();
+    }
     let cpu = l1_cpu(v);
     // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
     let mut vmcs = unsafe { HwVmcs::current() };
@@ -270,6 +366,10 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
             let _ = insn::invept(2, 0);
             let _ = insn::invvpid(2, 0);
         }
+    }
+    if !matches!(result, VmxResult::EnterL2 { .. }) {
+        // A new current VMCS, an error number or an entry failure: L1 must see it.
+        n.sync_to_shadow();
     }
     match result {
         VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid => {
@@ -412,6 +512,7 @@ fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     let mut v01 = unsafe { HwVmcs::current() };
     let efer = v01.read(F::GuestIa32Efer);
     load_l1_host_state(&n.vmx.vmcs12, &mut v01, &n.l0.hw, efer);
+    n.sync_to_shadow();
     Action::Resume
 }
 

@@ -77,6 +77,8 @@ pub struct GuestSpec<'a> {
     pub depth: u32,
     /// Offer VMX to the guest (it may be a hypervisor itself).
     pub expose_vmx: bool,
+    /// Use hardware VMCS shadowing for the guest's VMREAD/VMWRITE when available.
+    pub vmcs_shadowing: bool,
 }
 
 /// Boots the guest and runs it to its end.
@@ -116,7 +118,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
     let vmcs01 = setup::create(caps, &controls, ept.eptp, &boot, timer as u32)?;
     let nested = if spec.expose_vmx {
         log::info!("vmx: exposing VMX to the guest (nested)");
-        Some(super::nesting::Nested::new(caps, vmcs01, ept.eptp)?)
+        Some(super::nesting::Nested::new(caps, vmcs01, ept.eptp, spec.vmcs_shadowing)?)
     } else {
         None
     };
