@@ -367,6 +367,9 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
             let _ = insn::invvpid(2, 0);
         }
     }
+    if let VmxResult::FailValid(e) = result {
+        explain_failure(n, e);
+    }
     if !matches!(result, VmxResult::EnterL2 { .. }) {
         // A new current VMCS, an error number or an entry failure: L1 must see it.
         n.sync_to_shadow();
@@ -385,6 +388,24 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
             load_l1_host_state(&n.vmx.vmcs12, v, &n.l0.hw, efer);
             Step::Action(Action::Resume)
         }
+    }
+}
+
+/// Logs which SDM check refused L1's VM entry (VMfailValid 7 or 8), rate-limited.
+fn explain_failure(n: &Nested, e: nested::vmx::VmInstructionError) {
+    static FAILURES: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(16);
+    if !FAILURES.allow() {
+        return;
+    }
+    let v12 = &n.vmx.vmcs12;
+    let check = match e.number() {
+        7 => nested::vmx::checks::check_controls(v12, &n.vmx.caps, MAXPHYADDR).err(),
+        8 => nested::vmx::checks::check_host_state(v12, &n.vmx.caps, MAXPHYADDR, true).err(),
+        _ => None,
+    };
+    match check {
+        Some(c) => log::warn!("L1 VM instruction failed: {e:?} (error {}): check {c:?} (SDM {})", e.number(), c.section()),
+        None => log::warn!("L1 VM instruction failed: {e:?} (error {})", e.number()),
     }
 }
 
