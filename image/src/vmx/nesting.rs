@@ -147,7 +147,8 @@ impl Nested {
         // SAFETY: the shadow VMCS and vmcs01 are our own regions; vmcs01 is made current
         // again before returning.
         unsafe {
-            if insn::vmptrld(s.shadow_vmcs).is_err() {
+            if let Err(e) = insn::vmptrld(s.shadow_vmcs) {
+                log::error!("VMPTRLD of the shadow VMCS failed: {e}");
                 return;
             }
             let mut shadow = HwVmcs::current();
@@ -165,7 +166,8 @@ impl Nested {
         }
         // SAFETY: as in `sync_to_shadow`.
         unsafe {
-            if insn::vmptrld(s.shadow_vmcs).is_err() {
+            if let Err(e) = insn::vmptrld(s.shadow_vmcs) {
+                log::error!("VMPTRLD of the shadow VMCS failed: {e}");
                 return;
             }
             let shadow = HwVmcs::current();
