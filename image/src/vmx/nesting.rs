@@ -158,6 +158,21 @@ impl Nested {
         v01.write(F::VmcsLinkPointer, s.shadow_vmcs);
     }
 
+    /// Writes one field of the shadow VMCS (e.g. the VM-instruction error after VMfailValid).
+    fn shadow_write(&mut self, field: F, value: u64) {
+        let Some(s) = &self.shadowing else { return };
+        if self.vmx.current.is_none() {
+            return;
+        }
+        // SAFETY: as in `sync_to_shadow`.
+        unsafe {
+            if insn::vmptrld(s.shadow_vmcs).is_ok() {
+                HwVmcs::current().write(field, value);
+                let _ = insn::vmptrld(self.vmcs01);
+            }
+        }
+    }
+
     /// Pulls L1's shadowed VMWRITEs into vmcs12 (marking them dirty) before L0 uses vmcs12.
     fn sync_from_shadow(&mut self) {
         let Some(s) = &self.shadowing else { return };
@@ -354,6 +369,7 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
         n.sync_from_shadow();
     }
     let cpu = l1_cpu(v);
+    let current_before = n.vmx.current;
     // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
     let mut vmcs = unsafe { HwVmcs::current() };
     let mut view = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut vmcs };
@@ -371,9 +387,11 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     }
     if let VmxResult::FailValid(e) = result {
         explain_failure(n, e);
+        n.shadow_write(F::VmInstructionError, u64::from(e.number()));
     }
-    if !matches!(result, VmxResult::EnterL2 { .. }) {
-        // A new current VMCS, an error number or an entry failure: L1 must see it.
+    // The shadow holds L1's latest VMWRITEs: copy vmcs12 over it only when it is another
+    // VMCS now (VMPTRLD, VMCLEAR of the current one) or L0 wrote exit information.
+    if n.vmx.current != current_before || matches!(result, VmxResult::EntryFailed(_)) {
         n.sync_to_shadow();
     }
     match result {
