@@ -93,6 +93,7 @@ pub unsafe fn vmxon(region: u64) -> Result<(), VmFail> {
 /// # Safety
 /// In VMX root operation; `vmcs` is a VMCS region of ours.
 pub unsafe fn vmclear(vmcs: u64) -> Result<(), VmFail> {
+    forget_host_rsp();
     let (cf, zf): (u8, u8);
     // SAFETY: as documented; the operand is a pointer to the address.
     unsafe {
@@ -107,6 +108,7 @@ pub unsafe fn vmclear(vmcs: u64) -> Result<(), VmFail> {
 /// # Safety
 /// In VMX root operation; `vmcs` is a VMCS region of ours with the right revision.
 pub unsafe fn vmptrld(vmcs: u64) -> Result<(), VmFail> {
+    forget_host_rsp();
     let (cf, zf): (u8, u8);
     // SAFETY: as documented; the operand is a pointer to the address.
     unsafe {
@@ -114,6 +116,12 @@ pub unsafe fn vmptrld(vmcs: u64) -> Result<(), VmFail> {
              out(reg_byte) zf, options(nostack))
     };
     status(cf, zf)
+}
+
+/// Another VMCS becomes current: its HOST_RSP is unknown to the entry trampoline.
+fn forget_host_rsp() {
+    // SAFETY: a plain store to the trampoline's cache word; one CPU, no concurrent entry.
+    unsafe { (&raw mut turtles_last_host_rsp).write(0) };
 }
 
 /// VMREAD of `field` from the current VMCS.
@@ -202,7 +210,8 @@ pub struct GuestRegs {
 }
 
 // VM entry and exit. `turtles_vm_run(regs, launched)` saves L0's callee-saved registers and
-// the `regs` pointer on the stack, points HOST_RSP there, loads the guest's registers and
+// the `regs` pointer on the stack, points HOST_RSP there (only if RSP differs from the last
+// value written to the current VMCS: under a turtles L0 each VMWRITE is an exit), loads the guest's registers and
 // executes VMLAUNCH or VMRESUME. A failed entry falls through and returns RFLAGS (CF or ZF
 // set); a VM exit lands at `turtles_vm_exit` (HOST_RIP) with RSP = HOST_RSP, stores the
 // guest's registers through the saved pointer and returns 0 from `turtles_vm_run`.
@@ -218,9 +227,12 @@ turtles_vm_run:
     push r14
     push r15
     push rdi
+    cmp rsp, [rip + turtles_last_host_rsp]
+    je 3f
+    mov [rip + turtles_last_host_rsp], rsp
     mov rax, {host_rsp}
     vmwrite rax, rsp
-    test rsi, rsi
+3:  test rsi, rsi
     mov rax, [rdi + 0]
     mov rbx, [rdi + 8]
     mov rcx, [rdi + 16]
@@ -280,12 +292,20 @@ turtles_vm_exit:
     pop rbp
     xor eax, eax
     ret
+
+    .section .bss.vmx, "aw", @nobits
+    .balign 8
+    .global turtles_last_host_rsp
+turtles_last_host_rsp:
+    .quad 0
 "#,
     host_rsp = const HOST_RSP,
 );
 
 unsafe extern "C" {
     fn turtles_vm_run(regs: *mut GuestRegs, launched: u64) -> u64;
+    /// HOST_RSP last written to the current VMCS (0: unknown).
+    static mut turtles_last_host_rsp: u64;
     /// The host RIP of every VM exit.
     pub fn turtles_vm_exit();
 }
