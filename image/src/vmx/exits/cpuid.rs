@@ -39,12 +39,40 @@ pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64, vmx: 
     }
 }
 
+/// Host CPUID answers already read. CPUID is constant, and under a turtles L0 every CPUID
+/// this level executes is itself an exit: answering from the cache keeps a reflected CPUID at
+/// the architectural two L0 exits (L2's CPUID and L1's VMRESUME).
+static CACHE: hermit_sync::SpinMutex<CpuidCache> = hermit_sync::SpinMutex::new(CpuidCache::new());
+
+struct CpuidCache {
+    entries: [(u32, u32, [u32; 4]); 64],
+    len: usize,
+}
+
+impl CpuidCache {
+    const fn new() -> Self {
+        CpuidCache { entries: [(0, 0, [0; 4]); 64], len: 0 }
+    }
+
+    fn get(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        if let Some(e) = self.entries[..self.len].iter().find(|e| e.0 == leaf && e.1 == subleaf) {
+            return e.2;
+        }
+        let value = cpu::cpuid(leaf, subleaf);
+        if let Some(slot) = self.entries.get_mut(self.len) {
+            *slot = (leaf, subleaf, value);
+            self.len += 1;
+        }
+        value
+    }
+}
+
 pub fn handle(g: &mut Guest) -> Action {
     let (leaf, subleaf) = (g.regs.rax as u32, g.regs.rcx as u32);
     let host = if (0x4000_0000..=0x4000_00ff).contains(&leaf) {
         [0; 4]
     } else {
-        cpu::cpuid(leaf, subleaf)
+        CACHE.lock().get(leaf, subleaf)
     };
     // Summing the counters costs ~100 instructions: only leaf 0x40000002 needs it.
     let exits = if leaf == 0x4000_0002 { g.counters.total() } else { 0 };
