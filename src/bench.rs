@@ -21,7 +21,10 @@ pub struct Part {
     pub name: String,
     pub rounds: u64,
     pub ticks: u64,
+    /// Exits at the hypervisor directly below.
     pub exits: Option<u64>,
+    /// Exits at the bottom L0.
+    pub l0_exits: Option<u64>,
     pub result: String,
 }
 
@@ -42,6 +45,9 @@ pub fn parse_workload(lines: &[String]) -> BTreeMap<String, Part> {
     let mut parts = BTreeMap::new();
     for line in lines {
         let Some(rest) = line.split("workload: ").nth(1) else { continue };
+        if line.contains("workload: total") {
+            continue;
+        }
         let mut words = rest.split_whitespace();
         let Some(name) = words.next() else { continue };
         let fields: BTreeMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
@@ -54,6 +60,7 @@ pub fn parse_workload(lines: &[String]) -> BTreeMap<String, Part> {
                 rounds,
                 ticks,
                 exits: number("exits"),
+                l0_exits: number("l0-exits"),
                 result: fields.get("result").unwrap_or(&"").to_string(),
             },
         );
@@ -200,6 +207,46 @@ mod tests {
     }
 
     #[test]
+    fn parses_l0_exit_statistics_only_from_l0() {
+        let exits = parse_l0_exits(&lines(
+            "[L0 cpu0 INFO ] exits: total=120 (guest console: 9 bytes)\n\
+             [L0 cpu0 INFO ] exits: Cpuid=100\n\
+             [L0 cpu0 INFO ] exits: Vmresume=20\n\
+             [L0 cpu0 INFO ] exits: nested: L2 caused 3 exits\n\
+             L1| [L1 cpu0 INFO ] exits: Cpuid=7",
+        ));
+        assert_eq!(exits.len(), 2, "{exits:?}");
+        assert_eq!(exits["Cpuid"], 100);
+        assert_eq!(exits["Vmresume"], 20);
+    }
+
+    #[test]
+    fn nested_report_counts_l0_exits_per_round_trip() {
+        let level = |label: &str, text: &str| Level {
+            label: label.to_string(),
+            parts: parse_workload(&lines(text)),
+            l0_exits: BTreeMap::from([("Cpuid".to_string(), 5u64)]),
+        };
+        let d1 = level(
+            "depth 1",
+            "workload: cpuid rounds=100 ticks=50000 exits=100 l0-exits=100 result=0x1",
+        );
+        let d2 = level(
+            "depth 2",
+            "workload: cpuid rounds=100 ticks=900000 exits=100 l0-exits=200 result=0x1",
+        );
+        let t = nested_report(&[d1, d2]);
+        assert!(t.contains("| CPUID round trip (ticks) | 500 | 9000 |"), "{t}");
+        assert!(
+            t.contains("| L0 exits per CPUID (reflected from depth 2; minimum 2) | 1.00 | 2.00 |"),
+            "{t}"
+        );
+        assert!(t.contains("| Cpuid | 5 | 5 |"), "{t}");
+        let svg = nested_svg(&[level("a", "")]);
+        assert!(svg.starts_with("<svg") && svg.contains("Cpuid"), "{svg}");
+    }
+
+    #[test]
     fn report_compares_depths() {
         let bare = parse_workload(&lines(
             "workload: cpuid rounds=1000 ticks=9000 result=0x1\nworkload: compute rounds=10 ticks=100 result=0x7",
@@ -217,4 +264,258 @@ mod tests {
             "{json}"
         );
     }
+}
+
+/// L0's exit counts by reason from a run's final statistics (`[L0 ...] exits: Name=N`).
+pub fn parse_l0_exits(lines: &[String]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let Some(rest) = line.strip_prefix("[L0 cpu0 INFO ] exits: ") else { continue };
+        let Some((name, count)) = rest.split_once('=') else { continue };
+        if name.contains(' ') || name == "total" {
+            continue;
+        }
+        if let Ok(n) = count.trim().parse() {
+            out.insert(name.to_string(), n);
+        }
+    }
+    out
+}
+
+/// One configuration measured by `bench nested`.
+pub struct Level {
+    pub label: String,
+    pub parts: BTreeMap<String, Part>,
+    pub l0_exits: BTreeMap<String, u64>,
+}
+
+impl Level {
+    fn l0_per_round(&self, part: &str) -> Option<f64> {
+        let p = self.parts.get(part)?;
+        Some(p.l0_exits? as f64 / p.rounds.max(1) as f64)
+    }
+
+    fn ticks(&self, part: &str) -> Option<f64> {
+        self.parts.get(part).map(Part::ticks_per_round)
+    }
+
+    fn sum_ticks(&self) -> u64 {
+        self.parts.values().map(|p| p.ticks).sum()
+    }
+
+    fn sum_l0_exits(&self) -> u64 {
+        self.parts.values().filter_map(|p| p.l0_exits).sum()
+    }
+}
+
+/// The per-transition cost the model charges for real hardware (Bochs charges ~0 for a VM
+/// exit or entry; DESIGN.md: real processors take on the order of 1,000-2,000 cycles).
+pub const TRANSITION_CYCLES: u64 = 1_500;
+
+fn run_level(label: &str, config: &str, cmdline: &str) -> Result<Level, String> {
+    let mut options = RunOptions::new(config);
+    options.emulator = Some(Emulator::Bochs);
+    options.timeout = 900;
+    options.quiet = true;
+    options.cmdline = cmdline.to_string();
+    let outcome = run(&options)?;
+    if outcome.exit_code != status::SUCCESS {
+        return Err(format!("`{config}` ended with status {}", outcome.exit_code));
+    }
+    let parts = parse_workload(&outcome.lines);
+    if parts.is_empty() {
+        return Err(format!("`{config}` printed no workload results"));
+    }
+    Ok(Level { label: label.to_string(), parts, l0_exits: parse_l0_exits(&outcome.lines) })
+}
+
+fn cell(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// The tables of `bench nested`.
+pub fn nested_report(levels: &[Level]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "turtles bench nested: Bochs corei7_skylake_x, ticks = emulated instructions\n"
+    );
+    let _ = write!(t, "| measure |");
+    for l in levels {
+        let _ = write!(t, " {} |", l.label);
+    }
+    let _ = writeln!(t, "\n|---|{}", "---:|".repeat(levels.len()));
+    let base = levels.first().map(|l| l.sum_ticks()).unwrap_or(0);
+    let base_model = levels.first().map(|l| l.sum_ticks() + l.sum_l0_exits() * TRANSITION_CYCLES);
+    let rows: Vec<(&str, Box<dyn Fn(&Level) -> String>)> = vec![
+        ("CPUID round trip (ticks)", Box::new(|l| cell(l.ticks("cpuid"), 0))),
+        (
+            "L0 exits per CPUID (reflected from depth 2; minimum 2)",
+            Box::new(|l| cell(l.l0_per_round("cpuid"), 2)),
+        ),
+        ("port I/O round trip (ticks)", Box::new(|l| cell(l.ticks("io"), 0))),
+        ("L0 exits per port I/O", Box::new(|l| cell(l.l0_per_round("io"), 2))),
+        ("HLT round trip (ticks)", Box::new(|l| cell(l.ticks("hlt"), 0))),
+        ("L0 exits per HLT", Box::new(|l| cell(l.l0_per_round("hlt"), 2))),
+        (
+            "L0 exits per page first touched (EPT02 fill, L0 alone; minimum 1)",
+            Box::new(|l| cell(l.l0_per_round("memory"), 2)),
+        ),
+        ("workload ticks (sum of parts)", Box::new(|l| l.sum_ticks().to_string())),
+        ("workload overhead vs depth 1 (ticks)", Box::new(move |l| overhead(base, l.sum_ticks()))),
+        ("L0 exits during the workload", Box::new(|l| l.sum_l0_exits().to_string())),
+        (
+            "modelled overhead vs depth 1 (ticks + 1,500 per L0 exit)",
+            Box::new(move |l| {
+                base_model.map_or("-".to_string(), |b| {
+                    overhead(b, l.sum_ticks() + l.sum_l0_exits() * TRANSITION_CYCLES)
+                })
+            }),
+        ),
+    ];
+    for (name, f) in &rows {
+        let _ = write!(t, "| {name} |");
+        for l in levels {
+            let _ = write!(t, " {} |", f(l));
+        }
+        let _ = writeln!(t);
+    }
+    let same = levels.windows(2).all(|w| {
+        w[0].parts.get("compute").map(|p| &p.result) == w[1].parts.get("compute").map(|p| &p.result)
+    });
+    let _ =
+        writeln!(t, "\nsame workload results at every depth: {}", if same { "yes" } else { "NO" });
+    let _ = writeln!(
+        t,
+        "transition-cost model: Bochs charges ~0 ticks for a VM exit or entry, so ticks are \
+         software path length; the model adds {TRANSITION_CYCLES} cycles per L0 exit (a real \
+         exit plus entry) to estimate hardware cost.\n"
+    );
+    let reasons: std::collections::BTreeSet<&String> =
+        levels.iter().flat_map(|l| l.l0_exits.keys()).collect();
+    let _ = write!(t, "| L0 exits by reason (whole run) |");
+    for l in levels {
+        let _ = write!(t, " {} |", l.label);
+    }
+    let _ = writeln!(t, "\n|---|{}", "---:|".repeat(levels.len()));
+    for r in reasons {
+        let _ = write!(t, "| {r} |");
+        for l in levels {
+            let _ = write!(t, " {} |", l.l0_exits.get(r).copied().unwrap_or(0));
+        }
+        let _ = writeln!(t);
+    }
+    t
+}
+
+/// A horizontal bar chart of L0 exits by reason per configuration (log scale), as SVG.
+pub fn nested_svg(levels: &[Level]) -> String {
+    let reasons: Vec<String> = levels
+        .iter()
+        .flat_map(|l| l.l0_exits.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1"];
+    let bar = 10;
+    let group = bar * levels.len() + 8;
+    let height = 40 + group * reasons.len() + 20 * levels.len();
+    let max = levels.iter().flat_map(|l| l.l0_exits.values()).copied().max().unwrap_or(1).max(1);
+    let scale = |n: u64| ((n as f64 + 1.0).log10() / (max as f64 + 1.0).log10() * 520.0) as usize;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"11\">\n<text x=\"10\" y=\"18\" font-size=\"14\">\
+         L0 exits by reason (log scale), turtles bench nested</text>\n"
+    );
+    for (i, r) in reasons.iter().enumerate() {
+        let y = 30 + i * group;
+        let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{r}</text>", y + group / 2);
+        for (j, l) in levels.iter().enumerate() {
+            let n = l.l0_exits.get(r).copied().unwrap_or(0);
+            let w = scale(n);
+            let _ = writeln!(
+                s,
+                "<rect x=\"170\" y=\"{}\" width=\"{w}\" height=\"{}\" fill=\"{}\"/>\
+                 <text x=\"{}\" y=\"{}\">{n}</text>",
+                y + j * bar,
+                bar - 1,
+                colors[j % colors.len()],
+                175 + w,
+                y + j * bar + bar - 1
+            );
+        }
+    }
+    for (j, l) in levels.iter().enumerate() {
+        let y = 40 + group * reasons.len() + 20 * j;
+        let _ = writeln!(
+            s,
+            "<rect x=\"10\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"28\" y=\"{}\">{}</text>",
+            y - 10,
+            colors[j % colors.len()],
+            y,
+            l.label
+        );
+    }
+    s + "</svg>\n"
+}
+
+/// `cargo run -- bench nested [--json FILE] [--svg FILE] [--depth3]`.
+pub fn nested(
+    json_out: Option<&Path>,
+    svg_out: Option<&Path>,
+    depth3: bool,
+) -> Result<i32, String> {
+    eprintln!(
+        "bench nested: depth 1, depth 2 with and without VMCS shadowing{}",
+        if depth3 { ", depth 3" } else { "" }
+    );
+    let mut levels = vec![
+        run_level("depth 1", "l0-leaf", "")?,
+        run_level("depth 2", "l0-l1-leaf", "")?,
+        run_level("depth 2, no shadowing", "l0-l1-leaf", "turtles.vmcs_shadowing=off")?,
+    ];
+    if depth3 {
+        levels.push(run_level("depth 3", "l0-l1-l1-leaf", "")?);
+    }
+    println!("{}", nested_report(&levels));
+    let svg = nested_svg(&levels);
+    let svg_path = svg_out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::workspace_root().join("target/bench-nested.svg"));
+    std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+    println!("plot: {}", svg_path.display());
+    if let Some(path) = json_out {
+        let mut json = String::from(
+            "{\n  \"bench\": \"nested\",\n  \"transition_cycles\": 1500,\n  \"levels\": [\n",
+        );
+        for (i, l) in levels.iter().enumerate() {
+            let f = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.4}"));
+            let _ = write!(
+                json,
+                "    {{ \"label\": \"{}\", \"cpuid_ticks\": {}, \"exits_per_reflected_exit\": {}, \
+                 \"io_ticks\": {}, \"l0_exits_per_io\": {}, \"hlt_ticks\": {}, \
+                 \"l0_exits_per_l0_handled_exit\": {}, \"workload_ticks\": {}, \"workload_l0_exits\": {}, \
+                 \"l0_exits_by_reason\": {{ {} }} }}{}\n",
+                l.label,
+                f(l.ticks("cpuid")),
+                f(l.l0_per_round("cpuid")),
+                f(l.ticks("io")),
+                f(l.l0_per_round("io")),
+                f(l.ticks("hlt")),
+                f(l.l0_per_round("memory")),
+                l.sum_ticks(),
+                l.sum_l0_exits(),
+                l.l0_exits
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\": {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if i + 1 < levels.len() { "," } else { "" }
+            );
+        }
+        json += "  ]\n}\n";
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("bench nested: JSON written to {}", path.display());
+    }
+    Ok(status::SUCCESS)
 }

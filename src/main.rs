@@ -46,6 +46,22 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Depth 1, 2 (with and without VMCS shadowing) and optionally 3: L0 exits per reflected
+    /// exit, ticks per round trip, the workload's overhead, L0 exits by reason (table and SVG).
+    Nested {
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Where to write the SVG plot (default target/bench-nested.svg).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Also measure depth 3 (l0-l1-l1-leaf).
+        #[arg(long)]
+        depth3: bool,
+    },
+    /// UDP round trips per second and bulk throughput through the management endpoint
+    /// (`net-qemu` under QEMU, virtio-net).
+    Net,
 }
 
 #[derive(clap::Args)]
@@ -104,6 +120,10 @@ fn main() -> ExitCode {
         Some(Cmd::Bench { which: BenchCmd::Single { json } }) => {
             turtles::bench::single(json.as_deref())
         }
+        Some(Cmd::Bench { which: BenchCmd::Nested { json, svg, depth3 } }) => {
+            turtles::bench::nested(json.as_deref(), svg.as_deref(), depth3)
+        }
+        Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),
     };
     match result {

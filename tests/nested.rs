@@ -29,7 +29,45 @@ fn depth2_l0_runs_l1_runs_the_leaf() {
             "exits: nested: L2 caused",
         ],
     );
-    // Each L2 CPUID is one exit for L1 (L1 counts the exits it sees).
+    // Each L2 CPUID is one exit for L1 and, with VMCS shadowing and L1's CPUID cache, the
+    // architectural minimum of two for L0 (L2's CPUID, L1's VMRESUME).
     let line = run.lines_with("L2| [L2 cpu0 INFO ] workload: cpuid rounds=1000");
-    assert!(line.iter().any(|l| l.contains("exits=1000 ")), "{line:?}");
+    assert!(line.iter().any(|l| l.contains("exits=1000 l0-exits=2000 ")), "{line:?}");
+    assert!(run.all().contains("vmx: VMCS shadowing on for L1's VMREAD/VMWRITE"));
+}
+
+#[test]
+fn depth2_without_vmcs_shadowing_traps_every_vmread() {
+    let run = turtles(&[
+        "run",
+        "l0-l1-leaf",
+        "--timeout",
+        "600",
+        "--cmdline",
+        "turtles.vmcs_shadowing=off",
+    ]);
+    run.expect(0, &["L1| L2| turtles: exit status=0", "result=0x6ff16ceb966783d4"]);
+    run.expect_absent(&["VMCS shadowing on"]);
+    // Without shadowing L1's VMREADs of the exit information trap: many L0 exits per CPUID.
+    let line = run.lines_with("L2| [L2 cpu0 INFO ] workload: cpuid rounds=1000");
+    let l0: u64 = line
+        .iter()
+        .find_map(|l| l.split("l0-exits=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .expect("l0-exits in the cpuid line");
+    assert!(l0 > 5 * 1000, "expected trapped VMREADs, got {l0} L0 exits: {line:?}");
+}
+
+#[test]
+fn depth3_l0_runs_l1_runs_l1_runs_the_leaf() {
+    turtles(&["run", "l0-l1-l1-leaf", "--timeout", "900"]).expect(
+        0,
+        &[
+            "L1| L2| [L2 cpu0 INFO ] vmx: this CPU can run guests",
+            "L1| L2| L3| [L3 cpu0 INFO ] turtles 0.1.0 config=leaf role=leaf depth=3",
+            "L1| L2| L3| [L3 cpu0 INFO ] workload: cpuid rounds=1000",
+            "result=0x6ff16ceb966783d4",
+            "L1| L2| L3| turtles: exit status=0",
+            "[L0 cpu0 INFO ] guest: exited with status 0",
+        ],
+    );
 }

@@ -70,7 +70,7 @@ pub fn under_turtles() -> bool {
         return false;
     }
     let sig = cpuid!(0x4000_0000);
-    sig.eax >= 0x4000_0002
+    sig.eax >= 0x4000_0003
         && [sig.ebx, sig.ecx, sig.edx]
             == [u32::from_le_bytes(*b"turt"), u32::from_le_bytes(*b"les\0"), 0]
 }

@@ -17,40 +17,62 @@ const COMPUTE_ITERATIONS: u64 = 2_000_000;
 /// POST-code port: a harmless I/O write every hypervisor intercepts.
 const IO_PORT: u16 = 0x80;
 
-/// Reads the hypervisor's exit counter (one CPUID, itself an exit) if `turtles` says we run
-/// under turtles.
-fn exits(turtles: bool) -> Option<u64> {
+/// Exit counters of the hypervisor below (leaf 0x40000002) and of the bottom L0 (leaf
+/// 0x40000003), if we run under turtles. Reading them is itself a few exits; [`Probe`]
+/// measures that once and subtracts it.
+fn counters(turtles: bool) -> Option<(u64, u64)> {
     if !turtles {
         return None;
     }
-    let r = cpuid!(0x4000_0002);
-    Some(u64::from(r.eax) | u64::from(r.ebx) << 32)
+    let hv = cpuid!(0x4000_0002);
+    let l0 = cpuid!(0x4000_0003);
+    Some((u64::from(hv.eax) | u64::from(hv.ebx) << 32, u64::from(l0.eax) | u64::from(l0.ebx) << 32))
 }
 
-/// Runs `body` and prints its ticks (and exits under turtles).
-fn measure(turtles: bool, name: &str, rounds: u64, body: impl FnOnce() -> u64) {
-    let before = exits(turtles);
+/// The counters' own cost: exits seen between two back-to-back reads.
+#[derive(Clone, Copy)]
+struct Probe {
+    turtles: bool,
+    overhead: (u64, u64),
+}
+
+impl Probe {
+    fn calibrate(turtles: bool) -> Self {
+        let overhead = match (counters(turtles), counters(turtles)) {
+            (Some(b), Some(a)) => (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)),
+            _ => (0, 0),
+        };
+        Probe { turtles, overhead }
+    }
+}
+
+/// Runs `body` and prints its ticks (and, under turtles, the exits it caused at the
+/// hypervisor below and at L0).
+fn measure(probe: Probe, name: &str, rounds: u64, body: impl FnOnce() -> u64) {
+    let before = counters(probe.turtles);
     let start = cpu::rdtsc();
     let result = body();
     let ticks = cpu::rdtsc() - start;
-    let after = exits(turtles);
-    // Reading the counter is itself an exit, counted in `after` but not in `before`.
-    let exits = before.zip(after).map(|(b, a)| a.saturating_sub(b).saturating_sub(1));
-    match exits {
-        Some(e) => log::info!(
-            "workload: {name} rounds={rounds} ticks={ticks} per-round={} exits={e} result={result:#x}",
-            ticks / rounds.max(1)
-        ),
+    let after = counters(probe.turtles);
+    let per_round = ticks / rounds.max(1);
+    match before.zip(after) {
+        Some((b, a)) => {
+            let exits = a.0.saturating_sub(b.0).saturating_sub(probe.overhead.0);
+            let l0 = a.1.saturating_sub(b.1).saturating_sub(probe.overhead.1);
+            log::info!(
+                "workload: {name} rounds={rounds} ticks={ticks} per-round={per_round} \
+                 exits={exits} l0-exits={l0} result={result:#x}"
+            );
+        }
         None => log::info!(
-            "workload: {name} rounds={rounds} ticks={ticks} per-round={} result={result:#x}",
-            ticks / rounds.max(1)
+            "workload: {name} rounds={rounds} ticks={ticks} per-round={per_round} result={result:#x}"
         ),
     }
 }
 
 /// Runs every part and prints the results.
 pub fn run() -> bool {
-    let turtles = crate::platform::under_turtles();
+    let turtles = Probe::calibrate(crate::platform::under_turtles());
     let total = cpu::rdtsc();
     measure(turtles, "cpuid", ROUNDS, || {
         let mut acc = 0u64;
@@ -66,7 +88,7 @@ pub fn run() -> bool {
         }
         ROUNDS
     });
-    if turtles {
+    if turtles.turtles {
         // HLT with interrupts enabled: a turtles hypervisor resumes us after each one (another
         // hypervisor or bare metal would wait for an interrupt that may never come).
         measure(turtles, "hlt", ROUNDS, || {

@@ -7,14 +7,16 @@ use crate::vmx::run::Guest;
 
 /// Signature returned in EBX, ECX, EDX of leaf 0x40000000.
 pub const SIGNATURE: &[u8; 12] = b"turtles\0\0\0\0\0";
-const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0002;
+const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0003;
 
 const LEAF1_ECX_MONITOR: u32 = 1 << 3;
 const LEAF1_ECX_VMX: u32 = 1 << 5;
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 
 /// The values L0 returns for `leaf`/`subleaf` given the host's answer. Leaf 0x40000002
-/// returns the guest's exit count so far (EAX low, EBX high half), for the workload.
+/// returns this level's exit count so far (EAX low, EBX high half), leaf 0x40000003 the
+/// bottom L0's (`exits` when this level runs on bare metal, else `host`: the level below's
+/// answer), for the workload.
 pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64, vmx: bool) -> [u32; 4] {
     let word = |i: usize| {
         u32::from_le_bytes([
@@ -29,7 +31,9 @@ pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64, vmx: 
         // Turtles leaf: EAX = the guest's nesting depth, EBX = version.
         0x4000_0001 => [guest_depth, 1, 0, 0],
         0x4000_0002 => [exits as u32, (exits >> 32) as u32, 0, 0],
-        0x4000_0003..=0x4000_00ff => [0; 4],
+        0x4000_0003 if guest_depth == 1 => [exits as u32, (exits >> 32) as u32, 0, 0],
+        0x4000_0003 => host,
+        0x4000_0004..=0x4000_00ff => [0; 4],
         1 => {
             let [a, b, c, d] = host;
             let hidden = if vmx { LEAF1_ECX_MONITOR } else { LEAF1_ECX_VMX | LEAF1_ECX_MONITOR };
@@ -69,13 +73,14 @@ impl CpuidCache {
 
 pub fn handle(g: &mut Guest) -> Action {
     let (leaf, subleaf) = (g.regs.rax as u32, g.regs.rcx as u32);
-    let host = if (0x4000_0000..=0x4000_00ff).contains(&leaf) {
-        [0; 4]
-    } else {
-        CACHE.lock().get(leaf, subleaf)
+    let host = match leaf {
+        // Forwarded to the level below (never cached: it changes).
+        0x4000_0003 if g.depth > 1 => cpu::cpuid(leaf, 0),
+        0x4000_0000..=0x4000_00ff => [0; 4],
+        _ => CACHE.lock().get(leaf, subleaf),
     };
-    // Summing the counters costs ~100 instructions: only leaf 0x40000002 needs it.
-    let exits = if leaf == 0x4000_0002 { g.counters.total() } else { 0 };
+    // Summing the counters costs ~100 instructions: only the counter leaves need it.
+    let exits = if leaf == 0x4000_0002 || leaf == 0x4000_0003 { g.counters.total() } else { 0 };
     let [a, b, c, d] = virtualize(leaf, host, g.depth, exits, g.nested.is_some());
     g.regs.rax = u64::from(a);
     g.regs.rbx = u64::from(b);
