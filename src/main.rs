@@ -10,7 +10,7 @@ use turtles::{images, status};
 use turtles_config::Emulator;
 
 /// The config `cargo run` boots when given no command.
-const DEFAULT_CONFIG: &str = "l0";
+const DEFAULT_CONFIG: &str = "l0-l1-leaf";
 
 #[derive(Parser)]
 #[command(name = "turtles", version, about = "Build and boot turtles images under QEMU or Bochs")]
