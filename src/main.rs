@@ -59,9 +59,6 @@ enum BenchCmd {
         #[arg(long)]
         depth3: bool,
     },
-    /// UDP round trips per second and bulk throughput through the management endpoint
-    /// (`net-qemu` under QEMU, virtio-net).
-    Net,
 }
 
 #[derive(clap::Args)]
@@ -87,6 +84,10 @@ struct RunArgs {
     /// kernel).
     #[arg(long)]
     guest_image: Option<PathBuf>,
+    /// Extra command line for the innermost guest (the last boot module), e.g. the leaf of a
+    /// nested stack.
+    #[arg(long, default_value = "")]
+    leaf_cmdline: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,6 +115,7 @@ fn main() -> ExitCode {
             cmdline: String::new(),
             guest_cmdline: String::new(),
             guest_image: None,
+            leaf_cmdline: String::new(),
         }),
         Some(Cmd::Run(args)) => run(args),
         Some(Cmd::List) => list(),
@@ -123,7 +125,6 @@ fn main() -> ExitCode {
         Some(Cmd::Bench { which: BenchCmd::Nested { json, svg, depth3 } }) => {
             turtles::bench::nested(json.as_deref(), svg.as_deref(), depth3)
         }
-        Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),
     };
     match result {
@@ -164,6 +165,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         cmdline: args.cmdline,
         guest_cmdline: args.guest_cmdline,
         guest_image: args.guest_image,
+        leaf_cmdline: args.leaf_cmdline,
         quiet: false,
     };
     Ok(turtles::run::run(&options)?.exit_code)

@@ -20,6 +20,8 @@ pub struct RunOptions {
     pub cmdline: String,
     pub guest_cmdline: String,
     pub guest_image: Option<PathBuf>,
+    /// Appended to the last module's command line (the innermost guest).
+    pub leaf_cmdline: String,
     /// Do not print the serial console (the outcome still holds it).
     pub quiet: bool,
 }
@@ -35,6 +37,7 @@ impl RunOptions {
             cmdline: String::new(),
             guest_cmdline: String::new(),
             guest_image: None,
+            leaf_cmdline: String::new(),
             quiet: false,
         }
     }
@@ -64,7 +67,14 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         if !options.guest_cmdline.is_empty() {
             first.cmdline = format!("{} {}", first.cmdline, options.guest_cmdline);
         }
-    } else if options.guest_image.is_some() || !options.guest_cmdline.is_empty() {
+    }
+    if !options.leaf_cmdline.is_empty() {
+        match modules.last_mut() {
+            Some(last) => last.cmdline = format!("{} {}", last.cmdline, options.leaf_cmdline),
+            None => return Err(format!("config `{}` runs no guest", config.name)),
+        }
+    }
+    if modules.is_empty() && (options.guest_image.is_some() || !options.guest_cmdline.is_empty()) {
         return Err(format!("config `{}` runs no guest", config.name));
     }
     let work = workspace_root().join("target/run").join(format!(

@@ -155,7 +155,11 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
         memory: config::GUEST_MEMORY_MIB << 20,
         depth: console::depth() + 1,
         expose_vmx: config::EXPOSE_VMX,
-        vmcs_shadowing: !boot.cmdline.as_str().split_whitespace().any(|w| w == "turtles.vmcs_shadowing=off"),
+        vmcs_shadowing: !boot
+            .cmdline
+            .as_str()
+            .split_whitespace()
+            .any(|w| w == "turtles.vmcs_shadowing=off"),
     };
     match vmx::run::run_guest(caps, &spec) {
         Ok(vmx::exits::GuestEnd::Exited(status)) => exit::exit_with(status),
@@ -262,6 +266,14 @@ fn run_self_test(cmdline: &str) {
             // SAFETY: VMCALL exits to the hypervisor (which answers #UD while nesting is off);
             // on bare metal it is #UD as well.
             unsafe { core::arch::asm!("vmcall") };
+        }
+        "bad-controls" | "bad-guest-state" | "bad-vmptrld" | "bad-ept" => {
+            *vmx::run::VMX_SELF_TEST.lock() = match test {
+                "bad-controls" => "bad-controls",
+                "bad-guest-state" => "bad-guest-state",
+                "bad-vmptrld" => "bad-vmptrld",
+                _ => "bad-ept",
+            };
         }
         "loop" => {
             // A deliberate endless loop (the compute loop, never ending) that never exits

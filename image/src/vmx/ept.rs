@@ -14,6 +14,21 @@ pub struct Ept {
 }
 
 impl Ept {
+    /// Points the mapping of guest-physical `[0, 2 MiB)` at host `hpa` (a self-test that
+    /// gives the level below a wild EPT).
+    pub fn remap_first_2m(&self, hpa: u64) {
+        let pml4 = self.eptp & !0xfff;
+        // SAFETY: the tables were built by `identity_offset` in frames we own; entry 0 of
+        // each level exists because guest memory starts at 0.
+        unsafe {
+            let pdpt = (pml4 as *const u64).read() & !0xfff;
+            let pd = (pdpt as *const u64).read() & !0xfff;
+            (pd as *mut u64).write(hpa | READ_WRITE_EXECUTE | MEMORY_TYPE_WB | LARGE_PAGE);
+        }
+    }
+}
+
+impl Ept {
     /// Maps guest-physical `[0, size)` to host `[host_base, host_base + size)` (both 2 MiB
     /// aligned, `size` at most 512 GiB).
     pub fn identity_offset(host_base: u64, size: u64) -> Result<Self, VmxError> {

@@ -62,17 +62,9 @@ pub struct Nested {
 impl Nested {
     /// Sets up nesting for the guest of vmcs01 (which must be current). `shadowing` asks for
     /// hardware VMCS shadowing when the processor has it.
-    pub fn new(
-        hw: &VmxCaps,
-        vmcs01: u64,
-        eptp01: u64,
-        shadowing: bool,
-    ) -> Result<Self, VmxError> {
-        let shadowing = if shadowing && hw.has_vmcs_shadowing() {
-            Some(enable_shadowing(hw)?)
-        } else {
-            None
-        };
+    pub fn new(hw: &VmxCaps, vmcs01: u64, eptp01: u64, shadowing: bool) -> Result<Self, VmxError> {
+        let shadowing =
+            if shadowing && hw.has_vmcs_shadowing() { Some(enable_shadowing(hw)?) } else { None };
         let vmcs02 = zeroed_frame("vmcs02")?;
         // SAFETY: the revision identifier goes in the first 4 bytes of a fresh VMCS region.
         unsafe { (vmcs02 as *mut u32).write(hw.revision_id()) };
@@ -114,13 +106,17 @@ fn enable_shadowing(hw: &VmxCaps) -> Result<Shadowing, VmxError> {
     // SAFETY: revision identifier with bit 31 (shadow-VMCS indicator) in a fresh region.
     unsafe { (shadow_vmcs as *mut u32).write(hw.revision_id() | 1 << 31) };
     // SAFETY: in VMX root operation; the region is ours.
-    unsafe { insn::vmclear(shadow_vmcs) }.map_err(|e| VmxError::Instruction("VMCLEAR shadow", e))?;
+    unsafe { insn::vmclear(shadow_vmcs) }
+        .map_err(|e| VmxError::Instruction("VMCLEAR shadow", e))?;
     let vmread = zeroed_frame("VMREAD bitmap")?;
     let vmwrite = zeroed_frame("VMWRITE bitmap")?;
     let any = hw.vmwrite_any_field();
     // SAFETY: two fresh, identity-mapped 4 KiB frames of ours.
     let (r, w) = unsafe {
-        (&mut *(vmread as *mut [u8; SHADOW_BITMAP_SIZE]), &mut *(vmwrite as *mut [u8; SHADOW_BITMAP_SIZE]))
+        (
+            &mut *(vmread as *mut [u8; SHADOW_BITMAP_SIZE]),
+            &mut *(vmwrite as *mut [u8; SHADOW_BITMAP_SIZE]),
+        )
     };
     shadow_bitmaps(any, r, w);
     // SAFETY: vmcs01 is current (Nested::new's contract).
@@ -424,7 +420,11 @@ fn explain_failure(n: &Nested, e: nested::vmx::VmInstructionError) {
         _ => None,
     };
     match check {
-        Some(c) => log::warn!("L1 VM instruction failed: {e:?} (error {}): check {c:?} (SDM {})", e.number(), c.section()),
+        Some(c) => log::warn!(
+            "L1 VM instruction failed: {e:?} (error {}): check {c:?} (SDM {})",
+            e.number(),
+            c.section()
+        ),
         None => log::warn!("L1 VM instruction failed: {e:?} (error {})", e.number()),
     }
 }
@@ -521,12 +521,18 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                     reflect(g, v02, &e)
                 }
                 Ok(Resolution::L1Unmapped(gpa) | Resolution::L0Denied(gpa)) => {
-                    log::error!(
-                        "L2 access to L1-physical {:#x} which L1's own memory does not have: \
-                         stopping the guest",
-                        gpa.0
-                    );
-                    Action::Stop(GuestEnd::Failed("EPT12 points outside L1's memory"))
+                    // EPT12 maps L2 to L1-physical memory L1 does not have: nothing is mapped
+                    // and L1 gets the EPT violation for its guest.
+                    static OUTSIDE: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(8);
+                    if OUTSIDE.allow() {
+                        log::warn!(
+                            "EPT12 maps L2 guest-physical {:#x} to L1-physical {:#x}, outside \
+                             L1's memory: reflecting an EPT violation to L1",
+                            info.guest_physical_address,
+                            gpa.0
+                        );
+                    }
+                    reflect(g, v02, info)
                 }
                 Err(e) => {
                     log::error!("EPT02 for L2: {e:?}: stopping the guest");

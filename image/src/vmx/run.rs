@@ -21,6 +21,11 @@ const WATCHDOG_SLICE_TICKS: u64 = 200_000_000;
 /// Consecutive slices without any other exit after which the guest counts as hung.
 const WATCHDOG_SLICES: u32 = 3;
 
+/// A deliberate misuse of VMX by this level as a guest hypervisor
+/// (`turtles.test=bad-controls|bad-guest-state|bad-vmptrld|bad-ept`), so the tests can check
+/// that the level below answers architecturally.
+pub static VMX_SELF_TEST: hermit_sync::SpinMutex<&'static str> = hermit_sync::SpinMutex::new("");
+
 /// How many exits to log (`turtles.trace_exits=N` on L0's command line).
 pub static TRACE_EXITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 /// Only exits with this basic reason are traced (`turtles.trace_reason=N`; default all).
@@ -116,6 +121,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         caps.preemption_timer_shift()
     );
     let vmcs01 = setup::create(caps, &controls, ept.eptp, &boot, timer as u32)?;
+    vmx_self_test(&ept);
     let nested = if spec.expose_vmx {
         log::info!("vmx: exposing VMX to the guest (nested)");
         Some(super::nesting::Nested::new(caps, vmcs01, ept.eptp, spec.vmcs_shadowing)?)
@@ -213,6 +219,31 @@ fn trace(v: &HwVmcs, info: &ExitInfo) {
             info.qualification,
             info.intr_info
         );
+    }
+}
+
+fn vmx_self_test(ept: &Ept) {
+    let test = *VMX_SELF_TEST.lock();
+    if test.is_empty() {
+        return;
+    }
+    log::info!("self-test: {test}");
+    // SAFETY: vmcs01 was just made current by setup::create.
+    let mut v = unsafe { HwVmcs::current() };
+    match test {
+        // Must-be-1 pin-based bits cleared: VMfailValid(7) at VMLAUNCH.
+        "bad-controls" => v.write(F::PinBasedVmExecControl, 0),
+        // TR unusable: a VM-entry failure (exit reason 33) at VMLAUNCH.
+        "bad-guest-state" => v.write(F::GuestTrArBytes, 1 << 16),
+        "bad-vmptrld" => {
+            // SAFETY: a deliberately misaligned VMCS address: VMPTRLD must fail (error 9);
+            // vmcs01 stays current.
+            let result = unsafe { insn::vmptrld(0x1234) };
+            log::info!("self-test: VMPTRLD of 0x1234: {result:?}");
+        }
+        // The guest's first 2 MiB mapped to 3 GiB, outside our memory.
+        "bad-ept" => ept.remap_first_2m(3 << 30),
+        other => log::warn!("self-test: unknown VMX self-test `{other}`"),
     }
 }
 
