@@ -71,3 +71,88 @@ fn depth3_l0_runs_l1_runs_l1_runs_the_leaf() {
         ],
     );
 }
+
+/// `cargo run -- run l0-l1-leaf` with extra arguments.
+fn depth2(extra: &[&str]) -> common::Run {
+    let mut args = vec!["run", "l0-l1-leaf", "--timeout", "600"];
+    args.extend_from_slice(extra);
+    turtles(&args)
+}
+
+#[test]
+fn bad_l1_vmcs12_controls_get_vmfailvalid_7() {
+    depth2(&["--guest-cmdline", "turtles.test=bad-controls"]).expect(
+        4,
+        &[
+            "L1| [L1 cpu0 INFO ] self-test: bad-controls",
+            "[L0 cpu0 WARN ] L1 VM instruction failed: EntryInvalidControlFields (error 7): check PinControls",
+            "L1| [L1 cpu0 ERROR] VMLAUNCH of vmcs01 failed: VMfailValid, VM-instruction error 7",
+            "L1| [L1 cpu0 ERROR] guest: stopped by L1: VM entry failed",
+            "[L0 cpu0 INFO ] guest: exited with status 4",
+        ],
+    );
+}
+
+#[test]
+fn bad_l2_guest_state_is_a_vm_entry_failure_exit_to_l1() {
+    depth2(&["--guest-cmdline", "turtles.test=bad-guest-state"]).expect(
+        4,
+        &[
+            "L1| [L1 cpu0 INFO ] self-test: bad-guest-state",
+            "L1| [L1 cpu0 ERROR] VM entry failed: invalid guest state (reason 0x80000021",
+            "L1| [L1 cpu0 INFO ] L1 is still running after stopping its guest",
+            "[L0 cpu0 INFO ] guest: exited with status 4",
+        ],
+    );
+}
+
+#[test]
+fn bad_l1_vmptrld_address_gets_error_9() {
+    depth2(&["--guest-cmdline", "turtles.test=bad-vmptrld"]).expect(
+        0,
+        &[
+            "L1| [L1 cpu0 INFO ] self-test: VMPTRLD of 0x1234: Err(Valid(9))",
+            // L1 carries on: its guest still runs to the end.
+            "L1| L2| turtles: exit status=0",
+        ],
+    );
+}
+
+#[test]
+fn ept12_outside_l1_memory_is_reflected_to_l1_as_an_ept_violation() {
+    depth2(&["--guest-cmdline", "turtles.test=bad-ept"]).expect(
+        4,
+        &[
+            "L1| [L1 cpu0 INFO ] self-test: bad-ept",
+            "outside L1's memory: reflecting an EPT violation to L1",
+            "L1| [L1 cpu0 ERROR] guest instruction fetch at guest-physical 0x",
+            "L1| [L1 cpu0 ERROR] guest: stopped by L1: access outside guest memory",
+            "[L0 cpu0 INFO ] guest: exited with status 4",
+        ],
+    );
+}
+
+#[test]
+fn l2_triple_fault_is_reflected_to_l1() {
+    depth2(&["--leaf-cmdline", "turtles.test=triplefault"]).expect(
+        4,
+        &[
+            "L1| L2| [L2 cpu0 INFO ] self-test: triplefault",
+            "L1| [L1 cpu0 ERROR] guest triple fault: stopping the guest",
+            "L1| [L1 cpu0 INFO ] L1 is still running after stopping its guest",
+            "[L0 cpu0 INFO ] guest: exited with status 4",
+        ],
+    );
+}
+
+#[test]
+fn l1_triple_fault_stops_l1_and_l0_lives() {
+    depth2(&["--guest-cmdline", "turtles.test=triplefault"]).expect(
+        4,
+        &[
+            "L1| [L1 cpu0 INFO ] self-test: triplefault",
+            "[L0 cpu0 ERROR] guest triple fault: stopping the guest",
+            "[L0 cpu0 INFO ] L0 is still running after stopping its guest",
+        ],
+    );
+}

@@ -164,7 +164,7 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
     match vmx::run::run_guest(caps, &spec) {
         Ok(vmx::exits::GuestEnd::Exited(status)) => exit::exit_with(status),
         Ok(vmx::exits::GuestEnd::Failed(_)) => {
-            log::info!("L0 is still running after stopping its guest");
+            log::info!("L{} is still running after stopping its guest", console::depth());
             exit::exit(Status::GuestStopped)
         }
         Err(e) => {

@@ -291,7 +291,9 @@ fn inject(v: &mut HwVmcs, vector: u8, error_code: Option<u32>) {
 fn report(g: &Guest, end: GuestEnd) {
     match end {
         GuestEnd::Exited(status) => log::info!("guest: exited with status {status}"),
-        GuestEnd::Failed(why) => log::error!("guest: stopped by L0: {why}"),
+        GuestEnd::Failed(why) => {
+            log::error!("guest: stopped by L{}: {why}", crate::console::depth());
+        }
     }
     log::info!(
         "exits: total={} (guest console: {} bytes)",
