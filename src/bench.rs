@@ -333,6 +333,9 @@ fn cell(v: Option<f64>, decimals: usize) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
 }
 
+/// A row of the `bench nested` table: its label and how to compute a cell.
+type Row<'a> = (&'a str, Box<dyn Fn(&Level) -> String + 'a>);
+
 /// The tables of `bench nested`.
 pub fn nested_report(levels: &[Level]) -> String {
     let mut t = String::new();
@@ -347,7 +350,7 @@ pub fn nested_report(levels: &[Level]) -> String {
     let _ = writeln!(t, "\n|---|{}", "---:|".repeat(levels.len()));
     let base = levels.first().map(|l| l.sum_ticks()).unwrap_or(0);
     let base_model = levels.first().map(|l| l.sum_ticks() + l.sum_l0_exits() * TRANSITION_CYCLES);
-    let rows: Vec<(&str, Box<dyn Fn(&Level) -> String>)> = vec![
+    let rows: Vec<Row<'_>> = vec![
         ("CPUID round trip (ticks)", Box::new(|l| cell(l.ticks("cpuid"), 0))),
         (
             "L0 exits per CPUID (reflected from depth 2; minimum 2)",
@@ -490,12 +493,12 @@ pub fn nested(
         );
         for (i, l) in levels.iter().enumerate() {
             let f = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.4}"));
-            let _ = write!(
+            let _ = writeln!(
                 json,
                 "    {{ \"label\": \"{}\", \"cpuid_ticks\": {}, \"exits_per_reflected_exit\": {}, \
                  \"io_ticks\": {}, \"l0_exits_per_io\": {}, \"hlt_ticks\": {}, \
                  \"l0_exits_per_l0_handled_exit\": {}, \"workload_ticks\": {}, \"workload_l0_exits\": {}, \
-                 \"l0_exits_by_reason\": {{ {} }} }}{}\n",
+                 \"l0_exits_by_reason\": {{ {} }} }}{}",
                 l.label,
                 f(l.ticks("cpuid")),
                 f(l.l0_per_round("cpuid")),

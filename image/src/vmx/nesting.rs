@@ -523,7 +523,8 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 Ok(Resolution::L1Unmapped(gpa) | Resolution::L0Denied(gpa)) => {
                     // EPT12 maps L2 to L1-physical memory L1 does not have: nothing is mapped
                     // and L1 gets the EPT violation for its guest.
-                    static OUTSIDE: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(8);
+                    static OUTSIDE: crate::ratelimit::RateLimit =
+                        crate::ratelimit::RateLimit::new(8);
                     if OUTSIDE.allow() {
                         log::warn!(
                             "EPT12 maps L2 guest-physical {:#x} to L1-physical {:#x}, outside \
