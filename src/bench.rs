@@ -182,89 +182,6 @@ pub fn single(json_out: Option<&Path>) -> Result<i32, String> {
     Ok(status::SUCCESS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(text: &str) -> Vec<String> {
-        text.lines().map(str::to_string).collect()
-    }
-
-    #[test]
-    fn parses_workload_lines_with_and_without_exits() {
-        let parts = parse_workload(&lines(
-            "L1| [L1 cpu0 INFO ] workload: cpuid rounds=1000 ticks=457010 per-round=457 exits=1000 result=0x55f0\n\
-             [L0 cpu0 INFO ] workload: compute rounds=2000000 ticks=20000009 per-round=10 result=0x6ff1\n\
-             workload: total ticks=5\n\
-             unrelated line",
-        ));
-        assert_eq!(parts.len(), 2, "{parts:?}");
-        let cpuid = &parts["cpuid"];
-        assert_eq!((cpuid.rounds, cpuid.ticks, cpuid.exits), (1000, 457010, Some(1000)));
-        assert_eq!(cpuid.exits_per_round(), Some(1.0));
-        assert_eq!(parts["compute"].exits, None);
-        assert_eq!(parts["compute"].result, "0x6ff1");
-    }
-
-    #[test]
-    fn parses_l0_exit_statistics_only_from_l0() {
-        let exits = parse_l0_exits(&lines(
-            "[L0 cpu0 INFO ] exits: total=120 (guest console: 9 bytes)\n\
-             [L0 cpu0 INFO ] exits: Cpuid=100\n\
-             [L0 cpu0 INFO ] exits: Vmresume=20\n\
-             [L0 cpu0 INFO ] exits: nested: L2 caused 3 exits\n\
-             L1| [L1 cpu0 INFO ] exits: Cpuid=7",
-        ));
-        assert_eq!(exits.len(), 2, "{exits:?}");
-        assert_eq!(exits["Cpuid"], 100);
-        assert_eq!(exits["Vmresume"], 20);
-    }
-
-    #[test]
-    fn nested_report_counts_l0_exits_per_round_trip() {
-        let level = |label: &str, text: &str| Level {
-            label: label.to_string(),
-            parts: parse_workload(&lines(text)),
-            l0_exits: BTreeMap::from([("Cpuid".to_string(), 5u64)]),
-        };
-        let d1 = level(
-            "depth 1",
-            "workload: cpuid rounds=100 ticks=50000 exits=100 l0-exits=100 result=0x1",
-        );
-        let d2 = level(
-            "depth 2",
-            "workload: cpuid rounds=100 ticks=900000 exits=100 l0-exits=200 result=0x1",
-        );
-        let t = nested_report(&[d1, d2]);
-        assert!(t.contains("| CPUID round trip (ticks) | 500 | 9000 |"), "{t}");
-        assert!(
-            t.contains("| L0 exits per CPUID (reflected from depth 2; minimum 2) | 1.00 | 2.00 |"),
-            "{t}"
-        );
-        assert!(t.contains("| Cpuid | 5 | 5 |"), "{t}");
-        let svg = nested_svg(&[level("a", "")]);
-        assert!(svg.starts_with("<svg") && svg.contains("Cpuid"), "{svg}");
-    }
-
-    #[test]
-    fn report_compares_depths() {
-        let bare = parse_workload(&lines(
-            "workload: cpuid rounds=1000 ticks=9000 result=0x1\nworkload: compute rounds=10 ticks=100 result=0x7",
-        ));
-        let d1 = parse_workload(&lines(
-            "workload: cpuid rounds=1000 ticks=457000 exits=1000 result=0x1\nworkload: compute rounds=10 ticks=110 result=0x7",
-        ));
-        let (table, json) = single_report(&bare, &d1);
-        assert!(table.contains("| CPUID | 9.0 | 457.0 | 1.00 |"), "{table}");
-        assert!(table.contains("| compute x10 | 100 | 110 | +10.0% |"), "{table}");
-        assert!(table.contains("results identical at both depths: yes"), "{table}");
-        assert!(json.contains("\"depth1_exits\": 1.0000"), "{json}");
-        assert!(
-            json.contains("\"sum\": { \"bare_ticks\": 9100, \"depth1_ticks\": 457110 }"),
-            "{json}"
-        );
-    }
-}
 
 /// L0's exit counts by reason from a run's final statistics (`[L0 ...] exits: Name=N`).
 pub fn parse_l0_exits(lines: &[String]) -> BTreeMap<String, u64> {
@@ -521,4 +438,88 @@ pub fn nested(
         eprintln!("bench nested: JSON written to {}", path.display());
     }
     Ok(status::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn parses_workload_lines_with_and_without_exits() {
+        let parts = parse_workload(&lines(
+            "L1| [L1 cpu0 INFO ] workload: cpuid rounds=1000 ticks=457010 per-round=457 exits=1000 result=0x55f0\n\
+             [L0 cpu0 INFO ] workload: compute rounds=2000000 ticks=20000009 per-round=10 result=0x6ff1\n\
+             workload: total ticks=5\n\
+             unrelated line",
+        ));
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        let cpuid = &parts["cpuid"];
+        assert_eq!((cpuid.rounds, cpuid.ticks, cpuid.exits), (1000, 457010, Some(1000)));
+        assert_eq!(cpuid.exits_per_round(), Some(1.0));
+        assert_eq!(parts["compute"].exits, None);
+        assert_eq!(parts["compute"].result, "0x6ff1");
+    }
+
+    #[test]
+    fn parses_l0_exit_statistics_only_from_l0() {
+        let exits = parse_l0_exits(&lines(
+            "[L0 cpu0 INFO ] exits: total=120 (guest console: 9 bytes)\n\
+             [L0 cpu0 INFO ] exits: Cpuid=100\n\
+             [L0 cpu0 INFO ] exits: Vmresume=20\n\
+             [L0 cpu0 INFO ] exits: nested: L2 caused 3 exits\n\
+             L1| [L1 cpu0 INFO ] exits: Cpuid=7",
+        ));
+        assert_eq!(exits.len(), 2, "{exits:?}");
+        assert_eq!(exits["Cpuid"], 100);
+        assert_eq!(exits["Vmresume"], 20);
+    }
+
+    #[test]
+    fn nested_report_counts_l0_exits_per_round_trip() {
+        let level = |label: &str, text: &str| Level {
+            label: label.to_string(),
+            parts: parse_workload(&lines(text)),
+            l0_exits: BTreeMap::from([("Cpuid".to_string(), 5u64)]),
+        };
+        let d1 = level(
+            "depth 1",
+            "workload: cpuid rounds=100 ticks=50000 exits=100 l0-exits=100 result=0x1",
+        );
+        let d2 = level(
+            "depth 2",
+            "workload: cpuid rounds=100 ticks=900000 exits=100 l0-exits=200 result=0x1",
+        );
+        let t = nested_report(&[d1, d2]);
+        assert!(t.contains("| CPUID round trip (ticks) | 500 | 9000 |"), "{t}");
+        assert!(
+            t.contains("| L0 exits per CPUID (reflected from depth 2; minimum 2) | 1.00 | 2.00 |"),
+            "{t}"
+        );
+        assert!(t.contains("| Cpuid | 5 | 5 |"), "{t}");
+        let svg = nested_svg(&[level("a", "")]);
+        assert!(svg.starts_with("<svg") && svg.contains("Cpuid"), "{svg}");
+    }
+
+    #[test]
+    fn report_compares_depths() {
+        let bare = parse_workload(&lines(
+            "workload: cpuid rounds=1000 ticks=9000 result=0x1\nworkload: compute rounds=10 ticks=100 result=0x7",
+        ));
+        let d1 = parse_workload(&lines(
+            "workload: cpuid rounds=1000 ticks=457000 exits=1000 result=0x1\nworkload: compute rounds=10 ticks=110 result=0x7",
+        ));
+        let (table, json) = single_report(&bare, &d1);
+        assert!(table.contains("| CPUID | 9.0 | 457.0 | 1.00 |"), "{table}");
+        assert!(table.contains("| compute x10 | 100 | 110 | +10.0% |"), "{table}");
+        assert!(table.contains("results identical at both depths: yes"), "{table}");
+        assert!(json.contains("\"depth1_exits\": 1.0000"), "{json}");
+        assert!(
+            json.contains("\"sum\": { \"bare_ticks\": 9100, \"depth1_ticks\": 457110 }"),
+            "{json}"
+        );
+    }
 }
