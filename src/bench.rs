@@ -182,7 +182,6 @@ pub fn single(json_out: Option<&Path>) -> Result<i32, String> {
     Ok(status::SUCCESS)
 }
 
-
 /// L0's exit counts by reason from a run's final statistics (`[L0 ...] exits: Name=N`).
 pub fn parse_l0_exits(lines: &[String]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
