@@ -268,18 +268,40 @@ const PTE_LARGE: u64 = 1 << 7;
 const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 impl L1View<'_> {
-    /// L1's linear address to L1-physical: identity with paging off, else a 4-level walk
-    /// of L1's page tables (the only paging mode a 64-bit L1 uses). A missing translation
-    /// is reported as #GP(0) (L0 does not synthesize #PF for emulated operands yet).
+    /// L1's linear address to L1-physical (SDM Vol. 3A ch. 4): identity with paging off, a
+    /// 4-level walk in IA-32e mode or with CR4.PAE, else 32-bit paging (4 MiB pages with
+    /// CR4.PSE). A missing translation is reported as #GP(0) (L0 does not synthesize #PF
+    /// for emulated operands yet).
     fn translate(&self, linear: u64) -> Result<u64, Exception> {
-        if self.v.read(F::Cr0ReadShadow) & (1 << 31) == 0 {
+        let cr0 = self.v.read(F::Cr0ReadShadow);
+        if cr0 & (1 << 31) == 0 {
             return Ok(linear & 0xffff_ffff);
+        }
+        let cr4 = (self.v.read(F::GuestCr4) & !self.v.read(F::Cr4GuestHostMask))
+            | (self.v.read(F::Cr4ReadShadow) & self.v.read(F::Cr4GuestHostMask));
+        let read =
+            |gpa: u64| L1Memory::read_u64(&*self.mem, L1Gpa(gpa)).map_err(|_| Exception::GP0);
+        if cr4 & (1 << 5) == 0 {
+            // 32-bit paging: page directory, then a page table or a 4 MiB page.
+            let linear = linear & 0xffff_ffff;
+            let pde =
+                read((self.v.read(F::GuestCr3) & 0xffff_f000) + (linear >> 22) * 4)? & 0xffff_ffff;
+            if pde & PTE_PRESENT == 0 {
+                return Err(Exception::GP0);
+            }
+            if pde & PTE_LARGE != 0 && cr4 & (1 << 4) != 0 {
+                return Ok((pde & 0xffc0_0000) | (linear & 0x3f_ffff));
+            }
+            let pte = read((pde & 0xffff_f000) + ((linear >> 12) & 0x3ff) * 4)? & 0xffff_ffff;
+            if pte & PTE_PRESENT == 0 {
+                return Err(Exception::GP0);
+            }
+            return Ok((pte & 0xffff_f000) | (linear & 0xfff));
         }
         let mut table = self.v.read(F::GuestCr3) & PTE_ADDR;
         for level in (0..4).rev() {
             let index = (linear >> (12 + 9 * level)) & 511;
-            let entry = L1Memory::read_u64(&*self.mem, L1Gpa(table + index * 8))
-                .map_err(|_| Exception::GP0)?;
+            let entry = read(table + index * 8)?;
             if entry & PTE_PRESENT == 0 {
                 return Err(Exception::GP0);
             }
