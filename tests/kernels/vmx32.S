@@ -344,10 +344,10 @@ gdt_pointer:
     .short gdt_end - gdt - 1
     .long gdt
     .align 8
-vmxon_pointer:
-    .quad vmxon_region
+vmxon_pointer:                          /* 64-bit physical addresses */
+    .long vmxon_region, 0
 vmcs_pointer:
-    .quad vmcs_region
+    .long vmcs_region, 0
 msr_base:    .long 0
 exit_reason: .long 0
 exit_count:  .long 0
