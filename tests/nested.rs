@@ -156,3 +156,24 @@ fn l1_triple_fault_stops_l1_and_l0_lives() {
         ],
     );
 }
+
+#[test]
+fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
+    let kernel = common::build_test_kernel("vmx32");
+    let kernel = kernel.to_str().expect("utf-8 path");
+    turtles(&["run", "l0-l1-leaf", "--guest-image", kernel]).expect(
+        0,
+        &[
+            "L1| vmx32: a plain VMX hypervisor kernel, not turtles",
+            "L1| vmx32: VMXON ok",
+            "L1| vmx32: VMLAUNCH",
+            // Its guest's CPUID, OUT and HLT, each reflected to it by L0.
+            "L1| vmx32: L2 exit reason=0x0000000a",
+            "L1| vmx32: L2 exit reason=0x0000001e",
+            "L1| vmx32: L2 exit reason=0x0000000c",
+            "L1| vmx32: L2 halted: done, exits=0x00000003",
+            "exits: Vmlaunch=1",
+            "exits: nested: L2 caused 3 exits, 3 reflected to L1",
+        ],
+    );
+}
