@@ -2,6 +2,7 @@
 //! streams the serial console and maps the image's exit marker to its own exit status.
 
 pub mod bench;
+pub mod bench_net;
 pub mod devices;
 pub mod images;
 pub mod iso;

@@ -59,6 +59,9 @@ enum BenchCmd {
         #[arg(long)]
         depth3: bool,
     },
+    /// UDP round trips per second and bulk throughput through the management endpoint
+    /// (`net-qemu` under QEMU, virtio-net).
+    Net,
 }
 
 #[derive(clap::Args)]
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Some(Cmd::Bench { which: BenchCmd::Nested { json, svg, depth3 } }) => {
             turtles::bench::nested(json.as_deref(), svg.as_deref(), depth3)
         }
+        Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),
     };
     match result {

@@ -115,6 +115,7 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         work,
         quiet: options.quiet,
     })?;
+    crate::devices::after_run(config);
     eprintln!("turtles: `{}` ended with status {}", config.name, describe(outcome.exit_code));
     Ok(outcome)
 }

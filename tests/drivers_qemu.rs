@@ -118,3 +118,18 @@ fn qemu_endpoint_answers_on_a_dhcp_address() {
         assert!(out.contains(needle), "`{needle}` missing:\n{out}");
     }
 }
+
+#[test]
+fn qemu_legacy_virtio_blk_loads_the_guest_image_and_takes_the_report() {
+    common::turtles(&["run", "legacy-qemu", "--emulator", "qemu", "--timeout", "120"]).expect(
+        0,
+        &[
+            "pci: 00:03.0 1af4:1001 class 01.00",
+            "no modern interface",
+            "trying legacy",
+            "disk: guest image `leaf` loaded: ",
+            "disk: report written",
+            "turtles: disk report: {\"type\":\"exit_status\",\"code\":0}",
+        ],
+    );
+}

@@ -28,6 +28,7 @@ pub fn exit(status: Status) -> ! {
 
 /// [`exit`] with a raw status: a level passes on its guest's status this way.
 pub fn exit_with(code: u8) -> ! {
+    crate::drivers::at_exit(code);
     let mut out = crate::console::emergency();
     let _ = core::fmt::Write::write_fmt(&mut out, format_args!("turtles: exit status={code}\n"));
     crate::console::flush();

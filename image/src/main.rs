@@ -107,21 +107,30 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
 
 /// Boots the config's guest from the boot module named after it and ends the run with the
 /// guest's status (or [`Status::GuestStopped`] if L0 had to stop it).
-fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
-    let Some(module) =
-        boot.modules().find(|m| m.cmdline.as_str().split_whitespace().next() == Some(name))
-    else {
-        log::error!("guest: no boot module named `{name}` (the runner passes it as a module2)");
-        exit::exit(Status::Failure);
+fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &'static str) -> ! {
+    let module =
+        boot.modules().find(|m| m.cmdline.as_str().split_whitespace().next() == Some(name));
+    // The config's disk, if it has one with the guest on it, comes first.
+    let image = match (drivers::disk_guest(name), module) {
+        (Some(image), _) => {
+            log::info!("guest: `{name}` loaded from disk ({} KiB)", image.len() / 1024);
+            image
+        }
+        // SAFETY: the module's bytes were placed there by the boot loader and are excluded
+        // from the frame allocator, so nothing else uses them.
+        (None, Some(m)) => unsafe {
+            core::slice::from_raw_parts(m.start as *const u8, (m.end - m.start) as usize)
+        },
+        (None, None) => {
+            log::error!("guest: no boot module or disk image named `{name}`");
+            exit::exit(Status::Failure);
+        }
     };
-    // SAFETY: the module's bytes were placed there by the boot loader and are excluded from
-    // the frame allocator, so nothing else uses them.
-    let image = unsafe {
-        core::slice::from_raw_parts(module.start as *const u8, (module.end - module.start) as usize)
-    };
+    let module_start = module.map_or(u64::MAX, |m| m.start);
+    let module_cmdline = module.map_or(name, |m| m.cmdline.as_str());
     let mut protocol = None;
     let mut args = alloc::string::String::new();
-    for word in module.cmdline.as_str().split_whitespace().skip(1) {
+    for word in module_cmdline.split_whitespace().skip(1) {
         match word.strip_prefix("turtles.boot=") {
             Some("multiboot1") => protocol = Some(guest::boot::Protocol::Multiboot1),
             Some("multiboot2") => protocol = Some(guest::boot::Protocol::Multiboot2),
@@ -138,7 +147,7 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
     // Further modules (the guest's own guests) are handed on to the guest.
     let modules: alloc::vec::Vec<(&[u8], &str)> = boot
         .modules()
-        .filter(|m| m.start != module.start)
+        .filter(|m| m.start != module_start)
         .map(|m| {
             // SAFETY: as for the guest image above.
             let bytes = unsafe {
@@ -148,6 +157,7 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &str) -> ! {
         })
         .collect();
     let spec = vmx::run::GuestSpec {
+        name,
         image,
         cmdline: &args,
         modules: &modules,

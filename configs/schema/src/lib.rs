@@ -123,7 +123,91 @@ pub struct Config {
     pub expose_vmx: bool,
     /// Devices this level uses.
     pub devices: Vec<Device>,
+    /// The network set-up of the image's own NIC (needs `virtio-net` or `e1000` in `devices`).
+    #[serde(default)]
+    pub net: Option<Net>,
+    /// What the image's own disk holds (needs `virtio-blk` or `ata` in `devices`).
+    #[serde(default)]
+    pub disk: Option<Disk>,
     pub machine: Machine,
+}
+
+/// Which virtio PCI interface the runner gives a virtio-blk disk (the image finds out itself).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum VirtioInterface {
+    /// virtio 1.x (`disable-legacy=on`).
+    #[default]
+    Modern,
+    /// virtio 0.9.5 (`disable-modern=on`).
+    Legacy,
+}
+
+/// `[net]`: the address of the image's NIC and its management endpoint.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Net {
+    /// `"dhcp"` or a static IPv4 address with prefix, e.g. `"10.0.2.15/24"`.
+    #[serde(default = "default_net_address")]
+    pub address: String,
+    /// IPv4 default gateway for a static address.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// UDP port of the management endpoint inside the image.
+    #[serde(default = "default_net_port")]
+    pub port: u16,
+    /// Loopback port the emulator forwards to `port` (default: the same number).
+    #[serde(default)]
+    pub host_port: Option<u16>,
+    /// How long the image answers queries before it goes on booting (0: until `quit`).
+    #[serde(default = "default_serve_seconds")]
+    pub serve_seconds: u32,
+}
+
+fn default_net_address() -> String {
+    "10.0.2.15/24".to_string()
+}
+
+fn default_net_port() -> u16 {
+    5555
+}
+
+fn default_serve_seconds() -> u32 {
+    60
+}
+
+impl Net {
+    /// The static address as (octets, prefix length), or `None` for DHCP.
+    pub fn static_address(&self) -> Option<([u8; 4], u8)> {
+        let (ip, prefix) = self.address.split_once('/')?;
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| (1..=32).contains(p))?;
+        Some((ip.octets(), prefix))
+    }
+
+    /// The loopback port the runner forwards.
+    pub fn host_port(&self) -> u16 {
+        self.host_port.unwrap_or(self.port)
+    }
+}
+
+/// `[disk]`: the image's disk, made by the runner.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Config whose image the runner writes to the disk's guest partition.
+    #[serde(default)]
+    pub guest: Option<String>,
+    /// Whether the image writes its exit-statistics report to the disk's report partition.
+    #[serde(default)]
+    pub report: bool,
+    /// Disk size in KiB; 0 (the default) makes it just big enough. A smaller disk than the
+    /// guest image is written truncated (a bad-input test).
+    #[serde(default)]
+    pub size_kib: u32,
+    /// PCI interface of a `virtio-blk` disk.
+    #[serde(default)]
+    pub virtio: VirtioInterface,
 }
 
 /// A config file that cannot be used, with the file and (where known) the key.
@@ -218,6 +302,56 @@ impl Config {
         if !self.devices.contains(&Device::Com1) {
             return Err(err("devices", "must include \"com1\" (the console)".to_string()));
         }
+        self.check_drivers(&err)
+    }
+
+    fn check_drivers(&self, err: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        let nics = self.devices.iter().filter(|d| matches!(d, Device::VirtioNet | Device::E1000));
+        let disks = self.devices.iter().filter(|d| matches!(d, Device::VirtioBlk | Device::Ata));
+        let (nics, disks) = (nics.count(), disks.count());
+        if nics > 1 || disks > 1 {
+            return Err(err(
+                "devices",
+                "names more than one NIC or disk; allowed: at most one of \"virtio-net\", \
+                 \"e1000\" and one of \"virtio-blk\", \"ata\""
+                    .to_string(),
+            ));
+        }
+        if let Some(net) = &self.net {
+            if nics == 0 {
+                return Err(err(
+                    "net",
+                    "needs a NIC in `devices`; allowed: \"virtio-net\" or \"e1000\"".to_string(),
+                ));
+            }
+            if net.address != "dhcp" && net.static_address().is_none() {
+                return Err(err(
+                    "net.address",
+                    format!(
+                        "is {:?}; allowed: \"dhcp\" or an IPv4 address with prefix such as \
+                         \"10.0.2.15/24\"",
+                        net.address
+                    ),
+                ));
+            }
+            if let Some(gw) = &net.gateway
+                && gw.parse::<std::net::Ipv4Addr>().is_err()
+            {
+                return Err(err(
+                    "net.gateway",
+                    format!("is {gw:?}; allowed: an IPv4 address such as \"10.0.2.2\""),
+                ));
+            }
+            if net.port == 0 || net.host_port == Some(0) {
+                return Err(err("net.port", "is 0; allowed: 1 to 65535".to_string()));
+            }
+        }
+        if self.disk.is_some() && disks == 0 {
+            return Err(err(
+                "disk",
+                "needs a disk in `devices`; allowed: \"virtio-blk\" or \"ata\"".to_string(),
+            ));
+        }
         Ok(())
     }
 
@@ -241,6 +375,21 @@ impl Config {
             ("EXPOSE_VMX", "bool", self.expose_vmx.to_string()),
             ("DEVICES", "&[&str]", format!("&{devices:?}")),
         ];
+        let net = self.net.as_ref();
+        let address = net.and_then(Net::static_address);
+        let gateway = net.and_then(|n| n.gateway.as_deref()?.parse::<std::net::Ipv4Addr>().ok());
+        let disk = self.disk.as_ref();
+        let driver_items = [
+            ("NET", "bool", net.is_some().to_string()),
+            ("NET_ADDRESS", "Option<([u8; 4], u8)>", format!("{address:?}")),
+            ("NET_GATEWAY", "Option<[u8; 4]>", format!("{:?}", gateway.map(|g| g.octets()))),
+            ("NET_PORT", "u16", net.map_or(0, |n| n.port).to_string()),
+            ("NET_SERVE_SECONDS", "u32", net.map_or(0, |n| n.serve_seconds).to_string()),
+            ("DISK", "bool", disk.is_some().to_string()),
+            ("DISK_GUEST", "Option<&str>", format!("{:?}", disk.and_then(|d| d.guest.as_deref()))),
+            ("DISK_REPORT", "bool", disk.is_some_and(|d| d.report).to_string()),
+        ];
+        let items = items.into_iter().chain(driver_items);
         for (name, ty, value) in items {
             let _ = writeln!(out, "#[allow(dead_code)]\npub const {name}: {ty} = {value};");
         }
@@ -296,6 +445,18 @@ impl ConfigSet {
 
     fn check_guests(&self, dir: &Path) -> Result<(), ConfigError> {
         for config in self.configs.values() {
+            if let Some(guest) = config.disk.as_ref().and_then(|d| d.guest.as_ref())
+                && !self.configs.contains_key(guest)
+            {
+                return Err(ConfigError {
+                    file: dir.join(format!("{}.toml", config.name)),
+                    key: Some("disk.guest".into()),
+                    message: format!(
+                        "names `{guest}`, but there is no configs/{guest}.toml; allowed: {}",
+                        self.names().join(", ")
+                    ),
+                });
+            }
             let mut seen = vec![config.name.as_str()];
             let mut at = config;
             while let Some(guest) = &at.guest {
@@ -408,6 +569,51 @@ memory_mib = 256
         assert_eq!(e.key.as_deref(), Some("devices"));
         let e = parse(&GOOD.replace("heap_mib = 8", "heap_mib = 8\nexpose_vmx = true"));
         assert_eq!(e.unwrap_err().key.as_deref(), Some("expose_vmx"));
+    }
+
+    #[test]
+    fn net_and_disk_keys_are_checked_and_generated() {
+        let nic = GOOD.replace("[\"com1\"]", "[\"com1\", \"virtio-net\", \"virtio-blk\"]");
+        let with = |extra: &str| nic.replace("[machine]", &format!("{extra}\n[machine]"));
+        let c = parse(&with("[net]\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\nport = 7\n[disk]\nreport = true"))
+            .unwrap();
+        let rust = c.to_rust();
+        assert!(
+            rust.contains("NET_ADDRESS: Option<([u8; 4], u8)> = Some(([10, 0, 2, 15], 24));"),
+            "{rust}"
+        );
+        assert!(rust.contains("NET_GATEWAY: Option<[u8; 4]> = Some([10, 0, 2, 2]);"), "{rust}");
+        assert!(
+            rust.contains("NET_PORT: u16 = 7;") && rust.contains("DISK_REPORT: bool = true;"),
+            "{rust}"
+        );
+        let dhcp = parse(&with("[net]\naddress = \"dhcp\"")).unwrap().to_rust();
+        assert!(dhcp.contains("NET_ADDRESS: Option<([u8; 4], u8)> = None;"), "{dhcp}");
+        assert!(
+            GOOD.parse::<String>().is_ok()
+                && parse(GOOD).unwrap().to_rust().contains("NET: bool = false;")
+        );
+
+        let e = parse(&with("[net]\naddress = \"10.0.2.300/24\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("net.address"));
+        assert!(
+            e.to_string().contains("dhcp") && e.to_string().starts_with("configs/t.toml"),
+            "{e}"
+        );
+        let e = parse(&with("[net]\ngateway = \"x\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("net.gateway"));
+        let e = parse(&GOOD.replace("[machine]", "[net]\n[machine]")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("net"));
+        assert!(e.to_string().contains("e1000"), "{e}");
+        let e = parse(&GOOD.replace("[machine]", "[disk]\n[machine]")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("disk"));
+        assert!(e.to_string().contains("ata"), "{e}");
+        let e = parse(&with("[disk]\nvirtio = \"ancient\"")).unwrap_err().to_string();
+        assert!(e.contains("ancient") && e.contains("legacy") && e.contains("modern"), "{e}");
+        let legacy = parse(&with("[disk]\nvirtio = \"legacy\"")).unwrap();
+        assert_eq!(legacy.disk.unwrap().virtio, VirtioInterface::Legacy);
+        let e = parse(&with("[disk]\nspeed = 1")).unwrap_err().to_string();
+        assert!(e.contains("speed") && e.contains("size_kib"), "{e}");
     }
 
     #[test]

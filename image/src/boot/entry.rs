@@ -146,18 +146,20 @@ boot_gdt_pointer:
     .short boot_gdt_pointer - boot_gdt - 1
     .quad boot_gdt
 
+    /* The stack comes first so that an overflow runs into other .bss, never into the page
+       tables above it. */
     .section .bss.boot, "aw", @nobits
     .balign 4096
+    .global boot_stack_bottom
+boot_stack_bottom:
+    .skip 262144
+boot_stack_top:
 boot_pml4:
     .skip 4096
 boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4096 * 4
-    .global boot_stack_bottom
-boot_stack_bottom:
-    .skip 65536
-boot_stack_top:
 "#,
     pvh_magic = const PVH_ENTRY_MAGIC,
     kstart = sym crate::kstart,

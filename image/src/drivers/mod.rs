@@ -1,7 +1,58 @@
-//! The image's own device drivers: PCI, network (virtio-net, e1000 via `net/`) and storage
-//! (virtio-blk, ATA via `storage/`). Started after memory is set up.
+//! The image's own device drivers: PCI ([`pci`]), network (virtio-net, e1000 via `net/`) and
+//! storage (virtio-blk, ATA via `storage/`). Started after memory is set up; a config that
+//! names no NIC or disk does nothing here.
+
+mod disk;
+mod e1000;
+mod hal;
+mod net;
+mod pci;
+pub mod status;
+mod time;
+mod virtio_legacy;
 
 use crate::boot::BootInfo;
+use crate::config;
 
 /// Finds and starts the devices the config names.
-pub fn init(_boot: &BootInfo) {}
+pub fn init(_boot: &BootInfo) {
+    if !config::NET && !config::DISK {
+        return;
+    }
+    let hz = time::init();
+    log::info!("drivers: TSC {} MHz", hz / 1_000_000);
+    let mut root = pci::root();
+    let functions = pci::enumerate(&root);
+    log::info!("pci: {} functions", functions.len());
+    if config::DISK {
+        disk::init(&mut root, &functions);
+    }
+    if config::NET {
+        net::serve(&mut root, &functions);
+    }
+}
+
+/// Called on the way out with the image's exit status: writes the disk report if the config
+/// asks for one (at guest exit, this holds the guest's exit statistics).
+pub fn at_exit(code: u8) {
+    // Once only: a fault while writing the report comes back through the exit path.
+    static ONCE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if config::DISK && !ONCE.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        disk::write_report(code);
+    }
+}
+
+/// One non-blocking turn of the management endpoint, for a run loop that wants to keep
+/// answering queries while its guest runs (e.g. on preemption-timer exits).
+#[allow(dead_code)] // for the VMX run loop
+pub fn poll_network() {
+    if config::NET {
+        net::poll();
+    }
+}
+
+/// The guest image `name` if the config loads it from the disk rather than a boot module.
+#[allow(dead_code)] // for the VMX guest loader
+pub fn disk_guest(name: &str) -> Option<&'static [u8]> {
+    disk::guest_image(name)
+}

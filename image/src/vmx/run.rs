@@ -13,11 +13,14 @@ use super::hw_vmcs::HwVmcs;
 use super::insn::{self, GuestRegs};
 use super::{VmxError, setup};
 use crate::devices::Devices;
+use crate::drivers::status::{self, GuestState};
 use crate::guest::boot::{self, Protocol};
 use crate::guest::memory::GuestMemory;
 
 /// Guest time (TSC ticks; Bochs: instructions) one preemption-timer slice lasts.
 const WATCHDOG_SLICE_TICKS: u64 = 200_000_000;
+/// Exits between two polls of the management endpoint while a guest runs.
+const POLL_EVERY_EXITS: u32 = 4096;
 /// Consecutive slices without any other exit after which the guest counts as hung.
 const WATCHDOG_SLICES: u32 = 3;
 
@@ -74,6 +77,8 @@ pub struct Guest {
 
 /// A guest to boot: its image, command line, modules and protocol preference.
 pub struct GuestSpec<'a> {
+    /// The guest's config name (for the status endpoint and the disk report).
+    pub name: &'static str,
     pub image: &'a [u8],
     pub cmdline: &'a str,
     pub modules: &'a [(&'a [u8], &'a str)],
@@ -145,9 +150,16 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         depth: spec.depth,
         memory_mib,
     };
+    status::set_guest(spec.name, GuestState::Running);
     let end = run_loop(&mut guest);
     guest.devices.com1.finish();
     report(&guest, end);
+    status::publish_exits(&guest.counters);
+    let state = match end {
+        GuestEnd::Exited(_) => GuestState::Exited,
+        GuestEnd::Failed(_) => GuestState::Stopped,
+    };
+    status::set_guest(spec.name, state);
     Ok(end)
 }
 
@@ -155,6 +167,7 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
     // SAFETY: vmcs01 is current from `setup::create` on and nothing else loads a VMCS.
     let mut v = unsafe { HwVmcs::current() };
     let mut launched01 = false;
+    let mut since_poll = 0u32;
     loop {
         let in_l2 = g.nested.as_ref().is_some_and(|n| n.in_l2);
         let launched = match &g.nested {
@@ -180,6 +193,14 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         let info = ExitInfo::read(&v);
         g.counters.record(info.reason);
         trace(&v, &info);
+        // Now and then: serve the management endpoint and publish the exit counts (both do
+        // nothing without a NIC in the config).
+        since_poll += 1;
+        if since_poll >= POLL_EVERY_EXITS || info.basic() == ExitReason::PreemptionTimer.number() {
+            since_poll = 0;
+            crate::drivers::poll_network();
+            status::publish_exits(&g.counters);
+        }
         let action = if in_l2 {
             super::nesting::l2_exit(g, &mut v, &info)
         } else if g.nested.is_some() && is_vmx_instruction(&info) {

@@ -1,0 +1,224 @@
+//! The image's disk: virtio-blk (found on PCI) or the ATA disk at ata0-slave (Bochs; the boot
+//! CD-ROM is ata0-master), behind `storage::BlockDevice`. Loads the guest image the config
+//! names from the disk's guest partition and writes the exit-statistics report at exit.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use hermit_sync::SpinMutex;
+use storage::BlockDevice;
+use storage::ata::{Ata, Ports};
+use storage::layout;
+use storage::virtio::VirtioBlock;
+use virtio_drivers::transport::DeviceType;
+use virtio_drivers::transport::pci::bus::PciRoot;
+use virtio_drivers::transport::pci::{PciTransport, virtio_device_type};
+use x86_64::instructions::port::Port;
+
+use super::hal::TurtlesHal;
+use super::pci::{self, PciFunction, PortCam};
+use super::status::{self, GuestState};
+use super::virtio_legacy::LegacyPciTransport;
+use crate::config;
+
+/// Primary ATA channel: command block and control ports.
+const ATA0_BASE: u16 = 0x1f0;
+const ATA0_CTRL: u16 = 0x3f6;
+
+/// The disk, once found. One CPU, interrupts off: the lock is never contended, but exit paths
+/// only `try_lock` it.
+static DISK: SpinMutex<Option<Box<dyn BlockDevice + Send>>> = SpinMutex::new(None);
+/// The guest image read from the disk: (name, bytes), kept for the life of the image.
+static GUEST: SpinMutex<Option<(&'static str, &'static [u8])>> = SpinMutex::new(None);
+
+/// Port I/O for the ATA driver.
+struct PortIo;
+
+impl Ports for PortIo {
+    fn inb(&mut self, port: u16) -> u8 {
+        // SAFETY: only the ATA channel's registers are passed here; reading them has no
+        // effect beyond the device's own protocol.
+        unsafe { Port::<u8>::new(port).read() }
+    }
+    fn outb(&mut self, port: u16, value: u8) {
+        // SAFETY: as above; the driver follows the ATA command protocol.
+        unsafe { Port::<u8>::new(port).write(value) }
+    }
+    fn inw(&mut self, port: u16) -> u16 {
+        // SAFETY: as above (the data register).
+        unsafe { Port::<u16>::new(port).read() }
+    }
+    fn outw(&mut self, port: u16, value: u16) {
+        // SAFETY: as above (the data register).
+        unsafe { Port::<u16>::new(port).write(value) }
+    }
+}
+
+/// Finds the configured disk, loads the guest image if the config names one. Errors are
+/// logged; the image goes on without the disk.
+pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
+    let Some(mut disk) = open(root, functions) else { return };
+    log::info!(
+        "disk: {} with {} sectors ({} KiB)",
+        disk.kind(),
+        disk.sectors(),
+        disk.sectors() / 2
+    );
+    match layout::partitions(disk.as_mut()) {
+        Ok(parts) => {
+            for p in &parts {
+                log::info!(
+                    "disk: partition {} type {:#04x} sectors {}+{}",
+                    p.number,
+                    p.kind,
+                    p.start,
+                    p.sectors
+                );
+            }
+        }
+        Err(e) => log::error!("disk: {e}"),
+    }
+    if let Some(want) = config::DISK_GUEST {
+        load_guest(disk.as_mut(), want);
+    }
+    *DISK.lock() = Some(disk);
+}
+
+fn open(
+    root: &mut PciRoot<PortCam>,
+    functions: &[PciFunction],
+) -> Option<Box<dyn BlockDevice + Send>> {
+    if config::DEVICES.contains(&"virtio-blk") {
+        let Some(f) =
+            functions.iter().find(|f| virtio_device_type(&f.info) == Some(DeviceType::Block))
+        else {
+            log::error!(
+                "disk: the config names virtio-blk but there is no virtio block device on PCI"
+            );
+            return None;
+        };
+        if !pci::describe(root, f) {
+            return None;
+        }
+        pci::enable(root, f.df);
+        match PciTransport::new::<TurtlesHal, _>(root, f.df) {
+            Ok(transport) => match VirtioBlock::<TurtlesHal, _>::new(transport) {
+                Ok(d) => Some(Box::new(d)),
+                Err(e) => {
+                    log::error!("disk: virtio-blk at {}: {e}", f.df);
+                    None
+                }
+            },
+            Err(modern) => {
+                log::info!(
+                    "disk: virtio-blk at {}: no modern interface ({modern}); trying legacy",
+                    f.df
+                );
+                legacy(root, f)
+            }
+        }
+    } else if config::DEVICES.contains(&"ata") {
+        match Ata::probe(PortIo, ATA0_BASE, ATA0_CTRL, true) {
+            Ok(d) => Some(Box::new(d)),
+            Err(e) => {
+                log::error!("disk: ATA disk at ata0-slave: {e}");
+                None
+            }
+        }
+    } else {
+        log::error!("disk: [disk] is configured but `devices` names no disk");
+        None
+    }
+}
+
+/// A legacy virtio-blk: `virtio-drivers` uses 16-entry queues, so the device must fix that
+/// size (QEMU: `queue-size=16`).
+fn legacy(root: &mut PciRoot<PortCam>, f: &PciFunction) -> Option<Box<dyn BlockDevice + Send>> {
+    let mut transport = match LegacyPciTransport::new(root, f.df, f.info.device_id) {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("disk: virtio-blk at {}: legacy interface: {e}", f.df);
+            return None;
+        }
+    };
+    let size = transport.queue_size(0);
+    if size != 16 {
+        log::error!("disk: legacy virtio-blk at {} has a {size}-entry queue; supported: 16", f.df);
+        return None;
+    }
+    match VirtioBlock::<TurtlesHal, _>::new(transport) {
+        Ok(d) => Some(Box::new(d)),
+        Err(e) => {
+            log::error!("disk: legacy virtio-blk at {}: {e}", f.df);
+            None
+        }
+    }
+}
+
+fn load_guest(disk: &mut dyn BlockDevice, want: &'static str) {
+    let (name, image) = match layout::read_guest(disk) {
+        Ok(found) => found,
+        Err(e) => {
+            log::error!("disk: cannot load guest image `{want}`: {e}");
+            return;
+        }
+    };
+    if name != want {
+        log::error!("disk: the guest partition holds `{name}`, not `{want}`");
+        return;
+    }
+    let Some(entry) = elf_entry(&image) else {
+        log::error!("disk: guest image `{name}` ({} bytes) is not an x86 ELF file", image.len());
+        return;
+    };
+    log::info!("disk: guest image `{name}` loaded: {} bytes, ELF entry {entry:#x}", image.len());
+    let image: &'static [u8] = Vec::leak(image);
+    *GUEST.lock() = Some((want, image));
+    status::set_guest(want, GuestState::Loaded);
+}
+
+/// The entry point of an ELF32 or ELF64 x86 image, if `image` is one.
+fn elf_entry(image: &[u8]) -> Option<u64> {
+    if image.get(..4)? != b"\x7fELF" {
+        return None;
+    }
+    match image.get(4)? {
+        1 => Some(u64::from(u32::from_le_bytes(image.get(24..28)?.try_into().ok()?))),
+        2 => Some(u64::from_le_bytes(image.get(24..32)?.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// The guest image named `name` if it was loaded from the disk (for the guest loader, in
+/// place of a boot module).
+#[allow(dead_code)] // for the VMX guest loader
+pub fn guest_image(name: &str) -> Option<&'static [u8]> {
+    match *GUEST.lock() {
+        Some((n, image)) if n == name => Some(image),
+        _ => None,
+    }
+}
+
+/// Writes the report (status and exit statistics as JSON lines, then the exit status) to the
+/// disk if the config asks for one. Never blocks: skipped if the disk is busy.
+pub fn write_report(code: u8) {
+    if !config::DISK_REPORT {
+        return;
+    }
+    let Some(mut guard) = DISK.try_lock() else { return };
+    let Some(disk) = guard.as_mut() else { return };
+    let mut lines = status::snapshot().lines();
+    let end = lines.pop();
+    lines.push(alloc::format!("{{\"type\":\"exit_status\",\"code\":{code}}}"));
+    lines.extend(end.map(|_| alloc::format!("{{\"type\":\"end\",\"lines\":{}}}", lines.len() + 1)));
+    let mut text = String::new();
+    for line in &lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    match layout::write_report(disk.as_mut(), text.as_bytes()) {
+        Ok(()) => log::info!("disk: report written ({} bytes)", text.len()),
+        Err(e) => log::error!("disk: cannot write the report: {e}"),
+    }
+}

@@ -1,0 +1,73 @@
+//! Glue for the Intel e1000 (8086:100e, what Bochs and QEMU emulate): BAR0 as memory-mapped
+//! registers, DMA memory from the frame allocator, then the endpoint as for virtio-net.
+
+use core::ptr::NonNull;
+
+use net::e1000::{DMA_BYTES, DmaRegion, E1000, Regs};
+use virtio_drivers::transport::pci::bus::{BarInfo, PciRoot};
+
+use super::pci::{self, PciFunction, PortCam};
+use crate::mm::frames;
+
+const INTEL: u16 = 0x8086;
+/// 82540EM, 82545EM and 82574L device IDs.
+const E1000_IDS: [u16; 3] = [0x100e, 0x100f, 0x10d3];
+/// Size of the register window the driver uses (BAR0 is 128 KiB).
+const REGS_SIZE: u64 = 0x2_0000;
+
+/// BAR0 registers, identity-mapped (below 4 GiB, in the uncached top GiB).
+struct MmioRegs {
+    base: usize,
+}
+
+impl Regs for MmioRegs {
+    fn read(&self, offset: u32) -> u32 {
+        // SAFETY: `base` is the device's BAR0, mapped and `REGS_SIZE` long (checked in
+        // `serve`); the driver passes only register offsets inside it, 4-aligned.
+        unsafe { ((self.base + offset as usize) as *const u32).read_volatile() }
+    }
+    fn write(&mut self, offset: u32, value: u32) {
+        // SAFETY: as in `read`.
+        unsafe { ((self.base + offset as usize) as *mut u32).write_volatile(value) }
+    }
+}
+
+/// Finds the e1000 and serves the endpoint on it.
+pub fn serve(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
+    let Some(f) = functions
+        .iter()
+        .find(|f| f.info.vendor_id == INTEL && E1000_IDS.contains(&f.info.device_id))
+    else {
+        log::error!("net: the config names e1000 but there is no Intel 8254x on PCI");
+        return;
+    };
+    if !pci::describe(root, f) {
+        return;
+    }
+    let base = match root.bar_info(f.df, 0) {
+        Ok(Some(BarInfo::Memory { address, size, .. })) if size >= REGS_SIZE && address != 0 => {
+            address
+        }
+        Ok(other) => {
+            log::error!("net: e1000 at {}: BAR0 is not a usable register window ({other:?})", f.df);
+            return;
+        }
+        Err(e) => {
+            log::error!("net: e1000 at {}: cannot read BAR0: {e}", f.df);
+            return;
+        }
+    };
+    pci::enable(root, f.df);
+    let Some(phys) = frames::alloc(DMA_BYTES as u64, 4096) else {
+        log::error!("net: e1000: no memory for {DMA_BYTES} bytes of rings and buffers");
+        return;
+    };
+    let Some(virt) = NonNull::new(phys as *mut u8) else { return };
+    // SAFETY: the frames were just allocated for the driver and are never freed; physical =
+    // virtual in the identity map.
+    let dma = unsafe { DmaRegion::new(phys, virt, DMA_BYTES) };
+    match E1000::new(MmioRegs { base: base as usize }, dma) {
+        Ok(nic) => super::net::run(nic),
+        Err(e) => log::error!("net: e1000 at {}: {e}", f.df),
+    }
+}
