@@ -23,10 +23,12 @@ pub fn qemu_args(config: &Config) -> Vec<String> {
     for device in &config.devices {
         match device {
             Device::VirtioNet | Device::E1000 => {
-                let model = if *device == Device::VirtioNet {
-                    "virtio-net-pci,disable-legacy=on"
-                } else {
-                    "e1000"
+                let legacy =
+                    config.net.as_ref().is_some_and(|n| n.virtio == VirtioInterface::Legacy);
+                let model = match (*device == Device::VirtioNet, legacy) {
+                    (true, false) => "virtio-net-pci,disable-legacy=on",
+                    (true, true) => "virtio-net-pci,disable-modern=on",
+                    (false, _) => "e1000",
                 };
                 push("-netdev", format!("user,id=net0{}", forward(config)));
                 push("-device", format!("{model},netdev=net0"));

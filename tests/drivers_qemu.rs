@@ -133,3 +133,27 @@ fn qemu_legacy_virtio_blk_loads_the_guest_image_and_takes_the_report() {
         ],
     );
 }
+
+#[test]
+fn qemu_endpoint_answers_over_legacy_virtio_net() {
+    let addr = "127.0.0.1:15559";
+    let mut run = Background::start(
+        &["run", "legacy-net-qemu", "--emulator", "qemu", "--timeout", "120"],
+        Some(addr),
+    );
+    let up =
+        run.wait_for("net: endpoint listening on udp 10.0.2.15:5555", Duration::from_secs(400));
+    assert!(up, "the endpoint never came up:\n{}", run.seen.join("\n"));
+    common::turtles(&["stats", addr])
+        .expect(0, &["{\"type\":\"status\",\"config\":\"legacy-net-qemu\",\"role\":\"leaf\""]);
+    assert_eq!(ask(addr, b"quit"), "{\"type\":\"bye\"}\n");
+    let (code, out) = run.finish(Duration::from_secs(120));
+    assert_eq!(code, 0, "{out}");
+    for needle in [
+        "pci: 00:02.0 1af4:1000 class 02.00", // the legacy (transitional) device ID
+        "net: virtio-net at 00:02.0 through the legacy interface",
+        "turtles: exit status=0",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing:\n{out}");
+    }
+}

@@ -12,28 +12,30 @@ use virtio_drivers::transport::Transport;
 
 use crate::nic::{Nic, NicError, POLL_BOUND};
 
-/// Receive and transmit queue size. (A legacy device fixes its own, 256 for QEMU's
-/// virtio-net: `VirtIONetRaw` with 256-entry queues is ~17 KiB built on the stack, more than
-/// the image's 64 KiB boot stack survives, so the legacy interface is used for disks only.)
+/// Receive and transmit queue size on the modern interface, where the driver chooses it. A
+/// legacy device fixes its own (256 for QEMU's virtio-net): use [`LEGACY_QUEUE_SIZE`] there.
 pub const QUEUE_SIZE: usize = 16;
+/// The queue size of QEMU's legacy virtio-net. `VirtIONetRaw` with it is ~17 KiB, built on the
+/// stack: the image's boot stack (256 KiB) has room.
+pub const LEGACY_QUEUE_SIZE: usize = 256;
 /// Bytes per buffer: a 1514-byte frame plus the virtio-net header, rounded up.
 const BUF_LEN: usize = 2048;
 
 /// A virtio-net device (modern PCI transport or any other `virtio-drivers` transport).
-pub struct VirtioNic<H: Hal, T: Transport> {
-    raw: VirtIONetRaw<H, T, QUEUE_SIZE>,
+pub struct VirtioNic<H: Hal, T: Transport, const Q: usize = QUEUE_SIZE> {
+    raw: VirtIONetRaw<H, T, Q>,
     /// Receive buffers by descriptor token; each lives as long as the queue holds it.
     rx: Vec<Option<Box<[u8]>>>,
     tx: Box<[u8]>,
     dead: bool,
 }
 
-impl<H: Hal, T: Transport> VirtioNic<H, T> {
+impl<H: Hal, T: Transport, const Q: usize> VirtioNic<H, T, Q> {
     /// Negotiates features, sets up both queues and posts every receive buffer.
     pub fn new(transport: T) -> Result<Self, NicError> {
-        let mut raw = VirtIONetRaw::<H, T, QUEUE_SIZE>::new(transport)?;
-        let mut rx: Vec<Option<Box<[u8]>>> = (0..QUEUE_SIZE).map(|_| None).collect();
-        for _ in 0..QUEUE_SIZE {
+        let mut raw = VirtIONetRaw::<H, T, Q>::new(transport)?;
+        let mut rx: Vec<Option<Box<[u8]>>> = (0..Q).map(|_| None).collect();
+        for _ in 0..Q {
             let mut buf = vec![0u8; BUF_LEN].into_boxed_slice();
             // SAFETY: the buffer is kept in `rx` and not touched until the device returns it.
             let token = unsafe { raw.receive_begin(&mut buf)? };
@@ -47,7 +49,7 @@ impl<H: Hal, T: Transport> VirtioNic<H, T> {
     }
 }
 
-impl<H: Hal, T: Transport> Nic for VirtioNic<H, T> {
+impl<H: Hal, T: Transport, const Q: usize> Nic for VirtioNic<H, T, Q> {
     fn mac(&self) -> [u8; 6] {
         self.raw.mac_address()
     }

@@ -162,6 +162,9 @@ pub struct Net {
     /// How long the image answers queries before it goes on booting (0: until `quit`).
     #[serde(default = "default_serve_seconds")]
     pub serve_seconds: u32,
+    /// PCI interface of a `virtio-net` NIC.
+    #[serde(default)]
+    pub virtio: VirtioInterface,
 }
 
 fn default_net_address() -> String {

@@ -11,10 +11,11 @@ use virtio_drivers::transport::pci::{PciTransport, virtio_device_type};
 
 use net::nic::Nic;
 use net::stack::{NetConfig, Stack};
-use net::virtio::VirtioNic;
+use net::virtio::{LEGACY_QUEUE_SIZE, VirtioNic};
 
 use super::hal::TurtlesHal;
 use super::pci::{self, PciFunction, PortCam};
+use super::virtio_legacy::LegacyPciTransport;
 use super::{status, time};
 use crate::config;
 
@@ -65,15 +66,37 @@ pub fn serve(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
                 Ok(nic) => run(nic),
                 Err(e) => log::error!("net: virtio-net at {}: {e}", f.df),
             },
-            Err(e) => log::error!(
-                "net: virtio-net at {}: {e} (only the modern interface is supported for NICs)",
-                f.df
-            ),
+            Err(_) => legacy(root, f),
         }
     } else if has("e1000") {
         super::e1000::serve(root, functions);
     } else {
         log::error!("net: [net] is configured but `devices` names no NIC");
+    }
+}
+
+/// A virtio-net device without the modern interface: the legacy (0.9.5) transport, whose
+/// queues the device fixes at [`LEGACY_QUEUE_SIZE`] entries.
+fn legacy(root: &mut PciRoot<PortCam>, f: &PciFunction) {
+    let mut transport = match LegacyPciTransport::new(root, f.df, f.info.device_id) {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("net: virtio-net at {}: neither modern nor legacy interface: {e}", f.df);
+            return;
+        }
+    };
+    let size = usize::from(transport.queue_size(0));
+    if size != LEGACY_QUEUE_SIZE {
+        log::error!(
+            "net: legacy virtio-net at {} has {size}-entry queues; supported: {LEGACY_QUEUE_SIZE}",
+            f.df
+        );
+        return;
+    }
+    log::info!("net: virtio-net at {} through the legacy interface", f.df);
+    match VirtioNic::<TurtlesHal, _, LEGACY_QUEUE_SIZE>::new(transport) {
+        Ok(nic) => run(nic),
+        Err(e) => log::error!("net: legacy virtio-net at {}: {e}", f.df),
     }
 }
 
