@@ -153,3 +153,20 @@ fn bad_guest_endless_loop_is_stopped_by_the_watchdog() {
         ],
     );
 }
+
+#[test]
+fn l0_boots_its_guest_from_disk_and_writes_the_exit_report() {
+    turtles(&["run", "l0-disk-bochs", "--timeout", "200"]).expect(
+        0,
+        &[
+            "disk: guest image `leaf` loaded",
+            "guest: `leaf` loaded from disk",
+            "guest: exited with status 0",
+            "disk: report written",
+            "turtles: disk report: {\"type\":\"guest\",\"name\":\"leaf\",\"state\":\"exited\"}",
+            "turtles: disk report: {\"type\":\"exit\",\"reason\":10,\"name\":\"Cpuid\",\"count\":",
+            "turtles: disk report: {\"type\":\"exit\",\"reason\":12,\"name\":\"Hlt\",\"count\":1000}",
+            "turtles: disk report: {\"type\":\"exit_status\",\"code\":0}",
+        ],
+    );
+}
