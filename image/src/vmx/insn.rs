@@ -209,6 +209,37 @@ pub struct GuestRegs {
     pub r15: u64,
 }
 
+impl GuestRegs {
+    /// The register `r`, or `None` for RSP, which lives in the VMCS (guest-state area).
+    pub fn get(&self, r: nested::guest::Gpr) -> Option<u64> {
+        let mut copy = *self;
+        copy.slot(r).map(|v| *v)
+    }
+
+    /// A mutable reference to register `r`, or `None` for RSP (in the VMCS).
+    pub fn slot(&mut self, r: nested::guest::Gpr) -> Option<&mut u64> {
+        use nested::guest::Gpr;
+        Some(match r {
+            Gpr::Rax => &mut self.rax,
+            Gpr::Rcx => &mut self.rcx,
+            Gpr::Rdx => &mut self.rdx,
+            Gpr::Rbx => &mut self.rbx,
+            Gpr::Rsp => return None,
+            Gpr::Rbp => &mut self.rbp,
+            Gpr::Rsi => &mut self.rsi,
+            Gpr::Rdi => &mut self.rdi,
+            Gpr::R8 => &mut self.r8,
+            Gpr::R9 => &mut self.r9,
+            Gpr::R10 => &mut self.r10,
+            Gpr::R11 => &mut self.r11,
+            Gpr::R12 => &mut self.r12,
+            Gpr::R13 => &mut self.r13,
+            Gpr::R14 => &mut self.r14,
+            Gpr::R15 => &mut self.r15,
+        })
+    }
+}
+
 // VM entry and exit. `turtles_vm_run(regs, launched)` saves L0's callee-saved registers and
 // the `regs` pointer on the stack, points HOST_RSP there (only if RSP differs from the last
 // value written to the current VMCS: under a turtles L0 each VMWRITE is an exit), loads the guest's registers and

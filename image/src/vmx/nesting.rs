@@ -197,46 +197,13 @@ struct L1View<'a> {
 
 impl L1Regs for L1View<'_> {
     fn gpr(&self, r: Gpr) -> u64 {
-        let g = &*self.regs;
-        match r {
-            Gpr::Rax => g.rax,
-            Gpr::Rcx => g.rcx,
-            Gpr::Rdx => g.rdx,
-            Gpr::Rbx => g.rbx,
-            Gpr::Rsp => self.v.read(F::GuestRsp),
-            Gpr::Rbp => g.rbp,
-            Gpr::Rsi => g.rsi,
-            Gpr::Rdi => g.rdi,
-            Gpr::R8 => g.r8,
-            Gpr::R9 => g.r9,
-            Gpr::R10 => g.r10,
-            Gpr::R11 => g.r11,
-            Gpr::R12 => g.r12,
-            Gpr::R13 => g.r13,
-            Gpr::R14 => g.r14,
-            Gpr::R15 => g.r15,
-        }
+        self.regs.get(r).unwrap_or_else(|| self.v.read(F::GuestRsp))
     }
 
     fn set_gpr(&mut self, r: Gpr, value: u64) {
-        let g = &mut *self.regs;
-        match r {
-            Gpr::Rax => g.rax = value,
-            Gpr::Rcx => g.rcx = value,
-            Gpr::Rdx => g.rdx = value,
-            Gpr::Rbx => g.rbx = value,
-            Gpr::Rsp => self.v.write(F::GuestRsp, value),
-            Gpr::Rbp => g.rbp = value,
-            Gpr::Rsi => g.rsi = value,
-            Gpr::Rdi => g.rdi = value,
-            Gpr::R8 => g.r8 = value,
-            Gpr::R9 => g.r9 = value,
-            Gpr::R10 => g.r10 = value,
-            Gpr::R11 => g.r11 = value,
-            Gpr::R12 => g.r12 = value,
-            Gpr::R13 => g.r13 = value,
-            Gpr::R14 => g.r14 = value,
-            Gpr::R15 => g.r15 = value,
+        match self.regs.slot(r) {
+            Some(slot) => *slot = value,
+            None => self.v.write(F::GuestRsp, value),
         }
     }
 }
@@ -586,29 +553,13 @@ fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     Action::Resume
 }
 
+/// L2's registers for exit routing (which reads RCX for MSR exits and the GPR of a CR
+/// access; RSP is never consulted there).
 struct RegsOnly<'a>(&'a GuestRegs);
 
 impl L1Regs for RegsOnly<'_> {
     fn gpr(&self, r: Gpr) -> u64 {
-        let g = self.0;
-        match r {
-            Gpr::Rax => g.rax,
-            Gpr::Rcx => g.rcx,
-            Gpr::Rdx => g.rdx,
-            Gpr::Rbx => g.rbx,
-            Gpr::Rsp => 0,
-            Gpr::Rbp => g.rbp,
-            Gpr::Rsi => g.rsi,
-            Gpr::Rdi => g.rdi,
-            Gpr::R8 => g.r8,
-            Gpr::R9 => g.r9,
-            Gpr::R10 => g.r10,
-            Gpr::R11 => g.r11,
-            Gpr::R12 => g.r12,
-            Gpr::R13 => g.r13,
-            Gpr::R14 => g.r14,
-            Gpr::R15 => g.r15,
-        }
+        self.0.get(r).unwrap_or(0)
     }
 
     fn set_gpr(&mut self, _: Gpr, _: u64) {}

@@ -269,23 +269,7 @@ fn vmx_self_test(ept: &Ept) {
 }
 
 fn is_vmx_instruction(info: &ExitInfo) -> bool {
-    matches!(
-        info.exit_reason(),
-        Some(
-            ExitReason::Vmcall
-                | ExitReason::Vmclear
-                | ExitReason::Vmlaunch
-                | ExitReason::Vmptrld
-                | ExitReason::Vmptrst
-                | ExitReason::Vmread
-                | ExitReason::Vmresume
-                | ExitReason::Vmwrite
-                | ExitReason::Vmxoff
-                | ExitReason::Vmxon
-                | ExitReason::Invept
-                | ExitReason::Invvpid
-        )
-    ) && !info.is_entry_failure()
+    !info.is_entry_failure() && info.exit_reason().is_some_and(exits::is_vmx_instruction)
 }
 
 /// Advances RIP past the exiting instruction and drops STI/MOV-SS blocking, as retiring the

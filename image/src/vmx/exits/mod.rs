@@ -10,6 +10,7 @@ mod msr;
 mod simple;
 
 use nested::exits::{ExitInfo, ExitReason};
+use nested::guest::Gpr;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
 use super::hw_vmcs::HwVmcs;
@@ -65,19 +66,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         ExitReason::PreemptionTimer => g.watchdog.expired(),
         ExitReason::TripleFault => fault::triple_fault(v, g),
         ExitReason::EptViolation | ExitReason::EptMisconfig => fault::ept(v, g, info),
-        ExitReason::Vmcall
-        | ExitReason::Vmclear
-        | ExitReason::Vmlaunch
-        | ExitReason::Vmptrld
-        | ExitReason::Vmptrst
-        | ExitReason::Vmread
-        | ExitReason::Vmresume
-        | ExitReason::Vmwrite
-        | ExitReason::Vmxoff
-        | ExitReason::Vmxon
-        | ExitReason::Invept
-        | ExitReason::Invvpid
-        | ExitReason::Vmfunc => simple::vmx_instruction(v, reason),
+        r if is_vmx_instruction(r) || r == ExitReason::Vmfunc => simple::vmx_instruction(v, r),
         ExitReason::Mwait | ExitReason::Monitor => Action::Inject(UD, None),
         ExitReason::Xsetbv => simple::xsetbv(g),
         ExitReason::InitSignal | ExitReason::StartupIpi => Action::Resume,
@@ -88,48 +77,35 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
 /// A guest general-purpose register by its encoding number (SDM Table 28-3: 0 RAX, 1 RCX,
 /// 2 RDX, 3 RBX, 4 RSP, 5 RBP, 6 RSI, 7 RDI, 8-15 R8-R15). RSP lives in the VMCS.
 pub fn gpr(g: &Guest, v: &HwVmcs, n: u64) -> u64 {
-    let r = &g.regs;
-    match n & 15 {
-        0 => r.rax,
-        1 => r.rcx,
-        2 => r.rdx,
-        3 => r.rbx,
-        4 => v.read(F::GuestRsp),
-        5 => r.rbp,
-        6 => r.rsi,
-        7 => r.rdi,
-        8 => r.r8,
-        9 => r.r9,
-        10 => r.r10,
-        11 => r.r11,
-        12 => r.r12,
-        13 => r.r13,
-        14 => r.r14,
-        _ => r.r15,
-    }
+    g.regs.get(Gpr::from_index(n as u32)).unwrap_or_else(|| v.read(F::GuestRsp))
 }
 
 /// Writes a guest general-purpose register by encoding number.
 pub fn set_gpr(g: &mut Guest, v: &mut HwVmcs, n: u64, value: u64) {
-    let r = &mut g.regs;
-    match n & 15 {
-        0 => r.rax = value,
-        1 => r.rcx = value,
-        2 => r.rdx = value,
-        3 => r.rbx = value,
-        4 => v.write(F::GuestRsp, value),
-        5 => r.rbp = value,
-        6 => r.rsi = value,
-        7 => r.rdi = value,
-        8 => r.r8 = value,
-        9 => r.r9 = value,
-        10 => r.r10 = value,
-        11 => r.r11 = value,
-        12 => r.r12 = value,
-        13 => r.r13 = value,
-        14 => r.r14 = value,
-        _ => r.r15 = value,
+    match g.regs.slot(Gpr::from_index(n as u32)) {
+        Some(slot) => *slot = value,
+        None => v.write(F::GuestRsp, value),
     }
+}
+
+/// True for the exit reasons of VMX instructions (SDM Appendix C): #UD while nesting is off,
+/// emulated for L1 when it is on.
+pub fn is_vmx_instruction(reason: ExitReason) -> bool {
+    matches!(
+        reason,
+        ExitReason::Vmcall
+            | ExitReason::Vmclear
+            | ExitReason::Vmlaunch
+            | ExitReason::Vmptrld
+            | ExitReason::Vmptrst
+            | ExitReason::Vmread
+            | ExitReason::Vmresume
+            | ExitReason::Vmwrite
+            | ExitReason::Vmxoff
+            | ExitReason::Vmxon
+            | ExitReason::Invept
+            | ExitReason::Invvpid
+    )
 }
 
 /// Logs the guest's state: for every exit that stops a guest.
