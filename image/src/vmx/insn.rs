@@ -210,35 +210,54 @@ pub struct GuestRegs {
 }
 
 impl GuestRegs {
-    /// The register `r`, or `None` for RSP, which lives in the VMCS (guest-state area).
+    /// Position of `r` among the fields (declaration order), `None` for RSP, which lives in
+    /// the VMCS (guest-state area).
+    const fn index(r: nested::guest::Gpr) -> Option<usize> {
+        use nested::guest::Gpr;
+        Some(match r {
+            Gpr::Rax => 0,
+            Gpr::Rbx => 1,
+            Gpr::Rcx => 2,
+            Gpr::Rdx => 3,
+            Gpr::Rsi => 4,
+            Gpr::Rdi => 5,
+            Gpr::Rbp => 6,
+            Gpr::R8 => 7,
+            Gpr::R9 => 8,
+            Gpr::R10 => 9,
+            Gpr::R11 => 10,
+            Gpr::R12 => 11,
+            Gpr::R13 => 12,
+            Gpr::R14 => 13,
+            Gpr::R15 => 14,
+            Gpr::Rsp => return None,
+        })
+    }
+
+    fn as_array(&self) -> &[u64; 15] {
+        // SAFETY: `GuestRegs` is `repr(C)` with exactly fifteen `u64` fields and no padding,
+        // so it has the layout of `[u64; 15]`.
+        unsafe { &*(self as *const Self).cast::<[u64; 15]>() }
+    }
+
+    fn as_array_mut(&mut self) -> &mut [u64; 15] {
+        // SAFETY: as in `as_array`.
+        unsafe { &mut *(self as *mut Self).cast::<[u64; 15]>() }
+    }
+
+    /// The register `r`, or `None` for RSP (in the VMCS).
     pub fn get(&self, r: nested::guest::Gpr) -> Option<u64> {
-        let mut copy = *self;
-        copy.slot(r).map(|v| *v)
+        Self::index(r).map(|i| self.as_array()[i])
     }
 
     /// A mutable reference to register `r`, or `None` for RSP (in the VMCS).
     pub fn slot(&mut self, r: nested::guest::Gpr) -> Option<&mut u64> {
-        use nested::guest::Gpr;
-        Some(match r {
-            Gpr::Rax => &mut self.rax,
-            Gpr::Rcx => &mut self.rcx,
-            Gpr::Rdx => &mut self.rdx,
-            Gpr::Rbx => &mut self.rbx,
-            Gpr::Rsp => return None,
-            Gpr::Rbp => &mut self.rbp,
-            Gpr::Rsi => &mut self.rsi,
-            Gpr::Rdi => &mut self.rdi,
-            Gpr::R8 => &mut self.r8,
-            Gpr::R9 => &mut self.r9,
-            Gpr::R10 => &mut self.r10,
-            Gpr::R11 => &mut self.r11,
-            Gpr::R12 => &mut self.r12,
-            Gpr::R13 => &mut self.r13,
-            Gpr::R14 => &mut self.r14,
-            Gpr::R15 => &mut self.r15,
-        })
+        Self::index(r).map(|i| &mut self.as_array_mut()[i])
     }
 }
+
+const _: () = assert!(core::mem::size_of::<GuestRegs>() == 15 * 8);
+const _: () = assert!(core::mem::offset_of!(GuestRegs, r15) == 14 * 8);
 
 // VM entry and exit. `turtles_vm_run(regs, launched)` saves L0's callee-saved registers and
 // the `regs` pointer on the stack, points HOST_RSP there (only if RSP differs from the last
