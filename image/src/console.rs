@@ -16,6 +16,8 @@ static SERIAL: InterruptSpinMutex<Option<Uart16550Tty<PioBackend>>> = InterruptS
 static LOGGER: Logger = Logger;
 /// The nesting depth shown in the prefix, detected at start-up.
 static DEPTH: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// This CPU's initial APIC ID, read once: under a hypervisor every CPUID is a VM exit.
+static CPU_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// The nesting depth this image runs at (see [`crate::platform::detect_depth`]).
 pub fn depth() -> u32 {
@@ -36,7 +38,7 @@ impl Log for Logger {
                 port,
                 "[L{} cpu{} {:<5}] {}",
                 depth(),
-                cpu_id(),
+                CPU_ID.load(core::sync::atomic::Ordering::Relaxed),
                 record.level(),
                 record.args()
             );
@@ -56,6 +58,7 @@ pub fn init() {
     // SAFETY: COM1 belongs to the kernel; nothing else drives it.
     let port = unsafe { Uart16550Tty::new_port(COM1, Config::default()) }.ok();
     *SERIAL.lock() = port;
+    CPU_ID.store(cpu_id(), core::sync::atomic::Ordering::Relaxed);
     DEPTH.store(
         crate::platform::detect_depth(crate::config::DEPTH),
         core::sync::atomic::Ordering::Relaxed,

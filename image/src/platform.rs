@@ -71,8 +71,7 @@ pub fn under_turtles() -> bool {
     }
     let sig = cpuid!(0x4000_0000);
     sig.eax >= 0x4000_0003
-        && [sig.ebx, sig.ecx, sig.edx]
-            == [u32::from_le_bytes(*b"turt"), u32::from_le_bytes(*b"les\0"), 0]
+        && [sig.ebx, sig.ecx, sig.edx] == crate::vmx::exits::cpuid::signature_words()
 }
 
 /// The nesting depth this image runs at: told by a turtles hypervisor below (leaf

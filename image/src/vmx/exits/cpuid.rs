@@ -13,21 +13,24 @@ const LEAF1_ECX_MONITOR: u32 = 1 << 3;
 const LEAF1_ECX_VMX: u32 = 1 << 5;
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 
+/// [`SIGNATURE`] as CPUID returns it in EBX, ECX, EDX.
+pub const fn signature_words() -> [u32; 3] {
+    let s = SIGNATURE;
+    [
+        u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        u32::from_le_bytes([s[4], s[5], s[6], s[7]]),
+        u32::from_le_bytes([s[8], s[9], s[10], s[11]]),
+    ]
+}
+
 /// The values L0 returns for `leaf`/`subleaf` given the host's answer. Leaf 0x40000002
 /// returns this level's exit count so far (EAX low, EBX high half), leaf 0x40000003 the
 /// bottom L0's (`exits` when this level runs on bare metal, else `host`: the level below's
 /// answer), for the workload.
 pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64, vmx: bool) -> [u32; 4] {
-    let word = |i: usize| {
-        u32::from_le_bytes([
-            SIGNATURE[4 * i],
-            SIGNATURE[4 * i + 1],
-            SIGNATURE[4 * i + 2],
-            SIGNATURE[4 * i + 3],
-        ])
-    };
+    let [w0, w1, w2] = signature_words();
     match leaf {
-        0x4000_0000 => [MAX_HYPERVISOR_LEAF, word(0), word(1), word(2)],
+        0x4000_0000 => [MAX_HYPERVISOR_LEAF, w0, w1, w2],
         // Turtles leaf: EAX = the guest's nesting depth, EBX = version.
         0x4000_0001 => [guest_depth, 1, 0, 0],
         0x4000_0002 => [exits as u32, (exits >> 32) as u32, 0, 0],

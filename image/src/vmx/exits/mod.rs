@@ -2,7 +2,7 @@
 //! reason to a handler in this directory, and answered with an [`Action`] for the run loop.
 //! An unknown reason stops the guest with a state dump; it never panics L0.
 
-mod cpuid;
+pub mod cpuid;
 mod cr;
 mod fault;
 mod io;
