@@ -157,23 +157,46 @@ fn l1_triple_fault_stops_l1_and_l0_lives() {
     );
 }
 
+/// A VMX hypervisor L0 did not write, on the PC L0 models: its local APIC in xAPIC mode
+/// (MMIO through EPT violations) and x2APIC mode (MSRs) with self-IPIs and timers, the PIT,
+/// then VMX with its guest's exits reflected, its own timer interrupt arriving while its
+/// guest runs (an external-interrupt exit with the vector acknowledged), and an interrupt it
+/// injects into its guest.
 #[test]
 fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
     let kernel = common::build_test_kernel("vmx32");
     let kernel = kernel.to_str().expect("utf-8 path");
-    turtles(&["run", "l0-l1-leaf", "--guest-image", kernel]).expect(
+    let run = turtles(&["run", "l0-l1-leaf", "--guest-image", kernel]);
+    run.expect(
         0,
         &[
             "L1| vmx32: a plain VMX hypervisor kernel, not turtles",
+            // IA32_APIC_BASE at reset: default base, BSP, globally enabled.
+            "L1| vmx32: IA32_APIC_BASE=0xfee00900",
+            "L1| vmx32: xAPIC version=0x00050014",
+            "L1| vmx32: xAPIC self-IPI delivered",
+            "L1| vmx32: xAPIC one-shot timer woke HLT, current count=0x00000000",
+            "L1| vmx32: PIT channel 2 reached 1193 counts, TSC ticks=0x",
+            "L1| vmx32: x2APIC id=0x00000000",
+            "L1| vmx32: x2APIC version=0x00050014",
+            "L1| vmx32: x2APIC self-IPI delivered",
+            "L1| vmx32: x2APIC periodic timer interrupts=0x00000003",
             "L1| vmx32: VMXON ok",
             "L1| vmx32: VMLAUNCH",
             // Its guest's CPUID, OUT and HLT, each reflected to it by L0.
             "L1| vmx32: L2 exit reason=0x0000000a",
             "L1| vmx32: L2 exit reason=0x0000001e",
             "L1| vmx32: L2 exit reason=0x0000000c",
-            "L1| vmx32: L2 halted: done, exits=0x00000003",
+            // Round 2: L1's APIC timer while L2 spins, then L1's injection into L2.
+            "L1| vmx32: round 2: L1 timer interrupt while L2 runs",
+            "L1| vmx32: L2 exit reason=0x00000001",
+            "L1| vmx32: external-interrupt exit, intr-info=0x80000044",
+            "L1| vmx32: L2 took the injected vector 0x50",
+            "L1| vmx32: L2 halted: done, exits=0x00000006",
             "exits: Vmlaunch=1",
-            "exits: nested: L2 caused 3 exits, 3 reflected to L1",
+            ", 6 reflected to L1",
         ],
     );
+    // The guest never touched an address L0 does not model.
+    run.expect_absent(&["unknown I/O port", "outside its", "unexpected interrupt"]);
 }

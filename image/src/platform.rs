@@ -83,3 +83,29 @@ pub fn detect_depth(config_depth: u32) -> u32 {
     let hypervisor = CpuId::new().get_feature_info().is_some_and(|f| f.has_hypervisor());
     if hypervisor { config_depth.max(1) } else { 0 }
 }
+
+/// This processor's initial APIC ID (CPUID.1:EBX[31:24]); the guest's local APIC gets it too.
+pub fn apic_id() -> u32 {
+    cpu::cpuid(1, 0)[1] >> 24
+}
+
+/// The TSC rate the device model assumes for converting guest time (the PIT's 1.193182 MHz
+/// against the TSC): CPUID 0x15 (TSC/crystal ratio), else 0x16 (base MHz), else 1 GHz.
+/// Guests calibrate against the PIT, so only consistency matters, and Bochs' TSC (one tick
+/// per instruction) has no true rate anyway.
+pub fn tsc_hz() -> u64 {
+    let max = cpu::cpuid(0, 0)[0];
+    if max >= 0x15 {
+        let [den, num, crystal, _] = cpu::cpuid(0x15, 0);
+        if den != 0 && num != 0 && crystal != 0 {
+            return u64::from(crystal) * u64::from(num) / u64::from(den);
+        }
+    }
+    if max >= 0x16 {
+        let mhz = cpu::cpuid(0x16, 0)[0] & 0xffff;
+        if mhz != 0 {
+            return u64::from(mhz) * 1_000_000;
+        }
+    }
+    1_000_000_000
+}

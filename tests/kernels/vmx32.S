@@ -1,14 +1,41 @@
 /* vmx32: a plain VMX hypervisor kernel that is not turtles. Booted by multiboot1 in 32-bit
- * protected mode, it turns on 32-bit paging with 4 MiB pages, reads the VMX capability MSRs,
- * executes VMXON, builds a VMCS by hand for a 32-bit protected-mode guest (no EPT, no
- * unrestricted guest) that runs CPUID, OUT 0x80 and HLT, handles those three exits by
- * advancing the guest's RIP, prints each exit reason on COM1, and ends through port 0xf4.
- * The tests run it as L1 on the turtles L0: every VMX instruction here is emulated by L0. */
+ * protected mode, it turns on 32-bit paging with 4 MiB pages and first checks the PC it
+ * expects: the 8259s masked, its local APIC in xAPIC mode (MMIO: version, a self-IPI, a
+ * one-shot timer it sleeps on with HLT), the PIT (channel 2 gated through port 61h) and the
+ * local APIC in x2APIC mode (MSRs: ID, version, a self-IPI, a periodic timer). Then it reads
+ * the VMX capability MSRs, executes VMXON, builds a VMCS by hand for a 32-bit protected-mode
+ * guest (no EPT, no unrestricted guest) that runs CPUID, OUT 0x80 and HLT, handles those
+ * exits by advancing the guest's RIP and prints each exit reason on COM1. A second round
+ * checks interrupts across levels: with external-interrupt exiting and "acknowledge
+ * interrupt on exit", its own APIC timer fires while its guest spins (a VM exit with the
+ * vector), and it injects vector 0x50 into the guest, whose handler reports through OUT.
+ * It ends through port 0xf4. The tests run it as L1 on the turtles L0: every VMX
+ * instruction, APIC and PIT access here is emulated by L0. */
 
     .set MB1_MAGIC, 0x1BADB002
     .set MB1_FLAGS, 0x00000003
     .set COM1, 0x3f8
     .set EXIT_PORT, 0xf4
+    .set APIC, 0xfee00000                /* xAPIC registers (IA32_APIC_BASE at reset) */
+
+    /* Prints the string `msg`, then %eax in hex and a newline. */
+    .macro REPORT msg
+    push %eax
+    mov $\msg, %esi
+    call puts
+    pop %eax
+    call puthex
+    mov $msg_newline, %esi
+    call puts
+    .endm
+
+    /* WRMSR of `value` (low half; high half 0) to MSR `msr`. */
+    .macro WRMSR32 msr, value
+    mov $\msr, %ecx
+    mov $\value, %eax
+    xor %edx, %edx
+    wrmsr
+    .endm
 
     /* VMWRITE `value` (an immediate, register or symbol) to VMCS field `field`. */
     .macro VMW field, value
@@ -92,6 +119,8 @@ _start:
     or %eax, %ebx
     or $0x80000001, %ebx
     mov %ebx, %cr0
+
+    call device_tests
 
     /* IA32_VMX_BASIC: revision identifier; bit 55 says the TRUE control MSRs exist. */
     mov $0x480, %ecx
@@ -221,8 +250,9 @@ _start:
     vmlaunch
     jmp vmx_failed
 
-/* Every exit of the guest lands here with the host state loaded. */
+/* Every exit of the guest lands here with the host state loaded (and the guest's GPRs). */
 vm_exit:
+    mov %eax, guest_eax
     mov $0x4402, %eax
     vmread %eax, %ebx                   /* exit reason */
     mov %ebx, exit_reason
@@ -236,8 +266,20 @@ vm_exit:
     mov exit_reason, %eax
     test $0x80000000, %eax
     jnz entry_failed
-    cmp $12, %eax                       /* HLT: the guest is done */
-    je done
+    cmp $12, %eax                       /* HLT: the end of a round */
+    je l2_halted
+    cmp $1, %eax                        /* external interrupt: round 2's timer */
+    je l2_interrupt
+    cmp $0x1e, %eax                     /* I/O: in round 2, from the injected handler */
+    jne advance
+    cmpl $1, phase
+    jne advance
+    mov guest_eax, %eax
+    cmp $0x50, %al
+    jne fail
+    mov $msg_injected, %esi
+    call puts
+advance:
     mov $0x440c, %eax
     vmread %eax, %ebx                   /* VM-exit instruction length */
     mov $0x681e, %eax
@@ -245,6 +287,40 @@ vm_exit:
     add %ebx, %ecx
     mov $0x681e, %eax
     vmwrite %ecx, %eax
+    vmresume
+    jmp vmx_failed
+
+/* Round 2: external-interrupt exiting with acknowledge-on-exit, this kernel's x2APIC timer
+ * armed (one-shot, vector 0x44), and the guest spinning with nothing that exits. */
+l2_halted:
+    cmpl $0, phase
+    jne done
+    movl $1, phase
+    mov $msg_round2, %esi
+    call puts
+    ADJUST 0, 0x00000001                /* external-interrupt exiting */
+    VMW 0x4000, %ebx
+    ADJUST 2, 0x00008000                /* acknowledge interrupt on exit */
+    VMW 0x400c, %ebx
+    VMW 0x681e, $guest_spin             /* RIP */
+    VMW 0x6820, $0x202                  /* RFLAGS.IF: an injected interrupt needs it */
+    VMW 0x6818, $l2_idt                 /* IDTR base */
+    VMW 0x4812, $(0x51 * 8 - 1)         /* IDTR limit: vectors 0-0x50 */
+    WRMSR32 0x832, 0x44                 /* LVT timer: one-shot, vector 0x44 */
+    WRMSR32 0x838, 300000               /* initial count */
+    vmresume
+    jmp vmx_failed
+
+/* The timer's interrupt arrived as a VM exit: check the vector, EOI, inject 0x50. */
+l2_interrupt:
+    mov $0x4404, %eax
+    vmread %eax, %ebx                   /* VM-exit interruption information */
+    mov %ebx, %eax
+    REPORT msg_intr_info
+    cmp $0x80000044, %ebx               /* valid, external interrupt, vector 0x44 */
+    jne fail
+    WRMSR32 0x80b, 0                    /* x2APIC EOI */
+    VMW 0x4016, $0x80000050             /* inject external interrupt 0x50 */
     vmresume
     jmp vmx_failed
 
@@ -285,7 +361,7 @@ fail:
     cli
     hlt
 
-/* The guest: three instructions that exit, the last one for good. */
+/* The guest: three instructions that exit, the last one ends round 1. */
 guest_code:
     xor %eax, %eax
     cpuid
@@ -293,6 +369,178 @@ guest_code:
     out %al, $0x80
     hlt
     jmp guest_code
+
+/* Round 2's guest: spins until an interrupt; its handler for the injected 0x50 reports and
+ * halts. */
+guest_spin:
+    jmp guest_spin
+l2_isr:
+    mov $0x50, %al
+    out %al, $0x80
+    hlt
+    jmp l2_isr
+
+/* The PC checks, before VMX. Interrupt gates for the test vectors, every other vector an
+ * error. */
+device_tests:
+    xor %eax, %eax
+1:  mov $unexpected_isr, %edx
+    mov $idt, %ebx
+    call set_gate
+    inc %eax
+    cmp $256, %eax
+    jb 1b
+    mov $0x40, %eax
+    mov $isr_xapic_timer, %edx
+    call set_gate
+    mov $0x41, %eax
+    mov $isr_xapic_ipi, %edx
+    call set_gate
+    mov $0x42, %eax
+    mov $isr_x2apic_ipi, %edx
+    call set_gate
+    mov $0x43, %eax
+    mov $isr_x2apic_timer, %edx
+    call set_gate
+    mov $0x50, %eax
+    mov $l2_isr, %edx
+    mov $l2_idt, %ebx
+    call set_gate
+    lidt idt_pointer
+
+    mov $0xff, %al                      /* both 8259s fully masked */
+    out %al, $0x21
+    out %al, $0xa1
+
+    /* xAPIC, through its MMIO page. */
+    mov $0x1b, %ecx
+    rdmsr
+    REPORT msg_apic_base
+    mov APIC + 0x30, %eax
+    REPORT msg_xapic_version
+    movl $0x1ff, APIC + 0xf0            /* SVR: software-enabled, spurious vector 0xff */
+    movl $0x00040041, APIC + 0x300      /* ICR: fixed, shorthand self, vector 0x41 */
+    sti
+    nop
+    cli
+    cmpl $1, xapic_ipis
+    jne device_failed
+    mov $msg_xapic_ipi, %esi
+    call puts
+    movl $0xb, APIC + 0x3e0             /* divide by 1 */
+    movl $0x40, APIC + 0x320            /* LVT timer: one-shot, vector 0x40 */
+    movl $200000, APIC + 0x380          /* initial count */
+    mov APIC + 0x390, %eax
+    test %eax, %eax                     /* counting down */
+    jz device_failed
+    sti
+    hlt                                 /* woken by the timer */
+    cli
+    cmpl $1, xapic_timers
+    jne device_failed
+    mov APIC + 0x390, %eax
+    REPORT msg_xapic_timer
+
+    /* PIT channel 2, mode 0, 1193 counts (1 ms), gate on through port 61h. */
+    in $0x61, %al
+    and $0xfc, %al
+    or $0x01, %al
+    out %al, $0x61
+    mov $0xb0, %al                      /* channel 2, LSB then MSB, mode 0, binary */
+    out %al, $0x43
+    mov $0xa9, %al
+    out %al, $0x42
+    mov $0x04, %al
+    out %al, $0x42
+    rdtsc
+    mov %eax, tsc_start
+2:  in $0x61, %al
+    test $0x20, %al                     /* channel 2's output: high at terminal count */
+    jz 2b
+    rdtsc
+    sub tsc_start, %eax
+    REPORT msg_pit
+
+    /* x2APIC, through MSRs. */
+    mov $0x1b, %ecx
+    rdmsr
+    or $0x400, %eax                     /* EXTD (EN is already set) */
+    wrmsr
+    mov $0x802, %ecx
+    rdmsr
+    REPORT msg_x2apic_id
+    mov $0x803, %ecx
+    rdmsr
+    REPORT msg_x2apic_version
+    WRMSR32 0x83f, 0x42                 /* SELF IPI, vector 0x42 */
+    sti
+    nop
+    cli
+    cmpl $1, x2apic_ipis
+    jne device_failed
+    mov $msg_x2apic_ipi, %esi
+    call puts
+    WRMSR32 0x83e, 0xb                  /* divide by 1 */
+    WRMSR32 0x832, 0x20043              /* LVT timer: periodic, vector 0x43 */
+    WRMSR32 0x838, 100000               /* initial count */
+3:  sti
+    hlt
+    cli
+    cmpl $3, x2apic_timers
+    jb 3b
+    WRMSR32 0x832, 0x10043              /* masked */
+    WRMSR32 0x838, 0                    /* stopped */
+    mov x2apic_timers, %eax
+    REPORT msg_x2apic_timer
+    ret
+
+device_failed:
+    mov $msg_device_failed, %esi
+    call puts
+    jmp fail
+
+/* Interrupt gate for vector %eax to %edx in the IDT at %ebx (32-bit, present, DPL 0). */
+set_gate:
+    mov %edx, %ecx
+    and $0xffff, %ecx
+    or $0x00080000, %ecx                /* code selector 0x08 */
+    mov %ecx, (%ebx,%eax,8)
+    mov %edx, %ecx
+    and $0xffff0000, %ecx
+    or $0x8e00, %ecx
+    mov %ecx, 4(%ebx,%eax,8)
+    ret
+
+isr_xapic_ipi:
+    incl xapic_ipis
+    movl $0, APIC + 0xb0                /* EOI */
+    iret
+
+isr_xapic_timer:
+    incl xapic_timers
+    movl $0, APIC + 0xb0
+    iret
+
+isr_x2apic_ipi:
+    incl x2apic_ipis
+    jmp x2apic_eoi
+
+isr_x2apic_timer:
+    incl x2apic_timers
+x2apic_eoi:
+    push %eax
+    push %ecx
+    push %edx
+    WRMSR32 0x80b, 0                    /* EOI */
+    pop %edx
+    pop %ecx
+    pop %eax
+    iret
+
+unexpected_isr:
+    mov $msg_unexpected, %esi
+    call puts
+    jmp fail
 
 putc:
     push %edx
@@ -348,9 +596,19 @@ vmxon_pointer:                          /* 64-bit physical addresses */
     .long vmxon_region, 0
 vmcs_pointer:
     .long vmcs_region, 0
+idt_pointer:
+    .short 256 * 8 - 1
+    .long idt
 msr_base:    .long 0
 exit_reason: .long 0
 exit_count:  .long 0
+guest_eax:   .long 0
+phase:       .long 0
+tsc_start:   .long 0
+xapic_ipis:  .long 0
+xapic_timers: .long 0
+x2apic_ipis: .long 0
+x2apic_timers: .long 0
 
     .section .rodata
 hex_digits:       .ascii "0123456789abcdef"
@@ -363,11 +621,30 @@ msg_entry_failed: .asciz "vmx32: VM entry failed\n"
 msg_vmx_failed:   .asciz "vmx32: VMX instruction failed, VM-instruction error=0x"
 msg_done:         .asciz "vmx32: L2 halted: done, exits=0x"
 msg_newline:      .asciz "\n"
+msg_apic_base:    .asciz "vmx32: IA32_APIC_BASE=0x"
+msg_xapic_version: .asciz "vmx32: xAPIC version=0x"
+msg_xapic_ipi:    .asciz "vmx32: xAPIC self-IPI delivered\n"
+msg_xapic_timer:  .asciz "vmx32: xAPIC one-shot timer woke HLT, current count=0x"
+msg_pit:          .asciz "vmx32: PIT channel 2 reached 1193 counts, TSC ticks=0x"
+msg_x2apic_id:    .asciz "vmx32: x2APIC id=0x"
+msg_x2apic_version: .asciz "vmx32: x2APIC version=0x"
+msg_x2apic_ipi:   .asciz "vmx32: x2APIC self-IPI delivered\n"
+msg_x2apic_timer: .asciz "vmx32: x2APIC periodic timer interrupts=0x"
+msg_device_failed: .asciz "vmx32: device check failed\n"
+msg_unexpected:   .asciz "vmx32: unexpected interrupt\n"
+msg_round2:       .asciz "vmx32: round 2: L1 timer interrupt while L2 runs\n"
+msg_intr_info:    .asciz "vmx32: external-interrupt exit, intr-info=0x"
+msg_injected:     .asciz "vmx32: L2 took the injected vector 0x50\n"
 
     .bss
     .align 4096
 page_directory:
     .skip 4096
+idt:
+    .skip 256 * 8
+l2_idt:
+    .skip 0x51 * 8
+    .align 4096                         /* VMXON region and VMCS: 4 KiB aligned */
 vmxon_region:
     .skip 4096
 vmcs_region:

@@ -1,9 +1,16 @@
-//! L0's device model for its guest: port I/O it emulates (SDM Vol. 3C 28.1: unconditional
-//! I/O exiting sends every port access here).
+//! L0's device model for its guest: the port I/O it emulates (SDM Vol. 3C 28.1: unconditional
+//! I/O exiting sends every port access here), and the local APIC (its xAPIC page through EPT
+//! violations, its x2APIC MSRs through the MSR exits, its interrupts through
+//! [`crate::vmx::interrupts`]). The APIC and the PIT are pure models from
+//! `nested::devices`; this module feeds them the ports and the time (the TSC).
 
 pub mod pic;
 pub mod serial;
 
+use nested::devices::lapic::LocalApic;
+use nested::devices::pit::Pit;
+
+use crate::arch::cpu;
 use crate::ratelimit::RateLimit;
 use pic::Pic;
 use serial::Serial;
@@ -28,6 +35,10 @@ pub enum PortEffect {
 pub struct Devices {
     pub com1: Serial,
     pic: Pic,
+    /// The 8254 timer and port 61h (channel 2's gate and output).
+    pit: Pit,
+    /// The guest's local APIC.
+    pub lapic: LocalApic,
     pci_address: u32,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
     reported: [u64; 1024],
@@ -36,8 +47,17 @@ pub struct Devices {
 static UNKNOWN_PORTS: RateLimit = RateLimit::new(32);
 
 impl Devices {
-    pub fn new(depth: u32) -> Self {
-        Devices { com1: Serial::new(depth), pic: Pic::new(), pci_address: 0, reported: [0; 1024] }
+    /// The devices of a guest at `depth` whose local APIC has `apic_id`; `tsc_hz` converts
+    /// the TSC to PIT time.
+    pub fn new(depth: u32, apic_id: u32, tsc_hz: u64) -> Self {
+        Devices {
+            com1: Serial::new(depth),
+            pic: Pic::new(),
+            pit: Pit::new(tsc_hz),
+            lapic: LocalApic::new(apic_id),
+            pci_address: 0,
+            reported: [0; 1024],
+        }
     }
 
     /// A guest IN of `size` bytes from `port`.
@@ -45,6 +65,7 @@ impl Devices {
         match port {
             p if Serial::owns(p) => u32::from(self.com1.read(p)),
             p if Pic::owns(p) => u32::from(self.pic.read(p)),
+            p if Pit::owns(p) => u32::from(self.pit.read(p, cpu::rdtsc())),
             PCI_CONFIG_ADDRESS => self.pci_address,
             // No PCI devices: every configuration read returns all-ones ("no device").
             p if PCI_CONFIG_DATA.contains(&p) => ones(size),
@@ -61,6 +82,7 @@ impl Devices {
         match port {
             p if Serial::owns(p) => self.com1.write(p, value as u8),
             p if Pic::owns(p) => self.pic.write(p, value as u8),
+            p if Pit::owns(p) => self.pit.write(p, value as u8, cpu::rdtsc()),
             EXIT_PORT => return PortEffect::Exit(value as u8),
             PCI_CONFIG_ADDRESS if size == 4 => self.pci_address = value,
             p if PCI_CONFIG_DATA.contains(&p) => {}

@@ -3,3 +3,4 @@
 pub mod boot;
 pub mod elf;
 pub mod memory;
+pub mod paging;

@@ -5,6 +5,7 @@ pub mod ept;
 pub mod exits;
 pub mod hw_vmcs;
 pub mod insn;
+pub mod interrupts;
 pub mod nesting;
 pub mod run;
 pub mod setup;

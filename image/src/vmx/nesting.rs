@@ -8,8 +8,8 @@
 //! them in the registers for L1's exit stub, and L1 loads L2's before VMRESUME.
 
 use nested::addr::{Hpa, L1Gpa};
-use nested::caps::{VmxCaps, entry, exit, pin, proc1, proc2};
-use nested::ept::shadow::{Ept01, Ept01Leaf, HostFrames, Resolution, ShadowEpt, eptp02};
+use nested::caps::{VmxCaps, entry, ept_vpid, exit, pin, proc1, proc2};
+use nested::ept::shadow::{Ept01, Ept01Leaf, HostFrames, Resolution, ShadowEpt, VpidMap, eptp02};
 use nested::ept::walk::PageSize;
 use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
 use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
@@ -18,8 +18,8 @@ use nested::vmcs::shadow::{
 };
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::merge::{L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
-use nested::vmx::sync::{SyncScope, load_l1_host_state, sync_vmcs12};
-use nested::vmx::{Exception, L1Access, L1Cpu, MemOperand, Segment, VmxResult, l1_caps};
+use nested::vmx::sync::{SyncScope, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12};
+use nested::vmx::{Exception, Flush, L1Access, L1Cpu, MemOperand, Segment, VmxResult, l1_caps};
 
 use super::exits::{Action, GuestEnd};
 use super::hw_vmcs::HwVmcs;
@@ -34,6 +34,12 @@ pub const FEATURE_CONTROL_VMX: u64 = 0x5;
 /// L1's physical-address width as L0 reports it (our CPUID passes the host's through; 39
 /// bits covers any L1 memory L0 gives).
 const MAXPHYADDR: u8 = 39;
+
+/// The hardware VPID of every L2 whose vmcs12 does not enable VPID: like a processor without
+/// VPIDs, L0 flushes it on each VM entry to L2 (and L1's on each exit to L1).
+const VPID_L2_UNTAGGED: u16 = setup::GUEST_VPID + 1;
+/// First hardware VPID of the vpid12 → vpid02 map.
+const VPID02_BASE: u16 = setup::GUEST_VPID + 2;
 
 /// Hardware VMCS shadowing for L1 (SDM 25.10): L1's VMREAD/VMWRITE of the fields the bitmaps
 /// clear go to this shadow VMCS without an exit.
@@ -52,8 +58,14 @@ pub struct Nested {
     pub vmcs02_launched: bool,
     pub in_l2: bool,
     shadow: ShadowEpt,
+    /// Nested VPIDs: L1's VPIDs for its L2s (vpid12) to hardware VPIDs (vpid02).
+    vpids: VpidMap,
+    /// The VPID vmcs02 holds (0: not written yet).
+    vpid02: u16,
     l0: L0Config,
     eptp01: u64,
+    /// L0 runs the VMX-preemption timer in vmcs02 (for L1's APIC timer or an immediate exit).
+    pub timer02: bool,
     /// Exits L2 caused, and how many of them L1 got.
     pub l2_exits: u64,
     pub reflected: u64,
@@ -78,14 +90,16 @@ impl Nested {
             vmcs02_launched: false,
             in_l2: false,
             shadow: ShadowEpt::new(),
+            vpids: VpidMap::new(VPID02_BASE),
+            vpid02: 0,
             // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
             // port access (L0 emulates all I/O below it), EPT (L2 stays inside L1's memory),
-            // and its 64-bit host state.
+            // VPID (L2's TLB entries tagged apart from L1's), and its 64-bit host state.
             l0: L0Config {
                 hw: *hw,
                 pin: pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
                 proc1: proc1::UNCONDITIONAL_IO_EXITING | proc1::ACTIVATE_SECONDARY_CONTROLS,
-                proc2: proc2::ENABLE_EPT,
+                proc2: proc2::ENABLE_EPT | proc2::ENABLE_VPID,
                 exit: exit::HOST_ADDRESS_SPACE_SIZE | exit::SAVE_IA32_EFER | exit::LOAD_IA32_EFER,
                 entry: entry::LOAD_IA32_EFER,
                 exception_bitmap: 0,
@@ -93,6 +107,7 @@ impl Nested {
                 cr4_mask,
             },
             eptp01,
+            timer02: false,
             l2_exits: 0,
             reflected: 0,
         })
@@ -188,6 +203,104 @@ impl Nested {
     }
 }
 
+impl Nested {
+    /// Whether vmcs02 tags L2 with a VPID of its own (and L0 can INVVPID single contexts).
+    fn vpid_enabled(&self) -> bool {
+        self.l0.hw.secondary().can_set(proc2::ENABLE_VPID)
+            && self.l0.hw.ept_vpid_has(ept_vpid::INVVPID_SINGLE_CONTEXT)
+    }
+
+    /// The vpid02 L2 runs with under the current vmcs12: L1's vpid12 mapped through
+    /// [`VpidMap`] (a vpid02 (re)assigned to another vpid12 is flushed first), or, when vmcs12
+    /// does not enable VPID, the untagged vpid02, flushed on every entry as SDM 29.4.3.1
+    /// describes for VM entries without VPIDs.
+    fn l2_vpid(&mut self) -> u16 {
+        let v12 = &self.vmx.vmcs12;
+        let tagged = v12.cpu_based_vm_exec_control & proc1::ACTIVATE_SECONDARY_CONTROLS != 0
+            && v12.secondary_vm_exec_control & proc2::ENABLE_VPID != 0
+            && v12.virtual_processor_id != 0;
+        let (vpid02, flush) = if tagged {
+            self.vpids.vpid02(v12.virtual_processor_id)
+        } else {
+            (VPID_L2_UNTAGGED, true)
+        };
+        if flush {
+            flush_vpid(vpid02);
+        }
+        vpid02
+    }
+
+    /// Carries out L1's INVEPT/INVVPID on what L0 built from L1's structures.
+    fn invalidate(&mut self, flush: Flush) {
+        match flush {
+            // EPT02 tables are dropped (rebuilt on demand) and their cached translations
+            // flushed: freed tables may come back as another EPT02's.
+            Flush::EptSingle { eptp } => {
+                self.shadow.invalidate(eptp, &mut Frames);
+                // SAFETY: in VMX root operation with INVEPT supported (EPT is in use).
+                let _ = unsafe { insn::invept(2, 0) };
+            }
+            Flush::EptAll => {
+                self.shadow.invalidate_all(&mut Frames);
+                // SAFETY: as above.
+                let _ = unsafe { insn::invept(2, 0) };
+            }
+            // Individual-address and retaining-globals invalidations may flush more than
+            // asked (SDM 29.4.3.3): L0 flushes the whole vpid02.
+            Flush::VpidAddress { vpid12, .. }
+            | Flush::VpidSingle { vpid12 }
+            | Flush::VpidSingleRetainingGlobals { vpid12 } => {
+                if let Some(vpid02) = self.vpids.lookup(vpid12) {
+                    flush_vpid(vpid02);
+                }
+            }
+            Flush::VpidAll => {
+                for vpid02 in self.vpids.assigned() {
+                    flush_vpid(vpid02);
+                }
+                flush_vpid(VPID_L2_UNTAGGED);
+            }
+        }
+    }
+}
+
+impl Nested {
+    /// Runs vmcs02's VMX-preemption timer for L0 with `value` (timer units; 0 exits right
+    /// after entry), or stops it. L1's own use of the timer in vmcs12 takes precedence: L0
+    /// then leaves vmcs02's timer to the merge and notices L1's interrupts at L2's next exit.
+    pub fn set_timer02(&mut self, v02: &mut HwVmcs, value: Option<u32>) {
+        if self.vmx.vmcs12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0 {
+            self.timer02 = false;
+            return;
+        }
+        let bit = u64::from(pin::PREEMPTION_TIMER);
+        match value {
+            None if !self.timer02 => {}
+            None => {
+                let pin = v02.read(F::PinBasedVmExecControl);
+                v02.write(F::PinBasedVmExecControl, pin & !bit);
+                self.timer02 = false;
+            }
+            Some(units) => {
+                // A control merge since the last entry may have rewritten the pin controls.
+                let pin = v02.read(F::PinBasedVmExecControl);
+                if pin & bit == 0 {
+                    v02.write(F::PinBasedVmExecControl, pin | bit);
+                }
+                v02.write(F::VmxPreemptionTimerValue, u64::from(units));
+                self.timer02 = true;
+            }
+        }
+    }
+}
+
+/// INVVPID single-context for `vpid`, when the processor has it.
+fn flush_vpid(vpid: u16) {
+    // SAFETY: in VMX root operation; INVVPID with an unsupported type only fails (VMfail),
+    // and callers reach here only with VPIDs enabled (`Nested::vpid_enabled`).
+    let _ = unsafe { insn::invvpid(1, vpid) };
+}
+
 /// L1's registers, memory and segments as the instruction emulator sees them.
 struct L1View<'a> {
     regs: &'a mut GuestRegs,
@@ -230,55 +343,11 @@ impl L1Memory for L1View<'_> {
     }
 }
 
-const PTE_PRESENT: u64 = 1;
-const PTE_LARGE: u64 = 1 << 7;
-const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
-
 impl L1View<'_> {
-    /// L1's linear address to L1-physical (SDM Vol. 3A ch. 4): identity with paging off, a
-    /// 4-level walk in IA-32e mode or with CR4.PAE, else 32-bit paging (4 MiB pages with
-    /// CR4.PSE). A missing translation is reported as #GP(0) (L0 does not synthesize #PF
-    /// for emulated operands yet).
+    /// L1's linear address to L1-physical through L1's paging. A missing translation is
+    /// reported as #GP(0) (L0 does not synthesize #PF for emulated operands yet).
     fn translate(&self, linear: u64) -> Result<u64, Exception> {
-        let cr0 = self.v.read(F::Cr0ReadShadow);
-        if cr0 & (1 << 31) == 0 {
-            return Ok(linear & 0xffff_ffff);
-        }
-        let cr4 = (self.v.read(F::GuestCr4) & !self.v.read(F::Cr4GuestHostMask))
-            | (self.v.read(F::Cr4ReadShadow) & self.v.read(F::Cr4GuestHostMask));
-        let read =
-            |gpa: u64| L1Memory::read_u64(&*self.mem, L1Gpa(gpa)).map_err(|_| Exception::GP0);
-        if cr4 & (1 << 5) == 0 {
-            // 32-bit paging: page directory, then a page table or a 4 MiB page.
-            let linear = linear & 0xffff_ffff;
-            let pde =
-                read((self.v.read(F::GuestCr3) & 0xffff_f000) + (linear >> 22) * 4)? & 0xffff_ffff;
-            if pde & PTE_PRESENT == 0 {
-                return Err(Exception::GP0);
-            }
-            if pde & PTE_LARGE != 0 && cr4 & (1 << 4) != 0 {
-                return Ok((pde & 0xffc0_0000) | (linear & 0x3f_ffff));
-            }
-            let pte = read((pde & 0xffff_f000) + ((linear >> 12) & 0x3ff) * 4)? & 0xffff_ffff;
-            if pte & PTE_PRESENT == 0 {
-                return Err(Exception::GP0);
-            }
-            return Ok((pte & 0xffff_f000) | (linear & 0xfff));
-        }
-        let mut table = self.v.read(F::GuestCr3) & PTE_ADDR;
-        for level in (0..4).rev() {
-            let index = (linear >> (12 + 9 * level)) & 511;
-            let entry = read(table + index * 8)?;
-            if entry & PTE_PRESENT == 0 {
-                return Err(Exception::GP0);
-            }
-            if level > 0 && level < 3 && entry & PTE_LARGE != 0 {
-                let size = 1u64 << (12 + 9 * level);
-                return Ok((entry & PTE_ADDR & !(size - 1)) | (linear & (size - 1)));
-            }
-            table = entry & PTE_ADDR;
-        }
-        Ok(table | (linear & 0xfff))
+        crate::guest::paging::translate(self.v, self.mem, linear).ok_or(Exception::GP0)
     }
 
     /// Copies between L1 linear memory and `buf`, page by page.
@@ -361,14 +430,8 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     let Some((result, flush)) = n.vmx.emulate(info, &cpu, &mut view) else {
         return Step::Action(Action::Inject(6, None));
     };
-    if flush.is_some() {
-        // INVEPT/INVVPID by L1: drop every EPT02 (they are rebuilt on demand) and L2's TLB.
-        n.shadow.invalidate_all(&mut Frames);
-        // SAFETY: in VMX root operation with INVEPT/INVVPID supported.
-        unsafe {
-            let _ = insn::invept(2, 0);
-            let _ = insn::invvpid(2, 0);
-        }
+    if let Some(flush) = flush {
+        n.invalidate(flush);
     }
     if let VmxResult::FailValid(e) = result {
         explain_failure(n, e);
@@ -448,14 +511,13 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
         n.vmcs02_ready = true;
         n.vmx.dirty = nested::vmcs::DirtySet::all();
     }
-    let inputs = Vmcs02Inputs {
-        eptp02: eptp,
-        vpid02: setup::GUEST_VPID + 1,
-        msr_bitmap: None,
-        io_bitmaps: None,
-        l1,
-    };
+    let vpid02 = if n.vpid_enabled() { n.l2_vpid() } else { 0 };
+    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap: None, io_bitmaps: None, l1 };
     prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
+    if vpid02 != n.vpid02 {
+        v02.write(F::VirtualProcessorId, u64::from(vpid02));
+        n.vpid02 = vpid02;
+    }
     n.vmx.dirty.clear();
     n.in_l2 = true;
     Ok(n.vmcs02_launched)
@@ -467,7 +529,7 @@ pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         return Action::Stop(GuestEnd::Failed("no nested state"));
     };
     n.l2_exits += 1;
-    let intercepts = L0Intercepts { exception_bitmap: 0, preemption_timer: false };
+    let intercepts = L0Intercepts { exception_bitmap: 0, preemption_timer: n.timer02 };
     let view = RegsOnly(&g.regs);
     let decision = route(info, &intercepts, &n.vmx.vmcs12, &view, &g.memory);
     match decision {
@@ -497,7 +559,12 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 &caps,
                 MAXPHYADDR,
             ) {
-                Ok(Resolution::Fixed) => Action::Resume,
+                Ok(Resolution::Fixed) => {
+                    // The fault may have interrupted an event delivery (e.g. L1's injected
+                    // interrupt meeting an unfilled IDT page): deliver it again (SDM 28.2.4).
+                    reinject_idt_vectoring(v02, info);
+                    Action::Resume
+                }
                 Ok(Resolution::ReflectViolation { qualification }) => {
                     let mut e = *info;
                     e.qualification = qualification;
@@ -530,7 +597,10 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 }
             }
         }
-        Some(ExitReason::ExternalInterrupt) | Some(ExitReason::PreemptionTimer) => Action::Resume,
+        Some(ExitReason::ExternalInterrupt) | Some(ExitReason::PreemptionTimer) => {
+            reinject_idt_vectoring(v02, info);
+            Action::Resume
+        }
         _ => reflect(g, v02, info),
     }
 }
@@ -545,12 +615,31 @@ fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         return Action::Stop(GuestEnd::Failed("VMPTRLD vmcs01 failed"));
     }
     n.in_l2 = false;
+    if n.vpid02 == VPID_L2_UNTAGGED {
+        // vmcs12 runs L2 without VPIDs: in L1's view the exit flushes its own mappings too.
+        flush_vpid(setup::GUEST_VPID);
+    }
     // SAFETY: vmcs01 is now current.
     let mut v01 = unsafe { HwVmcs::current() };
     let efer = v01.read(F::GuestIa32Efer);
     load_l1_host_state(&n.vmx.vmcs12, &mut v01, &n.l0.hw, efer);
     n.sync_to_shadow();
     Action::Resume
+}
+
+/// L1's interrupt arrived while L2 ran and vmcs12 has "external-interrupt exiting": a VM exit
+/// to L1 with reason 1 and `intr_info` (the vector when vmcs12 acknowledges interrupts on
+/// exit, else 0; SDM 27.2.2). vmcs01 is current afterwards.
+pub fn interrupt_exit(g: &mut Guest, v02: &mut HwVmcs, intr_info: u32) -> Action {
+    if let Some(n) = g.nested.as_mut() {
+        n.l2_exits += 1;
+    }
+    let info = ExitInfo {
+        reason: u32::from(ExitReason::ExternalInterrupt.number()),
+        intr_info,
+        ..ExitInfo::default()
+    };
+    reflect(g, v02, &info)
 }
 
 /// L2's registers for exit routing (which reads RCX for MSR exits and the GPR of a CR

@@ -70,6 +70,8 @@ pub struct Guest {
     pub devices: Devices,
     pub counters: ExitCounters,
     pub watchdog: Watchdog,
+    /// Interrupt delivery state (vmcs01's preemption timer and interrupt window).
+    pub irq: super::interrupts::IrqState,
     /// The guest's nesting depth (ours + 1).
     pub depth: u32,
     pub memory_mib: u64,
@@ -144,9 +146,10 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         memory,
         nested,
         caps: *caps,
-        devices: Devices::new(spec.depth),
+        devices: Devices::new(spec.depth, crate::platform::apic_id(), crate::platform::tsc_hz()),
         counters: ExitCounters::default(),
         watchdog: Watchdog { quiet_slices: 0 },
+        irq: super::interrupts::IrqState::new(timer as u32, caps.preemption_timer_shift()),
         depth: spec.depth,
         memory_mib,
     };
@@ -170,6 +173,15 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
     let mut since_poll = 0u32;
     loop {
         let in_l2 = g.nested.as_ref().is_some_and(|n| n.in_l2);
+        if in_l2 {
+            if let super::interrupts::L2Entry::ExitedToL1 =
+                super::interrupts::before_l2_entry(g, &mut v)
+            {
+                continue;
+            }
+        } else {
+            super::interrupts::before_l1_entry(g, &mut v);
+        }
         let launched = match &g.nested {
             Some(n) if in_l2 => n.vmcs02_launched,
             _ => launched01,

@@ -12,6 +12,9 @@ const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0003;
 const LEAF1_ECX_MONITOR: u32 = 1 << 3;
 const LEAF1_ECX_VMX: u32 = 1 << 5;
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+const LEAF1_ECX_X2APIC: u32 = 1 << 21;
+const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+const LEAF1_EDX_APIC: u32 = 1 << 9;
 
 /// [`SIGNATURE`] as CPUID returns it in EBX, ECX, EDX.
 pub const fn signature_words() -> [u32; 3] {
@@ -40,7 +43,9 @@ pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64, vmx: 
         1 => {
             let [a, b, c, d] = host;
             let hidden = if vmx { LEAF1_ECX_MONITOR } else { LEAF1_ECX_VMX | LEAF1_ECX_MONITOR };
-            [a, b, (c & !hidden) | LEAF1_ECX_HYPERVISOR, d]
+            // L0's local APIC model has xAPIC and x2APIC but no TSC-deadline timer mode.
+            let c = (c & !hidden & !LEAF1_ECX_TSC_DEADLINE) | LEAF1_ECX_X2APIC;
+            [a, b, c | LEAF1_ECX_HYPERVISOR, d]
         }
         _ => host,
     }
@@ -84,7 +89,12 @@ pub fn handle(g: &mut Guest) -> Action {
     };
     // Summing the counters costs ~100 instructions: only the counter leaves need it.
     let exits = if leaf == 0x4000_0002 || leaf == 0x4000_0003 { g.counters.total() } else { 0 };
-    let [a, b, c, d] = virtualize(leaf, host, g.depth, exits, g.nested.is_some());
+    let [a, b, c, mut d] = virtualize(leaf, host, g.depth, exits, g.nested.is_some());
+    if leaf == 1 {
+        // CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (SDM Vol. 3A 11.4.3).
+        let enabled = g.devices.lapic.base_msr() & (1 << 11) != 0;
+        d = if enabled { d | LEAF1_EDX_APIC } else { d & !LEAF1_EDX_APIC };
+    }
     g.regs.rax = u64::from(a);
     g.regs.rbx = u64::from(b);
     g.regs.rcx = u64::from(c);

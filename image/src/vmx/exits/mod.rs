@@ -6,6 +6,7 @@ pub mod cpuid;
 mod cr;
 mod fault;
 mod io;
+mod mmio;
 mod msr;
 mod simple;
 
@@ -60,12 +61,19 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         ExitReason::Rdmsr => msr::rdmsr(g, v),
         ExitReason::Wrmsr => msr::wrmsr(g, v),
         ExitReason::CrAccess => cr::handle(g, v, info),
-        ExitReason::Hlt => simple::hlt(v),
+        ExitReason::Hlt => simple::hlt(g, v),
+        // L0 asked for it to inject an interrupt (interrupts::before_l1_entry).
+        ExitReason::InterruptWindow => Action::Resume,
         ExitReason::ExternalInterrupt => simple::external_interrupt(info),
         ExitReason::ExceptionOrNmi => simple::exception_or_nmi(v, g, info),
+        ExitReason::PreemptionTimer if g.irq.timer_was_apic() => Action::Resume,
         ExitReason::PreemptionTimer => g.watchdog.expired(),
         ExitReason::TripleFault => fault::triple_fault(v, g),
-        ExitReason::EptViolation | ExitReason::EptMisconfig => fault::ept(v, g, info),
+        ExitReason::EptViolation => match mmio::lapic(g, v, info) {
+            Some(action) => action,
+            None => fault::ept(v, g, info),
+        },
+        ExitReason::EptMisconfig => fault::ept(v, g, info),
         r if is_vmx_instruction(r) || r == ExitReason::Vmfunc => simple::vmx_instruction(v, r),
         ExitReason::Mwait | ExitReason::Monitor => Action::Inject(UD, None),
         ExitReason::Xsetbv => simple::xsetbv(g),

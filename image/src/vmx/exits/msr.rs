@@ -1,8 +1,10 @@
 //! RDMSR/WRMSR (exit reasons 31, 32). vmcs01 uses no MSR bitmaps, so every access exits and
 //! meets this allowlist: MSRs held in the VMCS are read and written there, SYSCALL/SWAPGS
-//! MSRs L0 never uses go to the hardware, a few identification MSRs read as constants, and
-//! everything else injects #GP(0) as a processor without the MSR would.
+//! MSRs L0 never uses go to the hardware, IA32_APIC_BASE and the x2APIC registers go to the
+//! guest's local APIC, a few identification MSRs read as constants, and everything else
+//! injects #GP(0) as a processor without the MSR would.
 
+use nested::devices::lapic::{ApicFault, X2APIC_MSR_FIRST, X2APIC_MSR_LAST};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
 use super::{Action, GP};
@@ -38,6 +40,7 @@ const EFER_WRITABLE: u64 = 1 | (1 << 8) | (1 << 10) | (1 << 11);
 const EFER_LMA: u64 = 1 << 10;
 
 static UNKNOWN: RateLimit = RateLimit::new(16);
+static APIC_FAULTS: RateLimit = RateLimit::new(16);
 
 fn canonical(v: u64) -> bool {
     let top = (v as i64) >> 47;
@@ -76,8 +79,11 @@ pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
         m if vmcs_field(m).is_some() => vmcs_field(m).map_or(0, |f| v.read(f)),
         m if passthrough(m) => cpu::rdmsr(m),
         IA32_TSC => cpu::rdtsc(),
-        // xAPIC at the default base, this CPU the bootstrap processor, globally enabled.
-        IA32_APIC_BASE => 0xfee0_0900,
+        IA32_APIC_BASE => g.devices.lapic.base_msr(),
+        X2APIC_MSR_FIRST..=X2APIC_MSR_LAST => match g.devices.lapic.read_msr(msr, cpu::rdtsc()) {
+            Ok(value) => value,
+            Err(ApicFault) => return apic_fault("RDMSR", msr, 0),
+        },
         // Locked; VMX enabled only if it is exposed to the guest.
         IA32_FEATURE_CONTROL if g.nested.is_some() => crate::vmx::nesting::FEATURE_CONTROL_VMX,
         IA32_FEATURE_CONTROL => 1,
@@ -128,11 +134,32 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
             // alone; the value was checked to be canonical where the MSR requires it.
             unsafe { cpu::wrmsr(m, value) };
         }
+        IA32_APIC_BASE | X2APIC_MSR_FIRST..=X2APIC_MSR_LAST => {
+            let lapic = &mut g.devices.lapic;
+            let now = cpu::rdtsc();
+            let result = if msr == IA32_APIC_BASE {
+                lapic.write_base_msr(value, now)
+            } else {
+                lapic.write_msr(msr, value, now)
+            };
+            if result.is_err() {
+                return apic_fault("WRMSR", msr, value);
+            }
+        }
         // Writes the guest may make that have no effect here.
-        IA32_TSC | IA32_APIC_BASE | IA32_MISC_ENABLE | IA32_BIOS_SIGN_ID | IA32_MTRR_DEF_TYPE => {}
+        IA32_TSC | IA32_MISC_ENABLE | IA32_BIOS_SIGN_ID | IA32_MTRR_DEF_TYPE => {}
         _ => return unknown("WRMSR", msr, value),
     }
     Action::Skip
+}
+
+/// An APIC MSR access the architecture answers with #GP(0) (x2APIC registers outside x2APIC
+/// mode, read-only or reserved registers, an illegal IA32_APIC_BASE transition).
+fn apic_fault(what: &str, msr: u32, value: u64) -> Action {
+    if APIC_FAULTS.allow() {
+        log::warn!("guest {what} of APIC MSR {msr:#x} (value {value:#x}) faults: injecting #GP(0)");
+    }
+    Action::Inject(GP, Some(0))
 }
 
 fn unknown(what: &str, msr: u32, value: u64) -> Action {

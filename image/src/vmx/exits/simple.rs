@@ -14,14 +14,16 @@ static VMX_INSNS: RateLimit = RateLimit::new(8);
 
 const RFLAGS_IF: u64 = 1 << 9;
 
-/// HLT (exit reason 12). With interrupts enabled the guest waits for an interrupt; L0 has no
-/// interrupt sources for it yet, so it wakes at once (a spurious wake-up). With interrupts
-/// disabled nothing can ever wake it: the guest is stopped.
-pub fn hlt(v: &HwVmcs) -> Action {
+/// HLT (exit reason 12). With interrupts enabled the guest sleeps until its local APIC has an
+/// interrupt for it ([`interrupts::halt`](crate::vmx::interrupts::halt)), which the next entry
+/// injects. With interrupts disabled nothing L0 models can wake it (no NMI or INIT sources):
+/// the guest is stopped.
+pub fn hlt(g: &mut Guest, v: &HwVmcs) -> Action {
     if v.read(F::GuestRflags) & RFLAGS_IF == 0 {
         log::warn!("guest executed HLT with interrupts disabled: it can never wake up");
         return Action::Stop(GuestEnd::Failed("HLT with interrupts disabled"));
     }
+    crate::vmx::interrupts::halt(g);
     Action::Skip
 }
 

@@ -1,0 +1,101 @@
+//! The guest's accesses to its local APIC's xAPIC page (SDM Vol. 3A 11.4.1). EPT01 maps only
+//! guest RAM, so an access to the APIC's base is an EPT violation (exit reason 48) that lands
+//! here: L0 fetches the instruction through the guest's paging, decodes it
+//! (`nested::devices::decode`: the MOV forms drivers use for device registers), carries out
+//! its load or store on the APIC model and moves RIP past it (EPT violations report no
+//! instruction length).
+
+use nested::devices::decode::{self, CpuMode, MmioAccess, Operand};
+use nested::exits::ExitInfo;
+use nested::vmcs::{Vmcs, VmcsField as F};
+
+use super::{Action, GuestEnd, gpr, set_gpr};
+use crate::arch::cpu;
+use crate::guest::paging;
+use crate::ratelimit::RateLimit;
+use crate::vmx::hw_vmcs::HwVmcs;
+use crate::vmx::run::Guest;
+
+static UNDECODED: RateLimit = RateLimit::new(8);
+
+const CR0_PE: u64 = 1;
+const EFER_LMA: u64 = 1 << 10;
+const AR_L: u64 = 1 << 13;
+const AR_DB: u64 = 1 << 14;
+
+/// The guest's execution mode, which sets operand and address sizes for the decoder.
+fn cpu_mode(v: &HwVmcs) -> CpuMode {
+    let cs = v.read(F::GuestCsArBytes);
+    if v.read(F::GuestCr0) & CR0_PE == 0 {
+        CpuMode::Real16
+    } else if v.read(F::GuestIa32Efer) & EFER_LMA != 0 && cs & AR_L != 0 {
+        CpuMode::Long64
+    } else if cs & AR_DB != 0 {
+        CpuMode::Protected32
+    } else {
+        CpuMode::Protected16
+    }
+}
+
+/// Emulates the access if `info` is an EPT violation on the local APIC's xAPIC page; `None`
+/// for any other guest-physical address.
+pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
+    let base = g.devices.lapic.mmio_base()?;
+    let gpa = info.guest_physical_address;
+    if gpa & !0xfff != base {
+        return None;
+    }
+    let mode = cpu_mode(v);
+    let rip = v.read(F::GuestRip);
+    let linear = match mode {
+        CpuMode::Long64 => rip,
+        _ => v.read(F::GuestCsBase).wrapping_add(rip) & 0xffff_ffff,
+    };
+    let mut bytes = [0u8; 15];
+    let fetched = paging::read_linear(v, &g.memory, linear, &mut bytes);
+    let decoded = match decode::decode(&bytes[..fetched], mode) {
+        Ok(d) => d,
+        Err(e) => {
+            if UNDECODED.allow() {
+                log::error!(
+                    "guest access to its local APIC at {gpa:#x} by an instruction L0 cannot \
+                     emulate ({e:?}; bytes {:02x?} at rip {rip:#x}, {mode:?})",
+                    &bytes[..fetched]
+                );
+            }
+            return Some(Action::Stop(GuestEnd::Failed(
+                "unsupported instruction on the local APIC page",
+            )));
+        }
+    };
+    let offset = (gpa & 0xfff) as u32;
+    let shift = (offset & 3) * 8;
+    let now = cpu::rdtsc();
+    match decoded.access {
+        MmioAccess::Load { dest, size, zero_extend_to } => {
+            let word = g.devices.lapic.read_mmio(offset & !3, now);
+            let value = u64::from(word) >> shift;
+            if let Operand::Reg { index, .. } = dest {
+                let old = gpr(g, v, u64::from(index));
+                let new = decode::apply_load(old, dest, size, zero_extend_to, value);
+                set_gpr(g, v, u64::from(index), new);
+            }
+        }
+        MmioAccess::Store { src, size } => {
+            let reg = match src {
+                Operand::Reg { index, .. } => gpr(g, v, u64::from(index)),
+                Operand::Imm(_) => 0,
+            };
+            let value = decode::store_value(reg, src, size) << shift;
+            g.devices.lapic.write_mmio(offset & !3, value as u32, now);
+        }
+    }
+    let next = rip.wrapping_add(u64::from(decoded.len));
+    let next = if mode == CpuMode::Long64 { next } else { next & 0xffff_ffff };
+    v.write(F::GuestRip, next);
+    let blocking = v.read(F::GuestInterruptibilityInfo);
+    if blocking & 3 != 0 {
+        v.write(F::GuestInterruptibilityInfo, blocking & !3);
+    }
+    Some(Action::Resume)
+}

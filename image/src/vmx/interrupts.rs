@@ -1,0 +1,189 @@
+//! Interrupts from L0's device model (the guest's local APIC) to the level that owns them.
+//!
+//! The APIC is L1's (the guest of this L0): its interrupts are L1's whichever level runs.
+//! - **L1 runs** (vmcs01): before each entry the APIC's pending vector is injected as an
+//!   external interrupt (SDM 26.6) when L1 can take it (RFLAGS.IF, no STI/MOV-SS blocking, no
+//!   other event being injected); otherwise interrupt-window exiting (26.7.5) brings L0 back
+//!   the moment it can.
+//! - **L2 runs** (vmcs02): if vmcs12 has "external-interrupt exiting", the interrupt is a VM
+//!   exit to L1 with reason 1, acknowledged into the exit interruption information when vmcs12
+//!   asks for "acknowledge interrupt on exit" (27.2.2); if L1 injects an event into L2 on the
+//!   same entry, that event is delivered first and the exit follows at once (an immediate
+//!   preemption-timer exit). Without external-interrupt exiting L1 lets L2 take interrupts,
+//!   so the vector is injected into L2 when L2 can take it.
+//! - **Time**: the VMX-preemption timer of the running VMCS is shortened to the APIC timer's
+//!   next deadline, so a guest that never exits still gets its timer interrupt on time.
+
+use nested::caps::{exit, pin};
+use nested::vmcs::{Vmcs, VmcsField as F};
+
+use super::hw_vmcs::HwVmcs;
+use super::nesting;
+use super::run::Guest;
+use crate::arch::cpu;
+
+/// Valid bit of the interruption-information fields; type 0 (external interrupt) is 0.
+const VALID: u64 = 1 << 31;
+const RFLAGS_IF: u64 = 1 << 9;
+/// Blocking by STI and by MOV SS (interruptibility state bits 0 and 1).
+const BLOCKING_STI_MOVSS: u64 = 3;
+
+/// Interrupt bookkeeping of one guest's VMCSs.
+pub struct IrqState {
+    /// vmcs01's VMX-preemption timer value as last written.
+    pub timer01: u32,
+    /// The watchdog's slice in timer units (vmcs01's value when no APIC deadline is nearer).
+    pub watchdog: u32,
+    /// Interrupt-window exiting is on in vmcs01.
+    pub window01: bool,
+    /// The preemption-timer rate: TSC ticks >> shift (IA32_VMX_MISC bits 4:0).
+    pub shift: u8,
+}
+
+impl IrqState {
+    pub fn new(watchdog: u32, shift: u8) -> Self {
+        IrqState { timer01: watchdog, watchdog, window01: false, shift }
+    }
+
+    /// The last preemption-timer exit of L1 was for an APIC deadline, not the watchdog.
+    pub fn timer_was_apic(&self) -> bool {
+        self.timer01 < self.watchdog
+    }
+}
+
+/// Can the guest of `v` take an external interrupt on the next entry?
+fn interruptible(v: &HwVmcs) -> bool {
+    v.read(F::VmEntryInterruptionInfo) & VALID == 0
+        && v.read(F::GuestRflags) & RFLAGS_IF != 0
+        && v.read(F::GuestInterruptibilityInfo) & BLOCKING_STI_MOVSS == 0
+}
+
+/// Timer units until `deadline` (0 when it has passed), at most `cap`.
+fn timer_units(deadline: u64, now: u64, shift: u8, cap: u32) -> u32 {
+    let units = deadline.saturating_sub(now) >> shift;
+    units.min(u64::from(cap)) as u32
+}
+
+/// Before entering L1 on vmcs01 (current): injects L1's pending interrupt or asks for an
+/// interrupt window, and points the preemption timer at the APIC timer's next deadline.
+pub fn before_l1_entry(g: &mut Guest, v: &mut HwVmcs) {
+    let irq = &mut g.irq;
+    let apic = &mut g.devices.lapic;
+    if !apic.has_work() && !irq.window01 && irq.timer01 == irq.watchdog {
+        return;
+    }
+    let now = cpu::rdtsc();
+    apic.tick(now);
+    let mut want_window = false;
+    if apic.pending().is_some() {
+        if interruptible(v) {
+            if let Some(vector) = apic.acknowledge() {
+                v.write(F::VmEntryInterruptionInfo, u64::from(vector) | VALID);
+            }
+            // Another vector waits behind it only if it outranks the one just delivered.
+            want_window = apic.pending().is_some();
+        } else {
+            want_window = true;
+        }
+    }
+    if want_window != irq.window01 {
+        let proc1 = v.read(F::CpuBasedVmExecControl);
+        let bit = u64::from(nested::caps::proc1::INTERRUPT_WINDOW_EXITING);
+        v.write(F::CpuBasedVmExecControl, if want_window { proc1 | bit } else { proc1 & !bit });
+        irq.window01 = want_window;
+    }
+    let timer = match apic.next_deadline() {
+        Some(d) if d > now => timer_units(d, now, irq.shift, irq.watchdog),
+        _ => irq.watchdog,
+    };
+    if timer != irq.timer01 {
+        v.write(F::VmxPreemptionTimerValue, u64::from(timer));
+        irq.timer01 = timer;
+    }
+}
+
+/// What L0 does before entering L2.
+pub enum L2Entry {
+    /// Enter L2 on vmcs02.
+    Enter,
+    /// L1's interrupt became a VM exit to L1: vmcs01 is current, enter L1 instead.
+    ExitedToL1,
+}
+
+/// Before entering L2 on vmcs02 (current): L1's pending interrupt becomes an exit to L1 or
+/// an injection into L2 (see the module docs), and vmcs02's preemption timer follows L1's APIC
+/// timer.
+pub fn before_l2_entry(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
+    let Some(n) = g.nested.as_mut() else { return L2Entry::Enter };
+    let apic = &mut g.devices.lapic;
+    if !apic.has_work() && !n.timer02 {
+        return L2Entry::Enter;
+    }
+    let now = cpu::rdtsc();
+    apic.tick(now);
+    let mut immediate = false;
+    if let Some(vector) = apic.pending() {
+        let v12 = &n.vmx.vmcs12;
+        if v12.pin_based_vm_exec_control & pin::EXTERNAL_INTERRUPT_EXITING != 0 {
+            if v02.read(F::VmEntryInterruptionInfo) & VALID != 0 {
+                // L1 injects an event into L2 on this entry: it is delivered first.
+                immediate = true;
+            } else {
+                let intr_info = if v12.vm_exit_controls & exit::ACK_INTERRUPT_ON_EXIT != 0 {
+                    apic.acknowledge().map_or(0, |v| u32::from(v) | VALID as u32)
+                } else {
+                    0
+                };
+                nesting::interrupt_exit(g, v02, intr_info);
+                return L2Entry::ExitedToL1;
+            }
+        } else if interruptible(v02) {
+            // L1 lets its guest take interrupts, as the processor would deliver them.
+            if let Some(vector) = apic.acknowledge() {
+                v02.write(F::VmEntryInterruptionInfo, u64::from(vector) | VALID);
+            }
+        } else {
+            let _ = vector; // Stays pending until L2 can take it or exits.
+        }
+    }
+    let shift = g.irq.shift;
+    let want = if immediate {
+        Some(0)
+    } else {
+        g.devices
+            .lapic
+            .next_deadline()
+            .filter(|&d| d > now)
+            .map(|d| timer_units(d, now, shift, u32::MAX))
+    };
+    if let Some(n) = g.nested.as_mut() {
+        n.set_timer02(v02, want);
+    }
+    L2Entry::Enter
+}
+
+/// HLT by L1 with interrupts enabled (exit reason 12): L1 sleeps until its next interrupt.
+/// L0 waits for the APIC timer's deadline (serving the management endpoint meanwhile) and
+/// returns; the interrupt is injected on the entry that follows. Without any armed timer or
+/// pending interrupt nothing can wake L1: it resumes at once (a spurious wake-up, which HLT
+/// allows for, e.g. for an SMI).
+pub fn halt(g: &mut Guest) {
+    let apic = &mut g.devices.lapic;
+    let mut polls = 0u32;
+    loop {
+        let now = cpu::rdtsc();
+        apic.tick(now);
+        if apic.pending().is_some() {
+            return;
+        }
+        match apic.next_deadline() {
+            Some(d) if d > now => {}
+            _ => return,
+        }
+        core::hint::spin_loop();
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(4096) {
+            crate::drivers::poll_network();
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! x86 instruction decoder for trapped MMIO accesses: only the MOV forms guests use for
+//! device registers (SDM Vol. 2A ch. 2 "Instruction Format"; MOV and MOVZX in Vol. 2B).
+//!
+//! An EPT violation on a device page gives L0 the guest-physical address but not the data
+//! or the register: L0 fetches the bytes at the guest's RIP, [`decode`]s them, performs the
+//! access, then updates the register with [`apply_load`] (or takes the data from
+//! [`store_value`]) and advances RIP by [`Decoded::len`]. The address itself comes from the
+//! exit, so the decoder only needs the ModRM/SIB/displacement *lengths*, not their values.
+//!
+//! Supported: prefixes 66, 67, segment overrides, F0 (LOCK, accepted), REX in 64-bit mode;
+//! opcodes 88/89/8A/8B (MOV r/m ↔ r), C6 /0 and C7 /0 (MOV r/m, imm), A0-A3 (MOV AL/eAX ↔
+//! moffs), 0F B6/B7 (MOVZX), with memory operands only.
+
+/// Maximum length of an x86 instruction (SDM Vol. 2A 2.3.11).
+pub const MAX_INSN_LEN: usize = 15;
+
+/// The processor mode the instruction runs in, which sets default operand and address
+/// sizes (SDM Vol. 1 3.6): the caller derives it from CR0.PE, EFER.LMA with CS.L, and CS.D.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuMode {
+    /// Real or virtual-8086 mode: 16-bit operands and addresses.
+    Real16,
+    /// Protected mode (or compatibility mode) with CS.D = 0.
+    Protected16,
+    /// Protected mode (or compatibility mode) with CS.D = 1.
+    Protected32,
+    /// 64-bit mode (EFER.LMA and CS.L): 32-bit operands, 64-bit addresses, REX.
+    Long64,
+}
+
+/// A register or immediate operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    /// General-purpose register `index` in SDM order (0 RAX, 1 RCX, 2 RDX, 3 RBX, 4 RSP,
+    /// 5 RBP, 6 RSI, 7 RDI, 8-15 R8-R15). `high8`: AH/CH/DH/BH (bits 15:8 of register
+    /// `index` 0-3), the 8-bit encodings 4-7 without a REX prefix.
+    Reg { index: u8, high8: bool },
+    /// An immediate, already sign-extended as the instruction defines (imm32 to 64 bits for
+    /// a 64-bit store).
+    Imm(u64),
+}
+
+/// The memory access the instruction makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioAccess {
+    /// Read `size` bytes into `dest` (always a register), zero-extended to `zero_extend_to`
+    /// bytes: equal to `size` for MOV, the operand size (2, 4 or 8) for MOVZX.
+    Load { dest: Operand, size: u8, zero_extend_to: u8 },
+    /// Write `size` bytes taken from `src` (see [`store_value`]).
+    Store { src: Operand, size: u8 },
+}
+
+/// A decoded instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// What the instruction reads or writes.
+    pub access: MmioAccess,
+    /// Instruction length in bytes (RIP advances by this much).
+    pub len: u8,
+}
+
+/// Why an instruction could not be decoded (the caller usually reports it and injects #UD or
+/// stops the guest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The bytes end before the instruction does (fetch more, or the fetch crossed into an
+    /// unmapped page).
+    Truncated,
+    /// Not one of the supported forms, or a register (mod = 11) operand. Holds the opcode
+    /// byte; for a two-byte opcode 0F xx, the second byte. A REP prefix reports 0xf2/0xf3.
+    Unsupported(u8),
+    /// More than [`MAX_INSN_LEN`] bytes (SDM: #GP).
+    TooLong,
+}
+
+/// Reads the instruction bytes in order, enforcing the 15-byte limit before the fetch limit.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    /// Consumes `n` bytes and returns them as a little-endian value (n ≤ 8).
+    fn take(&mut self, n: usize) -> Result<u64, DecodeError> {
+        let end = self.pos.saturating_add(n);
+        if end > MAX_INSN_LEN {
+            return Err(DecodeError::TooLong);
+        }
+        let slice = self.bytes.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(slice.iter().rev().fold(0, |acc, &b| acc << 8 | u64::from(b)))
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)? as u8)
+    }
+}
+
+/// Bytes of the ModRM memory operand after the ModRM byte (SIB and displacement) are
+/// consumed; returns the ModRM reg field (bits 5:3). `op` names the instruction for errors.
+/// 16-bit addressing: SDM Table 2-1; 32/64-bit: Tables 2-2 and 2-3.
+fn modrm(c: &mut Cursor<'_>, op: u8, addr_size: u8) -> Result<u8, DecodeError> {
+    let m = c.byte()?;
+    let (md, rm) = (m >> 6, m & 7);
+    if md == 3 {
+        return Err(DecodeError::Unsupported(op));
+    }
+    let disp = if addr_size == 2 {
+        match md {
+            0 if rm == 6 => 2,
+            0 => 0,
+            1 => 1,
+            _ => 2,
+        }
+    } else {
+        let mut disp = match md {
+            0 => 0,
+            1 => 1,
+            _ => 4,
+        };
+        if rm == 4 {
+            // SIB; base 101 with mod 00 means disp32 and no base.
+            let sib = c.byte()?;
+            if md == 0 && sib & 7 == 5 {
+                disp = 4;
+            }
+        } else if md == 0 && rm == 5 {
+            // disp32 (RIP-relative in 64-bit mode).
+            disp = 4;
+        }
+        disp
+    };
+    c.take(disp)?;
+    Ok((m >> 3) & 7)
+}
+
+/// The register operand for encoding `n` (REX.R already folded in) at `size` bytes.
+fn reg_operand(n: u8, size: u8, rex: bool) -> Operand {
+    if size == 1 && !rex && (4..8).contains(&n) {
+        Operand::Reg { index: n - 4, high8: true }
+    } else {
+        Operand::Reg { index: n, high8: false }
+    }
+}
+
+/// Decodes the MMIO instruction at the start of `bytes` (up to 15 bytes of it are needed).
+pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Decoded, DecodeError> {
+    let mut c = Cursor { bytes, pos: 0 };
+    let (mut opsize_prefix, mut addr_prefix, mut rex) = (false, false, 0u8);
+    let op = loop {
+        let b = c.byte()?;
+        match b {
+            0x66 => opsize_prefix = true,
+            0x67 => addr_prefix = true,
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0xf0 => {}
+            0x40..=0x4f if mode == CpuMode::Long64 => {
+                rex = b;
+                continue;
+            }
+            _ => break b,
+        }
+        // A REX prefix counts only immediately before the opcode (SDM Vol. 2A 2.2.1).
+        rex = 0;
+    };
+    let default16 = matches!(mode, CpuMode::Real16 | CpuMode::Protected16);
+    let osz: u8 = if rex & 8 != 0 {
+        8
+    } else if default16 != opsize_prefix {
+        2
+    } else {
+        4
+    };
+    let asz: u8 = match (mode, addr_prefix) {
+        (CpuMode::Real16 | CpuMode::Protected16, false) | (CpuMode::Protected32, true) => 2,
+        (CpuMode::Long64, false) => 8,
+        _ => 4,
+    };
+    let has_rex = rex != 0;
+    let rex_r = (rex & 4) << 1;
+    let access = match op {
+        0x88..=0x8b => {
+            let size = if op & 1 == 0 { 1 } else { osz };
+            let reg = reg_operand(modrm(&mut c, op, asz)? | rex_r, size, has_rex);
+            if op & 2 == 0 {
+                MmioAccess::Store { src: reg, size }
+            } else {
+                MmioAccess::Load { dest: reg, size, zero_extend_to: size }
+            }
+        }
+        0xc6 | 0xc7 => {
+            let size = if op == 0xc6 { 1 } else { osz };
+            if modrm(&mut c, op, asz)? != 0 {
+                return Err(DecodeError::Unsupported(op));
+            }
+            let raw = c.take(usize::from(size.min(4)))?;
+            // imm32 is sign-extended to a 64-bit operand.
+            let imm = if size == 8 { raw as u32 as i32 as i64 as u64 } else { raw };
+            MmioAccess::Store { src: Operand::Imm(imm), size }
+        }
+        0xa0..=0xa3 => {
+            c.take(usize::from(asz))?;
+            let size = if op & 1 == 0 { 1 } else { osz };
+            let rax = Operand::Reg { index: 0, high8: false };
+            if op & 2 == 0 {
+                MmioAccess::Load { dest: rax, size, zero_extend_to: size }
+            } else {
+                MmioAccess::Store { src: rax, size }
+            }
+        }
+        0x0f => {
+            let op2 = c.byte()?;
+            let size = match op2 {
+                0xb6 => 1,
+                0xb7 => 2,
+                _ => return Err(DecodeError::Unsupported(op2)),
+            };
+            let dest = reg_operand(modrm(&mut c, op2, asz)? | rex_r, osz, has_rex);
+            MmioAccess::Load { dest, size, zero_extend_to: osz }
+        }
+        _ => return Err(DecodeError::Unsupported(op)),
+    };
+    Ok(Decoded { access, len: c.pos as u8 })
+}
+
+/// Mask of the low `size` bytes (8 or more: all).
+fn mask(size: u8) -> u64 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        4 => 0xffff_ffff,
+        _ => u64::MAX,
+    }
+}
+
+/// The new 64-bit value of register `dest` (old value `old`) after loading `value`, of which
+/// the low `size` bytes count, zero-extended to `zero_extend_to` bytes. x86 rules (SDM Vol. 1
+/// 3.4.1.1): 8- and 16-bit writes merge into the old value (a high8 register writes bits
+/// 15:8), a 32-bit write zero-extends to 64 bits, a 64-bit write replaces. An `Imm` `dest`
+/// (never produced by [`decode`]) leaves `old`.
+pub fn apply_load(old: u64, dest: Operand, size: u8, zero_extend_to: u8, value: u64) -> u64 {
+    let v = value & mask(size);
+    match dest {
+        Operand::Imm(_) => old,
+        Operand::Reg { high8: true, .. } => (old & !0xff00) | (v & 0xff) << 8,
+        Operand::Reg { .. } => match zero_extend_to {
+            1 | 2 => (old & !mask(zero_extend_to)) | (v & mask(zero_extend_to)),
+            4 => v & 0xffff_ffff,
+            _ => v,
+        },
+    }
+}
+
+/// The value a store of `size` bytes from `src` writes: the register's low `size` bytes
+/// (`reg_value` is its full 64-bit value; bits 15:8 for a high8 register), or the immediate
+/// truncated to `size`.
+pub fn store_value(reg_value: u64, src: Operand, size: u8) -> u64 {
+    match src {
+        Operand::Reg { high8: true, .. } => (reg_value >> 8) & 0xff,
+        Operand::Reg { .. } => reg_value & mask(size),
+        Operand::Imm(v) => v & mask(size),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuMode::*;
+    use super::*;
+    use proptest::prelude::*;
+
+    const fn r(index: u8) -> Operand {
+        Operand::Reg { index, high8: false }
+    }
+
+    fn load(bytes: &[u8], mode: CpuMode, dest: Operand, size: u8, zx: u8) {
+        let d = decode(bytes, mode).unwrap();
+        assert_eq!(d.access, MmioAccess::Load { dest, size, zero_extend_to: zx }, "{bytes:02x?}");
+        assert_eq!(usize::from(d.len), bytes.len(), "{bytes:02x?}");
+    }
+
+    fn store(bytes: &[u8], mode: CpuMode, src: Operand, size: u8) {
+        let d = decode(bytes, mode).unwrap();
+        assert_eq!(d.access, MmioAccess::Store { src, size }, "{bytes:02x?}");
+        assert_eq!(usize::from(d.len), bytes.len(), "{bytes:02x?}");
+    }
+
+    #[test]
+    fn protected32_forms() {
+        // mov eax, [0xfee00020]
+        load(&[0x8b, 0x05, 0x20, 0x00, 0xe0, 0xfe], Protected32, r(0), 4, 4);
+        load(&[0xa1, 0x20, 0x00, 0xe0, 0xfe], Protected32, r(0), 4, 4);
+        // movl $0, 0xfee000b0
+        store(&[0xc7, 0x05, 0xb0, 0x00, 0xe0, 0xfe, 0, 0, 0, 0], Protected32, Operand::Imm(0), 4);
+        // mov %ecx, 0xfee00380(,%eax,4)
+        store(&[0x89, 0x0c, 0x85, 0x80, 0x03, 0xe0, 0xfe], Protected32, r(1), 4);
+        // mov %dx, 0x10(%ebx)
+        store(&[0x66, 0x89, 0x53, 0x10], Protected32, r(2), 2);
+        // mov (%esi,%edi), %bl
+        load(&[0x8a, 0x1c, 0x3e], Protected32, r(3), 1, 1);
+        // movzbl 0x20(%ebp), %eax
+        load(&[0x0f, 0xb6, 0x45, 0x20], Protected32, r(0), 1, 4);
+        // mov 0x0(,%eax,1), %eax: SIB base 101 with mod 00 → disp32.
+        load(&[0x8b, 0x04, 0x05, 0, 0, 0, 0], Protected32, r(0), 4, 4);
+        // 16-bit addressing via 67: mov eax, [bx+si+0x1234]
+        load(&[0x67, 0x8b, 0x80, 0x34, 0x12], Protected32, r(0), 4, 4);
+        // REX bytes are INC/DEC outside 64-bit mode.
+        assert_eq!(decode(&[0x44, 0x8b, 0x00], Protected32), Err(DecodeError::Unsupported(0x44)));
+    }
+
+    #[test]
+    fn long64_forms() {
+        // mov %ecx, 0xfffffffffee00380 (SIB, no base, no index)
+        store(&[0x89, 0x0c, 0x25, 0x80, 0x03, 0xe0, 0xfe], Long64, r(1), 4);
+        // mov 0x320(%rax), %r8d
+        load(&[0x44, 0x8b, 0x80, 0x20, 0x03, 0, 0], Long64, r(8), 4, 4);
+        // mov 0x12345678(%rip), %eax
+        load(&[0x8b, 0x05, 0x78, 0x56, 0x34, 0x12], Long64, r(0), 4, 4);
+        // mov %ah, (%rsp)
+        store(&[0x88, 0x24, 0x24], Long64, Operand::Reg { index: 0, high8: true }, 1);
+        // mov %sil, 0x10(%rdi): with REX, encoding 6 is SIL.
+        store(&[0x40, 0x88, 0x77, 0x10], Long64, r(6), 1);
+        // movl $0, 0xb0(%rdx)
+        store(&[0xc7, 0x82, 0xb0, 0, 0, 0, 0, 0, 0, 0], Long64, Operand::Imm(0), 4);
+        // movq $-1, 0x380(%rbx,%rcx,8): imm32 sign-extended.
+        let b = [0x48, 0xc7, 0x84, 0xcb, 0x80, 0x03, 0, 0, 0xff, 0xff, 0xff, 0xff];
+        store(&b, Long64, Operand::Imm(u64::MAX), 8);
+        // movw $0x1234, (%r9)
+        store(&[0x66, 0x41, 0xc7, 0x01, 0x34, 0x12], Long64, Operand::Imm(0x1234), 2);
+        // movb $0x5a, -8(%rbp)
+        store(&[0xc6, 0x45, 0xf8, 0x5a], Long64, Operand::Imm(0x5a), 1);
+        // movzbl 0x20(%rax), %eax; movzwq (%rax), %r11; movzbw (%rax), %ax
+        load(&[0x0f, 0xb6, 0x40, 0x20], Long64, r(0), 1, 4);
+        load(&[0x4c, 0x0f, 0xb7, 0x18], Long64, r(11), 2, 8);
+        load(&[0x66, 0x0f, 0xb6, 0x00], Long64, r(0), 1, 2);
+        // mov %ax, 0x10(%rax)
+        store(&[0x66, 0x89, 0x40, 0x10], Long64, r(0), 2);
+        // movabs 0xfee00030, %eax / %al: moffs64.
+        load(&[0xa1, 0x30, 0x00, 0xe0, 0xfe, 0, 0, 0, 0], Long64, r(0), 4, 4);
+        store(&[0xa2, 0x30, 0x00, 0xe0, 0xfe, 0, 0, 0, 0], Long64, r(0), 1);
+        // 67 a1: moffs32; 48 a3: store RAX.
+        load(&[0x67, 0xa1, 0x30, 0x00, 0xe0, 0xfe], Long64, r(0), 4, 4);
+        store(&[0x48, 0xa3, 0, 0, 0, 0, 0, 0, 0, 0], Long64, r(0), 8);
+        // lock mov %eax, %fs:(%rax)
+        store(&[0xf0, 0x64, 0x89, 0x00], Long64, r(0), 4);
+        // mov 0(%rbp), %eax; mov 0(%r13), %eax; mov (%r12), %eax
+        load(&[0x8b, 0x45, 0x00], Long64, r(0), 4, 4);
+        load(&[0x41, 0x8b, 0x45, 0x00], Long64, r(0), 4, 4);
+        load(&[0x41, 0x8b, 0x04, 0x24], Long64, r(0), 4, 4);
+        // REX.R for the register; REX before a legacy prefix is ignored.
+        load(&[0x4c, 0x8b, 0x38], Long64, r(15), 8, 8);
+        load(&[0x4c, 0x66, 0x8b, 0x38], Long64, r(7), 2, 2);
+    }
+
+    #[test]
+    fn real16_forms() {
+        // mov 0x20, %ax
+        load(&[0xa1, 0x20, 0x00], Real16, r(0), 2, 2);
+        // movl $1, 0x1234(%bx,%si)
+        store(&[0x66, 0xc7, 0x80, 0x34, 0x12, 1, 0, 0, 0], Real16, Operand::Imm(1), 4);
+        // mov 0(%bp), %al (mod 01: disp8); mov [0x1234], ax (mod 00 rm 110: disp16)
+        load(&[0x8a, 0x46, 0x00], Real16, r(0), 1, 1);
+        load(&[0x8b, 0x06, 0x34, 0x12], Protected16, r(0), 2, 2);
+        // mov %eax, (%eax) with 67 66
+        store(&[0x67, 0x66, 0x89, 0x00], Real16, r(0), 4);
+        // movw $7, 3(%di)
+        store(&[0xc7, 0x45, 0x03, 0x07, 0x00], Real16, Operand::Imm(7), 2);
+        // mov %ah, 0x40(%bx)
+        store(&[0x88, 0x67, 0x40], Real16, Operand::Reg { index: 0, high8: true }, 1);
+        // movzbl (%si), %ecx
+        load(&[0x66, 0x0f, 0xb6, 0x0c], Real16, r(1), 1, 4);
+        // 67 a1 in 16-bit mode: moffs32.
+        load(&[0x67, 0xa1, 0, 0, 0, 0], Real16, r(0), 2, 2);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(decode(&[], Long64), Err(DecodeError::Truncated));
+        assert_eq!(decode(&[0x66, 0x67], Long64), Err(DecodeError::Truncated));
+        assert_eq!(decode(&[0x8b, 0x05, 0x20], Protected32), Err(DecodeError::Truncated));
+        assert_eq!(decode(&[0x8b, 0x04], Long64), Err(DecodeError::Truncated));
+        // Register operands are not MMIO.
+        assert_eq!(decode(&[0x89, 0xc8], Long64), Err(DecodeError::Unsupported(0x89)));
+        assert_eq!(decode(&[0x0f, 0xb6, 0xc0], Long64), Err(DecodeError::Unsupported(0xb6)));
+        // c7 /1, other opcodes, REP.
+        assert_eq!(decode(&[0xc7, 0x08, 0, 0, 0, 0], Long64), Err(DecodeError::Unsupported(0xc7)));
+        assert_eq!(decode(&[0x0f, 0xbe, 0x00], Long64), Err(DecodeError::Unsupported(0xbe)));
+        assert_eq!(decode(&[0x01, 0x00], Long64), Err(DecodeError::Unsupported(0x01)));
+        assert_eq!(decode(&[0xf3, 0xa5], Long64), Err(DecodeError::Unsupported(0xf3)));
+        // 14 prefixes + 8b 00 = 16 bytes.
+        let mut b = [0x3e; 16];
+        b[14] = 0x8b;
+        b[15] = 0x00;
+        assert_eq!(decode(&b, Long64), Err(DecodeError::TooLong));
+        // 13 prefixes + 8b 00 = 15 bytes: fine.
+        assert_eq!(decode(&b[1..], Long64).map(|d| d.len), Ok(15));
+        // Too long beats truncated.
+        assert_eq!(decode(&[0x3e; 15], Long64), Err(DecodeError::TooLong));
+        // 14 bytes needed, 12 given.
+        let b = [0x3e, 0x3e, 0x48, 0xc7, 0x84, 0xcb, 0, 0, 0, 0, 0, 0];
+        assert_eq!(decode(&b, Long64), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn load_and_store_values() {
+        let old = 0x1122_3344_5566_7788;
+        let ah = Operand::Reg { index: 0, high8: true };
+        assert_eq!(apply_load(old, r(0), 1, 1, 0xabcd), 0x1122_3344_5566_77cd);
+        assert_eq!(apply_load(old, ah, 1, 1, 0xabcd), 0x1122_3344_5566_cd88);
+        assert_eq!(apply_load(old, r(0), 2, 2, 0xffff_abcd), 0x1122_3344_5566_abcd);
+        assert_eq!(apply_load(old, r(0), 4, 4, 0xffff_ffff_dead_beef), 0xdead_beef);
+        assert_eq!(apply_load(old, r(0), 8, 8, 0xffff_ffff_dead_beef), 0xffff_ffff_dead_beef);
+        assert_eq!(apply_load(old, r(0), 1, 2, 0xabcd), 0x1122_3344_5566_00cd);
+        assert_eq!(apply_load(old, r(0), 2, 4, 0xffff_abcd), 0xabcd);
+        assert_eq!(apply_load(old, r(0), 1, 8, 0xabcd), 0xcd);
+        assert_eq!(apply_load(old, Operand::Imm(0), 4, 4, 0), old);
+        assert_eq!(store_value(old, r(0), 1), 0x88);
+        assert_eq!(store_value(old, ah, 1), 0x77);
+        assert_eq!(store_value(old, r(0), 2), 0x7788);
+        assert_eq!(store_value(old, r(0), 4), 0x5566_7788);
+        assert_eq!(store_value(old, r(0), 8), old);
+        assert_eq!(store_value(old, Operand::Imm(u64::MAX), 2), 0xffff);
+    }
+
+    proptest! {
+        #![proptest_config(crate::devices::fuzz_config(2048))]
+
+        /// Arbitrary bytes in every mode: no panic, and a decoded length fits in the bytes
+        /// and the architectural limit.
+        #[test]
+        fn fuzz_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..20), m in 0u8..4) {
+            let mode = [Real16, Protected16, Protected32, Long64][usize::from(m)];
+            if let Ok(d) = decode(&bytes, mode) {
+                prop_assert!(usize::from(d.len) <= bytes.len().min(MAX_INSN_LEN));
+                if let MmioAccess::Load { dest, size, zero_extend_to } = d.access {
+                    let reg_ok = matches!(dest, Operand::Reg { index: 0..=15, .. });
+                    prop_assert!(reg_ok);
+                    prop_assert!(zero_extend_to >= size);
+                }
+            }
+        }
+    }
+}

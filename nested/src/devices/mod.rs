@@ -1,0 +1,25 @@
+//! Device models L0 offers its guest as a standard PC: the local APIC ([`lapic`], SDM Vol. 3A
+//! ch. 11), the 8254 PIT and port 61h ([`pit`]), and the instruction decoder for trapped MMIO
+//! accesses ([`decode`], SDM Vol. 2 ch. 2).
+//!
+//! Like the rest of the crate these are pure: the image passes the time in (`now`, a TSC
+//! value; the models never read a clock), feeds them the guest's port, MMIO and MSR accesses,
+//! and injects what they report. Guest-controlled values are never unwrapped or used as
+//! unchecked indices, and all time arithmetic saturates or wraps (see `fuzz` in each file).
+
+pub mod decode;
+pub mod lapic;
+pub mod pit;
+
+/// Proptest settings for the fuzz tests in this module: `TURTLES_FUZZ_CASES=N` overrides
+/// the case count, as for `proptests.rs`.
+#[cfg(test)]
+fn fuzz_config(default: u32) -> proptest::test_runner::Config {
+    let n =
+        std::env::var("TURTLES_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    proptest::test_runner::Config {
+        cases: n,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
