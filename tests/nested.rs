@@ -27,6 +27,8 @@ fn depth2_l0_runs_l1_runs_the_leaf() {
             "exits: Vmresume=",
             "exits: EptViolation=",
             "exits: nested: L2 caused",
+            // Nested VPID: the VPID L1 gives the leaf is mapped to a hardware VPID of L0's.
+            "[L0 cpu0 INFO ] vmx: L1's VPID 1 for its guest runs as hardware VPID 3",
         ],
     );
     // Each L2 CPUID is one exit for L1 and, with VMCS shadowing and L1's CPUID cache, the

@@ -220,7 +220,17 @@ impl Nested {
             && v12.secondary_vm_exec_control & proc2::ENABLE_VPID != 0
             && v12.virtual_processor_id != 0;
         let (vpid02, flush) = if tagged {
-            self.vpids.vpid02(v12.virtual_processor_id)
+            let vpid12 = v12.virtual_processor_id;
+            let (vpid02, fresh) = self.vpids.vpid02(vpid12);
+            if fresh {
+                static ASSIGNED: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(8);
+                if ASSIGNED.allow() {
+                    log::info!(
+                        "vmx: L1's VPID {vpid12} for its guest runs as hardware VPID {vpid02}"
+                    );
+                }
+            }
+            (vpid02, fresh)
         } else {
             (VPID_L2_UNTAGGED, true)
         };
