@@ -60,8 +60,9 @@ pub struct Nested {
     shadow: ShadowEpt,
     /// Nested VPIDs: L1's VPIDs for its L2s (vpid12) to hardware VPIDs (vpid02).
     vpids: VpidMap,
-    /// The VPID vmcs02 holds (0: not written yet).
+    /// The VPID vmcs02 holds (0: not written yet), and the vpid12 it was mapped from.
     vpid02: u16,
+    vpid12: u16,
     l0: L0Config,
     eptp01: u64,
     /// L0 runs the VMX-preemption timer in vmcs02 (for L1's APIC timer or an immediate exit).
@@ -92,6 +93,7 @@ impl Nested {
             shadow: ShadowEpt::new(),
             vpids: VpidMap::new(VPID02_BASE),
             vpid02: 0,
+            vpid12: 0,
             // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
             // port access (L0 emulates all I/O below it), EPT (L2 stays inside L1's memory),
             // VPID (L2's TLB entries tagged apart from L1's), and its 64-bit host state.
@@ -221,6 +223,11 @@ impl Nested {
             && v12.virtual_processor_id != 0;
         let (vpid02, flush) = if tagged {
             let vpid12 = v12.virtual_processor_id;
+            if self.vpid02 != 0 && self.vpid02 != VPID_L2_UNTAGGED && vpid12 == self.vpid12 {
+                // The common VMRESUME: same vpid12, still mapped (only this function maps).
+                return self.vpid02;
+            }
+            self.vpid12 = vpid12;
             let (vpid02, fresh) = self.vpids.vpid02(vpid12);
             if fresh {
                 static ASSIGNED: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(8);
