@@ -14,11 +14,15 @@ use nested::ept::walk::PageSize;
 use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
 use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
 use nested::vmcs::shadow::{
-    SHADOW_BITMAP_SIZE, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow, shadow_bitmaps,
+    SHADOW_BITMAP_SIZE, copy_fields_to_shadow, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow,
+    shadow_bitmaps, shadowed_for_read,
 };
 use nested::vmcs::{Vmcs, VmcsField as F};
-use nested::vmx::merge::{L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
-use nested::vmx::sync::{SyncScope, load_l1_host_state, sync_vmcs12};
+use nested::vmx::merge::{GUEST_HOT, L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
+use nested::vmx::sync::{
+    EXIT_INFO_FIELDS, SYNC_EXTRA_FIELDS, SyncScope, load_l1_host_state, sync_vmcs12,
+    sync_vmcs12_rare,
+};
 use nested::vmx::{Exception, L1Access, L1Cpu, MemOperand, Segment, VmxResult, l1_caps};
 
 use super::exits::{Action, GuestEnd};
@@ -152,6 +156,40 @@ impl Nested {
             let _ = insn::vmptrld(self.vmcs01);
         }
         v01.write(F::VmcsLinkPointer, s.shadow_vmcs);
+    }
+
+    /// After a reflected exit: copies to the shadow VMCS exactly the vmcs12 fields a
+    /// [`SyncScope::Hot`] sync may have changed (the shadow equals vmcs12 otherwise: L1's
+    /// shadowed VMWRITEs were pulled in at its last VMRESUME, and L0 keeps the shadow up to
+    /// date whenever it changes vmcs12 in between). vmcs01 stays current.
+    fn sync_reflected_to_shadow(&mut self) {
+        let Some(s) = &self.shadowing else { return };
+        // SAFETY: as in `sync_to_shadow`.
+        unsafe {
+            if let Err(e) = insn::vmptrld(s.shadow_vmcs) {
+                log::error!("VMPTRLD of the shadow VMCS failed: {e}");
+                return;
+            }
+            let mut shadow = HwVmcs::current();
+            for fields in [EXIT_INFO_FIELDS, GUEST_HOT, SYNC_EXTRA_FIELDS] {
+                copy_fields_to_shadow(&self.vmx.vmcs12, &mut shadow, fields, s.vmwrite_any_field);
+            }
+            let _ = insn::vmptrld(self.vmcs01);
+        }
+    }
+
+    /// Brings vmcs12's rare guest fields from vmcs02 (they stay there after a reflected exit
+    /// until L1 or L0 needs them: `NestedVmx::needs_rare_sync`). vmcs01 stays current.
+    fn sync_rare(&mut self) {
+        // SAFETY: vmcs02 and vmcs01 are our own VMCS regions; vmcs01 is made current again.
+        unsafe {
+            match insn::vmptrld(self.vmcs02) {
+                Ok(()) => sync_vmcs12_rare(&HwVmcs::current(), &mut self.vmx.vmcs12),
+                Err(e) => log::error!("VMPTRLD of vmcs02 failed: {e}"),
+            }
+            let _ = insn::vmptrld(self.vmcs01);
+        }
+        self.vmx.rare_stale = false;
     }
 
     /// Writes one field of the shadow VMCS (e.g. the VM-instruction error after VMfailValid).
@@ -358,9 +396,23 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
     let mut vmcs = unsafe { HwVmcs::current() };
     let mut view = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut vmcs };
+    if n.vmx.rare_stale && n.vmx.needs_rare_sync(info, &cpu, &view) {
+        n.sync_rare();
+    }
+    // A VMWRITE that exits although L1 reads the field through the shadow (exit information
+    // with "VMWRITE to any field") must reach the shadow too.
+    let written = match info.exit_reason() {
+        Some(ExitReason::Vmwrite) => n.vmx.accessed_field(info, &cpu, &view),
+        _ => None,
+    };
     let Some((result, flush)) = n.vmx.emulate(info, &cpu, &mut view) else {
         return Step::Action(Action::Inject(6, None));
     };
+    if let (Some(f), VmxResult::Succeed) = (written, result)
+        && n.shadowing.as_ref().is_some_and(|s| shadowed_for_read(f, s.vmwrite_any_field))
+    {
+        n.shadow_write(f, n.vmx.vmcs12.get(f));
+    }
     if flush.is_some() {
         // INVEPT/INVVPID by L1: drop every EPT02 (they are rebuilt on demand) and L2's TLB.
         n.shadow.invalidate_all(&mut Frames);
@@ -539,7 +591,9 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
 fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     let Some(n) = g.nested.as_mut() else { return Action::Resume };
     n.reflected += 1;
-    sync_vmcs12(&*v02, &mut n.vmx.vmcs12, info, SyncScope::Full);
+    // Hot fields only: the rare ones stay in vmcs02 until something needs them.
+    sync_vmcs12(&*v02, &mut n.vmx.vmcs12, info, SyncScope::Hot);
+    n.vmx.rare_stale = true;
     // SAFETY: vmcs01 is our own VMCS region.
     if unsafe { insn::vmptrld(n.vmcs01) }.is_err() {
         return Action::Stop(GuestEnd::Failed("VMPTRLD vmcs01 failed"));
@@ -549,7 +603,7 @@ fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     let mut v01 = unsafe { HwVmcs::current() };
     let efer = v01.read(F::GuestIa32Efer);
     load_l1_host_state(&n.vmx.vmcs12, &mut v01, &n.l0.hw, efer);
-    n.sync_to_shadow();
+    n.sync_reflected_to_shadow();
     Action::Resume
 }
 

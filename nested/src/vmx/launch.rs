@@ -41,8 +41,14 @@ impl NestedVmx {
         {
             return self.fail(VmInstructionError::EntryInvalidHostStateFields);
         }
-        let failure = match checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
-        {
+        // With the rare guest fields stale in vmcs02 (L0 synced only the hot ones and L1
+        // changed nothing they depend on: `needs_rare_sync`), only the checks of the others.
+        let guest = if self.rare_stale {
+            checks::check_guest_state_hot(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
+        } else {
+            checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
+        };
+        let failure = match guest {
             Err(f) => Some(f),
             Ok(()) => checks::check_msr_load_list(&self.vmcs12, &self.caps, l1).err(),
         };

@@ -119,7 +119,9 @@ pub const GUEST_PLAIN: &[F] = &[
 ];
 
 /// The guest fields an L2 exit changes often (synced on every reflected exit in
-/// [`SyncScope::Hot`](super::sync::SyncScope::Hot)); the rest of [`GUEST_PLAIN`] changes rarely.
+/// [`SyncScope::Hot`](super::sync::SyncScope::Hot)), and every guest field of
+/// [`GUEST_PLAIN`] that L1 reads through the shadow VMCS without an exit; the rest,
+/// [`GUEST_RARE`](super::sync::GUEST_RARE), changes rarely and is synced on demand.
 pub const GUEST_HOT: &[F] = &[
     F::GuestRip,
     F::GuestRsp,
@@ -130,6 +132,10 @@ pub const GUEST_HOT: &[F] = &[
     F::GuestPendingDebugExceptions,
     F::GuestCsArBytes,
     F::GuestSsArBytes,
+    F::GuestEsBase,
+    F::GuestCsBase,
+    F::GuestSsBase,
+    F::GuestDsBase,
 ];
 
 /// vmcs12 fields whose change requires recomputing the merged controls.
