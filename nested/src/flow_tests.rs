@@ -174,3 +174,57 @@ fn lazy_rare_sync_is_asked_for_exactly_when_needed() {
     assert_eq!(vmx.emulate(&e, &cpu, &mut l1m).unwrap().0, VmxResult::Succeed);
     assert_eq!(l1m.gpr(Gpr::Rax), 0xfeed_0000);
 }
+
+/// The control and host-state checks are skipped only while nothing they read changed since
+/// they last passed: a field L1 writes, or the VM-entry controls L0 updates, runs them again.
+#[test]
+fn entry_check_cache_never_hides_a_change() {
+    use crate::vmx::VmInstructionError;
+    let caps = l1();
+    let mut vmx = NestedVmx::new(caps, 36);
+    let mut l1m = TestL1::new(0x10_0000);
+    let cpu = L1Cpu::long_mode_ring0();
+    vmx.vmxon = true;
+    vmx.vmxon_ptr = L1Gpa(0x1000);
+    vmx.current = Some(L1Gpa(0x2000));
+    vmx.vmcs12 = valid_vmcs12(&caps);
+    vmx.vmcs12.launch_state = 1;
+    let resume = |vmx: &mut NestedVmx, l1m: &mut TestL1| {
+        let r = vmx.emulate(&reg_exit(24), &cpu, l1m).unwrap().0;
+        if r == (VmxResult::EnterL2 { launch: false }) {
+            vmx.dirty.clear(); // what prepare_vmcs02's caller does
+        }
+        r
+    };
+    let write = |vmx: &mut NestedVmx, l1m: &mut TestL1, f: F, v: u64| {
+        l1m.set(Gpr::Rdx, f.encoding().into());
+        l1m.set(Gpr::Rax, v);
+        assert_eq!(vmx.emulate(&reg_exit(25), &cpu, l1m).unwrap().0, VmxResult::Succeed);
+    };
+    assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+    assert!(vmx.entry_checked.is_some());
+    assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+
+    let good_cr0 = vmx.vmcs12.host_cr0;
+    write(&mut vmx, &mut l1m, F::HostCr0, 0);
+    let bad_host = VmxResult::FailValid(VmInstructionError::EntryInvalidHostStateFields);
+    assert_eq!(resume(&mut vmx, &mut l1m), bad_host);
+    assert_eq!(resume(&mut vmx, &mut l1m), bad_host, "a failure is not cached");
+    write(&mut vmx, &mut l1m, F::HostCr0, good_cr0);
+    assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+
+    write(&mut vmx, &mut l1m, F::PinBasedVmExecControl, 0);
+    let bad_controls = VmxResult::FailValid(VmInstructionError::EntryInvalidControlFields);
+    assert_eq!(resume(&mut vmx, &mut l1m), bad_controls);
+    write(
+        &mut vmx,
+        &mut l1m,
+        F::PinBasedVmExecControl,
+        valid_vmcs12(&caps).pin_based_vm_exec_control.into(),
+    );
+    assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+
+    // L0 changes the VM-entry controls at a reflected exit without marking them dirty.
+    vmx.vmcs12.vm_entry_controls = 0;
+    assert_eq!(resume(&mut vmx, &mut l1m), bad_controls);
+}

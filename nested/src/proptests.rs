@@ -13,14 +13,15 @@ use crate::ept::walk::{PageSize, walk_ept12};
 use crate::exits::{ExitInfo, L0Intercepts, route};
 use crate::guest::{Gpr, GuestMemory, GuestRegs, VecMemory};
 use crate::testutil::{TestL1, l1, skylake, valid_vmcs12};
+use crate::vmcs::shadow::{copy_vmcs12_to_shadow, shadowed_for_read};
 use crate::vmcs::{DirtySet, FakeVmcs, Vmcs, Vmcs12, VmcsField};
 use crate::vmx::bitmaps::merge_msr_bitmap;
 use crate::vmx::merge::{
     Controls02, GUEST_HOT, GUEST_PLAIN, L0Config, L1State, Vmcs02Inputs, prepare_vmcs02,
 };
 use crate::vmx::sync::{
-    EXIT_INFO_FIELDS, GUEST_RARE, SYNC_EXTRA_FIELDS, SyncScope, load_l1_host_state, sync_vmcs12,
-    sync_vmcs12_rare,
+    EXIT_INFO_FIELDS, GUEST_RARE, SYNC_EXTRA_FIELDS, SyncScope, copy_reflected_to_shadow,
+    load_l1_host_state, sync_vmcs12, sync_vmcs12_rare,
 };
 use crate::vmx::{L1Cpu, NestedVmx, checks};
 
@@ -213,6 +214,19 @@ proptest! {
         }
         for &f in GUEST_RARE {
             prop_assert_eq!(lazy.get(f), v12.get(f), "{}", f.name());
+        }
+        // The shadow VMCS, equal to vmcs12 before, is equal again after the reflect's copy.
+        for any in [false, true] {
+            let mut shadow = FakeVmcs::new();
+            copy_vmcs12_to_shadow(&v12, &mut shadow, any);
+            let mut hot = v12.clone();
+            sync_vmcs12(&v02, &mut hot, &info, SyncScope::Hot);
+            copy_reflected_to_shadow(&hot, &mut shadow, any);
+            for &f in VmcsField::ALL {
+                if shadowed_for_read(f, any) {
+                    prop_assert_eq!(shadow.peek(f), hot.get(f), "{}", f.name());
+                }
+            }
         }
         sync_vmcs12_rare(&v02, &mut lazy);
         prop_assert_eq!(lazy, full);

@@ -14,14 +14,13 @@ use nested::ept::walk::PageSize;
 use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
 use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
 use nested::vmcs::shadow::{
-    SHADOW_BITMAP_SIZE, copy_fields_to_shadow, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow,
-    shadow_bitmaps, shadowed_for_read,
+    SHADOW_BITMAP_SIZE, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow, shadow_bitmaps,
+    shadowed_for_read,
 };
 use nested::vmcs::{Vmcs, VmcsField as F};
-use nested::vmx::merge::{GUEST_HOT, L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
+use nested::vmx::merge::{L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
 use nested::vmx::sync::{
-    EXIT_INFO_FIELDS, SYNC_EXTRA_FIELDS, SyncScope, load_l1_host_state, sync_vmcs12,
-    sync_vmcs12_rare,
+    SyncScope, copy_reflected_to_shadow, load_l1_host_state, sync_vmcs12, sync_vmcs12_rare,
 };
 use nested::vmx::{Exception, L1Access, L1Cpu, MemOperand, Segment, VmxResult, l1_caps};
 
@@ -171,9 +170,7 @@ impl Nested {
                 return;
             }
             let mut shadow = HwVmcs::current();
-            for fields in [EXIT_INFO_FIELDS, GUEST_HOT, SYNC_EXTRA_FIELDS] {
-                copy_fields_to_shadow(&self.vmx.vmcs12, &mut shadow, fields, s.vmwrite_any_field);
-            }
+            copy_reflected_to_shadow(&self.vmx.vmcs12, &mut shadow, s.vmwrite_any_field);
             let _ = insn::vmptrld(self.vmcs01);
         }
     }

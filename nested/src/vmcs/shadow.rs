@@ -11,11 +11,12 @@ use super::{DirtySet, Shadow, Vmcs, Vmcs12, VmcsField, Width};
 /// Bitmap size (SDM 25.6.15: 4 KiB, bit n for encodings whose bits 14:0 equal n).
 pub const SHADOW_BITMAP_SIZE: usize = 4096;
 
-const fn count_class(class: Shadow) -> usize {
+/// How many of `fields` have shadow class `class` (for sizing [`of_class`]'s result).
+pub const fn count_of_class(fields: &[VmcsField], class: Shadow) -> usize {
     let mut n = 0;
     let mut i = 0;
-    while i < VmcsField::COUNT {
-        if VmcsField::ALL[i].shadow() as u8 == class as u8 {
+    while i < fields.len() {
+        if fields[i].shadow() as u8 == class as u8 {
             n += 1;
         }
         i += 1;
@@ -23,27 +24,32 @@ const fn count_class(class: Shadow) -> usize {
     n
 }
 
-const fn list_class<const N: usize>(class: Shadow) -> [VmcsField; N] {
+/// The `N` fields of `fields` with shadow class `class`, in order (a const filter, so hot
+/// paths walk short precomputed lists).
+pub const fn of_class<const N: usize>(fields: &[VmcsField], class: Shadow) -> [VmcsField; N] {
     let mut out = [VmcsField::GuestRip; N];
     let mut n = 0;
     let mut i = 0;
-    while i < VmcsField::COUNT {
-        if VmcsField::ALL[i].shadow() as u8 == class as u8 {
-            out[n] = VmcsField::ALL[i];
+    while i < fields.len() {
+        if fields[i].shadow() as u8 == class as u8 {
+            out[n] = fields[i];
             n += 1;
         }
         i += 1;
     }
+    assert!(n == N);
     out
 }
 
 /// The fields of shadow class [`Shadow::Rw`], in table order: what L1 may VMWRITE without an
 /// exit, so what [`copy_shadow_to_vmcs12`] reads back (a short list, as Linux
 /// `shadow_read_write_fields`, instead of a walk over the whole table per transition).
-pub const SHADOW_RW: [VmcsField; count_class(Shadow::Rw)] = list_class(Shadow::Rw);
+pub const SHADOW_RW: [VmcsField; count_of_class(VmcsField::ALL, Shadow::Rw)] =
+    of_class(VmcsField::ALL, Shadow::Rw);
 
 /// The fields of shadow class [`Shadow::Ro`] (exit information), in table order.
-pub const SHADOW_RO: [VmcsField; count_class(Shadow::Ro)] = list_class(Shadow::Ro);
+pub const SHADOW_RO: [VmcsField; count_of_class(VmcsField::ALL, Shadow::Ro)] =
+    of_class(VmcsField::ALL, Shadow::Ro);
 
 fn clear_bit(bitmap: &mut [u8; SHADOW_BITMAP_SIZE], encoding: u32) {
     let bit = (encoding & 0x7fff) as usize;
@@ -89,29 +95,13 @@ pub fn shadow_bitmaps(
 
 /// vmcs12 → shadow VMCS: every field L1 may read through the shadow (after VMPTRLD, VMCLEAR
 /// or a failed VM entry; a reflected exit copies only what it changed, see
-/// [`copy_fields_to_shadow`]).
+/// [`copy_reflected_to_shadow`](crate::vmx::sync::copy_reflected_to_shadow)).
 pub fn copy_vmcs12_to_shadow<V: Vmcs>(v12: &Vmcs12, shadow: &mut V, vmwrite_any_field: bool) {
     for f in SHADOW_RW {
         shadow.write(f, v12.get(f));
     }
     if vmwrite_any_field {
         for f in SHADOW_RO {
-            shadow.write(f, v12.get(f));
-        }
-    }
-}
-
-/// vmcs12 → shadow VMCS for those of `fields` L1 reads through the shadow: after L0 changed
-/// exactly `fields` of vmcs12, this keeps the shadow equal to vmcs12 (the invariant
-/// [`copy_shadow_to_vmcs12`] relies on) at the cost of those fields only.
-pub fn copy_fields_to_shadow<V: Vmcs>(
-    v12: &Vmcs12,
-    shadow: &mut V,
-    fields: &[VmcsField],
-    vmwrite_any_field: bool,
-) {
-    for &f in fields {
-        if shadowed_for_read(f, vmwrite_any_field) {
             shadow.write(f, v12.get(f));
         }
     }
@@ -171,17 +161,6 @@ mod tests {
             let readable = VmcsField::ALL.iter().filter(|&&f| shadowed_for_read(f, any)).count();
             assert_eq!(listed, readable);
         }
-    }
-
-    #[test]
-    fn copy_fields_to_shadow_skips_unshadowed() {
-        let v12 = Vmcs12 { guest_rip: 5, ept_pointer: 6, vm_exit_reason: 7, ..Default::default() };
-        let mut shadow = FakeVmcs::new();
-        let fields = [VmcsField::GuestRip, VmcsField::EptPointer, VmcsField::VmExitReason];
-        copy_fields_to_shadow(&v12, &mut shadow, &fields, false);
-        assert_eq!(shadow.writes(), [VmcsField::GuestRip]);
-        copy_fields_to_shadow(&v12, &mut shadow, &fields, true);
-        assert_eq!(shadow.peek(VmcsField::VmExitReason), 7);
     }
 
     #[test]

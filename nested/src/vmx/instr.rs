@@ -142,6 +142,18 @@ pub struct NestedVmx {
     /// emulated instruction and runs [`sync_vmcs12_rare`](super::sync::sync_vmcs12_rare)
     /// (and clears this) when it says so.
     pub rare_stale: bool,
+    /// The control and host-state checks passed at the last VM entry with this key, and
+    /// [`NestedVmx::dirty`] holds every field L1 changed since (see `launch.rs`).
+    pub entry_checked: Option<EntryChecked>,
+}
+
+/// What the VM-entry control and host-state checks read besides the fields L1 changes
+/// (which [`NestedVmx::dirty`] tracks): the VM-entry controls, whose "IA-32e mode guest" bit
+/// L0 updates at each reflected exit, and L1's own IA-32e mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryChecked {
+    pub vm_entry_controls: u32,
+    pub l1_ia32e: bool,
 }
 
 const VMCS12_BYTES: usize = size_of::<Vmcs12>();
@@ -158,6 +170,7 @@ impl NestedVmx {
             vmcs12: Vmcs12::zeroed(VMCS12_REVISION),
             dirty: DirtySet::all(),
             rare_stale: false,
+            entry_checked: None,
         }
     }
 
@@ -276,6 +289,7 @@ impl NestedVmx {
     /// The caller has synced vmcs12's rare fields ([`NestedVmx::needs_rare_sync`]).
     pub fn release_current(&mut self, mem: &mut impl GuestMemory) {
         self.rare_stale = false;
+        self.entry_checked = None;
         if let Some(ptr) = self.current.take() {
             let mut buf = [0u8; VMCS12_BYTES];
             self.vmcs12.to_bytes(&mut buf);

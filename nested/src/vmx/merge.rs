@@ -118,6 +118,9 @@ pub const GUEST_PLAIN: &[F] = &[
     F::GuestPdpte3,
 ];
 
+/// [`GUEST_PLAIN`] as a set.
+const GUEST_PLAIN_SET: DirtySet = DirtySet::of(GUEST_PLAIN);
+
 /// The guest fields an L2 exit changes often (synced on every reflected exit in
 /// [`SyncScope::Hot`](super::sync::SyncScope::Hot)), and every guest field of
 /// [`GUEST_PLAIN`] that L1 reads through the shadow VMCS without an exit; the rest,
@@ -343,11 +346,7 @@ pub fn prepare_vmcs02<V: Vmcs>(
     l0: &L0Config,
     inputs: &Vmcs02Inputs,
 ) {
-    for &f in GUEST_PLAIN {
-        if dirty.contains(f) {
-            vmcs02.write(f, v12.get(f));
-        }
-    }
+    dirty.intersection(&GUEST_PLAIN_SET).for_each(|f| vmcs02.write(f, v12.get(f)));
     let controls_dirty = dirty.intersects(&CONTROL_FIELDS);
     let cr0_dirty = dirty.intersects(&CR0_FIELDS) || controls_dirty;
     let cr4_dirty = dirty.intersects(&CR4_FIELDS) || controls_dirty;

@@ -12,7 +12,7 @@ pub mod merge;
 pub mod operand;
 pub mod sync;
 
-pub use instr::{Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
+pub use instr::{EntryChecked, Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
 pub use l1_caps::l1_caps;
 pub use operand::{InstrInfo, MemOperand, Operand, Segment};
 

@@ -5,7 +5,8 @@
 use super::merge::GUEST_HOT;
 use crate::caps::{VmxCaps, entry, exit};
 use crate::exits::{ExitInfo, intr_info};
-use crate::vmcs::{DirtySet, Vmcs, Vmcs12, VmcsField as F};
+use crate::vmcs::shadow::{count_of_class, of_class};
+use crate::vmcs::{DirtySet, Shadow, Vmcs, Vmcs12, VmcsField as F};
 
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
@@ -98,6 +99,29 @@ pub const SYNC_EXTRA_FIELDS: &[F] = &[
     F::VmxPreemptionTimerValue,
     F::VmEntryInterruptionInfo,
 ];
+
+/// The fields of [`GUEST_HOT`] and [`SYNC_EXTRA_FIELDS`] L1 reads and writes through the
+/// shadow VMCS: with [`EXIT_INFO_FIELDS`] (all read-only, shadowed only with "VMWRITE to any
+/// field"), what L0 copies to the shadow after a [`SyncScope::Hot`] sync.
+pub const HOT_SHADOW_RW: [F; count_of_class(GUEST_HOT, Shadow::Rw)] =
+    of_class(GUEST_HOT, Shadow::Rw);
+/// See [`HOT_SHADOW_RW`].
+pub const EXTRA_SHADOW_RW: [F; count_of_class(SYNC_EXTRA_FIELDS, Shadow::Rw)] =
+    of_class(SYNC_EXTRA_FIELDS, Shadow::Rw);
+
+/// vmcs12 → shadow VMCS after a [`SyncScope::Hot`] sync: exactly the fields it may have
+/// changed that L1 reads through the shadow. If the shadow equalled vmcs12 on every shadowed
+/// field before the sync, it does again afterwards.
+pub fn copy_reflected_to_shadow<V: Vmcs>(v12: &Vmcs12, shadow: &mut V, vmwrite_any_field: bool) {
+    for f in HOT_SHADOW_RW.into_iter().chain(EXTRA_SHADOW_RW) {
+        shadow.write(f, v12.get(f));
+    }
+    if vmwrite_any_field {
+        for &f in EXIT_INFO_FIELDS {
+            shadow.write(f, v12.get(f));
+        }
+    }
+}
 
 /// vmcs12's [`GUEST_RARE`] fields from vmcs02: completes a [`SyncScope::Hot`] sync (the two
 /// together equal a [`SyncScope::Full`] one as long as vmcs02's rare fields did not change in
@@ -312,9 +336,20 @@ pub fn load_l1_host_state<V: Vmcs>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmcs::Shadow;
     use crate::vmcs::shadow::shadowed_for_read;
     use crate::vmx::merge::GUEST_PLAIN;
+
+    #[test]
+    fn reflect_shadow_lists_cover_what_a_hot_sync_changes() {
+        for &f in EXIT_INFO_FIELDS {
+            assert_eq!(f.shadow(), Shadow::Ro, "{}", f.name());
+        }
+        for &f in GUEST_HOT.iter().chain(SYNC_EXTRA_FIELDS) {
+            let listed = HOT_SHADOW_RW.contains(&f) || EXTRA_SHADOW_RW.contains(&f);
+            assert_eq!(shadowed_for_read(f, true), listed, "{}", f.name());
+            assert_ne!(f.shadow(), Shadow::Ro, "{}", f.name());
+        }
+    }
 
     #[test]
     fn hot_and_rare_split_the_plain_guest_fields() {
