@@ -361,15 +361,20 @@ impl L1Access for L1View<'_> {
 }
 
 /// L1's processor state for the instruction preconditions, from vmcs01's guest state.
-fn l1_cpu(v: &HwVmcs) -> L1Cpu {
+/// VMREAD and VMWRITE (L1's most frequent trapped instructions without VMCS shadowing) look
+/// only at CPL, RFLAGS, EFER and CS.L: for them CR0, CR4 and the MOV-SS blocking are not
+/// read and left zero.
+fn l1_cpu(v: &HwVmcs, info: &ExitInfo) -> L1Cpu {
+    let all = !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite));
+    let read_if = |f| if all { v.read(f) } else { 0 };
     L1Cpu {
         cpl: ((v.read(F::GuestSsArBytes) >> 5) & 3) as u8,
-        cr0: v.read(F::Cr0ReadShadow),
-        cr4: v.read(F::Cr4ReadShadow),
+        cr0: read_if(F::Cr0ReadShadow),
+        cr4: read_if(F::Cr4ReadShadow),
         efer: v.read(F::GuestIa32Efer),
         rflags: v.read(F::GuestRflags),
         cs_l: v.read(F::GuestCsArBytes) & (1 << 13) != 0,
-        mov_ss_blocking: v.read(F::GuestInterruptibilityInfo) & 2 != 0,
+        mov_ss_blocking: read_if(F::GuestInterruptibilityInfo) & 2 != 0,
         feature_control: FEATURE_CONTROL_VMX,
     }
 }
@@ -388,7 +393,7 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     if !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite)) {
         n.sync_from_shadow();
     }
-    let cpu = l1_cpu(v);
+    let cpu = l1_cpu(v, info);
     let current_before = n.vmx.current;
     // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
     let mut vmcs = unsafe { HwVmcs::current() };

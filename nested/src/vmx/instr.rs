@@ -186,9 +186,13 @@ impl NestedVmx {
         }
         match exit.exit_reason() {
             Some(Vmptrld | Vmclear | Vmxoff) => true,
-            Some(Vmread | Vmwrite) => self
-                .accessed_field(exit, cpu, l1)
-                .is_some_and(|f| super::sync::GUEST_RARE_SET.contains(f)),
+            Some(Vmread | Vmwrite) => {
+                // Only guest-state fields (encoding bits 11:10 = 2) can be rare.
+                let encoding = self.field_encoding(InstrInfo(exit.instruction_info), cpu, l1);
+                (encoding >> 10) & 3 == 2
+                    && crate::vmcs::VmcsField::from_encoding(encoding)
+                        .is_some_and(|(f, _)| super::sync::GUEST_RARE_SET.contains(f))
+            }
             Some(Vmlaunch | Vmresume) => self.dirty.intersects(&super::RARE_CHECK_INPUTS),
             _ => false,
         }
