@@ -404,7 +404,9 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     // A VMWRITE that exits although L1 reads the field through the shadow (exit information
     // with "VMWRITE to any field") must reach the shadow too.
     let written = match info.exit_reason() {
-        Some(ExitReason::Vmwrite) => n.vmx.accessed_field(info, &cpu, &view),
+        Some(ExitReason::Vmwrite) if n.shadowing.is_some() => {
+            n.vmx.accessed_field(info, &cpu, &view)
+        }
         _ => None,
     };
     let Some((result, flush)) = n.vmx.emulate(info, &cpu, &mut view) else {
@@ -435,8 +437,8 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     }
     match result {
         VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid => {
-            let rflags = v.read(F::GuestRflags);
-            v.write(F::GuestRflags, result.apply_rflags(rflags));
+            // L1's RFLAGS as read for `cpu` (the emulation does not change it).
+            v.write(F::GuestRflags, result.apply_rflags(cpu.rflags));
             Step::Action(Action::Skip)
         }
         VmxResult::Fault(e) => Step::Action(Action::Inject(e.vector, e.error_code)),

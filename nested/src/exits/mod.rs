@@ -167,16 +167,19 @@ impl ExitInfo {
     }
 
     /// Bits 15:0 of the exit reason.
+    #[inline]
     pub const fn basic(&self) -> u16 {
         self.reason as u16
     }
 
     /// The basic reason, or `None` if the number is undefined.
+    #[inline]
     pub const fn exit_reason(&self) -> Option<ExitReason> {
         ExitReason::from_basic(self.basic())
     }
 
     /// Bit 31: the exit is a VM-entry failure.
+    #[inline]
     pub const fn is_entry_failure(&self) -> bool {
         self.reason & EXIT_REASON_ENTRY_FAILURE != 0
     }

@@ -121,25 +121,27 @@ pub const GUEST_PLAIN: &[F] = &[
 /// [`GUEST_PLAIN`] as a set.
 const GUEST_PLAIN_SET: DirtySet = DirtySet::of(GUEST_PLAIN);
 
-/// The guest fields an L2 exit changes often (synced on every reflected exit in
-/// [`SyncScope::Hot`](super::sync::SyncScope::Hot)), and every guest field of
-/// [`GUEST_PLAIN`] that L1 reads through the shadow VMCS without an exit; the rest,
-/// [`GUEST_RARE`](super::sync::GUEST_RARE), changes rarely and is synced on demand.
-pub const GUEST_HOT: &[F] = &[
-    F::GuestRip,
-    F::GuestRsp,
-    F::GuestRflags,
-    F::GuestCr3,
-    F::GuestInterruptibilityInfo,
-    F::GuestActivityState,
-    F::GuestPendingDebugExceptions,
-    F::GuestCsArBytes,
-    F::GuestSsArBytes,
-    F::GuestEsBase,
-    F::GuestCsBase,
-    F::GuestSsBase,
-    F::GuestDsBase,
-];
+crate::vmcs::field_list!(
+    /// The guest fields an L2 exit changes often (synced on every reflected exit in
+    /// [`SyncScope::Hot`](super::sync::SyncScope::Hot)), and every guest field of
+    /// [`GUEST_PLAIN`] that L1 reads through the shadow VMCS without an exit; the rest,
+    /// [`GUEST_RARE`](super::sync::GUEST_RARE), changes rarely and is synced on demand.
+    pub GUEST_HOT, for_each_guest_hot: [
+        GuestRip,
+        GuestRsp,
+        GuestRflags,
+        GuestCr3,
+        GuestInterruptibilityInfo,
+        GuestActivityState,
+        GuestPendingDebugExceptions,
+        GuestCsArBytes,
+        GuestSsArBytes,
+        GuestEsBase,
+        GuestCsBase,
+        GuestSsBase,
+        GuestDsBase,
+    ]
+);
 
 /// vmcs12 fields whose change requires recomputing the merged controls.
 const CONTROL_FIELDS: DirtySet = DirtySet::of(&[

@@ -2,11 +2,12 @@
 //! 28.2), L1's host state into vmcs01 (27.5), and re-injection of an interrupted event delivery
 //! for exits L0 handles itself (28.2.4).
 
-use super::merge::GUEST_HOT;
+use super::merge::for_each_guest_hot;
+#[cfg(doc)]
+use super::merge::{GUEST_HOT, GUEST_PLAIN};
 use crate::caps::{VmxCaps, entry, exit};
 use crate::exits::{ExitInfo, intr_info};
-use crate::vmcs::shadow::{count_of_class, of_class};
-use crate::vmcs::{DirtySet, Shadow, Vmcs, Vmcs12, VmcsField as F};
+use crate::vmcs::{DirtySet, Vmcs, Vmcs12, VmcsField as F};
 
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
@@ -71,19 +72,21 @@ pub const GUEST_RARE: &[F] = &[
 /// [`GUEST_RARE`] as a set.
 pub const GUEST_RARE_SET: DirtySet = DirtySet::of(GUEST_RARE);
 
-/// The exit-information fields [`write_exit_info`] writes.
-pub const EXIT_INFO_FIELDS: &[F] = &[
-    F::VmExitReason,
-    F::ExitQualification,
-    F::GuestLinearAddress,
-    F::GuestPhysicalAddress,
-    F::VmExitInterruptionInfo,
-    F::VmExitInterruptionErrorCode,
-    F::IdtVectoringInfo,
-    F::IdtVectoringErrorCode,
-    F::VmExitInstructionLen,
-    F::VmxInstructionInfo,
-];
+crate::vmcs::field_list!(
+    /// The exit-information fields [`write_exit_info`] writes.
+    pub EXIT_INFO_FIELDS, for_each_exit_info_field: [
+        VmExitReason,
+        ExitQualification,
+        GuestLinearAddress,
+        GuestPhysicalAddress,
+        VmExitInterruptionInfo,
+        VmExitInterruptionErrorCode,
+        IdtVectoringInfo,
+        IdtVectoringErrorCode,
+        VmExitInstructionLen,
+        VmxInstructionInfo,
+    ]
+);
 
 /// Every vmcs12 field besides [`EXIT_INFO_FIELDS`] and [`GUEST_HOT`] that [`sync_vmcs12`]
 /// may change: after a [`SyncScope::Hot`] sync, L0 copies exactly these three lists to the
@@ -100,26 +103,36 @@ pub const SYNC_EXTRA_FIELDS: &[F] = &[
     F::VmEntryInterruptionInfo,
 ];
 
-/// The fields of [`GUEST_HOT`] and [`SYNC_EXTRA_FIELDS`] L1 reads and writes through the
-/// shadow VMCS: with [`EXIT_INFO_FIELDS`] (all read-only, shadowed only with "VMWRITE to any
-/// field"), what L0 copies to the shadow after a [`SyncScope::Hot`] sync.
-pub const HOT_SHADOW_RW: [F; count_of_class(GUEST_HOT, Shadow::Rw)] =
-    of_class(GUEST_HOT, Shadow::Rw);
-/// See [`HOT_SHADOW_RW`].
-pub const EXTRA_SHADOW_RW: [F; count_of_class(SYNC_EXTRA_FIELDS, Shadow::Rw)] =
-    of_class(SYNC_EXTRA_FIELDS, Shadow::Rw);
+crate::vmcs::field_list!(
+    /// The fields of [`GUEST_HOT`] and [`SYNC_EXTRA_FIELDS`] L1 reads and writes through the
+    /// shadow VMCS: with [`EXIT_INFO_FIELDS`] (all read-only, shadowed only with "VMWRITE to
+    /// any field"), what L0 copies to the shadow after a [`SyncScope::Hot`] sync.
+    pub REFLECT_SHADOW_RW, for_each_reflect_shadow_rw: [
+        GuestRip,
+        GuestRsp,
+        GuestRflags,
+        GuestCr3,
+        GuestInterruptibilityInfo,
+        GuestCsArBytes,
+        GuestSsArBytes,
+        GuestEsBase,
+        GuestCsBase,
+        GuestSsBase,
+        GuestDsBase,
+        GuestCr0,
+        GuestCr4,
+        VmxPreemptionTimerValue,
+        VmEntryInterruptionInfo,
+    ]
+);
 
 /// vmcs12 → shadow VMCS after a [`SyncScope::Hot`] sync: exactly the fields it may have
 /// changed that L1 reads through the shadow. If the shadow equalled vmcs12 on every shadowed
 /// field before the sync, it does again afterwards.
 pub fn copy_reflected_to_shadow<V: Vmcs>(v12: &Vmcs12, shadow: &mut V, vmwrite_any_field: bool) {
-    for f in HOT_SHADOW_RW.into_iter().chain(EXTRA_SHADOW_RW) {
-        shadow.write(f, v12.get(f));
-    }
+    for_each_reflect_shadow_rw(|f| shadow.write(f, v12.get(f)));
     if vmwrite_any_field {
-        for &f in EXIT_INFO_FIELDS {
-            shadow.write(f, v12.get(f));
-        }
+        for_each_exit_info_field(|f| shadow.write(f, v12.get(f)));
     }
 }
 
@@ -138,9 +151,7 @@ pub fn sync_vmcs12_rare<V: Vmcs>(vmcs02: &V, v12: &mut Vmcs12) {
 /// VM-entry interruption information (SDM 27.2-27.3).
 pub fn sync_vmcs12<V: Vmcs>(vmcs02: &V, v12: &mut Vmcs12, exit: &ExitInfo, scope: SyncScope) {
     write_exit_info(v12, exit);
-    for &f in GUEST_HOT {
-        v12.set(f, vmcs02.read(f));
-    }
+    for_each_guest_hot(|f| v12.set(f, vmcs02.read(f)));
     if scope == SyncScope::Full {
         sync_vmcs12_rare(vmcs02, v12);
     }
@@ -336,18 +347,25 @@ pub fn load_l1_host_state<V: Vmcs>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vmcs::Shadow;
     use crate::vmcs::shadow::shadowed_for_read;
-    use crate::vmx::merge::GUEST_PLAIN;
+    use crate::vmx::merge::{GUEST_HOT, GUEST_PLAIN};
 
     #[test]
     fn reflect_shadow_lists_cover_what_a_hot_sync_changes() {
         for &f in EXIT_INFO_FIELDS {
             assert_eq!(f.shadow(), Shadow::Ro, "{}", f.name());
         }
+        let mut listed = Vec::new();
+        for_each_reflect_shadow_rw(|f| listed.push(f));
+        assert_eq!(listed, REFLECT_SHADOW_RW);
         for &f in GUEST_HOT.iter().chain(SYNC_EXTRA_FIELDS) {
-            let listed = HOT_SHADOW_RW.contains(&f) || EXTRA_SHADOW_RW.contains(&f);
+            let listed = REFLECT_SHADOW_RW.contains(&f);
             assert_eq!(shadowed_for_read(f, true), listed, "{}", f.name());
             assert_ne!(f.shadow(), Shadow::Ro, "{}", f.name());
+        }
+        for &f in REFLECT_SHADOW_RW {
+            assert!(GUEST_HOT.contains(&f) || SYNC_EXTRA_FIELDS.contains(&f), "{}", f.name());
         }
     }
 
