@@ -103,3 +103,128 @@ fn reflected_cpuid_round_trip_copies_only_dirty_fields() {
     let r = route(&ext, &L0Intercepts::default(), &vmx.vmcs12, &regs, &l1m).unwrap();
     assert_eq!(r, ExitRoute::L0);
 }
+
+/// The lazy path: a hot sync leaves the rare guest fields in vmcs02; VMRESUME without
+/// touching them checks only the rest; a VMREAD of a rare field, a VM entry after a change
+/// to what the rare checks depend on, and VMPTRLD/VMCLEAR/VMXOFF ask for the rare sync first,
+/// after which L1 reads what the VM exit saved.
+#[test]
+fn lazy_rare_sync_is_asked_for_exactly_when_needed() {
+    use crate::vmx::sync::sync_vmcs12_rare;
+    let caps = l1();
+    let mut vmx = NestedVmx::new(caps, 36);
+    let mut l1m = TestL1::new(0x10_0000);
+    let cpu = L1Cpu::long_mode_ring0();
+    vmx.vmxon = true;
+    vmx.vmxon_ptr = L1Gpa(0x1000);
+    vmx.current = Some(L1Gpa(0x2000));
+    vmx.vmcs12 = valid_vmcs12(&caps);
+    vmx.vmcs12.launch_state = 1;
+    vmx.dirty.clear();
+
+    // L2 ran and changed a rare field (FS base) and RIP; the exit is reflected lazily.
+    let mut vmcs02 = FakeVmcs::new();
+    for &f in F::ALL {
+        vmcs02.poke(f, vmx.vmcs12.get(f));
+    }
+    vmcs02.poke(F::GuestFsBase, 0xfeed_0000);
+    vmcs02.poke(F::GuestRip, 0x1234);
+    let info = ExitInfo { reason: 10, instruction_len: 2, ..Default::default() };
+    sync_vmcs12(&vmcs02, &mut vmx.vmcs12, &info, SyncScope::Hot);
+    vmx.rare_stale = true;
+    assert_eq!(vmx.vmcs12.guest_rip, 0x1234);
+    assert_ne!(vmx.vmcs12.guest_fs_base, 0xfeed_0000, "rare field left in vmcs02");
+
+    // VMREAD of a hot field or of a control: no sync; of a rare field: sync.
+    let read = |field: F, l1m: &mut TestL1| {
+        l1m.set(Gpr::Rdx, field.encoding().into());
+        reg_exit(23)
+    };
+    let e = read(F::GuestRip, &mut l1m);
+    assert!(!vmx.needs_rare_sync(&e, &cpu, &l1m));
+    let e = read(F::EptPointer, &mut l1m);
+    assert!(!vmx.needs_rare_sync(&e, &cpu, &l1m));
+    let e = read(F::GuestFsBase, &mut l1m);
+    assert!(vmx.needs_rare_sync(&e, &cpu, &l1m));
+    l1m.set(Gpr::Rdx, u64::from(F::GuestPdpte1.encoding()) | 1);
+    assert!(vmx.needs_rare_sync(&reg_exit(25), &cpu, &l1m), "HIGH access of a rare field");
+    for reason in [21, 19, 26] {
+        assert!(vmx.needs_rare_sync(&mem_exit(reason), &cpu, &l1m), "reason {reason}");
+    }
+    assert!(!vmx.needs_rare_sync(&mem_exit(22), &cpu, &l1m), "VMPTRST writes no vmcs12");
+
+    // VMRESUME after L1 advanced RIP: no sync, the hot checks pass, L2 runs.
+    vmx.vmcs12.guest_rip = 0x1236;
+    vmx.dirty.insert(F::GuestRip);
+    assert!(!vmx.needs_rare_sync(&reg_exit(24), &cpu, &l1m));
+    let r = vmx.emulate(&reg_exit(24), &cpu, &mut l1m).unwrap().0;
+    assert_eq!(r, VmxResult::EnterL2 { launch: false });
+    // ... but after a change of CR0 or the entry controls the rare fields are synced first.
+    for f in [F::GuestCr0, F::VmEntryControls, F::SecondaryVmExecControl, F::GuestCsArBytes] {
+        vmx.dirty.insert(f);
+        assert!(vmx.needs_rare_sync(&reg_exit(24), &cpu, &l1m), "{}", f.name());
+        vmx.dirty.clear();
+    }
+
+    // The sync brings L2's rare state; then nothing more is needed.
+    sync_vmcs12_rare(&vmcs02, &mut vmx.vmcs12);
+    vmx.rare_stale = false;
+    let e = read(F::GuestFsBase, &mut l1m);
+    assert!(!vmx.needs_rare_sync(&e, &cpu, &l1m));
+    assert_eq!(vmx.emulate(&e, &cpu, &mut l1m).unwrap().0, VmxResult::Succeed);
+    assert_eq!(l1m.gpr(Gpr::Rax), 0xfeed_0000);
+}
+
+/// The control and host-state checks are skipped only while nothing they read changed since
+/// they last passed: a field L1 writes, or the VM-entry controls L0 updates, runs them again.
+#[test]
+fn entry_check_cache_never_hides_a_change() {
+    use crate::vmx::VmInstructionError;
+    let caps = l1();
+    let mut vmx = NestedVmx::new(caps, 36);
+    let mut l1m = TestL1::new(0x10_0000);
+    let cpu = L1Cpu::long_mode_ring0();
+    vmx.vmxon = true;
+    vmx.vmxon_ptr = L1Gpa(0x1000);
+    vmx.current = Some(L1Gpa(0x2000));
+    vmx.vmcs12 = valid_vmcs12(&caps);
+    vmx.vmcs12.launch_state = 1;
+    let resume = |vmx: &mut NestedVmx, l1m: &mut TestL1| {
+        let r = vmx.emulate(&reg_exit(24), &cpu, l1m).unwrap().0;
+        if r == (VmxResult::EnterL2 { launch: false }) {
+            vmx.dirty.clear(); // what prepare_vmcs02's caller does
+        }
+        r
+    };
+    let write = |vmx: &mut NestedVmx, l1m: &mut TestL1, f: F, v: u64| {
+        l1m.set(Gpr::Rdx, f.encoding().into());
+        l1m.set(Gpr::Rax, v);
+        assert_eq!(vmx.emulate(&reg_exit(25), &cpu, l1m).unwrap().0, VmxResult::Succeed);
+    };
+    assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+    assert!(vmx.entry_checked.is_some());
+    assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+
+    let good_cr0 = vmx.vmcs12.host_cr0;
+    write(&mut vmx, &mut l1m, F::HostCr0, 0);
+    let bad_host = VmxResult::FailValid(VmInstructionError::EntryInvalidHostStateFields);
+    assert_eq!(resume(&mut vmx, &mut l1m), bad_host);
+    assert_eq!(resume(&mut vmx, &mut l1m), bad_host, "a failure is not cached");
+    write(&mut vmx, &mut l1m, F::HostCr0, good_cr0);
+    assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+
+    write(&mut vmx, &mut l1m, F::PinBasedVmExecControl, 0);
+    let bad_controls = VmxResult::FailValid(VmInstructionError::EntryInvalidControlFields);
+    assert_eq!(resume(&mut vmx, &mut l1m), bad_controls);
+    write(
+        &mut vmx,
+        &mut l1m,
+        F::PinBasedVmExecControl,
+        valid_vmcs12(&caps).pin_based_vm_exec_control.into(),
+    );
+    assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+
+    // L0 changes the VM-entry controls at a reflected exit without marking them dirty.
+    vmx.vmcs12.vm_entry_controls = 0;
+    assert_eq!(resume(&mut vmx, &mut l1m), bad_controls);
+}

@@ -13,10 +13,16 @@ use crate::ept::walk::{PageSize, walk_ept12};
 use crate::exits::{ExitInfo, L0Intercepts, route};
 use crate::guest::{Gpr, GuestMemory, GuestRegs, VecMemory};
 use crate::testutil::{TestL1, l1, skylake, valid_vmcs12};
+use crate::vmcs::shadow::{copy_vmcs12_to_shadow, shadowed_for_read};
 use crate::vmcs::{DirtySet, FakeVmcs, Vmcs, Vmcs12, VmcsField};
 use crate::vmx::bitmaps::merge_msr_bitmap;
-use crate::vmx::merge::{Controls02, GUEST_PLAIN, L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
-use crate::vmx::sync::{SyncScope, load_l1_host_state, sync_vmcs12};
+use crate::vmx::merge::{
+    Controls02, GUEST_HOT, GUEST_PLAIN, L0Config, L1State, Vmcs02Inputs, prepare_vmcs02,
+};
+use crate::vmx::sync::{
+    EXIT_INFO_FIELDS, GUEST_RARE, SYNC_EXTRA_FIELDS, SyncScope, copy_reflected_to_shadow,
+    load_l1_host_state, sync_vmcs12, sync_vmcs12_rare,
+};
 use crate::vmx::{L1Cpu, NestedVmx, checks};
 
 fn cases(default: u32) -> ProptestConfig {
@@ -167,6 +173,89 @@ proptest! {
                   VmcsField::GuestIa32Pat, VmcsField::GuestDr7, VmcsField::GuestIa32Debugctl,
                   VmcsField::VmEntryControls] {
             prop_assert_eq!(back.get(f), v12.get(f), "{}", f.name());
+        }
+    }
+
+    /// A hot sync followed later by the rare sync equals one full sync, a hot sync touches
+    /// only the fields L0 copies to the shadow VMCS after it, and it leaves every rare field
+    /// as it was.
+    #[test]
+    fn hot_then_rare_sync_equals_full_sync(
+        v12 in any_vmcs12(),
+        v02_values in prop::collection::vec(any::<u64>(), VmcsField::COUNT),
+        exit in any::<[u64; 10]>(),
+    ) {
+        let mut v02 = FakeVmcs::new();
+        for (&f, &x) in VmcsField::ALL.iter().zip(&v02_values) {
+            v02.poke(f, x & f.width().mask());
+        }
+        let info = ExitInfo {
+            reason: exit[0] as u32,
+            qualification: exit[1],
+            instruction_len: exit[2] as u32,
+            instruction_info: exit[3] as u32,
+            intr_info: exit[4] as u32,
+            intr_error_code: exit[5] as u32,
+            idt_vectoring_info: exit[6] as u32,
+            idt_vectoring_error_code: exit[7] as u32,
+            guest_physical_address: exit[8],
+            guest_linear_address: exit[9],
+        };
+        let mut full = v12.clone();
+        sync_vmcs12(&v02, &mut full, &info, SyncScope::Full);
+        let mut lazy = v12.clone();
+        sync_vmcs12(&v02, &mut lazy, &info, SyncScope::Hot);
+        let copied: Vec<VmcsField> =
+            [EXIT_INFO_FIELDS, GUEST_HOT, SYNC_EXTRA_FIELDS].concat();
+        for &f in VmcsField::ALL {
+            if lazy.get(f) != v12.get(f) {
+                prop_assert!(copied.contains(&f), "hot sync changed {}", f.name());
+            }
+        }
+        for &f in GUEST_RARE {
+            prop_assert_eq!(lazy.get(f), v12.get(f), "{}", f.name());
+        }
+        // The shadow VMCS, equal to vmcs12 before, is equal again after the reflect's copy.
+        for any in [false, true] {
+            let mut shadow = FakeVmcs::new();
+            copy_vmcs12_to_shadow(&v12, &mut shadow, any);
+            let mut hot = v12.clone();
+            sync_vmcs12(&v02, &mut hot, &info, SyncScope::Hot);
+            copy_reflected_to_shadow(&hot, &mut shadow, any);
+            for &f in VmcsField::ALL {
+                if shadowed_for_read(f, any) {
+                    prop_assert_eq!(shadow.peek(f), hot.get(f), "{}", f.name());
+                }
+            }
+        }
+        sync_vmcs12_rare(&v02, &mut lazy);
+        prop_assert_eq!(lazy, full);
+    }
+
+    /// The hot guest-state checks read no rare field, and pass whenever the full ones do.
+    #[test]
+    fn hot_guest_checks_ignore_rare_fields(
+        v in any_vmcs12(),
+        rare in prop::collection::vec(any::<u64>(), GUEST_RARE.len()),
+        ept in any::<bool>(),
+    ) {
+        let caps = l1();
+        let l1m = TestL1::new(0x1_0000);
+        let mut a = valid_vmcs12(&caps);
+        // A valid vmcs12 with a random RFLAGS (reserved bits clear), then random rare fields.
+        a.guest_rflags = (v.guest_rflags & 0x3f_7fd7) | 2;
+        if !ept {
+            a.secondary_vm_exec_control &= !crate::caps::proc2::ENABLE_EPT;
+        }
+        let mut b = a.clone();
+        for (&f, &x) in GUEST_RARE.iter().zip(&rare) {
+            b.set(f, x);
+        }
+        let hot_a = checks::check_guest_state_hot(&a, &caps, 36, &l1m);
+        let hot_b = checks::check_guest_state_hot(&b, &caps, 36, &l1m);
+        prop_assert_eq!(hot_a, hot_b);
+        if checks::check_guest_state(&b, &caps, 36, &l1m).is_ok() {
+            prop_assert!(hot_b.is_ok());
         }
     }
 

@@ -63,13 +63,20 @@ pub fn error_name(n: u32) -> &'static str {
 }
 
 /// Turns the CF/ZF pair read right after a VMX instruction into a result.
+#[inline(always)]
 fn status(cf: u8, zf: u8) -> Result<(), VmFail> {
+    if cf | zf == 0 { Ok(()) } else { failure(cf) }
+}
+
+/// The failure half of [`status`], kept out of line: VMX instructions of L0 fail only on
+/// L0 bugs or bad guest input, never on the hot path.
+#[cold]
+#[inline(never)]
+fn failure(cf: u8) -> Result<(), VmFail> {
     if cf != 0 {
         Err(VmFail::Invalid)
-    } else if zf != 0 {
-        Err(VmFail::Valid(vmread(VM_INSTRUCTION_ERROR).unwrap_or(0) as u32))
     } else {
-        Ok(())
+        Err(VmFail::Valid(vmread(VM_INSTRUCTION_ERROR).unwrap_or(0) as u32))
     }
 }
 
@@ -124,7 +131,9 @@ fn forget_host_rsp() {
     unsafe { (&raw mut turtles_last_host_rsp).write(0) };
 }
 
-/// VMREAD of `field` from the current VMCS.
+/// VMREAD of `field` from the current VMCS. Inlined: it is a handful of instructions on the
+/// exit path, the failure branch is out of line.
+#[inline(always)]
 pub fn vmread(field: u64) -> Result<u64, VmFail> {
     let (value, cf, zf): (u64, u8, u8);
     // SAFETY: VMREAD only reads the current VMCS; outside VMX operation it would #UD, but
@@ -133,21 +142,26 @@ pub fn vmread(field: u64) -> Result<u64, VmFail> {
         asm!("vmread {0}, {1}", "setc {2}", "setz {3}", out(reg) value, in(reg) field,
              out(reg_byte) cf, out(reg_byte) zf, options(nostack))
     };
-    if cf != 0 {
-        return Err(VmFail::Invalid);
-    }
-    if zf != 0 {
-        // Reading the error field itself cannot fail once a VMCS is current.
-        return Err(VmFail::Valid(if field == VM_INSTRUCTION_ERROR { 0 } else { 12 }));
-    }
-    Ok(value)
+    if cf | zf == 0 { Ok(value) } else { Err(vmread_failure(field, cf)) }
 }
 
-/// VMWRITE of `value` to `field` of the current VMCS.
+#[cold]
+#[inline(never)]
+fn vmread_failure(field: u64, cf: u8) -> VmFail {
+    if cf != 0 {
+        VmFail::Invalid
+    } else {
+        // Reading the error field itself cannot fail once a VMCS is current.
+        VmFail::Valid(if field == VM_INSTRUCTION_ERROR { 0 } else { 12 })
+    }
+}
+
+/// VMWRITE of `value` to `field` of the current VMCS (inlined like [`vmread`]).
 ///
 /// # Safety
 /// The write changes what the next VM entry loads: a host-state field must describe L0's
 /// real state, a guest-state or control field must not give the guest access to L0 memory.
+#[inline(always)]
 pub unsafe fn vmwrite(field: u64, value: u64) -> Result<(), VmFail> {
     let (cf, zf): (u8, u8);
     // SAFETY: the caller upholds the contract above.

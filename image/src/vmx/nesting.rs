@@ -15,10 +15,14 @@ use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
 use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
 use nested::vmcs::shadow::{
     SHADOW_BITMAP_SIZE, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow, shadow_bitmaps,
+    shadowed_for_read,
 };
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::merge::{L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
-use nested::vmx::sync::{SyncScope, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12};
+use nested::vmx::sync::{
+    SyncScope, copy_reflected_to_shadow, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12,
+    sync_vmcs12_rare,
+};
 use nested::vmx::{Exception, Flush, L1Access, L1Cpu, MemOperand, Segment, VmxResult, l1_caps};
 
 use super::exits::{Action, GuestEnd};
@@ -169,6 +173,38 @@ impl Nested {
             let _ = insn::vmptrld(self.vmcs01);
         }
         v01.write(F::VmcsLinkPointer, s.shadow_vmcs);
+    }
+
+    /// After a reflected exit: copies to the shadow VMCS exactly the vmcs12 fields a
+    /// [`SyncScope::Hot`] sync may have changed (the shadow equals vmcs12 otherwise: L1's
+    /// shadowed VMWRITEs were pulled in at its last VMRESUME, and L0 keeps the shadow up to
+    /// date whenever it changes vmcs12 in between). vmcs01 stays current.
+    fn sync_reflected_to_shadow(&mut self) {
+        let Some(s) = &self.shadowing else { return };
+        // SAFETY: as in `sync_to_shadow`.
+        unsafe {
+            if let Err(e) = insn::vmptrld(s.shadow_vmcs) {
+                log::error!("VMPTRLD of the shadow VMCS failed: {e}");
+                return;
+            }
+            let mut shadow = HwVmcs::current();
+            copy_reflected_to_shadow(&self.vmx.vmcs12, &mut shadow, s.vmwrite_any_field);
+            let _ = insn::vmptrld(self.vmcs01);
+        }
+    }
+
+    /// Brings vmcs12's rare guest fields from vmcs02 (they stay there after a reflected exit
+    /// until L1 or L0 needs them: `NestedVmx::needs_rare_sync`). vmcs01 stays current.
+    fn sync_rare(&mut self) {
+        // SAFETY: vmcs02 and vmcs01 are our own VMCS regions; vmcs01 is made current again.
+        unsafe {
+            match insn::vmptrld(self.vmcs02) {
+                Ok(()) => sync_vmcs12_rare(&HwVmcs::current(), &mut self.vmx.vmcs12),
+                Err(e) => log::error!("VMPTRLD of vmcs02 failed: {e}"),
+            }
+            let _ = insn::vmptrld(self.vmcs01);
+        }
+        self.vmx.rare_stale = false;
     }
 
     /// Writes one field of the shadow VMCS (e.g. the VM-instruction error after VMfailValid).
@@ -412,15 +448,20 @@ impl L1Access for L1View<'_> {
 }
 
 /// L1's processor state for the instruction preconditions, from vmcs01's guest state.
-fn l1_cpu(v: &HwVmcs) -> L1Cpu {
+/// VMREAD and VMWRITE (L1's most frequent trapped instructions without VMCS shadowing) look
+/// only at CPL, RFLAGS, EFER and CS.L: for them CR0, CR4 and the MOV-SS blocking are not
+/// read and left zero.
+fn l1_cpu(v: &HwVmcs, info: &ExitInfo) -> L1Cpu {
+    let all = !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite));
+    let read_if = |f| if all { v.read(f) } else { 0 };
     L1Cpu {
         cpl: ((v.read(F::GuestSsArBytes) >> 5) & 3) as u8,
-        cr0: v.read(F::Cr0ReadShadow),
-        cr4: v.read(F::Cr4ReadShadow),
+        cr0: read_if(F::Cr0ReadShadow),
+        cr4: read_if(F::Cr4ReadShadow),
         efer: v.read(F::GuestIa32Efer),
         rflags: v.read(F::GuestRflags),
         cs_l: v.read(F::GuestCsArBytes) & (1 << 13) != 0,
-        mov_ss_blocking: v.read(F::GuestInterruptibilityInfo) & 2 != 0,
+        mov_ss_blocking: read_if(F::GuestInterruptibilityInfo) & 2 != 0,
         feature_control: FEATURE_CONTROL_VMX,
     }
 }
@@ -439,14 +480,30 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     if !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite)) {
         n.sync_from_shadow();
     }
-    let cpu = l1_cpu(v);
+    let cpu = l1_cpu(v, info);
     let current_before = n.vmx.current;
     // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
     let mut vmcs = unsafe { HwVmcs::current() };
     let mut view = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut vmcs };
+    if n.vmx.rare_stale && n.vmx.needs_rare_sync(info, &cpu, &view) {
+        n.sync_rare();
+    }
+    // A VMWRITE that exits although L1 reads the field through the shadow (exit information
+    // with "VMWRITE to any field") must reach the shadow too.
+    let written = match info.exit_reason() {
+        Some(ExitReason::Vmwrite) if n.shadowing.is_some() => {
+            n.vmx.accessed_field(info, &cpu, &view)
+        }
+        _ => None,
+    };
     let Some((result, flush)) = n.vmx.emulate(info, &cpu, &mut view) else {
         return Step::Action(Action::Inject(6, None));
     };
+    if let (Some(f), VmxResult::Succeed) = (written, result)
+        && n.shadowing.as_ref().is_some_and(|s| shadowed_for_read(f, s.vmwrite_any_field))
+    {
+        n.shadow_write(f, n.vmx.vmcs12.get(f));
+    }
     if let Some(flush) = flush {
         n.invalidate(flush);
     }
@@ -461,8 +518,8 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     }
     match result {
         VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid => {
-            let rflags = v.read(F::GuestRflags);
-            v.write(F::GuestRflags, result.apply_rflags(rflags));
+            // L1's RFLAGS as read for `cpu` (the emulation does not change it).
+            v.write(F::GuestRflags, result.apply_rflags(cpu.rflags));
             Step::Action(Action::Skip)
         }
         VmxResult::Fault(e) => Step::Action(Action::Inject(e.vector, e.error_code)),
@@ -626,7 +683,9 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
 fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     let Some(n) = g.nested.as_mut() else { return Action::Resume };
     n.reflected += 1;
-    sync_vmcs12(&*v02, &mut n.vmx.vmcs12, info, SyncScope::Full);
+    // Hot fields only: the rare ones stay in vmcs02 until something needs them.
+    sync_vmcs12(&*v02, &mut n.vmx.vmcs12, info, SyncScope::Hot);
+    n.vmx.rare_stale = true;
     // SAFETY: vmcs01 is our own VMCS region.
     if unsafe { insn::vmptrld(n.vmcs01) }.is_err() {
         return Action::Stop(GuestEnd::Failed("VMPTRLD vmcs01 failed"));
@@ -640,7 +699,7 @@ fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     let mut v01 = unsafe { HwVmcs::current() };
     let efer = v01.read(F::GuestIa32Efer);
     load_l1_host_state(&n.vmx.vmcs12, &mut v01, &n.l0.hw, efer);
-    n.sync_to_shadow();
+    n.sync_reflected_to_shadow();
     Action::Resume
 }
 

@@ -83,11 +83,77 @@ pub struct ExitInfo {
     pub guest_linear_address: u64,
 }
 
+/// The exit-information fields besides the reason that an exit reason defines (SDM Vol. 3C
+/// 28.2.1-28.2.5), as [`ExitInfo::read`] reads them: the exit qualification, the
+/// instruction length, the VMX instruction information, or all of them.
+pub mod defined {
+    pub const QUALIFICATION: u8 = 1;
+    pub const INSTRUCTION_LEN: u8 = 2;
+    pub const INSTRUCTION_INFO: u8 = 4;
+    /// Every field (interruption and IDT-vectoring information, error codes, guest-physical
+    /// and guest-linear address too).
+    pub const ALL: u8 = 0xff;
+}
+
+/// Which exit-information fields `reason` defines. Exits caused by executing an instruction
+/// never happen during event delivery, so their IDT-vectoring (and VM-exit interruption)
+/// information is invalid, and they report no guest-physical or guest-linear address: for
+/// them only the instruction length, the qualification where 28.2.1 defines one and, for
+/// the instructions with an operand, the instruction information are read. Every other reason (exceptions,
+/// interrupts, EPT violations, I/O with its string operands, LMSW with a memory operand,
+/// entry failures, unknown reasons) reads every field.
+pub const fn defined_fields(reason: u32) -> u8 {
+    use ExitReason::*;
+    use defined::*;
+    if reason & EXIT_REASON_ENTRY_FAILURE != 0 {
+        return ALL;
+    }
+    match ExitReason::from_basic(reason as u16) {
+        // No exit qualification (28.2.1 defines none for them; it reads as zero).
+        Some(
+            Cpuid | Getsec | Hlt | Invd | Rdpmc | Rdtsc | Rdtscp | Rsm | Vmcall | Vmlaunch
+            | Vmresume | Vmxoff | Rdmsr | Wrmsr | Pause | Wbinvd | Xsetbv,
+        ) => INSTRUCTION_LEN,
+        Some(Mwait | Monitor | DrAccess | Invlpg) => QUALIFICATION | INSTRUCTION_LEN,
+        Some(
+            Vmclear | Vmptrld | Vmptrst | Vmread | Vmwrite | Vmxon | Invept | Invvpid | Invpcid
+            | Rdrand | Rdseed | GdtrIdtrAccess | LdtrTrAccess | Xsaves | Xrstors,
+        ) => QUALIFICATION | INSTRUCTION_LEN | INSTRUCTION_INFO,
+        _ => ALL,
+    }
+}
+
 impl ExitInfo {
-    /// Snapshots the exit-information fields of `vmcs` (10 VMREADs).
+    /// Snapshots the exit-information fields of `vmcs` that the exit's reason defines
+    /// ([`defined_fields`]: 2 to 4 VMREADs for instruction exits, 10 for the others); the
+    /// fields it leaves undefined read as zero (valid bits clear).
     pub fn read(vmcs: &impl Vmcs) -> Self {
+        let reason = vmcs.read(VmcsField::VmExitReason) as u32;
+        let fields = defined_fields(reason);
+        if fields != defined::ALL {
+            let has = |f: u8| fields & f != 0;
+            return ExitInfo {
+                reason,
+                qualification: if has(defined::QUALIFICATION) {
+                    vmcs.read(VmcsField::ExitQualification)
+                } else {
+                    0
+                },
+                instruction_len: if has(defined::INSTRUCTION_LEN) {
+                    vmcs.read(VmcsField::VmExitInstructionLen) as u32
+                } else {
+                    0
+                },
+                instruction_info: if has(defined::INSTRUCTION_INFO) {
+                    vmcs.read(VmcsField::VmxInstructionInfo) as u32
+                } else {
+                    0
+                },
+                ..ExitInfo::default()
+            };
+        }
         ExitInfo {
-            reason: vmcs.read(VmcsField::VmExitReason) as u32,
+            reason,
             qualification: vmcs.read(VmcsField::ExitQualification),
             instruction_len: vmcs.read(VmcsField::VmExitInstructionLen) as u32,
             instruction_info: vmcs.read(VmcsField::VmxInstructionInfo) as u32,
@@ -101,17 +167,76 @@ impl ExitInfo {
     }
 
     /// Bits 15:0 of the exit reason.
+    #[inline]
     pub const fn basic(&self) -> u16 {
         self.reason as u16
     }
 
     /// The basic reason, or `None` if the number is undefined.
+    #[inline]
     pub const fn exit_reason(&self) -> Option<ExitReason> {
         ExitReason::from_basic(self.basic())
     }
 
     /// Bit 31: the exit is a VM-entry failure.
+    #[inline]
     pub const fn is_entry_failure(&self) -> bool {
         self.reason & EXIT_REASON_ENTRY_FAILURE != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmcs::FakeVmcs;
+
+    fn vmcs_with(reason: u32) -> FakeVmcs {
+        let mut v = FakeVmcs::new();
+        for (i, f) in [
+            VmcsField::ExitQualification,
+            VmcsField::VmExitInstructionLen,
+            VmcsField::VmxInstructionInfo,
+            VmcsField::VmExitInterruptionInfo,
+            VmcsField::VmExitInterruptionErrorCode,
+            VmcsField::IdtVectoringInfo,
+            VmcsField::IdtVectoringErrorCode,
+            VmcsField::GuestPhysicalAddress,
+            VmcsField::GuestLinearAddress,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            v.poke(f, 0x8000_0000 | (i as u64 + 1));
+        }
+        v.poke(VmcsField::VmExitReason, reason.into());
+        v
+    }
+
+    #[test]
+    fn instruction_exits_read_only_their_fields() {
+        let v = vmcs_with(10);
+        v.clear_log();
+        let e = ExitInfo::read(&v);
+        assert_eq!(v.log().len(), 2, "CPUID: reason and length");
+        assert_eq!((e.reason, e.instruction_len), (10, 0x8000_0002));
+        assert_eq!((e.intr_info, e.idt_vectoring_info, e.guest_linear_address), (0, 0, 0));
+        let e = ExitInfo::read(&vmcs_with(23));
+        assert_eq!(e.instruction_info, 0x8000_0003, "VMREAD has an operand");
+        assert_eq!(e.idt_vectoring_info, 0);
+    }
+
+    #[test]
+    fn other_exits_read_everything() {
+        // Exceptions, EPT violations, I/O, CR access (LMSW's linear address), task switches,
+        // entry failures and undefined reasons may carry any field.
+        for reason in
+            [0, 1, 9, 28, 30, 48, 49, 2, 33 | EXIT_REASON_ENTRY_FAILURE, 10 | 1 << 31, 200]
+        {
+            let v = vmcs_with(reason);
+            let e = ExitInfo::read(&v);
+            assert_eq!(defined_fields(reason), defined::ALL, "reason {reason:#x}");
+            assert_eq!(e.guest_linear_address, 0x8000_0009, "reason {reason:#x}");
+            assert_eq!(e.idt_vectoring_info, 0x8000_0006, "reason {reason:#x}");
+        }
     }
 }

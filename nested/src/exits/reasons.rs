@@ -90,6 +90,7 @@ pub const EXIT_REASON_SLOTS: usize = 80;
 
 impl ExitReason {
     /// The reason numbered `basic`, or `None` for an undefined number.
+    #[inline]
     pub const fn from_basic(basic: u16) -> Option<ExitReason> {
         use ExitReason::*;
         Some(match basic {

@@ -71,6 +71,33 @@ impl DirtySet {
         s
     }
 
+    /// The fields in both sets.
+    pub const fn intersection(&self, other: &DirtySet) -> DirtySet {
+        let mut s = *self;
+        let mut i = 0;
+        while i < WORDS {
+            s.0[i] &= other.0[i];
+            i += 1;
+        }
+        s
+    }
+
+    /// Calls `f` with each field of the set, in table order: a plain loop over the bitmap
+    /// words, for the VM-entry path where the set holds a field or two.
+    #[inline]
+    pub fn for_each(&self, mut f: impl FnMut(VmcsField)) {
+        for (wi, &word) in self.0.iter().enumerate() {
+            let mut w = word;
+            while w != 0 {
+                let i = wi * 64 + w.trailing_zeros() as usize;
+                w &= w - 1;
+                if let Some(&field) = VmcsField::ALL.get(i) {
+                    f(field);
+                }
+            }
+        }
+    }
+
     /// Removes every field.
     pub fn clear(&mut self) {
         self.0 = [0; WORDS];
@@ -119,6 +146,11 @@ mod tests {
         );
         assert_eq!(DirtySet::all().len(), VmcsField::COUNT);
         assert_eq!(DirtySet::all().iter().count(), VmcsField::COUNT);
+        let mut seen = Vec::new();
+        s.for_each(|f| seen.push(f));
+        assert_eq!(seen, s.iter().collect::<Vec<_>>());
+        let both = s.intersection(&DirtySet::of(&[VmcsField::GuestRip, VmcsField::GuestRsp]));
+        assert_eq!(both, DirtySet::of(&[VmcsField::GuestRip]));
         assert!(s.intersects(&DirtySet::of(&[VmcsField::GuestRip])));
         assert!(!s.intersects(&DirtySet::of(&[VmcsField::GuestRsp])));
         s.clear();

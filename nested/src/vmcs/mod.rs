@@ -19,6 +19,25 @@ pub use fake::{FakeVmcs, Op};
 pub use fields::{Access, FieldType, Shadow, VmcsField, Width};
 pub use vmcs12::{LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, VMCS12_SIZE, Vmcs12};
 
+/// A named list of fields: `field_list!(/// doc
+/// pub NAME, for_each_name: [A, B, ...]);` defines `NAME: &[VmcsField]` and
+/// `for_each_name(f)`, which calls `f` once per field, unrolled: with `f` inlined each call
+/// sees a constant field, so `Vmcs12::get/set` fold to one load or store and a hardware
+/// VMREAD/VMWRITE gets a constant encoding (for the lists walked on every nested exit).
+macro_rules! field_list {
+    ($(#[$meta:meta])* $vis:vis $name:ident, $each:ident: [$($field:ident),* $(,)?]) => {
+        $(#[$meta])*
+        $vis const $name: &[$crate::vmcs::VmcsField] = &[$($crate::vmcs::VmcsField::$field),*];
+
+        #[doc = concat!("Calls `f` with each field of [`", stringify!($name), "`], unrolled.")]
+        #[inline(always)]
+        $vis fn $each(mut f: impl FnMut($crate::vmcs::VmcsField)) {
+            $(f($crate::vmcs::VmcsField::$field);)*
+        }
+    };
+}
+pub(crate) use field_list;
+
 /// Why a raw-encoding access failed (maps to VM-instruction errors 12 and 13, SDM 31.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmcsError {

@@ -11,6 +11,46 @@ use super::{DirtySet, Shadow, Vmcs, Vmcs12, VmcsField, Width};
 /// Bitmap size (SDM 25.6.15: 4 KiB, bit n for encodings whose bits 14:0 equal n).
 pub const SHADOW_BITMAP_SIZE: usize = 4096;
 
+/// How many of `fields` have shadow class `class` (for sizing [`of_class`]'s result).
+pub const fn count_of_class(fields: &[VmcsField], class: Shadow) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < fields.len() {
+        if fields[i].shadow() as u8 == class as u8 {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+/// The `N` fields of `fields` with shadow class `class`, in order (a const filter, so hot
+/// paths walk short precomputed lists).
+pub const fn of_class<const N: usize>(fields: &[VmcsField], class: Shadow) -> [VmcsField; N] {
+    let mut out = [VmcsField::GuestRip; N];
+    let mut n = 0;
+    let mut i = 0;
+    while i < fields.len() {
+        if fields[i].shadow() as u8 == class as u8 {
+            out[n] = fields[i];
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n == N);
+    out
+}
+
+/// The fields of shadow class [`Shadow::Rw`], in table order: what L1 may VMWRITE without an
+/// exit, so what [`copy_shadow_to_vmcs12`] reads back (a short list, as Linux
+/// `shadow_read_write_fields`, instead of a walk over the whole table per transition).
+pub const SHADOW_RW: [VmcsField; count_of_class(VmcsField::ALL, Shadow::Rw)] =
+    of_class(VmcsField::ALL, Shadow::Rw);
+
+/// The fields of shadow class [`Shadow::Ro`] (exit information), in table order.
+pub const SHADOW_RO: [VmcsField; count_of_class(VmcsField::ALL, Shadow::Ro)] =
+    of_class(VmcsField::ALL, Shadow::Ro);
+
 fn clear_bit(bitmap: &mut [u8; SHADOW_BITMAP_SIZE], encoding: u32) {
     let bit = (encoding & 0x7fff) as usize;
     if let Some(b) = bitmap.get_mut(bit / 8) {
@@ -53,28 +93,46 @@ pub fn shadow_bitmaps(
     }
 }
 
-/// vmcs12 → shadow VMCS: every field L1 may read through the shadow.
+/// vmcs12 → shadow VMCS: every field L1 may read through the shadow (after VMPTRLD, VMCLEAR
+/// or a failed VM entry; a reflected exit copies only what it changed, see
+/// [`copy_reflected_to_shadow`](crate::vmx::sync::copy_reflected_to_shadow)).
 pub fn copy_vmcs12_to_shadow<V: Vmcs>(v12: &Vmcs12, shadow: &mut V, vmwrite_any_field: bool) {
-    for &f in VmcsField::ALL {
-        if shadowed_for_read(f, vmwrite_any_field) {
+    for f in SHADOW_RW {
+        shadow.write(f, v12.get(f));
+    }
+    if vmwrite_any_field {
+        for f in SHADOW_RO {
             shadow.write(f, v12.get(f));
         }
     }
 }
 
-/// Shadow VMCS → vmcs12 for the fields L1 may write through the shadow; fields whose value
-/// changed are added to `dirty`.
-pub fn copy_shadow_to_vmcs12<V: Vmcs>(shadow: &V, v12: &mut Vmcs12, dirty: &mut DirtySet) {
-    for &f in VmcsField::ALL {
-        if f.shadow() == Shadow::Rw {
-            let v = shadow.read(f);
-            if v12.get(f) != v {
-                v12.set(f, v);
-                dirty.insert(f);
-            }
+/// One field of [`copy_shadow_to_vmcs12`]: code for [`Shadow::Rw`] fields, nothing for the
+/// others.
+macro_rules! copy_back_rw {
+    (Rw, $shadow:ident, $v12:ident, $dirty:ident, $name:ident, $member:ident, $ty:ty) => {{
+        let v = $shadow.read(VmcsField::$name) as $ty;
+        if $v12.$member != v {
+            $v12.$member = v;
+            $dirty.insert(VmcsField::$name);
         }
-    }
+    }};
+    ($other:ident, $($rest:tt)*) => {};
 }
+
+macro_rules! define_copy_shadow_to_vmcs12 {
+    ($($name:ident = $enc:literal => $member:ident : $ty:ty, $shadow:ident;)*) => {
+        /// Shadow VMCS → vmcs12 for the fields L1 may write through the shadow
+        /// ([`SHADOW_RW`]); fields whose value changed are added to `dirty`. Generated from the
+        /// field table as straight-line code (one VMREAD with a constant encoding, a compare
+        /// and a store per field): it runs at every VMRESUME of L1.
+        pub fn copy_shadow_to_vmcs12<V: Vmcs>(shadow: &V, v12: &mut Vmcs12, dirty: &mut DirtySet) {
+            $(copy_back_rw!($shadow, shadow, v12, dirty, $name, $member, $ty);)*
+        }
+    };
+}
+
+vmcs_fields!(define_copy_shadow_to_vmcs12);
 
 #[cfg(test)]
 mod tests {
@@ -103,6 +161,38 @@ mod tests {
         let open = r.iter().map(|b| b.count_zeros()).sum::<u32>();
         let rw = VmcsField::ALL.iter().filter(|f| f.shadow() == Shadow::Rw).count();
         assert!(open as usize >= rw);
+    }
+
+    #[test]
+    fn class_lists_match_the_table() {
+        let rw: Vec<_> =
+            VmcsField::ALL.iter().copied().filter(|f| f.shadow() == Shadow::Rw).collect();
+        let ro: Vec<_> =
+            VmcsField::ALL.iter().copied().filter(|f| f.shadow() == Shadow::Ro).collect();
+        assert_eq!(SHADOW_RW.to_vec(), rw);
+        assert_eq!(SHADOW_RO.to_vec(), ro);
+        for any in [false, true] {
+            let listed = SHADOW_RW.len() + if any { SHADOW_RO.len() } else { 0 };
+            let readable = VmcsField::ALL.iter().filter(|&&f| shadowed_for_read(f, any)).count();
+            assert_eq!(listed, readable);
+        }
+    }
+
+    #[test]
+    fn copy_back_covers_exactly_the_rw_fields() {
+        let mut shadow = FakeVmcs::new();
+        for (i, &f) in VmcsField::ALL.iter().enumerate() {
+            shadow
+                .poke(f, (0x1111_2222_3333_4444u64.wrapping_mul(i as u64 + 1)) & f.width().mask());
+        }
+        let mut v12 = Vmcs12::default();
+        let mut dirty = DirtySet::empty();
+        copy_shadow_to_vmcs12(&shadow, &mut v12, &mut dirty);
+        assert_eq!(dirty, DirtySet::of(&SHADOW_RW));
+        for &f in VmcsField::ALL {
+            let expect = if f.shadow() == Shadow::Rw { shadow.peek(f) } else { 0 };
+            assert_eq!(v12.get(f), expect, "{}", f.name());
+        }
     }
 
     #[test]

@@ -136,6 +136,24 @@ pub struct NestedVmx {
     pub vmcs12: Vmcs12,
     /// Fields of `vmcs12` changed since the last merge into vmcs02.
     pub dirty: DirtySet,
+    /// vmcs12's [`GUEST_RARE`](super::sync::GUEST_RARE) fields are stale: their values are
+    /// in vmcs02 (set by L0 after a [`SyncScope::Hot`](super::sync::SyncScope::Hot) sync).
+    /// While set, none of them is dirty; L0 asks [`NestedVmx::needs_rare_sync`] before each
+    /// emulated instruction and runs [`sync_vmcs12_rare`](super::sync::sync_vmcs12_rare)
+    /// (and clears this) when it says so.
+    pub rare_stale: bool,
+    /// The control and host-state checks passed at the last VM entry with this key, and
+    /// [`NestedVmx::dirty`] holds every field L1 changed since (see `launch.rs`).
+    pub entry_checked: Option<EntryChecked>,
+}
+
+/// What the VM-entry control and host-state checks read besides the fields L1 changes
+/// (which [`NestedVmx::dirty`] tracks): the VM-entry controls, whose "IA-32e mode guest" bit
+/// L0 updates at each reflected exit, and L1's own IA-32e mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryChecked {
+    pub vm_entry_controls: u32,
+    pub l1_ia32e: bool,
 }
 
 const VMCS12_BYTES: usize = size_of::<Vmcs12>();
@@ -151,7 +169,44 @@ impl NestedVmx {
             current: None,
             vmcs12: Vmcs12::zeroed(VMCS12_REVISION),
             dirty: DirtySet::all(),
+            rare_stale: false,
+            entry_checked: None,
         }
+    }
+
+    /// Must vmcs12's rare guest fields be synced from vmcs02 before emulating this VMX
+    /// instruction of L1? Yes if they are stale and the instruction reads or writes one
+    /// (VMREAD/VMWRITE of a rare field: L1 may access any field at any time and must see
+    /// L2's state), writes vmcs12 back to L1 memory (VMPTRLD, VMCLEAR, VMXOFF), or enters
+    /// L2 after L1 changed a field the rare entry checks depend on ([`super::RARE_CHECK_INPUTS`]).
+    pub fn needs_rare_sync(&self, exit: &ExitInfo, cpu: &L1Cpu, l1: &impl GuestRegs) -> bool {
+        use ExitReason::*;
+        if !self.rare_stale {
+            return false;
+        }
+        match exit.exit_reason() {
+            Some(Vmptrld | Vmclear | Vmxoff) => true,
+            Some(Vmread | Vmwrite) => {
+                // Only guest-state fields (encoding bits 11:10 = 2) can be rare.
+                let encoding = self.field_encoding(InstrInfo(exit.instruction_info), cpu, l1);
+                (encoding >> 10) & 3 == 2
+                    && crate::vmcs::VmcsField::from_encoding(encoding)
+                        .is_some_and(|(f, _)| super::sync::GUEST_RARE_SET.contains(f))
+            }
+            Some(Vmlaunch | Vmresume) => self.dirty.intersects(&super::RARE_CHECK_INPUTS),
+            _ => false,
+        }
+    }
+
+    /// The field a VMREAD/VMWRITE exit names (from the register operand), if it is one.
+    pub fn accessed_field(
+        &self,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &impl GuestRegs,
+    ) -> Option<crate::vmcs::VmcsField> {
+        let encoding = self.field_encoding(InstrInfo(exit.instruction_info), cpu, l1);
+        crate::vmcs::VmcsField::from_encoding(encoding).map(|(f, _)| f)
     }
 
     /// Dispatches an L1 exit for a VMX instruction. Returns `None` for reasons that are not
@@ -235,7 +290,10 @@ impl NestedVmx {
     /// Writes the cached vmcs12 back to L1 memory and forgets it (Linux
     /// `nested_release_vmcs12`). A write L1's memory cannot take is dropped: the region is
     /// outside L1's RAM, and no later VMPTRLD can load it either.
+    /// The caller has synced vmcs12's rare fields ([`NestedVmx::needs_rare_sync`]).
     pub fn release_current(&mut self, mem: &mut impl GuestMemory) {
+        self.rare_stale = false;
+        self.entry_checked = None;
         if let Some(ptr) = self.current.take() {
             let mut buf = [0u8; VMCS12_BYTES];
             self.vmcs12.to_bytes(&mut buf);
@@ -364,7 +422,7 @@ impl NestedVmx {
         }
     }
 
-    fn field_encoding(&self, info: InstrInfo, cpu: &L1Cpu, l1: &impl L1Access) -> u64 {
+    fn field_encoding(&self, info: InstrInfo, cpu: &L1Cpu, l1: &impl GuestRegs) -> u64 {
         let v = l1.gpr(info.reg2());
         if cpu.is_64bit_mode() { v } else { v & 0xffff_ffff }
     }

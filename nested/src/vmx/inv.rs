@@ -158,6 +158,7 @@ impl NestedVmx {
             return VmfuncOutcome::Reflect;
         }
         self.vmcs12.ept_pointer = eptp;
+        self.entry_checked = None;
         if secondary_controls(&self.vmcs12) & proc2::EPT_VIOLATION_VE != 0 {
             self.vmcs12.eptp_index = index as u16;
         }

@@ -2,11 +2,29 @@
 //! checks, 26.2-26.4 via [`super::checks`], 26.8 entry failures).
 
 use super::checks::{self, EntryFailure};
-use super::instr::{L1Access, L1Cpu, NestedVmx};
+use super::instr::{EntryChecked, L1Access, L1Cpu, NestedVmx};
 use super::{Exception, VmInstructionError, VmxResult};
-use crate::vmcs::LaunchState;
+use crate::vmcs::{DirtySet, FieldType, LaunchState, VmcsField};
 
 const CR0_PE: u64 = 1;
+
+/// Every control and host-state field: what [`checks::check_controls`] and
+/// [`checks::check_host_state`] read, besides the VM-entry controls (in [`EntryChecked`]) and
+/// the guest CR0 that event injection looks at only while an event is being injected (the
+/// VM-entry interruption information is a control field, so that is rechecked when L1
+/// writes it; a reflected exit only clears its valid bit).
+const CONTROL_AND_HOST: DirtySet = {
+    let mut s = DirtySet::empty();
+    let mut i = 0;
+    while i < VmcsField::COUNT {
+        let f = VmcsField::ALL[i];
+        if matches!(f.field_type(), FieldType::Control | FieldType::HostState) {
+            s = s.with(f);
+        }
+        i += 1;
+    }
+    s
+};
 
 impl NestedVmx {
     /// VMLAUNCH (`launch`) or VMRESUME: errors 4, 5, 7, 8, 26, then the guest-state and
@@ -33,16 +51,32 @@ impl NestedVmx {
             }
             _ => {}
         }
-        if checks::check_controls(&self.vmcs12, &self.caps, self.maxphyaddr).is_err() {
-            return self.fail(VmInstructionError::EntryInvalidControlFields);
+        // The control and host-state checks read only control and host-state fields (and
+        // the key): when none changed since they last passed, they pass again.
+        let key = EntryChecked {
+            vm_entry_controls: self.vmcs12.vm_entry_controls,
+            l1_ia32e: cpu.is_ia32e(),
+        };
+        let checked = self.entry_checked == Some(key) && !self.dirty.intersects(&CONTROL_AND_HOST);
+        self.entry_checked = None;
+        if !checked {
+            if checks::check_controls(&self.vmcs12, &self.caps, self.maxphyaddr).is_err() {
+                return self.fail(VmInstructionError::EntryInvalidControlFields);
+            }
+            if checks::check_host_state(&self.vmcs12, &self.caps, self.maxphyaddr, key.l1_ia32e)
+                .is_err()
+            {
+                return self.fail(VmInstructionError::EntryInvalidHostStateFields);
+            }
         }
-        if checks::check_host_state(&self.vmcs12, &self.caps, self.maxphyaddr, cpu.is_ia32e())
-            .is_err()
-        {
-            return self.fail(VmInstructionError::EntryInvalidHostStateFields);
-        }
-        let failure = match checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
-        {
+        // With the rare guest fields stale in vmcs02 (L0 synced only the hot ones and L1
+        // changed nothing they depend on: `needs_rare_sync`), only the checks of the others.
+        let guest = if self.rare_stale {
+            checks::check_guest_state_hot(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
+        } else {
+            checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
+        };
+        let failure = match guest {
             Err(f) => Some(f),
             Ok(()) => checks::check_msr_load_list(&self.vmcs12, &self.caps, l1).err(),
         };
@@ -53,6 +87,7 @@ impl NestedVmx {
         if launch {
             self.vmcs12.launch_state = LaunchState::Launched as u32;
         }
+        self.entry_checked = Some(key);
         VmxResult::EnterL2 { launch }
     }
 

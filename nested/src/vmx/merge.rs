@@ -118,19 +118,30 @@ pub const GUEST_PLAIN: &[F] = &[
     F::GuestPdpte3,
 ];
 
-/// The guest fields an L2 exit changes often (synced on every reflected exit in
-/// [`SyncScope::Hot`](super::sync::SyncScope::Hot)); the rest of [`GUEST_PLAIN`] changes rarely.
-pub const GUEST_HOT: &[F] = &[
-    F::GuestRip,
-    F::GuestRsp,
-    F::GuestRflags,
-    F::GuestCr3,
-    F::GuestInterruptibilityInfo,
-    F::GuestActivityState,
-    F::GuestPendingDebugExceptions,
-    F::GuestCsArBytes,
-    F::GuestSsArBytes,
-];
+/// [`GUEST_PLAIN`] as a set.
+const GUEST_PLAIN_SET: DirtySet = DirtySet::of(GUEST_PLAIN);
+
+crate::vmcs::field_list!(
+    /// The guest fields an L2 exit changes often (synced on every reflected exit in
+    /// [`SyncScope::Hot`](super::sync::SyncScope::Hot)), and every guest field of
+    /// [`GUEST_PLAIN`] that L1 reads through the shadow VMCS without an exit; the rest,
+    /// [`GUEST_RARE`](super::sync::GUEST_RARE), changes rarely and is synced on demand.
+    pub GUEST_HOT, for_each_guest_hot: [
+        GuestRip,
+        GuestRsp,
+        GuestRflags,
+        GuestCr3,
+        GuestInterruptibilityInfo,
+        GuestActivityState,
+        GuestPendingDebugExceptions,
+        GuestCsArBytes,
+        GuestSsArBytes,
+        GuestEsBase,
+        GuestCsBase,
+        GuestSsBase,
+        GuestDsBase,
+    ]
+);
 
 /// vmcs12 fields whose change requires recomputing the merged controls.
 const CONTROL_FIELDS: DirtySet = DirtySet::of(&[
@@ -337,11 +348,7 @@ pub fn prepare_vmcs02<V: Vmcs>(
     l0: &L0Config,
     inputs: &Vmcs02Inputs,
 ) {
-    for &f in GUEST_PLAIN {
-        if dirty.contains(f) {
-            vmcs02.write(f, v12.get(f));
-        }
-    }
+    dirty.intersection(&GUEST_PLAIN_SET).for_each(|f| vmcs02.write(f, v12.get(f)));
     let controls_dirty = dirty.intersects(&CONTROL_FIELDS);
     let cr0_dirty = dirty.intersects(&CR0_FIELDS) || controls_dirty;
     let cr4_dirty = dirty.intersects(&CR4_FIELDS) || controls_dirty;

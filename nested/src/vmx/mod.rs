@@ -12,11 +12,35 @@ pub mod merge;
 pub mod operand;
 pub mod sync;
 
-pub use instr::{Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
+pub use instr::{EntryChecked, Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
 pub use l1_caps::l1_caps;
 pub use operand::{InstrInfo, MemOperand, Operand, Segment};
 
 use checks::EntryFailure;
+
+use crate::vmcs::{DirtySet, VmcsField as F};
+
+/// The fields besides [`sync::GUEST_RARE`] that the guest-state checks of rare fields
+/// combine them with (segment rules depend on unrestricted guest, IA-32e mode, CR0.PE,
+/// RFLAGS.VM, CS/SS access rights and the other segment bases; PDPTEs on EPT, CR0.PG and
+/// CR4.PAE). While the rare fields are stale, a VM entry after L1 changed one of these
+/// syncs them and runs every check ([`NestedVmx::needs_rare_sync`]).
+pub const RARE_CHECK_INPUTS: DirtySet = DirtySet::of(&[
+    F::PinBasedVmExecControl,
+    F::CpuBasedVmExecControl,
+    F::SecondaryVmExecControl,
+    F::VmEntryControls,
+    F::GuestCr0,
+    F::GuestCr3,
+    F::GuestCr4,
+    F::GuestRflags,
+    F::GuestCsArBytes,
+    F::GuestSsArBytes,
+    F::GuestEsBase,
+    F::GuestCsBase,
+    F::GuestSsBase,
+    F::GuestDsBase,
+]);
 
 /// VM-instruction error numbers (SDM Vol. 3C 31.4, Table 31-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,10 +2,12 @@
 //! 28.2), L1's host state into vmcs01 (27.5), and re-injection of an interrupted event delivery
 //! for exits L0 handles itself (28.2.4).
 
+use super::merge::for_each_guest_hot;
+#[cfg(doc)]
 use super::merge::{GUEST_HOT, GUEST_PLAIN};
 use crate::caps::{VmxCaps, entry, exit};
 use crate::exits::{ExitInfo, intr_info};
-use crate::vmcs::{Vmcs, Vmcs12, VmcsField as F};
+use crate::vmcs::{DirtySet, Vmcs, Vmcs12, VmcsField as F};
 
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
@@ -13,12 +15,134 @@ const EFER_LMA: u64 = 1 << 10;
 /// How much guest state [`sync_vmcs12`] copies back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncScope {
-    /// [`GUEST_HOT`] and the control registers: enough for L1 to handle the common exits
-    /// (L2 can change segment state without exiting, so L0 must sync [`SyncScope::Full`]
-    /// before L1 reads any other guest field).
+    /// [`GUEST_HOT`] and the control registers: enough for L1 to handle the common exits.
+    /// L2 can change the [`GUEST_RARE`] fields (segments, descriptor tables, SYSENTER MSRs,
+    /// PDPTEs) without exiting, so after a hot sync vmcs12's rare fields are stale and their
+    /// values are still in vmcs02: L0 must [`sync_vmcs12_rare`] before anything reads or
+    /// writes them (Linux `need_sync_vmcs02_to_vmcs12_rare`; see
+    /// [`NestedVmx::rare_stale`](super::NestedVmx::rare_stale)).
     Hot,
     /// Every guest field (SDM 27.3).
     Full,
+}
+
+/// The guest fields of [`GUEST_PLAIN`] not in [`GUEST_HOT`]: what a [`SyncScope::Hot`] sync
+/// leaves in vmcs02. None of them is shadowed (L1's VMREAD/VMWRITE of one always exits to L0,
+/// which syncs them first).
+pub const GUEST_RARE: &[F] = &[
+    F::GuestEsSelector,
+    F::GuestCsSelector,
+    F::GuestSsSelector,
+    F::GuestDsSelector,
+    F::GuestFsSelector,
+    F::GuestGsSelector,
+    F::GuestLdtrSelector,
+    F::GuestTrSelector,
+    F::GuestEsLimit,
+    F::GuestCsLimit,
+    F::GuestSsLimit,
+    F::GuestDsLimit,
+    F::GuestFsLimit,
+    F::GuestGsLimit,
+    F::GuestLdtrLimit,
+    F::GuestTrLimit,
+    F::GuestGdtrLimit,
+    F::GuestIdtrLimit,
+    F::GuestEsArBytes,
+    F::GuestDsArBytes,
+    F::GuestFsArBytes,
+    F::GuestGsArBytes,
+    F::GuestLdtrArBytes,
+    F::GuestTrArBytes,
+    F::GuestFsBase,
+    F::GuestGsBase,
+    F::GuestLdtrBase,
+    F::GuestTrBase,
+    F::GuestGdtrBase,
+    F::GuestIdtrBase,
+    F::GuestSysenterCs,
+    F::GuestSysenterEsp,
+    F::GuestSysenterEip,
+    F::GuestPdpte0,
+    F::GuestPdpte1,
+    F::GuestPdpte2,
+    F::GuestPdpte3,
+];
+
+/// [`GUEST_RARE`] as a set.
+pub const GUEST_RARE_SET: DirtySet = DirtySet::of(GUEST_RARE);
+
+crate::vmcs::field_list!(
+    /// The exit-information fields [`write_exit_info`] writes.
+    pub EXIT_INFO_FIELDS, for_each_exit_info_field: [
+        VmExitReason,
+        ExitQualification,
+        GuestLinearAddress,
+        GuestPhysicalAddress,
+        VmExitInterruptionInfo,
+        VmExitInterruptionErrorCode,
+        IdtVectoringInfo,
+        IdtVectoringErrorCode,
+        VmExitInstructionLen,
+        VmxInstructionInfo,
+    ]
+);
+
+/// Every vmcs12 field besides [`EXIT_INFO_FIELDS`] and [`GUEST_HOT`] that [`sync_vmcs12`]
+/// may change: after a [`SyncScope::Hot`] sync, L0 copies exactly these three lists to the
+/// shadow VMCS.
+pub const SYNC_EXTRA_FIELDS: &[F] = &[
+    F::GuestCr0,
+    F::GuestCr4,
+    F::GuestIa32Efer,
+    F::VmEntryControls,
+    F::GuestIa32Pat,
+    F::GuestDr7,
+    F::GuestIa32Debugctl,
+    F::VmxPreemptionTimerValue,
+    F::VmEntryInterruptionInfo,
+];
+
+crate::vmcs::field_list!(
+    /// The fields of [`GUEST_HOT`] and [`SYNC_EXTRA_FIELDS`] L1 reads and writes through the
+    /// shadow VMCS: with [`EXIT_INFO_FIELDS`] (all read-only, shadowed only with "VMWRITE to
+    /// any field"), what L0 copies to the shadow after a [`SyncScope::Hot`] sync.
+    pub REFLECT_SHADOW_RW, for_each_reflect_shadow_rw: [
+        GuestRip,
+        GuestRsp,
+        GuestRflags,
+        GuestCr3,
+        GuestInterruptibilityInfo,
+        GuestCsArBytes,
+        GuestSsArBytes,
+        GuestEsBase,
+        GuestCsBase,
+        GuestSsBase,
+        GuestDsBase,
+        GuestCr0,
+        GuestCr4,
+        VmxPreemptionTimerValue,
+        VmEntryInterruptionInfo,
+    ]
+);
+
+/// vmcs12 → shadow VMCS after a [`SyncScope::Hot`] sync: exactly the fields it may have
+/// changed that L1 reads through the shadow. If the shadow equalled vmcs12 on every shadowed
+/// field before the sync, it does again afterwards.
+pub fn copy_reflected_to_shadow<V: Vmcs>(v12: &Vmcs12, shadow: &mut V, vmwrite_any_field: bool) {
+    for_each_reflect_shadow_rw(|f| shadow.write(f, v12.get(f)));
+    if vmwrite_any_field {
+        for_each_exit_info_field(|f| shadow.write(f, v12.get(f)));
+    }
+}
+
+/// vmcs12's [`GUEST_RARE`] fields from vmcs02: completes a [`SyncScope::Hot`] sync (the two
+/// together equal a [`SyncScope::Full`] one as long as vmcs02's rare fields did not change in
+/// between, which holds while L1 runs: only L2 changes them).
+pub fn sync_vmcs12_rare<V: Vmcs>(vmcs02: &V, v12: &mut Vmcs12) {
+    for &f in GUEST_RARE {
+        v12.set(f, vmcs02.read(f));
+    }
 }
 
 /// Writes an exit L0 reflects to L1 into vmcs12: exit information, guest state (per
@@ -27,12 +151,9 @@ pub enum SyncScope {
 /// VM-entry interruption information (SDM 27.2-27.3).
 pub fn sync_vmcs12<V: Vmcs>(vmcs02: &V, v12: &mut Vmcs12, exit: &ExitInfo, scope: SyncScope) {
     write_exit_info(v12, exit);
-    let fields = match scope {
-        SyncScope::Hot => GUEST_HOT,
-        SyncScope::Full => GUEST_PLAIN,
-    };
-    for &f in fields {
-        v12.set(f, vmcs02.read(f));
+    for_each_guest_hot(|f| v12.set(f, vmcs02.read(f)));
+    if scope == SyncScope::Full {
+        sync_vmcs12_rare(vmcs02, v12);
     }
     // CR0/CR4: bits L2 owns from hardware, bits L1 owns unchanged (L2 could not change them
     // without exiting to L1), bits only L0 owns from vmcs02's read shadow (L2's view).
@@ -221,4 +342,50 @@ pub fn load_l1_host_state<V: Vmcs>(
     vmcs01.write(F::GuestActivityState, 0);
     vmcs01.write(F::GuestPendingDebugExceptions, 0);
     efer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmcs::Shadow;
+    use crate::vmcs::shadow::shadowed_for_read;
+    use crate::vmx::merge::{GUEST_HOT, GUEST_PLAIN};
+
+    #[test]
+    fn reflect_shadow_lists_cover_what_a_hot_sync_changes() {
+        for &f in EXIT_INFO_FIELDS {
+            assert_eq!(f.shadow(), Shadow::Ro, "{}", f.name());
+        }
+        let mut listed = Vec::new();
+        for_each_reflect_shadow_rw(|f| listed.push(f));
+        assert_eq!(listed, REFLECT_SHADOW_RW);
+        for &f in GUEST_HOT.iter().chain(SYNC_EXTRA_FIELDS) {
+            let listed = REFLECT_SHADOW_RW.contains(&f);
+            assert_eq!(shadowed_for_read(f, true), listed, "{}", f.name());
+            assert_ne!(f.shadow(), Shadow::Ro, "{}", f.name());
+        }
+        for &f in REFLECT_SHADOW_RW {
+            assert!(GUEST_HOT.contains(&f) || SYNC_EXTRA_FIELDS.contains(&f), "{}", f.name());
+        }
+    }
+
+    #[test]
+    fn hot_and_rare_split_the_plain_guest_fields() {
+        let hot = DirtySet::of(GUEST_HOT);
+        assert!(!hot.intersects(&GUEST_RARE_SET), "hot and rare overlap");
+        assert_eq!(hot.union(&GUEST_RARE_SET), DirtySet::of(GUEST_PLAIN));
+        assert_eq!(GUEST_RARE_SET.len(), GUEST_RARE.len(), "a rare field is listed twice");
+    }
+
+    #[test]
+    fn rare_fields_are_never_shadowed_and_shadowed_guest_fields_are_hot() {
+        for &f in GUEST_RARE {
+            assert_eq!(f.shadow(), Shadow::None, "{} is rare but shadowed", f.name());
+        }
+        for &f in GUEST_PLAIN {
+            if shadowed_for_read(f, true) {
+                assert!(GUEST_HOT.contains(&f), "{} is shadowed but not hot", f.name());
+            }
+        }
+    }
 }

@@ -48,9 +48,38 @@ pub fn check_guest_state(
     maxphyaddr: u8,
     mem: &impl GuestMemory,
 ) -> Result<(), EntryFailure> {
+    check_guest_state_scoped(v, caps, maxphyaddr, mem, true)
+}
+
+/// The guest-state checks that read no [`GUEST_RARE`](crate::vmx::sync::GUEST_RARE) field
+/// (everything but the segment registers, GDTR/IDTR, the SYSENTER MSRs and, with EPT, the
+/// PDPTEs). For a VMRESUME while vmcs12's rare fields are stale in vmcs02: L1 has not
+/// changed them (its VMWRITE of one would have synced them), nor any field the rare checks
+/// combine them with ([`RARE_CHECK_INPUTS`](crate::vmx::RARE_CHECK_INPUTS)), so they hold
+/// what L2's last VM exit saved, and the processor checks them again when L0 enters vmcs02,
+/// where a failure is a VM-entry failure reflected to L1 as from this check (Linux likewise
+/// leaves those checks to the hardware).
+pub fn check_guest_state_hot(
+    v: &Vmcs12,
+    caps: &VmxCaps,
+    maxphyaddr: u8,
+    mem: &impl GuestMemory,
+) -> Result<(), EntryFailure> {
+    check_guest_state_scoped(v, caps, maxphyaddr, mem, false)
+}
+
+fn check_guest_state_scoped(
+    v: &Vmcs12,
+    caps: &VmxCaps,
+    maxphyaddr: u8,
+    mem: &impl GuestMemory,
+    rare: bool,
+) -> Result<(), EntryFailure> {
     let fail = |c| EntryFailure::guest(c, 0);
-    check_guest_registers(v, caps, maxphyaddr).map_err(fail)?;
-    check_guest_segments(v).map_err(fail)?;
+    check_guest_registers(v, caps, maxphyaddr, rare).map_err(fail)?;
+    if rare {
+        check_guest_segments(v).map_err(fail)?;
+    }
     check_guest_non_register(v, caps).map_err(fail)?;
     if v.vmcs_link_pointer != u64::MAX {
         let p = v.vmcs_link_pointer;
@@ -60,10 +89,19 @@ pub fn check_guest_state(
             return Err(EntryFailure::guest(Check::GuestVmcsLinkPointer, 4));
         }
     }
-    check_pdptes(v, maxphyaddr, mem)
+    // With EPT the PDPTEs are vmcs12 fields (rare); without, they are read at guest CR3.
+    if rare || secondary_controls(v) & proc2::ENABLE_EPT == 0 {
+        check_pdptes(v, maxphyaddr, mem)?;
+    }
+    Ok(())
 }
 
-fn check_guest_registers(v: &Vmcs12, caps: &VmxCaps, maxphyaddr: u8) -> Result<(), Check> {
+fn check_guest_registers(
+    v: &Vmcs12,
+    caps: &VmxCaps,
+    maxphyaddr: u8,
+    rare: bool,
+) -> Result<(), Check> {
     use Check::*;
     let p2 = secondary_controls(v);
     let ug = p2 & proc2::UNRESTRICTED_GUEST != 0;
@@ -88,10 +126,12 @@ fn check_guest_registers(v: &Vmcs12, caps: &VmxCaps, maxphyaddr: u8) -> Result<(
     if load_debug {
         ensure(v.guest_dr7 >> 32 == 0, GuestDr7)?;
     }
-    ensure(
-        is_canonical(v.guest_sysenter_esp) && is_canonical(v.guest_sysenter_eip),
-        GuestSysenterCanonical,
-    )?;
+    if rare {
+        ensure(
+            is_canonical(v.guest_sysenter_esp) && is_canonical(v.guest_sysenter_eip),
+            GuestSysenterCanonical,
+        )?;
+    }
     if v.vm_entry_controls & entry::LOAD_IA32_PAT != 0 {
         ensure(pat_ok(v.guest_ia32_pat), GuestPat)?;
     }
@@ -101,13 +141,15 @@ fn check_guest_registers(v: &Vmcs12, caps: &VmxCaps, maxphyaddr: u8) -> Result<(
         ensure(e & !EFER_VALID == 0 && (e & EFER_LMA != 0) == ia32e && lme_ok, GuestEfer)?;
     }
     // 26.3.1.3
-    ensure(
-        is_canonical(v.guest_gdtr_base)
-            && is_canonical(v.guest_idtr_base)
-            && v.guest_gdtr_limit >> 16 == 0
-            && v.guest_idtr_limit >> 16 == 0,
-        GuestDescriptorTable,
-    )?;
+    if rare {
+        ensure(
+            is_canonical(v.guest_gdtr_base)
+                && is_canonical(v.guest_idtr_base)
+                && v.guest_gdtr_limit >> 16 == 0
+                && v.guest_idtr_limit >> 16 == 0,
+            GuestDescriptorTable,
+        )?;
+    }
     // 26.3.1.4
     let cs_l = v.guest_cs_ar_bytes & (1 << 13) != 0;
     if ia32e && cs_l {
