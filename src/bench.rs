@@ -215,6 +215,16 @@ impl Level {
         self.parts.get(part).map(Part::ticks_per_round)
     }
 
+    /// A part's ticks (0 if the run lacks it).
+    fn part_ticks(&self, part: &str) -> u64 {
+        self.parts.get(part).map_or(0, |p| p.ticks)
+    }
+
+    /// A part's ticks plus the transition-cost model's charge for its L0 exits.
+    fn modelled(&self, part: &str) -> u64 {
+        self.parts.get(part).map_or(0, |p| p.ticks + p.l0_exits.unwrap_or(0) * TRANSITION_CYCLES)
+    }
+
     fn sum_ticks(&self) -> u64 {
         self.parts.values().map(|p| p.ticks).sum()
     }
@@ -266,6 +276,10 @@ pub fn nested_report(levels: &[Level]) -> String {
     let _ = writeln!(t, "\n|---|{}", "---:|".repeat(levels.len()));
     let base = levels.first().map(|l| l.sum_ticks()).unwrap_or(0);
     let base_model = levels.first().map(|l| l.sum_ticks() + l.sum_l0_exits() * TRANSITION_CYCLES);
+    let mixed_base =
+        levels.first().filter(|l| l.parts.contains_key("mixed")).map(|l| l.part_ticks("mixed"));
+    let mixed_model =
+        levels.first().filter(|l| l.parts.contains_key("mixed")).map(|l| l.modelled("mixed"));
     let rows: Vec<Row<'_>> = vec![
         ("CPUID round trip (ticks)", Box::new(|l| cell(l.ticks("cpuid"), 0))),
         (
@@ -279,6 +293,22 @@ pub fn nested_report(levels: &[Level]) -> String {
         (
             "L0 exits per page first touched (EPT02 fill, L0 alone; minimum 1)",
             Box::new(|l| cell(l.l0_per_round("memory"), 2)),
+        ),
+        (
+            "mixed part: ticks per round (~100,000 instructions of compute + 1 CPUID)",
+            Box::new(|l| cell(l.ticks("mixed"), 0)),
+        ),
+        (
+            "mixed part: overhead vs depth 1 (ticks)",
+            Box::new(move |l| {
+                mixed_base.map_or("-".to_string(), |b| overhead(b, l.part_ticks("mixed")))
+            }),
+        ),
+        (
+            "mixed part: modelled overhead vs depth 1 (ticks + 1,500 per L0 exit)",
+            Box::new(move |l| {
+                mixed_model.map_or("-".to_string(), |b| overhead(b, l.modelled("mixed")))
+            }),
         ),
         ("workload ticks (sum of parts)", Box::new(|l| l.sum_ticks().to_string())),
         ("workload overhead vs depth 1 (ticks)", Box::new(move |l| overhead(base, l.sum_ticks()))),
@@ -300,7 +330,9 @@ pub fn nested_report(levels: &[Level]) -> String {
         let _ = writeln!(t);
     }
     let same = levels.windows(2).all(|w| {
-        w[0].parts.get("compute").map(|p| &p.result) == w[1].parts.get("compute").map(|p| &p.result)
+        ["compute", "mixed"].iter().all(|part| {
+            w[0].parts.get(*part).map(|p| &p.result) == w[1].parts.get(*part).map(|p| &p.result)
+        })
     });
     let _ =
         writeln!(t, "\nsame workload results at every depth: {}", if same { "yes" } else { "NO" });
@@ -413,7 +445,8 @@ pub fn nested(
                 json,
                 "    {{ \"label\": \"{}\", \"cpuid_ticks\": {}, \"exits_per_reflected_exit\": {}, \
                  \"io_ticks\": {}, \"l0_exits_per_io\": {}, \"hlt_ticks\": {}, \
-                 \"l0_exits_per_l0_handled_exit\": {}, \"workload_ticks\": {}, \"workload_l0_exits\": {}, \
+                 \"l0_exits_per_l0_handled_exit\": {}, \"mixed_ticks_per_round\": {}, \
+                 \"mixed_modelled_ticks\": {}, \"workload_ticks\": {}, \"workload_l0_exits\": {}, \
                  \"l0_exits_by_reason\": {{ {} }} }}{}",
                 l.label,
                 f(l.ticks("cpuid")),
@@ -422,6 +455,8 @@ pub fn nested(
                 f(l.l0_per_round("io")),
                 f(l.ticks("hlt")),
                 f(l.l0_per_round("memory")),
+                f(l.ticks("mixed")),
+                l.modelled("mixed"),
                 l.sum_ticks(),
                 l.sum_l0_exits(),
                 l.l0_exits
@@ -499,8 +534,38 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| Cpuid | 5 | 5 |"), "{t}");
+        // No mixed part in these runs: its rows say so instead of inventing numbers.
+        assert!(t.contains("| mixed part: overhead vs depth 1 (ticks) | - | - |"), "{t}");
         let svg = nested_svg(&[level("a", "")]);
         assert!(svg.starts_with("<svg") && svg.contains("Cpuid"), "{svg}");
+    }
+
+    #[test]
+    fn nested_report_models_the_mixed_part() {
+        let level = |label: &str, text: &str| Level {
+            label: label.to_string(),
+            parts: parse_workload(&lines(text)),
+            l0_exits: BTreeMap::new(),
+        };
+        let d1 = level(
+            "depth 1",
+            "workload: mixed rounds=200 ticks=20000000 exits=200 l0-exits=200 result=0x9",
+        );
+        let d2 = level(
+            "depth 2",
+            "workload: mixed rounds=200 ticks=20600000 exits=200 l0-exits=400 result=0x9",
+        );
+        let t = nested_report(&[d1, d2]);
+        assert!(
+            t.contains(
+                "ticks per round (~100,000 instructions of compute + 1 CPUID) | 100000 | 103000 |"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("| mixed part: overhead vs depth 1 (ticks) | +0.0% | +3.0% |"), "{t}");
+        // 20,000,000 + 200 * 1,500 = 20,300,000 against 20,600,000 + 400 * 1,500 = 21,200,000.
+        assert!(t.contains("(ticks + 1,500 per L0 exit) | +0.0% | +4.4% |"), "{t}");
+        assert!(t.contains("same workload results at every depth: yes"), "{t}");
     }
 
     #[test]

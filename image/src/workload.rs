@@ -14,6 +14,11 @@ pub const ROUNDS: u64 = 1000;
 const MEMORY_MIB: u64 = 16;
 /// Iterations of the compute loop.
 const COMPUTE_ITERATIONS: u64 = 2_000_000;
+/// The mixed part: rounds of compute, each followed by one CPUID (an exit at every level).
+const MIXED_ROUNDS: u64 = 200;
+/// Compute-loop iterations per mixed round: about 100,000 instructions (10 per iteration),
+/// so the part has one exit per ~100,000 instructions, like a workload that mostly computes.
+const MIXED_COMPUTE: u64 = 10_000;
 /// POST-code port: a harmless I/O write every hypervisor intercepts.
 const IO_PORT: u16 = 0x80;
 
@@ -117,6 +122,14 @@ pub fn run() -> bool {
         sum
     });
     measure(turtles, "compute", COMPUTE_ITERATIONS, || compute(COMPUTE_ITERATIONS));
+    measure(turtles, "mixed", MIXED_ROUNDS, || {
+        let mut acc = 0u64;
+        for _ in 0..MIXED_ROUNDS {
+            acc = acc.rotate_left(7) ^ compute(MIXED_COMPUTE);
+            acc = acc.wrapping_add(u64::from(cpuid!(0).eax));
+        }
+        acc
+    });
     log::info!("workload: total ticks={}", cpu::rdtsc() - total);
     true
 }
