@@ -159,7 +159,8 @@ fn l1_triple_fault_stops_l1_and_l0_lives() {
     );
 }
 
-/// A VMX hypervisor L0 did not write, on the PC L0 models: its local APIC in xAPIC mode
+/// A VMX hypervisor L0 did not write, on the PC L0 models: the PIT's IRQ0 through the 8259s
+/// and the APIC's virtual wire, its local APIC in xAPIC mode
 /// (MMIO through EPT violations) and x2APIC mode (MSRs) with self-IPIs and timers, the PIT,
 /// then VMX with its guest's exits reflected, its own timer interrupt arriving while its
 /// guest runs (an external-interrupt exit with the vector acknowledged), and an interrupt it
@@ -174,6 +175,7 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
         &[
             "L1| vmx32: a plain VMX hypervisor kernel, not turtles",
             // IA32_APIC_BASE at reset: default base, BSP, globally enabled.
+            "L1| vmx32: PIT IRQ0 through the 8259 and the APIC's virtual wire: interrupts=0x00000003",
             "L1| vmx32: IA32_APIC_BASE=0xfee00900",
             "L1| vmx32: xAPIC version=0x00050014",
             "L1| vmx32: xAPIC self-IPI delivered",

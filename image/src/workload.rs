@@ -125,7 +125,8 @@ pub fn run() -> bool {
     measure(turtles, "mixed", MIXED_ROUNDS, || {
         let mut acc = 0u64;
         for _ in 0..MIXED_ROUNDS {
-            acc = acc.rotate_left(7) ^ compute(MIXED_COMPUTE);
+            // black_box: the call must not be hoisted out of the loop as invariant.
+            acc = acc.rotate_left(7) ^ compute(core::hint::black_box(MIXED_COMPUTE));
             acc = acc.wrapping_add(u64::from(cpuid!(0).eax));
         }
         acc

@@ -1,6 +1,7 @@
 /* vmx32: a plain VMX hypervisor kernel that is not turtles. Booted by multiboot1 in 32-bit
  * protected mode, it turns on 32-bit paging with 4 MiB pages and first checks the PC it
- * expects: the 8259s masked, its local APIC in xAPIC mode (MMIO: version, a self-IPI, a
+ * expects: the 8259s with the PIT's IRQ0 (through the APIC's virtual wire, as firmware leaves
+ * it), then the 8259s masked and its local APIC in xAPIC mode (MMIO: version, a self-IPI, a
  * one-shot timer it sleeps on with HLT), the PIT (channel 2 gated through port 61h) and the
  * local APIC in x2APIC mode (MSRs: ID, version, a self-IPI, a periodic timer). Then it reads
  * the VMX capability MSRs, executes VMXON, builds a VMCS by hand for a 32-bit protected-mode
@@ -406,9 +407,47 @@ device_tests:
     mov $l2_isr, %edx
     mov $l2_idt, %ebx
     call set_gate
+    mov $0x20, %eax
+    mov $isr_pit_irq0, %edx
+    mov $idt, %ebx
+    call set_gate
     lidt idt_pointer
 
-    mov $0xff, %al                      /* both 8259s fully masked */
+    /* The 8259s (vectors 0x20/0x28) behind the APIC's virtual wire, as firmware leaves it,
+     * and PIT channel 0 as a rate generator on IRQ0: three timer interrupts. */
+    mov $0x11, %al                      /* ICW1: edge, cascade, ICW4 follows */
+    out %al, $0x20
+    out %al, $0xa0
+    mov $0x20, %al                      /* ICW2: vector bases */
+    out %al, $0x21
+    mov $0x28, %al
+    out %al, $0xa1
+    mov $0x04, %al                      /* ICW3: slave on IRQ2 */
+    out %al, $0x21
+    mov $0x02, %al
+    out %al, $0xa1
+    mov $0x01, %al                      /* ICW4: 8086 mode */
+    out %al, $0x21
+    out %al, $0xa1
+    mov $0xff, %al
+    out %al, $0xa1
+    mov $0xfe, %al                      /* only IRQ0 */
+    out %al, $0x21
+    mov $0x34, %al                      /* channel 0, LSB then MSB, mode 2 */
+    out %al, $0x43
+    mov $0xa9, %al                      /* 1193 counts: 1 ms */
+    out %al, $0x40
+    mov $0x04, %al
+    out %al, $0x40
+4:  sti
+    hlt
+    cli
+    cmpl $3, pit_irqs
+    jb 4b
+    mov pit_irqs, %eax
+    REPORT msg_pit_irq0
+
+    mov $0xff, %al                      /* both 8259s fully masked from now on */
     out %al, $0x21
     out %al, $0xa1
 
@@ -511,6 +550,14 @@ set_gate:
     mov %ecx, 4(%ebx,%eax,8)
     ret
 
+isr_pit_irq0:
+    incl pit_irqs
+    push %eax
+    mov $0x20, %al                      /* non-specific EOI to the master 8259 */
+    out %al, $0x20
+    pop %eax
+    iret
+
 isr_xapic_ipi:
     incl xapic_ipis
     movl $0, APIC + 0xb0                /* EOI */
@@ -605,6 +652,7 @@ exit_count:  .long 0
 guest_eax:   .long 0
 phase:       .long 0
 tsc_start:   .long 0
+pit_irqs:    .long 0
 xapic_ipis:  .long 0
 xapic_timers: .long 0
 x2apic_ipis: .long 0
@@ -622,6 +670,7 @@ msg_vmx_failed:   .asciz "vmx32: VMX instruction failed, VM-instruction error=0x
 msg_done:         .asciz "vmx32: L2 halted: done, exits=0x"
 msg_newline:      .asciz "\n"
 msg_apic_base:    .asciz "vmx32: IA32_APIC_BASE=0x"
+msg_pit_irq0:     .asciz "vmx32: PIT IRQ0 through the 8259 and the APIC's virtual wire: interrupts=0x"
 msg_xapic_version: .asciz "vmx32: xAPIC version=0x"
 msg_xapic_ipi:    .asciz "vmx32: xAPIC self-IPI delivered\n"
 msg_xapic_timer:  .asciz "vmx32: xAPIC one-shot timer woke HLT, current count=0x"

@@ -1,6 +1,8 @@
-//! Interrupts from L0's device model (the guest's local APIC) to the level that owns them.
+//! Interrupts from L0's device model (the guest's local APIC, and the 8259s with the PIT's
+//! IRQ0 behind it in virtual-wire mode) to the level that owns them.
 //!
-//! The APIC is L1's (the guest of this L0): its interrupts are L1's whichever level runs.
+//! The devices are L1's (the guest of this L0): their interrupts are L1's whichever level
+//! runs.
 //! - **L1 runs** (vmcs01): before each entry the APIC's pending vector is injected as an
 //!   external interrupt (SDM 26.6) when L1 can take it (RFLAGS.IF, no STI/MOV-SS blocking, no
 //!   other event being injected); otherwise interrupt-window exiting (26.7.5) brings L0 back
@@ -12,7 +14,8 @@
 //!   preemption-timer exit). Without external-interrupt exiting L1 lets L2 take interrupts,
 //!   so the vector is injected into L2 when L2 can take it.
 //! - **Time**: the VMX-preemption timer of the running VMCS is shortened to the APIC timer's
-//!   next deadline, so a guest that never exits still gets its timer interrupt on time.
+//!   next deadline (or the PIT's next IRQ0), so a guest that never exits still gets its timer
+//!   interrupt on time.
 
 use nested::caps::{exit, pin};
 use nested::vmcs::{Vmcs, VmcsField as F};
@@ -36,13 +39,15 @@ pub struct IrqState {
     pub watchdog: u32,
     /// Interrupt-window exiting is on in vmcs01.
     pub window01: bool,
+    /// vmcs01 differs from L0's idle settings (`window01`, or `timer01` != `watchdog`).
+    pub armed: bool,
     /// The preemption-timer rate: TSC ticks >> shift (IA32_VMX_MISC bits 4:0).
     pub shift: u8,
 }
 
 impl IrqState {
     pub fn new(watchdog: u32, shift: u8) -> Self {
-        IrqState { timer01: watchdog, watchdog, window01: false, shift }
+        IrqState { timer01: watchdog, watchdog, window01: false, armed: false, shift }
     }
 
     /// The last preemption-timer exit of L1 was for an APIC deadline, not the watchdog.
@@ -66,22 +71,28 @@ fn timer_units(deadline: u64, now: u64, shift: u8, cap: u32) -> u32 {
 
 /// Before entering L1 on vmcs01 (current): injects L1's pending interrupt or asks for an
 /// interrupt window, and points the preemption timer at the APIC timer's next deadline.
+#[inline(always)]
 pub fn before_l1_entry(g: &mut Guest, v: &mut HwVmcs) {
-    let irq = &mut g.irq;
-    let apic = &mut g.devices.lapic;
-    if !apic.has_work() && !irq.window01 && irq.timer01 == irq.watchdog {
-        return;
+    // The hot path: no interrupt source and vmcs01 as L0 left it (no window, watchdog timer).
+    if g.devices.interrupt_work() || g.irq.armed {
+        deliver_l1(g, v);
     }
+}
+
+#[inline(never)]
+fn deliver_l1(g: &mut Guest, v: &mut HwVmcs) {
+    let irq = &mut g.irq;
+    let devices = &mut g.devices;
     let now = cpu::rdtsc();
-    apic.tick(now);
+    devices.poll_interrupts(now);
     let mut want_window = false;
-    if apic.pending().is_some() {
+    if devices.pending_interrupt().is_some() {
         if interruptible(v) {
-            if let Some(vector) = apic.acknowledge() {
+            if let Some(vector) = devices.acknowledge_interrupt() {
                 v.write(F::VmEntryInterruptionInfo, u64::from(vector) | VALID);
             }
             // Another vector waits behind it only if it outranks the one just delivered.
-            want_window = apic.pending().is_some();
+            want_window = devices.pending_interrupt().is_some();
         } else {
             want_window = true;
         }
@@ -92,7 +103,7 @@ pub fn before_l1_entry(g: &mut Guest, v: &mut HwVmcs) {
         v.write(F::CpuBasedVmExecControl, if want_window { proc1 | bit } else { proc1 & !bit });
         irq.window01 = want_window;
     }
-    let timer = match apic.next_deadline() {
+    let timer = match devices.next_interrupt_deadline() {
         Some(d) if d > now => timer_units(d, now, irq.shift, irq.watchdog),
         _ => irq.watchdog,
     };
@@ -100,6 +111,7 @@ pub fn before_l1_entry(g: &mut Guest, v: &mut HwVmcs) {
         v.write(F::VmxPreemptionTimerValue, u64::from(timer));
         irq.timer01 = timer;
     }
+    irq.armed = irq.window01 || irq.timer01 != irq.watchdog;
 }
 
 /// What L0 does before entering L2.
@@ -113,16 +125,22 @@ pub enum L2Entry {
 /// Before entering L2 on vmcs02 (current): L1's pending interrupt becomes an exit to L1 or
 /// an injection into L2 (see the module docs), and vmcs02's preemption timer follows L1's APIC
 /// timer.
+#[inline(always)]
 pub fn before_l2_entry(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
-    let Some(n) = g.nested.as_mut() else { return L2Entry::Enter };
-    let apic = &mut g.devices.lapic;
-    if !apic.has_work() && !n.timer02 {
-        return L2Entry::Enter;
+    match &g.nested {
+        Some(n) if g.devices.interrupt_work() || n.timer02 => deliver_l2(g, v02),
+        _ => L2Entry::Enter,
     }
+}
+
+#[inline(never)]
+fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
+    let Some(n) = g.nested.as_mut() else { return L2Entry::Enter };
+    let devices = &mut g.devices;
     let now = cpu::rdtsc();
-    apic.tick(now);
+    devices.poll_interrupts(now);
     let mut immediate = false;
-    if let Some(vector) = apic.pending() {
+    if let Some(vector) = devices.pending_interrupt() {
         let v12 = &n.vmx.vmcs12;
         if v12.pin_based_vm_exec_control & pin::EXTERNAL_INTERRUPT_EXITING != 0 {
             if v02.read(F::VmEntryInterruptionInfo) & VALID != 0 {
@@ -130,7 +148,7 @@ pub fn before_l2_entry(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
                 immediate = true;
             } else {
                 let intr_info = if v12.vm_exit_controls & exit::ACK_INTERRUPT_ON_EXIT != 0 {
-                    apic.acknowledge().map_or(0, |v| u32::from(v) | VALID as u32)
+                    devices.acknowledge_interrupt().map_or(0, |v| u32::from(v) | VALID as u32)
                 } else {
                     0
                 };
@@ -139,7 +157,7 @@ pub fn before_l2_entry(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
             }
         } else if interruptible(v02) {
             // L1 lets its guest take interrupts, as the processor would deliver them.
-            if let Some(vector) = apic.acknowledge() {
+            if let Some(vector) = devices.acknowledge_interrupt() {
                 v02.write(F::VmEntryInterruptionInfo, u64::from(vector) | VALID);
             }
         } else {
@@ -151,8 +169,7 @@ pub fn before_l2_entry(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
         Some(0)
     } else {
         g.devices
-            .lapic
-            .next_deadline()
+            .next_interrupt_deadline()
             .filter(|&d| d > now)
             .map(|d| timer_units(d, now, shift, u32::MAX))
     };
@@ -163,20 +180,20 @@ pub fn before_l2_entry(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
 }
 
 /// HLT by L1 with interrupts enabled (exit reason 12): L1 sleeps until its next interrupt.
-/// L0 waits for the APIC timer's deadline (serving the management endpoint meanwhile) and
+/// L0 waits for the next timer deadline (APIC timer or PIT IRQ0) (serving the management endpoint meanwhile) and
 /// returns; the interrupt is injected on the entry that follows. Without any armed timer or
 /// pending interrupt nothing can wake L1: it resumes at once (a spurious wake-up, which HLT
 /// allows for, e.g. for an SMI).
 pub fn halt(g: &mut Guest) {
-    let apic = &mut g.devices.lapic;
+    let devices = &mut g.devices;
     let mut polls = 0u32;
     loop {
         let now = cpu::rdtsc();
-        apic.tick(now);
-        if apic.pending().is_some() {
+        devices.poll_interrupts(now);
+        if devices.pending_interrupt().is_some() {
             return;
         }
-        match apic.next_deadline() {
+        match devices.next_interrupt_deadline() {
             Some(d) if d > now => {}
             _ => return,
         }

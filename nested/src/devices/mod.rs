@@ -1,5 +1,5 @@
 //! Device models L0 offers its guest as a standard PC: the local APIC ([`lapic`], SDM Vol. 3A
-//! ch. 11), the 8254 PIT and port 61h ([`pit`]), and the instruction decoder for trapped MMIO
+//! ch. 11), the two 8259A PICs ([`pic`]), the 8254 PIT and port 61h ([`pit`]), and the instruction decoder for trapped MMIO
 //! accesses ([`decode`], SDM Vol. 2 ch. 2).
 //!
 //! Like the rest of the crate these are pure: the image passes the time in (`now`, a TSC
@@ -9,6 +9,7 @@
 
 pub mod decode;
 pub mod lapic;
+pub mod pic;
 pub mod pit;
 
 /// Proptest settings for the fuzz tests in this module: `TURTLES_FUZZ_CASES=N` overrides

@@ -90,18 +90,25 @@ pub mod defined {
     pub const QUALIFICATION: u8 = 1;
     pub const INSTRUCTION_LEN: u8 = 2;
     pub const INSTRUCTION_INFO: u8 = 4;
+    /// The guest-linear address and instruction information, when the qualification says
+    /// the I/O instruction is a string one (INS/OUTS; SDM 28.2.5).
+    pub const STRING_IO_OPERANDS: u8 = 8;
     /// Every field (interruption and IDT-vectoring information, error codes, guest-physical
     /// and guest-linear address too).
     pub const ALL: u8 = 0xff;
 }
 
+/// Exit qualification bit 4 of an I/O exit: a string instruction (SDM Table 28-5).
+const IO_STRING: u64 = 1 << 4;
+
 /// Which exit-information fields `reason` defines. Exits caused by executing an instruction
 /// never happen during event delivery, so their IDT-vectoring (and VM-exit interruption)
 /// information is invalid, and they report no guest-physical or guest-linear address: for
 /// them only the instruction length, the qualification where 28.2.1 defines one and, for
-/// the instructions with an operand, the instruction information are read. Every other reason (exceptions,
-/// interrupts, EPT violations, I/O with its string operands, LMSW with a memory operand,
-/// entry failures, unknown reasons) reads every field.
+/// the instructions with an operand, the instruction information are read. I/O reads the
+/// qualification and length, and for INS/OUTS also the instruction information and
+/// guest-linear address. Every other reason (exceptions, interrupts, EPT violations, LMSW
+/// with a memory operand, entry failures, unknown reasons) reads every field.
 pub const fn defined_fields(reason: u32) -> u8 {
     use ExitReason::*;
     use defined::*;
@@ -119,6 +126,7 @@ pub const fn defined_fields(reason: u32) -> u8 {
             Vmclear | Vmptrld | Vmptrst | Vmread | Vmwrite | Vmxon | Invept | Invvpid | Invpcid
             | Rdrand | Rdseed | GdtrIdtrAccess | LdtrTrAccess | Xsaves | Xrstors,
         ) => QUALIFICATION | INSTRUCTION_LEN | INSTRUCTION_INFO,
+        Some(IoInstruction) => QUALIFICATION | INSTRUCTION_LEN | STRING_IO_OPERANDS,
         _ => ALL,
     }
 }
@@ -132,7 +140,7 @@ impl ExitInfo {
         let fields = defined_fields(reason);
         if fields != defined::ALL {
             let has = |f: u8| fields & f != 0;
-            return ExitInfo {
+            let mut info = ExitInfo {
                 reason,
                 qualification: if has(defined::QUALIFICATION) {
                     vmcs.read(VmcsField::ExitQualification)
@@ -151,6 +159,11 @@ impl ExitInfo {
                 },
                 ..ExitInfo::default()
             };
+            if has(defined::STRING_IO_OPERANDS) && info.qualification & IO_STRING != 0 {
+                info.instruction_info = vmcs.read(VmcsField::VmxInstructionInfo) as u32;
+                info.guest_linear_address = vmcs.read(VmcsField::GuestLinearAddress);
+            }
+            return info;
         }
         ExitInfo {
             reason,
@@ -226,12 +239,23 @@ mod tests {
     }
 
     #[test]
+    fn io_exits_read_string_operands_only_for_ins_outs() {
+        let mut v = vmcs_with(30);
+        v.write(VmcsField::ExitQualification, 0x80 << 16); // OUT to port 0x80
+        v.clear_log();
+        let e = ExitInfo::read(&v);
+        assert_eq!(v.log().len(), 3, "reason, qualification, length");
+        assert_eq!((e.guest_linear_address, e.instruction_info, e.idt_vectoring_info), (0, 0, 0));
+        v.write(VmcsField::ExitQualification, 0x80 << 16 | 1 << 4); // OUTS
+        let e = ExitInfo::read(&v);
+        assert_eq!((e.guest_linear_address, e.instruction_info), (0x8000_0009, 0x8000_0003));
+    }
+
+    #[test]
     fn other_exits_read_everything() {
-        // Exceptions, EPT violations, I/O, CR access (LMSW's linear address), task switches,
+        // Exceptions, EPT violations, CR access (LMSW's linear address), task switches,
         // entry failures and undefined reasons may carry any field.
-        for reason in
-            [0, 1, 9, 28, 30, 48, 49, 2, 33 | EXIT_REASON_ENTRY_FAILURE, 10 | 1 << 31, 200]
-        {
+        for reason in [0, 1, 9, 28, 48, 49, 2, 33 | EXIT_REASON_ENTRY_FAILURE, 10 | 1 << 31, 200] {
             let v = vmcs_with(reason);
             let e = ExitInfo::read(&v);
             assert_eq!(defined_fields(reason), defined::ALL, "reason {reason:#x}");

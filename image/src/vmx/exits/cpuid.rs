@@ -92,7 +92,7 @@ pub fn handle(g: &mut Guest) -> Action {
     let [a, b, c, mut d] = virtualize(leaf, host, g.depth, exits, g.nested.is_some());
     if leaf == 1 {
         // CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (SDM Vol. 3A 11.4.3).
-        let enabled = g.devices.lapic.base_msr() & (1 << 11) != 0;
+        let enabled = g.devices.lapic().base_msr() & (1 << 11) != 0;
         d = if enabled { d | LEAF1_EDX_APIC } else { d & !LEAF1_EDX_APIC };
     }
     g.regs.rax = u64::from(a);

@@ -40,7 +40,7 @@ fn cpu_mode(v: &HwVmcs) -> CpuMode {
 /// Emulates the access if `info` is an EPT violation on the local APIC's xAPIC page; `None`
 /// for any other guest-physical address.
 pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
-    let base = g.devices.lapic.mmio_base()?;
+    let base = g.devices.lapic().mmio_base()?;
     let gpa = info.guest_physical_address;
     if gpa & !0xfff != base {
         return None;
@@ -73,7 +73,7 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     let now = cpu::rdtsc();
     match decoded.access {
         MmioAccess::Load { dest, size, zero_extend_to } => {
-            let word = g.devices.lapic.read_mmio(offset & !3, now);
+            let word = g.devices.with_lapic(|lapic| lapic.read_mmio(offset & !3, now));
             let value = u64::from(word) >> shift;
             if let Operand::Reg { index, .. } = dest {
                 let old = gpr(g, v, u64::from(index));
@@ -87,7 +87,7 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
                 Operand::Imm(_) => 0,
             };
             let value = decode::store_value(reg, src, size) << shift;
-            g.devices.lapic.write_mmio(offset & !3, value as u32, now);
+            g.devices.with_lapic(|lapic| lapic.write_mmio(offset & !3, value as u32, now));
         }
     }
     let next = rip.wrapping_add(u64::from(decoded.len));

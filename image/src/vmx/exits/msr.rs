@@ -79,11 +79,13 @@ pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
         m if vmcs_field(m).is_some() => vmcs_field(m).map_or(0, |f| v.read(f)),
         m if passthrough(m) => cpu::rdmsr(m),
         IA32_TSC => cpu::rdtsc(),
-        IA32_APIC_BASE => g.devices.lapic.base_msr(),
-        X2APIC_MSR_FIRST..=X2APIC_MSR_LAST => match g.devices.lapic.read_msr(msr, cpu::rdtsc()) {
-            Ok(value) => value,
-            Err(ApicFault) => return apic_fault("RDMSR", msr, 0),
-        },
+        IA32_APIC_BASE => g.devices.lapic().base_msr(),
+        X2APIC_MSR_FIRST..=X2APIC_MSR_LAST => {
+            match g.devices.with_lapic(|lapic| lapic.read_msr(msr, cpu::rdtsc())) {
+                Ok(value) => value,
+                Err(ApicFault) => return apic_fault("RDMSR", msr, 0),
+            }
+        }
         // Locked; VMX enabled only if it is exposed to the guest.
         IA32_FEATURE_CONTROL if g.nested.is_some() => crate::vmx::nesting::FEATURE_CONTROL_VMX,
         IA32_FEATURE_CONTROL => 1,
@@ -135,13 +137,14 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
             unsafe { cpu::wrmsr(m, value) };
         }
         IA32_APIC_BASE | X2APIC_MSR_FIRST..=X2APIC_MSR_LAST => {
-            let lapic = &mut g.devices.lapic;
             let now = cpu::rdtsc();
-            let result = if msr == IA32_APIC_BASE {
-                lapic.write_base_msr(value, now)
-            } else {
-                lapic.write_msr(msr, value, now)
-            };
+            let result = g.devices.with_lapic(|lapic| {
+                if msr == IA32_APIC_BASE {
+                    lapic.write_base_msr(value, now)
+                } else {
+                    lapic.write_msr(msr, value, now)
+                }
+            });
             if result.is_err() {
                 return apic_fault("WRMSR", msr, value);
             }
