@@ -11,6 +11,7 @@ use nested::addr::{Hpa, L1Gpa};
 use nested::caps::{VmxCaps, entry, ept_vpid, exit, pin, proc1, proc2};
 use nested::ept::shadow::{Ept01, Ept01Leaf, HostFrames, Resolution, ShadowEpt, VpidMap, eptp02};
 use nested::ept::walk::PageSize;
+use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
 use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
 use nested::vmcs::shadow::{
@@ -151,28 +152,41 @@ fn enable_shadowing(hw: &VmxCaps) -> Result<Shadowing, VmxError> {
 }
 
 impl Nested {
+    /// Makes the shadow VMCS current, runs `f` on it (with L1's VMX state and whether
+    /// "VMWRITE to any field" is on), and makes vmcs01 current again. False without
+    /// shadowing or when the shadow VMCS cannot be loaded (logged).
+    fn on_shadow(
+        &mut self,
+        f: impl FnOnce(&mut HwVmcs, &mut nested::vmx::NestedVmx, bool),
+    ) -> bool {
+        let Some(s) = &self.shadowing else { return false };
+        let (shadow_vmcs, any) = (s.shadow_vmcs, s.vmwrite_any_field);
+        // SAFETY: the shadow VMCS and vmcs01 are our own regions; vmcs01 is made current
+        // again before returning, and `f` only touches the shadow VMCS.
+        unsafe {
+            if let Err(e) = insn::vmptrld(shadow_vmcs) {
+                log::error!("VMPTRLD of the shadow VMCS failed: {e}");
+                return false;
+            }
+            f(&mut HwVmcs::current(), &mut self.vmx, any);
+            let _ = insn::vmptrld(self.vmcs01);
+        }
+        true
+    }
+
     /// Copies vmcs12's shadowed fields into the shadow VMCS (after L0 changed vmcs12), and
     /// points vmcs01's link pointer at it while L1 has a current VMCS. vmcs01 stays current.
     fn sync_to_shadow(&mut self) {
-        let Some(s) = &self.shadowing else { return };
+        let Some(link) = self.shadowing.as_ref().map(|s| s.shadow_vmcs) else { return };
         // SAFETY: vmcs01 is current whenever L1 runs; it is the VMCS these writes target.
         let mut v01 = unsafe { HwVmcs::current() };
         if self.vmx.current.is_none() {
             v01.write(F::VmcsLinkPointer, u64::MAX);
             return;
         }
-        // SAFETY: the shadow VMCS and vmcs01 are our own regions; vmcs01 is made current
-        // again before returning.
-        unsafe {
-            if let Err(e) = insn::vmptrld(s.shadow_vmcs) {
-                log::error!("VMPTRLD of the shadow VMCS failed: {e}");
-                return;
-            }
-            let mut shadow = HwVmcs::current();
-            copy_vmcs12_to_shadow(&self.vmx.vmcs12, &mut shadow, s.vmwrite_any_field);
-            let _ = insn::vmptrld(self.vmcs01);
+        if self.on_shadow(|shadow, vmx, any| copy_vmcs12_to_shadow(&vmx.vmcs12, shadow, any)) {
+            v01.write(F::VmcsLinkPointer, link);
         }
-        v01.write(F::VmcsLinkPointer, s.shadow_vmcs);
     }
 
     /// After a reflected exit: copies to the shadow VMCS exactly the vmcs12 fields a
@@ -180,17 +194,7 @@ impl Nested {
     /// shadowed VMWRITEs were pulled in at its last VMRESUME, and L0 keeps the shadow up to
     /// date whenever it changes vmcs12 in between). vmcs01 stays current.
     fn sync_reflected_to_shadow(&mut self) {
-        let Some(s) = &self.shadowing else { return };
-        // SAFETY: as in `sync_to_shadow`.
-        unsafe {
-            if let Err(e) = insn::vmptrld(s.shadow_vmcs) {
-                log::error!("VMPTRLD of the shadow VMCS failed: {e}");
-                return;
-            }
-            let mut shadow = HwVmcs::current();
-            copy_reflected_to_shadow(&self.vmx.vmcs12, &mut shadow, s.vmwrite_any_field);
-            let _ = insn::vmptrld(self.vmcs01);
-        }
+        self.on_shadow(|shadow, vmx, any| copy_reflected_to_shadow(&vmx.vmcs12, shadow, any));
     }
 
     /// Brings vmcs12's rare guest fields from vmcs02 (they stay there after a reflected exit
@@ -209,34 +213,17 @@ impl Nested {
 
     /// Writes one field of the shadow VMCS (e.g. the VM-instruction error after VMfailValid).
     fn shadow_write(&mut self, field: F, value: u64) {
-        let Some(s) = &self.shadowing else { return };
-        if self.vmx.current.is_none() {
-            return;
-        }
-        // SAFETY: as in `sync_to_shadow`.
-        unsafe {
-            if insn::vmptrld(s.shadow_vmcs).is_ok() {
-                HwVmcs::current().write(field, value);
-                let _ = insn::vmptrld(self.vmcs01);
-            }
+        if self.vmx.current.is_some() {
+            self.on_shadow(|shadow, _, _| shadow.write(field, value));
         }
     }
 
     /// Pulls L1's shadowed VMWRITEs into vmcs12 (marking them dirty) before L0 uses vmcs12.
     fn sync_from_shadow(&mut self) {
-        let Some(s) = &self.shadowing else { return };
-        if self.vmx.current.is_none() {
-            return;
-        }
-        // SAFETY: as in `sync_to_shadow`.
-        unsafe {
-            if let Err(e) = insn::vmptrld(s.shadow_vmcs) {
-                log::error!("VMPTRLD of the shadow VMCS failed: {e}");
-                return;
-            }
-            let shadow = HwVmcs::current();
-            copy_shadow_to_vmcs12(&shadow, &mut self.vmx.vmcs12, &mut self.vmx.dirty);
-            let _ = insn::vmptrld(self.vmcs01);
+        if self.vmx.current.is_some() {
+            self.on_shadow(|shadow, vmx, _| {
+                copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty)
+            });
         }
     }
 }
@@ -254,9 +241,8 @@ impl Nested {
     /// describes for VM entries without VPIDs.
     fn l2_vpid(&mut self) -> u16 {
         let v12 = &self.vmx.vmcs12;
-        let tagged = v12.cpu_based_vm_exec_control & proc1::ACTIVATE_SECONDARY_CONTROLS != 0
-            && v12.secondary_vm_exec_control & proc2::ENABLE_VPID != 0
-            && v12.virtual_processor_id != 0;
+        let tagged =
+            secondary_controls(v12) & proc2::ENABLE_VPID != 0 && v12.virtual_processor_id != 0;
         let (vpid02, flush) = if tagged {
             let vpid12 = v12.virtual_processor_id;
             if self.vpid02 != 0 && self.vpid02 != VPID_L2_UNTAGGED && vpid12 == self.vpid12 {
@@ -566,9 +552,7 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
         tsc_offset: 0,
     };
     let v12 = &n.vmx.vmcs12;
-    let eptp = if v12.secondary_vm_exec_control & proc2::ENABLE_EPT != 0
-        && v12.cpu_based_vm_exec_control & proc1::ACTIVATE_SECONDARY_CONTROLS != 0
-    {
+    let eptp = if secondary_controls(v12) & proc2::ENABLE_EPT != 0 {
         let root =
             n.shadow.root_for(v12.ept_pointer, &mut Frames).map_err(|_| "no frames for EPT02")?;
         eptp02(root)

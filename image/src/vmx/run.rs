@@ -288,7 +288,13 @@ fn is_vmx_instruction(info: &ExitInfo) -> bool {
 /// instruction would (SDM 25.4.2).
 fn skip_instruction(v: &mut HwVmcs, info: &ExitInfo) {
     let rip = v.read(F::GuestRip);
-    v.write(F::GuestRip, rip.wrapping_add(u64::from(info.instruction_len)));
+    retire_instruction(v, rip.wrapping_add(u64::from(info.instruction_len)));
+}
+
+/// Completes an emulated instruction: RIP moves to `next_rip` and STI/MOV-SS blocking ends,
+/// as retiring the instruction would (SDM 25.4.2).
+pub fn retire_instruction(v: &mut HwVmcs, next_rip: u64) {
+    v.write(F::GuestRip, next_rip);
     let blocking = v.read(F::GuestInterruptibilityInfo);
     if blocking & 3 != 0 {
         v.write(F::GuestInterruptibilityInfo, blocking & !3);

@@ -92,10 +92,6 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     }
     let next = rip.wrapping_add(u64::from(decoded.len));
     let next = if mode == CpuMode::Long64 { next } else { next & 0xffff_ffff };
-    v.write(F::GuestRip, next);
-    let blocking = v.read(F::GuestInterruptibilityInfo);
-    if blocking & 3 != 0 {
-        v.write(F::GuestInterruptibilityInfo, blocking & !3);
-    }
+    crate::vmx::run::retire_instruction(v, next);
     Some(Action::Resume)
 }
