@@ -52,7 +52,6 @@
 //! * [`exits`]: exit reasons, the exit snapshot, routing and per-reason counters.
 //! * [`ept`]: EPT12 walks, EPT02 construction and invalidation, nested VPIDs.
 //! * [`addr`], [`guest`]: typed addresses and what nested code sees of L1.
-//! * [`devices`]: the PC devices L0 offers its guest: local APIC, 8254 PIT, MMIO decoder.
 //! * `vmcs01` (written by the image's author): L0's own vmcs01 controls.
 //!
 //! Nothing here allocates on the hot path (routing, merge, sync); guest-controlled values
@@ -61,7 +60,6 @@
 
 pub mod addr;
 pub mod caps;
-pub mod devices;
 pub mod ept;
 pub mod exits;
 pub mod guest;

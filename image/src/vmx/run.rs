@@ -12,10 +12,10 @@ use super::exits::{self, Action, GuestEnd};
 use super::hw_vmcs::HwVmcs;
 use super::insn::{self, GuestRegs};
 use super::{VmxError, setup};
-use crate::devices::Devices;
 use crate::drivers::status::{self, GuestState};
 use crate::guest::boot::{self, Protocol};
 use crate::guest::memory::GuestMemory;
+use crate::machine::Devices;
 
 /// Guest time (TSC ticks; Bochs: instructions) one preemption-timer slice lasts.
 const WATCHDOG_SLICE_TICKS: u64 = 200_000_000;

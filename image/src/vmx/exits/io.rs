@@ -4,7 +4,7 @@
 use nested::exits::ExitInfo;
 
 use super::{Action, GuestEnd};
-use crate::devices::PortEffect;
+use crate::machine::PortEffect;
 use crate::ratelimit::RateLimit;
 use crate::vmx::run::Guest;
 

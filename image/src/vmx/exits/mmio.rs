@@ -1,13 +1,13 @@
 //! The guest's accesses to its local APIC's xAPIC page (SDM Vol. 3A 11.4.1). EPT01 maps only
 //! guest RAM, so an access to the APIC's base is an EPT violation (exit reason 48) that lands
 //! here: L0 fetches the instruction through the guest's paging, decodes it
-//! (`nested::devices::decode`: the MOV forms drivers use for device registers), carries out
+//! (`pc::decode`: the MOV forms drivers use for device registers), carries out
 //! its load or store on the APIC model and moves RIP past it (EPT violations report no
 //! instruction length).
 
-use nested::devices::decode::{self, CpuMode, MmioAccess, Operand};
 use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
+use pc::decode::{self, CpuMode, MmioAccess, Operand};
 
 use super::{Action, GuestEnd, gpr, set_gpr};
 use crate::arch::cpu;

@@ -4,8 +4,8 @@
 //! guest's local APIC, a few identification MSRs read as constants, and everything else
 //! injects #GP(0) as a processor without the MSR would.
 
-use nested::devices::lapic::{ApicFault, X2APIC_MSR_FIRST, X2APIC_MSR_LAST};
 use nested::vmcs::{Vmcs, VmcsField as F};
+use pc::lapic::{ApicFault, X2APIC_MSR_FIRST, X2APIC_MSR_LAST};
 
 use super::{Action, GP};
 use crate::arch::cpu;

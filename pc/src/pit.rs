@@ -613,7 +613,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(crate::devices::fuzz_config(512))]
+        #![proptest_config(crate::fuzz_config(512))]
 
         /// Arbitrary port sequences, times (also going backwards) and TSC rates: no panic.
         #[test]

@@ -2,13 +2,13 @@
 //! I/O exiting sends every port access here), and the local APIC (its xAPIC page through EPT
 //! violations, its x2APIC MSRs through the MSR exits, its interrupts through
 //! [`crate::vmx::interrupts`]). The APIC and the PIT are pure models from
-//! `nested::devices`; this module feeds them the ports and the time (the TSC).
+//! the `pc` crate; this module feeds them the ports and the time (the TSC).
 
 pub mod serial;
 
-use nested::devices::lapic::{LocalApic, reg};
-use nested::devices::pic::Pic;
-use nested::devices::pit::Pit;
+use pc::lapic::{LocalApic, reg};
+use pc::pic::Pic;
+use pc::pit::Pit;
 
 use crate::arch::cpu;
 use crate::ratelimit::RateLimit;

@@ -1198,7 +1198,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(crate::devices::fuzz_config(512))]
+        #![proptest_config(crate::fuzz_config(512))]
 
         /// Arbitrary register, MSR, base and interrupt sequences at arbitrary (also
         /// decreasing) times: no panic, and what the APIC presents is a legal vector.

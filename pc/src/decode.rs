@@ -421,7 +421,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(crate::devices::fuzz_config(2048))]
+        #![proptest_config(crate::fuzz_config(2048))]
 
         /// Arbitrary bytes in every mode: no panic, and a decoded length fits in the bytes
         /// and the architectural limit.

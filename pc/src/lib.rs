@@ -1,11 +1,14 @@
-//! Device models L0 offers its guest as a standard PC: the local APIC ([`lapic`], SDM Vol. 3A
+//! The PC platform's device models, as a hypervisor level offers them to its guest: the local APIC ([`lapic`], SDM Vol. 3A
 //! ch. 11), the two 8259A PICs ([`pic`]), the 8254 PIT and port 61h ([`pit`]), and the instruction decoder for trapped MMIO
 //! accesses ([`decode`], SDM Vol. 2 ch. 2).
 //!
-//! Like the rest of the crate these are pure: the image passes the time in (`now`, a TSC
+//! They are pure (no hardware access, `no_std`, host-tested): the image passes the time in (`now`, a TSC
 //! value; the models never read a clock), feeds them the guest's port, MMIO and MSR accesses,
 //! and injects what they report. Guest-controlled values are never unwrapped or used as
 //! unchecked indices, and all time arithmetic saturates or wraps (see `fuzz` in each file).
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod decode;
 pub mod lapic;
