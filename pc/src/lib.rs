@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod decode;
+pub mod ioapic;
 pub mod lapic;
 pub mod pic;
 pub mod pit;
