@@ -15,6 +15,7 @@ pub mod ioapic;
 pub mod lapic;
 pub mod pic;
 pub mod pit;
+pub mod rtc;
 
 /// Proptest settings for the fuzz tests in this module: `TURTLES_FUZZ_CASES=N` overrides
 /// the case count, as for `proptests.rs`.
