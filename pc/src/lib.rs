@@ -15,6 +15,8 @@ pub mod ioapic;
 pub mod lapic;
 pub mod pic;
 pub mod pit;
+pub mod pm;
+pub mod reset;
 pub mod rtc;
 
 /// Proptest settings for the fuzz tests in this module: `TURTLES_FUZZ_CASES=N` overrides
