@@ -154,9 +154,9 @@ fn header(buf: &mut [u8], at: usize, signature: &[u8; 4], len: usize, revision: 
     put(buf, at + 4, &(len as u32).to_le_bytes());
     buf[at + 8] = revision;
     put(buf, at + 10, &cfg.oem_id);
-    let mut table_id = *b"TURTLES ";
-    table_id[..4].copy_from_slice(signature);
-    put(buf, at + 16, &table_id);
+    // OEM table ID "TRTL" + signature.
+    put(buf, at + 16, b"TRTL");
+    put(buf, at + 20, signature);
     put(buf, at + 24, &1u32.to_le_bytes());
     put(buf, at + 28, b"TRTL");
     put(buf, at + 32, &1u32.to_le_bytes());
