@@ -842,6 +842,9 @@ mod tests {
         // The compressed payload sits inside the kernel part.
         let end = h.payload_offset as usize + h.payload_length as usize;
         assert!(end <= img.kernel.len());
+        // The same kernel cut short is a clear error.
+        let half = &bytes[..bytes.len() / 2];
+        assert!(matches!(BzImage::parse(half), Err(LinuxError::Truncated { .. })));
     }
 
     proptest! {
