@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use turtles::run::RunOptions;
+use turtles::run::{Console, RunOptions};
 use turtles::session::QemuBoot;
 use turtles::{images, status};
 use turtles_config::Emulator;
@@ -62,6 +62,16 @@ enum BenchCmd {
     /// UDP round trips per second and bulk throughput through the management endpoint
     /// (`net-qemu` under QEMU, virtio-net).
     Net,
+    /// Measure what `single` and `nested` measure (no hypervisor, depth 1, depth 2 with and
+    /// without VMCS shadowing) and compare ticks and L0 exits per round trip with
+    /// bench/baseline.json; fails on a regression beyond the baseline's tolerance.
+    Check {
+        /// Record the figures as the new baseline and regenerate the README's table.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Regenerate the README's figures from bench/baseline.json (no emulator run).
+    Readme,
 }
 
 #[derive(clap::Args)]
@@ -91,6 +101,10 @@ struct RunArgs {
     /// nested stack.
     #[arg(long, default_value = "")]
     leaf_cmdline: String,
+    /// Print every serial line as it comes (otherwise a status line, then a summary; the
+    /// full log is in the run's directory either way).
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,6 +133,7 @@ fn main() -> ExitCode {
             guest_cmdline: String::new(),
             guest_image: None,
             leaf_cmdline: String::new(),
+            verbose: false,
         }),
         Some(Cmd::Run(args)) => run(args),
         Some(Cmd::List) => list(),
@@ -129,6 +144,8 @@ fn main() -> ExitCode {
             turtles::bench::nested(json.as_deref(), svg.as_deref(), depth3)
         }
         Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
+        Some(Cmd::Bench { which: BenchCmd::Check { update } }) => turtles::baseline::check(update),
+        Some(Cmd::Bench { which: BenchCmd::Readme }) => turtles::readme::command(),
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),
     };
     match result {
@@ -170,7 +187,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         guest_cmdline: args.guest_cmdline,
         guest_image: args.guest_image,
         leaf_cmdline: args.leaf_cmdline,
-        quiet: false,
+        console: if args.verbose { Console::Stream } else { Console::Summary },
     };
     Ok(turtles::run::run(&options)?.exit_code)
 }
