@@ -17,6 +17,10 @@ const DEFAULT_CONFIG: &str = "l0-l1-leaf";
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
+    /// Print every serial line as it comes (otherwise a status line, then a summary per
+    /// level; the full log is in the run's directory either way).
+    #[arg(long, short, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -101,10 +105,6 @@ struct RunArgs {
     /// nested stack.
     #[arg(long, default_value = "")]
     leaf_cmdline: String,
-    /// Print every serial line as it comes (otherwise a status line, then a summary; the
-    /// full log is in the run's directory either way).
-    #[arg(long, short)]
-    verbose: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,18 +124,20 @@ enum BootArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => run(RunArgs {
-            config: DEFAULT_CONFIG.to_string(),
-            emulator: None,
-            timeout: 120,
-            boot: BootArg::Multiboot1,
-            cmdline: String::new(),
-            guest_cmdline: String::new(),
-            guest_image: None,
-            leaf_cmdline: String::new(),
-            verbose: false,
-        }),
-        Some(Cmd::Run(args)) => run(args),
+        None => run(
+            RunArgs {
+                config: DEFAULT_CONFIG.to_string(),
+                emulator: None,
+                timeout: 120,
+                boot: BootArg::Multiboot1,
+                cmdline: String::new(),
+                guest_cmdline: String::new(),
+                guest_image: None,
+                leaf_cmdline: String::new(),
+            },
+            cli.verbose,
+        ),
+        Some(Cmd::Run(args)) => run(args, cli.verbose),
         Some(Cmd::List) => list(),
         Some(Cmd::Bench { which: BenchCmd::Single { json } }) => {
             turtles::bench::single(json.as_deref())
@@ -171,7 +173,7 @@ fn list() -> Result<i32, String> {
     Ok(status::SUCCESS)
 }
 
-fn run(args: RunArgs) -> Result<i32, String> {
+fn run(args: RunArgs, verbose: bool) -> Result<i32, String> {
     let options = RunOptions {
         config: args.config,
         emulator: args.emulator.map(|e| match e {
@@ -187,7 +189,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         guest_cmdline: args.guest_cmdline,
         guest_image: args.guest_image,
         leaf_cmdline: args.leaf_cmdline,
-        console: if args.verbose { Console::Stream } else { Console::Summary },
+        console: if verbose { Console::Stream } else { Console::Summary },
     };
     Ok(turtles::run::run(&options)?.exit_code)
 }
