@@ -152,6 +152,10 @@ fn build_one(
         return Err(format!("the build said it succeeded but {} is missing", built.display()));
     }
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Before the shared target dir each config had a whole target dir here: free that space.
+    for old in ["x86_64-unknown-none", "release"] {
+        let _ = fs::remove_dir_all(dir.join(old));
+    }
     // The stamp goes first and comes back last: an interrupted copy is never taken as fresh.
     let _ = fs::remove_file(&stamp);
     // Copy, then rename: a reader never sees half an image.
