@@ -56,7 +56,6 @@ pub fn cr2() -> u64 {
 }
 
 /// The time-stamp counter (in Bochs: emulated instructions).
-#[allow(dead_code)]
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: RDTSC has no side effects (CR4.TSD is clear in our kernel).

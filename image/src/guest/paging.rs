@@ -5,7 +5,7 @@
 use nested::vmcs::{Vmcs, VmcsField as F};
 
 use super::memory::GuestMemory;
-use crate::vmx::hw_vmcs::HwVmcs;
+use crate::arch::vmcs::HwVmcs;
 
 const PTE_PRESENT: u64 = 1;
 const PTE_LARGE: u64 = 1 << 7;

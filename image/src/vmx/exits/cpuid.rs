@@ -1,9 +1,9 @@
 //! CPUID (exit reason 10): the real CPUID with VMX and MONITOR hidden and the hypervisor bit
 //! set, plus turtles' hypervisor leaves 0x40000000.. ("turtles" signature, the guest's depth).
 
-use super::Action;
 use crate::arch::cpu;
-use crate::vmx::run::Guest;
+use crate::vmx::action::Action;
+use crate::vmx::guest::Guest;
 
 /// Signature returned in EBX, ECX, EDX of leaf 0x40000000.
 pub const SIGNATURE: &[u8; 12] = b"turtles\0\0\0\0\0";

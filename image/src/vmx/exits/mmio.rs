@@ -9,12 +9,13 @@ use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use pc::decode::{self, CpuMode, MmioAccess, Operand};
 
-use super::{Action, GuestEnd, gpr, set_gpr};
 use crate::arch::cpu;
+use crate::arch::vmcs::HwVmcs;
 use crate::guest::paging;
 use crate::ratelimit::RateLimit;
-use crate::vmx::hw_vmcs::HwVmcs;
-use crate::vmx::run::Guest;
+use crate::vmx::action::{Action, GuestEnd};
+use crate::vmx::guest::Guest;
+use crate::vmx::guest::{gpr, set_gpr};
 
 static UNDECODED: RateLimit = RateLimit::new(8);
 
@@ -92,6 +93,6 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     }
     let next = rip.wrapping_add(u64::from(decoded.len));
     let next = if mode == CpuMode::Long64 { next } else { next & 0xffff_ffff };
-    crate::vmx::run::retire_instruction(v, next);
+    crate::vmx::action::retire_instruction(v, next);
     Some(Action::Resume)
 }

@@ -7,11 +7,11 @@
 use nested::vmcs::{Vmcs, VmcsField as F};
 use pc::lapic::{ApicFault, X2APIC_MSR_FIRST, X2APIC_MSR_LAST};
 
-use super::{Action, GP};
 use crate::arch::cpu;
+use crate::arch::vmcs::HwVmcs;
 use crate::ratelimit::RateLimit;
-use crate::vmx::hw_vmcs::HwVmcs;
-use crate::vmx::run::Guest;
+use crate::vmx::action::{Action, GP};
+use crate::vmx::guest::Guest;
 
 const IA32_TSC: u32 = 0x10;
 const IA32_PLATFORM_ID: u32 = 0x17;
@@ -87,7 +87,7 @@ pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
             }
         }
         // Locked; VMX enabled only if it is exposed to the guest.
-        IA32_FEATURE_CONTROL if g.nested.is_some() => crate::vmx::nesting::FEATURE_CONTROL_VMX,
+        IA32_FEATURE_CONTROL if g.nested.is_some() => crate::vmx::l1vmx::state::FEATURE_CONTROL_VMX,
         IA32_FEATURE_CONTROL => 1,
         // The capability MSRs L1 sees (nested::vmx::l1_caps), when VMX is exposed.
         0x480..=0x491 if g.nested.is_some() => {

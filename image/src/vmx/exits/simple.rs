@@ -3,11 +3,11 @@
 use nested::exits::{ExitInfo, ExitReason};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
-use super::{Action, GP, GuestEnd, UD};
 use crate::arch::cpu;
+use crate::arch::vmcs::HwVmcs;
 use crate::ratelimit::RateLimit;
-use crate::vmx::hw_vmcs::HwVmcs;
-use crate::vmx::run::Guest;
+use crate::vmx::action::{Action, GP, GuestEnd, UD};
+use crate::vmx::guest::Guest;
 
 static INTERRUPTS: RateLimit = RateLimit::new(8);
 static VMX_INSNS: RateLimit = RateLimit::new(8);
@@ -51,7 +51,7 @@ pub fn exception_or_nmi(v: &HwVmcs, g: &Guest, info: &ExitInfo) -> Action {
         return Action::Inject(2, None);
     }
     log::error!("unexpected exception {vector} intercepted (the exception bitmap is empty)");
-    super::dump(v, g);
+    crate::vmx::guest::dump(v, g);
     Action::Stop(GuestEnd::Failed("unexpected intercepted exception"))
 }
 
