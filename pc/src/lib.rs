@@ -1,5 +1,5 @@
 //! The PC platform's device models, as a hypervisor level offers them to its guest: the local APIC ([`lapic`], SDM Vol. 3A
-//! ch. 11), the two 8259A PICs ([`pic`]), the 8254 PIT and port 61h ([`pit`]), and the instruction decoder for trapped MMIO
+//! ch. 11), the two 8259A PICs ([`pic`]), the 8254 PIT and port 61h ([`pit`]), the 16550A UART ([`uart`]), and the instruction decoder for trapped MMIO
 //! accesses ([`decode`], SDM Vol. 2 ch. 2).
 //!
 //! They are pure (no hardware access, `no_std`, host-tested): the image passes the time in (`now`, a TSC
@@ -14,6 +14,7 @@ pub mod decode;
 pub mod lapic;
 pub mod pic;
 pub mod pit;
+pub mod uart;
 
 /// Proptest settings for the fuzz tests in this module: `TURTLES_FUZZ_CASES=N` overrides
 /// the case count, as for `proptests.rs`.
