@@ -16,6 +16,9 @@ pub mod pic;
 pub mod pit;
 pub mod uart;
 
+#[cfg(test)]
+mod decode_oracle;
+
 /// Proptest settings for the fuzz tests in this module: `TURTLES_FUZZ_CASES=N` overrides
 /// the case count, as for `proptests.rs`.
 #[cfg(test)]
