@@ -67,7 +67,7 @@ pub struct PagingRegs {
     pub cr3: u64,
     pub cr4: u64,
     pub efer: u64,
-    /// The guest's physical-address width (CPUID 80000008H EAX[7:0]).
+    /// The guest's physical-address width (CPUID 80000008H, EAX bits 7:0).
     pub maxphyaddr: u8,
     /// PAE paging's PDPTE registers (with EPT the VMCS holds them, SDM 28.3.4); `None` reads
     /// the PDPTEs from the table at CR3 instead.

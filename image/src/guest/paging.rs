@@ -15,7 +15,7 @@ use crate::vmx::hw_vmcs::HwVmcs;
 /// Segment access rights bits 6:5: the descriptor privilege level (SS.DPL is the CPL).
 const AR_DPL_SHIFT: u64 = 5;
 
-/// The processor's physical-address width (CPUID 80000008H EAX[7:0]), which the guest sees.
+/// The processor's physical-address width (CPUID 80000008H, EAX bits 7:0), which the guest sees.
 fn maxphyaddr() -> u8 {
     match cpu::cpuid(0x8000_0008, 0)[0] as u8 {
         0 => 36,
