@@ -6,6 +6,7 @@
 //! instruction length).
 
 use nested::exits::ExitInfo;
+use nested::paging::AccessKind;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use pc::decode::{self, CpuMode, MmioAccess, Operand};
 
@@ -53,7 +54,7 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
         _ => v.read(F::GuestCsBase).wrapping_add(rip) & 0xffff_ffff,
     };
     let mut bytes = [0u8; 15];
-    let fetched = paging::read_linear(v, &g.memory, linear, &mut bytes);
+    let fetched = paging::read_linear(v, &g.memory, linear, AccessKind::Fetch, &mut bytes);
     let decoded = match decode::decode(&bytes[..fetched], mode) {
         Ok(d) => d,
         Err(e) => {
