@@ -10,8 +10,12 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod cpuid;
 pub mod decode;
+#[cfg(test)]
+mod feature_msrs;
 pub mod lapic;
+pub mod msr;
 pub mod pic;
 pub mod pit;
 
