@@ -13,9 +13,13 @@
 #![forbid(unsafe_code)]
 
 pub mod acpi;
+pub mod cpuid;
 pub mod decode;
+#[cfg(test)]
+mod feature_msrs;
 pub mod ioapic;
 pub mod lapic;
+pub mod msr;
 pub mod pic;
 pub mod pit;
 pub mod pm;

@@ -39,6 +39,12 @@ fn guest_view(v: &HwVmcs, real: F, shadow: F, mask: F) -> u64 {
     (v.read(real) & !mask) | (v.read(shadow) & mask)
 }
 
+/// The guest's CR4 as it believes it is: the bits it owns from the VMCS, the rest from the
+/// read shadow.
+pub fn guest_cr4(v: &HwVmcs) -> u64 {
+    guest_view(v, F::GuestCr4, F::Cr4ReadShadow, F::Cr4GuestHostMask)
+}
+
 pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
     let q = info.qualification;
     let cr = q & 15;

@@ -30,7 +30,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         g.watchdog.other_exit();
     }
     match reason {
-        ExitReason::Cpuid => cpuid::handle(g),
+        ExitReason::Cpuid => cpuid::handle(g, v),
         ExitReason::IoInstruction => io::handle(g, info),
         ExitReason::Rdmsr => msr::rdmsr(g, v),
         ExitReason::Wrmsr => msr::wrmsr(g, v),
@@ -50,7 +50,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         ExitReason::EptMisconfig => fault::ept(v, g, info),
         r if is_vmx_instruction(r) || r == ExitReason::Vmfunc => simple::vmx_instruction(v, r),
         ExitReason::Mwait | ExitReason::Monitor => Action::Inject(UD, None),
-        ExitReason::Xsetbv => simple::xsetbv(g),
+        ExitReason::Xsetbv => cpuid::xsetbv(g),
         ExitReason::InitSignal | ExitReason::StartupIpi => Action::Resume,
         _ => fault::unknown(v, g, info),
     }
