@@ -45,6 +45,7 @@
 //!
 //! # Modules
 //!
+//! * [`arch`]: CR0/CR4/EFER/RFLAGS bits, defined once for the image and this crate.
 //! * [`caps`]: the hardware's IA32_VMX_* MSRs as data; [`vmx::l1_caps()`]: what L1 is offered.
 //! * [`vmcs`]: the field table (single source of truth), [`vmcs::Vmcs12`], the [`vmcs::Vmcs`]
 //!   trait, [`vmcs::FakeVmcs`], dirty sets and VMCS-shadowing bitmaps.
@@ -61,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod arch;
 pub mod caps;
 pub mod ept;
 pub mod exits;
@@ -70,6 +72,8 @@ pub mod vmcs;
 pub mod vmcs01;
 pub mod vmx;
 
+#[cfg(test)]
+mod arch_crosscheck;
 #[cfg(test)]
 mod testutil;
 
