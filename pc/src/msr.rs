@@ -330,7 +330,7 @@ pub struct MsrFile {
 
 impl MsrFile {
     /// The MSRs at reset for a guest whose physical addresses have `maxphyaddr` bits
-    /// (CPUID.80000008H:EAX[7:0]).
+    /// (CPUID.80000008H:EAX bits 7:0).
     pub const fn new(maxphyaddr: u8) -> Self {
         MsrFile {
             maxphyaddr,
