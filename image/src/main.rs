@@ -233,8 +233,7 @@ fn run_self_test(cmdline: &str) {
     };
     log::info!("self-test: {test}");
     match test {
-        // SAFETY: deliberately raises #UD to exercise the exception path; it does not return.
-        "exception" => unsafe { core::arch::asm!("ud2") },
+        "exception" => arch::cpu::ud2(),
         "pagefault" => {
             // 256 GiB is beyond the identity map: this read page-faults.
             // SAFETY: deliberately faults to exercise the #PF path; it does not return.
@@ -245,15 +244,9 @@ fn run_self_test(cmdline: &str) {
         "hang" => arch::cpu::halt_forever(),
         // Bad-guest cases for the hypervisor below (each harmless on bare metal but `loop`).
         "triplefault" => {
-            let empty = x86_64::structures::DescriptorTablePointer {
-                limit: 0,
-                base: x86_64::VirtAddr::new(0),
-            };
-            // SAFETY: deliberately leaves no IDT so the next exception triple-faults.
-            unsafe {
-                x86_64::instructions::tables::lidt(&empty);
-                core::arch::asm!("ud2");
-            }
+            // SAFETY: deliberately leaves no IDT so the next exception (the UD2) triple-faults.
+            unsafe { arch::idt::load_empty() };
+            arch::cpu::ud2();
         }
         "outside" => {
             // 2 GiB: inside our identity map, outside any guest memory a test gives us.
@@ -268,16 +261,15 @@ fn run_self_test(cmdline: &str) {
             log::info!("self-test: port 0x2f8 reads {value:#x}");
         }
         "msr" => {
-            let (lo, hi): (u32, u32);
-            // SAFETY: a deliberate RDMSR of an MSR that does not exist: #GP, which our
-            // exception handler reports.
-            unsafe { core::arch::asm!("rdmsr", in("ecx") 0x1234u32, out("eax") lo, out("edx") hi) };
-            log::info!("self-test: MSR 0x1234 reads {:#x}", u64::from(hi) << 32 | u64::from(lo));
+            // A deliberate RDMSR of an MSR that does not exist: #GP, which our exception
+            // handler reports (or the hypervisor below injects).
+            let value = arch::cpu::rdmsr(0x1234);
+            log::info!("self-test: MSR 0x1234 reads {value:#x}");
         }
         "vmx" => {
-            // SAFETY: VMCALL exits to the hypervisor (which answers #UD while nesting is off);
-            // on bare metal it is #UD as well.
-            unsafe { core::arch::asm!("vmcall") };
+            // VMCALL exits to the hypervisor (which answers #UD while nesting is off); on bare
+            // metal it is #UD as well.
+            arch::vmx::vmcall();
         }
         "bad-controls" | "bad-guest-state" | "bad-vmptrld" | "bad-ept" => {
             *vmx::run::VMX_SELF_TEST.lock() = match test {
