@@ -101,6 +101,19 @@ struct RunArgs {
     /// kernel).
     #[arg(long)]
     guest_image: Option<PathBuf>,
+    /// A boot module for the guest, FILE or FILE=CMDLINE (repeatable, passed in order as
+    /// multiboot1/multiboot2 or PVH modules). With this or --guest-image the guest gets only
+    /// the modules named, not the images of the config's inner levels.
+    #[arg(long = "guest-module", value_name = "FILE[=CMDLINE]")]
+    guest_modules: Vec<String>,
+    /// The guest's memory in MiB (default: the config's guest_memory_mib); the runner gives
+    /// the emulator enough memory for it.
+    #[arg(long = "guest-mem", value_name = "MIB")]
+    guest_mem: Option<u32>,
+    /// Give the machine no UART at COM1 (QEMU `-serial none`, Bochs `com1: enabled=0`): the
+    /// image runs silently; under QEMU its status still comes back through isa-debug-exit.
+    #[arg(long)]
+    no_serial: bool,
     /// Extra command line for the innermost guest (the last boot module), e.g. the leaf of a
     /// nested stack.
     #[arg(long, default_value = "")]
@@ -133,6 +146,9 @@ fn main() -> ExitCode {
                 cmdline: String::new(),
                 guest_cmdline: String::new(),
                 guest_image: None,
+                guest_modules: Vec::new(),
+                guest_mem: None,
+                no_serial: false,
                 leaf_cmdline: String::new(),
             },
             cli.verbose,
@@ -188,8 +204,17 @@ fn run(args: RunArgs, verbose: bool) -> Result<i32, String> {
         cmdline: args.cmdline,
         guest_cmdline: args.guest_cmdline,
         guest_image: args.guest_image,
+        guest_modules: args.guest_modules.iter().map(|m| guest_module(m)).collect(),
+        guest_mem_mib: args.guest_mem,
+        no_serial: args.no_serial,
         leaf_cmdline: args.leaf_cmdline,
         console: if verbose { Console::Stream } else { Console::Summary },
     };
     Ok(turtles::run::run(&options)?.exit_code)
+}
+
+/// `FILE` or `FILE=CMDLINE` of `--guest-module`.
+fn guest_module(arg: &str) -> turtles::iso::IsoModule {
+    let (file, cmdline) = arg.split_once('=').unwrap_or((arg, ""));
+    turtles::iso::IsoModule { file: PathBuf::from(file), cmdline: cmdline.to_string() }
 }

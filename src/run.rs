@@ -32,6 +32,14 @@ pub struct RunOptions {
     pub cmdline: String,
     pub guest_cmdline: String,
     pub guest_image: Option<PathBuf>,
+    /// The guest's own boot modules, in order (`--guest-module FILE[=CMDLINE]`). When given,
+    /// or when `guest_image` is, the guest gets exactly these instead of the images of the
+    /// config's inner levels.
+    pub guest_modules: Vec<iso::IsoModule>,
+    /// The guest's memory in MiB (`--guest-mem`), instead of the config's `guest_memory_mib`.
+    pub guest_mem_mib: Option<u32>,
+    /// No UART at COM1 (`--no-serial`): the image must boot and end without a console.
+    pub no_serial: bool,
     /// Appended to the last module's command line (the innermost guest).
     pub leaf_cmdline: String,
     pub console: Console,
@@ -48,6 +56,9 @@ impl RunOptions {
             cmdline: String::new(),
             guest_cmdline: String::new(),
             guest_image: None,
+            guest_modules: Vec::new(),
+            guest_mem_mib: None,
+            no_serial: false,
             leaf_cmdline: String::new(),
             console: Console::Summary,
         }
@@ -86,14 +97,40 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
             first.cmdline = format!("{} {}", first.cmdline, options.guest_cmdline);
         }
     }
+    // A foreign guest, or one given its own modules, gets those alone: the config's inner
+    // levels are not its modules.
+    if !modules.is_empty() && (options.guest_image.is_some() || !options.guest_modules.is_empty()) {
+        modules.truncate(1);
+        for module in &options.guest_modules {
+            if !module.file.is_file() {
+                return Err(format!("--guest-module {}: no such file", module.file.display()));
+            }
+            modules.push(iso::IsoModule {
+                file: module.file.clone(),
+                cmdline: module.cmdline.clone(),
+            });
+        }
+    }
     if !options.leaf_cmdline.is_empty() {
         match modules.last_mut() {
             Some(last) => last.cmdline = format!("{} {}", last.cmdline, options.leaf_cmdline),
             None => return Err(format!("config `{}` runs no guest", config.name)),
         }
     }
-    if modules.is_empty() && (options.guest_image.is_some() || !options.guest_cmdline.is_empty()) {
+    if modules.is_empty()
+        && (options.guest_image.is_some()
+            || !options.guest_cmdline.is_empty()
+            || !options.guest_modules.is_empty()
+            || options.guest_mem_mib.is_some())
+    {
         return Err(format!("config `{}` runs no guest", config.name));
+    }
+    let mut cmdline = options.cmdline.clone();
+    let mut memory_mib = config.machine.memory_mib;
+    if let Some(mib) = options.guest_mem_mib {
+        let (memory, line) = guest_memory(config, mib)?;
+        memory_mib = memory;
+        cmdline = format!("{cmdline} {line}").trim().to_string();
     }
     let work = workspace_root().join("target/run").join(format!(
         "{}-{}-{}-{}",
@@ -106,7 +143,7 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
     let boot_file: PathBuf = match (emulator, options.boot) {
         (Emulator::Bochs, _) => {
             let out = work.join("turtles.iso");
-            iso::build(&image, &options.cmdline, &modules, &work, &out)?;
+            iso::build(&image, &cmdline, &modules, &work, &out)?;
             out
         }
         (Emulator::Qemu, QemuBoot::Multiboot1) => image,
@@ -128,9 +165,11 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         emulator,
         timeout: Duration::from_secs(options.timeout),
         boot_file,
-        cmdline: options.cmdline.clone(),
+        cmdline,
+        memory_mib,
         modules,
         work: work.clone(),
+        no_serial: options.no_serial,
         stream: options.console == Console::Stream,
     })?;
     crate::devices::after_run(config);
@@ -150,6 +189,21 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         describe(outcome.exit_code, &outcome.summary)
     );
     Ok(outcome)
+}
+
+/// Most memory `--guest-mem` may ask for: what the image can map for its guest below 4 GiB
+/// with room for itself.
+pub const MAX_GUEST_MEM_MIB: u32 = 3 * 1024;
+
+/// The emulator memory (MiB) for a guest of `mib` MiB under `config`, keeping the headroom the
+/// config leaves its hypervisor, and the command-line word that tells the image.
+pub fn guest_memory(config: &turtles_config::Config, mib: u32) -> Result<(u32, String), String> {
+    if !(16..=MAX_GUEST_MEM_MIB).contains(&mib) {
+        return Err(format!("--guest-mem {mib}: allowed 16 to {MAX_GUEST_MEM_MIB} MiB"));
+    }
+    let headroom = config.machine.memory_mib.saturating_sub(config.guest_memory_mib);
+    let memory = config.machine.memory_mib.max(mib + headroom);
+    Ok((memory, format!("turtles.guest_mem_mib={mib}")))
 }
 
 /// The meaning of a runner exit status. A status that is not one of ours is a guest's own,
@@ -191,6 +245,20 @@ mod tests {
 
     fn summary(text: &str) -> Summary {
         Summary::of(&text.lines().map(str::to_string).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn guest_memory_keeps_the_hypervisors_headroom() {
+        let set = crate::images::configs().expect("configs load");
+        let config = set.get("l0-leaf").expect("l0-leaf exists");
+        let headroom = config.machine.memory_mib - config.guest_memory_mib;
+        let (small, word) = guest_memory(config, 32).expect("32 MiB is allowed");
+        assert_eq!(small, config.machine.memory_mib, "never less than the config's machine");
+        assert_eq!(word, "turtles.guest_mem_mib=32");
+        let (big, _) = guest_memory(config, 2560).expect("2.5 GiB is allowed");
+        assert_eq!(big, 2560 + headroom);
+        assert!(guest_memory(config, 8).is_err());
+        assert!(guest_memory(config, MAX_GUEST_MEM_MIB + 1).is_err());
     }
 
     #[test]

@@ -37,10 +37,16 @@ pub struct Launch<'a> {
     pub boot_file: PathBuf,
     /// QEMU only: the kernel command line.
     pub cmdline: String,
+    /// The machine's memory in MiB (the config's `machine.memory_mib` unless `--guest-mem`
+    /// asked for more).
+    pub memory_mib: u32,
     /// QEMU only: boot modules (`-initrd`); Bochs gets them in the ISO.
     pub modules: Vec<crate::iso::IsoModule>,
     /// Directory for this run's files (bochsrc, serial log, Bochs log).
     pub work: PathBuf,
+    /// No UART at COM1 (QEMU `-serial none`, Bochs `com1: enabled=0`): the image must run
+    /// silently; its status comes from QEMU's isa-debug-exit code.
+    pub no_serial: bool,
     /// Whether the serial lines are printed as they come (they are always collected and
     /// written to `work/console.log`).
     pub stream: bool,
@@ -75,8 +81,9 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome, String> {
 fn start_qemu(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), String> {
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
-        .args(["-m", &format!("{}M", launch.config.machine.memory_mib)])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-m", &format!("{}M", launch.memory_mib)])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .args(["-serial", if launch.no_serial { "none" } else { "stdio" }])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .arg("-kernel")
         .arg(&launch.boot_file)
@@ -90,10 +97,14 @@ fn start_qemu(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), St
         .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
     let stdout = child.stdout.take().ok_or("qemu has no stdout")?;
     let (tx, rx) = mpsc::channel();
+    // Bytes, not `lines()`: a byte that is not UTF-8 on the serial line must not end the log.
     thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line).trim_end().to_string();
+            line.clear();
+            if tx.send(text).is_err() {
                 break;
             }
         }
@@ -106,28 +117,38 @@ fn qemu_modules(modules: &[crate::iso::IsoModule]) -> Vec<String> {
     if modules.is_empty() {
         return Vec::new();
     }
-    let list: Vec<String> =
-        modules.iter().map(|m| format!("{} {}", m.file.display(), m.cmdline)).collect();
+    // A comma inside one module's line is written twice (QEMU's option escaping).
+    let list: Vec<String> = modules
+        .iter()
+        .map(|m| format!("{} {}", m.file.display(), m.cmdline).trim_end().replace(',', ",,"))
+        .collect();
     vec!["-initrd".to_string(), list.join(",")]
+}
+
+/// Bochs' memory line: `megs` up to 2048 MiB, beyond that guest memory with a 2048 MiB host
+/// allocation (Bochs maps the rest in on demand).
+fn bochs_memory(mib: u32) -> String {
+    if mib <= 2048 { format!("megs: {mib}") } else { format!("memory: guest={mib}, host=2048") }
 }
 
 fn bochsrc(launch: &Launch<'_>, serial: &Path, log: &Path) -> String {
     let m = &launch.config.machine;
     format!(
-        "megs: {megs}\n\
+        "{memory}\n\
          cpu: model={cpu}, count=1, ips=100000000, reset_on_triple_fault=0\n\
          romimage: file={BOCHS_BIOS}\n\
          vgaromimage: file={BOCHS_VGABIOS}\n\
          ata0-master: type=cdrom, path={iso}, status=inserted\n\
          boot: cdrom\n\
-         com1: enabled=1, mode=file, dev={serial}\n\
+         com1: enabled={com1}, mode=file, dev={serial}\n\
          display_library: term\n\
          log: {log}\n\
          panic: action=fatal\n\
          clock: sync=none, time0=local\n{devices}",
-        megs = m.memory_mib,
+        memory = bochs_memory(launch.memory_mib),
         cpu = m.bochs_cpu,
         iso = launch.boot_file.display(),
+        com1 = u8::from(!launch.no_serial),
         serial = serial.display(),
         log = log.display(),
         devices = crate::devices::bochs_lines(launch.config),
@@ -194,6 +215,7 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
     let mut image_status = None;
     let mut marker_at = None;
     let mut timed_out = false;
+    let mut emulator_status = None;
     let mut collected = Vec::new();
     let mut summary = Summary::default();
     let mut show = |line: String| {
@@ -219,13 +241,15 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                if child.try_wait().ok().flatten().is_some() {
+                if let Some(status) = child.try_wait().ok().flatten() {
+                    emulator_status = status.code();
                     break;
                 }
                 thread::sleep(Duration::from_millis(50));
             }
         }
-        if child.try_wait().ok().flatten().is_some() {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            emulator_status = status.code();
             // Drain what the emulator wrote before it ended.
             while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
                 if let Some(code) = line.trim().strip_prefix(EXIT_MARKER) {
@@ -256,6 +280,14 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
         }
     }
     bar.finish();
+    // Without the marker (no serial console), QEMU's isa-debug-exit code carries the status
+    // the image wrote to port 0xf4: (status << 1) | 1.
+    if image_status.is_none() && launch.emulator == Emulator::Qemu {
+        image_status = emulator_status.filter(|c| c & 1 == 1).map(|c| c >> 1);
+        if let Some(code) = image_status {
+            bar.note(&format!("turtles: no exit marker; QEMU's isa-debug-exit says status {code}"));
+        }
+    }
     let exit_code = match (image_status, timed_out) {
         (Some(code), _) => code,
         (None, true) => status::TIMEOUT,
@@ -269,4 +301,29 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
         }
     };
     Outcome { image_status, timed_out, exit_code, lines: collected, summary, log }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bochs_memory_beyond_2048_mib_uses_the_memory_line() {
+        assert_eq!(bochs_memory(256), "megs: 256");
+        assert_eq!(bochs_memory(2048), "megs: 2048");
+        assert_eq!(bochs_memory(2752), "memory: guest=2752, host=2048");
+    }
+
+    #[test]
+    fn qemu_modules_keep_their_order_and_escape_commas() {
+        let m = |file: &str, cmdline: &str| crate::iso::IsoModule {
+            file: PathBuf::from(file),
+            cmdline: cmdline.to_string(),
+        };
+        assert_eq!(
+            qemu_modules(&[m("/a", "leaf x=1,2"), m("/b", "")]),
+            ["-initrd", "/a leaf x=1,,2,/b"]
+        );
+        assert!(qemu_modules(&[]).is_empty());
+    }
 }

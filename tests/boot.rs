@@ -65,6 +65,54 @@ fn qemu_pvh_boots_the_same_image() {
         );
 }
 
+/// Without a UART at COM1 (`-serial none`: nothing answers at 0x3f8) the image boots
+/// silently and still ends with its status through isa-debug-exit: the runner gets 0 for the
+/// leaf's workload and 1 for a deliberate panic, with no serial line at all.
+#[test]
+fn qemu_without_a_uart_boots_silently_and_exits_with_its_status() {
+    turtles(&["run", "leaf", "--emulator", "qemu", "--no-serial", "--timeout", "90"])
+        .expect(0, &["isa-debug-exit says status 0", "ended with status 0 (success)"])
+        .expect_absent(&["qemu| ", "turtles: exit status="]);
+    turtles(&[
+        "run",
+        "leaf",
+        "--emulator",
+        "qemu",
+        "--no-serial",
+        "--cmdline",
+        "turtles.test=panic",
+    ])
+    .expect(1, &["isa-debug-exit says status 1", "ended with status 1"])
+    .expect_absent(&["qemu| "]);
+}
+
+/// A 16550 whose loopback mode does not echo (some VMMs' serial ports): the console's probe
+/// gives up after a bounded wait and uses the UART without its self-test; the image boots,
+/// prints and ends as usual. `turtles.test=console-no-loopback` runs the probe with loopback
+/// mode off, so QEMU's UART sends the test byte out and nothing comes back, as on such a port.
+#[test]
+fn qemu_uart_without_loopback_does_not_hang_the_boot() {
+    turtles(&[
+        "run",
+        "leaf",
+        "--emulator",
+        "qemu",
+        "--timeout",
+        "90",
+        "--cmdline",
+        "turtles.test=console-no-loopback",
+    ])
+    .expect(
+        0,
+        &[
+            "console: COM1 does not loop back its test byte: used without the self-test",
+            "self-test: console-no-loopback",
+            "workload: cpuid",
+            "turtles: exit status=0",
+        ],
+    );
+}
+
 #[test]
 fn qemu_invalid_opcode_prints_registers_and_fails() {
     turtles(&["run", "l0", "--emulator", "qemu", "--cmdline", "turtles.test=exception"]).expect(

@@ -74,6 +74,50 @@ fn l0_boots_an_unmodified_multiboot_kernel() {
         );
 }
 
+/// A foreign kernel with its own boot modules and memory size: `--guest-module` files reach
+/// it in order with their command lines, and only those (not the config's inner levels);
+/// `--guest-mem` is the memory its memory map shows.
+#[test]
+fn l0_gives_a_foreign_kernel_its_own_modules_and_memory_size() {
+    let kernel = build_test_kernel("hello32");
+    let dir = kernel.parent().expect("test-kernels directory").to_path_buf();
+    let first = dir.join("module-5000.bin");
+    let second = dir.join("module-100.bin");
+    std::fs::write(&first, vec![0x5a; 5000]).expect("write module");
+    std::fs::write(&second, vec![0xa5; 100]).expect("write module");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
+    let run = turtles(&[
+        "run",
+        "l0-leaf",
+        "--timeout",
+        "180",
+        "--guest-image",
+        &path(&kernel),
+        "--guest-module",
+        &format!("{}=first arg=1", path(&first)),
+        "--guest-module",
+        &path(&second),
+        "--guest-mem",
+        "96",
+    ]);
+    run.expect(
+        0,
+        &[
+            "guest: 96 MiB of memory (turtles.guest_mem_mib; the config says 64 MiB)",
+            "L1| hello32: multiboot magic ok",
+            "L1| hello32: mem_upper=0x00017c00 KiB", // 96 MiB guest: 95 MiB above 1 MiB
+            "L1| hello32: mmap base=0x00100000 len=0x05f00000 type=0x00000001",
+            "L1| hello32: modules=0x00000002",
+            "L1| hello32: module bytes=0x00001388 cmdline=\"first arg=1\"",
+            "L1| hello32: module bytes=0x00000064 cmdline=\"\"",
+            "L1| hello32: done",
+            "guest: exited with status 0",
+        ],
+    );
+    // The leaf image (the config's own guest) is not one of them.
+    assert_eq!(run.lines_with("L1| hello32: module bytes=").len(), 2, "{}", run.all());
+}
+
 #[test]
 fn bad_guest_triple_fault_is_stopped_and_l0_lives() {
     l0_leaf("turtles.test=triplefault").expect(

@@ -30,11 +30,14 @@ use shutdown::Status;
 /// Rust entry from the boot stub, in long mode on the boot stack, with the loader's magic
 /// (or [`boot::PVH_ENTRY_MAGIC`]) and the physical address of its boot information.
 extern "C" fn kstart(magic: u32, info: u32) -> ! {
-    console::init(platform::detect_depth(config::DEPTH));
     arch::gdt::init();
     arch::idt::init(on_exception);
     // No IRQ handlers are installed: keep the legacy PICs from delivering firmware timers.
     arch::pic::mask_all();
+    // SAFETY: `info` is what the loader passed; the first 4 GiB are identity-mapped.
+    let boot = unsafe { BootInfo::parse(magic, info) };
+    let cmdline = boot.as_ref().map_or("", |b| b.cmdline.as_str());
+    console::init(platform::detect_depth(config::DEPTH), cmdline);
     log::info!(
         "turtles {} config={} role={} depth={}: {}",
         env!("CARGO_PKG_VERSION"),
@@ -43,8 +46,7 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
         console::depth(),
         config::DESCRIPTION
     );
-    // SAFETY: `info` is what the loader passed; the first 4 GiB are identity-mapped.
-    let boot = match unsafe { BootInfo::parse(magic, info) } {
+    let boot = match boot {
         Ok(boot) => boot,
         Err(e) => {
             log::error!("boot: {e}");
@@ -162,7 +164,7 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &'static str) 
         cmdline: &args,
         modules: &modules,
         protocol,
-        memory: config::GUEST_MEMORY_MIB << 20,
+        memory: guest_memory(boot.cmdline.as_str()),
         depth: console::depth() + 1,
         apic_id: platform::apic_id(),
         tsc_hz: platform::tsc_hz(),
@@ -184,6 +186,34 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &'static str) 
             shutdown::exit(Status::Failure)
         }
     }
+}
+
+/// The guest's memory in bytes: `turtles.guest_mem_mib=N` on L0's command line (the runner's
+/// `--guest-mem`), else the config's `guest_memory_mib`. More than this machine has free
+/// ends the run with an error naming both.
+fn guest_memory(cmdline: &str) -> u64 {
+    let asked = cmdline.split_whitespace().find_map(|w| w.strip_prefix("turtles.guest_mem_mib="));
+    let mib = match asked.map(str::parse::<u64>) {
+        None => return config::GUEST_MEMORY_MIB << 20,
+        Some(Ok(mib)) if mib >= 1 => mib,
+        Some(_) => {
+            log::error!(
+                "guest: turtles.guest_mem_mib={} is not a size in MiB",
+                asked.unwrap_or("")
+            );
+            shutdown::exit(Status::Failure);
+        }
+    };
+    let free = mm::frames::free_bytes() >> 20;
+    if mib > free {
+        log::error!("guest: {mib} MiB of guest memory asked for, this machine has {free} MiB free");
+        shutdown::exit(Status::Failure);
+    }
+    log::info!(
+        "guest: {mib} MiB of memory (turtles.guest_mem_mib; the config says {} MiB)",
+        config::GUEST_MEMORY_MIB
+    );
+    mib << 20
 }
 
 fn report_boot(boot: &BootInfo) {
@@ -233,8 +263,7 @@ fn run_self_test(cmdline: &str) {
     };
     log::info!("self-test: {test}");
     match test {
-        // SAFETY: deliberately raises #UD to exercise the exception path; it does not return.
-        "exception" => unsafe { core::arch::asm!("ud2") },
+        "exception" => arch::cpu::ud2(),
         "pagefault" => {
             // 256 GiB is beyond the identity map: this read page-faults.
             // SAFETY: deliberately faults to exercise the #PF path; it does not return.
@@ -243,17 +272,13 @@ fn run_self_test(cmdline: &str) {
         }
         "panic" => panic!("deliberate panic (turtles.test=panic)"),
         "hang" => arch::cpu::halt_forever(),
+        // Taken at start-up by `console::init`: the probe ran as on a UART without loopback.
+        "console-no-loopback" => {}
         // Bad-guest cases for the hypervisor below (each harmless on bare metal but `loop`).
         "triplefault" => {
-            let empty = x86_64::structures::DescriptorTablePointer {
-                limit: 0,
-                base: x86_64::VirtAddr::new(0),
-            };
-            // SAFETY: deliberately leaves no IDT so the next exception triple-faults.
-            unsafe {
-                x86_64::instructions::tables::lidt(&empty);
-                core::arch::asm!("ud2");
-            }
+            // SAFETY: deliberately leaves no IDT so the next exception (the UD2) triple-faults.
+            unsafe { arch::idt::load_empty() };
+            arch::cpu::ud2();
         }
         "outside" => {
             // 2 GiB: inside our identity map, outside any guest memory a test gives us.
@@ -268,16 +293,15 @@ fn run_self_test(cmdline: &str) {
             log::info!("self-test: port 0x2f8 reads {value:#x}");
         }
         "msr" => {
-            let (lo, hi): (u32, u32);
-            // SAFETY: a deliberate RDMSR of an MSR that does not exist: #GP, which our
-            // exception handler reports.
-            unsafe { core::arch::asm!("rdmsr", in("ecx") 0x1234u32, out("eax") lo, out("edx") hi) };
-            log::info!("self-test: MSR 0x1234 reads {:#x}", u64::from(hi) << 32 | u64::from(lo));
+            // A deliberate RDMSR of an MSR that does not exist: #GP, which our exception
+            // handler reports (or the hypervisor below injects).
+            let value = arch::cpu::rdmsr(0x1234);
+            log::info!("self-test: MSR 0x1234 reads {value:#x}");
         }
         "vmx" => {
-            // SAFETY: VMCALL exits to the hypervisor (which answers #UD while nesting is off);
-            // on bare metal it is #UD as well.
-            unsafe { core::arch::asm!("vmcall") };
+            // VMCALL exits to the hypervisor (which answers #UD while nesting is off); on bare
+            // metal it is #UD as well.
+            arch::vmx::vmcall();
         }
         "bad-controls" | "bad-guest-state" | "bad-vmptrld" | "bad-ept" => {
             *vmx::run::VMX_SELF_TEST.lock() = match test {

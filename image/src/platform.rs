@@ -1,7 +1,7 @@
 //! The platform report: CPU vendor, hypervisor bit and signature, and, when the CPU has VMX,
 //! every IA32_VMX_* capability MSR read once into a [`VmxCaps`] (SDM Vol. 3D, Appendix A).
 
-use nested::caps::{VmxCaps, msr};
+use nested::caps::{VmxCaps, feature_control, msr};
 use raw_cpuid::{CpuId, cpuid};
 
 use crate::arch::cpu;
@@ -43,8 +43,8 @@ pub fn report() -> Vmx {
         return Vmx::Absent;
     }
     let feature_control = cpu::rdmsr(msr::IA32_FEATURE_CONTROL);
-    let locked = feature_control & 1 != 0;
-    let outside_smx = feature_control & (1 << 2) != 0;
+    let locked = feature_control & feature_control::LOCK != 0;
+    let outside_smx = feature_control & feature_control::VMX_OUTSIDE_SMX != 0;
     log::info!(
         "platform: IA32_FEATURE_CONTROL={feature_control:#x} (locked={}, vmx-outside-smx={})",
         yes_no(locked),

@@ -98,9 +98,9 @@ pub fn run() -> bool {
         // hypervisor or bare metal would wait for an interrupt that may never come).
         measure(turtles, "hlt", ROUNDS, || {
             for _ in 0..ROUNDS {
-                // SAFETY: no interrupt source is enabled in the leaf, so STI;HLT only makes
-                // the hypervisor see a HLT; CLI restores the previous state.
-                unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
+                // No interrupt source is enabled in the leaf: STI;HLT only makes the
+                // hypervisor see a HLT, and CLI restores the previous state.
+                cpu::hlt_with_interrupts();
             }
             ROUNDS
         });

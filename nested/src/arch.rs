@@ -77,3 +77,16 @@ pub mod rflags {
     /// Bits 3, 5, 15 and 22-63 are reserved (0).
     pub const RESERVED: u64 = !0x3f_ffff | 1 << 15 | 1 << 5 | 1 << 3;
 }
+
+/// Segment access rights as the VMCS holds them (SDM Vol. 3C 25.4.1, Table 25-2): bits 15:8
+/// of the descriptor's second dword shifted down by 8, so bit `n` here is descriptor bit
+/// `n + 40` (Vol. 3A 3.4.5).
+pub mod segment_ar {
+    /// Descriptor privilege level, bits 6:5 (the CPL for SS).
+    pub const DPL_SHIFT: u64 = 5;
+    pub const DPL: u64 = 3 << DPL_SHIFT;
+    /// 64-bit code segment (CS.L).
+    pub const L: u64 = 1 << 13;
+    /// Default operation size (CS.D) / big (SS.B): 32-bit when set.
+    pub const DB: u64 = 1 << 14;
+}

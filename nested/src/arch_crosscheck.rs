@@ -225,3 +225,17 @@ fn msr_numbers_match_x86() {
         assert_eq!(ours, theirs, "{name}");
     }
 }
+
+#[test]
+fn segment_access_rights_match_x86_64_descriptor_flags() {
+    use crate::arch::segment_ar;
+    use x86_64::structures::gdt::DescriptorFlags;
+    // The VMCS access-rights field is descriptor bits 40-55 shifted down by 40.
+    let ar = |f: DescriptorFlags| f.bits() >> 40;
+    assert_eq!(segment_ar::L, ar(DescriptorFlags::LONG_MODE));
+    assert_eq!(segment_ar::DB, ar(DescriptorFlags::DEFAULT_SIZE));
+    assert_eq!(segment_ar::DPL, ar(DescriptorFlags::DPL_RING_3));
+    // The flat 64-bit kernel code segment x86_64 builds: present, DPL 0, L set, D clear.
+    let code = ar(DescriptorFlags::KERNEL_CODE64);
+    assert_eq!(code & (segment_ar::L | segment_ar::DB | segment_ar::DPL), segment_ar::L);
+}

@@ -106,6 +106,14 @@ pub mod exit {
     pub const SAVE_PREEMPTION_TIMER: u32 = 1 << 22;
 }
 
+/// IA32_FEATURE_CONTROL bits (SDM Vol. 4, Table 2-2, MSR 3AH; Vol. 3C 24.7).
+pub mod feature_control {
+    /// Lock: the MSR can no longer be written until reset.
+    pub const LOCK: u64 = 1 << 0;
+    /// VMXON allowed outside SMX operation.
+    pub const VMX_OUTSIDE_SMX: u64 = 1 << 2;
+}
+
 /// VM-entry control bits (SDM Vol. 3C, Table 25-15).
 pub mod entry {
     pub const LOAD_DEBUG_CONTROLS: u32 = 1 << 2;

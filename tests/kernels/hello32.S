@@ -1,6 +1,7 @@
 /* hello32: a plain multiboot1 kernel that is not turtles. 32-bit protected mode, no paging,
  * prints through COM1 by polling the line status register, checks the loader's magic and
- * reads the multiboot information (memory size, command line, memory map), and ends by
+ * reads the multiboot information (memory size, command line, memory map with each entry,
+ * boot modules with their size and command line), and ends by
  * writing its status to port 0xf4. The tests boot it as a guest of the turtles L0. */
 
     .set MB1_MAGIC, 0x1BADB002
@@ -53,7 +54,58 @@ _start:
     call puthex
     mov $msg_newline, %esi
     call puts
+    mov 48(%ebp), %ebx                  /* mmap_addr */
+    mov 44(%ebp), %ecx
+    add %ebx, %ecx                      /* end of the map */
+8:  cmp %ecx, %ebx
+    jae 2f
+    mov $msg_entry, %esi                /* base and length: low 32 bits (guests < 4 GiB) */
+    call puts
+    mov 4(%ebx), %eax
+    call puthex
+    mov $msg_len, %esi
+    call puts
+    mov 12(%ebx), %eax
+    call puthex
+    mov $msg_type, %esi
+    call puts
+    mov 20(%ebx), %eax
+    call puthex
+    mov $msg_newline, %esi
+    call puts
+    add (%ebx), %ebx                    /* size field: bytes after itself */
+    add $4, %ebx
+    jmp 8b
 2:
+    testl $8, (%ebp)                    /* flags bit 3: modules */
+    jz 9f
+    mov $msg_mods, %esi
+    call puts
+    mov 20(%ebp), %eax                  /* mods_count */
+    call puthex
+    mov $msg_newline, %esi
+    call puts
+    mov 24(%ebp), %ebx                  /* mods_addr: 16-byte entries */
+    mov 20(%ebp), %ecx
+10: test %ecx, %ecx
+    jz 9f
+    mov $msg_module, %esi
+    call puts
+    mov 4(%ebx), %eax                   /* mod_end - mod_start */
+    sub (%ebx), %eax
+    call puthex
+    mov $msg_string, %esi
+    call puts
+    mov 8(%ebx), %esi                   /* its command line */
+    test %esi, %esi
+    jz 11f
+    call puts
+11: mov $msg_quote, %esi
+    call puts
+    add $16, %ebx
+    dec %ecx
+    jmp 10b
+9:
     mov $msg_done, %esi
     call puts
     xor %eax, %eax
@@ -121,6 +173,13 @@ msg_kib:     .asciz " KiB\n"
 msg_cmdline: .asciz "hello32: cmdline="
 msg_mmap:    .asciz "hello32: mmap bytes=0x"
 msg_newline: .asciz "\n"
+msg_entry:   .asciz "hello32: mmap base=0x"
+msg_len:     .asciz " len=0x"
+msg_type:    .asciz " type=0x"
+msg_mods:    .asciz "hello32: modules=0x"
+msg_module:  .asciz "hello32: module bytes=0x"
+msg_string:  .asciz " cmdline=\""
+msg_quote:   .asciz "\"\n"
 msg_done:    .asciz "hello32: done\n"
 
     .bss

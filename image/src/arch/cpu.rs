@@ -1,17 +1,20 @@
-//! Thin wrappers over privileged instructions. Reads are safe functions; anything that can
+//! Thin wrappers over privileged instructions, most of them the `x86_64` crate's. Reads are safe functions; anything that can
 //! change machine state is an `unsafe fn` with a `# Safety` section (the `x86_64` crate's rule).
 
 use core::arch::asm;
 
-/// Reads a model-specific register, or `None` if RDMSR raised #GP.
+use x86_64::instructions::{self, interrupts, port::Port};
+use x86_64::registers::control::{Cr2, Cr3};
+use x86_64::registers::model_specific::Msr;
+
+/// Reads a model-specific register.
 ///
-/// Used only for MSRs whose existence CPUID guarantees; an unexpected #GP is reported by the
-/// exception handler instead.
+/// Used for MSRs whose existence CPUID guarantees; an unexpected #GP goes to the exception
+/// handler, which reports it and ends the run.
 pub fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: RDMSR has no memory effects; callers only name MSRs that CPUID says exist.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
-    u64::from(hi) << 32 | u64::from(lo)
+    // SAFETY: RDMSR has no memory effects; callers name MSRs that CPUID says exist, and a #GP
+    // for one that does not is reported by the exception handler, never ignored.
+    unsafe { Msr::new(msr).read() }
 }
 
 /// Writes a model-specific register.
@@ -21,10 +24,7 @@ pub fn rdmsr(msr: u32) -> u64 {
 /// interrupt or execution state that the rest of the kernel relies on.
 pub unsafe fn wrmsr(msr: u32, value: u64) {
     // SAFETY: the caller upholds the contract above.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
-             options(nostack))
-    };
+    unsafe { Msr::new(msr).write(value) };
 }
 
 /// Writes a byte to an I/O port.
@@ -33,7 +33,7 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
 /// The port write must not break an invariant of a device the kernel owns.
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) };
+    unsafe { Port::<u8>::new(port).write(value) };
 }
 
 /// Reads a byte from an I/O port.
@@ -41,18 +41,13 @@ pub unsafe fn outb(port: u16, value: u8) {
 /// # Safety
 /// Reading some device registers has side effects (for example clearing status).
 pub unsafe fn inb(port: u16) -> u8 {
-    let value: u8;
     // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack)) };
-    value
+    unsafe { Port::<u8>::new(port).read() }
 }
 
 /// CR2: the linear address of the last page fault.
 pub fn cr2() -> u64 {
-    let value: u64;
-    // SAFETY: reading CR2 has no side effects.
-    unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack)) };
-    value
+    Cr2::read_raw()
 }
 
 /// The time-stamp counter (in Bochs: emulated instructions).
@@ -66,17 +61,30 @@ pub fn rdtsc() -> u64 {
 /// Stops this CPU for good: interrupts off, HLT forever.
 pub fn halt_forever() -> ! {
     loop {
-        // SAFETY: disabling interrupts and halting only stop this CPU.
-        unsafe { asm!("cli; hlt", options(nomem, nostack)) };
+        interrupts::disable();
+        instructions::hlt();
     }
 }
 
-/// CR3: the physical address of the current PML4 (with flags).
+/// STI; HLT; CLI: waits for an interrupt with interrupts enabled (STI's shadow covers the HLT,
+/// so none slips in between), then disables them again. Under a turtles hypervisor each one
+/// is a HLT exit it resumes at once.
+pub fn hlt_with_interrupts() {
+    interrupts::enable_and_hlt();
+    interrupts::disable();
+}
+
+/// CR3: the physical address of the current PML4 (with the PCID or flag bits).
 pub fn cr3() -> u64 {
-    let value: u64;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe { asm!("mov {}, cr3", out(reg) value, options(nomem, nostack)) };
-    value
+    let (frame, low) = Cr3::read_raw();
+    frame.start_address().as_u64() | u64::from(low)
+}
+
+/// Executes UD2: raises #UD on purpose (the self-tests of the exception path). The exception
+/// handler ends the run; were it to return, UD2 would fault again.
+pub fn ud2() {
+    // SAFETY: UD2 only raises #UD, which the IDT handles.
+    unsafe { asm!("ud2", options(nomem, nostack)) };
 }
 
 /// CPUID with a subleaf: (eax, ebx, ecx, edx).

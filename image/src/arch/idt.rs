@@ -12,6 +12,7 @@ use hermit_sync::{Lazy, OnceCell};
 use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
+use x86_64::structures::idt::InterruptDescriptorTable;
 
 use super::gdt;
 
@@ -195,44 +196,45 @@ impl fmt::Display for PageFaultAddress {
     }
 }
 
-#[derive(Clone, Copy, Default)]
-#[repr(C)]
-struct Entry {
-    offset_low: u16,
-    selector: u16,
-    ist: u8,
-    type_attr: u8,
-    offset_mid: u16,
-    offset_high: u32,
-    reserved: u32,
-}
-
-#[repr(C, align(16))]
-struct Idt([Entry; 256]);
-
-static IDT: Lazy<Idt> = Lazy::new(|| {
-    let mut idt = Idt([Entry::default(); 256]);
+/// The IDT: x86_64's [`InterruptDescriptorTable`] with every architectural vector but the
+/// reserved ones (15, 22-27, 31) and every interrupt vector (32-255) pointing at its entry
+/// stub (`set_handler_addr`: the stubs are plain asm, stable Rust has no x86-interrupt ABI).
+/// NMI, #DF and #MC run on the IST stack [`gdt::IST_CRITICAL`].
+static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
     let stubs = (&raw const isr_stubs).addr() as u64;
-    let selector = gdt::code_selector().0;
-    for (vector, entry) in idt.0.iter_mut().enumerate() {
-        let handler = stubs + 16 * vector as u64;
-        let critical = matches!(vector, 2 | 8 | 18);
-        *entry = Entry {
-            offset_low: handler as u16,
-            selector,
-            ist: if critical { gdt::IST_CRITICAL } else { 0 },
-            type_attr: 0x8e, // present, DPL 0, 64-bit interrupt gate
-            offset_mid: (handler >> 16) as u16,
-            offset_high: (handler >> 32) as u32,
-            reserved: 0,
-        };
+    let stub = |vector: u8| VirtAddr::new(stubs + 16 * u64::from(vector));
+    let ist = u16::from(gdt::IST_CRITICAL - 1);
+    let mut idt = InterruptDescriptorTable::new();
+    // SAFETY: each address is the entry stub of that very vector in `isr_stubs` above, which
+    // pushes the error code the CPU does not, saves the registers, calls `trap` and returns
+    // with IRETQ; the IST index names the stack `gdt::init` put in the TSS. Entries get the
+    // code selector `gdt::init` loaded into CS (this runs after it, from `init`).
+    unsafe {
+        for vector in (0..=7).chain([9, 16, 19, 20, 28]) {
+            idt[vector].set_handler_addr(stub(vector));
+        }
+        idt[2].set_handler_addr(stub(2)).set_stack_index(ist);
+        idt.double_fault.set_handler_addr(stub(8)).set_stack_index(ist);
+        idt.invalid_tss.set_handler_addr(stub(10));
+        idt.segment_not_present.set_handler_addr(stub(11));
+        idt.stack_segment_fault.set_handler_addr(stub(12));
+        idt.general_protection_fault.set_handler_addr(stub(13));
+        idt.page_fault.set_handler_addr(stub(14));
+        idt.alignment_check.set_handler_addr(stub(17));
+        idt.machine_check.set_handler_addr(stub(18)).set_stack_index(ist);
+        idt.cp_protection_exception.set_handler_addr(stub(21));
+        idt.vmm_communication_exception.set_handler_addr(stub(29));
+        idt.security_exception.set_handler_addr(stub(30));
+        for vector in 32..=255 {
+            idt[vector].set_handler_addr(stub(vector));
+        }
     }
     idt
 });
 
 /// Base of the IDT (host IDTR base for VMX).
 pub fn idt_base() -> u64 {
-    (&raw const IDT.0).addr() as u64
+    core::ptr::from_ref::<InterruptDescriptorTable>(&IDT).addr() as u64
 }
 
 /// Loads the IDT; an exception in the kernel then goes to `fatal`, which prints the report it
@@ -240,10 +242,16 @@ pub fn idt_base() -> u64 {
 /// and IST).
 pub fn init(fatal: FatalHandler) {
     let _ = FATAL.set(fatal);
-    let pointer = DescriptorTablePointer {
-        limit: (core::mem::size_of::<Idt>() - 1) as u16,
-        base: VirtAddr::from_ptr(&IDT.0),
-    };
-    // SAFETY: the table is static, fully initialised and its handlers are the stubs above.
-    unsafe { lidt(&pointer) };
+    IDT.load();
+}
+
+/// Loads an empty IDT (limit 0), so that the next exception or interrupt triple-faults: for
+/// the bad-guest self-test of the hypervisor below.
+///
+/// # Safety
+/// Any exception or interrupt after this resets (or stops) the machine.
+pub unsafe fn load_empty() {
+    let empty = DescriptorTablePointer { limit: 0, base: VirtAddr::new(0) };
+    // SAFETY: the caller accepts that the next exception triple-faults.
+    unsafe { lidt(&empty) };
 }

@@ -202,6 +202,14 @@ pub unsafe fn invvpid(kind: u64, vpid: u16) -> Result<(), VmFail> {
     status(cf, zf)
 }
 
+/// VMCALL from a guest: a VM exit to the hypervisor below (reason 18). Outside VMX non-root
+/// operation (bare metal) it raises #UD, as does a hypervisor that offers no VMCALL service.
+pub fn vmcall() {
+    // SAFETY: in a guest, VMCALL exits and the hypervisor resumes us or injects #UD; on bare
+    // metal it is #UD, which the IDT handles. It touches no memory of ours.
+    unsafe { asm!("vmcall", options(nomem, nostack)) };
+}
+
 /// Guest general-purpose registers the VMCS does not hold (RSP and RIP are VMCS fields).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -5,15 +5,13 @@
 //! the read shadow is not what the hardware translates with) and, for PAE paging, the PDPTE
 //! registers the VM exit saved (SDM 28.3.4).
 
+use nested::arch::segment_ar;
 use nested::paging::{self, Access, AccessKind, PagingMode, PagingRegs};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
 use super::memory::GuestMemory;
 use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
-
-/// Segment access rights bits 6:5: the descriptor privilege level (SS.DPL is the CPL).
-const AR_DPL_SHIFT: u64 = 5;
 
 /// The processor's physical-address width (CPUID 80000008H, EAX bits 7:0), which the guest sees.
 fn maxphyaddr() -> u8 {
@@ -43,7 +41,7 @@ pub fn paging_regs(v: &HwVmcs) -> PagingRegs {
 
 /// True if the guest runs at CPL 3 (its accesses are user-mode accesses).
 fn user_mode(v: &HwVmcs) -> bool {
-    (v.read(F::GuestSsArBytes) >> AR_DPL_SHIFT) & 3 == 3
+    v.read(F::GuestSsArBytes) & segment_ar::DPL == segment_ar::DPL
 }
 
 /// Guest-linear to guest-physical for a read at the guest's CPL, without touching the

@@ -17,6 +17,7 @@
 //!   next deadline (or the PIT's next IRQ0), so a guest that never exits still gets its timer
 //!   interrupt on time.
 
+use nested::arch::rflags;
 use nested::caps::{exit, pin};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
@@ -27,14 +28,13 @@ use crate::arch::vmcs::HwVmcs;
 
 /// Valid bit of the interruption-information fields; type 0 (external interrupt) is 0.
 const VALID: u64 = 1 << 31;
-const RFLAGS_IF: u64 = 1 << 9;
 /// Blocking by STI and by MOV SS (interruptibility state bits 0 and 1).
 const BLOCKING_STI_MOVSS: u64 = 3;
 
 /// Can the guest of `v` take an external interrupt on the next entry?
 fn interruptible(v: &HwVmcs) -> bool {
     v.read(F::VmEntryInterruptionInfo) & VALID == 0
-        && v.read(F::GuestRflags) & RFLAGS_IF != 0
+        && v.read(F::GuestRflags) & rflags::IF != 0
         && v.read(F::GuestInterruptibilityInfo) & BLOCKING_STI_MOVSS == 0
 }
 

@@ -242,7 +242,7 @@ fn vmx_self_test(ept: &Ept) {
 }
 
 fn is_vmx_instruction(info: &ExitInfo) -> bool {
-    !info.is_entry_failure() && info.exit_reason().is_some_and(exits::is_vmx_instruction)
+    !info.is_entry_failure() && info.exit_reason().is_some_and(ExitReason::is_vmx_instruction)
 }
 
 fn report(g: &Guest, end: GuestEnd) {

@@ -2,7 +2,8 @@
 //! is the boot protocol's entry state (32-bit protected mode, paging off: possible with
 //! unrestricted guest, 26.3.1.1), controls come from [`nested::vmcs01::choose`].
 
-use nested::caps::{VmxCaps, proc2};
+use nested::arch::{cr0, cr4};
+use nested::caps::{VmxCaps, msr, proc2};
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmcs01::Vmcs01Controls;
 use x86_64::registers::control::{Cr0, Cr4};
@@ -13,13 +14,7 @@ use crate::arch::vmx::{self as insn, turtles_vm_exit};
 use crate::arch::{cpu, gdt, idt};
 use crate::guest::boot::BootState;
 
-const IA32_EFER: u32 = 0xc000_0080;
-const IA32_PAT: u32 = 0x277;
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
-const CR0_PE: u64 = 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_PG: u64 = 1 << 31;
-const CR4_VMXE: u64 = 1 << 13;
 
 /// The VPID L0 gives its (single) guest.
 pub const GUEST_VPID: u16 = 1;
@@ -30,7 +25,7 @@ pub const GUEST_VPID: u16 = 1;
 pub fn cr_masks(caps: &VmxCaps) -> (u64, u64) {
     let cr0 = caps.cr0_fixed();
     let cr4 = caps.cr4_fixed();
-    let cr0_mask = (cr0.fixed0 & !(CR0_PE | CR0_PG)) | (!cr0.fixed1 & 0xffff_ffff);
+    let cr0_mask = (cr0.fixed0 & !(cr0::PE | cr0::PG)) | (!cr0.fixed1 & 0xffff_ffff);
     let cr4_mask = cr4.fixed0 | !cr4.fixed1;
     (cr0_mask, cr4_mask)
 }
@@ -38,7 +33,7 @@ pub fn cr_masks(caps: &VmxCaps) -> (u64, u64) {
 /// The real CR0 for a guest value: the guest's bits plus VMX's fixed ones.
 pub fn real_cr0(caps: &VmxCaps, guest: u64) -> u64 {
     let fixed = caps.cr0_fixed();
-    (guest | (fixed.fixed0 & !(CR0_PE | CR0_PG))) & fixed.fixed1
+    (guest | (fixed.fixed0 & !(cr0::PE | cr0::PG))) & fixed.fixed1
 }
 
 /// The real CR4 for a guest value.
@@ -115,20 +110,20 @@ pub fn host_state(v: &mut HwVmcs) {
     v.write(F::HostIa32SysenterCs, 0);
     v.write(F::HostIa32SysenterEsp, 0);
     v.write(F::HostIa32SysenterEip, 0);
-    v.write(F::HostIa32Efer, cpu::rdmsr(IA32_EFER));
-    v.write(F::HostIa32Pat, cpu::rdmsr(IA32_PAT));
+    v.write(F::HostIa32Efer, cpu::rdmsr(msr::IA32_EFER));
+    v.write(F::HostIa32Pat, cpu::rdmsr(msr::IA32_PAT));
     v.write(F::HostRip, turtles_vm_exit as *const () as u64);
 }
 
 /// The entry state of the multiboot and PVH protocols: flat 32-bit code and data segments,
 /// CR0.PE set and paging off, EFLAGS with only bit 1, EIP at the entry point.
 fn guest_state(v: &mut HwVmcs, caps: &VmxCaps, boot: &BootState) {
-    let cr0 = CR0_PE | CR0_ET;
+    let cr0 = cr0::PE | cr0::ET;
     v.write(F::GuestCr0, real_cr0(caps, cr0));
     v.write(F::Cr0ReadShadow, cr0);
     v.write(F::GuestCr4, real_cr4(caps, 0));
     v.write(F::Cr4ReadShadow, 0);
-    debug_assert_eq!(real_cr4(caps, 0) & CR4_VMXE, CR4_VMXE);
+    debug_assert_eq!(real_cr4(caps, 0) & cr4::VMXE, cr4::VMXE);
     v.write(F::GuestCr3, 0);
     v.write(F::GuestDr7, 0x400);
     v.write(F::GuestRsp, 0);

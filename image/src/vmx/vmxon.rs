@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use nested::arch::cr4;
+use nested::caps::feature_control::{LOCK, VMX_OUTSIDE_SMX};
 use nested::caps::{VmxCaps, msr};
 use nested::vmcs01::MissingCapability;
 use x86_64::registers::control::{Cr0, Cr4};
@@ -49,8 +51,6 @@ pub fn zeroed_frame(what: &'static str) -> Result<u64, VmxError> {
 /// it is unlocked, applies the fixed CR0/CR4 bits and executes VMXON.
 pub fn enable(caps: &VmxCaps) -> Result<(), VmxError> {
     let control = cpu::rdmsr(msr::IA32_FEATURE_CONTROL);
-    const LOCK: u64 = 1;
-    const VMX_OUTSIDE_SMX: u64 = 1 << 2;
     if control & LOCK != 0 && control & VMX_OUTSIDE_SMX == 0 {
         return Err(VmxError::LockedOff);
     }
@@ -60,7 +60,7 @@ pub fn enable(caps: &VmxCaps) -> Result<(), VmxError> {
         unsafe { cpu::wrmsr(msr::IA32_FEATURE_CONTROL, control | LOCK | VMX_OUTSIDE_SMX) };
     }
     let cr0 = caps.cr0_fixed().adjust(Cr0::read_raw());
-    let cr4 = caps.cr4_fixed().adjust(Cr4::read_raw() | (1 << 13));
+    let cr4 = caps.cr4_fixed().adjust(Cr4::read_raw() | cr4::VMXE);
     // SAFETY: the fixed bits VMX requires (NE, PE, PG in CR0; VMXE in CR4) leave paging and
     // protection as they are: PE and PG are already set in long mode.
     unsafe {

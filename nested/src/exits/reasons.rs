@@ -178,6 +178,30 @@ impl ExitReason {
     pub const fn number(self) -> u16 {
         self as u16
     }
+
+    /// True for the exits of the VMX instructions (SDM Vol. 3D Appendix C: VMCALL, VMCLEAR,
+    /// VMLAUNCH, VMPTRLD, VMPTRST, VMREAD, VMRESUME, VMWRITE, VMXOFF, VMXON, INVEPT,
+    /// INVVPID): #UD while a guest has no VMX, emulated for L1 when it has. VMFUNC is not
+    /// one of them (it exits only on a failed function).
+    #[inline]
+    pub const fn is_vmx_instruction(self) -> bool {
+        use ExitReason::*;
+        matches!(
+            self,
+            Vmcall
+                | Vmclear
+                | Vmlaunch
+                | Vmptrld
+                | Vmptrst
+                | Vmread
+                | Vmresume
+                | Vmwrite
+                | Vmxoff
+                | Vmxon
+                | Invept
+                | Invvpid
+        )
+    }
 }
 
 /// Exits counted per basic reason (NOVA `Counter::vmi`); undefined reasons share the last
@@ -230,6 +254,17 @@ mod tests {
         assert_eq!(defined, 76);
         assert_eq!(ExitReason::from_basic(35), None);
         assert_eq!(ExitReason::from_basic(48), Some(ExitReason::EptViolation));
+    }
+
+    #[test]
+    fn vmx_instruction_exits_are_the_twelve_of_appendix_c() {
+        let vmx: Vec<u16> = (0..=u16::MAX)
+            .filter_map(ExitReason::from_basic)
+            .filter(|r| r.is_vmx_instruction())
+            .map(ExitReason::number)
+            .collect();
+        assert_eq!(vmx, [18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 50, 53]);
+        assert!(!ExitReason::Vmfunc.is_vmx_instruction());
     }
 
     #[test]

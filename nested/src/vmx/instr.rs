@@ -13,14 +13,14 @@ use core::mem::size_of;
 use super::operand::{self, InstrInfo, MemOperand, Operand, Segment};
 use super::{Exception, VmInstructionError, VmxResult};
 use crate::addr::{L1Gpa, fits_phys_width};
-use crate::caps::VmxCaps;
+use crate::caps::{VmxCaps, feature_control};
 use crate::exits::{ExitInfo, ExitReason};
 use crate::guest::{GuestMemory, GuestRegs};
 use crate::vmcs::{
     DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError,
 };
-/// IA32_FEATURE_CONTROL: lock (bit 0) and "enable VMX outside SMX" (bit 2).
-const FEATURE_CONTROL_LOCKED_VMX: u64 = 1 | 1 << 2;
+/// IA32_FEATURE_CONTROL: locked, with VMX outside SMX enabled.
+const FEATURE_CONTROL_LOCKED_VMX: u64 = feature_control::LOCK | feature_control::VMX_OUTSIDE_SMX;
 
 /// L1's processor state that the VMX instruction preconditions look at (from vmcs01's guest
 /// state and L0's emulated MSRs).

@@ -17,9 +17,6 @@ use crate::vmx::guest::Guest;
 
 pub use policy::signature_words;
 
-/// IA32_APIC_BASE's global enable (SDM Vol. 3A 11.4.3).
-const APIC_BASE_ENABLE: u64 = 1 << 11;
-
 /// The guest's answers without their live bits. CPUID is constant, and under a turtles L0
 /// every CPUID this level executes is itself an exit: answering from the cache keeps a
 /// reflected CPUID at the architectural two L0 exits (L2's CPUID and L1's VMRESUME). One
@@ -106,7 +103,7 @@ pub fn handle(g: &mut Guest, v: &HwVmcs) -> Action {
             // turtles L1 answers, L2's (vmcs12's guest CR4).
             let live = Live {
                 cr4: super::cr::guest_cr4(v),
-                apic_enabled: g.devices.lapic().base_msr() & APIC_BASE_ENABLE != 0,
+                apic_enabled: g.devices.lapic().base_msr() & pc::lapic::base::EN != 0,
             };
             policy::live_bits(resolved, subleaf, value, &live)
         } else {

@@ -2,6 +2,8 @@
 //! change a bit L0 owns (CR0/CR4 guest/host masks) or forced CR3/CR8 exits land here. The
 //! guest's view is kept in the read shadow, the real register gets VMX's fixed bits.
 
+use nested::arch::{cr0, cr4, efer};
+use nested::caps::entry;
 use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
@@ -22,15 +24,7 @@ use crate::arch::vmcs::HwVmcs;
 use crate::vmx::guest::Guest;
 use crate::vmx::setup::{real_cr0, real_cr4};
 
-const CR0_PE: u64 = 1;
-const CR0_NW: u64 = 1 << 29;
-const CR0_CD: u64 = 1 << 30;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_VMXE: u64 = 1 << 13;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const ENTRY_IA32E_MODE: u64 = 1 << 9;
+const ENTRY_IA32E_MODE: u64 = entry::IA32E_MODE_GUEST as u64;
 
 /// The guest's view of CR0 or CR4: its own bits from the register, the bits L0 owns (the
 /// guest/host mask) from the read shadow (SDM 25.6.6).
@@ -77,23 +71,23 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
 /// MOV to CR0 with the checks of the instruction reference (#GP for PG without PE, NW
 /// without CD, reserved high bits) and the IA-32e mode switch the processor would do.
 fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
-    if value >> 32 != 0 || (value & CR0_PG != 0 && value & CR0_PE == 0) {
+    if value >> 32 != 0 || (value & cr0::PG != 0 && value & cr0::PE == 0) {
         return refuse(0, value, "reserved bits, or PG without PE");
     }
-    if value & CR0_NW != 0 && value & CR0_CD == 0 {
+    if value & cr0::NW != 0 && value & cr0::CD == 0 {
         return refuse(0, value, "NW without CD");
     }
     let old = guest_view(v, F::GuestCr0, F::Cr0ReadShadow, F::Cr0GuestHostMask);
     let efer = v.read(F::GuestIa32Efer);
-    if value & CR0_PG != 0 && old & CR0_PG == 0 && efer & EFER_LME != 0 {
-        if guest_view(v, F::GuestCr4, F::Cr4ReadShadow, F::Cr4GuestHostMask) & CR4_PAE == 0 {
+    if value & cr0::PG != 0 && old & cr0::PG == 0 && efer & efer::LME != 0 {
+        if guest_view(v, F::GuestCr4, F::Cr4ReadShadow, F::Cr4GuestHostMask) & cr4::PAE == 0 {
             return refuse(0, value, "long mode without PAE");
         }
-        v.write(F::GuestIa32Efer, efer | EFER_LMA);
+        v.write(F::GuestIa32Efer, efer | efer::LMA);
         let entry = v.read(F::VmEntryControls);
         v.write(F::VmEntryControls, entry | ENTRY_IA32E_MODE);
-    } else if value & CR0_PG == 0 && old & CR0_PG != 0 && efer & EFER_LMA != 0 {
-        v.write(F::GuestIa32Efer, efer & !EFER_LMA);
+    } else if value & cr0::PG == 0 && old & cr0::PG != 0 && efer & efer::LMA != 0 {
+        v.write(F::GuestIa32Efer, efer & !efer::LMA);
         let entry = v.read(F::VmEntryControls);
         v.write(F::VmEntryControls, entry & !ENTRY_IA32E_MODE);
     }
@@ -107,10 +101,10 @@ fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
 fn mov_to_cr4(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
     let fixed1 = g.caps.cr4_fixed().fixed1;
     let vmxe_ok = g.nested.is_some();
-    if value & CR4_VMXE != 0 && !vmxe_ok {
+    if value & cr4::VMXE != 0 && !vmxe_ok {
         return refuse(4, value, "VMX is not exposed to this guest");
     }
-    if value & !(fixed1 | CR4_VMXE) != 0 {
+    if value & !(fixed1 | cr4::VMXE) != 0 {
         return refuse(4, value, "bits the processor does not support");
     }
     v.write(F::Cr4ReadShadow, value);

@@ -5,6 +5,7 @@
 //! its load or store on the APIC model and moves RIP past it (EPT violations report no
 //! instruction length).
 
+use nested::arch::{cr0, efer, segment_ar};
 use nested::exits::ExitInfo;
 use nested::paging::AccessKind;
 use nested::vmcs::{Vmcs, VmcsField as F};
@@ -20,19 +21,14 @@ use crate::vmx::guest::{gpr, set_gpr};
 
 static UNDECODED: RateLimit = RateLimit::new(8);
 
-const CR0_PE: u64 = 1;
-const EFER_LMA: u64 = 1 << 10;
-const AR_L: u64 = 1 << 13;
-const AR_DB: u64 = 1 << 14;
-
 /// The guest's execution mode, which sets operand and address sizes for the decoder.
 fn cpu_mode(v: &HwVmcs) -> CpuMode {
     let cs = v.read(F::GuestCsArBytes);
-    if v.read(F::GuestCr0) & CR0_PE == 0 {
+    if v.read(F::GuestCr0) & cr0::PE == 0 {
         CpuMode::Real16
-    } else if v.read(F::GuestIa32Efer) & EFER_LMA != 0 && cs & AR_L != 0 {
+    } else if v.read(F::GuestIa32Efer) & efer::LMA != 0 && cs & segment_ar::L != 0 {
         CpuMode::Long64
-    } else if cs & AR_DB != 0 {
+    } else if cs & segment_ar::DB != 0 {
         CpuMode::Protected32
     } else {
         CpuMode::Protected16

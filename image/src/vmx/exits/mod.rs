@@ -48,30 +48,10 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
             None => fault::ept(v, g, info),
         },
         ExitReason::EptMisconfig => fault::ept(v, g, info),
-        r if is_vmx_instruction(r) || r == ExitReason::Vmfunc => simple::vmx_instruction(v, r),
+        r if r.is_vmx_instruction() || r == ExitReason::Vmfunc => simple::vmx_instruction(v, r),
         ExitReason::Mwait | ExitReason::Monitor => Action::Inject(UD, None),
         ExitReason::Xsetbv => cpuid::xsetbv(g),
         ExitReason::InitSignal | ExitReason::StartupIpi => Action::Resume,
         _ => fault::unknown(v, g, info),
     }
-}
-
-/// True for the exit reasons of VMX instructions (SDM Appendix C): #UD while nesting is off,
-/// emulated for L1 when it is on.
-pub fn is_vmx_instruction(reason: ExitReason) -> bool {
-    matches!(
-        reason,
-        ExitReason::Vmcall
-            | ExitReason::Vmclear
-            | ExitReason::Vmlaunch
-            | ExitReason::Vmptrld
-            | ExitReason::Vmptrst
-            | ExitReason::Vmread
-            | ExitReason::Vmresume
-            | ExitReason::Vmwrite
-            | ExitReason::Vmxoff
-            | ExitReason::Vmxon
-            | ExitReason::Invept
-            | ExitReason::Invvpid
-    )
 }

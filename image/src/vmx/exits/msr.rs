@@ -4,6 +4,7 @@
 //! the LAPIC model, the nesting code's capability MSRs) and its checks say which writes #GP;
 //! every MSR not in the table injects #GP(0) as a processor without it would.
 
+use nested::arch::cr0;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use pc::msr::{self as policy, GeneralProtection, GuestStateMsr, Msr, MsrFile};
 
@@ -20,8 +21,6 @@ static APIC_FAULTS: RateLimit = RateLimit::new(16);
 /// The guest's emulated MSRs (one guest runs per boot), made on first use with the guest's
 /// MAXPHYADDR.
 static FILE: hermit_sync::SpinMutex<Option<MsrFile>> = hermit_sync::SpinMutex::new(None);
-
-const CR0_PG: u64 = 1 << 31;
 
 fn with_file<T>(f: impl FnOnce(&mut MsrFile) -> T) -> T {
     let mut file = FILE.lock();
@@ -84,7 +83,7 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
     match lookup(g, v, msr) {
         Msr::GuestState(s) => {
             let field = vmcs_field(s);
-            let paging = s == GuestStateMsr::Efer && v.read(F::GuestCr0) & CR0_PG != 0;
+            let paging = s == GuestStateMsr::Efer && v.read(F::GuestCr0) & cr0::PG != 0;
             match policy::check_guest_state(s, value, v.read(field), paging) {
                 Ok(new) => v.write(field, new),
                 Err(GeneralProtection) => return refused(msr, value),

@@ -1,5 +1,6 @@
 //! Small exits: HLT, external interrupts, NMIs, VMX instructions while nesting is off.
 
+use nested::arch::rflags;
 use nested::exits::{ExitInfo, ExitReason};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
@@ -12,14 +13,12 @@ use crate::vmx::guest::Guest;
 static INTERRUPTS: RateLimit = RateLimit::new(8);
 static VMX_INSNS: RateLimit = RateLimit::new(8);
 
-const RFLAGS_IF: u64 = 1 << 9;
-
 /// HLT (exit reason 12). With interrupts enabled the guest sleeps until its local APIC has an
 /// interrupt for it ([`interrupts::halt`](crate::vmx::interrupts::halt)), which the next entry
 /// injects. With interrupts disabled nothing L0 models can wake it (no NMI or INIT sources):
 /// the guest is stopped.
 pub fn hlt(g: &mut Guest, v: &HwVmcs) -> Action {
-    if v.read(F::GuestRflags) & RFLAGS_IF == 0 {
+    if v.read(F::GuestRflags) & rflags::IF == 0 {
         log::warn!("guest executed HLT with interrupts disabled: it can never wake up");
         return Action::Stop(GuestEnd::Failed("HLT with interrupts disabled"));
     }

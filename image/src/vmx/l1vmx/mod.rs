@@ -19,6 +19,7 @@ pub mod shadow_vmcs;
 pub mod state;
 pub mod vpid;
 
+use nested::arch::segment_ar;
 use nested::caps::proc2;
 use nested::ept::shadow::eptp02;
 use nested::exits::routing::secondary_controls;
@@ -50,7 +51,7 @@ fn l1_cpu(v: &HwVmcs, info: &ExitInfo) -> L1Cpu {
         cr4: read_if(F::Cr4ReadShadow),
         efer: v.read(F::GuestIa32Efer),
         rflags: v.read(F::GuestRflags),
-        cs_l: v.read(F::GuestCsArBytes) & (1 << 13) != 0,
+        cs_l: v.read(F::GuestCsArBytes) & segment_ar::L != 0,
         mov_ss_blocking: read_if(F::GuestInterruptibilityInfo) & 2 != 0,
         feature_control: FEATURE_CONTROL_VMX,
     }

@@ -3,7 +3,7 @@
 //! L1 asks ([`L0Config`]). Data only, with its constructor and vmcs02's preemption timer: the
 //! rooms beside this file act on it.
 
-use nested::caps::{VmxCaps, entry, exit, pin, proc1, proc2};
+use nested::caps::{VmxCaps, entry, exit, feature_control, pin, proc1, proc2};
 use nested::ept::shadow::ShadowEpt;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::merge::L0Config;
@@ -16,7 +16,7 @@ use crate::vmx::setup;
 use crate::vmx::vmxon::{VmxError, zeroed_frame};
 
 /// IA32_FEATURE_CONTROL as L1 sees it when VMX is exposed: locked, VMX outside SMX on.
-pub const FEATURE_CONTROL_VMX: u64 = 0x5;
+pub const FEATURE_CONTROL_VMX: u64 = feature_control::LOCK | feature_control::VMX_OUTSIDE_SMX;
 /// L1's physical-address width as L0 reports it (our CPUID passes the host's through; 39
 /// bits covers any L1 memory L0 gives).
 pub const MAXPHYADDR: u8 = 39;
