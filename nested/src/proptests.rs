@@ -10,12 +10,12 @@ use crate::caps::{Allowed, entry, exit, proc1};
 use crate::ept::shadow::tests::{FRAME_BASE, LinearEpt01, VecFrames};
 use crate::ept::shadow::{Resolution, ShadowEpt, for_each_leaf};
 use crate::ept::walk::{PageSize, walk_ept12};
-use crate::exits::{ExitInfo, L0Intercepts, route};
+use crate::exits::{ExitInfo, L0Intercepts, l1_wants_exit, route};
 use crate::guest::{Gpr, GuestMemory, GuestRegs, VecMemory};
 use crate::testutil::{TestL1, l1, skylake, valid_vmcs12};
 use crate::vmcs::shadow::{copy_vmcs12_to_shadow, shadowed_for_read};
 use crate::vmcs::{DirtySet, FakeVmcs, Vmcs, Vmcs12, VmcsField};
-use crate::vmx::bitmaps::merge_msr_bitmap;
+use crate::vmx::bitmaps::{l1_io, l1_msr_bitmap, merge_io_bitmaps, merge_msr_bitmap};
 use crate::vmx::merge::{
     Controls02, GUEST_HOT, GUEST_PLAIN, L0Config, L1State, Vmcs02Inputs, prepare_vmcs02,
 };
@@ -133,6 +133,58 @@ proptest! {
         for i in 0..4096 {
             prop_assert_eq!(out[i] & a[i], a[i]);
             prop_assert_eq!(out[i] & b[i], b[i]);
+        }
+    }
+
+    /// A port exits in vmcs02 iff L0 needs it or vmcs12 asks for it (routing's answer for a
+    /// one-byte access), for every way vmcs12 can set up I/O exiting; an MSR access exits
+    /// iff L0's bitmap or vmcs12's does.
+    #[test]
+    fn merged_bitmaps_exit_iff_l0_or_l1_wants(
+        l0b in prop::collection::vec(any::<u8>(), 3 * 4096),
+        l1b in prop::collection::vec(any::<u8>(), 3 * 4096),
+        mode in 0u8..4,
+        probes in prop::collection::vec((any::<u16>(), 0u32..0x4000, any::<bool>()), 32),
+    ) {
+        let mut mem = VecMemory::new(0x4000);
+        mem.bytes[0x1000..0x4000].copy_from_slice(&l1b);
+        let v12 = Vmcs12 {
+            cpu_based_vm_exec_control: match mode {
+                0 => 0,
+                1 => proc1::UNCONDITIONAL_IO_EXITING,
+                2 => proc1::USE_IO_BITMAPS | proc1::USE_MSR_BITMAPS,
+                // Bitmaps override unconditional exiting; bitmap B outside L1 memory.
+                _ => proc1::USE_IO_BITMAPS | proc1::UNCONDITIONAL_IO_EXITING,
+            },
+            io_bitmap_a: 0x1000,
+            io_bitmap_b: if mode == 3 { 0x10_0000 } else { 0x2000 },
+            msr_bitmap: 0x3000,
+            ..Default::default()
+        };
+        let page = |i: usize| -> [u8; 4096] { l0b[i * 4096..(i + 1) * 4096].try_into().unwrap() };
+        let (l0a, l0bb, l0m) = (page(0), page(1), page(2));
+        let (mut a, mut b, mut m) = ([0u8; 4096], [0u8; 4096], [0u8; 4096]);
+        let (mut oa, mut ob, mut om) = ([0u8; 4096], [0u8; 4096], [0u8; 4096]);
+        let l1io = l1_io(&v12, &mem, &mut a, &mut b);
+        merge_io_bitmaps((&l0a, &l0bb), l1io, (&mut oa, &mut ob));
+        merge_msr_bitmap(&l0m, l1_msr_bitmap(&v12, &mem, &mut m), &mut om);
+        let bit = |bm: &[u8; 4096], n: u64| bm[(n / 8) as usize] & (1 << (n % 8)) != 0;
+        let regs_with = |ecx: u32| {
+            let mut r = crate::guest::Regs::default();
+            r.0[1] = u64::from(ecx);
+            r
+        };
+        for &(port, msr_low, write) in &probes {
+            let p = u64::from(port);
+            let (l0_bm, out) = if port < 0x8000 { (&l0a, &oa) } else { (&l0bb, &ob) };
+            let io = ExitInfo { reason: 30, qualification: p << 16, ..Default::default() };
+            let l1_wants = l1_wants_exit(&io, &v12, &regs_with(0), &mem).unwrap();
+            prop_assert_eq!(bit(out, p & 0x7fff), bit(l0_bm, p & 0x7fff) || l1_wants, "port {:#x}", port);
+            let msr = if msr_low & 0x2000 == 0 { msr_low } else { 0xc000_0000 | (msr_low & 0x1fff) };
+            let n = crate::exits::routing::msr_bitmap_bit(msr, write).unwrap();
+            let ex = ExitInfo { reason: if write { 32 } else { 31 }, ..Default::default() };
+            let l1_wants = l1_wants_exit(&ex, &v12, &regs_with(msr), &mem).unwrap();
+            prop_assert_eq!(bit(&om, n), bit(&l0m, n) || l1_wants, "msr {:#x}", msr);
         }
     }
 

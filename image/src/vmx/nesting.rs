@@ -593,6 +593,7 @@ pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     match decision {
         Ok(ExitRoute::L1) => reflect(g, v02, info),
         Ok(ExitRoute::L0) => l0_handles(g, v02, info),
+        Ok(ExitRoute::ForL1) => for_l1(g, v02, info),
         Err(_) => {
             log::error!("L2 exit {:#x} cannot be routed: stopping the guest", info.reason);
             Action::Stop(GuestEnd::Failed("unroutable L2 exit"))
@@ -660,6 +661,41 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
             Action::Resume
         }
         _ => reflect(g, v02, info),
+    }
+}
+
+/// An exit neither level asked for (vmcs02 intercepts more than vmcs12 does): L0 performs
+/// the access as if L1 had executed it and resumes L2. Port I/O goes to L1's devices and
+/// RDMSR/WRMSR to L1's MSR view through the same handlers as L1's own exits (vmcs02 is
+/// current, so the MSRs the VMCS holds are L2's, as on a processor running vmcs12); CR
+/// accesses change L2's state as vmcs12 describes it.
+fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    use nested::vmx::for_l1::{ForL1, cr_access};
+    match info.exit_reason() {
+        Some(ExitReason::IoInstruction | ExitReason::Rdmsr | ExitReason::Wrmsr) => {
+            super::exits::handle(g, v02, info)
+        }
+        Some(ExitReason::CrAccess) => {
+            let Some(n) = g.nested.as_mut() else { return Action::Resume };
+            // SAFETY: vmcs02 is current; this second handle only reads and writes L2's RSP
+            // for a CR access that names it.
+            let mut rsp = unsafe { HwVmcs::current() };
+            let mut regs = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut rsp };
+            let caps = n.vmx.caps;
+            match cr_access(info.qualification, &mut n.vmx.vmcs12, v02, &mut regs, &n.l0.hw, &caps)
+            {
+                ForL1::Done => Action::Skip,
+                ForL1::Fault(e) => Action::Inject(e.vector, e.error_code),
+                ForL1::NotEmulated => reflect(g, v02, info),
+            }
+        }
+        _ => {
+            static OTHER: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(8);
+            if OTHER.allow() {
+                log::warn!("L2 exit {:#x} wanted by neither level: reflecting it", info.reason);
+            }
+            reflect(g, v02, info)
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! denies L1 (bitwise OR of the exit bitmaps), and MSR lists in L1 memory (25.7.2).
 
 use crate::addr::L1Gpa;
+use crate::caps::proc1;
 use crate::guest::{GuestMemory, MemError};
+use crate::vmcs::Vmcs12;
 
 /// Entry `i` of a VM-exit/VM-entry MSR list at `base` in L1 memory: (index, value)
 /// (SDM 25.7.2, Table 25-15).
@@ -61,4 +63,46 @@ pub fn merge_io_bitmaps(
             }
         }
     }
+}
+
+/// How vmcs12 has L2's I/O exit, with L1's bitmaps read from L1 memory into `a` and `b`
+/// (an unreadable bitmap page counts as all ones: every port in it exits, the answer routing
+/// gives for it too).
+pub fn l1_io<'a>(
+    v12: &Vmcs12,
+    mem: &impl GuestMemory,
+    a: &'a mut [u8; 4096],
+    b: &'a mut [u8; 4096],
+) -> L1Io<'a> {
+    let p1 = v12.cpu_based_vm_exec_control;
+    if p1 & proc1::USE_IO_BITMAPS == 0 {
+        return if p1 & proc1::UNCONDITIONAL_IO_EXITING != 0 {
+            L1Io::All
+        } else {
+            L1Io::PassThrough
+        };
+    }
+    if mem.read(L1Gpa(v12.io_bitmap_a), a).is_err() {
+        a.fill(0xff);
+    }
+    if mem.read(L1Gpa(v12.io_bitmap_b), b).is_err() {
+        b.fill(0xff);
+    }
+    L1Io::Bitmaps(a, b)
+}
+
+/// L1's MSR bitmap for L2 read from L1 memory into `buf`, `None` when vmcs12 does not use
+/// MSR bitmaps (every access exits to L1); an unreadable page reads as all ones.
+pub fn l1_msr_bitmap<'a>(
+    v12: &Vmcs12,
+    mem: &impl GuestMemory,
+    buf: &'a mut [u8; 4096],
+) -> Option<&'a [u8; 4096]> {
+    if v12.cpu_based_vm_exec_control & proc1::USE_MSR_BITMAPS == 0 {
+        return None;
+    }
+    if mem.read(L1Gpa(v12.msr_bitmap), buf).is_err() {
+        buf.fill(0xff);
+    }
+    Some(buf)
 }

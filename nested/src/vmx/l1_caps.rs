@@ -52,7 +52,8 @@ pub const L1_PROC2: u32 = proc2::ENABLE_EPT
     | proc2::ENABLE_INVPCID
     | proc2::ENABLE_VM_FUNCTIONS
     | proc2::RDSEED_EXITING
-    | proc2::ENABLE_XSAVES;
+    | proc2::ENABLE_XSAVES
+    | proc2::ENABLE_USER_WAIT_PAUSE;
 
 /// VM-exit controls L0 can honour when it loads L1's host state.
 pub const L1_EXIT: u32 = exit::SAVE_DEBUG_CONTROLS

@@ -4,6 +4,7 @@
 
 pub mod bitmaps;
 pub mod checks;
+pub mod for_l1;
 mod instr;
 mod inv;
 pub mod l1_caps;
