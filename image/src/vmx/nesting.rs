@@ -24,7 +24,9 @@ use nested::vmx::sync::{
     SyncScope, copy_reflected_to_shadow, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12,
     sync_vmcs12_rare,
 };
-use nested::vmx::{Exception, Flush, L1Access, L1Cpu, MemOperand, Segment, VmxResult, l1_caps};
+use nested::vmx::{
+    Exception, Flush, L1Access, L1Cpu, MemOperand, Segment, SegmentCache, VmxResult, l1_caps,
+};
 
 use super::exits::{Action, GuestEnd};
 use super::hw_vmcs::HwVmcs;
@@ -383,24 +385,36 @@ impl L1Memory for L1View<'_> {
 }
 
 impl L1View<'_> {
-    /// L1's linear address to L1-physical through L1's paging. A missing translation is
-    /// reported as #GP(0) (L0 does not synthesize #PF for emulated operands yet).
-    fn translate(&self, linear: u64) -> Result<u64, Exception> {
-        crate::guest::paging::translate(self.v, self.mem, linear).ok_or(Exception::GP0)
+    /// L1's linear address to L1-physical through L1's paging. A missing translation is the
+    /// #PF a processor raises: CR2 the linear address, the error code of a supervisor
+    /// (VMX instructions run at CPL 0) read or write to a not-present page (SDM Vol. 3A 4.7).
+    fn translate(&self, linear: u64, write: bool) -> Result<u64, Exception> {
+        const PF_WRITE: u32 = 1 << 1;
+        crate::guest::paging::translate(self.v, self.mem, linear)
+            .ok_or(Exception::page_fault(linear, if write { PF_WRITE } else { 0 }))
     }
 
-    /// Copies between L1 linear memory and `buf`, page by page.
+    /// Copies between L1 linear memory and `buf`, page by page; every page translates
+    /// before any byte moves (an operand straddling into an unmapped page faults whole).
     fn access(
         &mut self,
         linear: u64,
         len: usize,
+        write: bool,
         mut f: impl FnMut(&mut Self, u64, usize, usize) -> Result<(), MemError>,
     ) -> Result<(), Exception> {
         let mut done = 0;
         while done < len {
             let at = linear.wrapping_add(done as u64);
             let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
-            let gpa = self.translate(at)?;
+            self.translate(at, write)?;
+            done += chunk;
+        }
+        let mut done = 0;
+        while done < len {
+            let at = linear.wrapping_add(done as u64);
+            let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
+            let gpa = self.translate(at, write)?;
             f(self, gpa, done, chunk).map_err(|_| Exception::GP0)?;
             done += chunk;
         }
@@ -420,14 +434,30 @@ impl L1Access for L1View<'_> {
         })
     }
 
+    fn segment(&self, seg: Segment) -> SegmentCache {
+        let (limit, ar) = match seg {
+            Segment::Es => (F::GuestEsLimit, F::GuestEsArBytes),
+            Segment::Cs => (F::GuestCsLimit, F::GuestCsArBytes),
+            Segment::Ss => (F::GuestSsLimit, F::GuestSsArBytes),
+            Segment::Ds => (F::GuestDsLimit, F::GuestDsArBytes),
+            Segment::Fs => (F::GuestFsLimit, F::GuestFsArBytes),
+            Segment::Gs => (F::GuestGsLimit, F::GuestGsArBytes),
+        };
+        SegmentCache {
+            base: self.segment_base(seg),
+            limit: self.v.read(limit) as u32,
+            ar: self.v.read(ar) as u32,
+        }
+    }
+
     fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception> {
-        self.access(op.linear, buf.len(), |s, gpa, at, n| {
+        self.access(op.linear, buf.len(), false, |s, gpa, at, n| {
             L1Memory::read(&*s.mem, L1Gpa(gpa), &mut buf[at..at + n])
         })
     }
 
     fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception> {
-        self.access(op.linear, data.len(), |s, gpa, at, n| {
+        self.access(op.linear, data.len(), true, |s, gpa, at, n| {
             L1Memory::write(&mut *s.mem, L1Gpa(gpa), &data[at..at + n])
         })
     }
@@ -508,7 +538,13 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
             v.write(F::GuestRflags, result.apply_rflags(cpu.rflags));
             Step::Action(Action::Skip)
         }
-        VmxResult::Fault(e) => Step::Action(Action::Inject(e.vector, e.error_code)),
+        VmxResult::Fault(e) => {
+            if let Some(cr2) = e.cr2 {
+                // SAFETY: not in a page-fault handler; CR2 is L1's from here to the entry.
+                unsafe { crate::arch::cpu::write_cr2(cr2) };
+            }
+            Step::Action(Action::Inject(e.vector, e.error_code))
+        }
         VmxResult::EnterL2 { .. } => Step::EnterL2,
         VmxResult::EntryFailed(_) => {
             // vmcs12 holds the entry-failure exit; L1 continues at its host RIP.
