@@ -373,13 +373,15 @@ proptest! {
     #![proptest_config(cases(128))]
 
     /// Whatever EPT12 holds, EPT02 maps only host memory that EPT01 gives L1, with no more
-    /// permissions than EPT12 and EPT01 both grant, and never panics.
+    /// permissions than EPT12 and EPT01 both grant, and never panics. With EPT A/D, an EPT02
+    /// leaf is writable only if EPT12's leaf is dirty (so every L2 write is in EPT12's flags).
     #[test]
     fn ept02_never_maps_outside_l1_memory(
         tables in prop::collection::vec(ept_entry(), 16 * 8),
         faults in prop::collection::vec((l2_gpa(), 1u64..8), 1..24),
         big_pages in any::<bool>(),
         perms01 in 1u8..8,
+        ad in any::<bool>(),
     ) {
         let mut mem = VecMemory::new(L1_SIZE as usize);
         // 16 tables of which the first 8 entries each are random (index 0 of every level
@@ -394,11 +396,11 @@ proptest! {
         let ept01 = LinearEpt01 { size: L1_SIZE, hpa_base: HPA_BASE, page, perms: perms01 };
         let mut frames = VecFrames { limit: Some(256), ..Default::default() };
         let mut shadow: ShadowEpt<2> = ShadowEpt::new();
-        let eptp12 = 6 | 3 << 3;
+        let eptp12 = 6 | 3 << 3 | if ad { crate::ept::eptp::AD_ENABLE } else { 0 };
         let mut fixed = 0;
         for (gpa, access) in faults {
             let exit = ExitInfo { reason: 48, qualification: access, guest_physical_address: gpa, ..Default::default() };
-            if shadow.handle_violation(eptp12, &exit, &mem, &ept01, &mut frames, &caps, 36)
+            if shadow.handle_violation(eptp12, &exit, &mut mem, &ept01, &mut frames, &caps, 36)
                 == Ok(Resolution::Fixed)
             {
                 fixed += 1;
@@ -412,7 +414,10 @@ proptest! {
                 let inside = hpa >= HPA_BASE && hpa + size.bytes() <= HPA_BASE + L1_SIZE;
                 let perms_ok = (e & 7) as u8 & !perms01 == 0;
                 let not_a_table = hpa < FRAME_BASE;
-                if !(inside && perms_ok && not_a_table) {
+                let clean_ok = !ad
+                    || e & 2 == 0
+                    || walk_ept12(&mem, eptp12, L2Gpa(g), &caps, 36).is_ok_and(|l| l.dirty);
+                if !(inside && perms_ok && not_a_table && clean_ok) {
                     bad = Some((g, size, e));
                 }
             });

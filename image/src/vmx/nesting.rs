@@ -9,7 +9,9 @@
 
 use nested::addr::{Hpa, L1Gpa};
 use nested::caps::{VmxCaps, entry, ept_vpid, exit, pin, proc1, proc2};
-use nested::ept::shadow::{Ept01, Ept01Leaf, HostFrames, Resolution, ShadowEpt, VpidMap, eptp02};
+use nested::ept::shadow::{
+    Ept01, Ept01Leaf, HostFrames, Resolution, ShadowEpt, VpidMap, eptp02_for,
+};
 use nested::ept::walk::PageSize;
 use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
@@ -591,7 +593,7 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
     let eptp = if secondary_controls(v12) & proc2::ENABLE_EPT != 0 {
         let root =
             n.shadow.root_for(v12.ept_pointer, &mut Frames).map_err(|_| "no frames for EPT02")?;
-        eptp02(root)
+        eptp02_for(root, v12.ept_pointer)
     } else {
         n.eptp01
     };
@@ -648,7 +650,7 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
             match n.shadow.handle_violation(
                 eptp12,
                 info,
-                &g.memory,
+                &mut g.memory,
                 &ept01,
                 &mut Frames,
                 &caps,
@@ -696,6 +698,20 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
             reinject_idt_vectoring(v02, info);
             Action::Resume
         }
+        // EPTP switching, which L1 is offered and L0 emulates (vmcs02's VM-function
+        // controls are 0, so every VMFUNC exits here).
+        Some(ExitReason::Vmfunc) => match n.vmx.vmfunc(&RegsOnly(&g.regs), &g.memory) {
+            nested::vmx::VmfuncOutcome::Switched { eptp } => {
+                match n.shadow.root_for(eptp, &mut Frames) {
+                    Ok(root) => {
+                        v02.write(F::EptPointer, eptp02_for(root, eptp));
+                        Action::Skip
+                    }
+                    Err(_) => Action::Stop(GuestEnd::Failed("EPT02 cannot be built")),
+                }
+            }
+            nested::vmx::VmfuncOutcome::Reflect => reflect(g, v02, info),
+        },
         _ => reflect(g, v02, info),
     }
 }
