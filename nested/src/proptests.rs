@@ -15,7 +15,9 @@ use crate::guest::{Gpr, GuestMemory, GuestRegs, VecMemory};
 use crate::testutil::{TestL1, l1, skylake, valid_vmcs12};
 use crate::vmcs::shadow::{copy_vmcs12_to_shadow, shadowed_for_read};
 use crate::vmcs::{DirtySet, FakeVmcs, Vmcs, Vmcs12, VmcsField};
-use crate::vmx::bitmaps::{l1_io, l1_msr_bitmap, merge_io_bitmaps, merge_msr_bitmap};
+use crate::vmx::bitmaps::{
+    l1_io, l1_msr_bitmap, merge_io_bitmaps, merge_msr_bitmap, update_msr_passthrough,
+};
 use crate::vmx::merge::{
     Controls02, GUEST_HOT, GUEST_PLAIN, L0Config, L1State, Vmcs02Inputs, prepare_vmcs02,
 };
@@ -186,6 +188,45 @@ proptest! {
             let l1_wants = l1_wants_exit(&ex, &v12, &regs_with(msr), &mem).unwrap();
             prop_assert_eq!(bit(&om, n), bit(&l0m, n) || l1_wants, "msr {:#x}", msr);
         }
+    }
+
+    /// The sparse MSR merge equals the full one against an L0 bitmap that exits on every MSR
+    /// except the pass-through list, whatever L1's bitmap and controls say.
+    #[test]
+    fn sparse_msr_merge_equals_full_merge(
+        l1b in prop::collection::vec(any::<u8>(), 4096),
+        uses in any::<bool>(),
+        passes in prop::collection::vec(prop_oneof![0u32..0x2000, 0xc000_0000u32..0xc000_2000, any::<u32>()], 0..12),
+    ) {
+        let mut mem = VecMemory::new(0x2000);
+        mem.bytes[0x1000..0x2000].copy_from_slice(&l1b);
+        let v12 = Vmcs12 {
+            cpu_based_vm_exec_control: if uses { proc1::USE_MSR_BITMAPS } else { 0 },
+            msr_bitmap: 0x1000,
+            ..Default::default()
+        };
+        let mut l0 = [0xffu8; 4096];
+        for &m in &passes {
+            for w in [false, true] {
+                if let Some(bit) = crate::exits::routing::msr_bitmap_bit(m, w) {
+                    l0[(bit / 8) as usize] &= !(1 << (bit % 8));
+                }
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let mut full = [0u8; 4096];
+        merge_msr_bitmap(&l0, l1_msr_bitmap(&v12, &mem, &mut buf), &mut full);
+        let mut sparse = [0xffu8; 4096];
+        update_msr_passthrough(&passes, &v12, &mem, &mut sparse);
+        prop_assert!(sparse == full);
+        // And again over a stale bitmap (the image keeps one across entries).
+        let mut stale = full;
+        stale.iter_mut().for_each(|b| *b ^= 0x55);
+        stale.iter_mut().enumerate().for_each(|(i, b)| if l0[i] == 0xff { *b = 0xff });
+        let mut again = [0xffu8; 4096];
+        for (i, b) in again.iter_mut().enumerate() { if l0[i] != 0xff { *b = stale[i] | l0[i]; } }
+        update_msr_passthrough(&passes, &v12, &mem, &mut again);
+        prop_assert!(again == full);
     }
 
     /// sync_vmcs12 ∘ prepare_vmcs02 returns the guest state unchanged.

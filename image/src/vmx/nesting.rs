@@ -21,6 +21,7 @@ use nested::vmcs::shadow::{
     shadowed_for_read,
 };
 use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::bitmaps::update_msr_passthrough;
 use nested::vmx::merge::{L0Config, L1State, Vmcs02Inputs, prepare_vmcs02};
 use nested::vmx::sync::{
     SyncScope, copy_reflected_to_shadow, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12,
@@ -64,6 +65,9 @@ pub struct Nested {
     vmcs01: u64,
     vmcs02: u64,
     vmcs02_ready: bool,
+    /// vmcs02's MSR bitmap: all ones but the bits of [`super::exits::L2_PASSTHROUGH`], which
+    /// follow L1's bitmap (re-read at every entry to L2).
+    msr_bitmap02: u64,
     pub vmcs02_launched: bool,
     pub in_l2: bool,
     shadow: ShadowEpt,
@@ -88,6 +92,9 @@ impl Nested {
         let shadowing =
             if shadowing && hw.has_vmcs_shadowing() { Some(enable_shadowing(hw)?) } else { None };
         let vmcs02 = zeroed_frame("vmcs02")?;
+        let msr_bitmap02 = zeroed_frame("vmcs02's MSR bitmap")?;
+        // SAFETY: a fresh 4-KiB frame that is ours; every MSR access exits until a merge.
+        unsafe { core::ptr::write_bytes(msr_bitmap02 as *mut u8, 0xff, 4096) };
         // SAFETY: the revision identifier goes in the first 4 bytes of a fresh VMCS region.
         unsafe { (vmcs02 as *mut u32).write(hw.revision_id()) };
         let (cr0_mask, cr4_mask) = setup::cr_masks(hw);
@@ -97,6 +104,7 @@ impl Nested {
             vmcs01,
             vmcs02,
             vmcs02_ready: false,
+            msr_bitmap02,
             vmcs02_launched: false,
             in_l2: false,
             shadow: ShadowEpt::new(),
@@ -608,7 +616,13 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
         n.vmx.dirty = nested::vmcs::DirtySet::all();
     }
     let vpid02 = if n.vpid_enabled() { n.l2_vpid() } else { 0 };
-    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap: None, io_bitmaps: None, l1 };
+    // SAFETY: msr_bitmap02 is our own 4-KiB frame; nothing else references it now.
+    let bitmap = unsafe { &mut *(n.msr_bitmap02 as *mut [u8; 4096]) };
+    update_msr_passthrough(super::exits::L2_PASSTHROUGH, &n.vmx.vmcs12, &g.memory, bitmap);
+    // Every port is a device L0 models: I/O exits unconditionally (the L0-or-L1 merge of
+    // I/O bitmaps would be all ones); ports L1 passes through are performed for it.
+    let msr_bitmap = Some(Hpa(n.msr_bitmap02));
+    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap, io_bitmaps: None, l1 };
     prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
     if vpid02 != n.vpid02 {
         v02.write(F::VirtualProcessorId, u64::from(vpid02));

@@ -106,3 +106,43 @@ pub fn l1_msr_bitmap<'a>(
     }
     Some(buf)
 }
+
+/// Sets or clears one MSR's read or write bit in a 4-KiB MSR bitmap (no-op for MSRs outside
+/// both ranges, which always exit).
+fn set_msr_bit(bitmap: &mut [u8; 4096], msr: u32, write: bool, exit: bool) {
+    let Some(bit) = crate::exits::routing::msr_bitmap_bit(msr, write) else { return };
+    let Some(byte) = bitmap.get_mut((bit / 8) as usize) else { return };
+    let mask = 1u8 << (bit % 8);
+    if exit {
+        *byte |= mask;
+    } else {
+        *byte &= !mask;
+    }
+}
+
+/// vmcs02's MSR bitmap when L0 itself needs every MSR access but those in `l0_passes`
+/// (MSRs whose L2 value the hardware holds correctly for L1's world: VMCS-switched ones,
+/// or ones L0 never uses): `out` starts all ones (every access exits) and only the bits of
+/// `l0_passes` are recomputed, from vmcs12's bitmap in L1 memory. Cheap enough to run on
+/// every nested VM entry, which it must: L1 may edit its bitmap without a VMWRITE, and the
+/// processor reads the bitmap at each access (SDM 25.6.9). An unreadable L1 bitmap exits.
+pub fn update_msr_passthrough(
+    l0_passes: &[u32],
+    v12: &Vmcs12,
+    mem: &impl GuestMemory,
+    out: &mut [u8; 4096],
+) {
+    let uses_bitmap = v12.cpu_based_vm_exec_control & proc1::USE_MSR_BITMAPS != 0;
+    for &msr in l0_passes {
+        for write in [false, true] {
+            let l1_exits = !uses_bitmap
+                || crate::exits::routing::msr_bitmap_bit(msr, write).is_none_or(|bit| {
+                    v12.msr_bitmap
+                        .checked_add(bit / 8)
+                        .and_then(|a| mem.read_u8(L1Gpa(a)).ok())
+                        .is_none_or(|b| b & (1 << (bit % 8)) != 0)
+                });
+            set_msr_bit(out, msr, write, l1_exits);
+        }
+    }
+}

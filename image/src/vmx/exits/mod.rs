@@ -10,6 +10,8 @@ mod mmio;
 mod msr;
 mod simple;
 
+pub use msr::L2_PASSTHROUGH;
+
 use nested::exits::{ExitInfo, ExitReason};
 use nested::guest::Gpr;
 use nested::vmcs::{Vmcs, VmcsField as F};

@@ -65,6 +65,23 @@ fn vmcs_field(msr: u32) -> Option<F> {
     })
 }
 
+/// MSRs an L2 may access without an exit when L1 passes them through (vmcs02's MSR bitmap):
+/// those the VMCS switches on every entry and exit (SYSENTER, FS/GS base) and those L0 never
+/// uses ([`passthrough`]); either way the hardware holds exactly L1's world's value.
+pub const L2_PASSTHROUGH: &[u32] = &[
+    IA32_SYSENTER_CS,
+    IA32_SYSENTER_ESP,
+    IA32_SYSENTER_EIP,
+    IA32_FS_BASE,
+    IA32_GS_BASE,
+    IA32_STAR,
+    IA32_LSTAR,
+    IA32_CSTAR,
+    IA32_FMASK,
+    IA32_KERNEL_GS_BASE,
+    IA32_TSC_AUX,
+];
+
 /// MSRs with no VMCS field that L0 itself never uses: the guest's values live in hardware.
 fn passthrough(msr: u32) -> bool {
     matches!(
