@@ -441,7 +441,7 @@ proptest! {
         let mut fixed = 0;
         for (gpa, access) in faults {
             let exit = ExitInfo { reason: 48, qualification: access, guest_physical_address: gpa, ..Default::default() };
-            if shadow.handle_violation(eptp12, &exit, &mut mem, &ept01, &mut frames, &caps, 36)
+            if shadow.handle_violation(eptp12, &exit, &mut mem, &ept01, &mut frames, &caps, 36, None)
                 == Ok(Resolution::Fixed)
             {
                 fixed += 1;

@@ -10,7 +10,7 @@
 use nested::addr::{Hpa, L1Gpa};
 use nested::caps::{VmxCaps, entry, ept_vpid, exit, pin, proc1, proc2};
 use nested::ept::shadow::{
-    Ept01, Ept01Leaf, HostFrames, Resolution, ShadowEpt, VpidMap, eptp02_for,
+    Ept01, Ept01Leaf, HostFrames, PmlLog, Resolution, ShadowEpt, VpidMap, eptp02_for,
 };
 use nested::ept::walk::PageSize;
 use nested::exits::routing::secondary_controls;
@@ -661,6 +661,10 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
             let eptp12 = n.vmx.vmcs12.ept_pointer;
             let ept01 = Ept01View { base: g.memory.host_base(), size: g.memory.size() };
             let caps = n.vmx.caps;
+            // L1's page-modification log, emulated on EPT12's dirty flags.
+            let v12 = &mut n.vmx.vmcs12;
+            let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
+                .then_some(PmlLog { address: v12.pml_address, index: &mut v12.guest_pml_index });
             match n.shadow.handle_violation(
                 eptp12,
                 info,
@@ -669,6 +673,7 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 &mut Frames,
                 &caps,
                 MAXPHYADDR,
+                pml,
             ) {
                 Ok(Resolution::Fixed) => {
                     // The fault may have interrupted an event delivery (e.g. L1's injected
@@ -679,6 +684,13 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 Ok(Resolution::ReflectViolation { qualification }) => {
                     let mut e = *info;
                     e.qualification = qualification;
+                    reflect(g, v02, &e)
+                }
+                Ok(Resolution::PmlFull) => {
+                    // Exit qualification: only NMI unblocking due to IRET (SDM 28.2.1).
+                    let mut e = *info;
+                    e.reason = u32::from(ExitReason::PmlFull.number());
+                    e.qualification = info.qualification & (1 << 12);
                     reflect(g, v02, &e)
                 }
                 Ok(Resolution::ReflectMisconfig) => {

@@ -19,6 +19,11 @@
 //! relies on (L1 clears them and invalidates with INVEPT, dropping the EPT02). vmcs02's EPTP
 //! enables A/D too ([`eptp02_for`]), so the hardware treats L2's paging-structure accesses
 //! as writes exactly when L1 asked for that.
+//!
+//! **Page-modification logging** for L1 (vmcs12 "enable PML", SDM 29.3.6) rides on the same
+//! dirty flags: each 0-to-1 dirty transition L0 makes in EPT12 is logged in L1's PML buffer
+//! ([`PmlLog`]); with the index out of range the access does not happen and L1 gets a
+//! PML-full exit ([`Resolution::PmlFull`]). vmcs02 never enables the hardware's PML.
 
 use super::eptp;
 use super::walk::{self, Ept12Fault, PageSize, bits};
@@ -73,6 +78,19 @@ pub enum Resolution {
     L1Unmapped(L1Gpa),
     /// L0 itself denies L1 this access (e.g. write-protected by L0): L0's own EPT01 fault.
     L0Denied(L1Gpa),
+    /// The write would set a dirty flag but L1's PML index is out of range: reflect a
+    /// page-modification log-full exit (reason 62); nothing was logged or flagged.
+    PmlFull,
+}
+
+/// L1's page-modification log, from vmcs12: the PML address and the guest PML index, which
+/// [`ShadowEpt::handle_violation`] decrements for each entry it writes (SDM 29.3.6).
+#[derive(Debug, PartialEq, Eq)]
+pub struct PmlLog<'a> {
+    /// vmcs12's PML address (4-KiB aligned, checked at VM entry).
+    pub address: u64,
+    /// vmcs12's guest PML index: the next entry (0..=511), else the log is full.
+    pub index: &'a mut u16,
 }
 
 /// Failures of EPT02 maintenance (L0 resources, not guest behaviour).
@@ -168,6 +186,7 @@ impl<const N: usize> ShadowEpt<N> {
         frames: &mut impl HostFrames,
         caps: &VmxCaps,
         maxphyaddr: u8,
+        pml: Option<PmlLog<'_>>,
     ) -> Result<Resolution, ShadowError> {
         let gpa = L2Gpa(exit.guest_physical_address);
         let access = walk::access_of(exit.qualification);
@@ -202,6 +221,20 @@ impl<const N: usize> ShadowEpt<N> {
         let mut perms = u64::from(leaf12.perms & leaf01.perms);
         if eptp12 & eptp::AD_ENABLE != 0 {
             let write = access & bits::WRITE as u8 != 0;
+            if write
+                && !leaf12.dirty
+                && let Some(log) = pml
+            {
+                // Log the L2 page before setting its dirty flag (SDM 29.3.6).
+                if *log.index > 511 {
+                    return Ok(Resolution::PmlFull);
+                }
+                let at = L1Gpa(log.address.wrapping_add(u64::from(*log.index) * 8));
+                l1mem
+                    .write_u64(at, gpa.0 & !0xfff)
+                    .map_err(|e| ShadowError::Ept12Unreadable(e.gpa))?;
+                *log.index = log.index.wrapping_sub(1);
+            }
             walk::set_accessed_dirty(l1mem, &leaf12, write)
                 .map_err(|e| ShadowError::Ept12Unreadable(e.gpa))?;
             if !write && !leaf12.dirty {

@@ -111,6 +111,7 @@ fn builds_leaf_with_intersected_permissions() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::Fixed));
     let root = sh.root_for(b.eptp(), &mut frames).unwrap();
@@ -130,6 +131,7 @@ fn builds_leaf_with_intersected_permissions() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::L0Denied(L1Gpa(0x3234))));
 }
@@ -147,6 +149,7 @@ fn large_pages_split_to_the_smaller_level() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::Fixed));
     // EPT12 2M page over 2M EPT01: a 2M leaf.
@@ -158,6 +161,7 @@ fn large_pages_split_to_the_smaller_level() {
         &mut frames,
         &caps,
         36,
+        None,
     )
     .unwrap();
     let root = sh.root_for(b.eptp(), &mut frames).unwrap();
@@ -181,6 +185,7 @@ fn large_pages_split_to_the_smaller_level() {
         &mut frames,
         &caps,
         36,
+        None,
     )
     .unwrap();
     let root = sh.root_for(b.eptp(), &mut frames).unwrap();
@@ -199,6 +204,7 @@ fn ept12_faults_are_reflected() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::ReflectViolation { qualification: 1 | 1 << 7 }));
     let r = sh.handle_violation(
@@ -209,6 +215,7 @@ fn ept12_faults_are_reflected() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(
         r,
@@ -224,6 +231,7 @@ fn ept12_faults_are_reflected() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::ReflectMisconfig));
     b.map(0x6000, 0x200_0000, PageSize::Size4K, 7); // beyond L1's memory
@@ -235,6 +243,7 @@ fn ept12_faults_are_reflected() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::L1Unmapped(L1Gpa(0x200_0000))));
     let r = sh.handle_violation(
@@ -245,6 +254,7 @@ fn ept12_faults_are_reflected() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert!(matches!(r, Err(ShadowError::Ept12Unreadable(_))));
 }
@@ -254,15 +264,33 @@ fn invept_frees_and_roots_are_per_eptp() {
     let (mut b, ept01, mut frames, mut sh) = setup();
     let caps = l1();
     let eptp_a = b.eptp();
-    sh.handle_violation(eptp_a, &violation(0x1000, 1), &mut b.mem, &ept01, &mut frames, &caps, 36)
-        .unwrap();
+    sh.handle_violation(
+        eptp_a,
+        &violation(0x1000, 1),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    )
+    .unwrap();
     // A second EPT12 root (EPTP switching).
     let mut b2 = Builder::new(0, 0x90_0000);
     b2.mem = core::mem::take(&mut b.mem);
     b2.map(0x1000, 0x8000, PageSize::Size4K, 7);
     let eptp_b = b2.eptp();
-    sh.handle_violation(eptp_b, &violation(0x1000, 1), &mut b2.mem, &ept01, &mut frames, &caps, 36)
-        .unwrap();
+    sh.handle_violation(
+        eptp_b,
+        &violation(0x1000, 1),
+        &mut b2.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    )
+    .unwrap();
     assert_eq!(sh.roots().count(), 2);
     let live = frames.live();
     assert_eq!(live, 8, "two roots with three tables each below… plus roots");
@@ -287,6 +315,7 @@ fn out_of_frames_is_an_error_and_eviction_frees() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Err(ShadowError::OutOfFrames));
     frames.limit = None;
@@ -328,7 +357,16 @@ fn accessed_dirty_flags_are_kept_through_ept02() {
     };
     assert_eq!(flags(&b), [0, 0, 0, 0], "a fresh EPT12 has no flags");
     let go = |b: &mut Builder, sh: &mut ShadowEpt, frames: &mut VecFrames, access| {
-        sh.handle_violation(eptp, &violation(0x1234, access), &mut b.mem, &ept01, frames, &caps, 36)
+        sh.handle_violation(
+            eptp,
+            &violation(0x1234, access),
+            &mut b.mem,
+            &ept01,
+            frames,
+            &caps,
+            36,
+            None,
+        )
     };
     assert_eq!(go(&mut b, &mut sh, &mut frames, 1), Ok(Resolution::Fixed));
     let a = bits::ACCESSED;
@@ -359,6 +397,7 @@ fn accessed_dirty_flags_are_kept_through_ept02() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::Fixed));
     let plain = walk::walk_ept12(&b.mem, b.eptp(), L2Gpa(0x1234), &caps, 36).unwrap();
@@ -377,10 +416,50 @@ fn accessed_dirty_flags_are_kept_through_ept02() {
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert!(matches!(r, Ok(Resolution::ReflectViolation { .. })));
     let ro = walk::walk_ept12(&b.mem, eptp, L2Gpa(0x2000), &caps, 36).unwrap();
     for &at in ro.entries.iter().flatten() {
         assert_eq!(b.mem.read_u64(at).unwrap() & bits::ACCESSED, 0);
     }
+}
+
+/// PML for L1 on EPT12's dirty flags: the first write to a clean page logs its L2 page
+/// address at the index and decrements it; a write to a page already dirty logs nothing; with
+/// the index out of range the write is refused with a PML-full exit and nothing changes.
+#[test]
+fn pml_logs_each_dirty_transition_and_fills() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    let eptp = b.eptp() | crate::ept::eptp::AD_ENABLE;
+    const LOG: u64 = 0xa0_0000; // L1's PML page
+    let mut index: u16 = 1;
+    let mut go = |b: &mut Builder, frames: &mut VecFrames, index: &mut u16, gpa, access| {
+        let pml = Some(PmlLog { address: LOG, index });
+        sh.handle_violation(
+            eptp,
+            &violation(gpa, access),
+            &mut b.mem,
+            &ept01,
+            frames,
+            &caps,
+            36,
+            pml,
+        )
+    };
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x1234, 1), Ok(Resolution::Fixed));
+    assert_eq!(index, 1, "a read is not logged");
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x1234, 2), Ok(Resolution::Fixed));
+    assert_eq!((index, b.mem.read_u64(L1Gpa(LOG + 8)).unwrap()), (0, 0x1000));
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x1ff8, 2), Ok(Resolution::Fixed));
+    assert_eq!(index, 0, "already dirty: nothing to log");
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x20_1000, 2), Ok(Resolution::Fixed));
+    // A 2-MiB page: the 4-KiB page written is logged (bits 11:0 clear).
+    assert_eq!((index, b.mem.read_u64(L1Gpa(LOG)).unwrap()), (0xffff, 0x20_1000));
+    // Full: the next dirtying write exits to L1 and neither logs nor sets the flag.
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x4000_5000, 2), Ok(Resolution::PmlFull));
+    assert_eq!(index, 0xffff);
+    let leaf = walk::walk_ept12(&b.mem, eptp, L2Gpa(0x4000_5000), &caps, 36).unwrap();
+    assert!(!leaf.dirty);
 }

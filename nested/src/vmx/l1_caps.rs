@@ -11,8 +11,9 @@
 //! instruction-intercept control the hardware has (HLT, INVLPG, MWAIT, MONITOR, RDPMC,
 //! RDTSC, PAUSE and PAUSE-loop, CR3/CR8, MOV DR, descriptor-table, WBINVD, RDRAND, RDSEED,
 //! XSAVES, RDTSCP and INVPCID enables, user wait/pause), MSR and I/O bitmaps, EFER/PAT
-//! load/save. Not exposed (yet): TPR shadow and APIC virtualization, posted interrupts, PML,
-//! VMCS shadowing for L1, #VE, TSC scaling, SPP, PT, ENCLS/ENCLV (no SGX), tertiary controls.
+//! load/save, page-modification logging (emulated by L0 on EPT12's dirty flags). Not exposed
+//! (yet): TPR shadow and APIC virtualization, posted interrupts, VMCS shadowing for L1, #VE,
+//! TSC scaling, SPP, PT, ENCLS/ENCLV (no SGX), tertiary controls.
 
 use crate::caps::{Allowed, VmxCaps, ept_vpid, exit, pin, proc1, proc2};
 use crate::vmcs::{VMCS12_REVISION, VMCS12_SIZE, VmcsField};
@@ -56,7 +57,8 @@ pub const L1_PROC2: u32 = proc2::ENABLE_EPT
     | proc2::ENABLE_VM_FUNCTIONS
     | proc2::RDSEED_EXITING
     | proc2::ENABLE_XSAVES
-    | proc2::ENABLE_USER_WAIT_PAUSE;
+    | proc2::ENABLE_USER_WAIT_PAUSE
+    | proc2::ENABLE_PML;
 
 /// VM-exit controls L0 can honour when it loads L1's host state.
 pub const L1_EXIT: u32 = exit::SAVE_DEBUG_CONTROLS
@@ -122,6 +124,11 @@ pub fn l1_caps(hw: &VmxCaps) -> VmxCaps {
     // EPT needs the walk L0 shadows; unrestricted guest needs EPT (26.2.1.1).
     if !hw.has_ept() {
         p2 &= !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST);
+    }
+    // PML is emulated on EPT12's dirty flags ([`crate::ept::shadow::PmlLog`]): it needs EPT
+    // and the A/D flags that feed it.
+    if p2 & proc2::ENABLE_EPT == 0 || !hw.ept_vpid_has(ept_vpid::ACCESSED_DIRTY) {
+        p2 &= !proc2::ENABLE_PML;
     }
     // Only EPTP switching is emulated, and only when L1 can have EPT.
     if !hw.has_eptp_switching() || p2 & proc2::ENABLE_EPT == 0 {
@@ -224,7 +231,7 @@ pub(crate) mod tests {
         assert!(l1.has_ept() && l1.has_vpid() && l1.has_unrestricted_guest());
         assert!(!l1.has_vmcs_shadowing(), "no shadowing for L1 yet");
         assert!(!l1.has_posted_interrupts());
-        assert!(!l1.secondary().can_set(proc2::ENABLE_PML));
+        assert!(l1.secondary().can_set(proc2::ENABLE_PML), "PML, emulated on EPT A/D");
         assert!(l1.has_eptp_switching());
         assert!(!l1.primary().can_set(proc1::USE_TPR_SHADOW));
         assert!(l1.primary().can_set(proc1::HLT_EXITING | proc1::USE_MSR_BITMAPS));
@@ -233,6 +240,7 @@ pub(crate) mod tests {
         let mut no_ad = hw;
         no_ad.ept_vpid &= !ept_vpid::ACCESSED_DIRTY;
         assert!(!l1_caps(&no_ad).ept_vpid_has(ept_vpid::ACCESSED_DIRTY));
+        assert!(!l1_caps(&no_ad).secondary().can_set(proc2::ENABLE_PML), "PML needs A/D");
         assert_eq!(l1.cr3_target_count(), 4);
         assert_eq!(l1.max_vmcs_index(), VmcsField::max_index());
         // TRUE MSRs relax exactly the flexible default1 bits.
