@@ -10,78 +10,43 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use serde::Serialize;
 use turtles_config::Emulator;
 
-use crate::run::{RunOptions, run};
+use crate::run::{Console, RunOptions, run};
 use crate::status;
+pub use crate::workload::{Part, parse_workload};
 
-/// One `workload: <name> rounds=R ticks=T per-round=P [exits=E] result=X` line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Part {
-    pub name: String,
-    pub rounds: u64,
-    pub ticks: u64,
-    /// Exits at the hypervisor directly below.
-    pub exits: Option<u64>,
-    /// Exits at the bottom L0.
-    pub l0_exits: Option<u64>,
-    pub result: String,
+/// One Bochs run of a config: its workload parts and L0's exits by reason.
+pub struct Measured {
+    pub parts: BTreeMap<String, Part>,
+    pub l0_exits: BTreeMap<String, u64>,
 }
 
-impl Part {
-    /// Ticks per round trip, with two decimals.
-    pub fn ticks_per_round(&self) -> f64 {
-        self.ticks as f64 / self.rounds.max(1) as f64
-    }
-
-    /// Exits per round trip, if counted.
-    pub fn exits_per_round(&self) -> Option<f64> {
-        self.exits.map(|e| e as f64 / self.rounds.max(1) as f64)
-    }
-}
-
-/// Parses the workload lines of a run's serial output (any prefix before `workload:`).
-pub fn parse_workload(lines: &[String]) -> BTreeMap<String, Part> {
-    let mut parts = BTreeMap::new();
-    for line in lines {
-        let Some(rest) = line.split("workload: ").nth(1) else { continue };
-        if line.contains("workload: total") {
-            continue;
-        }
-        let mut words = rest.split_whitespace();
-        let Some(name) = words.next() else { continue };
-        let fields: BTreeMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
-        let number = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
-        let (Some(rounds), Some(ticks)) = (number("rounds"), number("ticks")) else { continue };
-        parts.insert(
-            name.to_string(),
-            Part {
-                name: name.to_string(),
-                rounds,
-                ticks,
-                exits: number("exits"),
-                l0_exits: number("l0-exits"),
-                result: fields.get("result").unwrap_or(&"").to_string(),
-            },
-        );
-    }
-    parts
-}
-
-fn run_leaf(config: &str) -> Result<BTreeMap<String, Part>, String> {
+/// Boots `config` under Bochs with `cmdline` and reads its workload results.
+pub fn measure(config: &str, cmdline: &str) -> Result<Measured, String> {
     let mut options = RunOptions::new(config);
     options.emulator = Some(Emulator::Bochs);
-    options.timeout = 300;
-    options.quiet = true;
+    options.timeout = 900;
+    options.console = Console::Quiet;
+    options.cmdline = cmdline.to_string();
     let outcome = run(&options)?;
     if outcome.exit_code != status::SUCCESS {
-        return Err(format!("`{config}` ended with status {}", outcome.exit_code));
+        return Err(format!(
+            "`{config}` ended with status {} (log: {})",
+            outcome.exit_code,
+            outcome.log.display()
+        ));
     }
     let parts = parse_workload(&outcome.lines);
     if parts.is_empty() {
         return Err(format!("`{config}` printed no workload results"));
     }
-    Ok(parts)
+    Ok(Measured { parts, l0_exits: parse_l0_exits(&outcome.lines) })
+}
+
+fn run_leaf(config: &str) -> Result<BTreeMap<String, Part>, String> {
+    Ok(measure(config, "")?.parts)
 }
 
 const EXIT_PARTS: [(&str, &str); 3] =
@@ -103,8 +68,8 @@ pub fn single_report(
         "| round trip | no hypervisor: ticks | depth 1: ticks | depth 1: L0 exits |"
     );
     let _ = writeln!(table, "|---|---:|---:|---:|");
-    let mut json = String::from("{\n  \"bench\": \"single\",\n  \"round_trips\": {\n");
-    let mut first = true;
+    let mut json =
+        SingleJson { bench: "single", round_trips: BTreeMap::new(), workload: BTreeMap::new() };
     for (key, label) in EXIT_PARTS {
         let b = bare.get(key);
         let d = depth1.get(key);
@@ -113,19 +78,15 @@ pub fn single_report(
         let exits =
             d.and_then(Part::exits_per_round).map_or("-".to_string(), |e| format!("{e:.2}"));
         let _ = writeln!(table, "| {label} | {} | {} | {exits} |", fmt(b), fmt(d));
-        if !first {
-            json += ",\n";
-        }
-        first = false;
-        let _ = write!(
-            json,
-            "    \"{key}\": {{ \"bare_ticks\": {}, \"depth1_ticks\": {}, \"depth1_exits\": {} }}",
-            b.map_or("null".to_string(), |p| format!("{:.2}", p.ticks_per_round())),
-            d.map_or("null".to_string(), |p| format!("{:.2}", p.ticks_per_round())),
-            d.and_then(Part::exits_per_round).map_or("null".to_string(), |e| format!("{e:.4}")),
+        json.round_trips.insert(
+            key,
+            RoundTripJson {
+                bare_ticks: b.map(Part::ticks_per_round),
+                depth1_ticks: d.map(Part::ticks_per_round),
+                depth1_exits: d.and_then(Part::exits_per_round),
+            },
         );
     }
-    json += "\n  },\n  \"workload\": {\n";
     let _ =
         writeln!(table, "\n| workload part | no hypervisor: ticks | depth 1: ticks | overhead |");
     let _ = writeln!(table, "|---|---:|---:|---:|");
@@ -142,23 +103,93 @@ pub fn single_report(
             d.ticks,
             overhead(b.ticks, d.ticks)
         );
-        let _ = writeln!(
-            json,
-            "    \"{key}\": {{ \"bare_ticks\": {}, \"depth1_ticks\": {} }},",
-            b.ticks, d.ticks
-        );
+        json.workload.insert(key, TicksJson { bare_ticks: b.ticks, depth1_ticks: d.ticks });
     }
     let _ = writeln!(table, "| **sum** | {sum_bare} | {sum_d1} | {} |", overhead(sum_bare, sum_d1));
-    let _ = write!(
-        json,
-        "    \"sum\": {{ \"bare_ticks\": {sum_bare}, \"depth1_ticks\": {sum_d1} }}\n  }}\n}}\n"
-    );
+    json.workload.insert("sum", TicksJson { bare_ticks: sum_bare, depth1_ticks: sum_d1 });
     let same = WORK_PARTS
         .iter()
         .all(|k| bare.get(*k).map(|p| &p.result) == depth1.get(*k).map(|p| &p.result));
     let _ =
         writeln!(table, "\nresults identical at both depths: {}", if same { "yes" } else { "NO" });
-    (table, json)
+    (table, to_json(&json))
+}
+
+/// `bench single --json`: per round trip and per workload part.
+#[derive(Serialize)]
+struct SingleJson {
+    bench: &'static str,
+    round_trips: BTreeMap<&'static str, RoundTripJson>,
+    workload: BTreeMap<&'static str, TicksJson>,
+}
+
+#[derive(Serialize)]
+struct RoundTripJson {
+    bare_ticks: Option<f64>,
+    depth1_ticks: Option<f64>,
+    depth1_exits: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct TicksJson {
+    bare_ticks: u64,
+    depth1_ticks: u64,
+}
+
+/// `bench nested --json`: one entry per configuration measured.
+#[derive(Serialize)]
+struct NestedJson<'a> {
+    bench: &'static str,
+    transition_cycles: u64,
+    levels: Vec<LevelJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct LevelJson<'a> {
+    label: &'a str,
+    cpuid_ticks: Option<f64>,
+    exits_per_reflected_exit: Option<f64>,
+    io_ticks: Option<f64>,
+    l0_exits_per_io: Option<f64>,
+    hlt_ticks: Option<f64>,
+    l0_exits_per_l0_handled_exit: Option<f64>,
+    mixed_ticks_per_round: Option<f64>,
+    mixed_modelled_ticks: u64,
+    workload_ticks: u64,
+    workload_l0_exits: u64,
+    l0_exits_by_reason: &'a BTreeMap<String, u64>,
+}
+
+/// The JSON of `bench nested`.
+pub fn nested_json(levels: &[Level]) -> String {
+    let json = NestedJson {
+        bench: "nested",
+        transition_cycles: TRANSITION_CYCLES,
+        levels: levels
+            .iter()
+            .map(|l| LevelJson {
+                label: &l.label,
+                cpuid_ticks: l.ticks("cpuid"),
+                exits_per_reflected_exit: l.l0_per_round("cpuid"),
+                io_ticks: l.ticks("io"),
+                l0_exits_per_io: l.l0_per_round("io"),
+                hlt_ticks: l.ticks("hlt"),
+                l0_exits_per_l0_handled_exit: l.l0_per_round("memory"),
+                mixed_ticks_per_round: l.ticks("mixed"),
+                mixed_modelled_ticks: l.modelled("mixed"),
+                workload_ticks: l.sum_ticks(),
+                workload_l0_exits: l.sum_l0_exits(),
+                l0_exits_by_reason: &l.l0_exits,
+            })
+            .collect(),
+    };
+    to_json(&json)
+}
+
+/// Pretty JSON with a final newline.
+pub fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value)
+        .map_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"), |s| s + "\n")
 }
 
 fn overhead(base: u64, value: u64) -> String {
@@ -239,20 +270,8 @@ impl Level {
 pub const TRANSITION_CYCLES: u64 = 1_500;
 
 fn run_level(label: &str, config: &str, cmdline: &str) -> Result<Level, String> {
-    let mut options = RunOptions::new(config);
-    options.emulator = Some(Emulator::Bochs);
-    options.timeout = 900;
-    options.quiet = true;
-    options.cmdline = cmdline.to_string();
-    let outcome = run(&options)?;
-    if outcome.exit_code != status::SUCCESS {
-        return Err(format!("`{config}` ended with status {}", outcome.exit_code));
-    }
-    let parts = parse_workload(&outcome.lines);
-    if parts.is_empty() {
-        return Err(format!("`{config}` printed no workload results"));
-    }
-    Ok(Level { label: label.to_string(), parts, l0_exits: parse_l0_exits(&outcome.lines) })
+    let m = measure(config, cmdline)?;
+    Ok(Level { label: label.to_string(), parts: m.parts, l0_exits: m.l0_exits })
 }
 
 fn cell(v: Option<f64>, decimals: usize) -> String {
@@ -436,38 +455,7 @@ pub fn nested(
     std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
     println!("plot: {}", svg_path.display());
     if let Some(path) = json_out {
-        let mut json = String::from(
-            "{\n  \"bench\": \"nested\",\n  \"transition_cycles\": 1500,\n  \"levels\": [\n",
-        );
-        for (i, l) in levels.iter().enumerate() {
-            let f = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.4}"));
-            let _ = writeln!(
-                json,
-                "    {{ \"label\": \"{}\", \"cpuid_ticks\": {}, \"exits_per_reflected_exit\": {}, \
-                 \"io_ticks\": {}, \"l0_exits_per_io\": {}, \"hlt_ticks\": {}, \
-                 \"l0_exits_per_l0_handled_exit\": {}, \"mixed_ticks_per_round\": {}, \
-                 \"mixed_modelled_ticks\": {}, \"workload_ticks\": {}, \"workload_l0_exits\": {}, \
-                 \"l0_exits_by_reason\": {{ {} }} }}{}",
-                l.label,
-                f(l.ticks("cpuid")),
-                f(l.l0_per_round("cpuid")),
-                f(l.ticks("io")),
-                f(l.l0_per_round("io")),
-                f(l.ticks("hlt")),
-                f(l.l0_per_round("memory")),
-                f(l.ticks("mixed")),
-                l.modelled("mixed"),
-                l.sum_ticks(),
-                l.sum_l0_exits(),
-                l.l0_exits
-                    .iter()
-                    .map(|(k, v)| format!("\"{k}\": {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if i + 1 < levels.len() { "," } else { "" }
-            );
-        }
-        json += "  ]\n}\n";
+        let json = nested_json(&levels);
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("bench nested: JSON written to {}", path.display());
     }
@@ -480,22 +468,6 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_string).collect()
-    }
-
-    #[test]
-    fn parses_workload_lines_with_and_without_exits() {
-        let parts = parse_workload(&lines(
-            "L1| [L1 cpu0 INFO ] workload: cpuid rounds=1000 ticks=457010 per-round=457 exits=1000 result=0x55f0\n\
-             [L0 cpu0 INFO ] workload: compute rounds=2000000 ticks=20000009 per-round=10 result=0x6ff1\n\
-             workload: total ticks=5\n\
-             unrelated line",
-        ));
-        assert_eq!(parts.len(), 2, "{parts:?}");
-        let cpuid = &parts["cpuid"];
-        assert_eq!((cpuid.rounds, cpuid.ticks, cpuid.exits), (1000, 457010, Some(1000)));
-        assert_eq!(cpuid.exits_per_round(), Some(1.0));
-        assert_eq!(parts["compute"].exits, None);
-        assert_eq!(parts["compute"].result, "0x6ff1");
     }
 
     #[test]
@@ -538,6 +510,14 @@ mod tests {
         assert!(t.contains("| mixed part: overhead vs depth 1 (ticks) | - | - |"), "{t}");
         let svg = nested_svg(&[level("a", "")]);
         assert!(svg.starts_with("<svg") && svg.contains("Cpuid"), "{svg}");
+        let d1 = level("depth 1", "workload: cpuid rounds=100 ticks=50000 exits=100 l0-exits=100");
+        let json: serde_json::Value =
+            serde_json::from_str(&nested_json(&[d1])).expect("valid JSON");
+        assert_eq!(json["levels"][0]["label"], "depth 1");
+        assert_eq!(json["levels"][0]["cpuid_ticks"], 500.0);
+        assert_eq!(json["levels"][0]["exits_per_reflected_exit"], 1.0);
+        assert_eq!(json["levels"][0]["io_ticks"], serde_json::Value::Null);
+        assert_eq!(json["levels"][0]["l0_exits_by_reason"]["Cpuid"], 5);
     }
 
     #[test]
@@ -580,10 +560,10 @@ mod tests {
         assert!(table.contains("| CPUID | 9.0 | 457.0 | 1.00 |"), "{table}");
         assert!(table.contains("| compute x10 | 100 | 110 | +10.0% |"), "{table}");
         assert!(table.contains("results identical at both depths: yes"), "{table}");
-        assert!(json.contains("\"depth1_exits\": 1.0000"), "{json}");
-        assert!(
-            json.contains("\"sum\": { \"bare_ticks\": 9100, \"depth1_ticks\": 457110 }"),
-            "{json}"
-        );
+        let json: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(json["round_trips"]["cpuid"]["depth1_exits"], 1.0);
+        assert_eq!(json["round_trips"]["io"]["bare_ticks"], serde_json::Value::Null);
+        assert_eq!(json["workload"]["sum"]["bare_ticks"], 9100);
+        assert_eq!(json["workload"]["sum"]["depth1_ticks"], 457110);
     }
 }

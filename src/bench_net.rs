@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::stats::Answer;
+
 /// The config the benchmark boots and where its endpoint is forwarded.
 const CONFIG: &str = "net-qemu";
 const ADDR: &str = "127.0.0.1:15555";
@@ -40,7 +42,7 @@ impl Drop for Runner {
 pub fn net() -> Result<i32, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the runner: {e}"))?;
     let mut child = Command::new(exe)
-        .args(["run", CONFIG, "--emulator", "qemu", "--timeout", "300"])
+        .args(["run", CONFIG, "--emulator", "qemu", "--timeout", "300", "--verbose"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -112,10 +114,9 @@ fn ping(socket: &UdpSocket) -> Result<(u32, u32, Vec<Duration>), String> {
     for seq in 0..PINGS {
         let sent = Instant::now();
         socket.send(format!("ping {seq}").as_bytes()).map_err(|e| format!("send: {e}"))?;
-        let want = format!("\"seq\":{seq}}}");
         loop {
             match socket.recv(&mut buf) {
-                Ok(n) if String::from_utf8_lossy(&buf[..n]).contains(&want) => {
+                Ok(n) if is_pong(&buf[..n], seq) => {
                     rtts.push(sent.elapsed());
                     break;
                 }
@@ -133,6 +134,18 @@ fn ping(socket: &UdpSocket) -> Result<(u32, u32, Vec<Duration>), String> {
     Ok((rtts.len() as u32, lost, rtts))
 }
 
+/// Whether a datagram is the `pong` answer to ping `seq`.
+fn is_pong(datagram: &[u8], seq: u32) -> bool {
+    let text = String::from_utf8_lossy(datagram);
+    matches!(Answer::parse(text.trim_end()), Ok(Answer::Pong { seq: s }) if s == u64::from(seq))
+}
+
+/// Whether a datagram is the `end` line of a `bulk` answer.
+fn is_bulk_end(datagram: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(datagram);
+    matches!(Answer::parse(text.trim_end()), Ok(Answer::End { bulk: Some(_), .. }))
+}
+
 struct Bulk {
     datagrams: u32,
     bytes: u64,
@@ -146,7 +159,7 @@ fn bulk(socket: &UdpSocket) -> Result<Bulk, String> {
     socket.send(format!("bulk {BULK}").as_bytes()).map_err(|e| format!("send: {e}"))?;
     let mut result = Bulk { datagrams: 0, bytes: 0, time: Duration::ZERO };
     while let Ok(n) = socket.recv(&mut buf) {
-        if buf[..n].starts_with(b"{\"type\":\"end\"") {
+        if is_bulk_end(&buf[..n]) {
             break;
         }
         result.datagrams += 1;
@@ -157,4 +170,18 @@ fn bulk(socket: &UdpSocket) -> Result<Bulk, String> {
         return Err("no bulk datagrams arrived".to_string());
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognizes_pongs_and_the_end_of_bulk() {
+        assert!(is_pong(b"{\"type\":\"pong\",\"seq\":41}\n", 41));
+        assert!(!is_pong(b"{\"type\":\"pong\",\"seq\":40}\n", 41));
+        assert!(!is_pong(b"\xff garbage", 41));
+        assert!(is_bulk_end(b"{\"type\":\"end\",\"bulk\":4000}\n"));
+        assert!(!is_bulk_end(b"{\"type\":\"bulk\",\"seq\":7,\"pad\":\"x\"}\n"));
+    }
 }

@@ -1,14 +1,22 @@
 //! Building the image for a config: `cargo build -p turtles-image` for `x86_64-unknown-none`
-//! with `TURTLES_CONFIG` set, one target directory per config so runs of different configs
-//! (and parallel tests) never overwrite each other's image.
+//! with `TURTLES_CONFIG` set.
+//!
+//! All configs share one target directory (`target/image/build`), so the dependencies are
+//! built once: `image/build.rs` reruns when `TURTLES_CONFIG` changes, and only the image
+//! crate itself recompiles between configs. Each result is copied to
+//! `target/image/<config>/turtles-image` with the fingerprint of its inputs
+//! ([`crate::fingerprint`]); a later build of an unchanged config skips cargo. Builds are
+//! serialized across processes (tests run in parallel) by a lock on `target/image/build.lock`.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use turtles_config::{Config, ConfigSet};
 
-use crate::workspace_root;
+use crate::{fingerprint, workspace_root};
 
 /// All configs of the workspace.
 pub fn configs() -> Result<ConfigSet, String> {
@@ -21,39 +29,141 @@ pub struct Built {
     pub path: PathBuf,
 }
 
-/// Builds the image of `config` and those of its guests. Returns the image of `config` and
-/// the guests' images outermost first: the boot modules to hand it (each level passes the
-/// rest on to its guest).
+/// What a build reports while it goes.
+#[derive(Debug)]
+pub enum BuildEvent<'a> {
+    /// Another process holds the build lock.
+    Waiting,
+    /// Image `index` (from 1) of `count` starts: `name`'s.
+    Start { name: &'a str, index: usize, count: usize },
+    /// A line cargo wrote (`Compiling crate v1.2.3`, warnings, errors).
+    Cargo(&'a str),
+    /// The image is ready; `fresh`: its inputs were unchanged, cargo was not run.
+    Done { name: &'a str, fresh: bool, took: Duration },
+}
+
+/// Where the image of config `name` is copied after a build.
+pub fn image_path(name: &str) -> PathBuf {
+    workspace_root().join("target/image").join(name).join("turtles-image")
+}
+
+/// The image of `config` and those of its guests, outermost first: what
+/// [`build_chain_names`] lists, built by [`build_all`].
 pub fn build(set: &ConfigSet, config: &Config) -> Result<(PathBuf, Vec<Built>), String> {
-    let mut chain = Vec::new();
-    for level in set.build_order(&config.name)? {
-        chain.push(Built { name: level.name.clone(), path: build_one(&level.name)? });
-    }
+    let names = build_chain_names(set, config)?;
+    let paths = build_all(&names, &mut |_| {})?;
+    split_chain(names, paths)
+}
+
+/// The configs whose images `config` needs, innermost guest first and `config` last.
+pub fn build_chain_names(set: &ConfigSet, config: &Config) -> Result<Vec<String>, String> {
+    Ok(set.build_order(&config.name)?.iter().map(|c| c.name.clone()).collect())
+}
+
+/// Splits the images of [`build_chain_names`] into the image of the config (the last) and the
+/// guests' images outermost first: the boot modules to hand it (each level passes the rest
+/// on to its guest).
+pub fn split_chain(
+    names: Vec<String>,
+    paths: Vec<PathBuf>,
+) -> Result<(PathBuf, Vec<Built>), String> {
+    let mut chain: Vec<Built> =
+        names.into_iter().zip(paths).map(|(name, path)| Built { name, path }).collect();
     let top = chain.pop().ok_or("empty build order")?;
     chain.reverse();
     Ok((top.path, chain))
 }
 
-fn build_one(name: &str) -> Result<PathBuf, String> {
+/// Builds the images of `names` (in that order, duplicates once) and returns their paths.
+pub fn build_all(
+    names: &[String],
+    events: &mut dyn FnMut(BuildEvent<'_>),
+) -> Result<Vec<PathBuf>, String> {
     let root = workspace_root();
-    let target_dir = root.join("target/image").join(name);
+    let images = root.join("target/image");
+    fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
+    let lock_path = images.join("build.lock");
+    let lock = fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        events(BuildEvent::Waiting);
+        lock.lock().map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    }
+    // Inputs are hashed under the lock: a build in another process cannot interleave.
+    let inputs = fingerprint::inputs(&root)?;
+    let mut unique: Vec<&String> = Vec::new();
+    for name in names {
+        if !unique.contains(&name) {
+            unique.push(name);
+        }
+    }
+    for (i, name) in unique.iter().enumerate() {
+        events(BuildEvent::Start { name, index: i + 1, count: unique.len() });
+        let start = Instant::now();
+        let fresh = build_one(&root, name, &fingerprint::for_config(inputs, name), events)?;
+        events(BuildEvent::Done { name, fresh, took: start.elapsed() });
+    }
+    drop(lock); // unlocks
+    Ok(names.iter().map(|n| image_path(n)).collect())
+}
+
+/// Builds `name`'s image unless its copy matches `print`; returns whether it was fresh.
+fn build_one(
+    root: &Path,
+    name: &str,
+    print: &str,
+    events: &mut dyn FnMut(BuildEvent<'_>),
+) -> Result<bool, String> {
+    let out = image_path(name);
+    let dir = out.parent().ok_or("image path has no directory")?;
+    let stamp = dir.join("inputs.fingerprint");
+    if out.is_file() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == print) {
+        return Ok(true);
+    }
+    let target_dir = root.join("target/image/build");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(&cargo)
-        .current_dir(&root)
+    let mut child = Command::new(&cargo)
+        .current_dir(root)
         .env("TURTLES_CONFIG", name)
-        .args(["build", "--quiet", "--release", "-p", "turtles-image"])
+        .env("CARGO_TERM_PROGRESS_WHEN", "never")
+        .args(["build", "--release", "-p", "turtles-image", "--color", "never"])
         .args(["--target", "x86_64-unknown-none", "--target-dir"])
         .arg(&target_dir)
-        .status()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    let mut said = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            events(BuildEvent::Cargo(&line));
+            said.push(line);
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{cargo}: {e}"))?;
     if !status.success() {
-        return Err(format!("building the image for config `{name}` failed ({status})"));
+        return Err(format!(
+            "building the image for config `{name}` failed ({status}):\n{}",
+            said.join("\n")
+        ));
     }
-    let image = target_dir.join("x86_64-unknown-none/release/turtles-image");
-    if !image.is_file() {
-        return Err(format!("the build said it succeeded but {} is missing", image.display()));
+    let built = target_dir.join("x86_64-unknown-none/release/turtles-image");
+    if !built.is_file() {
+        return Err(format!("the build said it succeeded but {} is missing", built.display()));
     }
-    Ok(image)
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Before the shared target dir each config had a whole target dir here: free that space.
+    for old in ["x86_64-unknown-none", "release"] {
+        let _ = fs::remove_dir_all(dir.join(old));
+    }
+    // The stamp goes first and comes back last: an interrupted copy is never taken as fresh.
+    let _ = fs::remove_file(&stamp);
+    // Copy, then rename: a reader never sees half an image.
+    let partial = dir.join("turtles-image.partial");
+    fs::copy(&built, &partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+    fs::rename(&partial, &out).map_err(|e| format!("{}: {e}", out.display()))?;
+    fs::write(&stamp, print).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(false)
 }
 
 /// Writes a copy of `image` whose multiboot1 header magic is cleared, so QEMU `-kernel` boots

@@ -1,15 +1,21 @@
 //! The turtles runner: builds images per config, makes the GRUB ISO, boots QEMU or Bochs,
 //! streams the serial console and maps the image's exit marker to its own exit status.
 
+pub mod baseline;
 pub mod bench;
 pub mod bench_net;
 pub mod devices;
+pub mod fingerprint;
 pub mod images;
 pub mod iso;
+pub mod progress;
+pub mod readme;
 pub mod run;
 pub mod session;
 pub mod stats;
+pub mod summary;
 pub mod tools;
+pub mod workload;
 
 use std::path::PathBuf;
 
@@ -34,4 +40,19 @@ pub mod status {
     pub const TIMEOUT: i32 = 124;
     /// The emulator ended without printing the exit marker.
     pub const NO_MARKER: i32 = 125;
+
+    /// A short name for a status the image or the runner defines; `None` for any other (a
+    /// guest's own status passed on, which only that guest can explain).
+    pub fn name(code: i32) -> Option<&'static str> {
+        Some(match code {
+            SUCCESS => "success",
+            FAILURE => "failure",
+            RUNNER_ERROR => "runner error",
+            NO_VMX => "no VMX",
+            GUEST_STOPPED => "guest stopped",
+            TIMEOUT => "timeout",
+            NO_MARKER => "no exit marker",
+            _ => return None,
+        })
+    }
 }

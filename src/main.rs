@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use turtles::run::RunOptions;
+use turtles::run::{Console, RunOptions};
 use turtles::session::QemuBoot;
 use turtles::{images, status};
 use turtles_config::Emulator;
@@ -17,6 +17,10 @@ const DEFAULT_CONFIG: &str = "l0-l1-leaf";
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
+    /// Print every serial line as it comes (otherwise a status line, then a summary per
+    /// level; the full log is in the run's directory either way).
+    #[arg(long, short, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +66,16 @@ enum BenchCmd {
     /// UDP round trips per second and bulk throughput through the management endpoint
     /// (`net-qemu` under QEMU, virtio-net).
     Net,
+    /// Measure what `single` and `nested` measure (no hypervisor, depth 1, depth 2 with and
+    /// without VMCS shadowing) and compare ticks and L0 exits per round trip with
+    /// bench/baseline.json; fails on a regression beyond the baseline's tolerance.
+    Check {
+        /// Record the figures as the new baseline and regenerate the README's table.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Regenerate the README's figures from bench/baseline.json (no emulator run).
+    Readme,
 }
 
 #[derive(clap::Args)]
@@ -110,17 +124,20 @@ enum BootArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => run(RunArgs {
-            config: DEFAULT_CONFIG.to_string(),
-            emulator: None,
-            timeout: 120,
-            boot: BootArg::Multiboot1,
-            cmdline: String::new(),
-            guest_cmdline: String::new(),
-            guest_image: None,
-            leaf_cmdline: String::new(),
-        }),
-        Some(Cmd::Run(args)) => run(args),
+        None => run(
+            RunArgs {
+                config: DEFAULT_CONFIG.to_string(),
+                emulator: None,
+                timeout: 120,
+                boot: BootArg::Multiboot1,
+                cmdline: String::new(),
+                guest_cmdline: String::new(),
+                guest_image: None,
+                leaf_cmdline: String::new(),
+            },
+            cli.verbose,
+        ),
+        Some(Cmd::Run(args)) => run(args, cli.verbose),
         Some(Cmd::List) => list(),
         Some(Cmd::Bench { which: BenchCmd::Single { json } }) => {
             turtles::bench::single(json.as_deref())
@@ -129,6 +146,8 @@ fn main() -> ExitCode {
             turtles::bench::nested(json.as_deref(), svg.as_deref(), depth3)
         }
         Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
+        Some(Cmd::Bench { which: BenchCmd::Check { update } }) => turtles::baseline::check(update),
+        Some(Cmd::Bench { which: BenchCmd::Readme }) => turtles::readme::command(),
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),
     };
     match result {
@@ -154,7 +173,7 @@ fn list() -> Result<i32, String> {
     Ok(status::SUCCESS)
 }
 
-fn run(args: RunArgs) -> Result<i32, String> {
+fn run(args: RunArgs, verbose: bool) -> Result<i32, String> {
     let options = RunOptions {
         config: args.config,
         emulator: args.emulator.map(|e| match e {
@@ -170,7 +189,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         guest_cmdline: args.guest_cmdline,
         guest_image: args.guest_image,
         leaf_cmdline: args.leaf_cmdline,
-        quiet: false,
+        console: if verbose { Console::Stream } else { Console::Summary },
     };
     Ok(turtles::run::run(&options)?.exit_code)
 }

@@ -8,7 +8,19 @@ use std::time::Duration;
 use turtles_config::Emulator;
 
 use crate::session::{self, Launch, Outcome, QemuBoot};
-use crate::{images, iso, status, tools, workspace_root};
+use crate::summary::Summary;
+use crate::{images, iso, progress, status, tools, workspace_root};
+
+/// What the runner prints of the serial console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console {
+    /// A status line while it runs, then the summary (the log is in the run's directory).
+    Summary,
+    /// Every line as it comes (`--verbose`), then the summary.
+    Stream,
+    /// Only the status line (the caller reads the outcome: benchmarks).
+    Quiet,
+}
 
 /// What to run and how.
 pub struct RunOptions {
@@ -22,8 +34,7 @@ pub struct RunOptions {
     pub guest_image: Option<PathBuf>,
     /// Appended to the last module's command line (the innermost guest).
     pub leaf_cmdline: String,
-    /// Do not print the serial console (the outcome still holds it).
-    pub quiet: bool,
+    pub console: Console,
 }
 
 impl RunOptions {
@@ -38,7 +49,7 @@ impl RunOptions {
             guest_cmdline: String::new(),
             guest_image: None,
             leaf_cmdline: String::new(),
-            quiet: false,
+            console: Console::Summary,
         }
     }
 }
@@ -51,8 +62,15 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
     let config = set.get(&options.config)?;
     let emulator = options.emulator.unwrap_or(config.machine.emulator);
     tools::check(emulator)?;
-    eprintln!("turtles: building the image for config `{}`", config.name);
-    let (image, guests) = images::build(&set, config)?;
+    let mut names = images::build_chain_names(&set, config)?;
+    // The image the config's disk holds is built now too, with the others.
+    let disk_guest = config.disk.as_ref().and_then(|d| d.guest.clone());
+    let chain = names.len();
+    names.extend(disk_guest);
+    let mut paths = progress::build_images(&names)?;
+    names.truncate(chain);
+    paths.truncate(chain);
+    let (image, guests) = images::split_chain(names, paths)?;
     let mut modules: Vec<iso::IsoModule> = guests
         .iter()
         .map(|g| iso::IsoModule { file: g.path.clone(), cmdline: g.name.clone() })
@@ -112,16 +130,32 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         boot_file,
         cmdline: options.cmdline.clone(),
         modules,
-        work,
-        quiet: options.quiet,
+        work: work.clone(),
+        stream: options.console == Console::Stream,
     })?;
     crate::devices::after_run(config);
-    eprintln!("turtles: `{}` ended with status {}", config.name, describe(outcome.exit_code));
+    if options.console != Console::Quiet {
+        println!(
+            "\nsummary of `{}` under {} ({} serial lines):\n{}",
+            config.name,
+            emulator.as_str(),
+            outcome.summary.lines,
+            outcome.summary.render()
+        );
+        println!("full log: {} (--verbose prints it as it comes)", outcome.log.display());
+    }
+    eprintln!(
+        "turtles: `{}` ended with status {}",
+        config.name,
+        describe(outcome.exit_code, &outcome.summary)
+    );
     Ok(outcome)
 }
 
-/// The meaning of a runner exit status.
-pub fn describe(code: i32) -> String {
+/// The meaning of a runner exit status. A status that is not one of ours is a guest's own,
+/// passed on by each level below it: its number, which guest wrote it and that guest's last
+/// line, the clue to what it means.
+pub fn describe(code: i32, summary: &Summary) -> String {
     let what = match code {
         status::SUCCESS => "success",
         status::FAILURE => "failure reported by the image",
@@ -129,7 +163,69 @@ pub fn describe(code: i32) -> String {
         status::GUEST_STOPPED => "the guest misbehaved and was stopped by its hypervisor",
         status::TIMEOUT => "timeout",
         status::NO_MARKER => "the emulator stopped without an exit status",
-        _ => "unknown",
+        _ => return foreign(code, summary),
     };
     format!("{code} ({what})")
+}
+
+/// `code` as a guest wrote it: the deepest level that exited with it and what it wrote last.
+fn foreign(code: i32, summary: &Summary) -> String {
+    let writer =
+        summary.levels.iter().rev().find(|(_, l)| l.exited == Some(code) || l.status == Some(code));
+    match writer {
+        Some((0, _)) => format!("{code}, as L0 wrote it"),
+        Some((depth, l)) => {
+            let last = l
+                .last_line
+                .as_deref()
+                .map_or(String::new(), |line| format!("; its last line: \"{line}\""));
+            format!("{code}, the status the L{depth} guest wrote to its exit port{last}")
+        }
+        None => format!("{code}, as the image wrote it"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(text: &str) -> Summary {
+        Summary::of(&text.lines().map(str::to_string).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn our_statuses_are_named() {
+        let s = Summary::default();
+        assert_eq!(describe(0, &s), "0 (success)");
+        assert_eq!(describe(4, &s), "4 (the guest misbehaved and was stopped by its hypervisor)");
+        assert_eq!(describe(124, &s), "124 (timeout)");
+    }
+
+    #[test]
+    fn a_guests_own_status_names_the_guest_and_its_last_line() {
+        let s = summary(
+            "L1| hello32: checking the memory map\n\
+             L1| hello32: mmap is wrong\n\
+             [L0 cpu0 INFO ] guest: exited with status 16\n\
+             [L0 cpu0 INFO ] exits: total=20 (guest console: 90 bytes)\n\
+             turtles: exit status=16",
+        );
+        let d = describe(16, &s);
+        assert_eq!(
+            d,
+            "16, the status the L1 guest wrote to its exit port; its last line: \
+             \"hello32: mmap is wrong\""
+        );
+        assert!(!d.contains("unknown"));
+        // Nested: the leaf's status passes through L1 and L0.
+        let s = summary(
+            "L1| L2| weird: bye\n\
+             L1| [L1 cpu0 INFO ] guest: exited with status 42\n\
+             L1| turtles: exit status=42\n\
+             [L0 cpu0 INFO ] guest: exited with status 42\n\
+             turtles: exit status=42",
+        );
+        assert!(describe(42, &s).starts_with("42, the status the L2 guest wrote"), "{s:?}");
+        assert_eq!(describe(9, &Summary::default()), "9, as the image wrote it");
+    }
 }

@@ -2,17 +2,18 @@
 //! prefix, find the image's exit marker, stop at the timeout (killing only our own process).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, LineWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use turtles_config::{Config, Emulator};
 
+use crate::progress::Progress;
 use crate::status;
+use crate::summary::Summary;
 use crate::tools::{BOCHS_BIOS, BOCHS_VGABIOS};
 
 /// The marker the image prints last (`image/src/exit.rs`).
@@ -40,8 +41,9 @@ pub struct Launch<'a> {
     pub modules: Vec<crate::iso::IsoModule>,
     /// Directory for this run's files (bochsrc, serial log, Bochs log).
     pub work: PathBuf,
-    /// Do not print the serial lines (they are still collected).
-    pub quiet: bool,
+    /// Whether the serial lines are printed as they come (they are always collected and
+    /// written to `work/console.log`).
+    pub stream: bool,
 }
 
 /// How a run ended.
@@ -54,6 +56,10 @@ pub struct Outcome {
     pub exit_code: i32,
     /// Every serial line, in order.
     pub lines: Vec<String>,
+    /// What the lines say, per level.
+    pub summary: Summary,
+    /// The full console log (`<emulator>| ` + each serial line).
+    pub log: PathBuf,
 }
 
 /// Runs the emulator to the end, printing every serial line with a prefix.
@@ -178,29 +184,27 @@ fn start_bochs(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), S
     Ok((child, rx))
 }
 
-fn spinner(launch: &Launch<'_>) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.set_message(format!("{} running {}", launch.emulator.as_str(), launch.config.name));
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
 fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String>) -> Outcome {
     let prefix = format!("{}|", launch.emulator.as_str());
-    let bar = spinner(launch);
+    let running = format!("{} running `{}`", launch.emulator.as_str(), launch.config.name);
+    let bar = Progress::start(format!("{running}: starting"));
+    let log = launch.work.join("console.log");
+    let mut log_file = fs::File::create(&log).ok().map(LineWriter::new);
     let start = Instant::now();
     let mut image_status = None;
     let mut marker_at = None;
     let mut timed_out = false;
     let mut collected = Vec::new();
+    let mut summary = Summary::default();
     let mut show = |line: String| {
-        if !launch.quiet {
-            bar.suspend(|| println!("{prefix} {line}"));
+        if launch.stream {
+            bar.out(&format!("{prefix} {line}"));
         }
+        if let Some(f) = log_file.as_mut() {
+            let _ = writeln!(f, "{prefix} {line}");
+        }
+        summary.feed(&line);
+        bar.set(format!("{running}: {}", summary.progress()));
         collected.push(line);
     };
     loop {
@@ -242,18 +246,16 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
             let pid = child.id();
             let _ = child.kill(); // SIGKILL: Bochs ignores SIGTERM
             let _ = child.wait();
-            bar.suspend(|| {
-                eprintln!(
-                    "turtles: timeout after {} s: killed {} (pid {pid}); its files are in {}",
-                    launch.timeout.as_secs(),
-                    launch.emulator.as_str(),
-                    launch.work.display()
-                )
-            });
+            bar.note(&format!(
+                "turtles: timeout after {} s: killed {} (pid {pid}); its files are in {}",
+                launch.timeout.as_secs(),
+                launch.emulator.as_str(),
+                launch.work.display()
+            ));
             break;
         }
     }
-    bar.finish_and_clear();
+    bar.finish();
     let exit_code = match (image_status, timed_out) {
         (Some(code), _) => code,
         (None, true) => status::TIMEOUT,
@@ -266,5 +268,5 @@ fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String
             status::NO_MARKER
         }
     };
-    Outcome { image_status, timed_out, exit_code, lines: collected }
+    Outcome { image_status, timed_out, exit_code, lines: collected, summary, log }
 }

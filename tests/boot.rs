@@ -22,6 +22,34 @@ fn qemu_multiboot1_prints_memory_map_and_no_vmx_message() {
     );
 }
 
+/// Without `--verbose` the runner prints a summary per level and where the full log is, not
+/// the console; the log holds every line.
+#[test]
+fn runner_summarizes_and_keeps_the_full_log() {
+    let run = common::turtles_as_is(&["run", "leaf", "--emulator", "qemu", "--timeout", "60"]);
+    run.expect(
+        0,
+        &[
+            "summary of `leaf` under qemu (",
+            "L1  exit status 0 (success)",
+            "workload cpuid ",
+            "workload compute ",
+            "full log: ",
+            "ended with status 0 (success)",
+        ],
+    )
+    .expect_absent(&["qemu| ", "boot: protocol="]);
+    let log = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("full log: "))
+        .and_then(|l| l.split(" (").next())
+        .expect("the log's path");
+    let log = std::fs::read_to_string(log).expect("the log file exists");
+    assert!(log.contains("qemu| [L1 cpu0 INFO ] boot: protocol=multiboot1"), "{log}");
+    assert!(log.contains("qemu| turtles: exit status=0"), "{log}");
+}
+
 #[test]
 fn qemu_pvh_boots_the_same_image() {
     turtles(&["run", "leaf", "--emulator", "qemu", "--boot", "pvh", "--cmdline", "pvh-args"])

@@ -73,8 +73,7 @@ fn qemu_guest_image_loads_from_virtio_blk_and_report_is_read_back() {
         ],
     );
     let leaf = std::fs::metadata(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/image/leaf/x86_64-unknown-none/release/turtles-image"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image/leaf/turtles-image"),
     )
     .expect("the runner built the leaf image for the disk");
     let loaded = format!("disk: guest image `leaf` loaded: {} bytes", leaf.len());

@@ -189,6 +189,17 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: x2APIC version=0x00050014",
             "L1| vmx32: x2APIC self-IPI delivered",
             "L1| vmx32: x2APIC periodic timer interrupts=0x00000003",
+            // The processor L0 shows (issue 14): DEBUGCTL's LBR and BTF are writable, no PDCM
+            // and no PMU are shown (so their MSRs' #GP is consistent), the MTRRs exist and keep
+            // their values, OSXSAVE follows L1's own CR4 and XSETBV works.
+            "L1| vmx32: IA32_DEBUGCTL=0x00000003",
+            "L1| vmx32: CPUID PDCM (then PERF_CAPABILITIES read)=0x00000000",
+            "L1| vmx32: CPUID architectural PMU version=0x00000000",
+            "L1| vmx32: IA32_MTRRCAP=0x00000508",
+            "L1| vmx32: IA32_MTRR_PHYSBASE0=0x80000006",
+            "L1| vmx32: CPUID XSAVE|OSXSAVE=0x04000000",
+            "L1| vmx32: CPUID XSAVE|OSXSAVE=0x0c000000",
+            "L1| vmx32: XCR0 after XSETBV=0x00000003",
             "L1| vmx32: VMXON ok",
             "L1| vmx32: VMLAUNCH",
             // Its guest's CPUID, OUT and HLT, each reflected to it by L0.

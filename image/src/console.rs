@@ -19,7 +19,7 @@ static DEPTH: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new
 /// This CPU's initial APIC ID, read once: under a hypervisor every CPUID is a VM exit.
 static CPU_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
-/// The nesting depth this image runs at (see [`crate::platform::detect_depth`]).
+/// The nesting depth this image runs at, as given to [`init`].
 pub fn depth() -> u32 {
     DEPTH.load(core::sync::atomic::Ordering::Relaxed)
 }
@@ -53,16 +53,14 @@ fn cpu_id() -> u32 {
     raw_cpuid::CpuId::new().get_feature_info().map_or(0, |f| u32::from(f.initial_local_apic_id()))
 }
 
-/// Initialises COM1 and installs the logger. Without a UART the kernel runs silently.
-pub fn init() {
+/// Initialises COM1 and installs the logger; `depth` is the nesting depth the image runs at,
+/// shown in every line's prefix. Without a UART the kernel runs silently.
+pub fn init(depth: u32) {
     // SAFETY: COM1 belongs to the kernel; nothing else drives it.
     let port = unsafe { Uart16550Tty::new_port(COM1, Config::default()) }.ok();
     *SERIAL.lock() = port;
     CPU_ID.store(cpu_id(), core::sync::atomic::Ordering::Relaxed);
-    DEPTH.store(
-        crate::platform::detect_depth(crate::config::DEPTH),
-        core::sync::atomic::Ordering::Relaxed,
-    );
+    DEPTH.store(depth, core::sync::atomic::Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Trace);
 }

@@ -10,12 +10,12 @@ mod arch;
 mod boot;
 mod console;
 mod drivers;
-mod exit;
 mod guest;
 mod machine;
 mod mm;
 mod platform;
 mod ratelimit;
+mod shutdown;
 mod vmx;
 mod workload;
 
@@ -25,14 +25,14 @@ mod config {
 }
 
 use boot::BootInfo;
-use exit::Status;
+use shutdown::Status;
 
 /// Rust entry from the boot stub, in long mode on the boot stack, with the loader's magic
 /// (or [`boot::PVH_ENTRY_MAGIC`]) and the physical address of its boot information.
 extern "C" fn kstart(magic: u32, info: u32) -> ! {
-    console::init();
+    console::init(platform::detect_depth(config::DEPTH));
     arch::gdt::init();
-    arch::idt::init();
+    arch::idt::init(on_exception);
     // No IRQ handlers are installed: keep the legacy PICs from delivering firmware timers.
     arch::pic::mask_all();
     log::info!(
@@ -48,7 +48,7 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
         Ok(boot) => boot,
         Err(e) => {
             log::error!("boot: {e}");
-            exit::exit(Status::Failure);
+            shutdown::exit(Status::Failure);
         }
     };
     report_boot(&boot);
@@ -86,23 +86,23 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
                  QEMU TCG or a KVM guest without nested VMX use Bochs or enable nested)",
                 config::ROLE
             );
-            exit::exit(Status::NoVmx);
+            shutdown::exit(Status::NoVmx);
         }
         platform::Vmx::LockedOff if config::NEEDS_VMX => {
             log::error!(
                 "VMX is disabled by firmware (IA32_FEATURE_CONTROL locked without VMX outside \
                  SMX): turtles cannot run guests; enable VT-x in the firmware settings"
             );
-            exit::exit(Status::NoVmx);
+            shutdown::exit(Status::NoVmx);
         }
         platform::Vmx::Absent | platform::Vmx::LockedOff => {
             log::info!("vmx: not available and not needed by role {}", config::ROLE);
         }
     }
     if config::ROLE == "leaf" && !workload::run() {
-        exit::exit(Status::Failure);
+        shutdown::exit(Status::Failure);
     }
-    exit::exit(Status::Success)
+    shutdown::exit(Status::Success)
 }
 
 /// Boots the config's guest from the boot module named after it and ends the run with the
@@ -123,7 +123,7 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &'static str) 
         },
         (None, None) => {
             log::error!("guest: no boot module or disk image named `{name}`");
-            exit::exit(Status::Failure);
+            shutdown::exit(Status::Failure);
         }
     };
     let module_start = module.map_or(u64::MAX, |m| m.start);
@@ -164,6 +164,8 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &'static str) 
         protocol,
         memory: config::GUEST_MEMORY_MIB << 20,
         depth: console::depth() + 1,
+        apic_id: platform::apic_id(),
+        tsc_hz: platform::tsc_hz(),
         expose_vmx: config::EXPOSE_VMX,
         vmcs_shadowing: !boot
             .cmdline
@@ -172,14 +174,14 @@ fn run_guest(caps: &nested::caps::VmxCaps, boot: &BootInfo, name: &'static str) 
             .any(|w| w == "turtles.vmcs_shadowing=off"),
     };
     match vmx::run::run_guest(caps, &spec) {
-        Ok(vmx::exits::GuestEnd::Exited(status)) => exit::exit_with(status),
-        Ok(vmx::exits::GuestEnd::Failed(_)) => {
+        Ok(vmx::action::GuestEnd::Exited(status)) => shutdown::exit_with(status),
+        Ok(vmx::action::GuestEnd::Failed(_)) => {
             log::info!("L{} is still running after stopping its guest", console::depth());
-            exit::exit(Status::GuestStopped)
+            shutdown::exit(Status::GuestStopped)
         }
         Err(e) => {
             log::error!("vmx: {e}");
-            exit::exit(Status::Failure)
+            shutdown::exit(Status::Failure)
         }
     }
 }
@@ -209,7 +211,7 @@ fn init_memory(boot: &BootInfo) {
             config::HEAP_MIB,
             usable >> 10
         );
-        exit::exit(Status::Failure);
+        shutdown::exit(Status::Failure);
     }
     let check: alloc::vec::Vec<u64> = (0..1024).collect();
     log::info!(
@@ -295,9 +297,16 @@ fn run_self_test(cmdline: &str) {
     }
 }
 
+/// An exception in the kernel (from `arch::idt`): print its report, end with a failure.
+fn on_exception(report: &dyn core::fmt::Display) -> ! {
+    let mut out = console::emergency();
+    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("{report}"));
+    shutdown::exit(Status::Failure)
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut out = console::emergency();
     let _ = core::fmt::Write::write_fmt(&mut out, format_args!("PANIC: {info}\n"));
-    exit::exit(Status::Failure)
+    shutdown::exit(Status::Failure)
 }

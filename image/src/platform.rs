@@ -9,7 +9,6 @@ use crate::arch::cpu;
 /// What the CPU offers for running guests.
 pub enum Vmx {
     /// VMX is present; its capabilities.
-    #[allow(dead_code)] // used by the L0 bring-up
     Present(VmxCaps),
     /// No VMX: CPUID.1:ECX.VMX is clear (QEMU TCG, a KVM guest without nested VMX).
     Absent,

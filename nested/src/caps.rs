@@ -6,7 +6,8 @@
 
 use core::fmt;
 
-/// IA32_VMX_* MSR numbers (SDM Vol. 4, Table 2-2; Vol. 3D, Appendix A).
+/// IA32_VMX_* and the other MSR numbers L0 names (SDM Vol. 4, Table 2-2; Vol. 3D, Appendix A),
+/// cross-checked against the `x86` crate in `arch_crosscheck.rs`.
 pub mod msr {
     pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
     pub const IA32_VMX_BASIC: u32 = 0x480;
@@ -27,6 +28,8 @@ pub mod msr {
     pub const IA32_VMX_TRUE_EXIT_CTLS: u32 = 0x48f;
     pub const IA32_VMX_TRUE_ENTRY_CTLS: u32 = 0x490;
     pub const IA32_VMX_VMFUNC: u32 = 0x491;
+    pub const IA32_PAT: u32 = 0x277;
+    pub const IA32_EFER: u32 = 0xc000_0080;
 }
 
 /// Pin-based VM-execution control bits (SDM Vol. 3C, Table 25-5).

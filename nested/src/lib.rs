@@ -47,6 +47,7 @@
 //!
 //! # Modules
 //!
+//! * [`arch`]: CR0/CR4/EFER/RFLAGS bits, defined once for the image and this crate.
 //! * [`caps`]: the hardware's IA32_VMX_* MSRs as data; [`vmx::l1_caps()`]: what L1 is offered.
 //! * [`vmcs`]: the field table (single source of truth), [`vmcs::Vmcs12`], the [`vmcs::Vmcs`]
 //!   trait, [`vmcs::FakeVmcs`], dirty sets and VMCS-shadowing bitmaps.
@@ -54,25 +55,33 @@
 //! * [`exits`]: exit reasons, the exit snapshot, routing and per-reason counters.
 //! * [`ept`]: EPT12 walks, EPT02 construction and invalidation, nested VPIDs.
 //! * [`addr`], [`guest`]: typed addresses and what nested code sees of L1.
+//! * [`paging`]: L1's own paging (linear to L1-physical) for the operands L0 emulates.
 //! * `vmcs01` (written by the image's author): L0's own vmcs01 controls.
 //!
 //! Nothing here allocates on the hot path (routing, merge, sync); guest-controlled values
 //! are never unwrapped or used as unchecked indices (see the fuzz test in `proptests.rs`).
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod arch;
 pub mod caps;
 pub mod ept;
 pub mod exits;
 pub mod guest;
+pub mod paging;
 pub mod vmcs;
 pub mod vmcs01;
 pub mod vmx;
 
 #[cfg(test)]
+mod arch_crosscheck;
+#[cfg(test)]
 mod testutil;
 
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod paging_tests;
 #[cfg(test)]
 mod proptests;

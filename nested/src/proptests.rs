@@ -27,7 +27,7 @@ use crate::vmx::sync::{
 };
 use crate::vmx::{L1Cpu, NestedVmx, checks};
 
-fn cases(default: u32) -> ProptestConfig {
+pub(crate) fn cases(default: u32) -> ProptestConfig {
     let n =
         std::env::var("TURTLES_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
     ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() }

@@ -2,7 +2,7 @@
 //! Bochs emulates) behind one [`nic::Nic`] trait, one `smoltcp::phy::Device` over it
 //! ([`phy::NicDevice`]), the smoltcp stack ([`stack::Stack`]) and the management endpoint's
 //! protocol ([`endpoint`]); checks of device- and network-controlled data ([`packet`] frames,
-//! e1000 receive descriptors, [`virtqueue`] descriptor chains). Everything here is `no_std`
+//! e1000 receive descriptors). Everything here is `no_std`
 //! and tested on the host; the image supplies the hardware (PCI, DMA memory, time).
 #![cfg_attr(not(test), no_std)]
 
@@ -15,4 +15,3 @@ pub mod packet;
 pub mod phy;
 pub mod stack;
 pub mod virtio;
-pub mod virtqueue;

@@ -7,7 +7,8 @@
 //! [`store_value`]) and advances RIP by [`Decoded::len`]. The address itself comes from the
 //! exit, so the decoder only needs the ModRM/SIB/displacement *lengths*, not their values.
 //!
-//! Supported: prefixes 66, 67, segment overrides, F0 (LOCK, accepted), REX in 64-bit mode;
+//! Supported: prefixes 66, 67, segment overrides, REX in 64-bit mode (LOCK on a MOV is #UD on
+//! the processor, so it is rejected as unsupported);
 //! opcodes 88/89/8A/8B (MOV r/m ↔ r), C6 /0 and C7 /0 (MOV r/m, imm), A0-A3 (MOV AL/eAX ↔
 //! moffs), 0F B6/B7 (MOVZX), with memory operands only.
 
@@ -152,7 +153,9 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Decoded, DecodeError> {
         match b {
             0x66 => opsize_prefix = true,
             0x67 => addr_prefix = true,
-            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0xf0 => {}
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 => {}
+            // LOCK MOV raises #UD (SDM Vol. 2B LOCK: only read-modify-write forms).
+            0xf0 => return Err(DecodeError::Unsupported(0xf0)),
             0x40..=0x4f if mode == CpuMode::Long64 => {
                 rex = b;
                 continue;
@@ -339,8 +342,9 @@ mod tests {
         // 67 a1: moffs32; 48 a3: store RAX.
         load(&[0x67, 0xa1, 0x30, 0x00, 0xe0, 0xfe], Long64, r(0), 4, 4);
         store(&[0x48, 0xa3, 0, 0, 0, 0, 0, 0, 0, 0], Long64, r(0), 8);
-        // lock mov %eax, %fs:(%rax)
-        store(&[0xf0, 0x64, 0x89, 0x00], Long64, r(0), 4);
+        // mov %eax, %fs:(%rax); with LOCK it is #UD, not a store.
+        store(&[0x64, 0x89, 0x00], Long64, r(0), 4);
+        assert_eq!(decode(&[0xf0, 0x64, 0x89, 0x00], Long64), Err(DecodeError::Unsupported(0xf0)));
         // mov 0(%rbp), %eax; mov 0(%r13), %eax; mov (%r12), %eax
         load(&[0x8b, 0x45, 0x00], Long64, r(0), 4, 4);
         load(&[0x41, 0x8b, 0x45, 0x00], Long64, r(0), 4, 4);

@@ -41,8 +41,18 @@ impl Run {
     }
 }
 
-/// Runs `cargo run -- <args>` (the runner binary built for the tests).
+/// Runs `cargo run -- <args>` (the runner binary built for the tests); a `run` streams the
+/// serial console (`--verbose`), which the tests search.
 pub fn turtles(args: &[&str]) -> Run {
+    let mut args = args.to_vec();
+    if args.first() == Some(&"run") {
+        args.push("--verbose");
+    }
+    turtles_as_is(&args)
+}
+
+/// Runs the runner with exactly `args` (a `run` prints its summary, not the console).
+pub fn turtles_as_is(args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_turtles"))
         .args(args)
         .output()

@@ -21,9 +21,11 @@ pub struct Background {
 }
 
 impl Background {
+    /// Starts the runner with `args` and `--verbose`, so its stdout is the serial console.
     pub fn start(args: &[&str], endpoint: Option<&str>) -> Background {
         let mut child = Command::new(env!("CARGO_BIN_EXE_turtles"))
             .args(args)
+            .arg("--verbose")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

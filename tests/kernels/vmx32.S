@@ -3,7 +3,8 @@
  * expects: the 8259s with the PIT's IRQ0 (through the APIC's virtual wire, as firmware leaves
  * it), then the 8259s masked and its local APIC in xAPIC mode (MMIO: version, a self-IPI, a
  * one-shot timer it sleeps on with HLT), the PIT (channel 2 gated through port 61h) and the
- * local APIC in x2APIC mode (MSRs: ID, version, a self-IPI, a periodic timer). Then it reads
+ * local APIC in x2APIC mode (MSRs: ID, version, a self-IPI, a periodic timer), and the
+ * processor L0 shows (DEBUGCTL, PDCM, the PMU leaf, MTRRs, OSXSAVE, XSETBV). Then it reads
  * the VMX capability MSRs, executes VMXON, builds a VMCS by hand for a 32-bit protected-mode
  * guest (no EPT, no unrestricted guest) that runs CPUID, OUT 0x80 and HLT, handles those
  * exits by advancing the guest's RIP and prints each exit reason on COM1. A second round
@@ -691,6 +692,74 @@ device_tests:
     WRMSR32 0x838, 0                    /* stopped */
     mov x2apic_timers, %eax
     REPORT msg_x2apic_timer
+    jmp cpu_tests
+
+/* The processor L0 shows: each CPUID feature works, its MSRs included (issue 14). */
+cpu_tests:
+    mov $0x1d9, %ecx                    /* IA32_DEBUGCTL: LBR | BTF, read back, then 0 */
+    mov $3, %eax
+    xor %edx, %edx
+    wrmsr
+    rdmsr
+    REPORT msg_debugctl
+    xor %eax, %eax
+    wrmsr
+    mov $1, %eax
+    cpuid
+    mov %ecx, %eax
+    and $0x8000, %eax                   /* PDCM: then IA32_PERF_CAPABILITIES must read */
+    jz 1f
+    mov $0x345, %ecx
+    rdmsr
+    mov $0x8000, %eax
+1:  REPORT msg_pdcm
+    xor %eax, %eax
+    cpuid
+    cmp $0xa, %eax
+    mov $0, %eax
+    jb 2f
+    mov $0xa, %eax                      /* architectural PMU version */
+    xor %ecx, %ecx
+    cpuid
+    and $0xff, %eax
+2:  REPORT msg_pmu
+    mov $0xfe, %ecx                     /* IA32_MTRRCAP */
+    rdmsr
+    REPORT msg_mtrrcap
+    mov $0x200, %ecx                    /* IA32_MTRR_PHYSBASE0: 2 GiB, WB; read back */
+    mov $0x80000006, %eax
+    xor %edx, %edx
+    wrmsr
+    rdmsr
+    REPORT msg_mtrr_physbase0
+    /* CPUID.1:ECX.OSXSAVE follows this level's CR4.OSXSAVE; XSETBV works. */
+    mov $1, %eax
+    cpuid
+    mov %ecx, %eax
+    and $0x0c000000, %eax               /* XSAVE | OSXSAVE */
+    REPORT msg_osxsave
+    mov %cr4, %eax
+    or $0x40000, %eax                   /* CR4.OSXSAVE */
+    mov %eax, %cr4
+    mov $1, %eax
+    cpuid
+    mov %ecx, %eax
+    and $0x0c000000, %eax
+    REPORT msg_osxsave
+    xor %ecx, %ecx
+    mov $3, %eax                        /* XCR0 = x87 | SSE */
+    xor %edx, %edx
+    xsetbv
+    xor %ecx, %ecx
+    xgetbv
+    REPORT msg_xcr0
+    xor %ecx, %ecx
+    mov $1, %eax
+    xor %edx, %edx
+    xsetbv
+    mov %cr4, %eax
+    and $~0x40000, %eax
+    mov %eax, %cr4
     ret
 
 device_failed:
@@ -842,6 +911,13 @@ msg_x2apic_id:    .asciz "vmx32: x2APIC id=0x"
 msg_x2apic_version: .asciz "vmx32: x2APIC version=0x"
 msg_x2apic_ipi:   .asciz "vmx32: x2APIC self-IPI delivered\n"
 msg_x2apic_timer: .asciz "vmx32: x2APIC periodic timer interrupts=0x"
+msg_debugctl:     .asciz "vmx32: IA32_DEBUGCTL=0x"
+msg_pdcm:         .asciz "vmx32: CPUID PDCM (then PERF_CAPABILITIES read)=0x"
+msg_pmu:          .asciz "vmx32: CPUID architectural PMU version=0x"
+msg_mtrrcap:      .asciz "vmx32: IA32_MTRRCAP=0x"
+msg_mtrr_physbase0: .asciz "vmx32: IA32_MTRR_PHYSBASE0=0x"
+msg_osxsave:      .asciz "vmx32: CPUID XSAVE|OSXSAVE=0x"
+msg_xcr0:         .asciz "vmx32: XCR0 after XSETBV=0x"
 msg_device_failed: .asciz "vmx32: device check failed\n"
 msg_unexpected:   .asciz "vmx32: unexpected interrupt\n"
 msg_round2:       .asciz "vmx32: round 2: L1 timer interrupt while L2 runs\n"

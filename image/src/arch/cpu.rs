@@ -65,7 +65,6 @@ pub unsafe fn write_cr2(value: u64) {
 }
 
 /// The time-stamp counter (in Bochs: emulated instructions).
-#[allow(dead_code)]
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: RDTSC has no side effects (CR4.TSD is clear in our kernel).

@@ -2,13 +2,13 @@
 //!
 //! 256 assembly stubs, 16 bytes apart, push a dummy error code where the CPU pushes none and
 //! the vector, then save every GPR into a [`TrapFrame`] and call [`trap`]. An exception in the
-//! kernel prints the vector, error code and registers and ends the run with a failure status:
-//! never a triple fault.
+//! kernel is handed, as a printable report of the vector, error code and registers, to the
+//! handler given to [`init`], which ends the run with a failure status: never a triple fault.
 
 use core::arch::global_asm;
 use core::fmt;
 
-use hermit_sync::Lazy;
+use hermit_sync::{Lazy, OnceCell};
 use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
@@ -152,24 +152,39 @@ extern "C" fn trap(frame: &mut TrapFrame) {
     log::warn!("unexpected interrupt vector {}", frame.vector);
 }
 
+/// What ends the run after an exception in the kernel (given to [`init`]).
+pub type FatalHandler = fn(&dyn fmt::Display) -> !;
+
+static FATAL: OnceCell<FatalHandler> = OnceCell::new();
+
 fn exception(frame: &TrapFrame) -> ! {
-    let mut out = crate::console::emergency();
-    let _ = fmt::Write::write_fmt(
-        &mut out,
-        format_args!(
+    let report = ExceptionReport(frame);
+    match FATAL.get() {
+        Some(fatal) => fatal(&report),
+        None => super::cpu::halt_forever(),
+    }
+}
+
+/// An exception as it is printed: mnemonic, vector, error code, CR2 for #PF, registers.
+struct ExceptionReport<'a>(&'a TrapFrame);
+
+impl fmt::Display for ExceptionReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let frame = self.0;
+        write!(
+            f,
             "EXCEPTION {} (vector {}) error_code={:#x}{}\n{}\n",
             exception_name(frame.vector),
             frame.vector,
             frame.error_code,
             if frame.vector == 14 {
-                PageFaultAddress(crate::arch::cpu::cr2())
+                PageFaultAddress(super::cpu::cr2())
             } else {
                 PageFaultAddress(u64::MAX)
             },
             frame
-        ),
-    );
-    crate::exit::exit(crate::exit::Status::Failure)
+        )
+    }
 }
 
 struct PageFaultAddress(u64);
@@ -220,8 +235,11 @@ pub fn idt_base() -> u64 {
     (&raw const IDT.0).addr() as u64
 }
 
-/// Loads the IDT. Requires [`gdt::init`] first (the entries name its code selector and IST).
-pub fn init() {
+/// Loads the IDT; an exception in the kernel then goes to `fatal`, which prints the report it
+/// is given and ends the run. Requires [`gdt::init`] first (the entries name its code selector
+/// and IST).
+pub fn init(fatal: FatalHandler) {
+    let _ = FATAL.set(fatal);
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: VirtAddr::from_ptr(&IDT.0),

@@ -1,6 +1,6 @@
 //! Multiboot1 information structure (Multiboot spec 0.6.96, 3.3). QEMU `-kernel` uses it.
 
-use super::{BootError, BootInfo, FixedStr, Module, Protocol, RegionKind, c_str};
+use super::info::{BootError, BootInfo, FixedStr, Module, Protocol, RegionKind, c_str};
 
 const FLAG_MEM: u32 = 1 << 0;
 const FLAG_CMDLINE: u32 = 1 << 2;

@@ -3,7 +3,7 @@
 
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
-use super::{BootError, BootInfo, FixedStr, Module, Protocol, RegionKind};
+use super::info::{BootError, BootInfo, FixedStr, Module, Protocol, RegionKind};
 
 /// # Safety
 /// `info` is the identity-mapped physical address of a multiboot2 information structure.

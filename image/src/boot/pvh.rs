@@ -1,7 +1,7 @@
 //! PVH boot: `hvm_start_info` (Xen `arch-x86/hvm/start_info.h`), used by QEMU `-kernel`
 //! without a multiboot header, Firecracker and cloud-hypervisor.
 
-use super::{BootError, BootInfo, FixedStr, Module, Protocol, RegionKind, c_str};
+use super::info::{BootError, BootInfo, FixedStr, Module, Protocol, RegionKind, c_str};
 
 const START_INFO_MAGIC: u32 = 0x336e_c578;
 const MAX_ENTRIES: u64 = 256;

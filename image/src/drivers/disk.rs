@@ -192,7 +192,6 @@ fn elf_entry(image: &[u8]) -> Option<u64> {
 
 /// The guest image named `name` if it was loaded from the disk (for the guest loader, in
 /// place of a boot module).
-#[allow(dead_code)] // for the VMX guest loader
 pub fn guest_image(name: &str) -> Option<&'static [u8]> {
     match *GUEST.lock() {
         Some((n, image)) if n == name => Some(image),

@@ -1,5 +1,5 @@
 //! Glue for the Intel e1000 (8086:100e, what Bochs and QEMU emulate): BAR0 as memory-mapped
-//! registers, DMA memory from the frame allocator, then the endpoint as for virtio-net.
+//! registers and DMA memory from the frame allocator; `net.rs` runs the endpoint on it.
 
 use core::ptr::NonNull;
 
@@ -16,7 +16,7 @@ const E1000_IDS: [u16; 3] = [0x100e, 0x100f, 0x10d3];
 const REGS_SIZE: u64 = 0x2_0000;
 
 /// BAR0 registers, identity-mapped (below 4 GiB, in the uncached top GiB).
-struct MmioRegs {
+pub struct MmioRegs {
     base: usize,
 }
 
@@ -32,17 +32,20 @@ impl Regs for MmioRegs {
     }
 }
 
-/// Finds the e1000 and serves the endpoint on it.
-pub fn serve(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
+/// The e1000 NIC's registers as the driver sees them.
+pub type Nic = E1000<MmioRegs>;
+
+/// Finds the e1000 and starts it, or logs why it cannot.
+pub fn find(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) -> Option<Nic> {
     let Some(f) = functions
         .iter()
         .find(|f| f.info.vendor_id == INTEL && E1000_IDS.contains(&f.info.device_id))
     else {
         log::error!("net: the config names e1000 but there is no Intel 8254x on PCI");
-        return;
+        return None;
     };
     if !pci::describe(root, f) {
-        return;
+        return None;
     }
     let base = match root.bar_info(f.df, 0) {
         Ok(Some(BarInfo::Memory { address, size, .. })) if size >= REGS_SIZE && address != 0 => {
@@ -50,24 +53,27 @@ pub fn serve(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
         }
         Ok(other) => {
             log::error!("net: e1000 at {}: BAR0 is not a usable register window ({other:?})", f.df);
-            return;
+            return None;
         }
         Err(e) => {
             log::error!("net: e1000 at {}: cannot read BAR0: {e}", f.df);
-            return;
+            return None;
         }
     };
     pci::enable(root, f.df);
     let Some(phys) = frames::alloc(DMA_BYTES as u64, 4096) else {
         log::error!("net: e1000: no memory for {DMA_BYTES} bytes of rings and buffers");
-        return;
+        return None;
     };
-    let Some(virt) = NonNull::new(phys as *mut u8) else { return };
+    let virt = NonNull::new(phys as *mut u8)?;
     // SAFETY: the frames were just allocated for the driver and are never freed; physical =
     // virtual in the identity map.
     let dma = unsafe { DmaRegion::new(phys, virt, DMA_BYTES) };
     match E1000::new(MmioRegs { base: base as usize }, dma) {
-        Ok(nic) => super::net::run(nic),
-        Err(e) => log::error!("net: e1000 at {}: {e}", f.df),
+        Ok(nic) => Some(nic),
+        Err(e) => {
+            log::error!("net: e1000 at {}: {e}", f.df);
+            None
+        }
     }
 }

@@ -44,7 +44,6 @@ pub fn at_exit(code: u8) {
 
 /// One non-blocking turn of the management endpoint, for a run loop that wants to keep
 /// answering queries while its guest runs (e.g. on preemption-timer exits).
-#[allow(dead_code)] // for the VMX run loop
 pub fn poll_network() {
     if config::NET {
         net::poll();
@@ -52,7 +51,6 @@ pub fn poll_network() {
 }
 
 /// The guest image `name` if the config loads it from the disk rather than a boot module.
-#[allow(dead_code)] // for the VMX guest loader
 pub fn disk_guest(name: &str) -> Option<&'static [u8]> {
     disk::guest_image(name)
 }

@@ -69,7 +69,9 @@ pub fn serve(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
             Err(_) => legacy(root, f),
         }
     } else if has("e1000") {
-        super::e1000::serve(root, functions);
+        if let Some(nic) = super::e1000::find(root, functions) {
+            run(nic);
+        }
     } else {
         log::error!("net: [net] is configured but `devices` names no NIC");
     }

@@ -23,7 +23,6 @@ static GUEST_STATE: AtomicU8 = AtomicU8::new(GuestState::None as u8);
 /// What this level's guest is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-#[allow(dead_code)] // the states the run loop reports
 pub enum GuestState {
     None = 0,
     Loaded = 1,
@@ -56,7 +55,6 @@ impl GuestState {
 
 /// Copies the run loop's exit counters (cheap: one store per reason; call it at guest end or
 /// every so often, not per exit).
-#[allow(dead_code)] // called by the VMX run loop
 pub fn publish_exits(counters: &ExitCounters) {
     for (slot, count) in EXITS.iter().zip(counters.per_reason.iter()) {
         slot.store(*count, Ordering::Relaxed);

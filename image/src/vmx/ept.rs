@@ -1,7 +1,7 @@
 //! EPT01: the guest's physical memory as L0 maps it (SDM Vol. 3C 29.3). Guest-physical
 //! `[0, size)` maps to one host block with 2 MiB pages, read/write/execute, write-back.
 
-use super::{VmxError, zeroed_frame};
+use super::vmxon::{VmxError, zeroed_frame};
 
 const READ_WRITE_EXECUTE: u64 = 0b111;
 const MEMORY_TYPE_WB: u64 = 6 << 3;

@@ -20,41 +20,16 @@
 use nested::caps::{exit, pin};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
-use super::hw_vmcs::HwVmcs;
-use super::nesting;
-use super::run::Guest;
+use super::guest::Guest;
+use super::l1vmx::l2_exit;
 use crate::arch::cpu;
+use crate::arch::vmcs::HwVmcs;
 
 /// Valid bit of the interruption-information fields; type 0 (external interrupt) is 0.
 const VALID: u64 = 1 << 31;
 const RFLAGS_IF: u64 = 1 << 9;
 /// Blocking by STI and by MOV SS (interruptibility state bits 0 and 1).
 const BLOCKING_STI_MOVSS: u64 = 3;
-
-/// Interrupt bookkeeping of one guest's VMCSs.
-pub struct IrqState {
-    /// vmcs01's VMX-preemption timer value as last written.
-    pub timer01: u32,
-    /// The watchdog's slice in timer units (vmcs01's value when no APIC deadline is nearer).
-    pub watchdog: u32,
-    /// Interrupt-window exiting is on in vmcs01.
-    pub window01: bool,
-    /// vmcs01 differs from L0's idle settings (`window01`, or `timer01` != `watchdog`).
-    pub armed: bool,
-    /// The preemption-timer rate: TSC ticks >> shift (IA32_VMX_MISC bits 4:0).
-    pub shift: u8,
-}
-
-impl IrqState {
-    pub fn new(watchdog: u32, shift: u8) -> Self {
-        IrqState { timer01: watchdog, watchdog, window01: false, armed: false, shift }
-    }
-
-    /// The last preemption-timer exit of L1 was for an APIC deadline, not the watchdog.
-    pub fn timer_was_apic(&self) -> bool {
-        self.timer01 < self.watchdog
-    }
-}
 
 /// Can the guest of `v` take an external interrupt on the next entry?
 fn interruptible(v: &HwVmcs) -> bool {
@@ -152,7 +127,7 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
                 } else {
                     0
                 };
-                nesting::interrupt_exit(g, v02, intr_info);
+                l2_exit::interrupt_exit(g, v02, intr_info);
                 return L2Entry::ExitedToL1;
             }
         } else if interruptible(v02) {

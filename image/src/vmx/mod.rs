@@ -1,87 +1,17 @@
-//! L0's use of the real VMX (SDM Vol. 3C ch. 24-28): bring-up (IA32_FEATURE_CONTROL, fixed
-//! CR0/CR4 bits, VMXON), EPT01, vmcs01 and the run loop with its exit handlers.
+//! L0's use of the real VMX (SDM Vol. 3C ch. 24-28): bring-up (`vmxon`), EPT01, vmcs01
+//! (`setup`), the run loop (`run`) with its exit handlers (`exits/`), interrupt delivery
+//! (`interrupts`), and L1's emulated VMX (`l1vmx/`: the Turtles design on top of `nested`).
+//!
+//! Files depend one way (checked by `tests/layout.rs`): `vmxon`, `action`, `ept`, `setup` at
+//! the bottom; `guest` (the state L0 keeps about its guest) above them; the exit handlers,
+//! `l1vmx` and `interrupts` above that; `run` on top.
 
+pub mod action;
 pub mod ept;
 pub mod exits;
-pub mod hw_vmcs;
-pub mod insn;
+pub mod guest;
 pub mod interrupts;
-pub mod nesting;
+pub mod l1vmx;
 pub mod run;
 pub mod setup;
-
-use core::fmt;
-
-use nested::caps::{VmxCaps, msr};
-use nested::vmcs01::MissingCapability;
-use x86_64::registers::control::{Cr0, Cr4};
-
-use crate::arch::cpu;
-use crate::mm::frames;
-use insn::VmFail;
-
-/// Why L0 cannot use VMX.
-#[derive(Debug)]
-pub enum VmxError {
-    /// IA32_FEATURE_CONTROL is locked with VMX outside SMX disabled (firmware setting).
-    LockedOff,
-    /// A control L0 needs is missing.
-    Missing(MissingCapability),
-    /// No memory for VMX structures or guest RAM.
-    NoMemory(&'static str),
-    /// A VMX instruction failed during set-up.
-    Instruction(&'static str, VmFail),
-}
-
-impl fmt::Display for VmxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VmxError::LockedOff => f.write_str(
-                "IA32_FEATURE_CONTROL is locked with VMX disabled: enable VT-x in the firmware",
-            ),
-            VmxError::Missing(m) => write!(f, "{m}"),
-            VmxError::NoMemory(what) => write!(f, "out of memory for {what}"),
-            VmxError::Instruction(what, e) => write!(f, "{what} failed: {e}"),
-        }
-    }
-}
-
-/// Allocates one zeroed 4 KiB frame.
-pub fn zeroed_frame(what: &'static str) -> Result<u64, VmxError> {
-    let frame = frames::alloc(4096, 4096).ok_or(VmxError::NoMemory(what))?;
-    // SAFETY: a fresh, identity-mapped frame that is ours.
-    unsafe { core::ptr::write_bytes(frame as *mut u8, 0, 4096) };
-    Ok(frame)
-}
-
-/// Enters VMX root operation (SDM Vol. 3C 24.7, 24.8): enables VMX in IA32_FEATURE_CONTROL if
-/// it is unlocked, applies the fixed CR0/CR4 bits and executes VMXON.
-pub fn enable(caps: &VmxCaps) -> Result<(), VmxError> {
-    let control = cpu::rdmsr(msr::IA32_FEATURE_CONTROL);
-    const LOCK: u64 = 1;
-    const VMX_OUTSIDE_SMX: u64 = 1 << 2;
-    if control & LOCK != 0 && control & VMX_OUTSIDE_SMX == 0 {
-        return Err(VmxError::LockedOff);
-    }
-    if control & LOCK == 0 {
-        // SAFETY: setting the lock with VMX enabled is what firmware would do; the MSR exists
-        // because CPUID reports VMX.
-        unsafe { cpu::wrmsr(msr::IA32_FEATURE_CONTROL, control | LOCK | VMX_OUTSIDE_SMX) };
-    }
-    let cr0 = caps.cr0_fixed().adjust(Cr0::read_raw());
-    let cr4 = caps.cr4_fixed().adjust(Cr4::read_raw() | (1 << 13));
-    // SAFETY: the fixed bits VMX requires (NE, PE, PG in CR0; VMXE in CR4) leave paging and
-    // protection as they are: PE and PG are already set in long mode.
-    unsafe {
-        Cr0::write_raw(cr0);
-        Cr4::write_raw(cr4);
-    }
-    let region = zeroed_frame("the VMXON region")?;
-    // SAFETY: the first 4 bytes of the VMXON region hold the revision identifier (24.11.5).
-    unsafe { (region as *mut u32).write(caps.revision_id()) };
-    // SAFETY: CR4.VMXE is set, CR0/CR4 satisfy the fixed bits, the feature control MSR allows
-    // VMX and the region is a fresh frame that stays allocated.
-    unsafe { insn::vmxon(region) }.map_err(|e| VmxError::Instruction("VMXON", e))?;
-    log::info!("vmx: VMXON done (region {region:#x}, revision {:#x})", caps.revision_id());
-    Ok(())
-}
+pub mod vmxon;

@@ -7,22 +7,23 @@ use nested::exits::{ExitCounters, ExitInfo, ExitReason};
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmcs01;
 
+use super::action::{Action, GuestEnd, inject, skip_instruction};
 use super::ept::Ept;
-use super::exits::{self, Action, GuestEnd};
-use super::hw_vmcs::HwVmcs;
-use super::insn::{self, GuestRegs};
-use super::{VmxError, setup};
+use super::exits;
+use super::guest::{Guest, IrqState, WATCHDOG_SLICE_TICKS, Watchdog, dump};
+use super::interrupts;
+use super::l1vmx::{self, Step, l2_exit, state::L1Vmx};
+use super::setup;
+use super::vmxon::{self, VmxError};
+use crate::arch::vmcs::HwVmcs;
+use crate::arch::vmx::{self as insn, GuestRegs};
 use crate::drivers::status::{self, GuestState};
 use crate::guest::boot::{self, Protocol};
 use crate::guest::memory::GuestMemory;
 use crate::machine::Devices;
 
-/// Guest time (TSC ticks; Bochs: instructions) one preemption-timer slice lasts.
-const WATCHDOG_SLICE_TICKS: u64 = 200_000_000;
 /// Exits between two polls of the management endpoint while a guest runs.
 const POLL_EVERY_EXITS: u32 = 4096;
-/// Consecutive slices without any other exit after which the guest counts as hung.
-const WATCHDOG_SLICES: u32 = 3;
 
 /// A deliberate misuse of VMX by this level as a guest hypervisor
 /// (`turtles.test=bad-controls|bad-guest-state|bad-vmptrld|bad-ept`), so the tests can check
@@ -34,48 +35,6 @@ pub static TRACE_EXITS: core::sync::atomic::AtomicU32 = core::sync::atomic::Atom
 /// Only exits with this basic reason are traced (`turtles.trace_reason=N`; default all).
 pub static TRACE_REASON: core::sync::atomic::AtomicU32 =
     core::sync::atomic::AtomicU32::new(u32::MAX);
-
-/// Detects a guest that runs without ever exiting (an endless loop with interrupts off).
-pub struct Watchdog {
-    quiet_slices: u32,
-}
-
-impl Watchdog {
-    /// Any exit other than the timer's proves the guest is alive.
-    pub fn other_exit(&mut self) {
-        self.quiet_slices = 0;
-    }
-
-    /// The preemption timer fired (exit reason 52).
-    pub fn expired(&mut self) -> Action {
-        self.quiet_slices += 1;
-        if self.quiet_slices >= WATCHDOG_SLICES {
-            log::error!(
-                "watchdog: the guest ran {} ticks without a single exit: stopping it",
-                WATCHDOG_SLICE_TICKS * u64::from(WATCHDOG_SLICES)
-            );
-            return Action::Stop(GuestEnd::Failed("watchdog: the guest stopped responding"));
-        }
-        Action::Resume
-    }
-}
-
-/// Everything L0 keeps about its guest besides the VMCS.
-pub struct Guest {
-    pub regs: GuestRegs,
-    pub memory: GuestMemory,
-    /// L1's VMX state when VMX is exposed to the guest (`expose_vmx`).
-    pub nested: Option<super::nesting::Nested>,
-    pub caps: VmxCaps,
-    pub devices: Devices,
-    pub counters: ExitCounters,
-    pub watchdog: Watchdog,
-    /// Interrupt delivery state (vmcs01's preemption timer and interrupt window).
-    pub irq: super::interrupts::IrqState,
-    /// The guest's nesting depth (ours + 1).
-    pub depth: u32,
-    pub memory_mib: u64,
-}
 
 /// A guest to boot: its image, command line, modules and protocol preference.
 pub struct GuestSpec<'a> {
@@ -91,12 +50,16 @@ pub struct GuestSpec<'a> {
     pub expose_vmx: bool,
     /// Use hardware VMCS shadowing for the guest's VMREAD/VMWRITE when available.
     pub vmcs_shadowing: bool,
+    /// This processor's initial APIC ID, which the guest's local APIC gets too.
+    pub apic_id: u32,
+    /// The TSC rate the device model converts guest time with.
+    pub tsc_hz: u64,
 }
 
 /// Boots the guest and runs it to its end.
 pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxError> {
     let controls = vmcs01::choose(caps).map_err(VmxError::Missing)?;
-    super::enable(caps)?;
+    vmxon::enable(caps)?;
     let mut memory = GuestMemory::allocate(spec.memory).ok_or(VmxError::NoMemory("guest RAM"))?;
     let boot = match boot::load(&mut memory, spec.image, spec.cmdline, spec.modules, spec.protocol)
     {
@@ -131,7 +94,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
     vmx_self_test(&ept);
     let nested = if spec.expose_vmx {
         log::info!("vmx: exposing VMX to the guest (nested)");
-        Some(super::nesting::Nested::new(caps, vmcs01, ept.eptp, spec.vmcs_shadowing)?)
+        Some(L1Vmx::new(caps, vmcs01, ept.eptp, spec.vmcs_shadowing)?)
     } else {
         None
     };
@@ -146,10 +109,10 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         memory,
         nested,
         caps: *caps,
-        devices: Devices::new(spec.depth, crate::platform::apic_id(), crate::platform::tsc_hz()),
+        devices: Devices::new(spec.depth, spec.apic_id, spec.tsc_hz),
         counters: ExitCounters::default(),
-        watchdog: Watchdog { quiet_slices: 0 },
-        irq: super::interrupts::IrqState::new(timer as u32, caps.preemption_timer_shift()),
+        watchdog: Watchdog::default(),
+        irq: IrqState::new(timer as u32, caps.preemption_timer_shift()),
         depth: spec.depth,
         memory_mib,
     };
@@ -174,13 +137,11 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
     loop {
         let in_l2 = g.nested.as_ref().is_some_and(|n| n.in_l2);
         if in_l2 {
-            if let super::interrupts::L2Entry::ExitedToL1 =
-                super::interrupts::before_l2_entry(g, &mut v)
-            {
+            if let interrupts::L2Entry::ExitedToL1 = interrupts::before_l2_entry(g, &mut v) {
                 continue;
             }
         } else {
-            super::interrupts::before_l1_entry(g, &mut v);
+            interrupts::before_l1_entry(g, &mut v);
         }
         let launched = match &g.nested {
             Some(n) if in_l2 => n.vmcs02_launched,
@@ -195,7 +156,7 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
                 if launched { "RESUME" } else { "LAUNCH" },
                 if in_l2 { "vmcs02 (L2)" } else { "vmcs01" }
             );
-            exits::dump(&v, g);
+            dump(&v, g);
             return GuestEnd::Failed("VM entry failed");
         }
         match &mut g.nested {
@@ -214,11 +175,11 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
             status::publish_exits(&g.counters);
         }
         let action = if in_l2 {
-            super::nesting::l2_exit(g, &mut v, &info)
+            l2_exit::l2_exit(g, &mut v, &info)
         } else if g.nested.is_some() && is_vmx_instruction(&info) {
-            match super::nesting::vmx_instruction(g, &mut v, &info) {
-                super::nesting::Step::Action(a) => a,
-                super::nesting::Step::EnterL2 => match super::nesting::enter_l2(g, &mut v) {
+            match l1vmx::vmx_instruction(g, &mut v, &info) {
+                Step::Action(a) => a,
+                Step::EnterL2 => match l1vmx::enter_l2(g, &mut v) {
                     Ok(_) => continue,
                     Err(why) => {
                         log::error!("entering L2 failed: {why}");
@@ -282,33 +243,6 @@ fn vmx_self_test(ept: &Ept) {
 
 fn is_vmx_instruction(info: &ExitInfo) -> bool {
     !info.is_entry_failure() && info.exit_reason().is_some_and(exits::is_vmx_instruction)
-}
-
-/// Advances RIP past the exiting instruction and drops STI/MOV-SS blocking, as retiring the
-/// instruction would (SDM 25.4.2).
-fn skip_instruction(v: &mut HwVmcs, info: &ExitInfo) {
-    let rip = v.read(F::GuestRip);
-    retire_instruction(v, rip.wrapping_add(u64::from(info.instruction_len)));
-}
-
-/// Completes an emulated instruction: RIP moves to `next_rip` and STI/MOV-SS blocking ends,
-/// as retiring the instruction would (SDM 25.4.2).
-pub fn retire_instruction(v: &mut HwVmcs, next_rip: u64) {
-    v.write(F::GuestRip, next_rip);
-    let blocking = v.read(F::GuestInterruptibilityInfo);
-    if blocking & 3 != 0 {
-        v.write(F::GuestInterruptibilityInfo, blocking & !3);
-    }
-}
-
-/// Injects a hardware exception on the next entry (SDM 26.6: interruption type 3).
-fn inject(v: &mut HwVmcs, vector: u8, error_code: Option<u32>) {
-    let mut info = u64::from(vector) | (3 << 8) | (1 << 31);
-    if let Some(code) = error_code {
-        info |= 1 << 11;
-        v.write(F::VmEntryExceptionErrorCode, u64::from(code));
-    }
-    v.write(F::VmEntryInterruptionInfo, info);
 }
 
 fn report(g: &Guest, end: GuestEnd) {

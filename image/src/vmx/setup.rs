@@ -7,9 +7,9 @@ use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmcs01::Vmcs01Controls;
 use x86_64::registers::control::{Cr0, Cr4};
 
-use super::hw_vmcs::HwVmcs;
-use super::insn::{self, turtles_vm_exit};
-use super::{VmxError, zeroed_frame};
+use super::vmxon::{VmxError, zeroed_frame};
+use crate::arch::vmcs::HwVmcs;
+use crate::arch::vmx::{self as insn, turtles_vm_exit};
 use crate::arch::{cpu, gdt, idt};
 use crate::guest::boot::BootState;
 

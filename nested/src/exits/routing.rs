@@ -14,6 +14,7 @@
 
 use super::{ExitInfo, ExitReason, intr_info, vector};
 use crate::addr::L1Gpa;
+use crate::arch::cr0;
 use crate::caps::{pin, proc1, proc2};
 use crate::guest::{Gpr, GuestMemory, GuestRegs};
 use crate::vmcs::Vmcs12;
@@ -202,8 +203,6 @@ fn exception_wanted(info: &ExitInfo, vmcs12: &Vmcs12) -> bool {
 
 /// Control-register accesses (SDM 26.1.3, exit qualification Table 28-3).
 fn cr_access_wanted(qual: u64, vmcs12: &Vmcs12, regs: &impl GuestRegs) -> bool {
-    const CR0_PE: u64 = 1;
-    const CR0_TS: u64 = 1 << 3;
     let cr = qual & 0xf;
     let access = (qual >> 4) & 3;
     let value = regs.gpr(Gpr::from_index((qual >> 8) as u32 & 0xf));
@@ -229,14 +228,16 @@ fn cr_access_wanted(qual: u64, vmcs12: &Vmcs12, regs: &impl GuestRegs) -> bool {
         (1, 3) => p1 & proc1::CR3_STORE_EXITING != 0,
         (1, 8) => p1 & proc1::CR8_STORE_EXITING != 0,
         // CLTS: exit iff CR0.TS is host-owned and its shadow is 1.
-        (2, _) => vmcs12.cr0_guest_host_mask & CR0_TS != 0 && vmcs12.cr0_read_shadow & CR0_TS != 0,
+        (2, _) => {
+            vmcs12.cr0_guest_host_mask & cr0::TS != 0 && vmcs12.cr0_read_shadow & cr0::TS != 0
+        }
         // LMSW (source data in bits 31:16): touches CR0[3:0] but cannot clear PE.
         (3, _) => {
             let src = (qual >> 16) & 0xffff;
             let mask = vmcs12.cr0_guest_host_mask;
             let shadow = vmcs12.cr0_read_shadow;
             mask & 0xe & (src ^ shadow) != 0
-                || (mask & CR0_PE != 0 && shadow & CR0_PE == 0 && src & CR0_PE != 0)
+                || (mask & cr0::PE != 0 && shadow & cr0::PE == 0 && src & cr0::PE != 0)
         }
         _ => false,
     }

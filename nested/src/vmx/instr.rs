@@ -7,10 +7,11 @@
 //! VMfailValid(n) — and returns a [`VmxResult`]; the image applies it (RFLAGS via
 //! [`VmxResult::apply_rflags`], RIP, exception injection, or entering L2).
 
+use crate::arch::{cr0, cr4, efer, rflags};
 use core::mem::size_of;
 
 use super::operand::{self, InstrInfo, MemOperand, Operand, Segment, SegmentCache};
-use super::{Exception, VmInstructionError, VmxResult, rflags};
+use super::{Exception, VmInstructionError, VmxResult};
 use crate::addr::{L1Gpa, fits_phys_width};
 use crate::caps::VmxCaps;
 use crate::exits::{ExitInfo, ExitReason};
@@ -18,10 +19,6 @@ use crate::guest::{GuestMemory, GuestRegs};
 use crate::vmcs::{
     DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError,
 };
-
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const CR4_VMXE: u64 = 1 << 13;
 /// IA32_FEATURE_CONTROL: lock (bit 0) and "enable VMX outside SMX" (bit 2).
 const FEATURE_CONTROL_LOCKED_VMX: u64 = 1 | 1 << 2;
 
@@ -47,10 +44,10 @@ impl L1Cpu {
     pub const fn long_mode_ring0() -> Self {
         L1Cpu {
             cpl: 0,
-            cr0: 0x8000_0031,
-            cr4: 0x2020,
-            efer: EFER_LME | EFER_LMA,
-            rflags: 2,
+            cr0: cr0::PG | cr0::NE | cr0::ET | cr0::PE,
+            cr4: cr4::VMXE | cr4::PAE,
+            efer: efer::LME | efer::LMA,
+            rflags: rflags::FIXED_1,
             cs_l: true,
             mov_ss_blocking: false,
             feature_control: FEATURE_CONTROL_LOCKED_VMX,
@@ -59,7 +56,7 @@ impl L1Cpu {
 
     /// IA-32e mode (EFER.LMA).
     pub const fn is_ia32e(&self) -> bool {
-        self.efer & EFER_LMA != 0
+        self.efer & efer::LMA != 0
     }
 
     /// 64-bit mode: IA-32e mode with CS.L = 1.
@@ -333,7 +330,7 @@ impl NestedVmx {
 
     /// VMXON (SDM Vol. 2, VMXON).
     pub fn vmxon(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
-        if cpu.cr0 & 1 == 0 || cpu.cr4 & CR4_VMXE == 0 || cpu.bad_mode() {
+        if cpu.cr0 & 1 == 0 || cpu.cr4 & cr4::VMXE == 0 || cpu.bad_mode() {
             return VmxResult::Fault(Exception::UD);
         }
         if self.vmxon {

@@ -4,9 +4,8 @@
 use super::checks::{self, EntryFailure};
 use super::instr::{EntryChecked, L1Access, L1Cpu, NestedVmx};
 use super::{Exception, VmInstructionError, VmxResult};
+use crate::arch::cr0;
 use crate::vmcs::{DirtySet, FieldType, LaunchState, VmcsField};
-
-const CR0_PE: u64 = 1;
 
 /// Every control and host-state field: what [`checks::check_controls`] and
 /// [`checks::check_host_state`] read, besides the VM-entry controls (in [`EntryChecked`]) and
@@ -30,7 +29,7 @@ impl NestedVmx {
     /// VMLAUNCH (`launch`) or VMRESUME: errors 4, 5, 7, 8, 26, then the guest-state and
     /// MSR-load checks whose failure is a VM-entry-failure exit to L1 (SDM 26.1-26.4, 26.8).
     pub fn vmlaunch(&mut self, launch: bool, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
-        if cpu.cr0 & CR0_PE == 0 {
+        if cpu.cr0 & cr0::PE == 0 {
             return VmxResult::Fault(Exception::UD);
         }
         if let Err(e) = self.root_checks(cpu) {

@@ -9,14 +9,10 @@
 //! [`super::bitmaps`]. None of these allocate; all are generic over [`Vmcs`].
 
 use crate::addr::Hpa;
+use crate::arch::{cr0, efer};
 use crate::caps::{VmxCaps, entry, exit, pin, proc1, proc2};
 use crate::exits::routing::secondary_controls;
 use crate::vmcs::{DirtySet, Vmcs, Vmcs12, VmcsField as F};
-
-const CR0_PE: u64 = 1;
-const CR0_PG: u64 = 1 << 31;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
 const PF_BIT: u32 = 1 << 14;
 
 /// What L0 requires in every vmcs02, whatever L1 asks (its own exiting needs).
@@ -291,7 +287,7 @@ impl Controls02 {
         };
         let mut cr0_forced = hw.cr0_fixed0 | !hw.cr0_fixed1;
         if ug {
-            cr0_forced &= !(CR0_PE | CR0_PG);
+            cr0_forced &= !(cr0::PE | cr0::PG);
         }
         let cr4_forced = hw.cr4_fixed0 | !hw.cr4_fixed1;
         Controls02 {
@@ -311,7 +307,7 @@ impl Controls02 {
     fn cr0_fixed(&self, hw: &VmxCaps) -> crate::caps::FixedBits {
         let mut f = hw.cr0_fixed();
         if self.proc2 & proc2::UNRESTRICTED_GUEST != 0 {
-            f.fixed0 &= !(CR0_PE | CR0_PG);
+            f.fixed0 &= !(cr0::PE | cr0::PG);
         }
         f
     }
@@ -330,11 +326,11 @@ fn l2_efer(v12: &Vmcs12, l1: &L1State) -> u64 {
         return v12.guest_ia32_efer;
     }
     let ia32e = v12.vm_entry_controls & entry::IA32E_MODE_GUEST != 0;
-    let mut e = l1.efer & !(EFER_LMA | EFER_LME);
+    let mut e = l1.efer & !(efer::LMA | efer::LME);
     if ia32e {
-        e |= EFER_LMA | EFER_LME;
-    } else if v12.guest_cr0 & CR0_PG == 0 {
-        e |= l1.efer & EFER_LME;
+        e |= efer::LMA | efer::LME;
+    } else if v12.guest_cr0 & cr0::PG == 0 {
+        e |= l1.efer & efer::LME;
     }
     e
 }

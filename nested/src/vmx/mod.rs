@@ -19,6 +19,7 @@ pub use operand::{InstrInfo, MemOperand, Operand, Segment, SegmentCache};
 
 use checks::EntryFailure;
 
+use crate::arch::rflags;
 use crate::vmcs::{DirtySet, VmcsField as F};
 
 /// The fields besides [`sync::GUEST_RARE`] that the guest-state checks of rare fields
@@ -135,21 +136,6 @@ pub enum VmxResult {
     /// The entry failed a guest-state or MSR-loading check (SDM 26.8): vmcs12's exit reason
     /// and qualification have been written; load L1's host state from vmcs12 and resume L1.
     EntryFailed(EntryFailure),
-}
-
-/// RFLAGS bits the VMX conventions touch (SDM 31.2).
-pub mod rflags {
-    pub const CF: u64 = 1 << 0;
-    pub const PF: u64 = 1 << 2;
-    pub const AF: u64 = 1 << 4;
-    pub const ZF: u64 = 1 << 6;
-    pub const SF: u64 = 1 << 7;
-    pub const TF: u64 = 1 << 8;
-    pub const IF: u64 = 1 << 9;
-    pub const OF: u64 = 1 << 11;
-    pub const VM: u64 = 1 << 17;
-    /// The six arithmetic flags VMsucceed/VMfail rewrite.
-    pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
 }
 
 impl VmxResult {

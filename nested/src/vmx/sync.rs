@@ -5,12 +5,10 @@
 use super::merge::for_each_guest_hot;
 #[cfg(doc)]
 use super::merge::{GUEST_HOT, GUEST_PLAIN};
+use crate::arch::{cr4, efer};
 use crate::caps::{VmxCaps, entry, exit};
 use crate::exits::{ExitInfo, intr_info};
 use crate::vmcs::{DirtySet, Vmcs, Vmcs12, VmcsField as F};
-
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
 
 /// How much guest state [`sync_vmcs12`] copies back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,7 +171,7 @@ pub fn sync_vmcs12<V: Vmcs>(vmcs02: &V, v12: &mut Vmcs12, exit: &ExitInfo, scope
     if saves(exit::SAVE_IA32_EFER) {
         v12.guest_ia32_efer = efer;
     }
-    if efer & EFER_LMA != 0 {
+    if efer & efer::LMA != 0 {
         v12.vm_entry_controls |= entry::IA32E_MODE_GUEST;
     } else {
         v12.vm_entry_controls &= !entry::IA32E_MODE_GUEST;
@@ -241,7 +239,7 @@ pub fn load_l1_host_state<V: Vmcs>(
     let loads = |bit| v12.vm_exit_controls & bit != 0;
     vmcs01.write(F::GuestCr0, hw.cr0_fixed().adjust(v12.host_cr0));
     vmcs01.write(F::Cr0ReadShadow, v12.host_cr0);
-    let cr4 = if host64 { v12.host_cr4 | 1 << 5 } else { v12.host_cr4 };
+    let cr4 = if host64 { v12.host_cr4 | cr4::PAE } else { v12.host_cr4 };
     vmcs01.write(F::GuestCr4, hw.cr4_fixed().adjust(cr4));
     vmcs01.write(F::Cr4ReadShadow, cr4);
     vmcs01.write(F::GuestCr3, v12.host_cr3);
@@ -253,16 +251,16 @@ pub fn load_l1_host_state<V: Vmcs>(
     let efer = if loads(exit::LOAD_IA32_EFER) {
         v12.host_ia32_efer
     } else if host64 {
-        l1_efer | EFER_LMA | EFER_LME
+        l1_efer | efer::LMA | efer::LME
     } else {
-        l1_efer & !(EFER_LMA | EFER_LME)
+        l1_efer & !(efer::LMA | efer::LME)
     };
     vmcs01.write(F::GuestIa32Efer, efer);
     let entry01 = vmcs01.read(F::VmEntryControls);
     let ia32e = u64::from(entry::IA32E_MODE_GUEST);
     vmcs01.write(
         F::VmEntryControls,
-        if efer & EFER_LMA != 0 { entry01 | ia32e } else { entry01 & !ia32e },
+        if efer & efer::LMA != 0 { entry01 | ia32e } else { entry01 & !ia32e },
     );
     if loads(exit::LOAD_IA32_PAT) {
         vmcs01.write(F::GuestIa32Pat, v12.host_ia32_pat);

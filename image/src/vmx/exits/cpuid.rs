@@ -1,103 +1,155 @@
-//! CPUID (exit reason 10): the real CPUID with VMX and MONITOR hidden and the hypervisor bit
-//! set, plus turtles' hypervisor leaves 0x40000000.. ("turtles" signature, the guest's depth).
+//! CPUID (exit reason 10) and XSETBV (exit reason 55): the guest's CPUID is the host's
+//! filtered by the pure policy `pc::cpuid` (what L0 cannot back is hidden, the hypervisor bit
+//! and turtles' leaves 0x40000000.. are added), with the bits that mirror the executing
+//! level's state (CR4.OSXSAVE, CR4.PKE, the APIC's global enable) read at answer time; XSETBV
+//! sets the guest's XCR0 after `pc::cpuid::xsetbv_valid`'s checks, so the XSAVE features CPUID
+//! shows work.
 
-use super::Action;
+use nested::caps::proc2;
+use nested::vmcs::{Vmcs, VmcsField as F};
+use pc::cpuid::{self as policy, Features, Live};
+
 use crate::arch::cpu;
-use crate::vmx::run::Guest;
+use crate::arch::vmcs::HwVmcs;
+use crate::ratelimit::RateLimit;
+use crate::vmx::action::{Action, GP};
+use crate::vmx::guest::Guest;
 
-/// Signature returned in EBX, ECX, EDX of leaf 0x40000000.
-pub const SIGNATURE: &[u8; 12] = b"turtles\0\0\0\0\0";
-const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0003;
+pub use policy::signature_words;
 
-const LEAF1_ECX_MONITOR: u32 = 1 << 3;
-const LEAF1_ECX_VMX: u32 = 1 << 5;
-const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
-const LEAF1_ECX_X2APIC: u32 = 1 << 21;
-const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
-const LEAF1_EDX_APIC: u32 = 1 << 9;
+/// IA32_APIC_BASE's global enable (SDM Vol. 3A 11.4.3).
+const APIC_BASE_ENABLE: u64 = 1 << 11;
 
-/// [`SIGNATURE`] as CPUID returns it in EBX, ECX, EDX.
-pub const fn signature_words() -> [u32; 3] {
-    let s = SIGNATURE;
-    [
-        u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        u32::from_le_bytes([s[4], s[5], s[6], s[7]]),
-        u32::from_le_bytes([s[8], s[9], s[10], s[11]]),
-    ]
-}
-
-/// The values L0 returns for `leaf`/`subleaf` given the host's answer. Leaf 0x40000002
-/// returns this level's exit count so far (EAX low, EBX high half), leaf 0x40000003 the
-/// bottom L0's (`exits` when this level runs on bare metal, else `host`: the level below's
-/// answer), for the workload.
-pub fn virtualize(leaf: u32, host: [u32; 4], guest_depth: u32, exits: u64, vmx: bool) -> [u32; 4] {
-    let [w0, w1, w2] = signature_words();
-    match leaf {
-        0x4000_0000 => [MAX_HYPERVISOR_LEAF, w0, w1, w2],
-        // Turtles leaf: EAX = the guest's nesting depth, EBX = version.
-        0x4000_0001 => [guest_depth, 1, 0, 0],
-        0x4000_0002 => [exits as u32, (exits >> 32) as u32, 0, 0],
-        0x4000_0003 if guest_depth == 1 => [exits as u32, (exits >> 32) as u32, 0, 0],
-        0x4000_0003 => host,
-        0x4000_0004..=0x4000_00ff => [0; 4],
-        1 => {
-            let [a, b, c, d] = host;
-            let hidden = if vmx { LEAF1_ECX_MONITOR } else { LEAF1_ECX_VMX | LEAF1_ECX_MONITOR };
-            // L0's local APIC model has xAPIC and x2APIC but no TSC-deadline timer mode.
-            let c = (c & !hidden & !LEAF1_ECX_TSC_DEADLINE) | LEAF1_ECX_X2APIC;
-            [a, b, c | LEAF1_ECX_HYPERVISOR, d]
-        }
-        _ => host,
-    }
-}
-
-/// Host CPUID answers already read. CPUID is constant, and under a turtles L0 every CPUID
-/// this level executes is itself an exit: answering from the cache keeps a reflected CPUID at
-/// the architectural two L0 exits (L2's CPUID and L1's VMRESUME).
+/// The guest's answers without their live bits. CPUID is constant, and under a turtles L0
+/// every CPUID this level executes is itself an exit: answering from the cache keeps a
+/// reflected CPUID at the architectural two L0 exits (L2's CPUID and L1's VMRESUME). One
+/// guest runs per boot, so what the cache keeps holds for the guest's whole life.
 static CACHE: hermit_sync::SpinMutex<CpuidCache> = hermit_sync::SpinMutex::new(CpuidCache::new());
+
+/// The highest leaves the guest sees and the features its VMCS enables, read on the first
+/// cache miss.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_basic: u32,
+    max_ext: u32,
+    features: Features,
+}
 
 struct CpuidCache {
     entries: [(u32, u32, [u32; 4]); 64],
     len: usize,
+    limits: Option<Limits>,
 }
 
 impl CpuidCache {
     const fn new() -> Self {
-        CpuidCache { entries: [(0, 0, [0; 4]); 64], len: 0 }
+        CpuidCache { entries: [(0, 0, [0; 4]); 64], len: 0, limits: None }
     }
 
-    fn get(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
-        if let Some(e) = self.entries[..self.len].iter().find(|e| e.0 == leaf && e.1 == subleaf) {
-            return e.2;
+    fn limits(&mut self, v: &HwVmcs, vmx: bool) -> Limits {
+        *self.limits.get_or_insert_with(|| Limits {
+            max_basic: policy::max_basic(cpu::cpuid(0, 0)[0]),
+            max_ext: policy::max_extended(cpu::cpuid(0x8000_0000, 0)[0]),
+            features: features(v, vmx),
+        })
+    }
+
+    /// The static answer for `leaf`, `subleaf` (from the cache when it is there) and the
+    /// leaf the processor answered for it.
+    fn get(&mut self, leaf: u32, subleaf: u32, v: &HwVmcs, vmx: bool) -> ([u32; 4], u32) {
+        let key = if policy::uses_subleaf(leaf) { subleaf } else { 0 };
+        if let Some(e) = self.entries[..self.len].iter().find(|e| e.0 == leaf && e.1 == key) {
+            return (e.2, leaf);
         }
-        let value = cpu::cpuid(leaf, subleaf);
-        if let Some(slot) = self.entries.get_mut(self.len) {
-            *slot = (leaf, subleaf, value);
+        let limits = self.limits(v, vmx);
+        let resolved = policy::resolve(leaf, limits.max_basic, limits.max_ext);
+        let host = cpu::cpuid(resolved, subleaf);
+        let value = policy::static_answer(resolved, subleaf, host, &limits.features);
+        if resolved == leaf
+            && policy::cacheable(leaf)
+            && let Some(slot) = self.entries.get_mut(self.len)
+        {
+            *slot = (leaf, key, value);
             self.len += 1;
         }
-        value
+        (value, resolved)
     }
 }
 
-pub fn handle(g: &mut Guest) -> Action {
-    let (leaf, subleaf) = (g.regs.rax as u32, g.regs.rcx as u32);
-    let host = match leaf {
-        // Forwarded to the level below (never cached: it changes).
-        0x4000_0003 if g.depth > 1 => cpu::cpuid(leaf, 0),
-        0x4000_0000..=0x4000_00ff => [0; 4],
-        _ => CACHE.lock().get(leaf, subleaf),
-    };
-    // Summing the counters costs ~100 instructions: only the counter leaves need it.
-    let exits = if leaf == 0x4000_0002 || leaf == 0x4000_0003 { g.counters.total() } else { 0 };
-    let [a, b, c, mut d] = virtualize(leaf, host, g.depth, exits, g.nested.is_some());
-    if leaf == 1 {
-        // CPUID.1:EDX.APIC follows IA32_APIC_BASE's global enable (SDM Vol. 3A 11.4.3).
-        let enabled = g.devices.lapic().base_msr() & (1 << 11) != 0;
-        d = if enabled { d | LEAF1_EDX_APIC } else { d & !LEAF1_EDX_APIC };
+/// What the guest's VMCS lets the guest's processor do beyond the host's CPUID.
+fn features(v: &HwVmcs, vmx: bool) -> Features {
+    let secondary = v.read(F::SecondaryVmExecControl) as u32;
+    Features {
+        vmx,
+        rdtscp: secondary & proc2::ENABLE_RDTSCP != 0,
+        invpcid: secondary & proc2::ENABLE_INVPCID != 0,
     }
+}
+
+/// The guest's [`Features`], as its CPUID shows them (read once per guest, like the answers).
+pub fn guest_features(v: &HwVmcs, vmx: bool) -> Features {
+    CACHE.lock().limits(v, vmx).features
+}
+
+pub fn handle(g: &mut Guest, v: &HwVmcs) -> Action {
+    let (leaf, subleaf) = (g.regs.rax as u32, g.regs.rcx as u32);
+    let [a, b, c, d] = if policy::is_hypervisor_leaf(leaf) {
+        // Forwarded to the level below (never cached: it changes).
+        let below = if leaf == 0x4000_0003 && g.depth > 1 { cpu::cpuid(leaf, 0) } else { [0; 4] };
+        // Summing the counters costs ~100 instructions: only the counter leaves need it.
+        let exits = if leaf == 0x4000_0002 || leaf == 0x4000_0003 { g.counters.total() } else { 0 };
+        policy::hypervisor_leaf(leaf, g.depth, exits, below)
+    } else {
+        let (value, resolved) = CACHE.lock().get(leaf, subleaf, v, g.nested.is_some());
+        if policy::has_live_bits(resolved) {
+            // The executing level's state: for L1's CPUID L1's CR4, for L2's CPUID that a
+            // turtles L1 answers, L2's (vmcs12's guest CR4).
+            let live = Live {
+                cr4: super::cr::guest_cr4(v),
+                apic_enabled: g.devices.lapic().base_msr() & APIC_BASE_ENABLE != 0,
+            };
+            policy::live_bits(resolved, subleaf, value, &live)
+        } else {
+            value
+        }
+    };
     g.regs.rax = u64::from(a);
     g.regs.rbx = u64::from(b);
     g.regs.rcx = u64::from(c);
     g.regs.rdx = u64::from(d);
+    Action::Skip
+}
+
+static XSETBV_REFUSED: RateLimit = RateLimit::new(8);
+
+/// XSETBV: sets the guest's XCR0 in the hardware (L0 itself uses no XSAVE state, and VMX
+/// transitions leave XCR0 alone, so the value stays the guest's) after the checks the
+/// processor makes (SDM Vol. 2B XSETBV), against the components the guest's CPUID shows.
+pub fn xsetbv(g: &mut Guest) -> Action {
+    use x86_64::registers::control::Cr4;
+    use x86_64::registers::xcontrol::XCr0;
+
+    let xcr = g.regs.rcx as u32;
+    let value = (g.regs.rdx << 32) | (g.regs.rax & 0xffff_ffff);
+    let has_xsave = cpu::cpuid(1, 0)[2] & policy::leaf1_ecx::XSAVE != 0;
+    let [eax, _, _, edx] = if has_xsave { cpu::cpuid(0xd, 0) } else { [0; 4] };
+    let shown = (u64::from(eax) | (u64::from(edx) << 32)) & policy::XCR0_SHOWN;
+    if !policy::xsetbv_valid(xcr, value, shown) {
+        if XSETBV_REFUSED.allow() {
+            log::warn!("guest XSETBV of XCR{xcr} = {value:#x} refused: injecting #GP(0)");
+        }
+        return Action::Inject(GP, Some(0));
+    }
+    let cr4 = Cr4::read_raw();
+    let osxsave = policy::CR4_OSXSAVE;
+    // SAFETY: the host has XSAVE (checked above, or `shown` would be empty and the value
+    // refused), so CR4.OSXSAVE may be set; only XSETBV below depends on it, and the previous
+    // CR4 comes back right after. The value passed the processor's XCR0 checks against
+    // components the host supports; L0 runs without SSE/AVX state of its own.
+    unsafe {
+        Cr4::write_raw(cr4 | osxsave);
+        XCr0::write_raw(value);
+        Cr4::write_raw(cr4);
+    }
     Action::Skip
 }

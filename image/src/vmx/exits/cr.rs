@@ -5,8 +5,9 @@
 use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
-use super::{Action, GP, gpr, set_gpr};
 use crate::ratelimit::RateLimit;
+use crate::vmx::action::{Action, GP};
+use crate::vmx::guest::{gpr, set_gpr};
 
 static REFUSED: RateLimit = RateLimit::new(8);
 
@@ -17,8 +18,8 @@ fn refuse(cr: u32, value: u64, why: &str) -> Action {
     }
     Action::Inject(GP, Some(0))
 }
-use crate::vmx::hw_vmcs::HwVmcs;
-use crate::vmx::run::Guest;
+use crate::arch::vmcs::HwVmcs;
+use crate::vmx::guest::Guest;
 use crate::vmx::setup::{real_cr0, real_cr4};
 
 const CR0_PE: u64 = 1;
@@ -36,6 +37,12 @@ const ENTRY_IA32E_MODE: u64 = 1 << 9;
 fn guest_view(v: &HwVmcs, real: F, shadow: F, mask: F) -> u64 {
     let mask = v.read(mask);
     (v.read(real) & !mask) | (v.read(shadow) & mask)
+}
+
+/// The guest's CR4 as it believes it is: the bits it owns from the VMCS, the rest from the
+/// read shadow.
+pub fn guest_cr4(v: &HwVmcs) -> u64 {
+    guest_view(v, F::GuestCr4, F::Cr4ReadShadow, F::Cr4GuestHostMask)
 }
 
 pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {

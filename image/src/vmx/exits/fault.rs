@@ -4,9 +4,10 @@
 use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
-use super::{Action, GuestEnd, dump};
-use crate::vmx::hw_vmcs::HwVmcs;
-use crate::vmx::run::Guest;
+use crate::arch::vmcs::HwVmcs;
+use crate::vmx::action::{Action, GuestEnd};
+use crate::vmx::guest::Guest;
+use crate::vmx::guest::dump;
 
 pub fn triple_fault(v: &HwVmcs, g: &Guest) -> Action {
     log::error!("guest triple fault: stopping the guest");

@@ -3,10 +3,10 @@
 
 use nested::exits::ExitInfo;
 
-use super::{Action, GuestEnd};
 use crate::machine::PortEffect;
 use crate::ratelimit::RateLimit;
-use crate::vmx::run::Guest;
+use crate::vmx::action::{Action, GuestEnd};
+use crate::vmx::guest::Guest;
 
 static STRING_IO: RateLimit = RateLimit::new(4);
 

@@ -6,15 +6,17 @@
 //! instruction length).
 
 use nested::exits::ExitInfo;
+use nested::paging::AccessKind;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use pc::decode::{self, CpuMode, MmioAccess, Operand};
 
-use super::{Action, GuestEnd, gpr, set_gpr};
 use crate::arch::cpu;
+use crate::arch::vmcs::HwVmcs;
 use crate::guest::paging;
 use crate::ratelimit::RateLimit;
-use crate::vmx::hw_vmcs::HwVmcs;
-use crate::vmx::run::Guest;
+use crate::vmx::action::{Action, GuestEnd};
+use crate::vmx::guest::Guest;
+use crate::vmx::guest::{gpr, set_gpr};
 
 static UNDECODED: RateLimit = RateLimit::new(8);
 
@@ -52,7 +54,7 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
         _ => v.read(F::GuestCsBase).wrapping_add(rip) & 0xffff_ffff,
     };
     let mut bytes = [0u8; 15];
-    let fetched = paging::read_linear(v, &g.memory, linear, &mut bytes);
+    let fetched = paging::read_linear(v, &g.memory, linear, AccessKind::Fetch, &mut bytes);
     let decoded = match decode::decode(&bytes[..fetched], mode) {
         Ok(d) => d,
         Err(e) => {
@@ -92,6 +94,6 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     }
     let next = rip.wrapping_add(u64::from(decoded.len));
     let next = if mode == CpuMode::Long64 { next } else { next & 0xffff_ffff };
-    crate::vmx::run::retire_instruction(v, next);
+    crate::vmx::action::retire_instruction(v, next);
     Some(Action::Resume)
 }

@@ -1,6 +1,8 @@
 //! Exit handling for L0's guest: each exit is snapshotted as an [`ExitInfo`], dispatched by
 //! reason to a handler in this directory, and answered with an [`Action`] for the run loop.
-//! An unknown reason stops the guest with a state dump; it never panics L0.
+//! An unknown reason stops the guest with a state dump; it never panics L0. This file only
+//! dispatches: what the handlers share ([`Action`], [`Guest`], register access) lives below
+//! them, in `vmx/action.rs` and `vmx/guest.rs`.
 
 pub mod cpuid;
 mod cr;
@@ -13,38 +15,10 @@ mod simple;
 pub use msr::L2_PASSTHROUGH;
 
 use nested::exits::{ExitInfo, ExitReason};
-use nested::guest::Gpr;
-use nested::vmcs::{Vmcs, VmcsField as F};
 
-use super::hw_vmcs::HwVmcs;
-use super::run::Guest;
-
-/// Exception vectors L0 injects.
-pub const UD: u8 = 6;
-pub const GP: u8 = 13;
-
-/// What the run loop does after an exit.
-#[derive(Debug)]
-pub enum Action {
-    /// Re-enter the guest at the same RIP.
-    Resume,
-    /// Re-enter after the exiting instruction (RIP += instruction length).
-    Skip,
-    /// Inject a hardware exception (vector, error code) and re-enter; RIP stays at the
-    /// faulting instruction.
-    Inject(u8, Option<u32>),
-    /// The guest is done.
-    Stop(GuestEnd),
-}
-
-/// How a guest ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GuestEnd {
-    /// It wrote its status to the exit port.
-    Exited(u8),
-    /// L0 stopped it; the reason was logged.
-    Failed(&'static str),
-}
+use super::action::{Action, UD};
+use super::guest::Guest;
+use crate::arch::vmcs::HwVmcs;
 
 /// Handles one exit.
 pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
@@ -58,7 +32,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         g.watchdog.other_exit();
     }
     match reason {
-        ExitReason::Cpuid => cpuid::handle(g),
+        ExitReason::Cpuid => cpuid::handle(g, v),
         ExitReason::IoInstruction => io::handle(g, info),
         ExitReason::Rdmsr => msr::rdmsr(g, v),
         ExitReason::Wrmsr => msr::wrmsr(g, v),
@@ -78,23 +52,9 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         ExitReason::EptMisconfig => fault::ept(v, g, info),
         r if is_vmx_instruction(r) || r == ExitReason::Vmfunc => simple::vmx_instruction(v, r),
         ExitReason::Mwait | ExitReason::Monitor => Action::Inject(UD, None),
-        ExitReason::Xsetbv => simple::xsetbv(g),
+        ExitReason::Xsetbv => cpuid::xsetbv(g),
         ExitReason::InitSignal | ExitReason::StartupIpi => Action::Resume,
         _ => fault::unknown(v, g, info),
-    }
-}
-
-/// A guest general-purpose register by its encoding number (SDM Table 28-3: 0 RAX, 1 RCX,
-/// 2 RDX, 3 RBX, 4 RSP, 5 RBP, 6 RSI, 7 RDI, 8-15 R8-R15). RSP lives in the VMCS.
-pub fn gpr(g: &Guest, v: &HwVmcs, n: u64) -> u64 {
-    g.regs.get(Gpr::from_index(n as u32)).unwrap_or_else(|| v.read(F::GuestRsp))
-}
-
-/// Writes a guest general-purpose register by encoding number.
-pub fn set_gpr(g: &mut Guest, v: &mut HwVmcs, n: u64, value: u64) {
-    match g.regs.slot(Gpr::from_index(n as u32)) {
-        Some(slot) => *slot = value,
-        None => v.write(F::GuestRsp, value),
     }
 }
 
@@ -116,45 +76,4 @@ pub fn is_vmx_instruction(reason: ExitReason) -> bool {
             | ExitReason::Invept
             | ExitReason::Invvpid
     )
-}
-
-/// Logs the guest's state: for every exit that stops a guest.
-pub fn dump(v: &HwVmcs, g: &Guest) {
-    let r = &g.regs;
-    log::error!(
-        "guest state: rip={:#x} rsp={:#x} rflags={:#x} cr0={:#x} (shadow {:#x}) cr3={:#x} \
-         cr4={:#x} (shadow {:#x}) efer={:#x}",
-        v.read(F::GuestRip),
-        v.read(F::GuestRsp),
-        v.read(F::GuestRflags),
-        v.read(F::GuestCr0),
-        v.read(F::Cr0ReadShadow),
-        v.read(F::GuestCr3),
-        v.read(F::GuestCr4),
-        v.read(F::Cr4ReadShadow),
-        v.read(F::GuestIa32Efer)
-    );
-    log::error!(
-        "guest state: cs={:#x} base={:#x} ar={:#x} ss={:#x} ar={:#x} tr-ar={:#x} \
-         interruptibility={:#x} activity={} entry-controls={:#x}",
-        v.read(F::GuestCsSelector),
-        v.read(F::GuestCsBase),
-        v.read(F::GuestCsArBytes),
-        v.read(F::GuestSsSelector),
-        v.read(F::GuestSsArBytes),
-        v.read(F::GuestTrArBytes),
-        v.read(F::GuestInterruptibilityInfo),
-        v.read(F::GuestActivityState),
-        v.read(F::VmEntryControls)
-    );
-    log::error!(
-        "guest regs: rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x}",
-        r.rax,
-        r.rbx,
-        r.rcx,
-        r.rdx,
-        r.rsi,
-        r.rdi,
-        r.rbp
-    );
 }

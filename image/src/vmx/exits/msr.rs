@@ -1,121 +1,97 @@
 //! RDMSR/WRMSR (exit reasons 31, 32). vmcs01 uses no MSR bitmaps, so every access exits and
-//! meets this allowlist: MSRs held in the VMCS are read and written there, SYSCALL/SWAPGS
-//! MSRs L0 never uses go to the hardware, IA32_APIC_BASE and the x2APIC registers go to the
-//! guest's local APIC, a few identification MSRs read as constants, and everything else
-//! injects #GP(0) as a processor without the MSR would.
+//! meets the pure MSR policy `pc::msr`: its table says where each MSR the guest's processor
+//! has lives (a VMCS guest-state field, the hardware MSR, the guest's `MsrFile`, a constant,
+//! the LAPIC model, the nesting code's capability MSRs) and its checks say which writes #GP;
+//! every MSR not in the table injects #GP(0) as a processor without it would.
 
 use nested::vmcs::{Vmcs, VmcsField as F};
-use pc::lapic::{ApicFault, X2APIC_MSR_FIRST, X2APIC_MSR_LAST};
+use pc::msr::{self as policy, GeneralProtection, GuestStateMsr, Msr, MsrFile};
 
-use super::{Action, GP};
 use crate::arch::cpu;
+use crate::arch::vmcs::HwVmcs;
 use crate::ratelimit::RateLimit;
-use crate::vmx::hw_vmcs::HwVmcs;
-use crate::vmx::run::Guest;
-
-const IA32_TSC: u32 = 0x10;
-const IA32_PLATFORM_ID: u32 = 0x17;
-const IA32_APIC_BASE: u32 = 0x1b;
-const IA32_FEATURE_CONTROL: u32 = 0x3a;
-const IA32_BIOS_SIGN_ID: u32 = 0x8b;
-const IA32_MTRRCAP: u32 = 0xfe;
-const IA32_SYSENTER_CS: u32 = 0x174;
-const IA32_SYSENTER_ESP: u32 = 0x175;
-const IA32_SYSENTER_EIP: u32 = 0x176;
-const IA32_MISC_ENABLE: u32 = 0x1a0;
-const IA32_PAT: u32 = 0x277;
-const IA32_MTRR_DEF_TYPE: u32 = 0x2ff;
-const IA32_EFER: u32 = 0xc000_0080;
-const IA32_STAR: u32 = 0xc000_0081;
-const IA32_LSTAR: u32 = 0xc000_0082;
-const IA32_CSTAR: u32 = 0xc000_0083;
-const IA32_FMASK: u32 = 0xc000_0084;
-const IA32_FS_BASE: u32 = 0xc000_0100;
-const IA32_GS_BASE: u32 = 0xc000_0101;
-const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
-const IA32_TSC_AUX: u32 = 0xc000_0103;
-
-/// EFER bits a guest may set: SCE, LME, LMA (ignored on write), NXE.
-const EFER_WRITABLE: u64 = 1 | (1 << 8) | (1 << 10) | (1 << 11);
-const EFER_LMA: u64 = 1 << 10;
-
-static UNKNOWN: RateLimit = RateLimit::new(16);
-static APIC_FAULTS: RateLimit = RateLimit::new(16);
-
-fn canonical(v: u64) -> bool {
-    let top = (v as i64) >> 47;
-    top == 0 || top == -1
-}
-
-/// A PAT value is legal if every entry is a defined memory type (0, 1, 4, 5, 6, 7).
-fn valid_pat(v: u64) -> bool {
-    v.to_le_bytes().iter().all(|&t| matches!(t, 0 | 1 | 4 | 5 | 6 | 7))
-}
-
-fn vmcs_field(msr: u32) -> Option<F> {
-    Some(match msr {
-        IA32_SYSENTER_CS => F::GuestSysenterCs,
-        IA32_SYSENTER_ESP => F::GuestSysenterEsp,
-        IA32_SYSENTER_EIP => F::GuestSysenterEip,
-        IA32_PAT => F::GuestIa32Pat,
-        IA32_EFER => F::GuestIa32Efer,
-        IA32_FS_BASE => F::GuestFsBase,
-        IA32_GS_BASE => F::GuestGsBase,
-        _ => return None,
-    })
-}
+use crate::vmx::action::{Action, GP};
+use crate::vmx::guest::Guest;
 
 /// MSRs an L2 may access without an exit when L1 passes them through (vmcs02's MSR bitmap):
-/// those the VMCS switches on every entry and exit (SYSENTER, FS/GS base) and those L0 never
-/// uses ([`passthrough`]); either way the hardware holds exactly L1's world's value.
-pub const L2_PASSTHROUGH: &[u32] = &[
-    IA32_SYSENTER_CS,
-    IA32_SYSENTER_ESP,
-    IA32_SYSENTER_EIP,
-    IA32_FS_BASE,
-    IA32_GS_BASE,
-    IA32_STAR,
-    IA32_LSTAR,
-    IA32_CSTAR,
-    IA32_FMASK,
-    IA32_KERNEL_GS_BASE,
-    IA32_TSC_AUX,
-];
+/// those the VMCS switches on every entry and exit (SYSENTER, FS/GS base) and the SYSCALL and
+/// SWAPGS MSRs, which live in hardware ([`Msr::Hardware`]) and L0 never uses. Either way the
+/// hardware holds exactly L1's world's value and applies the processor's own checks.
+pub const L2_PASSTHROUGH: &[u32] = {
+    use policy::index::*;
+    &[
+        IA32_SYSENTER_CS,
+        IA32_SYSENTER_ESP,
+        IA32_SYSENTER_EIP,
+        IA32_FS_BASE,
+        IA32_GS_BASE,
+        IA32_STAR,
+        IA32_LSTAR,
+        IA32_CSTAR,
+        IA32_FMASK,
+        IA32_KERNEL_GS_BASE,
+    ]
+};
 
-/// MSRs with no VMCS field that L0 itself never uses: the guest's values live in hardware.
-fn passthrough(msr: u32) -> bool {
-    matches!(
-        msr,
-        IA32_STAR | IA32_LSTAR | IA32_CSTAR | IA32_FMASK | IA32_KERNEL_GS_BASE | IA32_TSC_AUX
-    )
+static UNKNOWN: RateLimit = RateLimit::new(16);
+static REFUSED: RateLimit = RateLimit::new(16);
+static APIC_FAULTS: RateLimit = RateLimit::new(16);
+
+/// The guest's emulated MSRs (one guest runs per boot), made on first use with the guest's
+/// MAXPHYADDR.
+static FILE: hermit_sync::SpinMutex<Option<MsrFile>> = hermit_sync::SpinMutex::new(None);
+
+const CR0_PG: u64 = 1 << 31;
+
+fn with_file<T>(f: impl FnOnce(&mut MsrFile) -> T) -> T {
+    let mut file = FILE.lock();
+    let file = file.get_or_insert_with(|| {
+        // CPUID.80000008H:EAX[7:0], which the guest sees unchanged; 36 without the leaf.
+        let has_leaf = cpu::cpuid(0x8000_0000, 0)[0] >= 0x8000_0008;
+        MsrFile::new(if has_leaf { cpu::cpuid(0x8000_0008, 0)[0] as u8 } else { 36 })
+    });
+    f(file)
+}
+
+fn vmcs_field(msr: GuestStateMsr) -> F {
+    match msr {
+        GuestStateMsr::SysenterCs => F::GuestSysenterCs,
+        GuestStateMsr::SysenterEsp => F::GuestSysenterEsp,
+        GuestStateMsr::SysenterEip => F::GuestSysenterEip,
+        GuestStateMsr::Debugctl => F::GuestIa32Debugctl,
+        GuestStateMsr::Pat => F::GuestIa32Pat,
+        GuestStateMsr::Efer => F::GuestIa32Efer,
+        GuestStateMsr::FsBase => F::GuestFsBase,
+        GuestStateMsr::GsBase => F::GuestGsBase,
+    }
+}
+
+fn lookup(g: &Guest, v: &HwVmcs, msr: u32) -> Msr {
+    policy::lookup(msr, &super::cpuid::guest_features(v, g.nested.is_some()))
 }
 
 pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
     let msr = g.regs.rcx as u32;
-    let value = match msr {
-        m if vmcs_field(m).is_some() => vmcs_field(m).map_or(0, |f| v.read(f)),
-        m if passthrough(m) => cpu::rdmsr(m),
-        IA32_TSC => cpu::rdtsc(),
-        IA32_APIC_BASE => g.devices.lapic().base_msr(),
-        X2APIC_MSR_FIRST..=X2APIC_MSR_LAST => {
-            match g.devices.with_lapic(|lapic| lapic.read_msr(msr, cpu::rdtsc())) {
-                Ok(value) => value,
-                Err(ApicFault) => return apic_fault("RDMSR", msr, 0),
-            }
-        }
-        // Locked; VMX enabled only if it is exposed to the guest.
-        IA32_FEATURE_CONTROL if g.nested.is_some() => crate::vmx::nesting::FEATURE_CONTROL_VMX,
-        IA32_FEATURE_CONTROL => 1,
-        // The capability MSRs L1 sees (nested::vmx::l1_caps), when VMX is exposed.
-        0x480..=0x491 if g.nested.is_some() => {
-            match g.nested.as_ref().and_then(|n| n.vmx.caps.msr(msr)) {
-                Some(value) => value,
-                None => return unknown("RDMSR", msr, 0),
-            }
-        }
-        IA32_MISC_ENABLE => 1,
-        IA32_PLATFORM_ID | IA32_BIOS_SIGN_ID | IA32_MTRRCAP | IA32_MTRR_DEF_TYPE => 0,
-        _ => return unknown("RDMSR", msr, 0),
+    let value = match lookup(g, v, msr) {
+        Msr::GuestState(s) => v.read(vmcs_field(s)),
+        Msr::Hardware(_) => cpu::rdmsr(msr),
+        Msr::Emulated => match with_file(|file| file.read(msr)) {
+            Some(value) => value,
+            None => return unknown("RDMSR", msr, 0),
+        },
+        Msr::ReadOnly(value) | Msr::WriteIgnored(value) => value,
+        Msr::Tsc => cpu::rdtsc(),
+        Msr::ApicBase => g.devices.lapic().base_msr(),
+        Msr::X2apic => match g.devices.with_lapic(|lapic| lapic.read_msr(msr, cpu::rdtsc())) {
+            Ok(value) => value,
+            Err(_) => return apic_fault("RDMSR", msr, 0),
+        },
+        // The capability MSRs L1 sees (nested::vmx::l1_caps).
+        Msr::VmxCapability => match g.nested.as_ref().and_then(|n| n.vmx.caps.msr(msr)) {
+            Some(value) => value,
+            None => return unknown("RDMSR", msr, 0),
+        },
+        Msr::Gp => return unknown("RDMSR", msr, 0),
     };
     g.regs.rax = value & 0xffff_ffff;
     g.regs.rdx = value >> 32;
@@ -125,38 +101,35 @@ pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
 pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
     let msr = g.regs.rcx as u32;
     let value = (g.regs.rdx << 32) | (g.regs.rax & 0xffff_ffff);
-    match msr {
-        IA32_EFER => {
-            if value & !EFER_WRITABLE != 0 {
-                return Action::Inject(GP, Some(0));
-            }
-            // LMA is the processor's: keep the current value.
-            let lma = v.read(F::GuestIa32Efer) & EFER_LMA;
-            v.write(F::GuestIa32Efer, (value & !EFER_LMA) | lma);
-        }
-        IA32_PAT if !valid_pat(value) => return Action::Inject(GP, Some(0)),
-        IA32_FS_BASE | IA32_GS_BASE | IA32_SYSENTER_ESP | IA32_SYSENTER_EIP
-            if !canonical(value) =>
-        {
-            return Action::Inject(GP, Some(0));
-        }
-        m if vmcs_field(m).is_some() => {
-            if let Some(f) = vmcs_field(m) {
-                v.write(f, value);
+    match lookup(g, v, msr) {
+        Msr::GuestState(s) => {
+            let field = vmcs_field(s);
+            let paging = s == GuestStateMsr::Efer && v.read(F::GuestCr0) & CR0_PG != 0;
+            match policy::check_guest_state(s, value, v.read(field), paging) {
+                Ok(new) => v.write(field, new),
+                Err(GeneralProtection) => return refused(msr, value),
             }
         }
-        IA32_LSTAR | IA32_CSTAR | IA32_KERNEL_GS_BASE if !canonical(value) => {
-            return Action::Inject(GP, Some(0));
-        }
-        m if passthrough(m) => {
+        Msr::Hardware(check) => {
+            if !policy::hardware_write_ok(check, value) {
+                return refused(msr, value);
+            }
             // SAFETY: L0 never uses SYSCALL, SWAPGS or RDTSCP, so these MSRs are the guest's
-            // alone; the value was checked to be canonical where the MSR requires it.
-            unsafe { cpu::wrmsr(m, value) };
+            // alone; the value passed the check that makes the processor accept it.
+            unsafe { cpu::wrmsr(msr, value) };
         }
-        IA32_APIC_BASE | X2APIC_MSR_FIRST..=X2APIC_MSR_LAST => {
+        Msr::Emulated => {
+            if with_file(|file| file.write(msr, value)).is_err() {
+                return refused(msr, value);
+            }
+        }
+        Msr::ReadOnly(_) => return refused(msr, value),
+        // Writes the guest may make that have no effect here.
+        Msr::WriteIgnored(_) | Msr::Tsc => {}
+        Msr::ApicBase | Msr::X2apic => {
             let now = cpu::rdtsc();
             let result = g.devices.with_lapic(|lapic| {
-                if msr == IA32_APIC_BASE {
+                if msr == policy::index::IA32_APIC_BASE {
                     lapic.write_base_msr(value, now)
                 } else {
                     lapic.write_msr(msr, value, now)
@@ -166,9 +139,7 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
                 return apic_fault("WRMSR", msr, value);
             }
         }
-        // Writes the guest may make that have no effect here.
-        IA32_TSC | IA32_MISC_ENABLE | IA32_BIOS_SIGN_ID | IA32_MTRR_DEF_TYPE => {}
-        _ => return unknown("WRMSR", msr, value),
+        Msr::VmxCapability | Msr::Gp => return unknown("WRMSR", msr, value),
     }
     Action::Skip
 }
@@ -178,6 +149,15 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
 fn apic_fault(what: &str, msr: u32, value: u64) -> Action {
     if APIC_FAULTS.allow() {
         log::warn!("guest {what} of APIC MSR {msr:#x} (value {value:#x}) faults: injecting #GP(0)");
+    }
+    Action::Inject(GP, Some(0))
+}
+
+/// A WRMSR the processor would refuse (reserved bits, a non-canonical address, a bad memory
+/// type, a read-only MSR).
+fn refused(msr: u32, value: u64) -> Action {
+    if REFUSED.allow() {
+        log::warn!("guest WRMSR of MSR {msr:#x} (value {value:#x}) refused: injecting #GP(0)");
     }
     Action::Inject(GP, Some(0))
 }

@@ -1,13 +1,13 @@
-//! Small exits: HLT, external interrupts, NMIs, VMX instructions while nesting is off, XSETBV.
+//! Small exits: HLT, external interrupts, NMIs, VMX instructions while nesting is off.
 
 use nested::exits::{ExitInfo, ExitReason};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
-use super::{Action, GP, GuestEnd, UD};
 use crate::arch::cpu;
+use crate::arch::vmcs::HwVmcs;
 use crate::ratelimit::RateLimit;
-use crate::vmx::hw_vmcs::HwVmcs;
-use crate::vmx::run::Guest;
+use crate::vmx::action::{Action, GuestEnd, UD};
+use crate::vmx::guest::Guest;
 
 static INTERRUPTS: RateLimit = RateLimit::new(8);
 static VMX_INSNS: RateLimit = RateLimit::new(8);
@@ -51,7 +51,7 @@ pub fn exception_or_nmi(v: &HwVmcs, g: &Guest, info: &ExitInfo) -> Action {
         return Action::Inject(2, None);
     }
     log::error!("unexpected exception {vector} intercepted (the exception bitmap is empty)");
-    super::dump(v, g);
+    crate::vmx::guest::dump(v, g);
     Action::Stop(GuestEnd::Failed("unexpected intercepted exception"))
 }
 
@@ -65,14 +65,4 @@ pub fn vmx_instruction(v: &HwVmcs, reason: ExitReason) -> Action {
         );
     }
     Action::Inject(UD, None)
-}
-
-/// XSETBV (exit reason 55): XCR0 is not virtualized yet; #GP as for an invalid value.
-pub fn xsetbv(g: &Guest) -> Action {
-    log::warn!(
-        "guest XSETBV of XCR{} = {:#x}: not supported, injecting #GP(0)",
-        g.regs.rcx,
-        g.regs.rax
-    );
-    Action::Inject(GP, Some(0))
 }

@@ -108,19 +108,19 @@ fn check_guest_registers(
     let ia32e = v.vm_entry_controls & entry::IA32E_MODE_GUEST != 0;
     let mut cr0_fixed = caps.cr0_fixed();
     if ug {
-        cr0_fixed.fixed0 &= !(CR0_PE | CR0_PG);
+        cr0_fixed.fixed0 &= !(cr0::PE | cr0::PG);
     }
     ensure(cr0_fixed.verify(v.guest_cr0), GuestCr0)?;
-    ensure(v.guest_cr0 & CR0_PG == 0 || v.guest_cr0 & CR0_PE != 0, GuestCr0PgWithoutPe)?;
+    ensure(v.guest_cr0 & cr0::PG == 0 || v.guest_cr0 & cr0::PE != 0, GuestCr0PgWithoutPe)?;
     ensure(caps.cr4_fixed().verify(v.guest_cr4), GuestCr4)?;
     let load_debug = v.vm_entry_controls & entry::LOAD_DEBUG_CONTROLS != 0;
     if load_debug {
         ensure(v.guest_ia32_debugctl & !0xffc3 == 0, GuestDebugctl)?;
     }
     if ia32e {
-        ensure(v.guest_cr0 & CR0_PG != 0 && v.guest_cr4 & CR4_PAE != 0, GuestIa32eWithoutPaging)?;
+        ensure(v.guest_cr0 & cr0::PG != 0 && v.guest_cr4 & cr4::PAE != 0, GuestIa32eWithoutPaging)?;
     } else {
-        ensure(v.guest_cr4 & CR4_PCIDE == 0, GuestPcideOutsideIa32e)?;
+        ensure(v.guest_cr4 & cr4::PCIDE == 0, GuestPcideOutsideIa32e)?;
     }
     ensure(fits_phys_width(v.guest_cr3, maxphyaddr), GuestCr3)?;
     if load_debug {
@@ -137,8 +137,8 @@ fn check_guest_registers(
     }
     if v.vm_entry_controls & entry::LOAD_IA32_EFER != 0 {
         let e = v.guest_ia32_efer;
-        let lme_ok = v.guest_cr0 & CR0_PG == 0 || (e & EFER_LME != 0) == ia32e;
-        ensure(e & !EFER_VALID == 0 && (e & EFER_LMA != 0) == ia32e && lme_ok, GuestEfer)?;
+        let lme_ok = v.guest_cr0 & cr0::PG == 0 || (e & efer::LME != 0) == ia32e;
+        ensure(e & !EFER_VALID == 0 && (e & efer::LMA != 0) == ia32e && lme_ok, GuestEfer)?;
     }
     // 26.3.1.3
     if rare {
@@ -158,13 +158,13 @@ fn check_guest_registers(
         ensure(v.guest_rip >> 32 == 0, GuestRip)?;
     }
     let rf = v.guest_rflags;
-    ensure(rf & RFLAGS_RESERVED == 0 && rf & 2 != 0, GuestRflagsReserved)?;
-    if ia32e || v.guest_cr0 & CR0_PE == 0 {
-        ensure(rf & RFLAGS_VM == 0, GuestRflagsVm)?;
+    ensure(rf & rflags::RESERVED == 0 && rf & rflags::FIXED_1 != 0, GuestRflagsReserved)?;
+    if ia32e || v.guest_cr0 & cr0::PE == 0 {
+        ensure(rf & rflags::VM == 0, GuestRflagsVm)?;
     }
     let info = v.vm_entry_intr_info_field;
     if info & intr_info::VALID != 0 && intr_info::kind(info) == intr_info::TYPE_EXTERNAL_INTERRUPT {
-        ensure(rf & RFLAGS_IF != 0, GuestRflagsIfForInterrupt)?;
+        ensure(rf & rflags::IF != 0, GuestRflagsIfForInterrupt)?;
     }
     Ok(())
 }
@@ -183,8 +183,8 @@ fn check_guest_segments(v: &Vmcs12) -> Result<(), Check> {
         seg(v.guest_ldtr_selector, v.guest_ldtr_base, v.guest_ldtr_limit, v.guest_ldtr_ar_bytes);
     let ug = secondary_controls(v) & proc2::UNRESTRICTED_GUEST != 0;
     let ia32e = v.vm_entry_controls & entry::IA32E_MODE_GUEST != 0;
-    let v86 = v.guest_rflags & RFLAGS_VM != 0;
-    let pe = v.guest_cr0 & CR0_PE != 0;
+    let v86 = v.guest_rflags & rflags::VM != 0;
+    let pe = v.guest_cr0 & cr0::PE != 0;
 
     ensure(tr.sel & 4 == 0, GuestTrTi)?;
     if ldtr.usable() {
@@ -330,7 +330,7 @@ fn check_guest_non_register(v: &Vmcs12, caps: &VmxCaps) -> Result<(), Check> {
     }
     ensure(intr & !0xf == 0, GuestInterruptibilityReserved)?;
     ensure(intr & (STI | MOV_SS) != (STI | MOV_SS), GuestInterruptibilityStiMovSs)?;
-    if v.guest_rflags & RFLAGS_IF == 0 {
+    if v.guest_rflags & rflags::IF == 0 {
         ensure(intr & STI == 0, GuestInterruptibilityStiWithoutIf)?;
     }
     if injecting && matches!(kind, intr_info::TYPE_EXTERNAL_INTERRUPT | intr_info::TYPE_NMI) {
@@ -346,7 +346,7 @@ fn check_guest_non_register(v: &Vmcs12, caps: &VmxCaps) -> Result<(), Check> {
     let pd = v.guest_pending_dbg_exceptions;
     ensure(pd & !(0xf | 1 << 12 | 1 << 14 | 1 << 16) == 0, GuestPendingDebugReserved)?;
     if intr & (STI | MOV_SS) != 0 || act == 1 {
-        let tf = v.guest_rflags & RFLAGS_TF != 0;
+        let tf = v.guest_rflags & rflags::TF != 0;
         let btf = v.guest_ia32_debugctl & 2 != 0;
         let bs = pd & (1 << 14) != 0;
         ensure(bs == (tf && !btf), GuestPendingDebugBs)?;
@@ -358,7 +358,7 @@ fn check_guest_non_register(v: &Vmcs12, caps: &VmxCaps) -> Result<(), Check> {
 /// page at guest CR3 in L1 memory without. Failure qualification 2.
 fn check_pdptes(v: &Vmcs12, maxphyaddr: u8, mem: &impl GuestMemory) -> Result<(), EntryFailure> {
     let ia32e = v.vm_entry_controls & entry::IA32E_MODE_GUEST != 0;
-    if v.guest_cr0 & CR0_PG == 0 || v.guest_cr4 & CR4_PAE == 0 || ia32e {
+    if v.guest_cr0 & cr0::PG == 0 || v.guest_cr4 & cr4::PAE == 0 || ia32e {
         return Ok(());
     }
     let fail = EntryFailure::guest(Check::GuestPdpte, 2);

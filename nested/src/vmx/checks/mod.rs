@@ -9,6 +9,7 @@
 //! control L0 cannot merge.
 
 use crate::addr::{L1Gpa, fits_phys_width, is_canonical};
+use crate::arch::{cr0, cr4, efer, rflags};
 use crate::caps::{VmxCaps, entry, exit, pin, proc1, proc2};
 use crate::ept::eptp_valid;
 use crate::exits::{EXIT_REASON_ENTRY_FAILURE, ExitReason, intr_info, routing::secondary_controls};
@@ -242,18 +243,8 @@ impl EntryFailure {
         EntryFailure { reason: ExitReason::EntryFailGuestState, qualification, check }
     }
 }
-
-const CR0_PE: u64 = 1;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_PCIDE: u64 = 1 << 17;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const EFER_VALID: u64 = 1 | EFER_LME | EFER_LMA | 1 << 11;
-const RFLAGS_IF: u64 = 1 << 9;
-const RFLAGS_TF: u64 = 1 << 8;
-const RFLAGS_VM: u64 = 1 << 17;
-const RFLAGS_RESERVED: u64 = !0x3f_ffff | 1 << 15 | 1 << 5 | 1 << 3;
+/// EFER bits a guest or host state may have set (SCE, LME, LMA, NXE; the rest reserved).
+const EFER_VALID: u64 = efer::SCE | efer::LME | efer::LMA | efer::NXE;
 
 fn ensure(ok: bool, check: Check) -> Result<(), Check> {
     if ok { Ok(()) } else { Err(check) }
@@ -365,7 +356,7 @@ fn check_event_injection(v: &Vmcs12, caps: &VmxCaps, p2: u32) -> Result<(), Chec
         intr_info::TYPE_OTHER_EVENT => ensure(vec == 0, EventVector)?,
         _ => {}
     }
-    let protected = p2 & proc2::UNRESTRICTED_GUEST == 0 || v.guest_cr0 & CR0_PE != 0;
+    let protected = p2 & proc2::UNRESTRICTED_GUEST == 0 || v.guest_cr0 & cr0::PE != 0;
     let wants_code = kind == intr_info::TYPE_HARD_EXCEPTION
         && protected
         && matches!(vec, 8 | 10 | 11 | 12 | 13 | 14 | 17);
@@ -408,7 +399,9 @@ pub fn check_host_state(
     if v.vm_exit_controls & exit::LOAD_IA32_EFER != 0 {
         let e = v.host_ia32_efer;
         ensure(
-            e & !EFER_VALID == 0 && (e & EFER_LMA != 0) == host64 && (e & EFER_LME != 0) == host64,
+            e & !EFER_VALID == 0
+                && (e & efer::LMA != 0) == host64
+                && (e & efer::LME != 0) == host64,
             HostEfer,
         )?;
     }
@@ -440,10 +433,10 @@ pub fn check_host_state(
         ensure(!host64, HostAddressSpaceSize)?;
     }
     if host64 {
-        ensure(v.host_cr4 & CR4_PAE != 0, HostCr4Pae)?;
+        ensure(v.host_cr4 & cr4::PAE != 0, HostCr4Pae)?;
         ensure(is_canonical(v.host_rip), HostRip)
     } else {
-        ensure(v.host_cr4 & CR4_PCIDE == 0, HostCr4Pcide)?;
+        ensure(v.host_cr4 & cr4::PCIDE == 0, HostCr4Pcide)?;
         ensure(v.host_rip >> 32 == 0, HostRip)
     }
 }

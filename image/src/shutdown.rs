@@ -1,4 +1,4 @@
-//! Ending a run. The runner reads the status from a final serial marker line
+//! Ending a run (the image's own end, not a VM exit: those are `vmx/exits/`). The runner reads the status from a final serial marker line
 //! (`turtles: exit status=N`); QEMU's isa-debug-exit (port 0xf4) and Bochs' shutdown port
 //! (0x8900) then stop the emulator. Under a turtles L0 port 0xf4 is the guest's exit device.
 

@@ -2,9 +2,9 @@
 
 use nested::vmcs::{Vmcs, VmcsField};
 
-use super::insn;
+use super::vmx;
 
-/// The current VMCS of this CPU. Only exists while L0 has a VMCS loaded (`Vcpu` owns it).
+/// The current VMCS of this CPU. Only exists while L0 has a VMCS loaded (the run loop owns it).
 pub struct HwVmcs(());
 
 impl HwVmcs {
@@ -18,7 +18,7 @@ impl HwVmcs {
 impl Vmcs for HwVmcs {
     #[inline(always)]
     fn read(&self, field: VmcsField) -> u64 {
-        match insn::vmread(u64::from(field.encoding())) {
+        match vmx::vmread(u64::from(field.encoding())) {
             Ok(value) => value,
             Err(e) => read_failed(field, e),
         }
@@ -29,7 +29,7 @@ impl Vmcs for HwVmcs {
         // SAFETY: `HwVmcs` exists only while a VMCS is current; which values are safe to
         // write is decided by the callers in `vmx/`, which construct them from L0's own state
         // or check guest-provided values first.
-        if let Err(e) = unsafe { insn::vmwrite(u64::from(field.encoding()), value) } {
+        if let Err(e) = unsafe { vmx::vmwrite(u64::from(field.encoding()), value) } {
             write_failed(field, value, e);
         }
     }
@@ -40,13 +40,13 @@ impl Vmcs for HwVmcs {
 
 #[cold]
 #[inline(never)]
-fn read_failed(field: VmcsField, e: insn::VmFail) -> u64 {
+fn read_failed(field: VmcsField, e: vmx::VmFail) -> u64 {
     log::error!("VMREAD {} failed: {e}", field.name());
     0
 }
 
 #[cold]
 #[inline(never)]
-fn write_failed(field: VmcsField, value: u64, e: insn::VmFail) {
+fn write_failed(field: VmcsField, value: u64, e: vmx::VmFail) {
     log::error!("VMWRITE {} = {value:#x} failed: {e}", field.name());
 }

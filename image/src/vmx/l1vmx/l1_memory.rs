@@ -1,0 +1,189 @@
+//! L1's memory as L0's nested code sees it: L1's registers, memory and segments for the VMX
+//! instruction emulator ([`L1View`], operands through L1's own paging), EPT01 for the
+//! shadow-EPT code ([`Ept01View`]: L1-physical memory at its host base) and the host frames
+//! EPT02's tables live in ([`Frames`]).
+
+use nested::addr::{Hpa, L1Gpa};
+use nested::ept::shadow::{Ept01, Ept01Leaf, HostFrames};
+use nested::ept::walk::PageSize;
+use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
+use nested::paging::{Access, AccessKind, WalkFault};
+use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::{Exception, L1Access, MemOperand, Segment, SegmentCache};
+
+use crate::arch::vmcs::HwVmcs;
+use crate::arch::vmx::GuestRegs;
+use crate::guest::memory::GuestMemory;
+use crate::mm::frames;
+
+/// L1's registers, memory and segments as the instruction emulator sees them.
+pub struct L1View<'a> {
+    pub regs: &'a mut GuestRegs,
+    pub mem: &'a mut GuestMemory,
+    pub v: &'a mut HwVmcs,
+}
+
+impl L1Regs for L1View<'_> {
+    fn gpr(&self, r: Gpr) -> u64 {
+        self.regs.get(r).unwrap_or_else(|| self.v.read(F::GuestRsp))
+    }
+
+    fn set_gpr(&mut self, r: Gpr, value: u64) {
+        match self.regs.slot(r) {
+            Some(slot) => *slot = value,
+            None => self.v.write(F::GuestRsp, value),
+        }
+    }
+}
+
+impl L1Memory for GuestMemory {
+    fn read(&self, gpa: L1Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+        let src = self.slice(gpa.0, buf.len() as u64).ok_or(MemError { gpa })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write(&mut self, gpa: L1Gpa, data: &[u8]) -> Result<(), MemError> {
+        if GuestMemory::write(self, gpa.0, data) { Ok(()) } else { Err(MemError { gpa }) }
+    }
+}
+
+impl L1Memory for L1View<'_> {
+    fn read(&self, gpa: L1Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+        L1Memory::read(&*self.mem, gpa, buf)
+    }
+
+    fn write(&mut self, gpa: L1Gpa, data: &[u8]) -> Result<(), MemError> {
+        L1Memory::write(&mut *self.mem, gpa, data)
+    }
+}
+
+impl L1View<'_> {
+    /// L1's linear address to L1-physical through L1's paging (`nested::paging`, at L1's
+    /// CPL, a read or a write). A failed walk is the processor's fault: #PF with CR2 the
+    /// linear address and the walk's error code, or #GP(0) (non-canonical; a paging structure
+    /// outside L1's memory). `set_flags` sets the accessed/dirty flags as the access does.
+    fn translate(&mut self, linear: u64, write: bool, set_flags: bool) -> Result<u64, Exception> {
+        let kind = if write { AccessKind::Write } else { AccessKind::Read };
+        let user = crate::guest::paging::user_mode(self.v);
+        let regs = crate::guest::paging::paging_regs(self.v);
+        let walk = nested::paging::walk(&*self.mem, &regs, linear, Access { kind, user });
+        let walk = walk.map_err(|f| match f {
+            WalkFault::PageFault { error_code } => Exception::page_fault(linear, error_code),
+            WalkFault::NonCanonical | WalkFault::Memory(_) => Exception::GP0,
+        })?;
+        if set_flags {
+            walk.set_accessed_dirty(&mut *self.mem).map_err(|_| Exception::GP0)?;
+        }
+        Ok(walk.gpa.0)
+    }
+
+    /// Copies between L1 linear memory and `buf`, page by page; every page translates before
+    /// any byte moves or flag is set (an operand straddling into an unmapped page faults
+    /// whole, as the processor checks the access before doing it).
+    fn access(
+        &mut self,
+        linear: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(&mut Self, u64, usize, usize) -> Result<(), MemError>,
+    ) -> Result<(), Exception> {
+        for set_flags in [false, true] {
+            let mut done = 0;
+            while done < len {
+                let at = linear.wrapping_add(done as u64);
+                let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
+                let gpa = self.translate(at, write, set_flags)?;
+                if set_flags {
+                    f(self, gpa, done, chunk).map_err(|_| Exception::GP0)?;
+                }
+                done += chunk;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl L1Access for L1View<'_> {
+    fn segment_base(&self, seg: Segment) -> u64 {
+        self.v.read(match seg {
+            Segment::Es => F::GuestEsBase,
+            Segment::Cs => F::GuestCsBase,
+            Segment::Ss => F::GuestSsBase,
+            Segment::Ds => F::GuestDsBase,
+            Segment::Fs => F::GuestFsBase,
+            Segment::Gs => F::GuestGsBase,
+        })
+    }
+
+    fn segment(&self, seg: Segment) -> SegmentCache {
+        let (limit, ar) = match seg {
+            Segment::Es => (F::GuestEsLimit, F::GuestEsArBytes),
+            Segment::Cs => (F::GuestCsLimit, F::GuestCsArBytes),
+            Segment::Ss => (F::GuestSsLimit, F::GuestSsArBytes),
+            Segment::Ds => (F::GuestDsLimit, F::GuestDsArBytes),
+            Segment::Fs => (F::GuestFsLimit, F::GuestFsArBytes),
+            Segment::Gs => (F::GuestGsLimit, F::GuestGsArBytes),
+        };
+        SegmentCache {
+            base: self.segment_base(seg),
+            limit: self.v.read(limit) as u32,
+            ar: self.v.read(ar) as u32,
+        }
+    }
+
+    fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception> {
+        self.access(op.linear, buf.len(), false, |s, gpa, at, n| {
+            L1Memory::read(&*s.mem, L1Gpa(gpa), &mut buf[at..at + n])
+        })
+    }
+
+    fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception> {
+        self.access(op.linear, data.len(), true, |s, gpa, at, n| {
+            L1Memory::write(&mut *s.mem, L1Gpa(gpa), &data[at..at + n])
+        })
+    }
+}
+
+/// EPT01 as the shadow-EPT code sees it: L1-physical `[0, size)` at host `base`, RWX.
+pub struct Ept01View {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Ept01 for Ept01View {
+    fn translate(&self, gpa: L1Gpa) -> Option<Ept01Leaf> {
+        (gpa.0 < self.size).then(|| Ept01Leaf {
+            hpa: Hpa(self.base + gpa.0),
+            perms: 7,
+            size: PageSize::Size4K,
+            memtype: 6,
+        })
+    }
+}
+
+/// Frames for EPT02 tables.
+pub struct Frames;
+
+impl HostFrames for Frames {
+    fn alloc_zeroed(&mut self) -> Option<Hpa> {
+        let frame = frames::alloc(4096, 4096)?;
+        // SAFETY: a fresh identity-mapped frame that is ours.
+        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, 4096) };
+        Some(Hpa(frame))
+    }
+
+    fn free(&mut self, frame: Hpa) {
+        frames::free(frame.0, 4096);
+    }
+
+    fn read_entry(&self, table: Hpa, index: usize) -> u64 {
+        // SAFETY: `table` is a frame this allocator handed out; index < 512 by contract.
+        unsafe { ((table.0 as *const u64).add(index & 511)).read() }
+    }
+
+    fn write_entry(&mut self, table: Hpa, index: usize, value: u64) {
+        // SAFETY: as above.
+        unsafe { ((table.0 as *mut u64).add(index & 511)).write(value) };
+    }
+}

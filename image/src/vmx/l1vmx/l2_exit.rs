@@ -1,0 +1,220 @@
+//! An exit L2 caused (SDM Vol. 3C 25.2, 27; the Turtles paper's exit multiplexing): routed by
+//! `nested::exits::route` to L0 alone (EPT02 fills, interrupts L0 owns, VMFUNC), reflected to
+//! L1 (`sync_vmcs12` into vmcs12, then L1 resumes on vmcs01 at vmcs12's host state), or, when
+//! neither level asked for it, performed by L0 as L1 would have (its devices, its MSRs, L2's
+//! CRs as vmcs12 has them; [`for_l1`]). L1's own interrupt arriving while L2 runs becomes a
+//! reflected exit too ([`interrupt_exit`]).
+
+use nested::caps::proc2;
+use nested::ept::shadow::{PmlLog, Resolution, eptp02_for};
+use nested::exits::routing::secondary_controls;
+use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
+use nested::guest::{Gpr, GuestRegs as L1Regs};
+use nested::vmcs::Vmcs;
+use nested::vmcs::VmcsField as F;
+use nested::vmx::VmfuncOutcome;
+use nested::vmx::for_l1::{ForL1, cr_access};
+use nested::vmx::sync::{SyncScope, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12};
+
+use super::l1_memory::{Ept01View, Frames, L1View};
+use super::state::MAXPHYADDR;
+use super::vpid::{VPID_L2_UNTAGGED, flush_vpid};
+use crate::arch::vmcs::HwVmcs;
+use crate::arch::vmx::{self as insn, GuestRegs};
+use crate::vmx::action::{Action, GuestEnd};
+use crate::vmx::guest::Guest;
+use crate::vmx::setup;
+
+/// Handles an exit L2 caused: L0's own business, or reflected to L1.
+pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    let Some(n) = g.nested.as_mut() else {
+        return Action::Stop(GuestEnd::Failed("no nested state"));
+    };
+    n.l2_exits += 1;
+    let intercepts = L0Intercepts { exception_bitmap: 0, preemption_timer: n.timer02 };
+    let view = RegsOnly(&g.regs);
+    let decision = route(info, &intercepts, &n.vmx.vmcs12, &view, &g.memory);
+    match decision {
+        Ok(ExitRoute::L1) => reflect(g, v02, info),
+        Ok(ExitRoute::L0) => l0_handles(g, v02, info),
+        Ok(ExitRoute::ForL1) => for_l1(g, v02, info),
+        Err(_) => {
+            log::error!("L2 exit {:#x} cannot be routed: stopping the guest", info.reason);
+            Action::Stop(GuestEnd::Failed("unroutable L2 exit"))
+        }
+    }
+}
+
+/// Exits L0 handles for L2 without L1: EPT02 fills, interrupts L0 owns.
+fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    let Some(n) = g.nested.as_mut() else { return Action::Resume };
+    match info.exit_reason() {
+        Some(ExitReason::EptViolation) => {
+            let eptp12 = n.vmx.vmcs12.ept_pointer;
+            let ept01 = Ept01View { base: g.memory.host_base(), size: g.memory.size() };
+            let caps = n.vmx.caps;
+            // L1's page-modification log, emulated on EPT12's dirty flags.
+            let v12 = &mut n.vmx.vmcs12;
+            let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
+                .then_some(PmlLog { address: v12.pml_address, index: &mut v12.guest_pml_index });
+            match n.shadow.handle_violation(
+                eptp12,
+                info,
+                &mut g.memory,
+                &ept01,
+                &mut Frames,
+                &caps,
+                MAXPHYADDR,
+                pml,
+            ) {
+                Ok(Resolution::Fixed) => {
+                    // The fault may have interrupted an event delivery (e.g. L1's injected
+                    // interrupt meeting an unfilled IDT page): deliver it again (SDM 28.2.4).
+                    reinject_idt_vectoring(v02, info);
+                    Action::Resume
+                }
+                Ok(Resolution::ReflectViolation { qualification }) => {
+                    let mut e = *info;
+                    e.qualification = qualification;
+                    reflect(g, v02, &e)
+                }
+                Ok(Resolution::PmlFull) => {
+                    // Exit qualification: only NMI unblocking due to IRET (SDM 28.2.1).
+                    let mut e = *info;
+                    e.reason = u32::from(ExitReason::PmlFull.number());
+                    e.qualification = info.qualification & (1 << 12);
+                    reflect(g, v02, &e)
+                }
+                Ok(Resolution::ReflectMisconfig) => {
+                    let mut e = *info;
+                    e.reason = u32::from(ExitReason::EptMisconfig.number());
+                    e.qualification = 0;
+                    reflect(g, v02, &e)
+                }
+                Ok(Resolution::L1Unmapped(gpa) | Resolution::L0Denied(gpa)) => {
+                    // EPT12 maps L2 to L1-physical memory L1 does not have: nothing is mapped
+                    // and L1 gets the EPT violation for its guest.
+                    static OUTSIDE: crate::ratelimit::RateLimit =
+                        crate::ratelimit::RateLimit::new(8);
+                    if OUTSIDE.allow() {
+                        log::warn!(
+                            "EPT12 maps L2 guest-physical {:#x} to L1-physical {:#x}, outside \
+                             L1's memory: reflecting an EPT violation to L1",
+                            info.guest_physical_address,
+                            gpa.0
+                        );
+                    }
+                    reflect(g, v02, info)
+                }
+                Err(e) => {
+                    log::error!("EPT02 for L2: {e:?}: stopping the guest");
+                    Action::Stop(GuestEnd::Failed("EPT02 cannot be built"))
+                }
+            }
+        }
+        Some(ExitReason::ExternalInterrupt) | Some(ExitReason::PreemptionTimer) => {
+            reinject_idt_vectoring(v02, info);
+            Action::Resume
+        }
+        // EPTP switching, which L1 is offered and L0 emulates (vmcs02's VM-function
+        // controls are 0, so every VMFUNC exits here).
+        Some(ExitReason::Vmfunc) => match n.vmx.vmfunc(&RegsOnly(&g.regs), &g.memory) {
+            VmfuncOutcome::Switched { eptp } => match n.shadow.root_for(eptp, &mut Frames) {
+                Ok(root) => {
+                    v02.write(F::EptPointer, eptp02_for(root, eptp));
+                    Action::Skip
+                }
+                Err(_) => Action::Stop(GuestEnd::Failed("EPT02 cannot be built")),
+            },
+            VmfuncOutcome::Reflect => reflect(g, v02, info),
+        },
+        _ => reflect(g, v02, info),
+    }
+}
+
+/// An exit neither level asked for (vmcs02 intercepts more than vmcs12 does): L0 performs
+/// the access as if L1 had executed it and resumes L2. Port I/O goes to L1's devices and
+/// RDMSR/WRMSR to L1's MSR view through the same handlers as L1's own exits (vmcs02 is
+/// current, so the MSRs the VMCS holds are L2's, as on a processor running vmcs12); CR
+/// accesses change L2's state as vmcs12 describes it (`nested::vmx::for_l1`).
+fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    match info.exit_reason() {
+        Some(ExitReason::IoInstruction | ExitReason::Rdmsr | ExitReason::Wrmsr) => {
+            crate::vmx::exits::handle(g, v02, info)
+        }
+        Some(ExitReason::CrAccess) => {
+            let Some(n) = g.nested.as_mut() else { return Action::Resume };
+            // SAFETY: vmcs02 is current; this second handle only reads and writes L2's RSP
+            // for a CR access that names it.
+            let mut rsp = unsafe { HwVmcs::current() };
+            let mut regs = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut rsp };
+            let caps = n.vmx.caps;
+            match cr_access(info.qualification, &mut n.vmx.vmcs12, v02, &mut regs, &n.l0.hw, &caps)
+            {
+                ForL1::Done => Action::Skip,
+                ForL1::Fault(e) => Action::Inject(e.vector, e.error_code),
+                ForL1::NotEmulated => reflect(g, v02, info),
+            }
+        }
+        _ => {
+            static OTHER: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(8);
+            if OTHER.allow() {
+                log::warn!("L2 exit {:#x} wanted by neither level: reflecting it", info.reason);
+            }
+            reflect(g, v02, info)
+        }
+    }
+}
+
+/// Reflects `info` to L1: vmcs12 gets the exit, L1 resumes on vmcs01 at its host RIP.
+fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    let Some(n) = g.nested.as_mut() else { return Action::Resume };
+    n.reflected += 1;
+    // Hot fields only: the rare ones stay in vmcs02 until something needs them.
+    sync_vmcs12(&*v02, &mut n.vmx.vmcs12, info, SyncScope::Hot);
+    n.vmx.rare_stale = true;
+    // SAFETY: vmcs01 is our own VMCS region.
+    if unsafe { insn::vmptrld(n.vmcs01) }.is_err() {
+        return Action::Stop(GuestEnd::Failed("VMPTRLD vmcs01 failed"));
+    }
+    n.in_l2 = false;
+    if n.vpids.vpid02 == VPID_L2_UNTAGGED {
+        // vmcs12 runs L2 without VPIDs: in L1's view the exit flushes its own mappings too.
+        flush_vpid(setup::GUEST_VPID);
+    }
+    // SAFETY: vmcs01 is now current.
+    let mut v01 = unsafe { HwVmcs::current() };
+    let efer = v01.read(F::GuestIa32Efer);
+    load_l1_host_state(&n.vmx.vmcs12, &mut v01, &n.l0.hw, efer);
+    if let Some(s) = &n.shadowing {
+        s.load_reflected(&n.vmx);
+    }
+    Action::Resume
+}
+
+/// L1's interrupt arrived while L2 ran and vmcs12 has "external-interrupt exiting": a VM exit
+/// to L1 with reason 1 and `intr_info` (the vector when vmcs12 acknowledges interrupts on
+/// exit, else 0; SDM 27.2.2). vmcs01 is current afterwards.
+pub fn interrupt_exit(g: &mut Guest, v02: &mut HwVmcs, intr_info: u32) -> Action {
+    if let Some(n) = g.nested.as_mut() {
+        n.l2_exits += 1;
+    }
+    let info = ExitInfo {
+        reason: u32::from(ExitReason::ExternalInterrupt.number()),
+        intr_info,
+        ..ExitInfo::default()
+    };
+    reflect(g, v02, &info)
+}
+
+/// L2's registers for exit routing (which reads RCX for MSR exits and the GPR of a CR
+/// access; RSP is never consulted there).
+struct RegsOnly<'a>(&'a GuestRegs);
+
+impl L1Regs for RegsOnly<'_> {
+    fn gpr(&self, r: Gpr) -> u64 {
+        self.0.get(r).unwrap_or(0)
+    }
+
+    fn set_gpr(&mut self, _: Gpr, _: u64) {}
+}

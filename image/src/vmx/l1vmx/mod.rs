@@ -1,0 +1,245 @@
+//! L1's emulated VMX (the Turtles design, on top of the `nested` crate): L1's VMX instructions
+//! are emulated with `nested::vmx::NestedVmx`, L2 runs on vmcs02 = vmcs01's host state + L0's
+//! must-haves + vmcs12 (`prepare_vmcs02`), each L2 exit is routed to L0 or reflected to L1
+//! ([`l2_exit`]), and L2's memory goes through EPT02, the shadow of EPT12 and EPT01 filled on
+//! EPT violations.
+//!
+//! The rooms: [`state`] (what L0 keeps: [`state::L1Vmx`]), [`shadow_vmcs`] (hardware VMCS
+//! shadowing kept in step with vmcs12), [`vpid`] (nested VPIDs), [`l1_memory`] (L1's memory
+//! and EPT01 as the emulator and shadow EPT see them), [`l2_exit`] (routing and reflecting
+//! L2's exits); this file holds the entry points of the run loop: L1's VMX instructions and
+//! the entry to L2.
+//!
+//! L2's general-purpose registers flow through unchanged, as on hardware: a VM exit leaves
+//! them in the registers for L1's exit stub, and L1 loads L2's before VMRESUME.
+
+pub mod l1_memory;
+pub mod l2_exit;
+pub mod shadow_vmcs;
+pub mod state;
+pub mod vpid;
+
+use nested::addr::Hpa;
+use nested::caps::proc2;
+use nested::ept::shadow::eptp02_for;
+use nested::exits::routing::secondary_controls;
+use nested::exits::{ExitInfo, ExitReason};
+use nested::vmcs::shadow::shadowed_for_read;
+use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::bitmaps::update_msr_passthrough;
+use nested::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02};
+use nested::vmx::sync::{load_l1_host_state, sync_vmcs12_rare};
+use nested::vmx::{Flush, L1Cpu, VmxResult};
+
+use crate::arch::vmcs::HwVmcs;
+use crate::arch::vmx as insn;
+use crate::vmx::action::Action;
+use crate::vmx::guest::Guest;
+use crate::vmx::setup;
+use l1_memory::{Frames, L1View};
+use state::{FEATURE_CONTROL_VMX, L1Vmx, MAXPHYADDR};
+
+/// L1's processor state for the instruction preconditions, from vmcs01's guest state.
+/// VMREAD and VMWRITE (L1's most frequent trapped instructions without VMCS shadowing) look
+/// only at CPL, RFLAGS, EFER and CS.L: for them CR0, CR4 and the MOV-SS blocking are not
+/// read and left zero.
+fn l1_cpu(v: &HwVmcs, info: &ExitInfo) -> L1Cpu {
+    let all = !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite));
+    let read_if = |f| if all { v.read(f) } else { 0 };
+    L1Cpu {
+        cpl: ((v.read(F::GuestSsArBytes) >> 5) & 3) as u8,
+        cr0: read_if(F::Cr0ReadShadow),
+        cr4: read_if(F::Cr4ReadShadow),
+        efer: v.read(F::GuestIa32Efer),
+        rflags: v.read(F::GuestRflags),
+        cs_l: v.read(F::GuestCsArBytes) & (1 << 13) != 0,
+        mov_ss_blocking: read_if(F::GuestInterruptibilityInfo) & 2 != 0,
+        feature_control: FEATURE_CONTROL_VMX,
+    }
+}
+
+/// What the run loop does after a nested step.
+pub enum Step {
+    Action(Action),
+    /// VMLAUNCH/VMRESUME succeeded: run L2 on vmcs02 next.
+    EnterL2,
+}
+
+/// L1 executed a VMX instruction (L1 runs on vmcs01).
+pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
+    let Some(n) = g.nested.as_mut() else { return Step::Action(Action::Inject(6, None)) };
+    // L1's VMWRITEs to shadowed fields are only in the shadow VMCS so far.
+    if !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite))
+        && let Some(s) = &n.shadowing
+    {
+        s.store_vmcs12(&mut n.vmx);
+    }
+    let cpu = l1_cpu(v, info);
+    let current_before = n.vmx.current;
+    // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
+    let mut vmcs = unsafe { HwVmcs::current() };
+    let mut view = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut vmcs };
+    if n.vmx.rare_stale && n.vmx.needs_rare_sync(info, &cpu, &view) {
+        sync_rare(n);
+    }
+    // A VMWRITE that exits although L1 reads the field through the shadow (exit information
+    // with "VMWRITE to any field") must reach the shadow too.
+    let written = match info.exit_reason() {
+        Some(ExitReason::Vmwrite) if n.shadowing.is_some() => {
+            n.vmx.accessed_field(info, &cpu, &view)
+        }
+        _ => None,
+    };
+    let Some((result, flush)) = n.vmx.emulate(info, &cpu, &mut view) else {
+        return Step::Action(Action::Inject(6, None));
+    };
+    if let (Some(f), VmxResult::Succeed) = (written, result)
+        && let Some(s) = &n.shadowing
+        && shadowed_for_read(f, s.vmwrite_any_field())
+    {
+        s.write(&n.vmx, f, n.vmx.vmcs12.get(f));
+    }
+    if let Some(flush) = flush {
+        invalidate(n, flush);
+    }
+    if let VmxResult::FailValid(e) = result {
+        explain_failure(n, e);
+        if let Some(s) = &n.shadowing {
+            s.write(&n.vmx, F::VmInstructionError, u64::from(e.number()));
+        }
+    }
+    // The shadow holds L1's latest VMWRITEs: copy vmcs12 over it only when it is another
+    // VMCS now (VMPTRLD, VMCLEAR of the current one) or L0 wrote exit information.
+    if (n.vmx.current != current_before || matches!(result, VmxResult::EntryFailed(_)))
+        && let Some(s) = &n.shadowing
+    {
+        s.load_vmcs12(&n.vmx);
+    }
+    match result {
+        VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid => {
+            // L1's RFLAGS as read for `cpu` (the emulation does not change it).
+            v.write(F::GuestRflags, result.apply_rflags(cpu.rflags));
+            Step::Action(Action::Skip)
+        }
+        VmxResult::Fault(e) => {
+            if let Some(cr2) = e.cr2 {
+                // SAFETY: not in a page-fault handler; CR2 is L1's from here to the entry.
+                unsafe { crate::arch::cpu::write_cr2(cr2) };
+            }
+            Step::Action(Action::Inject(e.vector, e.error_code))
+        }
+        VmxResult::EnterL2 { .. } => Step::EnterL2,
+        VmxResult::EntryFailed(_) => {
+            // vmcs12 holds the entry-failure exit; L1 continues at its host RIP.
+            let efer = v.read(F::GuestIa32Efer);
+            load_l1_host_state(&n.vmx.vmcs12, v, &n.l0.hw, efer);
+            Step::Action(Action::Resume)
+        }
+    }
+}
+
+/// Logs which SDM check refused L1's VM entry (VMfailValid 7 or 8), rate-limited.
+fn explain_failure(n: &L1Vmx, e: nested::vmx::VmInstructionError) {
+    static FAILURES: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(16);
+    if !FAILURES.allow() {
+        return;
+    }
+    let v12 = &n.vmx.vmcs12;
+    let check = match e.number() {
+        7 => nested::vmx::checks::check_controls(v12, &n.vmx.caps, MAXPHYADDR).err(),
+        8 => nested::vmx::checks::check_host_state(v12, &n.vmx.caps, MAXPHYADDR, true).err(),
+        _ => None,
+    };
+    match check {
+        Some(c) => log::warn!(
+            "L1 VM instruction failed: {e:?} (error {}): check {c:?} (SDM {})",
+            e.number(),
+            c.section()
+        ),
+        None => log::warn!("L1 VM instruction failed: {e:?} (error {})", e.number()),
+    }
+}
+
+/// Switches to vmcs02, merges vmcs12 into it and returns whether it was launched before.
+pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
+    let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
+    let l1 = L1State {
+        efer: v01.read(F::GuestIa32Efer),
+        pat: v01.read(F::GuestIa32Pat),
+        dr7: v01.read(F::GuestDr7),
+        debugctl: v01.read(F::GuestIa32Debugctl),
+        tsc_offset: 0,
+    };
+    let v12 = &n.vmx.vmcs12;
+    let eptp = if secondary_controls(v12) & proc2::ENABLE_EPT != 0 {
+        let root =
+            n.shadow.root_for(v12.ept_pointer, &mut Frames).map_err(|_| "no frames for EPT02")?;
+        eptp02_for(root, v12.ept_pointer)
+    } else {
+        n.eptp01
+    };
+    // SAFETY: vmcs02 is our own VMCS region with the right revision.
+    unsafe { insn::vmptrld(n.vmcs02) }.map_err(|_| "VMPTRLD vmcs02 failed")?;
+    // SAFETY: vmcs02 is now current.
+    let mut v02 = unsafe { HwVmcs::current() };
+    if !n.vmcs02_ready {
+        setup::host_state(&mut v02);
+        v02.write(F::VmcsLinkPointer, u64::MAX);
+        n.vmcs02_ready = true;
+        n.vmx.dirty = nested::vmcs::DirtySet::all();
+    }
+    let vpid02 = n.vpids.l2_vpid(&n.vmx.vmcs12);
+    // SAFETY: msr_bitmap02 is our own 4-KiB frame; nothing else references it now.
+    let bitmap = unsafe { &mut *(n.msr_bitmap02 as *mut [u8; 4096]) };
+    update_msr_passthrough(crate::vmx::exits::L2_PASSTHROUGH, &n.vmx.vmcs12, &g.memory, bitmap);
+    // Every port is a device L0 models: I/O exits unconditionally (the L0-or-L1 merge of
+    // I/O bitmaps would be all ones); ports L1 passes through are performed for it.
+    let msr_bitmap = Some(Hpa(n.msr_bitmap02));
+    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap, io_bitmaps: None, l1 };
+    prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
+    if vpid02 != n.vpids.vpid02 {
+        v02.write(F::VirtualProcessorId, u64::from(vpid02));
+        n.vpids.vpid02 = vpid02;
+    }
+    n.vmx.dirty.clear();
+    n.in_l2 = true;
+    Ok(n.vmcs02_launched)
+}
+
+/// Carries out L1's INVEPT/INVVPID on what L0 built from L1's structures.
+fn invalidate(n: &mut L1Vmx, flush: Flush) {
+    match flush {
+        // EPT02 tables are dropped (rebuilt on demand) and their cached translations
+        // flushed: freed tables may come back as another EPT02's.
+        Flush::EptSingle { eptp } => {
+            n.shadow.invalidate(eptp, &mut Frames);
+            // SAFETY: in VMX root operation with INVEPT supported (EPT is in use).
+            let _ = unsafe { insn::invept(2, 0) };
+        }
+        Flush::EptAll => {
+            n.shadow.invalidate_all(&mut Frames);
+            // SAFETY: as above.
+            let _ = unsafe { insn::invept(2, 0) };
+        }
+        // Individual-address and retaining-globals invalidations may flush more than
+        // asked (SDM 29.4.3.3): L0 flushes the whole vpid02.
+        Flush::VpidAddress { vpid12, .. }
+        | Flush::VpidSingle { vpid12 }
+        | Flush::VpidSingleRetainingGlobals { vpid12 } => n.vpids.invalidate(vpid12),
+        Flush::VpidAll => n.vpids.invalidate_all(),
+    }
+}
+
+/// Brings vmcs12's rare guest fields from vmcs02 (they stay there after a reflected exit
+/// until L1 or L0 needs them: `NestedVmx::needs_rare_sync`). vmcs01 stays current.
+fn sync_rare(n: &mut L1Vmx) {
+    // SAFETY: vmcs02 and vmcs01 are our own VMCS regions; vmcs01 is made current again.
+    unsafe {
+        match insn::vmptrld(n.vmcs02) {
+            Ok(()) => sync_vmcs12_rare(&HwVmcs::current(), &mut n.vmx.vmcs12),
+            Err(e) => log::error!("VMPTRLD of vmcs02 failed: {e}"),
+        }
+        let _ = insn::vmptrld(n.vmcs01);
+    }
+    n.vmx.rare_stale = false;
+}

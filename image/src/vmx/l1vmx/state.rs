@@ -1,0 +1,125 @@
+//! L1's VMX state as L0 keeps it ([`L1Vmx`]): the emulated VMX of `nested::vmx::NestedVmx`,
+//! vmcs02, the shadow VMCS, EPT02 and the nested VPIDs, with what L0 needs in vmcs02 whatever
+//! L1 asks ([`L0Config`]). Data only, with its constructor and vmcs02's preemption timer: the
+//! rooms beside this file act on it.
+
+use nested::caps::{VmxCaps, entry, exit, pin, proc1, proc2};
+use nested::ept::shadow::ShadowEpt;
+use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::merge::L0Config;
+use nested::vmx::{NestedVmx, l1_caps};
+
+use super::shadow_vmcs::ShadowVmcs;
+use super::vpid::NestedVpids;
+use crate::arch::vmcs::HwVmcs;
+use crate::vmx::setup;
+use crate::vmx::vmxon::{VmxError, zeroed_frame};
+
+/// IA32_FEATURE_CONTROL as L1 sees it when VMX is exposed: locked, VMX outside SMX on.
+pub const FEATURE_CONTROL_VMX: u64 = 0x5;
+/// L1's physical-address width as L0 reports it (our CPUID passes the host's through; 39
+/// bits covers any L1 memory L0 gives).
+pub const MAXPHYADDR: u8 = 39;
+
+/// L1's VMX state and L2's VMCS.
+pub struct L1Vmx {
+    /// Hardware VMCS shadowing for L1's VMREAD/VMWRITE, when on.
+    pub(super) shadowing: Option<ShadowVmcs>,
+    pub vmx: NestedVmx,
+    pub(super) vmcs01: u64,
+    pub(super) vmcs02: u64,
+    pub(super) vmcs02_ready: bool,
+    /// vmcs02's MSR bitmap: all ones but the bits of [`crate::vmx::exits::L2_PASSTHROUGH`],
+    /// which follow L1's bitmap (re-read at every entry to L2).
+    pub(super) msr_bitmap02: u64,
+    pub vmcs02_launched: bool,
+    pub in_l2: bool,
+    /// EPT02: the shadow of EPT12 and EPT01.
+    pub(super) shadow: ShadowEpt,
+    /// Nested VPIDs: L1's VPIDs for its L2s (vpid12) to hardware VPIDs (vpid02).
+    pub(super) vpids: NestedVpids,
+    pub(super) l0: L0Config,
+    pub(super) eptp01: u64,
+    /// L0 runs the VMX-preemption timer in vmcs02 (for L1's APIC timer or an immediate exit).
+    pub timer02: bool,
+    /// Exits L2 caused, and how many of them L1 got.
+    pub l2_exits: u64,
+    pub reflected: u64,
+}
+
+impl L1Vmx {
+    /// Sets up nesting for the guest of vmcs01 (which must be current). `shadowing` asks for
+    /// hardware VMCS shadowing when the processor has it.
+    pub fn new(hw: &VmxCaps, vmcs01: u64, eptp01: u64, shadowing: bool) -> Result<Self, VmxError> {
+        let shadowing = if shadowing && hw.has_vmcs_shadowing() {
+            Some(ShadowVmcs::enable(hw, vmcs01)?)
+        } else {
+            None
+        };
+        let vmcs02 = zeroed_frame("vmcs02")?;
+        // SAFETY: the revision identifier goes in the first 4 bytes of a fresh VMCS region.
+        unsafe { (vmcs02 as *mut u32).write(hw.revision_id()) };
+        let msr_bitmap02 = zeroed_frame("vmcs02's MSR bitmap")?;
+        // SAFETY: a fresh 4-KiB frame that is ours; every MSR access exits until a merge.
+        unsafe { core::ptr::write_bytes(msr_bitmap02 as *mut u8, 0xff, 4096) };
+        let (cr0_mask, cr4_mask) = setup::cr_masks(hw);
+        Ok(L1Vmx {
+            shadowing,
+            vmx: NestedVmx::new(l1_caps(hw), MAXPHYADDR),
+            vmcs01,
+            vmcs02,
+            vmcs02_ready: false,
+            msr_bitmap02,
+            vmcs02_launched: false,
+            in_l2: false,
+            shadow: ShadowEpt::new(),
+            vpids: NestedVpids::new(hw),
+            // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
+            // port access (L0 emulates all I/O below it), EPT (L2 stays inside L1's memory),
+            // VPID (L2's TLB entries tagged apart from L1's), and its 64-bit host state.
+            l0: L0Config {
+                hw: *hw,
+                pin: pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
+                proc1: proc1::UNCONDITIONAL_IO_EXITING | proc1::ACTIVATE_SECONDARY_CONTROLS,
+                proc2: proc2::ENABLE_EPT | proc2::ENABLE_VPID,
+                exit: exit::HOST_ADDRESS_SPACE_SIZE | exit::SAVE_IA32_EFER | exit::LOAD_IA32_EFER,
+                entry: entry::LOAD_IA32_EFER,
+                exception_bitmap: 0,
+                cr0_mask,
+                cr4_mask,
+            },
+            eptp01,
+            timer02: false,
+            l2_exits: 0,
+            reflected: 0,
+        })
+    }
+
+    /// Runs vmcs02's VMX-preemption timer for L0 with `value` (timer units; 0 exits right
+    /// after entry), or stops it. L1's own use of the timer in vmcs12 takes precedence: L0
+    /// then leaves vmcs02's timer to the merge and notices L1's interrupts at L2's next exit.
+    pub fn set_timer02(&mut self, v02: &mut HwVmcs, value: Option<u32>) {
+        if self.vmx.vmcs12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0 {
+            self.timer02 = false;
+            return;
+        }
+        let bit = u64::from(pin::PREEMPTION_TIMER);
+        match value {
+            None if !self.timer02 => {}
+            None => {
+                let pin = v02.read(F::PinBasedVmExecControl);
+                v02.write(F::PinBasedVmExecControl, pin & !bit);
+                self.timer02 = false;
+            }
+            Some(units) => {
+                // A control merge since the last entry may have rewritten the pin controls.
+                let pin = v02.read(F::PinBasedVmExecControl);
+                if pin & bit == 0 {
+                    v02.write(F::PinBasedVmExecControl, pin | bit);
+                }
+                v02.write(F::VmxPreemptionTimerValue, u64::from(units));
+                self.timer02 = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The MMIO decoder against iced-x86 as an oracle: random MOV-family encodings (prefixes,
+//! REX, every supported opcode, random ModRM/SIB/displacement/immediate bytes) in every CPU
+//! mode. Whatever [`decode`] accepts, iced must decode to the same MOV or MOVZX: same length,
+//! a memory operand on the same side, the same register, access size, zero-extension and
+//! immediate. Whatever iced decodes as such a MOV, [`decode`] must accept.
+
+use iced_x86::{Decoder, DecoderOptions, Instruction, MemorySize, Mnemonic, OpKind, Register};
+use proptest::prelude::*;
+
+use crate::decode::{CpuMode, MmioAccess, Operand, decode};
+
+const PREFIXES: [u8; 9] = [0x66, 0x67, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0xf0];
+const OPCODES: [&[u8]; 12] = [
+    &[0x88],
+    &[0x89],
+    &[0x8a],
+    &[0x8b],
+    &[0xc6],
+    &[0xc7],
+    &[0xa0],
+    &[0xa1],
+    &[0xa2],
+    &[0xa3],
+    &[0x0f, 0xb6],
+    &[0x0f, 0xb7],
+];
+const MODES: [(CpuMode, u32); 4] = [
+    (CpuMode::Real16, 16),
+    (CpuMode::Protected16, 16),
+    (CpuMode::Protected32, 32),
+    (CpuMode::Long64, 64),
+];
+
+fn mask(size: u8) -> u64 {
+    if size >= 8 { u64::MAX } else { (1u64 << (8 * size)) - 1 }
+}
+
+/// Our operand and its size in bytes for an iced general-purpose register (iced numbers
+/// them AL..R15L, AX..R15W, EAX..R15D, RAX..R15; the 8-bit group is AL, CL, DL, BL, AH, CH,
+/// DH, BH, SPL, BPL, SIL, DIL, R8L..R15L).
+fn operand(r: Register) -> Option<(Operand, usize)> {
+    let n = r as u32;
+    let reg = |index: u32, high8: bool| Operand::Reg { index: index as u8, high8 };
+    let from = |base: Register| n.checked_sub(base as u32).filter(|&i| i < 16);
+    if let Some(i) = n.checked_sub(Register::AL as u32).filter(|&i| i < 20) {
+        return Some(match i {
+            0..=3 => (reg(i, false), 1),
+            4..=7 => (reg(i - 4, true), 1),
+            _ => (reg(i - 4, false), 1),
+        });
+    }
+    [(Register::AX, 2), (Register::EAX, 4), (Register::RAX, 8)]
+        .into_iter()
+        .find_map(|(base, size)| from(base).map(|i| (reg(i, false), size)))
+}
+
+/// Bytes of a MOV or MOVZX memory operand.
+fn memory_bytes(size: MemorySize) -> Option<u8> {
+    match size {
+        MemorySize::UInt8 => Some(1),
+        MemorySize::UInt16 => Some(2),
+        MemorySize::UInt32 => Some(4),
+        MemorySize::UInt64 => Some(8),
+        _ => None,
+    }
+}
+
+fn memory_operand(ins: &Instruction) -> Option<u32> {
+    (0..ins.op_count()).find(|&i| ins.op_kind(i) == OpKind::Memory)
+}
+
+proptest! {
+    #![proptest_config(crate::fuzz_config(10_000))]
+
+    #[test]
+    fn decoder_matches_iced(
+        mode in 0usize..4,
+        prefixes in proptest::collection::vec(proptest::sample::select(&PREFIXES[..]), 0..4),
+        rex in proptest::option::of(0x40u8..=0x4f),
+        opcode in 0usize..OPCODES.len(),
+        tail in proptest::array::uniform12(any::<u8>()),
+    ) {
+        let (mode, bitness) = MODES[mode];
+        let mut bytes = prefixes.clone();
+        bytes.extend(rex);
+        bytes.extend_from_slice(OPCODES[opcode]);
+        bytes.extend_from_slice(&tail);
+        let ours = decode(&bytes, mode);
+        let ins = Decoder::with_ip(bitness, &bytes, 0, DecoderOptions::NONE).decode();
+        let iced_mov = !ins.is_invalid()
+            && matches!(ins.mnemonic(), Mnemonic::Mov | Mnemonic::Movzx)
+            && memory_operand(&ins).is_some();
+        prop_assert_eq!(ours.is_ok(), iced_mov, "{:02x?} {:?}: ours {:?}, iced {:?}", bytes, mode, ours, ins);
+        let Ok(d) = ours else { return Ok(()) };
+        prop_assert_eq!(usize::from(d.len), ins.len(), "length of {:02x?} {:?} ({:?})", bytes, mode, ins);
+        let mem_size = memory_bytes(ins.memory_size());
+        match d.access {
+            MmioAccess::Load { dest, size, zero_extend_to } => {
+                prop_assert_eq!(memory_operand(&ins), Some(1), "{:?}", ins);
+                let want = (dest, usize::from(zero_extend_to));
+                prop_assert_eq!(Some(want), operand(ins.op0_register()), "{:?}", ins);
+                prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+            }
+            MmioAccess::Store { src, size } => {
+                prop_assert_eq!(memory_operand(&ins), Some(0), "{:?}", ins);
+                prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+                match src {
+                    Operand::Imm(v) => {
+                        prop_assert!(ins.op_kind(1) != OpKind::Register, "{:?}", ins);
+                        prop_assert_eq!(v & mask(size), ins.immediate(1) & mask(size), "{:?}", ins);
+                    }
+                    reg => {
+                        let want = (reg, usize::from(size));
+                        prop_assert_eq!(Some(want), operand(ins.op1_register()), "{:?}", ins);
+                    }
+                }
+            }
+        }
+    }
+}
