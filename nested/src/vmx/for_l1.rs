@@ -19,15 +19,9 @@ use crate::exits::routing::secondary_controls;
 use crate::guest::{Gpr, GuestRegs};
 use crate::vmcs::{Vmcs, Vmcs12, VmcsField as F};
 
-const CR0_PE: u64 = 1;
-const CR0_TS: u64 = 1 << 3;
-const CR0_NW: u64 = 1 << 29;
-const CR0_CD: u64 = 1 << 30;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_PCIDE: u64 = 1 << 17;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
+use crate::arch::cr0::{CD as CR0_CD, NW as CR0_NW, PE as CR0_PE, PG as CR0_PG, TS as CR0_TS};
+use crate::arch::cr4::{PAE as CR4_PAE, PCIDE as CR4_PCIDE};
+use crate::arch::efer::{LMA as EFER_LMA, LME as EFER_LME};
 
 /// What L0 does after performing the access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +171,7 @@ mod tests {
     use crate::vmcs::FakeVmcs;
     use crate::vmx::sync::{SyncScope, sync_vmcs12};
 
-    const NE: u64 = 1 << 5;
+    const NE: u64 = crate::arch::cr0::NE;
 
     /// A vmcs02 prepared from `v12` with L0 owning CR0.NE (a fixed bit) and nothing else.
     fn setup(v12: &Vmcs12) -> FakeVmcs {
@@ -277,7 +271,7 @@ mod tests {
         v12.cr4_guest_host_mask = 0;
         let mut v02 = setup(&v12);
         let mut r = Regs::default();
-        const VMXE: u64 = 1 << 13;
+        const VMXE: u64 = crate::arch::cr4::VMXE;
         r.0[0] = v12.guest_cr4 & !VMXE;
         let out = cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1());
         assert_eq!(out, ForL1::Fault(Exception::GP0), "VMXE is fixed in VMX operation");
