@@ -164,7 +164,11 @@ fn l1_triple_fault_stops_l1_and_l0_lives() {
 /// (MMIO through EPT violations) and x2APIC mode (MSRs) with self-IPIs and timers, the PIT,
 /// then VMX with its guest's exits reflected, its own timer interrupt arriving while its
 /// guest runs (an external-interrupt exit with the vector acknowledged), and an interrupt it
-/// injects into its guest.
+/// injects into its guest. Round 3, what it gives its guest without exits: its VMREAD and
+/// VMPTRST to an unmapped page take #PF with CR2 and the error code; a port (COM1) and an MSR
+/// (IA32_STAR) passed through to its guest reach its own UART and MSR and never exit to it;
+/// CR0.TS owned with a read shadow; PAUSE and WBINVD exiting fire; clearing CR4.VMXE, which
+/// it does not own, is a #GP in its guest as on hardware.
 #[test]
 fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
     let kernel = common::build_test_kernel("vmx32");
@@ -207,9 +211,22 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: L2 exit reason=0x00000001",
             "L1| vmx32: external-interrupt exit, intr-info=0x80000044",
             "L1| vmx32: L2 took the injected vector 0x50",
-            "L1| vmx32: L2 halted: done, exits=0x00000006",
+            // Round 3.
+            "L1| vmx32: round 3: operand faults, pass-through, intercepts",
+            "L1| vmx32: VMREAD to an unmapped page: #PF, CR2=0xfa000010",
+            "L1| vmx32: VMPTRST to an unmapped page: #PF, CR2=0xfa000020",
+            "L1| vmx32: #PF error code=0x00000002",
+            "L1| vmx32: L2 wrote this line to COM1 itself",
+            "L1| vmx32: round 3 OUT 0x80, al=0x00000008",
+            "L1| vmx32: IA32_STAR after L2's RDMSR/WRMSR=0x12345678",
+            "L1| vmx32: CR access exit, qualification=0x00000020",
+            "L1| vmx32: L2 exit reason=0x00000028",
+            "L1| vmx32: L2 exit reason=0x00000036",
+            "L1| vmx32: round 3 OUT 0x80, al=0x0000000d",
+            "L1| vmx32: L2 halted: done, exits=0x0000000c",
             "exits: Vmlaunch=1",
-            ", 6 reflected to L1",
+            // Only what it asked for reached it: COM1, IA32_STAR and CR4 stayed in L0.
+            ", 12 reflected to L1",
         ],
     );
     // The guest never touched an address L0 does not model.

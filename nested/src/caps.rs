@@ -91,6 +91,7 @@ pub mod proc2 {
     pub const ENABLE_XSAVES: u32 = 1 << 20;
     pub const MODE_BASED_EPT_EXECUTE: u32 = 1 << 22;
     pub const USE_TSC_SCALING: u32 = 1 << 25;
+    pub const ENABLE_USER_WAIT_PAUSE: u32 = 1 << 26;
 }
 
 /// VM-exit control bits (SDM Vol. 3C, Table 25-13).

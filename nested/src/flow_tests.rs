@@ -228,3 +228,69 @@ fn entry_check_cache_never_hides_a_change() {
     vmx.vmcs12.vm_entry_controls = 0;
     assert_eq!(resume(&mut vmx, &mut l1m), bad_controls);
 }
+
+/// Finding "offer every control L0 can honor, honor every control it offers": each
+/// instruction-intercept control is offered to L1 when the hardware has it, passes the
+/// VM-entry checks, reaches vmcs02 and routes its exit to L1; without it, the same exit is
+/// not L1's.
+#[test]
+fn every_offered_intercept_control_is_honored() {
+    use crate::caps::{proc1 as p1, proc2 as p2};
+    use crate::vmx::checks::check_controls;
+    let mut hw = crate::testutil::skylake();
+    // A processor with XSAVES and user wait/pause as well (Bochs lacks both).
+    hw.procbased2 |= u64::from(p2::ENABLE_XSAVES | p2::ENABLE_USER_WAIT_PAUSE) << 32;
+    let caps = crate::vmx::l1_caps(&hw);
+    let l0 = crate::vmx::merge::tests::l0();
+    let l0 = crate::vmx::merge::L0Config { hw, proc1: 0, ..l0 };
+    // (primary bits, secondary bits, exit reason, the bit whose absence means no L1 exit)
+    let table: &[(u32, u32, u32, (u32, u32))] = &[
+        (p1::HLT_EXITING, 0, 12, (p1::HLT_EXITING, 0)),
+        (p1::INVLPG_EXITING, 0, 14, (p1::INVLPG_EXITING, 0)),
+        (p1::RDPMC_EXITING, 0, 15, (p1::RDPMC_EXITING, 0)),
+        (p1::RDTSC_EXITING, 0, 16, (p1::RDTSC_EXITING, 0)),
+        (p1::MOV_DR_EXITING, 0, 29, (p1::MOV_DR_EXITING, 0)),
+        (p1::MWAIT_EXITING, 0, 36, (p1::MWAIT_EXITING, 0)),
+        (p1::MONITOR_EXITING, 0, 39, (p1::MONITOR_EXITING, 0)),
+        (p1::PAUSE_EXITING, 0, 40, (p1::PAUSE_EXITING, 0)),
+        (0, p2::PAUSE_LOOP_EXITING, 40, (0, p2::PAUSE_LOOP_EXITING)),
+        (0, p2::DESCRIPTOR_TABLE_EXITING, 46, (0, p2::DESCRIPTOR_TABLE_EXITING)),
+        (0, p2::DESCRIPTOR_TABLE_EXITING, 47, (0, p2::DESCRIPTOR_TABLE_EXITING)),
+        (p1::RDTSC_EXITING, p2::ENABLE_RDTSCP, 51, (p1::RDTSC_EXITING, 0)),
+        (0, p2::WBINVD_EXITING, 54, (0, p2::WBINVD_EXITING)),
+        (0, p2::RDRAND_EXITING, 57, (0, p2::RDRAND_EXITING)),
+        (p1::INVLPG_EXITING, p2::ENABLE_INVPCID, 58, (p1::INVLPG_EXITING, 0)),
+        (0, p2::RDSEED_EXITING, 61, (0, p2::RDSEED_EXITING)),
+        (0, p2::ENABLE_XSAVES, 63, (0, p2::ENABLE_XSAVES)),
+        (p1::RDTSC_EXITING, p2::ENABLE_USER_WAIT_PAUSE, 67, (p1::RDTSC_EXITING, 0)),
+        (p1::RDTSC_EXITING, p2::ENABLE_USER_WAIT_PAUSE, 68, (p1::RDTSC_EXITING, 0)),
+    ];
+    let mut regs = crate::guest::Regs::default();
+    regs.0[0] = 1; // XSAVES component 0
+    let mem = crate::guest::VecMemory::new(0);
+    for &(b1, b2, reason, (off1, off2)) in table {
+        assert!(caps.primary().can_set(b1), "reason {reason}: primary {b1:#x} offered");
+        assert!(caps.secondary().can_set(b2), "reason {reason}: secondary {b2:#x} offered");
+        let mut v12 = valid_vmcs12(&caps);
+        v12.cpu_based_vm_exec_control |= b1 | crate::caps::proc1::ACTIVATE_SECONDARY_CONTROLS;
+        v12.secondary_vm_exec_control |= b2;
+        v12.xss_exit_bitmap = 1;
+        assert_eq!(check_controls(&v12, &caps, 36), Ok(()), "reason {reason}");
+        let mut v02 = FakeVmcs::new();
+        let inputs = crate::vmx::merge::tests::inputs();
+        prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0, &inputs);
+        assert_eq!(v02.peek(F::CpuBasedVmExecControl) as u32 & b1, b1, "reason {reason}");
+        assert_eq!(v02.peek(F::SecondaryVmExecControl) as u32 & b2, b2, "reason {reason}");
+        let exit = ExitInfo { reason, ..Default::default() };
+        let l0i = L0Intercepts::default();
+        assert_eq!(route(&exit, &l0i, &v12, &regs, &mem), Ok(ExitRoute::L1), "reason {reason}");
+        v12.cpu_based_vm_exec_control &= !off1;
+        v12.secondary_vm_exec_control &= !off2;
+        if reason == 40 {
+            // PAUSE has two controls: clear both.
+            v12.cpu_based_vm_exec_control &= !p1::PAUSE_EXITING;
+            v12.secondary_vm_exec_control &= !p2::PAUSE_LOOP_EXITING;
+        }
+        assert_eq!(route(&exit, &l0i, &v12, &regs, &mem), Ok(ExitRoute::ForL1), "reason {reason}");
+    }
+}

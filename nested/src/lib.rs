@@ -24,7 +24,9 @@
 //!    resumes L2: **one L0 exit**.
 //! 4. Otherwise [`exits::l1_wants_exit`] decides from vmcs12's controls, exception bitmap,
 //!    CR masks and shadows, I/O and MSR bitmaps whether real hardware would have exited to L1.
-//!    ([`exits::route`] does 3 and 4.) If not, L0 handles the exit as if L1 had caused it.
+//!    ([`exits::route`] does 3 and 4.) If neither level asked for it, the access belongs to
+//!    L1's world ([`exits::ExitRoute::ForL1`]): L0 performs it as if L1 had executed it (port
+//!    I/O, MSRs, [`vmx::for_l1`] for CR accesses) and resumes L2, never reflecting it.
 //! 5. Reflect: [`vmx::sync::sync_vmcs12`] copies exit information and guest state from
 //!    vmcs02 into vmcs12; L0 makes vmcs01 current and [`vmx::sync::load_l1_host_state`]
 //!    loads vmcs12's host state as L1's state (SDM 27.5). With VMCS shadowing, L0 also

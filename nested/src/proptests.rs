@@ -10,12 +10,14 @@ use crate::caps::{Allowed, entry, exit, proc1};
 use crate::ept::shadow::tests::{FRAME_BASE, LinearEpt01, VecFrames};
 use crate::ept::shadow::{Resolution, ShadowEpt, for_each_leaf};
 use crate::ept::walk::{PageSize, walk_ept12};
-use crate::exits::{ExitInfo, L0Intercepts, route};
+use crate::exits::{ExitInfo, L0Intercepts, l1_wants_exit, route};
 use crate::guest::{Gpr, GuestMemory, GuestRegs, VecMemory};
 use crate::testutil::{TestL1, l1, skylake, valid_vmcs12};
 use crate::vmcs::shadow::{copy_vmcs12_to_shadow, shadowed_for_read};
 use crate::vmcs::{DirtySet, FakeVmcs, Vmcs, Vmcs12, VmcsField};
-use crate::vmx::bitmaps::merge_msr_bitmap;
+use crate::vmx::bitmaps::{
+    l1_io, l1_msr_bitmap, merge_io_bitmaps, merge_msr_bitmap, update_msr_passthrough,
+};
 use crate::vmx::merge::{
     Controls02, GUEST_HOT, GUEST_PLAIN, L0Config, L1State, Vmcs02Inputs, prepare_vmcs02,
 };
@@ -134,6 +136,97 @@ proptest! {
             prop_assert_eq!(out[i] & a[i], a[i]);
             prop_assert_eq!(out[i] & b[i], b[i]);
         }
+    }
+
+    /// A port exits in vmcs02 iff L0 needs it or vmcs12 asks for it (routing's answer for a
+    /// one-byte access), for every way vmcs12 can set up I/O exiting; an MSR access exits
+    /// iff L0's bitmap or vmcs12's does.
+    #[test]
+    fn merged_bitmaps_exit_iff_l0_or_l1_wants(
+        l0b in prop::collection::vec(any::<u8>(), 3 * 4096),
+        l1b in prop::collection::vec(any::<u8>(), 3 * 4096),
+        mode in 0u8..4,
+        probes in prop::collection::vec((any::<u16>(), 0u32..0x4000, any::<bool>()), 32),
+    ) {
+        let mut mem = VecMemory::new(0x4000);
+        mem.bytes[0x1000..0x4000].copy_from_slice(&l1b);
+        let v12 = Vmcs12 {
+            cpu_based_vm_exec_control: match mode {
+                0 => 0,
+                1 => proc1::UNCONDITIONAL_IO_EXITING,
+                2 => proc1::USE_IO_BITMAPS | proc1::USE_MSR_BITMAPS,
+                // Bitmaps override unconditional exiting; bitmap B outside L1 memory.
+                _ => proc1::USE_IO_BITMAPS | proc1::UNCONDITIONAL_IO_EXITING,
+            },
+            io_bitmap_a: 0x1000,
+            io_bitmap_b: if mode == 3 { 0x10_0000 } else { 0x2000 },
+            msr_bitmap: 0x3000,
+            ..Default::default()
+        };
+        let page = |i: usize| -> [u8; 4096] { l0b[i * 4096..(i + 1) * 4096].try_into().unwrap() };
+        let (l0a, l0bb, l0m) = (page(0), page(1), page(2));
+        let (mut a, mut b, mut m) = ([0u8; 4096], [0u8; 4096], [0u8; 4096]);
+        let (mut oa, mut ob, mut om) = ([0u8; 4096], [0u8; 4096], [0u8; 4096]);
+        let l1io = l1_io(&v12, &mem, &mut a, &mut b);
+        merge_io_bitmaps((&l0a, &l0bb), l1io, (&mut oa, &mut ob));
+        merge_msr_bitmap(&l0m, l1_msr_bitmap(&v12, &mem, &mut m), &mut om);
+        let bit = |bm: &[u8; 4096], n: u64| bm[(n / 8) as usize] & (1 << (n % 8)) != 0;
+        let regs_with = |ecx: u32| {
+            let mut r = crate::guest::Regs::default();
+            r.0[1] = u64::from(ecx);
+            r
+        };
+        for &(port, msr_low, write) in &probes {
+            let p = u64::from(port);
+            let (l0_bm, out) = if port < 0x8000 { (&l0a, &oa) } else { (&l0bb, &ob) };
+            let io = ExitInfo { reason: 30, qualification: p << 16, ..Default::default() };
+            let l1_wants = l1_wants_exit(&io, &v12, &regs_with(0), &mem).unwrap();
+            prop_assert_eq!(bit(out, p & 0x7fff), bit(l0_bm, p & 0x7fff) || l1_wants, "port {:#x}", port);
+            let msr = if msr_low & 0x2000 == 0 { msr_low } else { 0xc000_0000 | (msr_low & 0x1fff) };
+            let n = crate::exits::routing::msr_bitmap_bit(msr, write).unwrap();
+            let ex = ExitInfo { reason: if write { 32 } else { 31 }, ..Default::default() };
+            let l1_wants = l1_wants_exit(&ex, &v12, &regs_with(msr), &mem).unwrap();
+            prop_assert_eq!(bit(&om, n), bit(&l0m, n) || l1_wants, "msr {:#x}", msr);
+        }
+    }
+
+    /// The sparse MSR merge equals the full one against an L0 bitmap that exits on every MSR
+    /// except the pass-through list, whatever L1's bitmap and controls say.
+    #[test]
+    fn sparse_msr_merge_equals_full_merge(
+        l1b in prop::collection::vec(any::<u8>(), 4096),
+        uses in any::<bool>(),
+        passes in prop::collection::vec(prop_oneof![0u32..0x2000, 0xc000_0000u32..0xc000_2000, any::<u32>()], 0..12),
+    ) {
+        let mut mem = VecMemory::new(0x2000);
+        mem.bytes[0x1000..0x2000].copy_from_slice(&l1b);
+        let v12 = Vmcs12 {
+            cpu_based_vm_exec_control: if uses { proc1::USE_MSR_BITMAPS } else { 0 },
+            msr_bitmap: 0x1000,
+            ..Default::default()
+        };
+        let mut l0 = [0xffu8; 4096];
+        for &m in &passes {
+            for w in [false, true] {
+                if let Some(bit) = crate::exits::routing::msr_bitmap_bit(m, w) {
+                    l0[(bit / 8) as usize] &= !(1 << (bit % 8));
+                }
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let mut full = [0u8; 4096];
+        merge_msr_bitmap(&l0, l1_msr_bitmap(&v12, &mem, &mut buf), &mut full);
+        let mut sparse = [0xffu8; 4096];
+        update_msr_passthrough(&passes, &v12, &mem, &mut sparse);
+        prop_assert!(sparse == full);
+        // And again over a stale bitmap (the image keeps one across entries).
+        let mut stale = full;
+        stale.iter_mut().for_each(|b| *b ^= 0x55);
+        stale.iter_mut().enumerate().for_each(|(i, b)| if l0[i] == 0xff { *b = 0xff });
+        let mut again = [0xffu8; 4096];
+        for (i, b) in again.iter_mut().enumerate() { if l0[i] != 0xff { *b = stale[i] | l0[i]; } }
+        update_msr_passthrough(&passes, &v12, &mem, &mut again);
+        prop_assert!(again == full);
     }
 
     /// sync_vmcs12 ∘ prepare_vmcs02 returns the guest state unchanged.
@@ -321,13 +414,15 @@ proptest! {
     #![proptest_config(cases(128))]
 
     /// Whatever EPT12 holds, EPT02 maps only host memory that EPT01 gives L1, with no more
-    /// permissions than EPT12 and EPT01 both grant, and never panics.
+    /// permissions than EPT12 and EPT01 both grant, and never panics. With EPT A/D, an EPT02
+    /// leaf is writable only if EPT12's leaf is dirty (so every L2 write is in EPT12's flags).
     #[test]
     fn ept02_never_maps_outside_l1_memory(
         tables in prop::collection::vec(ept_entry(), 16 * 8),
         faults in prop::collection::vec((l2_gpa(), 1u64..8), 1..24),
         big_pages in any::<bool>(),
         perms01 in 1u8..8,
+        ad in any::<bool>(),
     ) {
         let mut mem = VecMemory::new(L1_SIZE as usize);
         // 16 tables of which the first 8 entries each are random (index 0 of every level
@@ -342,11 +437,11 @@ proptest! {
         let ept01 = LinearEpt01 { size: L1_SIZE, hpa_base: HPA_BASE, page, perms: perms01 };
         let mut frames = VecFrames { limit: Some(256), ..Default::default() };
         let mut shadow: ShadowEpt<2> = ShadowEpt::new();
-        let eptp12 = 6 | 3 << 3;
+        let eptp12 = 6 | 3 << 3 | if ad { crate::ept::eptp::AD_ENABLE } else { 0 };
         let mut fixed = 0;
         for (gpa, access) in faults {
             let exit = ExitInfo { reason: 48, qualification: access, guest_physical_address: gpa, ..Default::default() };
-            if shadow.handle_violation(eptp12, &exit, &mem, &ept01, &mut frames, &caps, 36)
+            if shadow.handle_violation(eptp12, &exit, &mut mem, &ept01, &mut frames, &caps, 36, None)
                 == Ok(Resolution::Fixed)
             {
                 fixed += 1;
@@ -360,7 +455,10 @@ proptest! {
                 let inside = hpa >= HPA_BASE && hpa + size.bytes() <= HPA_BASE + L1_SIZE;
                 let perms_ok = (e & 7) as u8 & !perms01 == 0;
                 let not_a_table = hpa < FRAME_BASE;
-                if !(inside && perms_ok && not_a_table) {
+                let clean_ok = !ad
+                    || e & 2 == 0
+                    || walk_ept12(&mem, eptp12, L2Gpa(g), &caps, 36).is_ok_and(|l| l.dirty);
+                if !(inside && perms_ok && not_a_table && clean_ok) {
                     bad = Some((g, size, e));
                 }
             });

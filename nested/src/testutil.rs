@@ -5,22 +5,27 @@ use crate::addr::L1Gpa;
 use crate::caps::{VmxCaps, entry, exit, pin, proc1, proc2};
 use crate::guest::{Gpr, GuestMemory, GuestRegs, MemError, Regs, VecMemory};
 use crate::vmcs::Vmcs12;
-use crate::vmx::{Exception, L1Access, MemOperand, Segment, l1_caps};
+use crate::vmx::{Exception, L1Access, MemOperand, Segment, SegmentCache, l1_caps};
 
 pub(crate) use crate::vmx::l1_caps::tests::skylake;
 
-/// L1 with flat memory (linear == physical), zero segment bases.
+/// L1 with flat memory (linear == physical; outside it, #PF), flat segments at base 0.
 #[derive(Clone, Debug)]
 pub struct TestL1 {
     pub regs: Regs,
     pub mem: VecMemory,
     /// MSR index the L0 policy refuses to load.
     pub deny_msr: Option<u32>,
+    /// ES, CS, SS, DS, FS, GS as the VMCS would hold them (flat by default).
+    pub segments: [SegmentCache; 6],
 }
 
 impl TestL1 {
     pub fn new(size: usize) -> Self {
-        TestL1 { regs: Regs::default(), mem: VecMemory::new(size), deny_msr: None }
+        let segments =
+            [Segment::Es, Segment::Cs, Segment::Ss, Segment::Ds, Segment::Fs, Segment::Gs]
+                .map(|s| SegmentCache::flat(s, 0));
+        TestL1 { regs: Regs::default(), mem: VecMemory::new(size), deny_msr: None, segments }
     }
 
     pub fn set(&mut self, r: Gpr, v: u64) {
@@ -46,17 +51,18 @@ impl GuestMemory for TestL1 {
     }
 }
 
-const PF: Exception = Exception { vector: 14, error_code: Some(0) };
-
 impl L1Access for TestL1 {
-    fn segment_base(&self, _seg: Segment) -> u64 {
-        0
+    fn segment_base(&self, seg: Segment) -> u64 {
+        self.segment(seg).base
+    }
+    fn segment(&self, seg: Segment) -> SegmentCache {
+        self.segments[seg as usize]
     }
     fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception> {
-        self.mem.read(L1Gpa(op.linear), buf).map_err(|_| PF)
+        self.mem.read(L1Gpa(op.linear), buf).map_err(|_| Exception::page_fault(op.linear, 0))
     }
     fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception> {
-        self.mem.write(L1Gpa(op.linear), data).map_err(|_| PF)
+        self.mem.write(L1Gpa(op.linear), data).map_err(|_| Exception::page_fault(op.linear, 2))
     }
     fn msr_load_allowed(&self, index: u32, _value: u64) -> bool {
         self.deny_msr != Some(index)

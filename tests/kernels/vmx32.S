@@ -11,6 +11,12 @@
  * checks interrupts across levels: with external-interrupt exiting and "acknowledge
  * interrupt on exit", its own APIC timer fires while its guest spins (a VM exit with the
  * vector), and it injects vector 0x50 into the guest, whose handler reports through OUT.
+ * A third round checks what a hypervisor gives its guest without exits: its VMREAD and
+ * VMPTRST to an unmapped page take #PF with the right CR2 and error code; then, with I/O
+ * and MSR bitmaps, COM1 and the MSR bitmap's MSRs are passed through (the guest prints a
+ * line on COM1 itself and increments IA32_STAR), CR0.TS is owned by this kernel with a read
+ * shadow of 1 (the guest reads TS=1 and its CLTS exits), PAUSE and WBINVD exiting fire, and
+ * clearing CR4.VMXE, which this kernel does not own, is a #GP in the guest as on hardware.
  * It ends through port 0xf4. The tests run it as L1 on the turtles L0: every VMX
  * instruction, APIC and PIT access here is emulated by L0. */
 
@@ -19,6 +25,8 @@
     .set COM1, 0x3f8
     .set EXIT_PORT, 0xf4
     .set APIC, 0xfee00000                /* xAPIC registers (IA32_APIC_BASE at reset) */
+    .set UNMAPPED_PDE, 1000              /* round 3 unmaps this 4 MiB page */
+    .set UNMAPPED, UNMAPPED_PDE << 22
 
     /* Prints the string `msg`, then %eax in hex and a newline. */
     .macro REPORT msg
@@ -272,6 +280,8 @@ vm_exit:
     je l2_halted
     cmp $1, %eax                        /* external interrupt: round 2's timer */
     je l2_interrupt
+    cmpl $2, phase
+    je round3_exit
     cmp $0x1e, %eax                     /* I/O: in round 2, from the injected handler */
     jne advance
     cmpl $1, phase
@@ -296,7 +306,7 @@ advance:
  * armed (one-shot, vector 0x44), and the guest spinning with nothing that exits. */
 l2_halted:
     cmpl $0, phase
-    jne done
+    jne round3
     movl $1, phase
     mov $msg_round2, %esi
     call puts
@@ -325,6 +335,131 @@ l2_interrupt:
     VMW 0x4016, $0x80000050             /* inject external interrupt 0x50 */
     vmresume
     jmp vmx_failed
+
+/* Round 3: #PF for VMX memory operands, then pass-through and intercepts (see the top). */
+round3:
+    cmpl $1, phase
+    jne done
+    movl $2, phase
+    mov $msg_round3, %esi
+    call puts
+    call vmx_operand_faults
+    /* I/O bitmaps: every port exits but COM1's eight; MSR bitmap: nothing exits. */
+    mov $io_bitmap_a, %edi
+    mov $0xffffffff, %eax
+    mov $2048, %ecx
+    rep stosl
+    movb $0, io_bitmap_a + 0x3f8 / 8
+    VMW 0x2000, $io_bitmap_a
+    VMW 0x2001, $0
+    VMW 0x2002, $io_bitmap_b
+    VMW 0x2003, $0
+    VMW 0x2004, $msr_bitmap
+    VMW 0x2005, $0
+    /* HLT, I/O bitmaps, MSR bitmaps, PAUSE exiting, secondary controls: WBINVD exiting. */
+    ADJUST 1, 0xd2000080
+    and $~0x01000000, %ebx              /* no unconditional I/O exiting: the bitmaps rule */
+    VMW 0x4002, %ebx
+    mov $0x48b, %ecx                    /* IA32_VMX_PROCBASED_CTLS2 */
+    rdmsr
+    mov $0x40, %ebx
+    and %edx, %ebx
+    cmp $0x40, %ebx
+    jne fail
+    VMW 0x401e, %ebx
+    /* CR0.TS is this kernel's, its guest reads 1; CR4 is all the guest's. */
+    VMW 0x6000, $8                      /* CR0 guest/host mask */
+    VMW 0x6004, $8                      /* CR0 read shadow */
+    VMW 0x6002, $0                      /* CR4 guest/host mask */
+    mov %cr4, %ecx
+    VMW 0x6006, %ecx                    /* CR4 read shadow */
+    mov $0xc0000081, %ecx               /* IA32_STAR: the guest increments it */
+    mov $0x12345677, %eax
+    xor %edx, %edx
+    wrmsr
+    mov $13, %eax                       /* the guest's #GP handler */
+    mov $l2_gp, %edx
+    mov $l2_idt, %ebx
+    call set_gate
+    VMW 0x4016, $0                      /* nothing to inject */
+    VMW 0x681e, $guest_round3           /* RIP */
+    VMW 0x681c, $guest_stack_top        /* RSP */
+    VMW 0x6820, $0x2                    /* RFLAGS */
+    vmresume
+    jmp vmx_failed
+
+/* Round 3's exits: OUT 0x80 (the only port that exits) reports AL, a CR access reports its
+ * qualification; everything is stepped over. */
+round3_exit:
+    cmp $12, %eax
+    je l2_halted
+    cmp $0x1c, %eax
+    je 2f
+    cmp $0x1e, %eax
+    jne advance
+    mov $0x6400, %eax
+    vmread %eax, %ebx                   /* exit qualification */
+    shr $16, %ebx
+    cmp $0x80, %ebx                     /* COM1 must never exit */
+    jne fail
+    mov guest_eax, %eax
+    and $0xff, %eax
+    mov %eax, %edi                      /* REPORT clobbers %eax */
+    REPORT msg_round3_out
+    cmp $8, %edi                        /* the first report: check IA32_STAR too */
+    jne advance
+    mov $0xc0000081, %ecx
+    rdmsr
+    REPORT msg_star
+    jmp advance
+2:  mov $0x6400, %eax
+    vmread %eax, %eax
+    REPORT msg_cr_access
+    jmp advance
+
+/* VMREAD and VMPTRST with a destination on an unmapped page: #PF with CR2 and error code 2
+ * (a supervisor write to a not-present page). */
+vmx_operand_faults:
+    lidt idt_pointer                    /* VM exits left IDTR at the host-state base (0) */
+    mov $14, %eax
+    mov $isr_pf, %edx
+    mov $idt, %ebx
+    call set_gate
+    movl $0, page_directory + UNMAPPED_PDE * 4
+    invlpg UNMAPPED
+    mov $0x4402, %eax                   /* exit reason: any readable field */
+    mov $UNMAPPED + 0x10, %ebx
+    movl $vmread_faulted, pf_resume
+    vmread %eax, (%ebx)
+    jmp device_failed
+vmread_faulted:
+    mov pf_cr2, %eax
+    REPORT msg_vmread_pf
+    mov pf_error, %eax
+    REPORT msg_pf_error
+    mov $UNMAPPED + 0x20, %ebx
+    movl $vmptrst_faulted, pf_resume
+    vmptrst (%ebx)
+    jmp device_failed
+vmptrst_faulted:
+    mov pf_cr2, %eax
+    REPORT msg_vmptrst_pf
+    mov pf_error, %eax
+    REPORT msg_pf_error
+    movl $(UNMAPPED | 0x83), page_directory + UNMAPPED_PDE * 4
+    invlpg UNMAPPED
+    ret
+
+/* #PF: record CR2 and the error code, continue at pf_resume. */
+isr_pf:
+    popl pf_error
+    push %eax
+    mov %cr2, %eax
+    mov %eax, pf_cr2
+    mov pf_resume, %eax
+    mov %eax, 4(%esp)                   /* the return EIP */
+    pop %eax
+    iret
 
 done:
     mov $msg_done, %esi
@@ -381,6 +516,31 @@ l2_isr:
     out %al, $0x80
     hlt
     jmp l2_isr
+
+/* Round 3's guest: COM1 and IA32_STAR are its own, CR0.TS reads as L1's shadow, CLTS, PAUSE
+ * and WBINVD exit, clearing CR4.VMXE faults. */
+guest_round3:
+    mov $msg_l2_com1, %esi
+    call puts
+    mov $0xc0000081, %ecx
+    rdmsr
+    inc %eax
+    wrmsr
+    mov %cr0, %eax
+    and $8, %eax                        /* CR0.TS as the guest sees it */
+    out %al, $0x80
+    clts
+    pause
+    wbinvd
+    mov %cr4, %eax
+    and $~0x2000, %eax
+    mov %eax, %cr4                      /* #GP */
+    jmp fail
+l2_gp:
+    mov $0x0d, %al
+    out %al, $0x80
+    hlt
+    jmp l2_gp
 
 /* The PC checks, before VMX. Interrupt gates for the test vectors, every other vector an
  * error. */
@@ -726,6 +886,9 @@ xapic_ipis:  .long 0
 xapic_timers: .long 0
 x2apic_ipis: .long 0
 x2apic_timers: .long 0
+pf_cr2:      .long 0
+pf_error:    .long 0
+pf_resume:   .long 0
 
     .section .rodata
 hex_digits:       .ascii "0123456789abcdef"
@@ -760,6 +923,14 @@ msg_unexpected:   .asciz "vmx32: unexpected interrupt\n"
 msg_round2:       .asciz "vmx32: round 2: L1 timer interrupt while L2 runs\n"
 msg_intr_info:    .asciz "vmx32: external-interrupt exit, intr-info=0x"
 msg_injected:     .asciz "vmx32: L2 took the injected vector 0x50\n"
+msg_round3:       .asciz "vmx32: round 3: operand faults, pass-through, intercepts\n"
+msg_vmread_pf:    .asciz "vmx32: VMREAD to an unmapped page: #PF, CR2=0x"
+msg_vmptrst_pf:   .asciz "vmx32: VMPTRST to an unmapped page: #PF, CR2=0x"
+msg_pf_error:     .asciz "vmx32: #PF error code=0x"
+msg_l2_com1:      .asciz "vmx32: L2 wrote this line to COM1 itself\n"
+msg_round3_out:   .asciz "vmx32: round 3 OUT 0x80, al=0x"
+msg_star:         .asciz "vmx32: IA32_STAR after L2's RDMSR/WRMSR=0x"
+msg_cr_access:    .asciz "vmx32: CR access exit, qualification=0x"
 
     .bss
     .align 4096
@@ -773,6 +944,12 @@ l2_idt:
 vmxon_region:
     .skip 4096
 vmcs_region:
+    .skip 4096
+io_bitmap_a:
+    .skip 4096
+io_bitmap_b:
+    .skip 4096
+msr_bitmap:
     .skip 4096
 tss:
     .skip 4096

@@ -50,6 +50,15 @@ pub fn cr2() -> u64 {
     Cr2::read_raw()
 }
 
+/// Loads CR2 (the guest's CR2 before injecting a #PF: VM entry does not load it).
+///
+/// # Safety
+/// Only the page-fault handler reads CR2; the caller must not be inside one.
+pub unsafe fn write_cr2(value: u64) {
+    // SAFETY: writing CR2 has no effect besides the register (caller contract above).
+    unsafe { asm!("mov cr2, {}", in(reg) value, options(nomem, nostack)) };
+}
+
 /// The time-stamp counter (in Bochs: emulated instructions).
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);

@@ -40,16 +40,8 @@ pub fn paging_regs(v: &HwVmcs) -> PagingRegs {
 }
 
 /// True if the guest runs at CPL 3 (its accesses are user-mode accesses).
-fn user_mode(v: &HwVmcs) -> bool {
+pub fn user_mode(v: &HwVmcs) -> bool {
     v.read(F::GuestSsArBytes) & segment_ar::DPL == segment_ar::DPL
-}
-
-/// Guest-linear to guest-physical for a read at the guest's CPL, without touching the
-/// paging structures. `None` on any fault (not present, protection, reserved bit, outside
-/// guest memory).
-pub fn translate(v: &HwVmcs, mem: &GuestMemory, linear: u64) -> Option<u64> {
-    let access = Access { kind: AccessKind::Read, user: user_mode(v) };
-    paging::walk(mem, &paging_regs(v), linear, access).ok().map(|w| w.gpa.0)
 }
 
 /// Reads up to `buf.len()` bytes at guest-linear `linear` as an access of `kind`, page by

@@ -10,7 +10,22 @@
 //!
 //! EPT02 tables live in L0 memory, reached through [`HostFrames`]; invariant: every EPT02
 //! leaf maps an Hpa returned by EPT01 for L1, so L2 can reach only L1's memory.
+//!
+//! **Accessed and dirty flags** (EPTP12 bit 6, SDM 29.3.5): when a fill succeeds, L0 sets the
+//! accessed flags of the EPT12 entries used and, for a write, the leaf's dirty flag, as the
+//! processor would have. A page whose EPT12 leaf is still clean is mapped in EPT02 without
+//! write permission, so L2's first write faults into L0, which then sets the dirty flag and
+//! maps the page writable: EPT12's dirty flags are exact, which is what L1's dirty logging
+//! relies on (L1 clears them and invalidates with INVEPT, dropping the EPT02). vmcs02's EPTP
+//! enables A/D too ([`eptp02_for`]), so the hardware treats L2's paging-structure accesses
+//! as writes exactly when L1 asked for that.
+//!
+//! **Page-modification logging** for L1 (vmcs12 "enable PML", SDM 29.3.6) rides on the same
+//! dirty flags: each 0-to-1 dirty transition L0 makes in EPT12 is logged in L1's PML buffer
+//! ([`PmlLog`]); with the index out of range the access does not happen and L1 gets a
+//! PML-full exit ([`Resolution::PmlFull`]). vmcs02 never enables the hardware's PML.
 
+use super::eptp;
 use super::walk::{self, Ept12Fault, PageSize, bits};
 use crate::addr::{Hpa, L1Gpa, L2Gpa};
 use crate::caps::VmxCaps;
@@ -63,6 +78,19 @@ pub enum Resolution {
     L1Unmapped(L1Gpa),
     /// L0 itself denies L1 this access (e.g. write-protected by L0): L0's own EPT01 fault.
     L0Denied(L1Gpa),
+    /// The write would set a dirty flag but L1's PML index is out of range: reflect a
+    /// page-modification log-full exit (reason 62); nothing was logged or flagged.
+    PmlFull,
+}
+
+/// L1's page-modification log, from vmcs12: the PML address and the guest PML index, which
+/// [`ShadowEpt::handle_violation`] decrements for each entry it writes (SDM 29.3.6).
+#[derive(Debug, PartialEq, Eq)]
+pub struct PmlLog<'a> {
+    /// vmcs12's PML address (4-KiB aligned, checked at VM entry).
+    pub address: u64,
+    /// vmcs12's guest PML index: the next entry (0..=511), else the log is full.
+    pub index: &'a mut u16,
 }
 
 /// Failures of EPT02 maintenance (L0 resources, not guest behaviour).
@@ -76,7 +104,8 @@ pub enum ShadowError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Root {
-    /// EPT12 root address (EPTP bits 51:12), the key INVEPT single-context uses.
+    /// EPT12 root address (EPTP bits 51:12) with the A/D-enable bit: an EPT02 built for one
+    /// A/D setting is not valid for the other. INVEPT single-context matches the address.
     eptp12_addr: u64,
     root: Hpa,
 }
@@ -100,6 +129,17 @@ pub const fn eptp02(root: Hpa) -> u64 {
     (root.0 & bits::ADDR_MASK) | 6 | 3 << 3
 }
 
+/// The EPTP for the EPT02 shadowing `eptp12`: [`eptp02`] with A/D enabled when EPT12 has it
+/// (L1 is offered A/D only when the hardware has it).
+pub const fn eptp02_for(root: Hpa, eptp12: u64) -> u64 {
+    eptp02(root) | (eptp12 & eptp::AD_ENABLE)
+}
+
+/// The key of the EPT02 for `eptp12`.
+const fn key_of(eptp12: u64) -> u64 {
+    eptp12 & (bits::ADDR_MASK | eptp::AD_ENABLE)
+}
+
 impl<const N: usize> ShadowEpt<N> {
     /// No EPT02 yet.
     pub fn new() -> Self {
@@ -113,7 +153,7 @@ impl<const N: usize> ShadowEpt<N> {
         eptp12: u64,
         frames: &mut impl HostFrames,
     ) -> Result<Hpa, ShadowError> {
-        let key = eptp12 & bits::ADDR_MASK;
+        let key = key_of(eptp12);
         if let Some(r) = self.roots.iter().flatten().find(|r| r.eptp12_addr == key) {
             return Ok(r.root);
         }
@@ -141,15 +181,16 @@ impl<const N: usize> ShadowEpt<N> {
         &mut self,
         eptp12: u64,
         exit: &ExitInfo,
-        l1mem: &impl GuestMemory,
+        l1mem: &mut impl GuestMemory,
         ept01: &impl Ept01,
         frames: &mut impl HostFrames,
         caps: &VmxCaps,
         maxphyaddr: u8,
+        pml: Option<PmlLog<'_>>,
     ) -> Result<Resolution, ShadowError> {
         let gpa = L2Gpa(exit.guest_physical_address);
         let access = walk::access_of(exit.qualification);
-        let leaf12 = match walk::walk_ept12(l1mem, eptp12, gpa, caps, maxphyaddr) {
+        let leaf12 = match walk::walk_ept12(&*l1mem, eptp12, gpa, caps, maxphyaddr) {
             Ok(l) => l,
             Err(Ept12Fault::NotPresent { perms }) => {
                 let q = walk::violation_qualification(exit.qualification, perms);
@@ -177,7 +218,30 @@ impl<const N: usize> ShadowEpt<N> {
             Some(b) if b.size >= size && b.hpa.0 & mask == 0 => b.hpa,
             _ => return Ok(Resolution::L1Unmapped(l1base)),
         };
-        let perms = u64::from(leaf12.perms & leaf01.perms);
+        let mut perms = u64::from(leaf12.perms & leaf01.perms);
+        if eptp12 & eptp::AD_ENABLE != 0 {
+            let write = access & bits::WRITE as u8 != 0;
+            if write
+                && !leaf12.dirty
+                && let Some(log) = pml
+            {
+                // Log the L2 page before setting its dirty flag (SDM 29.3.6).
+                if *log.index > 511 {
+                    return Ok(Resolution::PmlFull);
+                }
+                let at = L1Gpa(log.address.wrapping_add(u64::from(*log.index) * 8));
+                l1mem
+                    .write_u64(at, gpa.0 & !0xfff)
+                    .map_err(|e| ShadowError::Ept12Unreadable(e.gpa))?;
+                *log.index = log.index.wrapping_sub(1);
+            }
+            walk::set_accessed_dirty(l1mem, &leaf12, write)
+                .map_err(|e| ShadowError::Ept12Unreadable(e.gpa))?;
+            if !write && !leaf12.dirty {
+                // Clean in EPT12: the first write must come back here to set the flag.
+                perms &= !bits::WRITE;
+            }
+        }
         let memtype = if leaf01.memtype == 0 { 0 } else { u64::from(leaf12.memtype) };
         let large = if size == PageSize::Size4K { 0 } else { bits::LARGE };
         let ipat = if leaf12.ipat { bits::IPAT } else { 0 };
@@ -192,7 +256,7 @@ impl<const N: usize> ShadowEpt<N> {
         let key = eptp12 & bits::ADDR_MASK;
         for slot in self.roots.iter_mut() {
             if let Some(r) = *slot
-                && r.eptp12_addr == key
+                && r.eptp12_addr & bits::ADDR_MASK == key
             {
                 free_table(frames, r.root, 4);
                 *slot = None;
@@ -211,7 +275,7 @@ impl<const N: usize> ShadowEpt<N> {
 
     /// EPT02 roots currently built, as (EPT12 root address, EPT02 root).
     pub fn roots(&self) -> impl Iterator<Item = (u64, Hpa)> + '_ {
-        self.roots.iter().flatten().map(|r| (r.eptp12_addr, r.root))
+        self.roots.iter().flatten().map(|r| (r.eptp12_addr & bits::ADDR_MASK, r.root))
     }
 }
 

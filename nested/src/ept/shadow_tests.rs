@@ -100,17 +100,18 @@ fn leaves(frames: &VecFrames, root: Hpa) -> Vec<(u64, PageSize, u64)> {
 
 #[test]
 fn builds_leaf_with_intersected_permissions() {
-    let (b, mut ept01, mut frames, mut sh) = setup();
+    let (mut b, mut ept01, mut frames, mut sh) = setup();
     ept01.perms = 5; // L0 maps L1 read+execute
     let caps = l1();
     let r = sh.handle_violation(
         b.eptp(),
         &violation(0x1234, 1),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::Fixed));
     let root = sh.root_for(b.eptp(), &mut frames).unwrap();
@@ -125,33 +126,44 @@ fn builds_leaf_with_intersected_permissions() {
     let r = sh.handle_violation(
         b.eptp(),
         &violation(0x1234, 2),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::L0Denied(L1Gpa(0x3234))));
 }
 
 #[test]
 fn large_pages_split_to_the_smaller_level() {
-    let (b, ept01, mut frames, mut sh) = setup();
+    let (mut b, ept01, mut frames, mut sh) = setup();
     let caps = l1();
     // EPT12 1G page over EPT01 2M pages: EPT02 gets a 2M leaf.
     let r = sh.handle_violation(
         b.eptp(),
         &violation(0x4012_3456, 4),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::Fixed));
     // EPT12 2M page over 2M EPT01: a 2M leaf.
-    sh.handle_violation(b.eptp(), &violation(0x21_0000, 2), &b.mem, &ept01, &mut frames, &caps, 36)
-        .unwrap();
+    sh.handle_violation(
+        b.eptp(),
+        &violation(0x21_0000, 2),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    )
+    .unwrap();
     let root = sh.root_for(b.eptp(), &mut frames).unwrap();
     let l = leaves(&frames, root);
     assert!(
@@ -168,11 +180,12 @@ fn large_pages_split_to_the_smaller_level() {
     sh.handle_violation(
         b.eptp(),
         &violation(0x21_5000, 1),
-        &b.mem,
+        &mut b.mem,
         &ept01_4k,
         &mut frames,
         &caps,
         36,
+        None,
     )
     .unwrap();
     let root = sh.root_for(b.eptp(), &mut frames).unwrap();
@@ -186,21 +199,23 @@ fn ept12_faults_are_reflected() {
     let r = sh.handle_violation(
         b.eptp(),
         &violation(0x9000, 1),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::ReflectViolation { qualification: 1 | 1 << 7 }));
     let r = sh.handle_violation(
         b.eptp(),
         &violation(0x2000, 2),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(
         r,
@@ -211,32 +226,35 @@ fn ept12_faults_are_reflected() {
     let r = sh.handle_violation(
         b.eptp(),
         &violation(0x5000, 1),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::ReflectMisconfig));
     b.map(0x6000, 0x200_0000, PageSize::Size4K, 7); // beyond L1's memory
     let r = sh.handle_violation(
         b.eptp(),
         &violation(0x6000, 1),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Ok(Resolution::L1Unmapped(L1Gpa(0x200_0000))));
     let r = sh.handle_violation(
         0x7000_0000 | 0x1e,
         &violation(0, 1),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert!(matches!(r, Err(ShadowError::Ept12Unreadable(_))));
 }
@@ -246,15 +264,33 @@ fn invept_frees_and_roots_are_per_eptp() {
     let (mut b, ept01, mut frames, mut sh) = setup();
     let caps = l1();
     let eptp_a = b.eptp();
-    sh.handle_violation(eptp_a, &violation(0x1000, 1), &b.mem, &ept01, &mut frames, &caps, 36)
-        .unwrap();
+    sh.handle_violation(
+        eptp_a,
+        &violation(0x1000, 1),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    )
+    .unwrap();
     // A second EPT12 root (EPTP switching).
     let mut b2 = Builder::new(0, 0x90_0000);
     b2.mem = core::mem::take(&mut b.mem);
     b2.map(0x1000, 0x8000, PageSize::Size4K, 7);
     let eptp_b = b2.eptp();
-    sh.handle_violation(eptp_b, &violation(0x1000, 1), &b2.mem, &ept01, &mut frames, &caps, 36)
-        .unwrap();
+    sh.handle_violation(
+        eptp_b,
+        &violation(0x1000, 1),
+        &mut b2.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    )
+    .unwrap();
     assert_eq!(sh.roots().count(), 2);
     let live = frames.live();
     assert_eq!(live, 8, "two roots with three tables each below… plus roots");
@@ -267,18 +303,19 @@ fn invept_frees_and_roots_are_per_eptp() {
 
 #[test]
 fn out_of_frames_is_an_error_and_eviction_frees() {
-    let (b, ept01, mut frames, _) = setup();
+    let (mut b, ept01, mut frames, _) = setup();
     let caps = l1();
     frames.limit = Some(2);
     let mut sh: ShadowEpt = ShadowEpt::new();
     let r = sh.handle_violation(
         b.eptp(),
         &violation(0x1000, 1),
-        &b.mem,
+        &mut b.mem,
         &ept01,
         &mut frames,
         &caps,
         36,
+        None,
     );
     assert_eq!(r, Err(ShadowError::OutOfFrames));
     frames.limit = None;
@@ -298,4 +335,131 @@ fn vpid_map() {
     assert_eq!(m.vpid02(9), (100, true), "evicts and asks for a flush");
     assert_eq!(m.lookup(7), None);
     assert_eq!(m.assigned().collect::<Vec<_>>(), [100, 101]);
+}
+
+/// EPT A/D through EPT02 (finding 14): a read sets the accessed flags of the EPT12 entries
+/// used and maps a clean page without write permission; the first write comes back, sets the
+/// leaf's dirty flag and maps it writable; the EPT02's EPTP has A/D exactly when EPT12's has.
+#[test]
+fn accessed_dirty_flags_are_kept_through_ept02() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    let eptp = b.eptp() | crate::ept::eptp::AD_ENABLE;
+    assert!(crate::ept::eptp_valid(eptp, &caps, 36));
+    let walk = |b: &Builder| walk::walk_ept12(&b.mem, eptp, L2Gpa(0x1234), &caps, 36).unwrap();
+    let flags = |b: &Builder| -> Vec<u64> {
+        walk(b)
+            .entries
+            .iter()
+            .flatten()
+            .map(|&a| b.mem.read_u64(a).unwrap() & (bits::ACCESSED | bits::DIRTY))
+            .collect()
+    };
+    assert_eq!(flags(&b), [0, 0, 0, 0], "a fresh EPT12 has no flags");
+    let go = |b: &mut Builder, sh: &mut ShadowEpt, frames: &mut VecFrames, access| {
+        sh.handle_violation(
+            eptp,
+            &violation(0x1234, access),
+            &mut b.mem,
+            &ept01,
+            frames,
+            &caps,
+            36,
+            None,
+        )
+    };
+    assert_eq!(go(&mut b, &mut sh, &mut frames, 1), Ok(Resolution::Fixed));
+    let a = bits::ACCESSED;
+    assert_eq!(flags(&b), [a, a, a, a], "a read: accessed everywhere, not dirty");
+    let root = sh.root_for(eptp, &mut frames).unwrap();
+    assert_eq!(leaves(&frames, root)[0].2 & 7, 5, "clean: EPT02 maps it without W");
+    assert_eq!(eptp02_for(root, eptp) & crate::ept::eptp::AD_ENABLE, crate::ept::eptp::AD_ENABLE);
+    assert_eq!(eptp02_for(root, b.eptp()), eptp02(root));
+    assert_eq!(go(&mut b, &mut sh, &mut frames, 2), Ok(Resolution::Fixed));
+    assert_eq!(flags(&b), [a, a, a, a | bits::DIRTY], "the write set the leaf's dirty flag");
+    assert_eq!(leaves(&frames, root)[0].2 & 7, 7, "dirty: writable in EPT02");
+    // L1 clears the dirty flag and invalidates: the next write is seen again.
+    let leaf_at = walk(&b).entries[3].unwrap();
+    let e = b.mem.read_u64(leaf_at).unwrap();
+    b.mem.write_u64(leaf_at, e & !bits::DIRTY).unwrap();
+    sh.invalidate(eptp, &mut frames);
+    assert_eq!(go(&mut b, &mut sh, &mut frames, 1), Ok(Resolution::Fixed));
+    assert_eq!(flags(&b)[3], a);
+    assert_eq!(go(&mut b, &mut sh, &mut frames, 2), Ok(Resolution::Fixed));
+    assert_eq!(flags(&b)[3], a | bits::DIRTY);
+    // Without A/D in the EPTP nothing is written and the page is writable at once.
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x1234, 1),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    );
+    assert_eq!(r, Ok(Resolution::Fixed));
+    let plain = walk::walk_ept12(&b.mem, b.eptp(), L2Gpa(0x1234), &caps, 36).unwrap();
+    for &at in plain.entries.iter().flatten() {
+        assert_eq!(b.mem.read_u64(at).unwrap() & (bits::ACCESSED | bits::DIRTY), 0);
+    }
+    let root = sh.root_for(b.eptp(), &mut frames).unwrap();
+    assert_eq!(leaves(&frames, root)[0].2 & 7, 7);
+    // A failed walk (EPT12 denies the write) sets nothing.
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let r = sh.handle_violation(
+        eptp,
+        &violation(0x2000, 2),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    );
+    assert!(matches!(r, Ok(Resolution::ReflectViolation { .. })));
+    let ro = walk::walk_ept12(&b.mem, eptp, L2Gpa(0x2000), &caps, 36).unwrap();
+    for &at in ro.entries.iter().flatten() {
+        assert_eq!(b.mem.read_u64(at).unwrap() & bits::ACCESSED, 0);
+    }
+}
+
+/// PML for L1 on EPT12's dirty flags: the first write to a clean page logs its L2 page
+/// address at the index and decrements it; a write to a page already dirty logs nothing; with
+/// the index out of range the write is refused with a PML-full exit and nothing changes.
+#[test]
+fn pml_logs_each_dirty_transition_and_fills() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    let eptp = b.eptp() | crate::ept::eptp::AD_ENABLE;
+    const LOG: u64 = 0xa0_0000; // L1's PML page
+    let mut index: u16 = 1;
+    let mut go = |b: &mut Builder, frames: &mut VecFrames, index: &mut u16, gpa, access| {
+        let pml = Some(PmlLog { address: LOG, index });
+        sh.handle_violation(
+            eptp,
+            &violation(gpa, access),
+            &mut b.mem,
+            &ept01,
+            frames,
+            &caps,
+            36,
+            pml,
+        )
+    };
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x1234, 1), Ok(Resolution::Fixed));
+    assert_eq!(index, 1, "a read is not logged");
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x1234, 2), Ok(Resolution::Fixed));
+    assert_eq!((index, b.mem.read_u64(L1Gpa(LOG + 8)).unwrap()), (0, 0x1000));
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x1ff8, 2), Ok(Resolution::Fixed));
+    assert_eq!(index, 0, "already dirty: nothing to log");
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x20_1000, 2), Ok(Resolution::Fixed));
+    // A 2-MiB page: the 4-KiB page written is logged (bits 11:0 clear).
+    assert_eq!((index, b.mem.read_u64(L1Gpa(LOG)).unwrap()), (0xffff, 0x20_1000));
+    // Full: the next dirtying write exits to L1 and neither logs nor sets the flag.
+    assert_eq!(go(&mut b, &mut frames, &mut index, 0x4000_5000, 2), Ok(Resolution::PmlFull));
+    assert_eq!(index, 0xffff);
+    let leaf = walk::walk_ept12(&b.mem, eptp, L2Gpa(0x4000_5000), &caps, 36).unwrap();
+    assert!(!leaf.dirty);
 }

@@ -21,6 +21,10 @@ pub mod bits {
     pub const IPAT: u64 = 1 << 6;
     /// Bit 7 of a PDPTE/PDE: maps a 1-GiB/2-MiB page.
     pub const LARGE: u64 = 1 << 7;
+    /// Bit 8: accessed (with EPTP bit 6, SDM 29.3.5).
+    pub const ACCESSED: u64 = 1 << 8;
+    /// Bit 9 of a leaf: dirty (with EPTP bit 6).
+    pub const DIRTY: u64 = 1 << 9;
     /// Bits 51:12: physical address.
     pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 }
@@ -64,6 +68,11 @@ pub struct Ept12Leaf {
     /// Leaf memory type (0, 1, 4, 5 or 6).
     pub memtype: u8,
     pub ipat: bool,
+    /// The leaf's dirty flag (meaningful when EPT12 has A/D enabled).
+    pub dirty: bool,
+    /// L1-physical addresses of the entries the walk used, root first (the leaf is the last
+    /// `Some`): where [`set_accessed_dirty`] sets the flags.
+    pub entries: [Option<L1Gpa>; 4],
 }
 
 impl Ept12Leaf {
@@ -132,10 +141,14 @@ pub fn walk_ept12(
 ) -> Result<Ept12Leaf, Ept12Fault> {
     let mut table = eptp12 & bits::ADDR_MASK;
     let mut perms = 7u8;
+    let mut entries = [None; 4];
     for level in (1..=4u32).rev() {
         let index = (gpa.0 >> (12 + 9 * (level - 1))) & 0x1ff;
         let at = L1Gpa(table + index * 8);
         let entry = mem.read_u64(at).map_err(|_| Ept12Fault::Unreadable(at))?;
+        if let Some(slot) = entries.get_mut(4 - level as usize) {
+            *slot = Some(at);
+        }
         if entry & bits::RWX == 0 {
             return Err(Ept12Fault::NotPresent { perms: 0 });
         }
@@ -158,11 +171,38 @@ pub fn walk_ept12(
                 size,
                 memtype: ((entry & bits::MEMTYPE_MASK) >> bits::MEMTYPE_SHIFT) as u8,
                 ipat: entry & bits::IPAT != 0,
+                dirty: entry & bits::DIRTY != 0,
+                entries,
             });
         }
         table = entry & bits::ADDR_MASK;
     }
     Err(Ept12Fault::Misconfig) // unreachable: level 1 always returns
+}
+
+/// Sets the accessed flag of every EPT12 entry `leaf`'s walk used and, for a write, the
+/// leaf's dirty flag, as the processor does when EPTP bit 6 is set and the translation
+/// succeeds (SDM Vol. 3C 29.3.5). An entry already flagged is not rewritten. Returns true
+/// if the dirty flag went from 0 to 1 (the event page-modification logging records).
+pub fn set_accessed_dirty(
+    mem: &mut impl GuestMemory,
+    leaf: &Ept12Leaf,
+    write: bool,
+) -> Result<bool, crate::guest::MemError> {
+    let used = leaf.entries.iter().flatten().count();
+    let mut newly_dirty = false;
+    for (i, &at) in leaf.entries.iter().flatten().enumerate() {
+        let entry = mem.read_u64(at)?;
+        let mut set = bits::ACCESSED;
+        if write && i + 1 == used {
+            set |= bits::DIRTY;
+            newly_dirty = entry & bits::DIRTY == 0;
+        }
+        if entry & set != set {
+            mem.write_u64(at, entry | set)?;
+        }
+    }
+    Ok(newly_dirty)
 }
 
 /// The exit qualification of the EPT violation L1 sees (SDM Table 28-7): access bits 2:0

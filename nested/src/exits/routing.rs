@@ -5,8 +5,12 @@
 //! L0 asks [`l0_wants_exit`] first: what L0 handles for its own sake whatever vmcs12 says
 //! (physical interrupts and NMIs, EPT02 faults, VMFUNC emulation, PML, its preemption timer).
 //! Then [`l1_wants_exit`]: would this event have exited from L2 to L1 on a real processor
-//! running vmcs12? If neither, L0 handles the exit as if L1 had caused it (L1 gave L2 the
-//! access, so the access is L1's).
+//! running vmcs12? If neither, the exit happened only because vmcs02 intercepts more than
+//! either level asked for (unconditional I/O exiting, no MSR bitmap, CR bits the hardware's
+//! fixed values make L0 own): on a real processor the access would have gone to L1's world
+//! without any exit, so L0 performs it exactly as if L1 had executed the instruction itself
+//! (port I/O against L1's devices, the MSR in L1's MSR view, the CR write into L2's state as
+//! vmcs12 describes it) and resumes L2: [`ExitRoute::ForL1`].
 
 use super::{ExitInfo, ExitReason, intr_info, vector};
 use crate::addr::L1Gpa;
@@ -27,10 +31,15 @@ pub struct L0Intercepts {
 /// The routing decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitRoute {
-    /// L0 handles the exit and resumes L2 (or acts on L1's behalf).
+    /// L0's own exit (an interrupt, an EPT02 fault, VMFUNC, its timer): L0 handles it for
+    /// its own sake and resumes L2.
     L0,
     /// Reflect the exit to L1: sync vmcs12, switch to vmcs01.
     L1,
+    /// Neither level asked for this exit: the access belongs to L1's world. L0 performs it
+    /// as if L1 itself had executed the instruction (against L1's devices, MSRs and L2's
+    /// state as vmcs12 has it), never reflecting it, and resumes L2.
+    ForL1,
 }
 
 /// Routing failed.
@@ -123,6 +132,8 @@ pub fn l1_wants_exit(
             has2(proc2::ENCLS_EXITING) && vmcs12.encls_exiting_bitmap & (1 << leaf) != 0
         }
         PreemptionTimer => vmcs12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0,
+        // UMWAIT/TPAUSE exit iff "enable user wait and pause" and "RDTSC exiting" (26.1.3).
+        Umwait | Tpause => has2(proc2::ENABLE_USER_WAIT_PAUSE) && has1(proc1::RDTSC_EXITING),
         // Exits L0 always takes (l0_wants_exit) reach here only if the caller skipped it;
         // never reflect them blindly.
         IoSmi
@@ -139,13 +150,13 @@ pub fn l1_wants_exit(
         TripleFault | InitSignal | StartupIpi | TaskSwitch | Cpuid | Getsec | Invd | Rsm
         | Vmcall | Vmclear | Vmlaunch | Vmptrld | Vmptrst | Vmread | Vmresume | Vmwrite
         | Vmxoff | Vmxon | EntryFailGuestState | EntryFailMsrLoading | ApicAccess
-        | VirtualizedEoi | Invept | Invvpid | Xsetbv | ApicWrite | Pconfig | SppEvent | Umwait
-        | Tpause | Loadiwkey | Enclv | EnqcmdPasidFail | EnqcmdsPasidFail | Seamcall | Tdcall
+        | VirtualizedEoi | Invept | Invvpid | Xsetbv | ApicWrite | Pconfig | SppEvent
+        | Loadiwkey | Enclv | EnqcmdPasidFail | EnqcmdsPasidFail | Seamcall | Tdcall
         | Rdmsrlist | Wrmsrlist => true,
     })
 }
 
-/// Decide: L0 first, then L1, else L0.
+/// Decide: L0 first, then L1, else L0 performs the access for L1.
 pub fn route(
     info: &ExitInfo,
     l0: &L0Intercepts,
@@ -158,7 +169,7 @@ pub fn route(
     } else if l1_wants_exit(info, vmcs12, regs, mem)? {
         Ok(ExitRoute::L1)
     } else {
-        Ok(ExitRoute::L0)
+        Ok(ExitRoute::ForL1)
     }
 }
 
@@ -319,6 +330,38 @@ mod tests {
         assert!(l0_wants_exit(&ud, &L0Intercepts { exception_bitmap: 1 << 6, ..l0 }).unwrap());
         assert!(!l0_wants_exit(&info(52), &l0).unwrap());
         assert!(l0_wants_exit(&info(52), &L0Intercepts { preemption_timer: true, ..l0 }).unwrap());
+    }
+
+    /// The three outcomes: L0's own exit, L1's exit, and an access neither asked for that
+    /// L0 performs for L1 (a port and an MSR L1 passes through, a CR bit only L0 owns).
+    #[test]
+    fn route_has_three_outcomes() {
+        let m = VecMemory::new(0x3000);
+        let mut r = Regs::default();
+        let l0 = L0Intercepts::default();
+        let mut v = vmcs12();
+        v.cpu_based_vm_exec_control = proc1::USE_IO_BITMAPS | proc1::USE_MSR_BITMAPS;
+        v.io_bitmap_a = 0x1000;
+        v.io_bitmap_b = 0x2000;
+        v.msr_bitmap = 0;
+        let go = |i: &ExitInfo, v: &Vmcs12, r: &Regs| route(i, &l0, v, r, &m).unwrap();
+        assert_eq!(go(&info(1), &v, &r), ExitRoute::L0);
+        assert_eq!(go(&info(10), &v, &r), ExitRoute::L1);
+        let out = ExitInfo { qualification: 0x3f8 << 16, ..info(30) };
+        assert_eq!(go(&out, &v, &r), ExitRoute::ForL1, "port passed through to L2");
+        r.0[1] = 0x10;
+        assert_eq!(go(&info(31), &v, &r), ExitRoute::ForL1, "MSR passed through to L2");
+        v.cpu_based_vm_exec_control = proc1::UNCONDITIONAL_IO_EXITING;
+        assert_eq!(go(&out, &v, &r), ExitRoute::L1);
+        assert_eq!(go(&info(31), &v, &r), ExitRoute::L1, "no MSR bitmaps: every MSR exits");
+        // MOV to CR4 changing only a bit L0 owns in vmcs02 (L1's mask clear).
+        v.cr4_guest_host_mask = 0;
+        let mov_cr4 = ExitInfo { qualification: 4 | 3 << 8, ..info(28) };
+        assert_eq!(go(&mov_cr4, &v, &r), ExitRoute::ForL1);
+        v.cr4_guest_host_mask = 1 << 13;
+        r.0[3] = 0;
+        v.cr4_read_shadow = 1 << 13;
+        assert_eq!(go(&mov_cr4, &v, &r), ExitRoute::L1, "L1 owns VMXE and it differs");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use crate::arch::{cr0, cr4, efer, rflags};
 use core::mem::size_of;
 
-use super::operand::{self, InstrInfo, MemOperand, Operand, Segment};
+use super::operand::{self, InstrInfo, MemOperand, Operand, Segment, SegmentCache};
 use super::{Exception, VmInstructionError, VmxResult};
 use crate::addr::{L1Gpa, fits_phys_width};
 use crate::caps::{VmxCaps, feature_control};
@@ -77,8 +77,14 @@ impl L1Cpu {
 pub trait L1Access: GuestRegs + GuestMemory {
     /// Base of a segment register of L1.
     fn segment_base(&self, seg: Segment) -> u64;
-    /// Reads a memory operand (the image checks segment limits and walks L1's page tables;
-    /// a failure is the exception to inject, e.g. #PF with CR2 already set by the image).
+    /// The segment register's base, limit and access rights (for the limit and type checks
+    /// outside 64-bit mode); flat 4 GiB at [`L1Access::segment_base`] unless overridden.
+    fn segment(&self, seg: Segment) -> SegmentCache {
+        SegmentCache::flat(seg, self.segment_base(seg))
+    }
+    /// Reads a memory operand whose segmentation checks passed ([`operand::check_access`]):
+    /// the image walks L1's page tables; a failure is the exception to inject, e.g.
+    /// [`Exception::page_fault`] with the linear address and error code.
     fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception>;
     /// Writes a memory operand.
     fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception>;
@@ -87,6 +93,30 @@ pub trait L1Access: GuestRegs + GuestMemory {
         let _ = (index, value);
         true
     }
+}
+
+/// Reads a memory operand after the segmentation checks (SDM Vol. 3A 5.3, 5.4.1; 64-bit mode
+/// canonical checks), so a limit or type violation is #GP(0)/#SS(0) and a paging failure the
+/// image's #PF.
+pub(super) fn read_mem(
+    l1: &mut impl L1Access,
+    cpu: &L1Cpu,
+    m: &MemOperand,
+    buf: &mut [u8],
+) -> Result<(), Exception> {
+    operand::check_access(m, buf.len() as u64, false, cpu, &l1.segment(m.segment))?;
+    l1.read_operand(m, buf)
+}
+
+/// Writes a memory operand after the segmentation checks (see [`read_mem`]).
+pub(super) fn write_mem(
+    l1: &mut impl L1Access,
+    cpu: &L1Cpu,
+    m: &MemOperand,
+    data: &[u8],
+) -> Result<(), Exception> {
+    operand::check_access(m, data.len() as u64, true, cpu, &l1.segment(m.segment))?;
+    l1.write_operand(m, data)
 }
 
 /// TLB/EPT invalidation an INVEPT/INVVPID asks L0 to perform (on EPT02 and vpid02).
@@ -276,7 +306,7 @@ impl NestedVmx {
     ) -> Result<u64, Exception> {
         let m = self.mem_operand(exit, cpu, l1)?;
         let mut b = [0u8; 8];
-        l1.read_operand(&m, &mut b)?;
+        read_mem(l1, cpu, &m, &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
 
@@ -413,7 +443,7 @@ impl NestedVmx {
             Err(e) => return VmxResult::Fault(e),
         };
         let ptr = self.current.map_or(u64::MAX, |p| p.0);
-        match l1.write_operand(&m, &ptr.to_le_bytes()) {
+        match write_mem(l1, cpu, &m, &ptr.to_le_bytes()) {
             Ok(()) => VmxResult::Succeed,
             Err(e) => VmxResult::Fault(e),
         }
@@ -451,7 +481,7 @@ impl NestedVmx {
             Operand::Memory(m) => {
                 let bytes = value.to_le_bytes();
                 let n = if cpu.is_64bit_mode() { 8 } else { 4 };
-                if let Err(e) = l1.write_operand(&m, &bytes[..n]) {
+                if let Err(e) = write_mem(l1, cpu, &m, &bytes[..n]) {
                     return VmxResult::Fault(e);
                 }
             }
@@ -479,7 +509,7 @@ impl NestedVmx {
             Operand::Memory(m) => {
                 let mut b = [0u8; 8];
                 let n = if cpu.is_64bit_mode() { 8 } else { 4 };
-                if let Err(e) = l1.read_operand(&m, &mut b[..n]) {
+                if let Err(e) = read_mem(l1, cpu, &m, &mut b[..n]) {
                     return VmxResult::Fault(e);
                 }
                 u64::from_le_bytes(b)

@@ -516,6 +516,79 @@ fn vmread_vmwrite_outside_64_bit_mode() {
     assert_eq!(f.l1.mem.read_u64(L1Gpa(0x500)), Ok(0xffff_ffff_0000_1000));
 }
 
+/// Finding: a VMREAD to a page L1 has not mapped took #GP(0); a CPU takes #PF with CR2 the
+/// operand's linear address and the error code of a supervisor write to a not-present page.
+#[test]
+fn memory_operand_faults_are_architectural() {
+    let mut f = Fx::new().on().loaded();
+    let unmapped = 0x20_0000; // beyond TestL1's memory: its "page tables" have no entry
+    f.l1.set(Gpr::Rbx, unmapped);
+    f.l1.set(Gpr::Rdx, 0x681e);
+    let mut exit = mem_exit(ExitReason::Vmread);
+    exit.instruction_info |= 2 << 28;
+    let r = f.vmx.vmread(&exit, &f.cpu, &mut f.l1);
+    assert_eq!(r, VmxResult::Fault(Exception::page_fault(unmapped, 2)));
+    let r = f.vmx.vmwrite(&exit, &f.cpu, &mut f.l1);
+    assert_eq!(r, VmxResult::Fault(Exception::page_fault(unmapped, 0)));
+    // VMPTRLD's and VMCLEAR's loads, VMPTRST's store, INVVPID's descriptor read alike.
+    let r = f.vmx.vmptrld(&mem_exit(ExitReason::Vmptrld), &f.cpu, &mut f.l1);
+    assert_eq!(r, VmxResult::Fault(Exception::page_fault(unmapped, 0)));
+    let r = f.vmx.vmclear(&mem_exit(ExitReason::Vmclear), &f.cpu, &mut f.l1);
+    assert_eq!(r, VmxResult::Fault(Exception::page_fault(unmapped, 0)));
+    let r = f.vmx.vmptrst(&mem_exit(ExitReason::Vmptrst), &f.cpu, &mut f.l1);
+    assert_eq!(r, VmxResult::Fault(Exception::page_fault(unmapped, 2)));
+    f.l1.set(Gpr::Rcx, 2);
+    let (r, _) = f.vmx.invvpid(&inv_exit(ExitReason::Invvpid), &f.cpu, &mut f.l1);
+    assert_eq!(r, VmxResult::Fault(Exception::page_fault(unmapped, 0)));
+
+    // Outside 64-bit mode: DS limit, read-only DS, and SS-relative accesses (#SS(0)).
+    let mut f = Fx::new();
+    f.cpu.efer = 0;
+    f.cpu.cs_l = false;
+    let mut f = f.on().loaded();
+    let mut exit = mem_exit(ExitReason::Vmread);
+    exit.instruction_info = 1 << 7 | 3 << 15 | 1 << 22 | 3 << 23 | 2 << 28;
+    f.l1.set(Gpr::Rdx, 0x681e);
+    f.l1.segments[Segment::Ds as usize].limit = 0xfff;
+    f.l1.set(Gpr::Rbx, 0xffc);
+    assert_eq!(f.vmx.vmread(&exit, &f.cpu, &mut f.l1), VmxResult::Succeed);
+    f.l1.set(Gpr::Rbx, 0xffd);
+    assert_eq!(f.vmx.vmread(&exit, &f.cpu, &mut f.l1), VmxResult::Fault(Exception::GP0));
+    f.l1.segments[Segment::Ds as usize].ar &= !operand::ar::WRITABLE_OR_READABLE;
+    f.l1.set(Gpr::Rbx, 0x10);
+    assert_eq!(f.vmx.vmread(&exit, &f.cpu, &mut f.l1), VmxResult::Fault(Exception::GP0));
+    assert_eq!(f.vmx.vmwrite(&exit, &f.cpu, &mut f.l1), VmxResult::Succeed, "reads are fine");
+    exit.instruction_info = (exit.instruction_info & !(7 << 15)) | 2 << 15; // SS
+    f.l1.segments[Segment::Ss as usize].limit = 0xf;
+    assert_eq!(f.vmx.vmread(&exit, &f.cpu, &mut f.l1), VmxResult::Fault(Exception::SS0));
+}
+
+/// Finding: INVVPID with a memory operand through DS in 64-bit mode took #GP(0) after about a
+/// thousand good cases. In 64-bit mode DS's base, limit, type and even a null selector are
+/// ignored (SDM Vol. 1 3.4.2.1): every descriptor placement in mapped memory, including ones
+/// straddling a page boundary and 32-bit address-size wrap-around, completes or VMfails.
+#[test]
+fn invvpid_through_ds_in_64_bit_mode_never_faults_in_mapped_memory() {
+    let mut f = Fx::new().on().loaded();
+    f.l1.segments[Segment::Ds as usize] =
+        SegmentCache { base: 0xdead_0000, limit: 0, ar: operand::ar::UNUSABLE };
+    let exit = inv_exit(ExitReason::Invvpid);
+    let mut a32 = inv_exit(ExitReason::Invvpid);
+    a32.instruction_info ^= 3 << 7; // 32-bit address size: [EBX]
+    for i in 0..4096u64 {
+        let at = 0x4000 + i * 13; // crosses 4-KiB boundaries at every alignment
+        f.l1.mem.write_u64(L1Gpa(at), 5).unwrap();
+        f.l1.mem.write_u64(L1Gpa(at + 8), i << 12).unwrap();
+        f.l1.set(Gpr::Rcx, i % 4);
+        f.l1.set(Gpr::Rbx, at);
+        let (r, flush) = f.vmx.invvpid(&exit, &f.cpu, &mut f.l1);
+        assert!(matches!(r, VmxResult::Succeed), "case {i}: {r:?}");
+        assert!(flush.is_some(), "case {i}");
+        f.l1.set(Gpr::Rbx, 0xffff_ffff_0000_0000 | at);
+        assert_eq!(f.vmx.invvpid(&a32, &f.cpu, &mut f.l1).0, VmxResult::Succeed, "case {i}");
+    }
+}
+
 #[test]
 fn vmxon_needs_protected_mode() {
     let mut f = Fx::new();

@@ -25,7 +25,7 @@ impl NestedVmx {
     ) -> Result<(u64, u64), Exception> {
         let m = self.mem_operand(exit, cpu, l1)?;
         let mut b = [0u8; 16];
-        l1.read_operand(&m, &mut b)?;
+        super::instr::read_mem(l1, cpu, &m, &mut b)?;
         let lo = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         let hi = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
         Ok((lo, hi))

@@ -5,11 +5,15 @@
 //! vmcs12 control is checked at nested VM entry against exactly these values, so L0 never
 //! has to cope with a control it does not understand.
 //!
-//! Exposed: EPT (4-level, 2M/1G, UC/WB, execute-only if the hardware has it, INVEPT single
-//! and all-context), VPID and INVVPID, unrestricted guest, EPTP switching (emulated by L0),
-//! the preemption timer, NMI exiting and virtual NMIs, the usual exiting controls, MSR and
-//! I/O bitmaps, EFER/PAT load/save. Not exposed (yet): TPR shadow and APIC virtualization,
-//! posted interrupts, PML, VMCS shadowing for L1, EPT A/D bits, #VE, TSC scaling, SPP, PT.
+//! Exposed: EPT (4-level, 2M/1G, UC/WB, execute-only and accessed/dirty flags if the
+//! hardware has them, INVEPT single and all-context), VPID and INVVPID, unrestricted guest,
+//! EPTP switching (emulated by L0), the preemption timer, NMI exiting and virtual NMIs, every
+//! instruction-intercept control the hardware has (HLT, INVLPG, MWAIT, MONITOR, RDPMC,
+//! RDTSC, PAUSE and PAUSE-loop, CR3/CR8, MOV DR, descriptor-table, WBINVD, RDRAND, RDSEED,
+//! XSAVES, RDTSCP and INVPCID enables, user wait/pause), MSR and I/O bitmaps, EFER/PAT
+//! load/save, page-modification logging (emulated by L0 on EPT12's dirty flags). Not exposed
+//! (yet): TPR shadow and APIC virtualization, posted interrupts, VMCS shadowing for L1, #VE,
+//! TSC scaling, SPP, PT, ENCLS/ENCLV (no SGX), tertiary controls.
 
 use crate::caps::{Allowed, VmxCaps, ept_vpid, exit, pin, proc1, proc2};
 use crate::vmcs::{VMCS12_REVISION, VMCS12_SIZE, VmcsField};
@@ -52,7 +56,9 @@ pub const L1_PROC2: u32 = proc2::ENABLE_EPT
     | proc2::ENABLE_INVPCID
     | proc2::ENABLE_VM_FUNCTIONS
     | proc2::RDSEED_EXITING
-    | proc2::ENABLE_XSAVES;
+    | proc2::ENABLE_XSAVES
+    | proc2::ENABLE_USER_WAIT_PAUSE
+    | proc2::ENABLE_PML;
 
 /// VM-exit controls L0 can honour when it loads L1's host state.
 pub const L1_EXIT: u32 = exit::SAVE_DEBUG_CONTROLS
@@ -72,6 +78,7 @@ pub const L1_ENTRY: u32 = crate::caps::entry::LOAD_DEBUG_CONTROLS
 
 /// IA32_VMX_EPT_VPID_CAP bits L0 can honour when shadowing EPT12.
 pub const L1_EPT_VPID: u64 = ept_vpid::EXECUTE_ONLY
+    | ept_vpid::ACCESSED_DIRTY
     | ept_vpid::PAGE_WALK_4
     | ept_vpid::MEMTYPE_UC
     | ept_vpid::MEMTYPE_WB
@@ -117,6 +124,11 @@ pub fn l1_caps(hw: &VmxCaps) -> VmxCaps {
     // EPT needs the walk L0 shadows; unrestricted guest needs EPT (26.2.1.1).
     if !hw.has_ept() {
         p2 &= !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST);
+    }
+    // PML is emulated on EPT12's dirty flags ([`crate::ept::shadow::PmlLog`]): it needs EPT
+    // and the A/D flags that feed it.
+    if p2 & proc2::ENABLE_EPT == 0 || !hw.ept_vpid_has(ept_vpid::ACCESSED_DIRTY) {
+        p2 &= !proc2::ENABLE_PML;
     }
     // Only EPTP switching is emulated, and only when L1 can have EPT.
     if !hw.has_eptp_switching() || p2 & proc2::ENABLE_EPT == 0 {
@@ -219,12 +231,16 @@ pub(crate) mod tests {
         assert!(l1.has_ept() && l1.has_vpid() && l1.has_unrestricted_guest());
         assert!(!l1.has_vmcs_shadowing(), "no shadowing for L1 yet");
         assert!(!l1.has_posted_interrupts());
-        assert!(!l1.secondary().can_set(proc2::ENABLE_PML));
+        assert!(l1.secondary().can_set(proc2::ENABLE_PML), "PML, emulated on EPT A/D");
         assert!(l1.has_eptp_switching());
         assert!(!l1.primary().can_set(proc1::USE_TPR_SHADOW));
         assert!(l1.primary().can_set(proc1::HLT_EXITING | proc1::USE_MSR_BITMAPS));
         assert!(l1.ept_vpid_has(ept_vpid::INVEPT_SINGLE_CONTEXT | ept_vpid::INVVPID_ALL_CONTEXT));
-        assert!(!l1.ept_vpid_has(ept_vpid::ACCESSED_DIRTY));
+        assert!(l1.ept_vpid_has(ept_vpid::ACCESSED_DIRTY), "the recorded Skylake has EPT A/D");
+        let mut no_ad = hw;
+        no_ad.ept_vpid &= !ept_vpid::ACCESSED_DIRTY;
+        assert!(!l1_caps(&no_ad).ept_vpid_has(ept_vpid::ACCESSED_DIRTY));
+        assert!(!l1_caps(&no_ad).secondary().can_set(proc2::ENABLE_PML), "PML needs A/D");
         assert_eq!(l1.cr3_target_count(), 4);
         assert_eq!(l1.max_vmcs_index(), VmcsField::max_index());
         // TRUE MSRs relax exactly the flexible default1 bits.

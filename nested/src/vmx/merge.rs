@@ -216,7 +216,8 @@ const PASS_PROC2: u32 = proc2::DESCRIPTOR_TABLE_EXITING
     | proc2::RDRAND_EXITING
     | proc2::ENABLE_INVPCID
     | proc2::RDSEED_EXITING
-    | proc2::ENABLE_XSAVES;
+    | proc2::ENABLE_XSAVES
+    | proc2::ENABLE_USER_WAIT_PAUSE;
 
 /// The merged control values of a vmcs02 (pure; [`prepare_vmcs02`] writes them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 pub mod bitmaps;
 pub mod checks;
+pub mod for_l1;
 mod instr;
 mod inv;
 pub mod l1_caps;
@@ -14,7 +15,7 @@ pub mod sync;
 
 pub use instr::{EntryChecked, Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
 pub use l1_caps::l1_caps;
-pub use operand::{InstrInfo, MemOperand, Operand, Segment};
+pub use operand::{InstrInfo, MemOperand, Operand, Segment, SegmentCache};
 
 use checks::EntryFailure;
 
@@ -87,15 +88,29 @@ impl VmInstructionError {
 pub struct Exception {
     pub vector: u8,
     pub error_code: Option<u32>,
+    /// For #PF: the faulting linear address, which the image loads into L1's CR2 before
+    /// injecting (SDM Vol. 3A 6.15 "Interrupt 14"). VM entry does not load CR2.
+    pub cr2: Option<u64>,
 }
 
 impl Exception {
     /// #UD.
-    pub const UD: Exception = Exception { vector: 6, error_code: None };
+    pub const UD: Exception = Exception { vector: 6, error_code: None, cr2: None };
     /// #GP(0).
-    pub const GP0: Exception = Exception { vector: 13, error_code: Some(0) };
+    pub const GP0: Exception = Exception { vector: 13, error_code: Some(0), cr2: None };
     /// #SS(0).
-    pub const SS0: Exception = Exception { vector: 12, error_code: Some(0) };
+    pub const SS0: Exception = Exception { vector: 12, error_code: Some(0), cr2: None };
+
+    /// #PF at `linear` with `error_code` (SDM Vol. 3A 4.7).
+    pub const fn page_fault(linear: u64, error_code: u32) -> Exception {
+        Exception { vector: 14, error_code: Some(error_code), cr2: Some(linear) }
+    }
+
+    /// #GP(0), or #SS(0) when the segment is SS (a limit, canonical or type violation of a
+    /// memory operand; SDM Vol. 3A 6.15 "Interrupt 12", Vol. 1 3.4.2).
+    pub const fn segment_fault(segment: Segment) -> Exception {
+        if matches!(segment, Segment::Ss) { Exception::SS0 } else { Exception::GP0 }
+    }
 }
 
 /// Outcome of one emulated VMX instruction (SDM 31.2 conventions, Linux

@@ -1,6 +1,8 @@
 //! Decoding VMX instruction operands from the VM-exit instruction-information field and the
 //! exit qualification (SDM Vol. 3C 28.2.5, Tables 28-13 and 28-14; displacement in the exit
-//! qualification per 28.2.1).
+//! qualification per 28.2.1), and the segmentation checks of the access (SDM Vol. 3A 5.3
+//! limits, 5.4.1 types; Vol. 1 3.4.2.1 and 3.3.7.1 for 64-bit mode; each VMX instruction's
+//! "Protected Mode Exceptions"/"64-Bit Mode Exceptions" in Vol. 2).
 
 use super::Exception;
 use super::instr::L1Cpu;
@@ -66,6 +68,86 @@ impl InstrInfo {
     }
 }
 
+/// A segment register's hidden part as the VMCS guest-state area holds it (SDM Vol. 3C
+/// 25.4.1): base, byte-granular limit, access rights in the VMCS format (type 3:0, S 4, DPL
+/// 6:5, P 7, L 13, D/B 14, G 15, unusable 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentCache {
+    pub base: u64,
+    pub limit: u32,
+    pub ar: u32,
+}
+
+/// Access-rights bits the checks use.
+pub mod ar {
+    /// Type bit 3: code segment.
+    pub const CODE: u32 = 1 << 3;
+    /// Type bit 2 of a data segment: expand-down.
+    pub const EXPAND_DOWN: u32 = 1 << 2;
+    /// Type bit 1: writable (data) or readable (code).
+    pub const WRITABLE_OR_READABLE: u32 = 1 << 1;
+    /// Bit 14: D/B (for an expand-down data segment, a 4-GiB upper bound).
+    pub const DB: u32 = 1 << 14;
+    /// Bit 16: the segment is unusable (null selector loaded).
+    pub const UNUSABLE: u32 = 1 << 16;
+    /// A flat read/write data segment (present, S, type 3, D/B, G).
+    pub const FLAT_DATA: u32 = 0xc093;
+    /// A flat execute/read code segment.
+    pub const FLAT_CODE: u32 = 0xc09b;
+}
+
+impl SegmentCache {
+    /// A flat 4-GiB segment at `base` (code for CS, read/write data otherwise).
+    pub const fn flat(segment: Segment, base: u64) -> Self {
+        let ar = if matches!(segment, Segment::Cs) { ar::FLAT_CODE } else { ar::FLAT_DATA };
+        SegmentCache { base, limit: u32::MAX, ar }
+    }
+}
+
+/// Checks an access of `size` bytes (1..=16) to `op` as the processor does before touching
+/// memory, returning the fault to raise: in 64-bit mode every byte's linear address must be
+/// canonical (#SS(0) through SS, else #GP(0)); in protected and compatibility mode the segment
+/// must be usable, readable for reads and writable for writes, and every byte's offset within
+/// its limit (expand-down: above the limit, up to 0xFFFF or 0xFFFF_FFFF per D/B).
+pub fn check_access(
+    op: &MemOperand,
+    size: u64,
+    write: bool,
+    cpu: &L1Cpu,
+    seg: &SegmentCache,
+) -> Result<(), Exception> {
+    let fault = Exception::segment_fault(op.segment);
+    let last = size.max(1) - 1;
+    if cpu.is_64bit_mode() {
+        let end = op.linear.wrapping_add(last);
+        // The range must not wrap through the non-canonical hole either.
+        return if is_canonical(op.linear) && is_canonical(end) && end >= op.linear {
+            Ok(())
+        } else {
+            Err(fault)
+        };
+    }
+    if seg.ar & ar::UNUSABLE != 0 {
+        return Err(fault);
+    }
+    let code = seg.ar & ar::CODE != 0;
+    let rw = seg.ar & ar::WRITABLE_OR_READABLE != 0;
+    // Writes need a writable data segment; reads fail only on an execute-only code segment.
+    let allowed = if write { !code && rw } else { !code || rw };
+    if !allowed {
+        return Err(fault);
+    }
+    let limit = u64::from(seg.limit);
+    let end = op.offset.saturating_add(last);
+    let ok = if !code && seg.ar & ar::EXPAND_DOWN != 0 {
+        let upper = if seg.ar & ar::DB != 0 { 0xffff_ffff } else { 0xffff };
+        op.offset > limit && end <= upper
+    } else {
+        end <= limit
+    };
+    if ok { Ok(()) } else { Err(fault) }
+}
+
 /// A decoded memory operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemOperand {
@@ -113,7 +195,7 @@ pub fn decode(
         };
         let la = seg_base.wrapping_add(offset);
         if !is_canonical(la) {
-            return Err(if segment == Segment::Ss { Exception::SS0 } else { Exception::GP0 });
+            return Err(Exception::segment_fault(segment));
         }
         la
     } else {
@@ -173,6 +255,73 @@ mod tests {
         regs.0[3] = 0xffff_fff0;
         let op = decode(info, 0x20, false, &cpu64(), &regs, |_| 0).unwrap();
         assert!(matches!(op, Operand::Memory(MemOperand { offset: 0x10, .. })));
+    }
+
+    fn mem(segment: Segment, offset: u64, linear: u64) -> MemOperand {
+        MemOperand { segment, offset, linear }
+    }
+
+    #[test]
+    fn sixty_four_bit_mode_checks_every_byte_for_canonicality() {
+        let cpu = cpu64();
+        let flat = SegmentCache::flat(Segment::Ds, 0);
+        // DS base, limit and type are ignored in 64-bit mode (Vol. 1 3.4.2.1).
+        let broken = SegmentCache { base: 0x1234, limit: 0, ar: ar::UNUSABLE | ar::CODE };
+        let low = mem(Segment::Ds, 0x1000, 0x1000);
+        assert_eq!(check_access(&low, 16, false, &cpu, &broken), Ok(()));
+        let top = 0x7fff_ffff_fff8;
+        assert_eq!(check_access(&mem(Segment::Ds, top, top), 8, true, &cpu, &flat), Ok(()));
+        assert_eq!(
+            check_access(&mem(Segment::Ds, top, top), 16, false, &cpu, &flat),
+            Err(Exception::GP0),
+            "the descriptor's last byte is non-canonical"
+        );
+        assert_eq!(
+            check_access(&mem(Segment::Ss, top, top), 16, false, &cpu, &flat),
+            Err(Exception::SS0)
+        );
+        let wrap = u64::MAX - 7;
+        assert_eq!(
+            check_access(&mem(Segment::Ds, wrap, wrap), 16, false, &cpu, &flat),
+            Err(Exception::GP0)
+        );
+        assert_eq!(check_access(&mem(Segment::Ds, wrap, wrap), 8, false, &cpu, &flat), Ok(()));
+    }
+
+    #[test]
+    fn protected_mode_limits_types_and_expand_down() {
+        let mut cpu = cpu64();
+        cpu.efer = 0;
+        cpu.cs_l = false;
+        let small = SegmentCache { base: 0, limit: 0xfff, ar: ar::FLAT_DATA };
+        let at = |o: u64| mem(Segment::Ds, o, o);
+        assert_eq!(check_access(&at(0xff8), 8, false, &cpu, &small), Ok(()));
+        assert_eq!(check_access(&at(0xff9), 8, false, &cpu, &small), Err(Exception::GP0));
+        let ss = mem(Segment::Ss, 0xffc, 0xffc);
+        assert_eq!(check_access(&ss, 8, true, &cpu, &small), Err(Exception::SS0));
+        // Read-only data: reads fine, writes #GP.
+        let ro = SegmentCache { ar: ar::FLAT_DATA & !ar::WRITABLE_OR_READABLE, ..small };
+        assert_eq!(check_access(&at(0), 8, false, &cpu, &ro), Ok(()));
+        assert_eq!(check_access(&at(0), 8, true, &cpu, &ro), Err(Exception::GP0));
+        // Code: readable code reads, never writes; execute-only neither.
+        let code = SegmentCache::flat(Segment::Cs, 0);
+        let cs = mem(Segment::Cs, 0, 0);
+        assert_eq!(check_access(&cs, 8, false, &cpu, &code), Ok(()));
+        assert_eq!(check_access(&cs, 8, true, &cpu, &code), Err(Exception::GP0));
+        let xo = SegmentCache { ar: ar::FLAT_CODE & !ar::WRITABLE_OR_READABLE, ..code };
+        assert_eq!(check_access(&cs, 8, false, &cpu, &xo), Err(Exception::GP0));
+        // Expand-down: valid offsets are above the limit, up to 0xFFFF without D/B.
+        let down =
+            SegmentCache { base: 0, limit: 0xfff, ar: (ar::FLAT_DATA | ar::EXPAND_DOWN) & !ar::DB };
+        assert_eq!(check_access(&at(0xfff), 8, false, &cpu, &down), Err(Exception::GP0));
+        assert_eq!(check_access(&at(0x1000), 8, false, &cpu, &down), Ok(()));
+        assert_eq!(check_access(&at(0xfff8), 8, false, &cpu, &down), Ok(()));
+        assert_eq!(check_access(&at(0xfff9), 8, false, &cpu, &down), Err(Exception::GP0));
+        let big = SegmentCache { ar: down.ar | ar::DB, ..down };
+        assert_eq!(check_access(&at(0xfff9), 8, false, &cpu, &big), Ok(()));
+        // A null selector in DS: #GP(0).
+        let null = SegmentCache { ar: ar::UNUSABLE, ..small };
+        assert_eq!(check_access(&at(0), 8, false, &cpu, &null), Err(Exception::GP0));
     }
 
     #[test]

@@ -12,6 +12,8 @@ mod mmio;
 mod msr;
 mod simple;
 
+pub use msr::L2_PASSTHROUGH;
+
 use nested::exits::{ExitInfo, ExitReason};
 
 use super::action::{Action, UD};

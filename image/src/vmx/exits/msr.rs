@@ -14,6 +14,26 @@ use crate::ratelimit::RateLimit;
 use crate::vmx::action::{Action, GP};
 use crate::vmx::guest::Guest;
 
+/// MSRs an L2 may access without an exit when L1 passes them through (vmcs02's MSR bitmap):
+/// those the VMCS switches on every entry and exit (SYSENTER, FS/GS base) and the SYSCALL and
+/// SWAPGS MSRs, which live in hardware ([`Msr::Hardware`]) and L0 never uses. Either way the
+/// hardware holds exactly L1's world's value and applies the processor's own checks.
+pub const L2_PASSTHROUGH: &[u32] = {
+    use policy::index::*;
+    &[
+        IA32_SYSENTER_CS,
+        IA32_SYSENTER_ESP,
+        IA32_SYSENTER_EIP,
+        IA32_FS_BASE,
+        IA32_GS_BASE,
+        IA32_STAR,
+        IA32_LSTAR,
+        IA32_CSTAR,
+        IA32_FMASK,
+        IA32_KERNEL_GS_BASE,
+    ]
+};
+
 static UNKNOWN: RateLimit = RateLimit::new(16);
 static REFUSED: RateLimit = RateLimit::new(16);
 static APIC_FAULTS: RateLimit = RateLimit::new(16);

@@ -1,16 +1,22 @@
 //! An exit L2 caused (SDM Vol. 3C 25.2, 27; the Turtles paper's exit multiplexing): routed by
-//! `nested::exits::route` to L0 alone (EPT02 fills, interrupts L0 owns) or reflected to L1
-//! (`sync_vmcs12` into vmcs12, then L1 resumes on vmcs01 at vmcs12's host state). L1's own
-//! interrupt arriving while L2 runs becomes such a reflected exit too ([`interrupt_exit`]).
+//! `nested::exits::route` to L0 alone (EPT02 fills, interrupts L0 owns, VMFUNC), reflected to
+//! L1 (`sync_vmcs12` into vmcs12, then L1 resumes on vmcs01 at vmcs12's host state), or, when
+//! neither level asked for it, performed by L0 as L1 would have (its devices, its MSRs, L2's
+//! CRs as vmcs12 has them; [`for_l1`]). L1's own interrupt arriving while L2 runs becomes a
+//! reflected exit too ([`interrupt_exit`]).
 
-use nested::ept::shadow::Resolution;
+use nested::caps::proc2;
+use nested::ept::shadow::{PmlLog, Resolution, eptp02_for};
+use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
 use nested::guest::{Gpr, GuestRegs as L1Regs};
 use nested::vmcs::Vmcs;
 use nested::vmcs::VmcsField as F;
+use nested::vmx::VmfuncOutcome;
+use nested::vmx::for_l1::{ForL1, cr_access};
 use nested::vmx::sync::{SyncScope, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12};
 
-use super::l1_memory::{Ept01View, Frames};
+use super::l1_memory::{Ept01View, Frames, L1View};
 use super::state::MAXPHYADDR;
 use super::vpid::{VPID_L2_UNTAGGED, flush_vpid};
 use crate::arch::vmcs::HwVmcs;
@@ -31,6 +37,7 @@ pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     match decision {
         Ok(ExitRoute::L1) => reflect(g, v02, info),
         Ok(ExitRoute::L0) => l0_handles(g, v02, info),
+        Ok(ExitRoute::ForL1) => for_l1(g, v02, info),
         Err(_) => {
             log::error!("L2 exit {:#x} cannot be routed: stopping the guest", info.reason);
             Action::Stop(GuestEnd::Failed("unroutable L2 exit"))
@@ -46,14 +53,19 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
             let eptp12 = n.vmx.vmcs12.ept_pointer;
             let ept01 = Ept01View { base: g.memory.host_base(), size: g.memory.size() };
             let caps = n.vmx.caps;
+            // L1's page-modification log, emulated on EPT12's dirty flags.
+            let v12 = &mut n.vmx.vmcs12;
+            let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
+                .then_some(PmlLog { address: v12.pml_address, index: &mut v12.guest_pml_index });
             match n.shadow.handle_violation(
                 eptp12,
                 info,
-                &g.memory,
+                &mut g.memory,
                 &ept01,
                 &mut Frames,
                 &caps,
                 MAXPHYADDR,
+                pml,
             ) {
                 Ok(Resolution::Fixed) => {
                     // The fault may have interrupted an event delivery (e.g. L1's injected
@@ -64,6 +76,13 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 Ok(Resolution::ReflectViolation { qualification }) => {
                     let mut e = *info;
                     e.qualification = qualification;
+                    reflect(g, v02, &e)
+                }
+                Ok(Resolution::PmlFull) => {
+                    // Exit qualification: only NMI unblocking due to IRET (SDM 28.2.1).
+                    let mut e = *info;
+                    e.reason = u32::from(ExitReason::PmlFull.number());
+                    e.qualification = info.qualification & (1 << 12);
                     reflect(g, v02, &e)
                 }
                 Ok(Resolution::ReflectMisconfig) => {
@@ -97,7 +116,53 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
             reinject_idt_vectoring(v02, info);
             Action::Resume
         }
+        // EPTP switching, which L1 is offered and L0 emulates (vmcs02's VM-function
+        // controls are 0, so every VMFUNC exits here).
+        Some(ExitReason::Vmfunc) => match n.vmx.vmfunc(&RegsOnly(&g.regs), &g.memory) {
+            VmfuncOutcome::Switched { eptp } => match n.shadow.root_for(eptp, &mut Frames) {
+                Ok(root) => {
+                    v02.write(F::EptPointer, eptp02_for(root, eptp));
+                    Action::Skip
+                }
+                Err(_) => Action::Stop(GuestEnd::Failed("EPT02 cannot be built")),
+            },
+            VmfuncOutcome::Reflect => reflect(g, v02, info),
+        },
         _ => reflect(g, v02, info),
+    }
+}
+
+/// An exit neither level asked for (vmcs02 intercepts more than vmcs12 does): L0 performs
+/// the access as if L1 had executed it and resumes L2. Port I/O goes to L1's devices and
+/// RDMSR/WRMSR to L1's MSR view through the same handlers as L1's own exits (vmcs02 is
+/// current, so the MSRs the VMCS holds are L2's, as on a processor running vmcs12); CR
+/// accesses change L2's state as vmcs12 describes it (`nested::vmx::for_l1`).
+fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    match info.exit_reason() {
+        Some(ExitReason::IoInstruction | ExitReason::Rdmsr | ExitReason::Wrmsr) => {
+            crate::vmx::exits::handle(g, v02, info)
+        }
+        Some(ExitReason::CrAccess) => {
+            let Some(n) = g.nested.as_mut() else { return Action::Resume };
+            // SAFETY: vmcs02 is current; this second handle only reads and writes L2's RSP
+            // for a CR access that names it.
+            let mut rsp = unsafe { HwVmcs::current() };
+            let mut regs = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut rsp };
+            let caps = n.vmx.caps;
+            match cr_access(info.qualification, &mut n.vmx.vmcs12, v02, &mut regs, &n.l0.hw, &caps)
+            {
+                ForL1::Done => Action::Skip,
+                ForL1::Fault(e) => Action::Inject(e.vector, e.error_code),
+                ForL1::NotEmulated => reflect(g, v02, info),
+            }
+        }
+        _ => {
+            static OTHER: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(8);
+            if OTHER.allow() {
+                log::warn!("L2 exit {:#x} wanted by neither level: reflecting it", info.reason);
+            }
+            reflect(g, v02, info)
+        }
     }
 }
 

@@ -19,13 +19,15 @@ pub mod shadow_vmcs;
 pub mod state;
 pub mod vpid;
 
+use nested::addr::Hpa;
 use nested::arch::segment_ar;
 use nested::caps::proc2;
-use nested::ept::shadow::eptp02;
+use nested::ept::shadow::eptp02_for;
 use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason};
 use nested::vmcs::shadow::shadowed_for_read;
 use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::bitmaps::update_msr_passthrough;
 use nested::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02};
 use nested::vmx::sync::{load_l1_host_state, sync_vmcs12_rare};
 use nested::vmx::{Flush, L1Cpu, VmxResult};
@@ -120,7 +122,13 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
             v.write(F::GuestRflags, result.apply_rflags(cpu.rflags));
             Step::Action(Action::Skip)
         }
-        VmxResult::Fault(e) => Step::Action(Action::Inject(e.vector, e.error_code)),
+        VmxResult::Fault(e) => {
+            if let Some(cr2) = e.cr2 {
+                // SAFETY: not in a page-fault handler; CR2 is L1's from here to the entry.
+                unsafe { crate::arch::cpu::write_cr2(cr2) };
+            }
+            Step::Action(Action::Inject(e.vector, e.error_code))
+        }
         VmxResult::EnterL2 { .. } => Step::EnterL2,
         VmxResult::EntryFailed(_) => {
             // vmcs12 holds the entry-failure exit; L1 continues at its host RIP.
@@ -167,7 +175,7 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
     let eptp = if secondary_controls(v12) & proc2::ENABLE_EPT != 0 {
         let root =
             n.shadow.root_for(v12.ept_pointer, &mut Frames).map_err(|_| "no frames for EPT02")?;
-        eptp02(root)
+        eptp02_for(root, v12.ept_pointer)
     } else {
         n.eptp01
     };
@@ -182,7 +190,13 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
         n.vmx.dirty = nested::vmcs::DirtySet::all();
     }
     let vpid02 = n.vpids.l2_vpid(&n.vmx.vmcs12);
-    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap: None, io_bitmaps: None, l1 };
+    // SAFETY: msr_bitmap02 is our own 4-KiB frame; nothing else references it now.
+    let bitmap = unsafe { &mut *(n.msr_bitmap02 as *mut [u8; 4096]) };
+    update_msr_passthrough(crate::vmx::exits::L2_PASSTHROUGH, &n.vmx.vmcs12, &g.memory, bitmap);
+    // Every port is a device L0 models: I/O exits unconditionally (the L0-or-L1 merge of
+    // I/O bitmaps would be all ones); ports L1 passes through are performed for it.
+    let msr_bitmap = Some(Hpa(n.msr_bitmap02));
+    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap, io_bitmaps: None, l1 };
     prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
     if vpid02 != n.vpids.vpid02 {
         v02.write(F::VirtualProcessorId, u64::from(vpid02));

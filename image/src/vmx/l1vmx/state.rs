@@ -29,6 +29,9 @@ pub struct L1Vmx {
     pub(super) vmcs01: u64,
     pub(super) vmcs02: u64,
     pub(super) vmcs02_ready: bool,
+    /// vmcs02's MSR bitmap: all ones but the bits of [`crate::vmx::exits::L2_PASSTHROUGH`],
+    /// which follow L1's bitmap (re-read at every entry to L2).
+    pub(super) msr_bitmap02: u64,
     pub vmcs02_launched: bool,
     pub in_l2: bool,
     /// EPT02: the shadow of EPT12 and EPT01.
@@ -56,6 +59,9 @@ impl L1Vmx {
         let vmcs02 = zeroed_frame("vmcs02")?;
         // SAFETY: the revision identifier goes in the first 4 bytes of a fresh VMCS region.
         unsafe { (vmcs02 as *mut u32).write(hw.revision_id()) };
+        let msr_bitmap02 = zeroed_frame("vmcs02's MSR bitmap")?;
+        // SAFETY: a fresh 4-KiB frame that is ours; every MSR access exits until a merge.
+        unsafe { core::ptr::write_bytes(msr_bitmap02 as *mut u8, 0xff, 4096) };
         let (cr0_mask, cr4_mask) = setup::cr_masks(hw);
         Ok(L1Vmx {
             shadowing,
@@ -63,6 +69,7 @@ impl L1Vmx {
             vmcs01,
             vmcs02,
             vmcs02_ready: false,
+            msr_bitmap02,
             vmcs02_launched: false,
             in_l2: false,
             shadow: ShadowEpt::new(),

@@ -34,6 +34,8 @@ pub enum Check {
     UnrestrictedGuestWithoutEpt,
     VmFunctionControls,
     EptpListAddress,
+    PmlWithoutEpt,
+    PmlAddress,
     // 26.2.1.2 VM-exit control fields
     ExitControls,
     SavePreemptionTimerWithoutTimer,
@@ -143,7 +145,9 @@ impl Check {
             | EptPointer
             | UnrestrictedGuestWithoutEpt
             | VmFunctionControls
-            | EptpListAddress => "26.2.1.1",
+            | EptpListAddress
+            | PmlWithoutEpt
+            | PmlAddress => "26.2.1.1",
             ExitControls
             | SavePreemptionTimerWithoutTimer
             | ExitMsrStoreAddress
@@ -298,6 +302,10 @@ pub fn check_controls(v: &Vmcs12, caps: &VmxCaps, maxphyaddr: u8) -> Result<(), 
     }
     if p2 & proc2::UNRESTRICTED_GUEST != 0 {
         ensure(p2 & proc2::ENABLE_EPT != 0, UnrestrictedGuestWithoutEpt)?;
+    }
+    if p2 & proc2::ENABLE_PML != 0 {
+        ensure(p2 & proc2::ENABLE_EPT != 0, PmlWithoutEpt)?;
+        ensure(page_addr_ok(v.pml_address, maxphyaddr), PmlAddress)?;
     }
     if p2 & proc2::ENABLE_VM_FUNCTIONS != 0 {
         ensure(v.vm_function_control & !caps.vmfunc == 0, VmFunctionControls)?;

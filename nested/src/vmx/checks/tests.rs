@@ -43,7 +43,9 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.pin_based_vm_exec_control = 0, Controls, PinControls),
         (|v| v.pin_based_vm_exec_control |= pin::POSTED_INTERRUPTS, Controls, PinControls),
         (|v| v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW, Controls, ProcControls),
-        (|v| v.secondary_vm_exec_control |= proc2::ENABLE_PML, Controls, SecondaryControls),
+        (|v| v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING, Controls, SecondaryControls),
+        (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_PML; v.pml_address = 0x1234; }, Controls, PmlAddress),
+        (|v| { v.secondary_vm_exec_control = (v.secondary_vm_exec_control | proc2::ENABLE_PML) & !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST); v.pml_address = 0x5000; }, Controls, PmlWithoutEpt),
         (|v| v.cr3_target_count = 5, Controls, Cr3TargetCount),
         (|v| { v.cpu_based_vm_exec_control |= proc1::USE_IO_BITMAPS; v.io_bitmap_a = 0x10; }, Controls, IoBitmapAddress),
         (|v| { v.cpu_based_vm_exec_control |= proc1::USE_IO_BITMAPS; v.io_bitmap_b = 1 << 40; }, Controls, IoBitmapAddress),
@@ -53,7 +55,7 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.virtual_processor_id = 0, Controls, VpidZero),
         (|v| v.ept_pointer = 0x6000 | 1 | 3 << 3, Controls, EptPointer),
         (|v| v.ept_pointer = 0x6000 | 6 | 4 << 3, Controls, EptPointer),
-        (|v| v.ept_pointer = 0x6000 | 6 | 3 << 3 | 1 << 6, Controls, EptPointer),
+        (|v| v.ept_pointer = 0x6000 | 6 | 3 << 3 | 1 << 7, Controls, EptPointer),
         (|v| v.ept_pointer = 0x6000 | 6 | 3 << 3 | 1 << 8, Controls, EptPointer),
         (|v| v.ept_pointer = 1 << 40 | 6 | 3 << 3, Controls, EptPointer),
         (|v| v.secondary_vm_exec_control &= !proc2::ENABLE_EPT, Controls, UnrestrictedGuestWithoutEpt),
@@ -155,6 +157,10 @@ const FAILING: &[(Mutation, Stage, Check)] = {
 #[rustfmt::skip]
 const PASSING: &[Mutation] = &[
     |_| {},
+    // EPT accessed/dirty flags (offered when the hardware has them).
+    |v| v.ept_pointer |= 1 << 6,
+    // Page-modification logging (emulated).
+    |v| { v.secondary_vm_exec_control |= proc2::ENABLE_PML; v.pml_address = 0x5000; },
     // Unrestricted guest: real mode with paging off.
     |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x30; v.guest_cs_ar_bytes = 0x9b; v.guest_cs_limit = 0xffff; v.guest_ss_ar_bytes = 0x93; v.guest_ss_limit = 0xffff; },
     // CS type 3 with unrestricted guest.
