@@ -109,13 +109,30 @@ const IO_STRING: u64 = 1 << 4;
 /// qualification and length, and for INS/OUTS also the instruction information and
 /// guest-linear address. Every other reason (exceptions, interrupts, EPT violations, LMSW
 /// with a memory operand, entry failures, unknown reasons) reads every field.
+#[inline(always)]
 pub const fn defined_fields(reason: u32) -> u8 {
+    if reason & EXIT_REASON_ENTRY_FAILURE != 0 || reason as u16 as usize >= DEFINED.len() {
+        return defined::ALL;
+    }
+    DEFINED[reason as u16 as usize]
+}
+
+/// [`defined_fields`] per basic reason number, so the exit path looks it up instead of
+/// matching (one load).
+const DEFINED: [u8; reasons::EXIT_REASON_SLOTS] = {
+    let mut t = [defined::ALL; reasons::EXIT_REASON_SLOTS];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = defined_by_reason(i as u16);
+        i += 1;
+    }
+    t
+};
+
+const fn defined_by_reason(basic: u16) -> u8 {
     use ExitReason::*;
     use defined::*;
-    if reason & EXIT_REASON_ENTRY_FAILURE != 0 {
-        return ALL;
-    }
-    match ExitReason::from_basic(reason as u16) {
+    match ExitReason::from_basic(basic) {
         // No exit qualification (28.2.1 defines none for them; it reads as zero).
         Some(
             Cpuid | Getsec | Hlt | Invd | Rdpmc | Rdtsc | Rdtscp | Rsm | Vmcall | Vmlaunch
@@ -135,6 +152,7 @@ impl ExitInfo {
     /// Snapshots the exit-information fields of `vmcs` that the exit's reason defines
     /// ([`defined_fields`]: 2 to 4 VMREADs for instruction exits, 10 for the others); the
     /// fields it leaves undefined read as zero (valid bits clear).
+    #[inline(always)]
     pub fn read(vmcs: &impl Vmcs) -> Self {
         let reason = vmcs.read(VmcsField::VmExitReason) as u32;
         let fields = defined_fields(reason);
