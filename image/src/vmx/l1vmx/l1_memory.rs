@@ -23,10 +23,12 @@ pub struct L1View<'a> {
 }
 
 impl L1Regs for L1View<'_> {
+    #[inline]
     fn gpr(&self, r: Gpr) -> u64 {
         self.regs.get(r).unwrap_or_else(|| self.v.read(F::GuestRsp))
     }
 
+    #[inline]
     fn set_gpr(&mut self, r: Gpr, value: u64) {
         match self.regs.slot(r) {
             Some(slot) => *slot = value,

@@ -45,14 +45,13 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         Some(ExitReason::EptViolation) => {
             let eptp12 = n.vmx.vmcs12.ept_pointer;
             let ept01 = Ept01View { base: g.memory.host_base(), size: g.memory.size() };
-            let caps = n.vmx.caps;
             match n.shadow.handle_violation(
                 eptp12,
                 info,
                 &g.memory,
                 &ept01,
                 &mut Frames,
-                &caps,
+                &n.vmx.caps,
                 MAXPHYADDR,
             ) {
                 Ok(Resolution::Fixed) => {
