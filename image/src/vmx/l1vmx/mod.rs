@@ -25,7 +25,7 @@ use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason};
 use nested::vmcs::shadow::shadowed_for_read;
 use nested::vmcs::{Vmcs, VmcsField as F};
-use nested::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02};
+use nested::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02, reads_l1_state};
 use nested::vmx::sync::{load_l1_host_state, sync_vmcs12_rare};
 use nested::vmx::{Flush, L1Cpu, VmxResult};
 
@@ -155,12 +155,18 @@ fn explain_failure(n: &L1Vmx, e: nested::vmx::VmInstructionError) {
 /// Switches to vmcs02, merges vmcs12 into it and returns whether it was launched before.
 pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
     let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
-    let l1 = L1State {
-        efer: v01.read(F::GuestIa32Efer),
-        pat: v01.read(F::GuestIa32Pat),
-        dr7: v01.read(F::GuestDr7),
-        debugctl: v01.read(F::GuestIa32Debugctl),
-        tsc_offset: 0,
+    // L1's state is read only when the merge uses it (the common VMRESUME does not); a
+    // fresh vmcs02 gets every field.
+    let l1 = if !n.vmcs02_ready || reads_l1_state(&n.vmx.dirty) {
+        L1State {
+            efer: v01.read(F::GuestIa32Efer),
+            pat: v01.read(F::GuestIa32Pat),
+            dr7: v01.read(F::GuestDr7),
+            debugctl: v01.read(F::GuestIa32Debugctl),
+            tsc_offset: 0,
+        }
+    } else {
+        L1State::default()
     };
     let v12 = &n.vmx.vmcs12;
     let eptp = if secondary_controls(v12) & proc2::ENABLE_EPT != 0 {
@@ -186,6 +192,12 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
     if vpid02 != n.vpids.vpid02 {
         v02.write(F::VirtualProcessorId, u64::from(vpid02));
         n.vpids.vpid02 = vpid02;
+    }
+    // The merge writes the EPTP only with the controls; an EPT02 rebuilt since (L1's INVEPT
+    // dropped it) has a new root.
+    if eptp != n.eptp02 {
+        v02.write(F::EptPointer, eptp);
+        n.eptp02 = eptp;
     }
     n.vmx.dirty.clear();
     n.in_l2 = true;
