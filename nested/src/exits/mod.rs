@@ -93,6 +93,10 @@ pub mod defined {
     /// The guest-linear address and instruction information, when the qualification says
     /// the I/O instruction is a string one (INS/OUTS; SDM 28.2.5).
     pub const STRING_IO_OPERANDS: u8 = 8;
+    /// The exit qualification only when the instruction information says the operand is in
+    /// memory (bit 10 clear): VMREAD/VMWRITE with a register operand have no displacement,
+    /// and the qualification is then zero (SDM 28.2.1).
+    pub const MEMORY_QUALIFICATION: u8 = 16;
     /// Every field (interruption and IDT-vectoring information, error codes, guest-physical
     /// and guest-linear address too).
     pub const ALL: u8 = 0xff;
@@ -100,6 +104,8 @@ pub mod defined {
 
 /// Exit qualification bit 4 of an I/O exit: a string instruction (SDM Table 28-5).
 const IO_STRING: u64 = 1 << 4;
+/// VMX instruction information bit 10 of VMREAD/VMWRITE: the operand is a register.
+const REGISTER_OPERAND: u32 = 1 << 10;
 
 /// Which exit-information fields `reason` defines. Exits caused by executing an instruction
 /// never happen during event delivery, so their IDT-vectoring (and VM-exit interruption)
@@ -139,9 +145,10 @@ const fn defined_by_reason(basic: u16) -> u8 {
             | Vmresume | Vmxoff | Rdmsr | Wrmsr | Pause | Wbinvd | Xsetbv,
         ) => INSTRUCTION_LEN,
         Some(Mwait | Monitor | DrAccess | Invlpg) => QUALIFICATION | INSTRUCTION_LEN,
+        Some(Vmread | Vmwrite) => MEMORY_QUALIFICATION | INSTRUCTION_LEN | INSTRUCTION_INFO,
         Some(
-            Vmclear | Vmptrld | Vmptrst | Vmread | Vmwrite | Vmxon | Invept | Invvpid | Invpcid
-            | Rdrand | Rdseed | GdtrIdtrAccess | LdtrTrAccess | Xsaves | Xrstors,
+            Vmclear | Vmptrld | Vmptrst | Vmxon | Invept | Invvpid | Invpcid | Rdrand | Rdseed
+            | GdtrIdtrAccess | LdtrTrAccess | Xsaves | Xrstors,
         ) => QUALIFICATION | INSTRUCTION_LEN | INSTRUCTION_INFO,
         Some(IoInstruction) => QUALIFICATION | INSTRUCTION_LEN | STRING_IO_OPERANDS,
         _ => ALL,
@@ -177,6 +184,9 @@ impl ExitInfo {
                 },
                 ..ExitInfo::default()
             };
+            if has(defined::MEMORY_QUALIFICATION) && info.instruction_info & REGISTER_OPERAND == 0 {
+                info.qualification = vmcs.read(VmcsField::ExitQualification);
+            }
             if has(defined::STRING_IO_OPERANDS) && info.qualification & IO_STRING != 0 {
                 info.instruction_info = vmcs.read(VmcsField::VmxInstructionInfo) as u32;
                 info.guest_linear_address = vmcs.read(VmcsField::GuestLinearAddress);
@@ -253,7 +263,15 @@ mod tests {
         assert_eq!((e.intr_info, e.idt_vectoring_info, e.guest_linear_address), (0, 0, 0));
         let e = ExitInfo::read(&vmcs_with(23));
         assert_eq!(e.instruction_info, 0x8000_0003, "VMREAD has an operand");
+        assert_eq!(e.qualification, 0x8000_0001, "in memory: its displacement");
         assert_eq!(e.idt_vectoring_info, 0);
+        // A register operand has no displacement: the qualification is zero, not read.
+        let mut v = vmcs_with(25);
+        v.write(VmcsField::VmxInstructionInfo, 1 << 10);
+        v.clear_log();
+        let e = ExitInfo::read(&v);
+        assert_eq!(v.log().len(), 3, "VMWRITE reg: reason, length, instruction information");
+        assert_eq!((e.qualification, e.instruction_info), (0, 1 << 10));
     }
 
     #[test]
