@@ -105,7 +105,7 @@ macro_rules! define_vmcs_field {
             const NAMES: [&'static str; Self::COUNT] = [$(stringify!($name),)*];
 
             /// The field with the full (not HIGH) encoding `encoding`: one table load
-            /// ([`VmcsField::LOOKUP`]) instead of a search, as L1's trapped VMREAD/VMWRITE
+            /// (`VmcsField::LOOKUP`) instead of a search, as L1's trapped VMREAD/VMWRITE
             /// decode their field on every exit.
             #[inline]
             pub const fn from_full_encoding(encoding: u32) -> Option<VmcsField> {
