@@ -6,7 +6,7 @@ use core::arch::{asm, global_asm};
 use core::fmt;
 
 /// VM-instruction error field (SDM Vol. 3C 25.9.5; encoding 0x4400).
-const VM_INSTRUCTION_ERROR: u64 = 0x4400;
+pub const VM_INSTRUCTION_ERROR: u64 = 0x4400;
 /// Host RSP and RIP fields (encodings 0x6c14, 0x6c16).
 pub const HOST_RSP: u64 = 0x6c14;
 
@@ -154,22 +154,6 @@ fn vmread_failure(field: u64, cf: u8) -> VmFail {
         // Reading the error field itself cannot fail once a VMCS is current.
         VmFail::Valid(if field == VM_INSTRUCTION_ERROR { 0 } else { 12 })
     }
-}
-
-/// VMWRITE of `value` to `field` of the current VMCS (inlined like [`vmread`]).
-///
-/// # Safety
-/// The write changes what the next VM entry loads: a host-state field must describe L0's
-/// real state, a guest-state or control field must not give the guest access to L0 memory.
-#[inline(always)]
-pub unsafe fn vmwrite(field: u64, value: u64) -> Result<(), VmFail> {
-    let (cf, zf): (u8, u8);
-    // SAFETY: the caller upholds the contract above.
-    unsafe {
-        asm!("vmwrite {0}, {1}", "setc {2}", "setz {3}", in(reg) field, in(reg) value,
-             out(reg_byte) cf, out(reg_byte) zf, options(nostack))
-    };
-    status(cf, zf)
 }
 
 /// INVEPT of `kind` (1 single-context, 2 all-context) for `eptp`.

@@ -77,6 +77,7 @@ impl Devices {
 
     /// Anything that may interrupt the guest: an APIC request or armed timer, a PIC request
     /// or a coming IRQ0 edge. Cheap: checked before every VM entry.
+    #[inline(always)]
     pub fn interrupt_work(&self) -> bool {
         self.work
     }

@@ -36,6 +36,7 @@ pub enum GuestEnd {
 
 /// Advances RIP past the exiting instruction and drops STI/MOV-SS blocking, as retiring the
 /// instruction would (SDM 25.4.2).
+#[inline(always)]
 pub fn skip_instruction(v: &mut HwVmcs, info: &ExitInfo) {
     let rip = v.read(F::GuestRip);
     retire_instruction(v, rip.wrapping_add(u64::from(info.instruction_len)));
@@ -43,6 +44,7 @@ pub fn skip_instruction(v: &mut HwVmcs, info: &ExitInfo) {
 
 /// Completes an emulated instruction: RIP moves to `next_rip` and STI/MOV-SS blocking ends,
 /// as retiring the instruction would (SDM 25.4.2).
+#[inline(always)]
 pub fn retire_instruction(v: &mut HwVmcs, next_rip: u64) {
     v.write(F::GuestRip, next_rip);
     let blocking = v.read(F::GuestInterruptibilityInfo);

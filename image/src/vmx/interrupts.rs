@@ -161,6 +161,11 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
 /// allows for, e.g. for an SMI).
 pub fn halt(g: &mut Guest) {
     let devices = &mut g.devices;
+    // No interrupt source at all (no IRR bit, no armed timer, no PIC request or IRQ0 edge to
+    // come): nothing can wake the guest, so it resumes at once without polling the devices.
+    if !devices.interrupt_work() {
+        return;
+    }
     let mut polls = 0u32;
     loop {
         let now = cpu::rdtsc();

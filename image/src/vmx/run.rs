@@ -135,6 +135,7 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
     let mut launched01 = false;
     let mut since_poll = 0u32;
     loop {
+        crate::arch::vmcs::check_reads();
         let in_l2 = g.nested.as_ref().is_some_and(|n| n.in_l2);
         if in_l2 {
             if let interrupts::L2Entry::ExitedToL1 = interrupts::before_l2_entry(g, &mut v) {

@@ -93,6 +93,10 @@ pub mod defined {
     /// The guest-linear address and instruction information, when the qualification says
     /// the I/O instruction is a string one (INS/OUTS; SDM 28.2.5).
     pub const STRING_IO_OPERANDS: u8 = 8;
+    /// The exit qualification only when the instruction information says the operand is in
+    /// memory (bit 10 clear): VMREAD/VMWRITE with a register operand have no displacement,
+    /// and the qualification is then zero (SDM 28.2.1).
+    pub const MEMORY_QUALIFICATION: u8 = 16;
     /// Every field (interruption and IDT-vectoring information, error codes, guest-physical
     /// and guest-linear address too).
     pub const ALL: u8 = 0xff;
@@ -100,6 +104,8 @@ pub mod defined {
 
 /// Exit qualification bit 4 of an I/O exit: a string instruction (SDM Table 28-5).
 const IO_STRING: u64 = 1 << 4;
+/// VMX instruction information bit 10 of VMREAD/VMWRITE: the operand is a register.
+const REGISTER_OPERAND: u32 = 1 << 10;
 
 /// Which exit-information fields `reason` defines. Exits caused by executing an instruction
 /// never happen during event delivery, so their IDT-vectoring (and VM-exit interruption)
@@ -109,22 +115,40 @@ const IO_STRING: u64 = 1 << 4;
 /// qualification and length, and for INS/OUTS also the instruction information and
 /// guest-linear address. Every other reason (exceptions, interrupts, EPT violations, LMSW
 /// with a memory operand, entry failures, unknown reasons) reads every field.
+#[inline(always)]
 pub const fn defined_fields(reason: u32) -> u8 {
+    if reason & EXIT_REASON_ENTRY_FAILURE != 0 || reason as u16 as usize >= DEFINED.len() {
+        return defined::ALL;
+    }
+    DEFINED[reason as u16 as usize]
+}
+
+/// [`defined_fields`] per basic reason number, so the exit path looks it up instead of
+/// matching (one load).
+const DEFINED: [u8; reasons::EXIT_REASON_SLOTS] = {
+    let mut t = [defined::ALL; reasons::EXIT_REASON_SLOTS];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = defined_by_reason(i as u16);
+        i += 1;
+    }
+    t
+};
+
+const fn defined_by_reason(basic: u16) -> u8 {
     use ExitReason::*;
     use defined::*;
-    if reason & EXIT_REASON_ENTRY_FAILURE != 0 {
-        return ALL;
-    }
-    match ExitReason::from_basic(reason as u16) {
+    match ExitReason::from_basic(basic) {
         // No exit qualification (28.2.1 defines none for them; it reads as zero).
         Some(
             Cpuid | Getsec | Hlt | Invd | Rdpmc | Rdtsc | Rdtscp | Rsm | Vmcall | Vmlaunch
             | Vmresume | Vmxoff | Rdmsr | Wrmsr | Pause | Wbinvd | Xsetbv,
         ) => INSTRUCTION_LEN,
         Some(Mwait | Monitor | DrAccess | Invlpg) => QUALIFICATION | INSTRUCTION_LEN,
+        Some(Vmread | Vmwrite) => MEMORY_QUALIFICATION | INSTRUCTION_LEN | INSTRUCTION_INFO,
         Some(
-            Vmclear | Vmptrld | Vmptrst | Vmread | Vmwrite | Vmxon | Invept | Invvpid | Invpcid
-            | Rdrand | Rdseed | GdtrIdtrAccess | LdtrTrAccess | Xsaves | Xrstors,
+            Vmclear | Vmptrld | Vmptrst | Vmxon | Invept | Invvpid | Invpcid | Rdrand | Rdseed
+            | GdtrIdtrAccess | LdtrTrAccess | Xsaves | Xrstors,
         ) => QUALIFICATION | INSTRUCTION_LEN | INSTRUCTION_INFO,
         Some(IoInstruction) => QUALIFICATION | INSTRUCTION_LEN | STRING_IO_OPERANDS,
         _ => ALL,
@@ -135,6 +159,7 @@ impl ExitInfo {
     /// Snapshots the exit-information fields of `vmcs` that the exit's reason defines
     /// ([`defined_fields`]: 2 to 4 VMREADs for instruction exits, 10 for the others); the
     /// fields it leaves undefined read as zero (valid bits clear).
+    #[inline(always)]
     pub fn read(vmcs: &impl Vmcs) -> Self {
         let reason = vmcs.read(VmcsField::VmExitReason) as u32;
         let fields = defined_fields(reason);
@@ -159,6 +184,9 @@ impl ExitInfo {
                 },
                 ..ExitInfo::default()
             };
+            if has(defined::MEMORY_QUALIFICATION) && info.instruction_info & REGISTER_OPERAND == 0 {
+                info.qualification = vmcs.read(VmcsField::ExitQualification);
+            }
             if has(defined::STRING_IO_OPERANDS) && info.qualification & IO_STRING != 0 {
                 info.instruction_info = vmcs.read(VmcsField::VmxInstructionInfo) as u32;
                 info.guest_linear_address = vmcs.read(VmcsField::GuestLinearAddress);
@@ -235,7 +263,15 @@ mod tests {
         assert_eq!((e.intr_info, e.idt_vectoring_info, e.guest_linear_address), (0, 0, 0));
         let e = ExitInfo::read(&vmcs_with(23));
         assert_eq!(e.instruction_info, 0x8000_0003, "VMREAD has an operand");
+        assert_eq!(e.qualification, 0x8000_0001, "in memory: its displacement");
         assert_eq!(e.idt_vectoring_info, 0);
+        // A register operand has no displacement: the qualification is zero, not read.
+        let mut v = vmcs_with(25);
+        v.write(VmcsField::VmxInstructionInfo, 1 << 10);
+        v.clear_log();
+        let e = ExitInfo::read(&v);
+        assert_eq!(v.log().len(), 3, "VMWRITE reg: reason, length, instruction information");
+        assert_eq!((e.qualification, e.instruction_info), (0, 1 << 10));
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub const EXIT_REASON_SLOTS: usize = 80;
 
 impl ExitReason {
     /// The reason numbered `basic`, or `None` for an undefined number.
-    #[inline]
+    #[inline(always)]
     pub const fn from_basic(basic: u16) -> Option<ExitReason> {
         use ExitReason::*;
         Some(match basic {
@@ -220,6 +220,7 @@ impl Default for ExitCounters {
 
 impl ExitCounters {
     /// Counts one exit with the raw exit-reason field `reason`.
+    #[inline(always)]
     pub fn record(&mut self, reason: u32) {
         match self.per_reason.get_mut((reason & 0xffff) as usize) {
             Some(c) => *c = c.wrapping_add(1),

@@ -37,32 +37,38 @@ impl DirtySet {
     }
 
     /// `self` plus `f`.
+    #[inline]
     pub const fn with(mut self, f: VmcsField) -> Self {
         self.0[f.index() / 64] |= 1 << (f.index() % 64);
         self
     }
 
     /// Adds `f`.
+    #[inline]
     pub fn insert(&mut self, f: VmcsField) {
         self.0[f.index() / 64] |= 1 << (f.index() % 64);
     }
 
     /// True if `f` is in the set.
+    #[inline]
     pub const fn contains(&self, f: VmcsField) -> bool {
         self.0[f.index() / 64] & (1 << (f.index() % 64)) != 0
     }
 
     /// True if no field is in the set.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|&w| w == 0)
     }
 
     /// True if the sets share a field.
+    #[inline]
     pub fn intersects(&self, other: &DirtySet) -> bool {
         self.0.iter().zip(other.0.iter()).any(|(a, b)| a & b != 0)
     }
 
     /// Union.
+    #[inline]
     pub fn union(&self, other: &DirtySet) -> DirtySet {
         let mut s = *self;
         for (a, b) in s.0.iter_mut().zip(other.0.iter()) {
@@ -72,6 +78,7 @@ impl DirtySet {
     }
 
     /// The fields in both sets.
+    #[inline]
     pub const fn intersection(&self, other: &DirtySet) -> DirtySet {
         let mut s = *self;
         let mut i = 0;
@@ -99,6 +106,7 @@ impl DirtySet {
     }
 
     /// Removes every field.
+    #[inline]
     pub fn clear(&mut self) {
         self.0 = [0; WORDS];
     }

@@ -104,11 +104,17 @@ macro_rules! define_vmcs_field {
             const SHADOW: [Shadow; Self::COUNT] = [$(Shadow::$shadow,)*];
             const NAMES: [&'static str; Self::COUNT] = [$(stringify!($name),)*];
 
-            /// The field with the full (not HIGH) encoding `encoding`.
+            /// The field with the full (not HIGH) encoding `encoding`: one table load
+            /// (`VmcsField::LOOKUP`) instead of a search, as L1's trapped VMREAD/VMWRITE
+            /// decode their field on every exit.
+            #[inline]
             pub const fn from_full_encoding(encoding: u32) -> Option<VmcsField> {
-                match encoding {
-                    $($enc => Some(VmcsField::$name),)*
-                    _ => None,
+                if encoding & !LOOKUP_BITS != 0 {
+                    return None;
+                }
+                match Self::LOOKUP[lookup_key(encoding)] {
+                    0 => None,
+                    i => Some(Self::ALL[i as usize - 1]),
                 }
             }
         }
@@ -122,7 +128,33 @@ macro_rules! define_vmcs_field {
 
 vmcs_fields!(define_vmcs_field);
 
+/// The encoding bits a full encoding in the table may have: width (14:13), type (11:10) and
+/// index (9:1) up to 31 (the highest is 0x1b, see [`VmcsField::max_index`]).
+const LOOKUP_BITS: u32 = 0x6000 | 0xc00 | 0x3e;
+
+/// [`VmcsField::LOOKUP`]'s slot for an encoding with only [`LOOKUP_BITS`] set: width, type
+/// and index packed into 9 bits.
+const fn lookup_key(encoding: u32) -> usize {
+    ((((encoding >> 13) & 3) << 7) | (((encoding >> 10) & 3) << 5) | ((encoding >> 1) & 0x1f))
+        as usize
+}
+
 impl VmcsField {
+    /// Field index + 1 per [`lookup_key`] of its encoding (0: no field).
+    const LOOKUP: [u8; 512] = {
+        assert!(Self::COUNT < 255);
+        let mut t = [0u8; 512];
+        let mut i = 0;
+        while i < Self::COUNT {
+            let e = Self::ENCODINGS[i];
+            assert!(e & !LOOKUP_BITS == 0, "encoding outside the lookup table's bits");
+            assert!(t[lookup_key(e)] == 0, "two encodings share a lookup slot");
+            t[lookup_key(e)] = i as u8 + 1;
+            i += 1;
+        }
+        t
+    };
+
     /// The field's architectural encoding (full access).
     pub const fn encoding(self) -> u32 {
         Self::ENCODINGS[self as usize]
@@ -161,6 +193,7 @@ impl VmcsField {
     /// Decodes any encoding a VMREAD/VMWRITE may name: a full encoding, or the HIGH encoding
     /// (`full | 1`) of a 64-bit field. Bits 31:15 must be zero (SDM 25.11.2). `None` means
     /// "unsupported VMCS component" (VM-instruction error 12).
+    #[inline]
     pub const fn from_encoding(encoding: u64) -> Option<(VmcsField, Access)> {
         if encoding > 0x7fff {
             return None;
@@ -210,6 +243,14 @@ mod tests {
         encs.sort();
         encs.dedup();
         assert_eq!(encs.len(), VmcsField::COUNT);
+    }
+
+    #[test]
+    fn lookup_table_agrees_with_a_search_for_every_encoding() {
+        for e in 0..0x1_0000u32 {
+            let searched = VmcsField::ALL.iter().copied().find(|f| f.encoding() == e);
+            assert_eq!(VmcsField::from_full_encoding(e), searched, "{e:#x}");
+        }
     }
 
     #[test]

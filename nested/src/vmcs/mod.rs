@@ -63,6 +63,7 @@ pub trait Vmcs {
 
     /// VMREAD semantics for a raw encoding: HIGH encodings (`full | 1` of a 64-bit field)
     /// return bits 63:32.
+    #[inline]
     fn read_raw(&self, encoding: u64) -> Result<u64, VmcsError> {
         match VmcsField::from_encoding(encoding) {
             Some((f, Access::Full)) => Ok(self.read(f)),
@@ -73,6 +74,7 @@ pub trait Vmcs {
 
     /// VMWRITE semantics for a raw encoding, without the read-only check (callers decide
     /// with IA32_VMX_MISC bit 29): HIGH encodings replace bits 63:32 only.
+    #[inline]
     fn write_raw(&mut self, encoding: u64, value: u64) -> Result<(), VmcsError> {
         match VmcsField::from_encoding(encoding) {
             Some((f, Access::Full)) => {

@@ -48,14 +48,18 @@ macro_rules! define_vmcs12 {
         }
 
         impl Vmcs12 {
-            /// The value of `field` (zero-extended).
+            /// The value of `field` (zero-extended). Inlined: with a constant field (the
+            /// generated copy loops of the exit path) it is one load.
+            #[inline(always)]
             pub const fn get(&self, field: VmcsField) -> u64 {
                 match field {
                     $(VmcsField::$name => self.$member as u64,)*
                 }
             }
 
-            /// Sets `field`, truncating `value` to the field's width.
+            /// Sets `field`, truncating `value` to the field's width (inlined like
+            /// [`Vmcs12::get`]).
+            #[inline(always)]
             pub const fn set(&mut self, field: VmcsField, value: u64) {
                 match field {
                     $(VmcsField::$name => self.$member = value as $ty,)*

@@ -206,6 +206,7 @@ impl NestedVmx {
     /// (VMREAD/VMWRITE of a rare field: L1 may access any field at any time and must see
     /// L2's state), writes vmcs12 back to L1 memory (VMPTRLD, VMCLEAR, VMXOFF), or enters
     /// L2 after L1 changed a field the rare entry checks depend on ([`super::RARE_CHECK_INPUTS`]).
+    #[inline]
     pub fn needs_rare_sync(&self, exit: &ExitInfo, cpu: &L1Cpu, l1: &impl GuestRegs) -> bool {
         use ExitReason::*;
         if !self.rare_stale {
@@ -449,6 +450,7 @@ impl NestedVmx {
         }
     }
 
+    #[inline]
     fn field_encoding(&self, info: InstrInfo, cpu: &L1Cpu, l1: &impl GuestRegs) -> u64 {
         let v = l1.gpr(info.reg2());
         if cpu.is_64bit_mode() { v } else { v & 0xffff_ffff }

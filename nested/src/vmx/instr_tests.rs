@@ -595,3 +595,27 @@ fn vmxon_needs_protected_mode() {
     f.cpu.cr0 &= !1;
     assert_eq!(f.run_ptr(ExitReason::Vmxon, VMXON_REGION), VmxResult::Fault(Exception::UD));
 }
+
+#[test]
+fn vmresume_after_a_rip_change_checks_rip_and_after_other_changes_everything() {
+    let mut f = ready();
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: true });
+    // What the image does after an entry, and after the reflected exit that follows.
+    f.vmx.dirty.clear();
+    f.vmx.rare_stale = true;
+    // Only RIP changed: the RIP check still runs (a 64-bit guest needs a canonical RIP).
+    f.vmx.vmcs12.guest_rip = 0x8000_0000_0000_0000;
+    f.vmx.dirty.insert(crate::vmcs::VmcsField::GuestRip);
+    let r = f.vmx.vmlaunch(false, &f.cpu, &mut f.l1);
+    let VmxResult::EntryFailed(e) = r else { panic!("{r:?}") };
+    assert_eq!(e.check, Check::GuestRip);
+    // A good RIP enters again; then a change to another guest field runs the other checks.
+    f.vmx.vmcs12.guest_rip = 0x1000;
+    assert_eq!(f.vmx.vmlaunch(false, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: false });
+    f.vmx.dirty.clear();
+    f.vmx.vmcs12.guest_rflags = 0;
+    f.vmx.dirty.insert(crate::vmcs::VmcsField::GuestRflags);
+    let r = f.vmx.vmlaunch(false, &f.cpu, &mut f.l1);
+    let VmxResult::EntryFailed(e) = r else { panic!("{r:?}") };
+    assert_eq!(e.check, Check::GuestRflagsReserved);
+}

@@ -5,6 +5,8 @@ use super::checks::{self, EntryFailure};
 use super::instr::{EntryChecked, L1Access, L1Cpu, NestedVmx};
 use super::{Exception, VmInstructionError, VmxResult};
 use crate::arch::cr0;
+use crate::caps::proc2;
+use crate::exits::routing::secondary_controls;
 use crate::vmcs::{DirtySet, FieldType, LaunchState, VmcsField};
 
 /// Every control and host-state field: what [`checks::check_controls`] and
@@ -18,6 +20,24 @@ const CONTROL_AND_HOST: DirtySet = {
     while i < VmcsField::COUNT {
         let f = VmcsField::ALL[i];
         if matches!(f.field_type(), FieldType::Control | FieldType::HostState) {
+            s = s.with(f);
+        }
+        i += 1;
+    }
+    s
+};
+
+/// Every guest-state field but RIP: when L1 changed none of them since the last VM entry that
+/// passed every check (and the controls and host state are unchanged too), only RIP needs
+/// checking again. L1's exit handler typically changes only RIP (it skips the instruction).
+const GUEST_BUT_RIP: DirtySet = {
+    let mut s = DirtySet::empty();
+    let mut i = 0;
+    while i < VmcsField::COUNT {
+        let f = VmcsField::ALL[i];
+        if matches!(f.field_type(), FieldType::GuestState)
+            && f as usize != VmcsField::GuestRip as usize
+        {
             s = s.with(f);
         }
         i += 1;
@@ -70,7 +90,19 @@ impl NestedVmx {
         }
         // With the rare guest fields stale in vmcs02 (L0 synced only the hot ones and L1
         // changed nothing they depend on: `needs_rare_sync`), only the checks of the others.
-        let guest = if self.rare_stale {
+        // And when L1 changed no guest field but RIP since the last entry passed them all,
+        // only RIP's: the other guest fields hold what L2's VM exit saved, which the
+        // processor checks again when L0 enters vmcs02 (as for the rare ones). The VMCS
+        // link pointer and, without EPT, the PDPTEs are in L1 memory, which may have
+        // changed: those entries take the full path.
+        let guest = if checked
+            && self.rare_stale
+            && !self.dirty.intersects(&GUEST_BUT_RIP)
+            && self.vmcs12.vmcs_link_pointer == u64::MAX
+            && secondary_controls(&self.vmcs12) & proc2::ENABLE_EPT != 0
+        {
+            checks::check_guest_rip(&self.vmcs12)
+        } else if self.rare_stale {
             checks::check_guest_state_hot(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
         } else {
             checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)

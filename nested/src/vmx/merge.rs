@@ -60,6 +60,14 @@ pub struct Vmcs02Inputs {
     pub l1: L1State,
 }
 
+/// Whether [`prepare_vmcs02`] reads [`Vmcs02Inputs::l1`] for this dirty set: only when it
+/// writes L2's EFER, PAT and debug state. Otherwise the caller may pass a default
+/// [`L1State`] and save reading vmcs01.
+#[inline]
+pub fn reads_l1_state(dirty: &DirtySet) -> bool {
+    dirty.intersects(&EFER_PAT_DEBUG_FIELDS)
+}
+
 /// Guest-state fields copied from vmcs12 to vmcs02 unchanged (and back on exit).
 pub const GUEST_PLAIN: &[F] = &[
     F::GuestEsSelector,

@@ -167,6 +167,7 @@ pub enum Operand {
 
 /// Decodes the operand of a VMX instruction. `register_allowed` is true for VMREAD/VMWRITE
 /// (bit 10 meaningful); for the others bit 10 is undefined and the operand is memory.
+#[inline]
 pub fn decode(
     info: InstrInfo,
     qualification: u64,

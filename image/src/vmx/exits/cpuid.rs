@@ -35,12 +35,31 @@ struct Limits {
 struct CpuidCache {
     entries: [(u32, u32, [u32; 4]); 64],
     len: usize,
+    /// The entry the last lookup found (guests repeat a leaf: looked at first).
+    last: usize,
     limits: Option<Limits>,
 }
 
 impl CpuidCache {
     const fn new() -> Self {
-        CpuidCache { entries: [(0, 0, [0; 4]); 64], len: 0, limits: None }
+        CpuidCache { entries: [(0, 0, [0; 4]); 64], len: 0, last: 0, limits: None }
+    }
+
+    /// The cached static answer for `leaf`, `subleaf` (cached leaves resolve to themselves;
+    /// hypervisor leaves are never cached).
+    #[inline(always)]
+    fn lookup(&mut self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
+        let key = if policy::uses_subleaf(leaf) { subleaf } else { 0 };
+        let entries = &self.entries[..self.len.min(self.entries.len())];
+        if let Some(e) = entries.get(self.last)
+            && e.0 == leaf
+            && e.1 == key
+        {
+            return Some(e.2);
+        }
+        let i = entries.iter().position(|e| e.0 == leaf && e.1 == key)?;
+        self.last = i;
+        entries.get(i).map(|e| e.2)
     }
 
     fn limits(&mut self, v: &HwVmcs, vmx: bool) -> Limits {
@@ -90,7 +109,34 @@ pub fn guest_features(v: &HwVmcs, vmx: bool) -> Features {
 
 pub fn handle(g: &mut Guest, v: &HwVmcs) -> Action {
     let (leaf, subleaf) = (g.regs.rax as u32, g.regs.rcx as u32);
-    let [a, b, c, d] = if policy::is_hypervisor_leaf(leaf) {
+    // The common case first: a leaf answered before.
+    let cached = CACHE.lock().lookup(leaf, subleaf);
+    let [a, b, c, d] = match cached {
+        Some(value) if policy::has_live_bits(leaf) => live_bits(g, v, leaf, subleaf, value),
+        Some(value) => value,
+        None => answer(g, v, leaf, subleaf),
+    };
+    g.regs.rax = u64::from(a);
+    g.regs.rbx = u64::from(b);
+    g.regs.rcx = u64::from(c);
+    g.regs.rdx = u64::from(d);
+    Action::Skip
+}
+
+/// The static answer `value` for `leaf` (as resolved) with the executing level's state: for
+/// L1's CPUID L1's CR4, for L2's CPUID that a turtles L1 answers, L2's (vmcs12's guest CR4).
+fn live_bits(g: &Guest, v: &HwVmcs, leaf: u32, subleaf: u32, value: [u32; 4]) -> [u32; 4] {
+    let live = Live {
+        cr4: super::cr::guest_cr4(v),
+        apic_enabled: g.devices.lapic().base_msr() & pc::lapic::base::EN != 0,
+    };
+    policy::live_bits(leaf, subleaf, value, &live)
+}
+
+/// A leaf not in the cache: hypervisor leaves, or the first time of a leaf.
+#[inline(never)]
+fn answer(g: &mut Guest, v: &HwVmcs, leaf: u32, subleaf: u32) -> [u32; 4] {
+    if policy::is_hypervisor_leaf(leaf) {
         // Forwarded to the level below (never cached: it changes).
         let below = if leaf == 0x4000_0003 && g.depth > 1 { cpu::cpuid(leaf, 0) } else { [0; 4] };
         // Summing the counters costs ~100 instructions: only the counter leaves need it.
@@ -99,22 +145,11 @@ pub fn handle(g: &mut Guest, v: &HwVmcs) -> Action {
     } else {
         let (value, resolved) = CACHE.lock().get(leaf, subleaf, v, g.nested.is_some());
         if policy::has_live_bits(resolved) {
-            // The executing level's state: for L1's CPUID L1's CR4, for L2's CPUID that a
-            // turtles L1 answers, L2's (vmcs12's guest CR4).
-            let live = Live {
-                cr4: super::cr::guest_cr4(v),
-                apic_enabled: g.devices.lapic().base_msr() & pc::lapic::base::EN != 0,
-            };
-            policy::live_bits(resolved, subleaf, value, &live)
+            live_bits(g, v, resolved, subleaf, value)
         } else {
             value
         }
-    };
-    g.regs.rax = u64::from(a);
-    g.regs.rbx = u64::from(b);
-    g.regs.rcx = u64::from(c);
-    g.regs.rdx = u64::from(d);
-    Action::Skip
+    }
 }
 
 static XSETBV_REFUSED: RateLimit = RateLimit::new(8);

@@ -52,7 +52,6 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         Some(ExitReason::EptViolation) => {
             let eptp12 = n.vmx.vmcs12.ept_pointer;
             let ept01 = Ept01View { base: g.memory.host_base(), size: g.memory.size() };
-            let caps = n.vmx.caps;
             // L1's page-modification log, emulated on EPT12's dirty flags.
             let v12 = &mut n.vmx.vmcs12;
             let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
@@ -63,7 +62,7 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 &mut g.memory,
                 &ept01,
                 &mut Frames,
-                &caps,
+                &n.vmx.caps,
                 MAXPHYADDR,
                 pml,
             ) {

@@ -28,7 +28,7 @@ use nested::exits::{ExitInfo, ExitReason};
 use nested::vmcs::shadow::shadowed_for_read;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::bitmaps::update_msr_passthrough;
-use nested::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02};
+use nested::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02, reads_l1_state};
 use nested::vmx::sync::{load_l1_host_state, sync_vmcs12_rare};
 use nested::vmx::{Flush, L1Cpu, VmxResult};
 
@@ -69,57 +69,99 @@ pub enum Step {
 /// L1 executed a VMX instruction (L1 runs on vmcs01).
 pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     let Some(n) = g.nested.as_mut() else { return Step::Action(Action::Inject(6, None)) };
-    // L1's VMWRITEs to shadowed fields are only in the shadow VMCS so far.
-    if !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite))
-        && let Some(s) = &n.shadowing
-    {
-        s.store_vmcs12(&mut n.vmx);
-    }
+    let write = match info.exit_reason() {
+        Some(ExitReason::Vmread) => false,
+        Some(ExitReason::Vmwrite) => true,
+        _ => return other_instruction(n, &mut g.regs, &mut g.memory, v, info),
+    };
+    // VMREAD/VMWRITE, L1's most frequent trapped instructions (every one without VMCS
+    // shadowing): they change neither the current VMCS nor any translation, and the shadow
+    // VMCS needs no copy-back first (they only reach L0 for fields it does not shadow).
     let cpu = l1_cpu(v, info);
-    let current_before = n.vmx.current;
     // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
     let mut vmcs = unsafe { HwVmcs::current() };
     let mut view = L1View { regs: &mut g.regs, mem: &mut g.memory, v: &mut vmcs };
     if n.vmx.rare_stale && n.vmx.needs_rare_sync(info, &cpu, &view) {
         sync_rare(n);
     }
-    // A VMWRITE that exits although L1 reads the field through the shadow (exit information
-    // with "VMWRITE to any field") must reach the shadow too.
-    let written = match info.exit_reason() {
-        Some(ExitReason::Vmwrite) if n.shadowing.is_some() => {
-            n.vmx.accessed_field(info, &cpu, &view)
+    let result = if write {
+        // A VMWRITE that exits although L1 reads the field through the shadow (exit
+        // information with "VMWRITE to any field") must reach the shadow too.
+        let written = match &n.shadowing {
+            Some(_) => n.vmx.accessed_field(info, &cpu, &view),
+            None => None,
+        };
+        let result = n.vmx.vmwrite(info, &cpu, &mut view);
+        if let (Some(f), VmxResult::Succeed) = (written, result)
+            && let Some(s) = &n.shadowing
+            && shadowed_for_read(f, s.vmwrite_any_field())
+        {
+            s.write(&n.vmx, f, n.vmx.vmcs12.get(f));
         }
-        _ => None,
+        result
+    } else {
+        n.vmx.vmread(info, &cpu, &mut view)
     };
+    finish(n, v, result, &cpu)
+}
+
+/// L1's VMX instructions but VMREAD/VMWRITE.
+#[inline(always)]
+fn other_instruction(
+    n: &mut L1Vmx,
+    regs: &mut crate::arch::vmx::GuestRegs,
+    memory: &mut crate::guest::memory::GuestMemory,
+    v: &mut HwVmcs,
+    info: &ExitInfo,
+) -> Step {
+    // L1's VMWRITEs to shadowed fields are only in the shadow VMCS so far.
+    if let Some(s) = &n.shadowing {
+        s.store_vmcs12(&mut n.vmx);
+    }
+    let cpu = l1_cpu(v, info);
+    let current_before = n.vmx.current;
+    // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
+    let mut vmcs = unsafe { HwVmcs::current() };
+    let mut view = L1View { regs, mem: memory, v: &mut vmcs };
+    if n.vmx.rare_stale && n.vmx.needs_rare_sync(info, &cpu, &view) {
+        sync_rare(n);
+    }
     let Some((result, flush)) = n.vmx.emulate(info, &cpu, &mut view) else {
         return Step::Action(Action::Inject(6, None));
     };
-    if let (Some(f), VmxResult::Succeed) = (written, result)
-        && let Some(s) = &n.shadowing
-        && shadowed_for_read(f, s.vmwrite_any_field())
-    {
-        s.write(&n.vmx, f, n.vmx.vmcs12.get(f));
-    }
     if let Some(flush) = flush {
         invalidate(n, flush);
     }
+    // The shadow holds L1's latest VMWRITEs: copy vmcs12 over it only when it is another
+    // VMCS now (VMPTRLD, VMCLEAR of the current one) or L0 wrote exit information. (A
+    // VMfailValid's error number reaches the shadow in `finish`, after this.)
+    if (n.vmx.current != current_before || matches!(result, VmxResult::EntryFailed(_)))
+        && let Some(s) = &n.shadowing
+    {
+        s.load_vmcs12(&n.vmx);
+    }
+    finish(n, v, result, &cpu)
+}
+
+/// Applies an emulated VMX instruction's outcome: VMsucceed/VMfail in L1's RFLAGS (the
+/// error number of VMfailValid in the shadow VMCS too), an exception, entering L2, or L1 at
+/// its host state after a failed VM entry.
+#[inline(always)]
+fn finish(n: &mut L1Vmx, v: &mut HwVmcs, result: VmxResult, cpu: &L1Cpu) -> Step {
     if let VmxResult::FailValid(e) = result {
         explain_failure(n, e);
         if let Some(s) = &n.shadowing {
             s.write(&n.vmx, F::VmInstructionError, u64::from(e.number()));
         }
     }
-    // The shadow holds L1's latest VMWRITEs: copy vmcs12 over it only when it is another
-    // VMCS now (VMPTRLD, VMCLEAR of the current one) or L0 wrote exit information.
-    if (n.vmx.current != current_before || matches!(result, VmxResult::EntryFailed(_)))
-        && let Some(s) = &n.shadowing
-    {
-        s.load_vmcs12(&n.vmx);
-    }
     match result {
         VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid => {
-            // L1's RFLAGS as read for `cpu` (the emulation does not change it).
-            v.write(F::GuestRflags, result.apply_rflags(cpu.rflags));
+            // L1's RFLAGS as read for `cpu` (the emulation does not change it); usually
+            // VMsucceed finds the flags clear already.
+            let rflags = result.apply_rflags(cpu.rflags);
+            if rflags != cpu.rflags {
+                v.write(F::GuestRflags, rflags);
+            }
             Step::Action(Action::Skip)
         }
         VmxResult::Fault(e) => {
@@ -164,12 +206,18 @@ fn explain_failure(n: &L1Vmx, e: nested::vmx::VmInstructionError) {
 /// Switches to vmcs02, merges vmcs12 into it and returns whether it was launched before.
 pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
     let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
-    let l1 = L1State {
-        efer: v01.read(F::GuestIa32Efer),
-        pat: v01.read(F::GuestIa32Pat),
-        dr7: v01.read(F::GuestDr7),
-        debugctl: v01.read(F::GuestIa32Debugctl),
-        tsc_offset: 0,
+    // L1's state is read only when the merge uses it (the common VMRESUME does not); a
+    // fresh vmcs02 gets every field.
+    let l1 = if !n.vmcs02_ready || reads_l1_state(&n.vmx.dirty) {
+        L1State {
+            efer: v01.read(F::GuestIa32Efer),
+            pat: v01.read(F::GuestIa32Pat),
+            dr7: v01.read(F::GuestDr7),
+            debugctl: v01.read(F::GuestIa32Debugctl),
+            tsc_offset: 0,
+        }
+    } else {
+        L1State::default()
     };
     let v12 = &n.vmx.vmcs12;
     let eptp = if secondary_controls(v12) & proc2::ENABLE_EPT != 0 {
@@ -201,6 +249,12 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
     if vpid02 != n.vpids.vpid02 {
         v02.write(F::VirtualProcessorId, u64::from(vpid02));
         n.vpids.vpid02 = vpid02;
+    }
+    // The merge writes the EPTP only with the controls; an EPT02 rebuilt since (L1's INVEPT
+    // dropped it) has a new root.
+    if eptp != n.eptp02 {
+        v02.write(F::EptPointer, eptp);
+        n.eptp02 = eptp;
     }
     n.vmx.dirty.clear();
     n.in_l2 = true;

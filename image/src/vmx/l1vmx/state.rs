@@ -40,6 +40,8 @@ pub struct L1Vmx {
     pub(super) vpids: NestedVpids,
     pub(super) l0: L0Config,
     pub(super) eptp01: u64,
+    /// The EPTP vmcs02 holds (0: none yet).
+    pub(super) eptp02: u64,
     /// L0 runs the VMX-preemption timer in vmcs02 (for L1's APIC timer or an immediate exit).
     pub timer02: bool,
     /// Exits L2 caused, and how many of them L1 got.
@@ -89,6 +91,7 @@ impl L1Vmx {
                 cr4_mask,
             },
             eptp01,
+            eptp02: 0,
             timer02: false,
             l2_exits: 0,
             reflected: 0,

@@ -40,6 +40,23 @@ impl Seg {
     }
 }
 
+/// The RIP check of SDM 26.3.1.4 alone: canonical in 64-bit mode (IA-32e guest with CS.L),
+/// bits 63:32 clear otherwise. For a VM entry whose only guest-state change since the last
+/// one that passed every check is RIP (see `launch.rs`).
+pub fn check_guest_rip(v: &Vmcs12) -> Result<(), EntryFailure> {
+    rip_ok(v).map_err(|c| EntryFailure::guest(c, 0))
+}
+
+fn rip_ok(v: &Vmcs12) -> Result<(), Check> {
+    let ia32e = v.vm_entry_controls & entry::IA32E_MODE_GUEST != 0;
+    let cs_l = v.guest_cs_ar_bytes & (1 << 13) != 0;
+    if ia32e && cs_l {
+        ensure(is_canonical(v.guest_rip), Check::GuestRip)
+    } else {
+        ensure(v.guest_rip >> 32 == 0, Check::GuestRip)
+    }
+}
+
 /// Guest-state area (SDM 26.3.1), including the VMCS link pointer and PDPTEs, which read L1
 /// memory. Failure: VM-entry failure with exit reason 33.
 pub fn check_guest_state(
@@ -151,12 +168,7 @@ fn check_guest_registers(
         )?;
     }
     // 26.3.1.4
-    let cs_l = v.guest_cs_ar_bytes & (1 << 13) != 0;
-    if ia32e && cs_l {
-        ensure(is_canonical(v.guest_rip), GuestRip)?;
-    } else {
-        ensure(v.guest_rip >> 32 == 0, GuestRip)?;
-    }
+    rip_ok(v)?;
     let rf = v.guest_rflags;
     ensure(rf & rflags::RESERVED == 0 && rf & rflags::FIXED_1 != 0, GuestRflagsReserved)?;
     if ia32e || v.guest_cr0 & cr0::PE == 0 {

@@ -443,7 +443,7 @@ pub fn check_host_state(
 
 mod guest;
 
-pub use guest::{check_guest_state, check_guest_state_hot, check_msr_load_list};
+pub use guest::{check_guest_rip, check_guest_state, check_guest_state_hot, check_msr_load_list};
 
 #[cfg(test)]
 mod tests;
