@@ -113,6 +113,11 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
     {
         s.load_vmcs12(&n.vmx);
     }
+    if matches!(info.exit_reason(), Some(ExitReason::Vmxon | ExitReason::Vmxoff))
+        && let Some(s) = &n.shadowing
+    {
+        s.set_active(n.vmx.vmxon);
+    }
     match result {
         VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid => {
             // L1's RFLAGS as read for `cpu` (the emulation does not change it).
