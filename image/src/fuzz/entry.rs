@@ -83,6 +83,13 @@ impl Program<'_> {
             ));
             return;
         }
+        // L2's code and EPT12 are shared: a valid vmcs12 of another region now runs code it
+        // was not built for.
+        for c in &mut self.m.content {
+            if *c == Content::Valid {
+                *c = Content::Unknown;
+            }
+        }
         self.m.content[i] = Content::Valid;
         self.m.launch[i] = Launch::Clear;
         self.m.written = None;

@@ -56,7 +56,8 @@ fn noncanonical(rng: &mut Rng) -> u64 {
     1 << 47 | (rng.next() & 0x7fff_ffff_f000)
 }
 
-/// Applies one random vmcs12 mutation to the current VMCS (which holds a valid vmcs12).
+/// Applies one random vmcs12 mutation to the current VMCS (which holds a valid vmcs12, or one
+/// mutated before: each mutation reads what it changes, so a second keeps the first).
 pub fn vmcs12(w: &World, rng: &mut Rng) -> Option<Mutation> {
     let caps = &w.caps;
     let m = |name, class| Some(Mutation { name, class });
@@ -109,7 +110,7 @@ pub fn vmcs12(w: &World, rng: &mut Rng) -> Option<Mutation> {
                 .and(m("entry-interruption-info", Class::Controls))
         }
         9 if w.controls.secondary & proc2::UNRESTRICTED_GUEST != 0 => {
-            let v = u64::from(w.controls.secondary & !proc2::ENABLE_EPT);
+            let v = read(F::SecondaryVmExecControl) & !u64::from(proc2::ENABLE_EPT);
             write(&[(F::SecondaryVmExecControl, v)])
                 .then_some(())
                 .and(m("unrestricted-guest-without-ept", Class::Controls))
@@ -238,7 +239,13 @@ pub fn vmcs12(w: &World, rng: &mut Rng) -> Option<Mutation> {
             };
             world::poke(w.msr_area, index | reserved << 32);
             world::poke(w.msr_area + 8, 0);
-            write(&[(F::VmEntryMsrLoadCount, 1), (F::VmEntryMsrLoadAddr, w.msr_area)])
+            // A list set up by an earlier mutation keeps its (maybe misaligned) address.
+            let addr = if read(F::VmEntryMsrLoadCount) != 0 {
+                read(F::VmEntryMsrLoadAddr)
+            } else {
+                w.msr_area
+            };
+            write(&[(F::VmEntryMsrLoadCount, 1), (F::VmEntryMsrLoadAddr, addr)])
                 .then_some(())
                 .and(m(name, Class::MsrLoad))
         }

@@ -148,6 +148,14 @@ impl<'a> Program<'a> {
         allowed: Expect,
     ) -> bool {
         self.stats.record(got);
+        // VMfailValid writes the VM-instruction error field and a VM exit the exit
+        // information and guest state: a value written there before is gone.
+        match (got, self.m.written) {
+            (Outcome::FailValid(_), Some((F::VmInstructionError, _))) | (Outcome::Exit(_), _) => {
+                self.m.written = None;
+            }
+            _ => {}
+        }
         if self.trace {
             log::info!("fuzz: {}.{} {what} -> {got}", self.index, self.step);
         }
