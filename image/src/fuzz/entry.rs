@@ -93,7 +93,13 @@ impl Program<'_> {
         self.m.content[i] = Content::Valid;
         self.m.launch[i] = Launch::Clear;
         self.m.written = None;
-        if self.rng.chance(1, 2) {
+        if timer.is_some() && self.rng.chance(1, 8) {
+            let n = mutate::wild_guest(&mut self.rng);
+            self.m.content[i] = Content::Wild;
+            if self.trace {
+                log::info!("fuzz: {}.{} {n} random guest-state fields", self.index, self.step);
+            }
+        } else if self.rng.chance(1, 2) {
             let mut class = None;
             let mut names = [""; 2];
             for name in names.iter_mut().take(1 + self.rng.below(2) as usize) {
@@ -139,6 +145,9 @@ impl Program<'_> {
                 (_, _, Content::Bad(Class::MsrLoad)) => {
                     Expect::entry_failure(reason::ENTRY_FAILURE_MSR)
                 }
+                (_, _, Content::Wild) => {
+                    Expect::exits(u64::MAX).or(Expect::entry_failure(reason::ENTRY_FAILURE_GUEST))
+                }
                 (true, _, Content::Valid) => Expect::exits(self.m.l2_exits),
                 (false, _, Content::Valid) => Expect::exits(self.m.l2_exits | bit(reason::CPUID)),
             }
@@ -161,6 +170,11 @@ impl Program<'_> {
             return;
         }
         self.m.launch[i] = Launch::Launched;
+        if self.m.content[i] == Content::Wild {
+            // Where a random L2 stopped is its own business; do not resume it.
+            self.m.content[i] = Content::Unknown;
+            return;
+        }
         if INSTRUCTION_EXITS & bit(r) != 0 {
             let len = read(F::VmExitInstructionLen);
             self.m.last_exit_len = Some(len);

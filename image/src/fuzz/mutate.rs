@@ -253,6 +253,39 @@ pub fn vmcs12(w: &World, rng: &mut Rng) -> Option<Mutation> {
     }
 }
 
+/// Writes 1 to 4 random guest-state fields with random values (SDM 25.4), leaving the
+/// activity state (an L2 waiting for a SIPI would never exit) and the preemption-timer value
+/// (which bounds L2) alone. Returns how many were written.
+pub fn wild_guest(rng: &mut Rng) -> usize {
+    let guest: [F; 64] = {
+        let mut out = [F::GuestRip; 64];
+        let mut n = 0;
+        for &f in F::ALL {
+            let keep = f.field_type() == nested::vmcs::FieldType::GuestState
+                && !matches!(f, F::GuestActivityState | F::VmxPreemptionTimerValue);
+            if keep && n < out.len() {
+                out[n] = f;
+                n += 1;
+            }
+        }
+        out
+    };
+    let count = guest.iter().filter(|f| **f != F::GuestRip).count() + 1;
+    let mut written = 0;
+    for _ in 0..1 + rng.below(4) {
+        let f = guest[rng.below(count as u64) as usize];
+        let value = match rng.below(3) {
+            0 => rng.value(),
+            1 => read(f) ^ 1 << rng.below(64),
+            _ => read(f) ^ rng.below(0x100),
+        };
+        if write(&[(f, value)]) {
+            written += 1;
+        }
+    }
+    written
+}
+
 /// Mutates EPT12 around `page` (a data page L2 touches) or at an upper level; the result is
 /// some mix of EPT violations (48) and misconfigurations (49) when L2 walks it.
 pub fn ept12(w: &World, rng: &mut Rng, page: u64) -> &'static str {

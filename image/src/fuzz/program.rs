@@ -32,6 +32,8 @@ pub(super) enum Content {
     Unknown,
     Valid,
     Bad(Class),
+    /// Random guest state with the preemption timer on: any exit, or a VM-entry failure.
+    Wild,
 }
 
 /// What the fuzzer knows of the VMX state L0 emulates for it.
