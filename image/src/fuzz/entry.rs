@@ -93,7 +93,13 @@ impl Program<'_> {
         self.m.content[i] = Content::Valid;
         self.m.launch[i] = Launch::Clear;
         self.m.written = None;
-        if timer.is_some() && self.rng.chance(1, 8) {
+        if timer.is_some() && self.rng.chance(1, 10) {
+            let n = mutate::wild_controls(&mut self.rng);
+            self.m.content[i] = Content::WildControls;
+            if self.trace {
+                log::info!("fuzz: {}.{} {n} random control fields", self.index, self.step);
+            }
+        } else if timer.is_some() && self.rng.chance(1, 8) {
             let n = mutate::wild_guest(&mut self.rng);
             self.m.content[i] = Content::Wild;
             if self.trace {
@@ -148,6 +154,11 @@ impl Program<'_> {
                 (_, _, Content::Wild) => {
                     Expect::exits(u64::MAX).or(Expect::entry_failure(reason::ENTRY_FAILURE_GUEST))
                 }
+                (_, _, Content::WildControls) => Expect::exits(u64::MAX)
+                    .or(Expect::entry_failure(reason::ENTRY_FAILURE_GUEST))
+                    .or(Expect::entry_failure(reason::ENTRY_FAILURE_MSR))
+                    .or(self.vmfail(7))
+                    .or(self.vmfail(8)),
                 (true, _, Content::Valid) => Expect::exits(self.m.l2_exits),
                 (false, _, Content::Valid) => Expect::exits(self.m.l2_exits | bit(reason::CPUID)),
             }
@@ -170,7 +181,7 @@ impl Program<'_> {
             return;
         }
         self.m.launch[i] = Launch::Launched;
-        if self.m.content[i] == Content::Wild {
+        if matches!(self.m.content[i], Content::Wild | Content::WildControls) {
             // Where a random L2 stopped is its own business; do not resume it.
             self.m.content[i] = Content::Unknown;
             return;

@@ -286,6 +286,44 @@ pub fn wild_guest(rng: &mut Rng) -> usize {
     written
 }
 
+/// Writes 1 to 3 random 32-bit or natural-width control fields (SDM 25.6-25.8), then turns
+/// the preemption timer back on so L2 stays bounded. Fields that point the processor at L1
+/// memory it would write (MSR-store lists, PML, posted-interrupt and #VE pages) are 64-bit
+/// and never chosen, and the MSR-list counts are left alone: a hostile L1 must hurt only
+/// itself through L0, and here not even that. Returns how many were written.
+pub fn wild_controls(rng: &mut Rng) -> usize {
+    use nested::vmcs::{FieldType, Width};
+    let mut fields = [F::PinBasedVmExecControl; 48];
+    let mut n = 0;
+    for &f in F::ALL {
+        let keep = f.field_type() == FieldType::Control
+            && matches!(f.width(), Width::Bits32 | Width::Natural)
+            && !matches!(
+                f,
+                F::VmExitMsrStoreCount | F::VmExitMsrLoadCount | F::VmEntryMsrLoadCount
+            );
+        if keep && n < fields.len() {
+            fields[n] = f;
+            n += 1;
+        }
+    }
+    let mut written = 0;
+    for _ in 0..1 + rng.below(3) {
+        let f = fields[rng.below(n as u64) as usize];
+        let value = match rng.below(3) {
+            0 => rng.value() & 0xffff_ffff,
+            1 => read(f) ^ 1 << rng.below(32),
+            _ => read(f) | 1 << rng.below(32),
+        };
+        if write(&[(f, value)]) {
+            written += 1;
+        }
+    }
+    let timer = u64::from(nested::caps::pin::PREEMPTION_TIMER);
+    write(&[(F::PinBasedVmExecControl, read(F::PinBasedVmExecControl) | timer)]);
+    written
+}
+
 /// Mutates EPT12 around `page` (a data page L2 touches) or at an upper level; the result is
 /// some mix of EPT violations (48) and misconfigurations (49) when L2 walks it.
 pub fn ept12(w: &World, rng: &mut Rng, page: u64) -> &'static str {

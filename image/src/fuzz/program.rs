@@ -34,6 +34,9 @@ pub(super) enum Content {
     Bad(Class),
     /// Random guest state with the preemption timer on: any exit, or a VM-entry failure.
     Wild,
+    /// Random controls with the preemption timer on: any exit, VMfailValid 7 or 8, or a
+    /// VM-entry failure.
+    WildControls,
 }
 
 /// What the fuzzer knows of the VMX state L0 emulates for it.
