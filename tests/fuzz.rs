@@ -8,11 +8,11 @@ use common::turtles_as_is;
 
 #[test]
 fn fuzzing_l1_finds_every_answer_architectural_and_l0_alive() {
-    let run = turtles_as_is(&["fuzz", "l1", "--seed", "20261127", "--programs", "500"]);
+    let run = turtles_as_is(&["fuzz", "l1", "--seed", "20261127", "--programs", "1000"]);
     run.expect(
         0,
         &[
-            "fuzz: done programs=500 failures=0",
+            "fuzz l1: 1000 programs, 0 failed",
             "fuzz l1: PASS (L0 alive, every answer architectural)",
             // The programs reach every class of outcome: VM-instruction errors, exceptions
             // L0 injects, L2 exits reflected to L1 and VM-entry failures.
