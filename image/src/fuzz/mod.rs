@@ -43,7 +43,7 @@ fn arg(cmdline: &str, key: &str) -> Option<u64> {
     }
 }
 
-/// L1's physical-address width (CPUID.80000008H:EAX[7:0]; 36 without the leaf).
+/// L1's physical-address width (CPUID.80000008H:EAX bits 7:0; 36 without the leaf).
 fn maxphyaddr() -> u8 {
     if cpu::cpuid(0x8000_0000, 0)[0] >= 0x8000_0008 {
         cpu::cpuid(0x8000_0008, 0)[0] as u8
