@@ -61,6 +61,15 @@ pub fn recover(frame: &mut TrapFrame) -> bool {
 
 /// Reads CF/ZF (or the fault) of the guarded instruction just executed.
 fn finish(cf: u8, zf: u8) -> Outcome {
+    let outcome = flags(cf, zf);
+    match outcome {
+        Outcome::FailValid(_) => Outcome::FailValid(instruction_error()),
+        other => other,
+    }
+}
+
+/// [`finish`] without reading the error number (VMfailValid(0)).
+fn flags(cf: u8, zf: u8) -> Outcome {
     FIXUP.store(0, Ordering::Relaxed);
     let fault = FAULT.swap(0, Ordering::Relaxed);
     if fault != 0 {
@@ -69,9 +78,36 @@ fn finish(cf: u8, zf: u8) -> Outcome {
     if cf != 0 {
         Outcome::FailInvalid
     } else if zf != 0 {
-        Outcome::FailValid(vmread(VM_INSTRUCTION_ERROR).1 as u32)
+        Outcome::FailValid(0)
     } else {
         Outcome::Succeed
+    }
+}
+
+/// The VM-instruction error field after a VMfailValid; a VMREAD of it that fails itself (it
+/// must not) reads as error 0x10000, which no check allows.
+fn instruction_error() -> u32 {
+    let mut value = VM_INSTRUCTION_ERROR;
+    let (cf, zf): (u8, u8);
+    // SAFETY: a VMREAD into a register, guarded like every other VMX instruction here.
+    unsafe {
+        asm!(
+            "lea {fix}, [rip + 2f]",
+            "mov [{slot}], {fix}",
+            "vmread {v}, {v}",
+            "2:",
+            "setc {cf}",
+            "setz {zf}",
+            fix = out(reg) _,
+            slot = in(reg) FIXUP.as_ptr(),
+            cf = out(reg_byte) cf,
+            zf = out(reg_byte) zf,
+            v = inout(reg) value,
+        )
+    };
+    match flags(cf, zf) {
+        Outcome::Succeed => value as u32,
+        _ => 0x1_0000,
     }
 }
 
