@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_net;
 pub mod devices;
 pub mod fingerprint;
+pub mod fuzz;
 pub mod images;
 pub mod iso;
 pub mod progress;

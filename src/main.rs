@@ -34,6 +34,11 @@ enum Cmd {
         #[command(subcommand)]
         which: BenchCmd,
     },
+    /// Fuzz L0 from a hostile guest level (`fuzz l1 --seed S --programs N`).
+    Fuzz {
+        #[command(subcommand)]
+        which: turtles::fuzz::FuzzCmd,
+    },
     /// Query a running image's management endpoint (JSON lines over UDP).
     Stats {
         /// host:port of the endpoint, e.g. 127.0.0.1:5555.
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
         Some(Cmd::Bench { which: BenchCmd::Check { update } }) => turtles::baseline::check(update),
         Some(Cmd::Bench { which: BenchCmd::Readme }) => turtles::readme::command(),
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),
+        Some(Cmd::Fuzz { which }) => turtles::fuzz::command(which, cli.verbose),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),

@@ -10,6 +10,7 @@ mod arch;
 mod boot;
 mod console;
 mod drivers;
+mod fuzz;
 mod guest;
 mod machine;
 mod mm;
@@ -78,6 +79,9 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
     match platform::report() {
         platform::Vmx::Present(caps) => {
             log::info!("vmx: this CPU can run guests");
+            if config::NAME == "fuzz-l1" {
+                fuzz::run(&caps, boot.cmdline.as_str());
+            }
             if let Some(guest) = config::GUEST {
                 run_guest(&caps, &boot, guest);
             }

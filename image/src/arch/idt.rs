@@ -147,6 +147,11 @@ impl fmt::Display for TrapFrame {
 /// Common Rust entry for every vector.
 extern "C" fn trap(frame: &mut TrapFrame) {
     if frame.vector < 32 {
+        if let Some(recover) = RECOVER.get()
+            && recover(frame)
+        {
+            return;
+        }
         exception(frame);
     }
     // No interrupt source is enabled yet: an unexpected interrupt is logged and ignored.
@@ -157,6 +162,18 @@ extern "C" fn trap(frame: &mut TrapFrame) {
 pub type FatalHandler = fn(&dyn fmt::Display) -> !;
 
 static FATAL: OnceCell<FatalHandler> = OnceCell::new();
+
+/// A hook that may recover from an exception in the kernel by changing the frame (its RIP)
+/// and returning true; the trap then returns to the frame instead of ending the run.
+pub type RecoverHandler = fn(&mut TrapFrame) -> bool;
+
+static RECOVER: OnceCell<RecoverHandler> = OnceCell::new();
+
+/// Installs the recovery hook (the fuzzing L1's fault fix-ups: a #UD or #GP that L0 injects
+/// for an emulated VMX instruction resumes at the instruction's fix-up address).
+pub fn set_recovery(recover: RecoverHandler) {
+    let _ = RECOVER.set(recover);
+}
 
 fn exception(frame: &TrapFrame) -> ! {
     let report = ExceptionReport(frame);

@@ -68,6 +68,12 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
     }
 }
 
+/// L1's VMX capabilities while it is in VMX operation (after its VMXON): the CR0 and CR4
+/// bits they fix cannot be changed then, a write that would is #GP(0) (SDM Vol. 3C 24.8).
+fn in_vmx_operation(g: &Guest) -> Option<&nested::caps::VmxCaps> {
+    g.nested.as_ref().filter(|n| n.vmx.vmxon).map(|n| &n.vmx.caps)
+}
+
 /// MOV to CR0 with the checks of the instruction reference (#GP for PG without PE, NW
 /// without CD, reserved high bits) and the IA-32e mode switch the processor would do.
 fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
@@ -76,6 +82,9 @@ fn mov_to_cr0(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
     }
     if value & cr0::NW != 0 && value & cr0::CD == 0 {
         return refuse(0, value, "NW without CD");
+    }
+    if in_vmx_operation(g).is_some_and(|caps| !caps.cr0_fixed().verify(value)) {
+        return refuse(0, value, "a bit fixed in VMX operation");
     }
     let old = guest_view(v, F::GuestCr0, F::Cr0ReadShadow, F::Cr0GuestHostMask);
     let efer = v.read(F::GuestIa32Efer);
@@ -106,6 +115,9 @@ fn mov_to_cr4(g: &mut Guest, v: &mut HwVmcs, value: u64) -> Action {
     }
     if value & !(fixed1 | cr4::VMXE) != 0 {
         return refuse(4, value, "bits the processor does not support");
+    }
+    if in_vmx_operation(g).is_some_and(|caps| !caps.cr4_fixed().verify(value)) {
+        return refuse(4, value, "a bit fixed in VMX operation (CR4.VMXE after VMXON)");
     }
     v.write(F::Cr4ReadShadow, value);
     v.write(F::GuestCr4, real_cr4(&g.caps, value));

@@ -140,6 +140,11 @@ fn other_instruction(
     {
         s.load_vmcs12(&n.vmx);
     }
+    if matches!(info.exit_reason(), Some(ExitReason::Vmxon | ExitReason::Vmxoff))
+        && let Some(s) = &n.shadowing
+    {
+        s.set_active(n.vmx.vmxon);
+    }
     finish(n, v, result, &cpu)
 }
 

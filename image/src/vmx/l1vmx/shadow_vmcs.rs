@@ -24,9 +24,9 @@ pub struct ShadowVmcs {
 }
 
 impl ShadowVmcs {
-    /// Allocates the shadow VMCS and the VMREAD/VMWRITE bitmaps and turns shadowing on in
-    /// `vmcs01` (current). The link pointer stays FFFFFFFF_FFFFFFFFH until L1 has a current
-    /// VMCS.
+    /// Allocates the shadow VMCS and the VMREAD/VMWRITE bitmaps for `vmcs01` (current);
+    /// shadowing itself is turned on at L1's VMXON ([`ShadowVmcs::set_active`]). The link
+    /// pointer stays FFFFFFFF_FFFFFFFFH until L1 has a current VMCS.
     pub fn enable(hw: &VmxCaps, vmcs01: u64) -> Result<Self, VmxError> {
         let region = zeroed_frame("shadow VMCS")?;
         // SAFETY: revision identifier with bit 31 (shadow-VMCS indicator) in a fresh region.
@@ -48,10 +48,22 @@ impl ShadowVmcs {
         let mut v01 = unsafe { HwVmcs::current() };
         v01.write(F::VmreadBitmap, vmread);
         v01.write(F::VmwriteBitmap, vmwrite);
-        let secondary = v01.read(F::SecondaryVmExecControl);
-        v01.write(F::SecondaryVmExecControl, secondary | u64::from(proc2::VMCS_SHADOWING));
         log::info!("vmx: VMCS shadowing on for L1's VMREAD/VMWRITE");
         Ok(ShadowVmcs { region, vmwrite_any_field: any, vmcs01 })
+    }
+
+    /// Turns shadowing on in vmcs01 (current) while L1 is in VMX operation, off outside it:
+    /// there L1's VMREAD/VMWRITE must exit so that L0 raises #UD (SDM Vol. 2 VMREAD), where
+    /// a shadowed one would end in VMfailInvalid (found by the fuzzing L1).
+    pub fn set_active(&self, vmx_operation: bool) {
+        // SAFETY: vmcs01 is current whenever L1's VMX instructions are emulated.
+        let mut v01 = unsafe { HwVmcs::current() };
+        let secondary = v01.read(F::SecondaryVmExecControl);
+        let bit = u64::from(proc2::VMCS_SHADOWING);
+        let want = if vmx_operation { secondary | bit } else { secondary & !bit };
+        if want != secondary {
+            v01.write(F::SecondaryVmExecControl, want);
+        }
     }
 
     /// Whether "VMWRITE to any field" is on (read-only fields are shadowed for VMWRITE too).

@@ -419,6 +419,9 @@ pub fn check_msr_load_list(
             || index >> 8 == 0x8
             || index == 0x9e
             || index == 0x9b
+            // IA32_FS_BASE and IA32_GS_BASE (SDM 26.4; found by the fuzzing L1).
+            || index == 0xc000_0100
+            || index == 0xc000_0101
             || !l1.msr_load_allowed(index, value);
         if bad {
             return Err(fail(i + 1, Check::MsrLoadEntry));

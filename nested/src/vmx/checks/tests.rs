@@ -272,6 +272,16 @@ fn qualifications_and_sections() {
     m2.deny_msr = Some(0x174);
     let f = check_msr_load_list(&v, &caps, &m2).unwrap_err();
     assert_eq!((f.qualification, f.exit_reason()), (2, 34 | 1 << 31));
+    // IA32_FS_BASE and IA32_GS_BASE may not be in the VM-entry MSR-load list (SDM 26.4).
+    for index in [0xc000_0100u64, 0xc000_0101] {
+        let mut v = valid_vmcs12(&caps);
+        v.vm_entry_msr_load_count = 1;
+        v.vm_entry_msr_load_addr = 0x7200;
+        let mut m3 = memory_for_cases();
+        m3.mem.write_u64(L1Gpa(0x7200), index).unwrap();
+        let f = check_msr_load_list(&v, &caps, &m3).unwrap_err();
+        assert_eq!((f.qualification, f.exit_reason()), (1, 34 | 1 << 31), "MSR {index:#x}");
+    }
     assert_eq!(Check::GuestPdpte.section(), "26.3.1.6");
     assert_eq!(Check::HostEfer.section(), "26.2.2");
     assert_eq!(Check::MsrLoadEntry.section(), "26.4");
