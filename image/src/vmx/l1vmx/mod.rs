@@ -21,7 +21,7 @@ pub mod vpid;
 
 use nested::addr::Hpa;
 use nested::arch::segment_ar;
-use nested::caps::proc2;
+use nested::caps::{proc1, proc2};
 use nested::ept::shadow::eptp02_for;
 use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason};
@@ -243,9 +243,15 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
         n.vmx.dirty = nested::vmcs::DirtySet::all();
     }
     let vpid02 = n.vpids.l2_vpid(&n.vmx.vmcs12);
-    // SAFETY: msr_bitmap02 is our own 4-KiB frame; nothing else references it now.
-    let bitmap = unsafe { &mut *(n.msr_bitmap02 as *mut [u8; 4096]) };
-    update_msr_passthrough(crate::vmx::exits::L2_PASSTHROUGH, &n.vmx.vmcs12, &g.memory, bitmap);
+    // L1 may change its bitmap between entries: while it uses one, follow it at every entry.
+    // Without one (or after switching it off, once) every MSR exits and nothing is read.
+    let l1_bitmap = n.vmx.vmcs12.cpu_based_vm_exec_control & proc1::USE_MSR_BITMAPS != 0;
+    if l1_bitmap || n.msr_bitmap02_follows_l1 {
+        // SAFETY: msr_bitmap02 is our own 4-KiB frame; nothing else references it now.
+        let bitmap = unsafe { &mut *(n.msr_bitmap02 as *mut [u8; 4096]) };
+        update_msr_passthrough(crate::vmx::exits::L2_PASSTHROUGH, &n.vmx.vmcs12, &g.memory, bitmap);
+        n.msr_bitmap02_follows_l1 = l1_bitmap;
+    }
     // Every port is a device L0 models: I/O exits unconditionally (the L0-or-L1 merge of
     // I/O bitmaps would be all ones); ports L1 passes through are performed for it.
     let msr_bitmap = Some(Hpa(n.msr_bitmap02));

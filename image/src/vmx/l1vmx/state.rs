@@ -32,6 +32,9 @@ pub struct L1Vmx {
     /// vmcs02's MSR bitmap: all ones but the bits of [`crate::vmx::exits::L2_PASSTHROUGH`],
     /// which follow L1's bitmap (re-read at every entry to L2).
     pub(super) msr_bitmap02: u64,
+    /// `msr_bitmap02` may pass MSRs through: the last merge followed an L1 bitmap. While L1
+    /// uses no MSR bitmap every MSR exits to it, and the all-ones bitmap needs no re-merge.
+    pub(super) msr_bitmap02_follows_l1: bool,
     pub vmcs02_launched: bool,
     pub in_l2: bool,
     /// EPT02: the shadow of EPT12 and EPT01.
@@ -72,6 +75,7 @@ impl L1Vmx {
             vmcs02,
             vmcs02_ready: false,
             msr_bitmap02,
+            msr_bitmap02_follows_l1: false,
             vmcs02_launched: false,
             in_l2: false,
             shadow: ShadowEpt::new(),
