@@ -8,6 +8,7 @@ pub mod devices;
 pub mod fingerprint;
 pub mod images;
 pub mod iso;
+pub mod linux;
 pub mod progress;
 pub mod readme;
 pub mod run;

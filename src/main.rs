@@ -98,9 +98,12 @@ struct RunArgs {
     #[arg(long, default_value = "")]
     guest_cmdline: String,
     /// Boot this kernel instead of the guest image the config names (any multiboot or PVH
-    /// kernel).
+    /// kernel, or a Linux bzImage).
     #[arg(long)]
     guest_image: Option<PathBuf>,
+    /// A Linux guest's initrd instead of the initramfs the runner builds.
+    #[arg(long)]
+    guest_initrd: Option<PathBuf>,
     /// Extra command line for the innermost guest (the last boot module), e.g. the leaf of a
     /// nested stack.
     #[arg(long, default_value = "")]
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
                 cmdline: String::new(),
                 guest_cmdline: String::new(),
                 guest_image: None,
+                guest_initrd: None,
                 leaf_cmdline: String::new(),
             },
             cli.verbose,
@@ -188,6 +192,7 @@ fn run(args: RunArgs, verbose: bool) -> Result<i32, String> {
         cmdline: args.cmdline,
         guest_cmdline: args.guest_cmdline,
         guest_image: args.guest_image,
+        guest_initrd: args.guest_initrd,
         leaf_cmdline: args.leaf_cmdline,
         console: if verbose { Console::Stream } else { Console::Summary },
     };

@@ -9,7 +9,7 @@ use turtles_config::Emulator;
 
 use crate::session::{self, Launch, Outcome, QemuBoot};
 use crate::summary::Summary;
-use crate::{images, iso, progress, status, tools, workspace_root};
+use crate::{images, iso, linux, progress, status, tools, workspace_root};
 
 /// What the runner prints of the serial console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub cmdline: String,
     pub guest_cmdline: String,
     pub guest_image: Option<PathBuf>,
+    /// A Linux guest's initrd instead of the one the runner builds (`--guest-initrd`).
+    pub guest_initrd: Option<PathBuf>,
     /// Appended to the last module's command line (the innermost guest).
     pub leaf_cmdline: String,
     pub console: Console,
@@ -48,6 +50,7 @@ impl RunOptions {
             cmdline: String::new(),
             guest_cmdline: String::new(),
             guest_image: None,
+            guest_initrd: None,
             leaf_cmdline: String::new(),
             console: Console::Summary,
         }
@@ -63,6 +66,11 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
     let emulator = options.emulator.unwrap_or(config.machine.emulator);
     tools::check(emulator)?;
     let mut names = images::build_chain_names(&set, config)?;
+    // A Linux guest is the innermost: fetched and packed, not built.
+    let linux_guest = match names.first() {
+        Some(first) if set.get(first)?.role == turtles_config::Role::Linux => Some(names.remove(0)),
+        _ => None,
+    };
     // The image the config's disk holds is built now too, with the others.
     let disk_guest = config.disk.as_ref().and_then(|d| d.guest.clone());
     let chain = names.len();
@@ -75,6 +83,23 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         .iter()
         .map(|g| iso::IsoModule { file: g.path.clone(), cmdline: g.name.clone() })
         .collect();
+    if let Some(name) = &linux_guest {
+        let files = linux::prepare()?;
+        modules.push(iso::IsoModule {
+            file: files.bzimage,
+            cmdline: format!("{name} {}", linux::CMDLINE),
+        });
+        let initrd = match &options.guest_initrd {
+            Some(path) if !path.is_file() => {
+                return Err(format!("--guest-initrd {}: no such file", path.display()));
+            }
+            Some(path) => path.clone(),
+            None => files.initrd,
+        };
+        modules.push(iso::IsoModule { file: initrd, cmdline: format!("{name}-initrd") });
+    } else if options.guest_initrd.is_some() {
+        return Err(format!("config `{}` runs no Linux guest: --guest-initrd", config.name));
+    }
     if let Some(first) = modules.first_mut() {
         if let Some(image) = &options.guest_image {
             if !image.is_file() {
@@ -87,7 +112,9 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         }
     }
     if !options.leaf_cmdline.is_empty() {
-        match modules.last_mut() {
+        // A Linux guest's initrd comes after its kernel: the command line is the kernel's.
+        let innermost = modules.len().saturating_sub(if linux_guest.is_some() { 2 } else { 1 });
+        match modules.get_mut(innermost) {
             Some(last) => last.cmdline = format!("{} {}", last.cmdline, options.leaf_cmdline),
             None => return Err(format!("config `{}` runs no guest", config.name)),
         }

@@ -1,14 +1,22 @@
 //! L0's device model for its guest: the port I/O it emulates (SDM Vol. 3C 28.1: unconditional
-//! I/O exiting sends every port access here), and the local APIC (its xAPIC page through EPT
+//! I/O exiting sends every port access here), the local APIC (its xAPIC page through EPT
 //! violations, its x2APIC MSRs through the MSR exits, its interrupts through
-//! [`crate::vmx::interrupts`]). The APIC and the PIT are pure models from
-//! the `pc` crate; this module feeds them the ports and the time (the TSC).
+//! [`crate::vmx::interrupts`]) and the I/O APIC (its page at 0xfec00000 through EPT
+//! violations). The APIC, I/O APIC, PICs, PIT, RTC, ACPI PM block, reset ports and UART are
+//! pure models from the `pc` crate; this module feeds them the ports and the time (the TSC)
+//! and wires their interrupt lines: ISA IRQ n goes to the 8259s' input n and to I/O APIC pin
+//! n, except IRQ 0 (the PIT), which reaches pin 2 as the MADT's override says; I/O APIC
+//! messages (fixed or lowest-priority, one processor) land in the local APIC's IRR.
 
 pub mod serial;
 
+use pc::ioapic::{DeliveryMode, IoApic, redir};
 use pc::lapic::{LocalApic, reg};
 use pc::pic::Pic;
 use pc::pit::Pit;
+use pc::pm::{Pm, PowerEvent};
+use pc::reset::Reset;
+use pc::rtc::Rtc;
 
 use crate::arch::cpu;
 use crate::ratelimit::RateLimit;
@@ -22,12 +30,22 @@ const PCI_CONFIG_DATA: core::ops::RangeInclusive<u16> = 0xcfc..=0xcff;
 const POST_PORT: u16 = 0x80;
 /// Bochs' shutdown port; a guest writing it is ignored (only the exit port ends a guest).
 const BOCHS_SHUTDOWN: u16 = 0x8900;
+/// COM1's ISA IRQ.
+const COM1_IRQ: u8 = 4;
+/// The I/O APIC pin the PIT's IRQ 0 reaches (the MADT's interrupt source override).
+const PIT_GSI: u8 = 2;
+/// The guest's wall clock at power-on: 2026-01-01 00:00:00 UTC, the same every run.
+const RTC_EPOCH: i64 = 1_767_225_600;
 
 /// What a port write asked of L0.
 pub enum PortEffect {
     None,
     /// The guest wrote its exit status to [`EXIT_PORT`].
     Exit(u8),
+    /// The guest entered ACPI S5 (PM1a control SLP_EN with SLP_TYP 5): powered off.
+    PowerOff,
+    /// The guest reset the machine (CF9h, the 8042's pulse or port 92h): a reboot.
+    Reset,
 }
 
 /// The devices of one guest.
@@ -37,6 +55,16 @@ pub struct Devices {
     pic: Pic,
     /// The 8254 timer and port 61h (channel 2's gate and output); channel 0 drives IRQ0.
     pit: Pit,
+    /// The I/O APIC at 0xfec00000 (its page is left out of EPT01).
+    ioapic: IoApic,
+    /// RTC and CMOS RAM at 70h/71h.
+    rtc: Rtc,
+    /// ACPI PM1a event/control blocks and the PM timer at 600h.
+    pm: Pm,
+    /// The reset sources: CF9h, the 8042's command port, port 92h.
+    reset: Reset,
+    /// COM1's interrupt line as last seen (edges raise IRQ 4 at the 8259).
+    com1_irq: bool,
     /// The guest's local APIC (changed only through [`Self::with_lapic`], which keeps
     /// `work` current).
     lapic: LocalApic,
@@ -47,6 +75,8 @@ pub struct Devices {
     /// unmasked at the PIC); kept current on PIT and PIC writes.
     irq0_deadline: Option<u64>,
     pci_address: u32,
+    /// The TSC rate the models convert guest time with.
+    tsc_hz: u64,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
     reported: [u64; 1024],
 }
@@ -67,12 +97,23 @@ impl Devices {
             com1: Serial::new(depth),
             pic: Pic::new(),
             pit: Pit::new(tsc_hz),
+            ioapic: IoApic::new(0),
+            rtc: Rtc::new(tsc_hz, RTC_EPOCH, cpu::rdtsc()),
+            pm: Pm::new(tsc_hz),
+            reset: Reset::new(),
+            com1_irq: false,
             lapic,
             work: false,
             irq0_deadline: None,
             pci_address: 0,
+            tsc_hz,
             reported: [0; 1024],
         }
+    }
+
+    /// The TSC rate the models count guest time with (published in CPUID leaf 0x15).
+    pub fn tsc_hz(&self) -> u64 {
+        self.tsc_hz
     }
 
     /// Anything that may interrupt the guest: an APIC request or armed timer, a PIC request
@@ -105,10 +146,61 @@ impl Devices {
         if self.irq0_deadline.is_some_and(|t| now >= t) {
             if self.pit.take_irq0(now) > 0 {
                 self.pic.raise(0);
+                self.ioapic.pulse(PIT_GSI);
+                self.route_ioapic();
             }
             self.refresh_irq0(now);
         }
         self.refresh_work();
+    }
+
+    /// Hands the I/O APIC's waiting messages to the local APIC (one processor: every
+    /// destination is it). ExtINT is the 8259s' path, which reaches the APIC through LINT0
+    /// already; SMI, NMI, INIT and reserved modes are not delivered.
+    fn route_ioapic(&mut self) {
+        while let Some(m) = self.ioapic.take() {
+            if matches!(m.mode, DeliveryMode::Fixed | DeliveryMode::LowestPriority) {
+                self.lapic.raise(m.vector);
+            }
+        }
+    }
+
+    /// I/O APIC pin `pin` is unmasked.
+    fn ioapic_unmasked(&self, pin: u8) -> bool {
+        self.ioapic.entry(pin).is_some_and(|e| e & redir::MASKED == 0)
+    }
+
+    /// Follows COM1's interrupt line after a UART access: a rising edge raises IRQ 4 at the
+    /// 8259s, and the level drives I/O APIC pin 4.
+    fn refresh_com1_irq(&mut self) {
+        let level = self.com1.irq();
+        if level != self.com1_irq {
+            if level {
+                self.pic.raise(COM1_IRQ);
+            }
+            self.com1_irq = level;
+            self.ioapic.set_line(COM1_IRQ, level);
+            self.route_ioapic();
+            self.refresh_work();
+        }
+    }
+
+    /// The I/O APIC's page is the guest-physical page of `gpa`.
+    pub fn ioapic_owns(gpa: u64) -> bool {
+        IoApic::owns(gpa)
+    }
+
+    /// A guest read of the I/O APIC register at `offset` in its page.
+    pub fn ioapic_read(&self, offset: u32) -> u32 {
+        self.ioapic.read_mmio(offset)
+    }
+
+    /// A guest write of the I/O APIC register at `offset` in its page: unmasking may send a
+    /// waiting message, and pin 2's mask gates the PIT's IRQ 0 deadline.
+    pub fn ioapic_write(&mut self, offset: u32, value: u32) {
+        self.ioapic.write_mmio(offset, value);
+        self.route_ioapic();
+        self.refresh_irq0(cpu::rdtsc());
     }
 
     /// The vector the guest's processor would take now: the APIC's, else the 8259s' when
@@ -132,7 +224,8 @@ impl Devices {
 
     /// The TSC at which the next interrupt source fires (APIC timer, IRQ0 edge).
     pub fn next_interrupt_deadline(&self) -> Option<u64> {
-        let irq0 = self.irq0_deadline.filter(|_| self.pic_passes());
+        let irq0 =
+            self.irq0_deadline.filter(|_| self.pic_passes() || self.ioapic_unmasked(PIT_GSI));
         match (self.lapic.next_deadline(), irq0) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -144,16 +237,27 @@ impl Devices {
     }
 
     fn refresh_irq0(&mut self, now: u64) {
-        self.irq0_deadline = if self.pic.unmasked(0) { self.pit.next_irq0(now) } else { None };
+        self.irq0_deadline = if self.pic.unmasked(0) || self.ioapic_unmasked(PIT_GSI) {
+            self.pit.next_irq0(now)
+        } else {
+            None
+        };
         self.refresh_work();
     }
 
     /// A guest IN of `size` bytes from `port`.
     pub fn read(&mut self, port: u16, size: u8) -> u32 {
         match port {
-            p if Serial::owns(p) => u32::from(self.com1.read(p)),
+            p if Serial::owns(p) => {
+                let value = self.com1.read(p);
+                self.refresh_com1_irq();
+                u32::from(value)
+            }
             p if Pic::owns(p) => u32::from(self.pic.read(p)),
             p if Pit::owns(p) => u32::from(self.pit.read(p, cpu::rdtsc())),
+            p if Rtc::owns(p) => u32::from(self.rtc.read(p, cpu::rdtsc())),
+            p if Pm::owns(p) => self.pm.read(p, size, cpu::rdtsc()),
+            p if Reset::owns(p) => u32::from(self.reset.read(p)),
             PCI_CONFIG_ADDRESS => self.pci_address,
             // No PCI devices: every configuration read returns all-ones ("no device").
             p if PCI_CONFIG_DATA.contains(&p) => ones(size),
@@ -168,7 +272,10 @@ impl Devices {
     /// A guest OUT of `size` bytes of `value` to `port`.
     pub fn write(&mut self, port: u16, size: u8, value: u32) -> PortEffect {
         match port {
-            p if Serial::owns(p) => self.com1.write(p, value as u8),
+            p if Serial::owns(p) => {
+                self.com1.write(p, value as u8);
+                self.refresh_com1_irq();
+            }
             p if Pic::owns(p) => {
                 self.pic.write(p, value as u8);
                 self.refresh_irq0(cpu::rdtsc());
@@ -179,6 +286,9 @@ impl Devices {
                 self.refresh_irq0(now);
             }
             EXIT_PORT => return PortEffect::Exit(value as u8),
+            p if Rtc::owns(p) => self.rtc.write(p, value as u8, cpu::rdtsc()),
+            p if Pm::owns(p) => return power(self.pm.write(p, size, value, cpu::rdtsc())),
+            p if Reset::owns(p) => return power(self.reset.write(p, value as u8)),
             PCI_CONFIG_ADDRESS if size == 4 => self.pci_address = value,
             p if PCI_CONFIG_DATA.contains(&p) => {}
             POST_PORT | BOCHS_SHUTDOWN => {}
@@ -197,6 +307,14 @@ impl Devices {
                 );
             }
         }
+    }
+}
+
+fn power(event: Option<PowerEvent>) -> PortEffect {
+    match event {
+        None => PortEffect::None,
+        Some(PowerEvent::PowerOff) => PortEffect::PowerOff,
+        Some(PowerEvent::Reset) => PortEffect::Reset,
     }
 }
 

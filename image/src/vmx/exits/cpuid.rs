@@ -56,7 +56,14 @@ impl CpuidCache {
 
     /// The static answer for `leaf`, `subleaf` (from the cache when it is there) and the
     /// leaf the processor answered for it.
-    fn get(&mut self, leaf: u32, subleaf: u32, v: &HwVmcs, vmx: bool) -> ([u32; 4], u32) {
+    fn get(
+        &mut self,
+        leaf: u32,
+        subleaf: u32,
+        v: &HwVmcs,
+        vmx: bool,
+        tsc_hz: u64,
+    ) -> ([u32; 4], u32) {
         let key = if policy::uses_subleaf(leaf) { subleaf } else { 0 };
         if let Some(e) = self.entries[..self.len].iter().find(|e| e.0 == leaf && e.1 == key) {
             return (e.2, leaf);
@@ -64,7 +71,12 @@ impl CpuidCache {
         let limits = self.limits(v, vmx);
         let resolved = policy::resolve(leaf, limits.max_basic, limits.max_ext);
         let host = cpu::cpuid(resolved, subleaf);
-        let value = policy::static_answer(resolved, subleaf, host, &limits.features);
+        let mut value = policy::static_answer(resolved, subleaf, host, &limits.features);
+        if resolved == policy::TSC_LEAF
+            && let Some(tsc) = policy::tsc_leaf(tsc_hz)
+        {
+            value = tsc;
+        }
         if resolved == leaf
             && policy::cacheable(leaf)
             && let Some(slot) = self.entries.get_mut(self.len)
@@ -100,7 +112,8 @@ pub fn handle(g: &mut Guest, v: &HwVmcs) -> Action {
         let exits = if leaf == 0x4000_0002 || leaf == 0x4000_0003 { g.counters.total() } else { 0 };
         policy::hypervisor_leaf(leaf, g.depth, exits, below)
     } else {
-        let (value, resolved) = CACHE.lock().get(leaf, subleaf, v, g.nested.is_some());
+        let (value, resolved) =
+            CACHE.lock().get(leaf, subleaf, v, g.nested.is_some(), g.devices.tsc_hz());
         if policy::has_live_bits(resolved) {
             // The executing level's state: for L1's CPUID L1's CR4, for L2's CPUID that a
             // turtles L1 answers, L2's (vmcs12's guest CR4).
