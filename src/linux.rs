@@ -19,10 +19,10 @@ use crate::workspace_root;
 /// The kernel command line the runner gives a Linux guest: the serial console (polled for
 /// kernel messages, interrupt-driven for `/init`'s), no KASLR and no Spectre mitigations (a
 /// shorter boot under Bochs), the TSC trusted (its rate is published in CPUID leaf 0x15), our
-/// `/init`, no PCI (the PC has no PCI device: probing it only costs time) and a panic that
-/// reboots at once (the hypervisor reports the reset with the guest's last lines).
+/// `/init`, and a panic that reboots at once (the hypervisor reports the reset with the
+/// guest's last lines).
 pub const CMDLINE: &str =
-    "console=ttyS0 quiet mitigations=off nokaslr tsc=reliable pci=off panic=-1 rdinit=/init";
+    "console=ttyS0 quiet mitigations=off nokaslr tsc=reliable panic=-1 rdinit=/init";
 
 /// The init script packed as `/init`.
 const INIT: &str = include_str!("linux_init.sh");

@@ -12,6 +12,7 @@ pub mod serial;
 
 use pc::ioapic::{DeliveryMode, IoApic, redir};
 use pc::lapic::{LocalApic, reg};
+use pc::pci::PciConfig;
 use pc::pic::Pic;
 use pc::pit::Pit;
 use pc::pm::{Pm, PowerEvent};
@@ -24,12 +25,17 @@ use serial::Serial;
 
 /// The guest's exit device (QEMU's isa-debug-exit convention): a write ends the guest.
 pub const EXIT_PORT: u16 = 0xf4;
-const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
-const PCI_CONFIG_DATA: core::ops::RangeInclusive<u16> = 0xcfc..=0xcff;
 /// POST code port, used by firmware and kernels as an I/O delay.
 const POST_PORT: u16 = 0x80;
 /// Bochs' shutdown port; a guest writing it is ignored (only the exit port ends a guest).
 const BOCHS_SHUTDOWN: u16 = 0x8900;
+/// Ports of PC devices this machine does not have, which guests probe: COM3 and COM4, the
+/// Super I/O configuration indices (2Eh/4Eh), the DMA page registers and PCI mechanism #2's
+/// CFAh/CFBh. They read all-ones (nothing there) without a warning. (COM2 is left to the
+/// unknown-port warning, which the bad-guest tests use.)
+const ABSENT: [core::ops::RangeInclusive<u16>; 6] =
+    [0x3e8..=0x3ef, 0x2e8..=0x2ef, 0x2e..=0x2f, 0x4e..=0x4f, 0x81..=0x8f, 0xcfa..=0xcfb];
+
 /// COM1's ISA IRQ.
 const COM1_IRQ: u8 = 4;
 /// The I/O APIC pin the PIT's IRQ 0 reaches (the MADT's interrupt source override).
@@ -74,7 +80,8 @@ pub struct Devices {
     /// TSC of the next PIT IRQ0 edge the guest could receive (channel 0 counting and IRQ0
     /// unmasked at the PIC); kept current on PIT and PIC writes.
     irq0_deadline: Option<u64>,
-    pci_address: u32,
+    /// PCI configuration mechanism #1 with the host bridge.
+    pci: PciConfig,
     /// The TSC rate the models convert guest time with.
     tsc_hz: u64,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
@@ -105,7 +112,7 @@ impl Devices {
             lapic,
             work: false,
             irq0_deadline: None,
-            pci_address: 0,
+            pci: PciConfig::new(),
             tsc_hz,
             reported: [0; 1024],
         }
@@ -258,10 +265,9 @@ impl Devices {
             p if Rtc::owns(p) => u32::from(self.rtc.read(p, cpu::rdtsc())),
             p if Pm::owns(p) => self.pm.read(p, size, cpu::rdtsc()),
             p if Reset::owns(p) => u32::from(self.reset.read(p)),
-            PCI_CONFIG_ADDRESS => self.pci_address,
-            // No PCI devices: every configuration read returns all-ones ("no device").
-            p if PCI_CONFIG_DATA.contains(&p) => ones(size),
+            p if PciConfig::owns(p, size) => self.pci.read(p, size),
             POST_PORT | EXIT_PORT => 0,
+            p if ABSENT.iter().any(|r| r.contains(&p)) => ones(size),
             _ => {
                 self.unknown(port, "read");
                 ones(size)
@@ -289,9 +295,9 @@ impl Devices {
             p if Rtc::owns(p) => self.rtc.write(p, value as u8, cpu::rdtsc()),
             p if Pm::owns(p) => return power(self.pm.write(p, size, value, cpu::rdtsc())),
             p if Reset::owns(p) => return power(self.reset.write(p, value as u8)),
-            PCI_CONFIG_ADDRESS if size == 4 => self.pci_address = value,
-            p if PCI_CONFIG_DATA.contains(&p) => {}
+            p if PciConfig::owns(p, size) => self.pci.write(p, value),
             POST_PORT | BOCHS_SHUTDOWN => {}
+            p if ABSENT.iter().any(|r| r.contains(&p)) => {}
             _ => self.unknown(port, "write"),
         }
         PortEffect::None
