@@ -63,6 +63,13 @@ static RUNS: AtomicU32 = AtomicU32::new(0);
 pub fn run(options: &RunOptions) -> Result<Outcome, String> {
     let set = images::configs()?;
     let config = set.get(&options.config)?;
+    if config.role == turtles_config::Role::Linux {
+        return Err(format!(
+            "config `{}` is a Linux guest, not a turtles image: run a config whose guest it is \
+             (l0-linux, l0-l1-linux)",
+            config.name
+        ));
+    }
     let emulator = options.emulator.unwrap_or(config.machine.emulator);
     tools::check(emulator)?;
     let mut names = images::build_chain_names(&set, config)?;

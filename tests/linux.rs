@@ -42,6 +42,24 @@ fn l0_boots_debian_linux_which_powers_off() {
 }
 
 #[test]
+fn l0_l1_boots_debian_linux_at_depth_2() {
+    let md5 = expected_md5();
+    let run = turtles(&["run", "l0-l1-linux", "--timeout", "1500"]);
+    run.expect(
+        0,
+        &[
+            "vmx: exposing VMX to the guest (nested)",
+            "L1| [L1 cpu0 INFO ] guest: ",
+            "KiB Linux bzImage (boot protocol 2.15)",
+            "L1| L2| linux: hypervisor=turtles depth=2 cpuinfo-flag=yes",
+            &format!("L1| L2| linux: workload seq-1-20000-md5={md5}"),
+            "L1| [L1 cpu0 INFO ] guest: powered off (ACPI S5)",
+            "exits: nested: L2 caused",
+        ],
+    );
+}
+
+#[test]
 fn a_corrupt_bzimage_is_refused_and_l0_lives() {
     // The runner's cached kernel, cut in half.
     let files = turtles::linux::prepare().expect("the runner fetches the kernel");
@@ -89,8 +107,11 @@ fn a_guest_kernel_panic_is_reported_with_its_last_lines() {
     // No /init and no root file system: "Kernel panic - not syncing", then panic=-1 reboots.
     let run =
         turtles(&["run", "l0-linux", "--timeout", "900", "--guest-cmdline", "rdinit=/nonexistent"]);
-    run.expect(
-        4,
-        &["guest: reset the machine", "guest: last console line: ", "Kernel panic - not syncing"],
+    run.expect(4, &["guest: reset the machine", "L1| [", "Kernel panic - not syncing: VFS"]);
+    // L0's report repeats the guest's last lines, the panic message among them.
+    let report = run.lines_with("guest: last console line: ");
+    assert!(
+        report.iter().any(|l| l.contains("Kernel panic - not syncing")),
+        "the panic line is among the last lines L0 reports: {report:#?}"
     );
 }

@@ -6,11 +6,13 @@
 //! pure models from the `pc` crate; this module feeds them the ports and the time (the TSC)
 //! and wires their interrupt lines: ISA IRQ n goes to the 8259s' input n and to I/O APIC pin
 //! n, except IRQ 0 (the PIT), which reaches pin 2 as the MADT's override says; I/O APIC
-//! messages (fixed or lowest-priority, one processor) land in the local APIC's IRR.
+//! messages (fixed or lowest-priority, one processor) land in the local APIC's IRR, a
+//! level-triggered one with its TMR bit, whose EOI goes back to the I/O APIC (the ACPI SCI on
+//! IRQ 9 is level-triggered).
 
 pub mod serial;
 
-use pc::ioapic::{DeliveryMode, IoApic, redir};
+use pc::ioapic::{DeliveryMode, IoApic, Trigger, redir};
 use pc::lapic::{LocalApic, reg};
 use pc::pci::PciConfig;
 use pc::pic::Pic;
@@ -71,6 +73,8 @@ pub struct Devices {
     reset: Reset,
     /// COM1's interrupt line as last seen (edges raise IRQ 4 at the 8259).
     com1_irq: bool,
+    /// The ACPI SCI line as last seen.
+    sci: bool,
     /// The guest's local APIC (changed only through [`Self::with_lapic`], which keeps
     /// `work` current).
     lapic: LocalApic,
@@ -109,6 +113,7 @@ impl Devices {
             pm: Pm::new(tsc_hz),
             reset: Reset::new(),
             com1_irq: false,
+            sci: false,
             lapic,
             work: false,
             irq0_deadline: None,
@@ -143,6 +148,15 @@ impl Devices {
     /// changed for interrupt delivery.
     pub fn with_lapic<R>(&mut self, f: impl FnOnce(&mut LocalApic) -> R) -> R {
         let r = f(&mut self.lapic);
+        // The EOI of a level-triggered vector goes back to the I/O APIC, which may resend.
+        let mut eoi = false;
+        while let Some(vector) = self.lapic.take_level_eoi() {
+            self.ioapic.eoi(vector);
+            eoi = true;
+        }
+        if eoi {
+            self.route_ioapic();
+        }
         self.refresh_work();
         r
     }
@@ -166,8 +180,14 @@ impl Devices {
     /// already; SMI, NMI, INIT and reserved modes are not delivered.
     fn route_ioapic(&mut self) {
         while let Some(m) = self.ioapic.take() {
-            if matches!(m.mode, DeliveryMode::Fixed | DeliveryMode::LowestPriority) {
-                self.lapic.raise(m.vector);
+            match (m.mode, m.trigger) {
+                (DeliveryMode::Fixed | DeliveryMode::LowestPriority, Trigger::Edge) => {
+                    self.lapic.raise(m.vector)
+                }
+                (DeliveryMode::Fixed | DeliveryMode::LowestPriority, Trigger::Level) => {
+                    self.lapic.raise_level(m.vector)
+                }
+                _ => {}
             }
         }
     }
@@ -187,6 +207,21 @@ impl Devices {
             }
             self.com1_irq = level;
             self.ioapic.set_line(COM1_IRQ, level);
+            self.route_ioapic();
+            self.refresh_work();
+        }
+    }
+
+    /// Follows the ACPI SCI (level, active high on IRQ 9) after a PM register access: a
+    /// status bit with its enable set asserts it until the guest clears the status.
+    fn refresh_sci(&mut self, now: u64) {
+        let level = self.pm.sci(now);
+        if level != self.sci {
+            if level {
+                self.pic.raise(pc::pm::SCI_IRQ);
+            }
+            self.sci = level;
+            self.ioapic.set_line(pc::pm::SCI_IRQ, level);
             self.route_ioapic();
             self.refresh_work();
         }
@@ -293,7 +328,12 @@ impl Devices {
             }
             EXIT_PORT => return PortEffect::Exit(value as u8),
             p if Rtc::owns(p) => self.rtc.write(p, value as u8, cpu::rdtsc()),
-            p if Pm::owns(p) => return power(self.pm.write(p, size, value, cpu::rdtsc())),
+            p if Pm::owns(p) => {
+                let now = cpu::rdtsc();
+                let effect = power(self.pm.write(p, size, value, now));
+                self.refresh_sci(now);
+                return effect;
+            }
             p if Reset::owns(p) => return power(self.reset.write(p, value as u8)),
             p if PciConfig::owns(p, size) => self.pci.write(p, value),
             POST_PORT | BOCHS_SHUTDOWN => {}

@@ -11,8 +11,9 @@ use pc::uart::{COM1, LineBuffer, Uart};
 use crate::console;
 
 const LINE_MAX: usize = 256;
-/// Lines kept for [`Serial::recent`].
-const RECENT: usize = 8;
+/// Lines kept for [`Serial::recent`]: enough for a Linux panic's message, call trace and
+/// what follows it.
+const RECENT: usize = 32;
 
 pub struct Serial {
     depth: u32,
