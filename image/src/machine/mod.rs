@@ -71,6 +71,8 @@ pub struct Devices {
     pm: Pm,
     /// The reset sources: CF9h, the 8042's command port, port 92h.
     reset: Reset,
+    /// I/O APIC pin 2 (the PIT's IRQ 0) is unmasked; kept current by `refresh_irq0`.
+    irq0_ioapic: bool,
     /// COM1's interrupt line as last seen (edges raise IRQ 4 at the 8259).
     com1_irq: bool,
     /// The ACPI SCI line as last seen.
@@ -86,8 +88,6 @@ pub struct Devices {
     irq0_deadline: Option<u64>,
     /// PCI configuration mechanism #1 with the host bridge.
     pci: PciConfig,
-    /// The TSC rate the models convert guest time with.
-    tsc_hz: u64,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
     reported: [u64; 1024],
 }
@@ -112,20 +112,15 @@ impl Devices {
             rtc: Rtc::new(tsc_hz, RTC_EPOCH, cpu::rdtsc()),
             pm: Pm::new(tsc_hz),
             reset: Reset::new(),
+            irq0_ioapic: false,
             com1_irq: false,
             sci: false,
             lapic,
             work: false,
             irq0_deadline: None,
             pci: PciConfig::new(),
-            tsc_hz,
             reported: [0; 1024],
         }
-    }
-
-    /// The TSC rate the models count guest time with (published in CPUID leaf 0x15).
-    pub fn tsc_hz(&self) -> u64 {
-        self.tsc_hz
     }
 
     /// Anything that may interrupt the guest: an APIC request or armed timer, a PIC request
@@ -165,14 +160,20 @@ impl Devices {
     pub fn poll_interrupts(&mut self, now: u64) {
         self.lapic.tick(now);
         if self.irq0_deadline.is_some_and(|t| now >= t) {
-            if self.pit.take_irq0(now) > 0 {
-                self.pic.raise(0);
-                self.ioapic.pulse(PIT_GSI);
-                self.route_ioapic();
-            }
-            self.refresh_irq0(now);
+            self.fire_irq0(now);
         }
         self.refresh_work();
+    }
+
+    /// The PIT's IRQ 0 deadline passed: its edges go to the 8259s and I/O APIC pin 2.
+    #[inline(never)]
+    fn fire_irq0(&mut self, now: u64) {
+        if self.pit.take_irq0(now) > 0 {
+            self.pic.raise(0);
+            self.ioapic.pulse(PIT_GSI);
+            self.route_ioapic();
+        }
+        self.refresh_irq0(now);
     }
 
     /// Hands the I/O APIC's waiting messages to the local APIC (one processor: every
@@ -266,8 +267,7 @@ impl Devices {
 
     /// The TSC at which the next interrupt source fires (APIC timer, IRQ0 edge).
     pub fn next_interrupt_deadline(&self) -> Option<u64> {
-        let irq0 =
-            self.irq0_deadline.filter(|_| self.pic_passes() || self.ioapic_unmasked(PIT_GSI));
+        let irq0 = self.irq0_deadline.filter(|_| self.pic_passes() || self.irq0_ioapic);
         match (self.lapic.next_deadline(), irq0) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -279,17 +279,27 @@ impl Devices {
     }
 
     fn refresh_irq0(&mut self, now: u64) {
-        self.irq0_deadline = if self.pic.unmasked(0) || self.ioapic_unmasked(PIT_GSI) {
-            self.pit.next_irq0(now)
-        } else {
-            None
-        };
+        self.irq0_ioapic = self.ioapic_unmasked(PIT_GSI);
+        self.irq0_deadline =
+            if self.pic.unmasked(0) || self.irq0_ioapic { self.pit.next_irq0(now) } else { None };
         self.refresh_work();
     }
 
     /// A guest IN of `size` bytes from `port`.
+    #[inline]
     pub fn read(&mut self, port: u16, size: u8) -> u32 {
+        // The POST port is the I/O round trip the workload measures: kept off the device
+        // dispatch.
+        if port == POST_PORT {
+            return 0;
+        }
+        self.read_device(port, size)
+    }
+
+    #[inline(never)]
+    fn read_device(&mut self, port: u16, size: u8) -> u32 {
         match port {
+            EXIT_PORT => 0,
             p if Serial::owns(p) => {
                 let value = self.com1.read(p);
                 self.refresh_com1_irq();
@@ -301,7 +311,6 @@ impl Devices {
             p if Pm::owns(p) => self.pm.read(p, size, cpu::rdtsc()),
             p if Reset::owns(p) => u32::from(self.reset.read(p)),
             p if PciConfig::owns(p, size) => self.pci.read(p, size),
-            POST_PORT | EXIT_PORT => 0,
             p if ABSENT.iter().any(|r| r.contains(&p)) => ones(size),
             _ => {
                 self.unknown(port, "read");
@@ -311,8 +320,20 @@ impl Devices {
     }
 
     /// A guest OUT of `size` bytes of `value` to `port`.
+    #[inline]
     pub fn write(&mut self, port: u16, size: u8, value: u32) -> PortEffect {
+        // As in `read`: the POST port stays off the device dispatch.
+        if port == POST_PORT {
+            return PortEffect::None;
+        }
+        self.write_device(port, size, value)
+    }
+
+    #[inline(never)]
+    fn write_device(&mut self, port: u16, size: u8, value: u32) -> PortEffect {
         match port {
+            BOCHS_SHUTDOWN => {}
+            EXIT_PORT => return PortEffect::Exit(value as u8),
             p if Serial::owns(p) => {
                 self.com1.write(p, value as u8);
                 self.refresh_com1_irq();
@@ -326,7 +347,6 @@ impl Devices {
                 self.pit.write(p, value as u8, now);
                 self.refresh_irq0(now);
             }
-            EXIT_PORT => return PortEffect::Exit(value as u8),
             p if Rtc::owns(p) => self.rtc.write(p, value as u8, cpu::rdtsc()),
             p if Pm::owns(p) => {
                 let now = cpu::rdtsc();
@@ -336,7 +356,6 @@ impl Devices {
             }
             p if Reset::owns(p) => return power(self.reset.write(p, value as u8)),
             p if PciConfig::owns(p, size) => self.pci.write(p, value),
-            POST_PORT | BOCHS_SHUTDOWN => {}
             p if ABSENT.iter().any(|r| r.contains(&p)) => {}
             _ => self.unknown(port, "write"),
         }

@@ -104,6 +104,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         depth: spec.depth,
         memory_mib,
     };
+    exits::cpuid::publish_tsc_rate(spec.tsc_hz);
     status::set_guest(spec.name, GuestState::Running);
     let end = run_loop(&mut guest);
     guest.devices.com1.finish();

@@ -56,14 +56,7 @@ impl CpuidCache {
 
     /// The static answer for `leaf`, `subleaf` (from the cache when it is there) and the
     /// leaf the processor answered for it.
-    fn get(
-        &mut self,
-        leaf: u32,
-        subleaf: u32,
-        v: &HwVmcs,
-        vmx: bool,
-        tsc_hz: u64,
-    ) -> ([u32; 4], u32) {
+    fn get(&mut self, leaf: u32, subleaf: u32, v: &HwVmcs, vmx: bool) -> ([u32; 4], u32) {
         let key = if policy::uses_subleaf(leaf) { subleaf } else { 0 };
         if let Some(e) = self.entries[..self.len].iter().find(|e| e.0 == leaf && e.1 == key) {
             return (e.2, leaf);
@@ -72,10 +65,8 @@ impl CpuidCache {
         let resolved = policy::resolve(leaf, limits.max_basic, limits.max_ext);
         let host = cpu::cpuid(resolved, subleaf);
         let mut value = policy::static_answer(resolved, subleaf, host, &limits.features);
-        if resolved == policy::TSC_LEAF
-            && let Some(tsc) = policy::tsc_leaf(tsc_hz)
-        {
-            value = tsc;
+        if resolved == policy::TSC_LEAF {
+            value = tsc_leaf(value);
         }
         if resolved == leaf
             && policy::cacheable(leaf)
@@ -98,6 +89,23 @@ fn features(v: &HwVmcs, vmx: bool) -> Features {
     }
 }
 
+/// The rate [`publish_tsc_rate`] publishes (0: none, the host's leaf 0x15 stands).
+static TSC_RATE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Publishes `tsc_hz`, the rate the device models count guest time with, in CPUID leaf 0x15
+/// (`pc::cpuid::tsc_leaf`), so the guest reads its TSC frequency instead of calibrating it.
+/// Called before the guest runs; the answer is computed on the leaf's cache miss.
+pub fn publish_tsc_rate(tsc_hz: u64) {
+    TSC_RATE.store(tsc_hz, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Leaf 0x15's answer: the published rate, else the host's (`value`).
+#[cold]
+#[inline(never)]
+fn tsc_leaf(value: [u32; 4]) -> [u32; 4] {
+    policy::tsc_leaf(TSC_RATE.load(core::sync::atomic::Ordering::Relaxed)).unwrap_or(value)
+}
+
 /// The guest's [`Features`], as its CPUID shows them (read once per guest, like the answers).
 pub fn guest_features(v: &HwVmcs, vmx: bool) -> Features {
     CACHE.lock().limits(v, vmx).features
@@ -112,8 +120,7 @@ pub fn handle(g: &mut Guest, v: &HwVmcs) -> Action {
         let exits = if leaf == 0x4000_0002 || leaf == 0x4000_0003 { g.counters.total() } else { 0 };
         policy::hypervisor_leaf(leaf, g.depth, exits, below)
     } else {
-        let (value, resolved) =
-            CACHE.lock().get(leaf, subleaf, v, g.nested.is_some(), g.devices.tsc_hz());
+        let (value, resolved) = CACHE.lock().get(leaf, subleaf, v, g.nested.is_some());
         if policy::has_live_bits(resolved) {
             // The executing level's state: for L1's CPUID L1's CR4, for L2's CPUID that a
             // turtles L1 answers, L2's (vmcs12's guest CR4).
