@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod fuzz;
 pub mod images;
 pub mod iso;
+pub mod linux;
 pub mod progress;
 pub mod readme;
 pub mod run;

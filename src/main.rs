@@ -103,7 +103,7 @@ struct RunArgs {
     #[arg(long, default_value = "")]
     guest_cmdline: String,
     /// Boot this kernel instead of the guest image the config names (any multiboot or PVH
-    /// kernel).
+    /// kernel, or a Linux bzImage).
     #[arg(long)]
     guest_image: Option<PathBuf>,
     /// A boot module for the guest, FILE or FILE=CMDLINE (repeatable, passed in order as
@@ -119,6 +119,9 @@ struct RunArgs {
     /// image runs silently; under QEMU its status still comes back through isa-debug-exit.
     #[arg(long)]
     no_serial: bool,
+    /// A Linux guest's initrd instead of the initramfs the runner builds.
+    #[arg(long)]
+    guest_initrd: Option<PathBuf>,
     /// Extra command line for the innermost guest (the last boot module), e.g. the leaf of a
     /// nested stack.
     #[arg(long, default_value = "")]
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
                 guest_modules: Vec::new(),
                 guest_mem: None,
                 no_serial: false,
+                guest_initrd: None,
                 leaf_cmdline: String::new(),
             },
             cli.verbose,
@@ -213,6 +217,7 @@ fn run(args: RunArgs, verbose: bool) -> Result<i32, String> {
         guest_modules: args.guest_modules.iter().map(|m| guest_module(m)).collect(),
         guest_mem_mib: args.guest_mem,
         no_serial: args.no_serial,
+        guest_initrd: args.guest_initrd,
         leaf_cmdline: args.leaf_cmdline,
         console: if verbose { Console::Stream } else { Console::Summary },
     };

@@ -9,7 +9,7 @@ use turtles_config::Emulator;
 
 use crate::session::{self, Launch, Outcome, QemuBoot};
 use crate::summary::Summary;
-use crate::{images, iso, progress, status, tools, workspace_root};
+use crate::{images, iso, linux, progress, status, tools, workspace_root};
 
 /// What the runner prints of the serial console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub guest_mem_mib: Option<u32>,
     /// No UART at COM1 (`--no-serial`): the image must boot and end without a console.
     pub no_serial: bool,
+    /// A Linux guest's initrd instead of the one the runner builds (`--guest-initrd`).
+    pub guest_initrd: Option<PathBuf>,
     /// Appended to the last module's command line (the innermost guest).
     pub leaf_cmdline: String,
     pub console: Console,
@@ -59,6 +61,7 @@ impl RunOptions {
             guest_modules: Vec::new(),
             guest_mem_mib: None,
             no_serial: false,
+            guest_initrd: None,
             leaf_cmdline: String::new(),
             console: Console::Summary,
         }
@@ -71,9 +74,21 @@ static RUNS: AtomicU32 = AtomicU32::new(0);
 pub fn run(options: &RunOptions) -> Result<Outcome, String> {
     let set = images::configs()?;
     let config = set.get(&options.config)?;
+    if config.role == turtles_config::Role::Linux {
+        return Err(format!(
+            "config `{}` is a Linux guest, not a turtles image: run a config whose guest it is \
+             (l0-linux, l0-l1-linux)",
+            config.name
+        ));
+    }
     let emulator = options.emulator.unwrap_or(config.machine.emulator);
     tools::check(emulator)?;
     let mut names = images::build_chain_names(&set, config)?;
+    // A Linux guest is the innermost: fetched and packed, not built.
+    let linux_guest = match names.first() {
+        Some(first) if set.get(first)?.role == turtles_config::Role::Linux => Some(names.remove(0)),
+        _ => None,
+    };
     // The image the config's disk holds is built now too, with the others.
     let disk_guest = config.disk.as_ref().and_then(|d| d.guest.clone());
     let chain = names.len();
@@ -86,6 +101,23 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         .iter()
         .map(|g| iso::IsoModule { file: g.path.clone(), cmdline: g.name.clone() })
         .collect();
+    if let Some(name) = &linux_guest {
+        let files = linux::prepare()?;
+        modules.push(iso::IsoModule {
+            file: files.bzimage,
+            cmdline: format!("{name} {}", linux::CMDLINE),
+        });
+        let initrd = match &options.guest_initrd {
+            Some(path) if !path.is_file() => {
+                return Err(format!("--guest-initrd {}: no such file", path.display()));
+            }
+            Some(path) => path.clone(),
+            None => files.initrd,
+        };
+        modules.push(iso::IsoModule { file: initrd, cmdline: format!("{name}-initrd") });
+    } else if options.guest_initrd.is_some() {
+        return Err(format!("config `{}` runs no Linux guest: --guest-initrd", config.name));
+    }
     if let Some(first) = modules.first_mut() {
         if let Some(image) = &options.guest_image {
             if !image.is_file() {
@@ -99,8 +131,10 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
     }
     // A foreign guest, or one given its own modules, gets those alone: the config's inner
     // levels are not its modules.
+    // (A Linux guest of this level keeps its initrd, the module after its kernel.)
     if !modules.is_empty() && (options.guest_image.is_some() || !options.guest_modules.is_empty()) {
-        modules.truncate(1);
+        let linux_here = linux_guest.is_some() && modules.len() == 2;
+        modules.truncate(if linux_here { 2 } else { 1 });
         for module in &options.guest_modules {
             if !module.file.is_file() {
                 return Err(format!("--guest-module {}: no such file", module.file.display()));
@@ -112,7 +146,9 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         }
     }
     if !options.leaf_cmdline.is_empty() {
-        match modules.last_mut() {
+        // A Linux guest's initrd comes after its kernel: the command line is the kernel's.
+        let innermost = modules.len().saturating_sub(if linux_guest.is_some() { 2 } else { 1 });
+        match modules.get_mut(innermost) {
             Some(last) => last.cmdline = format!("{} {}", last.cmdline, options.leaf_cmdline),
             None => return Err(format!("config `{}` runs no guest", config.name)),
         }

@@ -493,6 +493,19 @@ pub const fn signature_words() -> [u32; 3] {
     ]
 }
 
+/// CPUID leaf 0x15 (Time Stamp Counter and Nominal Core Crystal Clock Information).
+pub const TSC_LEAF: u32 = 0x15;
+
+/// The answer for [`TSC_LEAF`] from the TSC rate the level's device models count with
+/// (`tsc_hz`): a crystal at that rate with a 1/1 ratio, so a guest reads the TSC frequency
+/// instead of calibrating it (Linux then also takes the crystal as its local APIC timer's
+/// rate, which is what `crate::lapic` counts at with divide-by-1). `None` when the rate does
+/// not fit the 32-bit field (the host's answer stands).
+pub fn tsc_leaf(tsc_hz: u64) -> Option<[u32; 4]> {
+    let hz = u32::try_from(tsc_hz).ok().filter(|&hz| hz != 0)?;
+    Some([1, 1, hz, 0])
+}
+
 /// Turtles' leaves: 0x40000000 the signature and highest leaf, 0x40000001 the guest's depth
 /// (EAX) and version (EBX), 0x40000002 this level's exit count (EAX low, EBX high half),
 /// 0x40000003 the bottom L0's: `exits` when this level runs on bare metal (`guest_depth`
@@ -584,6 +597,13 @@ mod tests {
         assert_eq!(static_answer(6, 0, ALL, &FULL), [LEAF6_EAX_ARAT, 0, 0, 0]);
         assert_eq!(static_answer(7, 1, ALL, &FULL), [0; 4]);
         assert_eq!(static_answer(7, 0, ALL, &FULL)[0], 0, "no subleaf 1");
+    }
+
+    #[test]
+    fn tsc_leaf_publishes_the_rate() {
+        assert_eq!(tsc_leaf(2_000_000_000), Some([1, 1, 2_000_000_000, 0]));
+        assert_eq!(tsc_leaf(0), None);
+        assert_eq!(tsc_leaf(5_000_000_000), None);
     }
 
     #[test]

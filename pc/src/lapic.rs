@@ -179,6 +179,9 @@ pub struct LocalApic {
     icr_high: u32,
     timer: Timer,
     unsupported_ipi: Option<u64>,
+    /// Level-triggered vectors whose EOI is still to be broadcast to the I/O APIC
+    /// ([`LocalApic::take_level_eoi`]).
+    level_eois: [u32; 8],
 }
 
 fn set_bit(bits: &mut [u32; 8], vector: u8) {
@@ -241,6 +244,7 @@ impl LocalApic {
             icr_high: 0,
             timer: Timer::default(),
             unsupported_ipi: None,
+            level_eois: [0; 8],
         }
     }
 
@@ -439,6 +443,27 @@ impl LocalApic {
             return;
         }
         set_bit(&mut self.irr, vector);
+        clear_bit(&mut self.tmr, vector);
+    }
+
+    /// A fixed-mode, level-triggered interrupt from the I/O APIC: as [`Self::raise`], and its
+    /// TMR bit is set (SDM 11.8.4), so its EOI is broadcast back ([`Self::take_level_eoi`]).
+    pub fn raise_level(&mut self, vector: u8) {
+        if !self.enabled() || !self.sw_enabled() || vector < 16 {
+            self.raise(vector);
+            return;
+        }
+        set_bit(&mut self.irr, vector);
+        set_bit(&mut self.tmr, vector);
+    }
+
+    /// The next level-triggered vector whose EOI the I/O APIC must hear (SDM 11.8.5: the EOI
+    /// of a vector whose TMR bit is set is broadcast to the I/O APICs).
+    pub fn take_level_eoi(&mut self) -> Option<u8> {
+        let i = self.level_eois.iter().position(|&w| w != 0)?;
+        let bit = self.level_eois[i].trailing_zeros();
+        self.level_eois[i] &= !(1 << bit);
+        Some((i * 32) as u8 + bit as u8)
     }
 
     /// Records an error in the ESR and raises the LVT error interrupt (SDM 11.5.3).
@@ -458,6 +483,11 @@ impl LocalApic {
     fn eoi(&mut self) {
         if let Some(v) = highest(&self.isr) {
             clear_bit(&mut self.isr, v);
+            let word = usize::from(v >> 5);
+            if self.tmr.get(word).is_some_and(|w| w & (1 << (v & 31)) != 0) {
+                clear_bit(&mut self.tmr, v);
+                set_bit(&mut self.level_eois, v);
+            }
         }
     }
 
@@ -928,6 +958,25 @@ mod tests {
         assert_eq!(a.read_mmio(reg::LVT_TIMER, 0), LVT_MASKED);
         assert_eq!(a.read_mmio(reg::TIMER_INITIAL, 0), 0);
         assert_eq!(a.read_mmio(reg::IRR + 0x20, 0), 0);
+    }
+
+    #[test]
+    fn level_triggered_eoi_is_broadcast() {
+        let mut a = LocalApic::new(0);
+        a.write_mmio(reg::SVR, 0x1ff, 0);
+        a.raise_level(0x41);
+        assert_eq!(a.read_mmio(reg::TMR + 0x20, 0), 1 << 1, "TMR bit of vector 0x41");
+        assert_eq!(a.acknowledge(), Some(0x41));
+        assert_eq!(a.take_level_eoi(), None);
+        a.write_mmio(reg::EOI, 0, 0);
+        assert_eq!(a.take_level_eoi(), Some(0x41));
+        assert_eq!(a.take_level_eoi(), None);
+        assert_eq!(a.read_mmio(reg::TMR + 0x20, 0), 0);
+        // An edge interrupt's EOI is not broadcast, and clears a stale TMR bit.
+        a.raise(0x41);
+        assert_eq!(a.acknowledge(), Some(0x41));
+        a.write_mmio(reg::EOI, 0, 0);
+        assert_eq!(a.take_level_eoi(), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod feature_msrs;
 pub mod ioapic;
 pub mod lapic;
 pub mod msr;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod pm;

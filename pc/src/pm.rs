@@ -34,8 +34,15 @@ pub const SLP_TYP_S5: u8 = 5;
 pub mod pm1_evt {
     /// PM timer carry (bit 31 of the counter changed).
     pub const TMR: u16 = 1 << 0;
+    /// Global lock release (the BIOS released the ACPI global lock; never raised here).
+    pub const GBL: u16 = 1 << 5;
     /// Power button pressed.
     pub const PWRBTN: u16 = 1 << 8;
+    /// RTC alarm (never raised here: the RTC's alarm goes to IRQ 8).
+    pub const RTC: u16 = 1 << 10;
+    /// The enable bits PM1_EN keeps: the events this block has, including those it never
+    /// raises (OSPM enables GBL_EN and RTC_EN and checks that they read back).
+    pub const ENABLES: u16 = TMR | GBL | PWRBTN | RTC;
     /// Woken (status only).
     pub const WAK: u16 = 1 << 15;
 }
@@ -145,7 +152,7 @@ impl Pm {
             let lane = 0xffu16 << shift;
             match p.wrapping_sub(PM_BASE) {
                 0 | 1 => self.sts &= !bits,
-                2 | 3 => self.en = (self.en & !lane) | (bits & (pm1_evt::TMR | pm1_evt::PWRBTN)),
+                2 | 3 => self.en = (self.en & !lane) | (bits & pm1_evt::ENABLES),
                 4 | 5 => {
                     self.cnt = (self.cnt & !lane) | (bits & pm1_cnt::STORED);
                     if bits & pm1_cnt::SLP_EN != 0 {
@@ -180,6 +187,15 @@ mod tests {
         assert_eq!(pm.write(PM1A_CNT_BLK, 2, 3 << 10 | 1 << 13, 0), None);
         // Byte access to the high byte alone works too.
         assert_eq!(pm.write(PM1A_CNT_BLK + 1, 1, 0x20 | 5 << 2, 0), Some(PowerEvent::PowerOff));
+    }
+
+    #[test]
+    fn global_lock_and_rtc_enables_read_back() {
+        let mut pm = Pm::new(1_000_000);
+        pm.write(PM1A_EVT_BLK + 2, 2, 0xffff, 0);
+        assert_eq!(pm.read(PM1A_EVT_BLK + 2, 2, 0), u32::from(pm1_evt::ENABLES));
+        assert_eq!(pm1_evt::ENABLES, 0x0521);
+        assert!(!pm.sci(0), "nothing raised GBL_STS or RTC_STS");
     }
 
     #[test]

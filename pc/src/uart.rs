@@ -5,9 +5,14 @@
 //! scratch register, so drivers that probe the UART (the `uart_16550` crate, Linux's
 //! `8250` autoconfig) accept it.
 //!
-//! There is no input and no interrupt line: the transmitter is always empty and IIR always
-//! says "no interrupt pending". A transmitted byte is returned by [`Uart::write`]; the caller
-//! prints it, and [`LineBuffer`] assembles such bytes into lines.
+//! There is no input: the transmitter is always empty (a byte leaves the moment it is
+//! written). The interrupt line ([`Uart::irq`]) follows IIR (data sheet 8.5, Table 4): received
+//! data available (IER bit 0, loopback bytes only) outranks transmitter holding register empty
+//! (IER bit 1), which is raised when THR empties (at once after each write) or when IER bit 1
+//! is set with THR empty, and cleared by reading IIR while it reports it or by writing THR,
+//! as on the 16550 (and QEMU), so Linux's 8250 driver sends with THRE interrupts. The line is
+//! not gated by MCR OUT2 (as QEMU). A transmitted byte is returned by [`Uart::write`]; the
+//! caller prints it, and [`LineBuffer`] assembles such bytes into lines.
 
 /// COM1's base port.
 pub const COM1: u16 = 0x3f8;
@@ -43,6 +48,14 @@ const FCR_ENABLE: u8 = 0x01;
 const FCR_CLEAR_RX: u8 = 0x02;
 /// IIR bit 0: no interrupt pending.
 const IIR_NONE: u8 = 0x01;
+/// IIR interrupt identification: transmitter holding register empty.
+const IIR_THRE: u8 = 0x02;
+/// IIR interrupt identification: received data available.
+const IIR_RX: u8 = 0x04;
+/// IER bit 0: received data available interrupt enable.
+const IER_RX: u8 = 0x01;
+/// IER bit 1: transmitter holding register empty interrupt enable.
+const IER_THRE: u8 = 0x02;
 /// IIR bits 7:6: FIFOs enabled.
 const IIR_FIFOS: u8 = 0xc0;
 /// MSR with a terminal attached and loopback off: DCD, DSR, CTS.
@@ -63,6 +76,8 @@ pub struct Uart {
     rx_len: usize,
     /// A loopback byte was dropped on a full FIFO; cleared by reading LSR.
     overrun: bool,
+    /// The THRE interrupt is pending (THR emptied since IIR last reported it).
+    thre: bool,
 }
 
 impl Default for Uart {
@@ -85,7 +100,25 @@ impl Uart {
             rx: [0; FIFO_SIZE],
             rx_len: 0,
             overrun: false,
+            thre: false,
         }
+    }
+
+    /// The pending interrupt's IIR identification (bits 3:0), highest priority first.
+    fn identification(&self) -> u8 {
+        if self.ier & IER_RX != 0 && self.rx_len > 0 {
+            IIR_RX
+        } else if self.ier & IER_THRE != 0 && self.thre {
+            IIR_THRE
+        } else {
+            IIR_NONE
+        }
+    }
+
+    /// The interrupt output (the IRQ line, COM1's IRQ 4 on a PC): some enabled interrupt is
+    /// pending.
+    pub fn irq(&self) -> bool {
+        self.identification() != IIR_NONE
     }
 
     fn dlab(&self) -> bool {
@@ -103,7 +136,14 @@ impl Uart {
             reg::DATA => self.receive(),
             reg::IER if self.dlab() => self.dlm,
             reg::IER => self.ier,
-            reg::IIR_FCR => IIR_NONE | if self.fcr & FCR_ENABLE != 0 { IIR_FIFOS } else { 0 },
+            reg::IIR_FCR => {
+                let id = self.identification();
+                // Reading IIR while it reports THRE clears that interrupt.
+                if id == IIR_THRE {
+                    self.thre = false;
+                }
+                id | if self.fcr & FCR_ENABLE != 0 { IIR_FIFOS } else { 0 }
+            }
             reg::LCR => self.lcr,
             reg::MCR => self.mcr,
             reg::LSR => {
@@ -134,10 +174,21 @@ impl Uart {
                 } else {
                     self.overrun = true;
                 }
+                self.thre = true;
             }
-            reg::DATA => return Some(value),
+            reg::DATA => {
+                // Sent at once: THR is empty again, which raises THRE.
+                self.thre = true;
+                return Some(value);
+            }
             reg::IER if self.dlab() => self.dlm = value,
-            reg::IER => self.ier = value & 0x0f,
+            reg::IER => {
+                // Enabling THRE with THR empty raises it (as the 16550 and QEMU do).
+                if value & IER_THRE != 0 && self.ier & IER_THRE == 0 {
+                    self.thre = true;
+                }
+                self.ier = value & 0x0f;
+            }
             reg::IIR_FCR => {
                 if value & FCR_CLEAR_RX != 0 {
                     self.rx_len = 0;
@@ -277,6 +328,35 @@ mod tests {
         u.write(reg::LSR, 0);
         u.write(reg::MSR, 0);
         assert_eq!(u.read(reg::LSR), lsr::THR_EMPTY | lsr::TRANSMITTER_EMPTY);
+    }
+
+    #[test]
+    fn interrupts_thre_and_rx() {
+        let mut u = Uart::new();
+        assert!(!u.irq());
+        u.write(reg::DATA, b'a');
+        assert!(!u.irq(), "THRE pending but not enabled");
+        u.write(reg::IER, IER_THRE);
+        assert!(u.irq());
+        assert_eq!(u.read(reg::IIR_FCR), IIR_THRE);
+        assert!(!u.irq(), "reading IIR cleared THRE");
+        assert_eq!(u.read(reg::IIR_FCR), IIR_NONE);
+        assert_eq!(u.write(reg::DATA, b'b'), Some(b'b'));
+        assert!(u.irq(), "THR emptied again");
+        u.write(reg::IER, 0);
+        assert!(!u.irq());
+        u.write(reg::IER, IER_THRE);
+        assert!(u.irq(), "enabling THRE with THR empty raises it");
+        u.write(reg::IER, 0);
+        // Received data (loopback) outranks THRE.
+        u.write(reg::MCR, MCR_LOOPBACK);
+        u.write(reg::DATA, 1);
+        u.write(reg::IER, IER_RX | IER_THRE);
+        assert_eq!(u.read(reg::IIR_FCR), IIR_RX);
+        assert_eq!(u.read(reg::IIR_FCR), IIR_RX, "RX stays until the data is read");
+        assert_eq!(u.read(reg::DATA), 1);
+        assert_eq!(u.read(reg::IIR_FCR), IIR_THRE);
+        assert!(!u.irq());
     }
 
     #[test]

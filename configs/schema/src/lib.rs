@@ -22,6 +22,9 @@ pub enum Role {
     L1,
     /// The innermost guest: runs the workload and reports.
     Leaf,
+    /// Not a turtles image: Debian's Linux kernel with the runner's initramfs, which the
+    /// runner fetches and builds (`src/linux.rs`) and hands to the level above as its guest.
+    Linux,
 }
 
 impl Role {
@@ -30,6 +33,7 @@ impl Role {
             Role::L0 => "l0",
             Role::L1 => "l1",
             Role::Leaf => "leaf",
+            Role::Linux => "linux",
         }
     }
 
@@ -256,10 +260,13 @@ impl Config {
             message,
         };
         match (self.role, self.depth) {
-            (Role::L0, 0) | (Role::L1 | Role::Leaf, 1..=8) | (Role::Leaf, 0) => {}
+            (Role::L0, 0) | (Role::L1 | Role::Leaf | Role::Linux, 1..=8) | (Role::Leaf, 0) => {}
             (Role::L0, d) => return Err(err("depth", format!("is {d}; role l0 runs at depth 0"))),
             (_, d) => {
-                return Err(err("depth", format!("is {d}; allowed: 1 to 8 for role l1 or leaf")));
+                return Err(err(
+                    "depth",
+                    format!("is {d}; allowed: 1 to 8 for role l1, leaf or linux"),
+                ));
             }
         }
         if !(1..=1024).contains(&self.heap_mib) {
@@ -288,7 +295,7 @@ impl Config {
             ));
         }
         match (&self.guest, self.role) {
-            (Some(_), Role::Leaf) => {
+            (Some(_), Role::Leaf | Role::Linux) => {
                 return Err(err("guest", "a leaf runs no guest; remove the key".to_string()));
             }
             (Some(_), _) if self.guest_memory_mib < 16 => {

@@ -1,14 +1,25 @@
 //! L0's device model for its guest: the port I/O it emulates (SDM Vol. 3C 28.1: unconditional
-//! I/O exiting sends every port access here), and the local APIC (its xAPIC page through EPT
+//! I/O exiting sends every port access here), the local APIC (its xAPIC page through EPT
 //! violations, its x2APIC MSRs through the MSR exits, its interrupts through
-//! [`crate::vmx::interrupts`]). The APIC and the PIT are pure models from
-//! the `pc` crate; this module feeds them the ports and the time (the TSC).
+//! [`crate::vmx::interrupts`]) and the I/O APIC (its page at 0xfec00000 through EPT
+//! violations). The APIC, I/O APIC, PICs, PIT, RTC, ACPI PM block, reset ports and UART are
+//! pure models from the `pc` crate; this module feeds them the ports and the time (the TSC)
+//! and wires their interrupt lines: ISA IRQ n goes to the 8259s' input n and to I/O APIC pin
+//! n, except IRQ 0 (the PIT), which reaches pin 2 as the MADT's override says; I/O APIC
+//! messages (fixed or lowest-priority, one processor) land in the local APIC's IRR, a
+//! level-triggered one with its TMR bit, whose EOI goes back to the I/O APIC (the ACPI SCI on
+//! IRQ 9 is level-triggered).
 
 pub mod serial;
 
+use pc::ioapic::{DeliveryMode, IoApic, Trigger, redir};
 use pc::lapic::{LocalApic, reg};
+use pc::pci::PciConfig;
 use pc::pic::Pic;
 use pc::pit::Pit;
+use pc::pm::{Pm, PowerEvent};
+use pc::reset::Reset;
+use pc::rtc::Rtc;
 
 use crate::arch::cpu;
 use crate::ratelimit::RateLimit;
@@ -16,18 +27,33 @@ use serial::Serial;
 
 /// The guest's exit device (QEMU's isa-debug-exit convention): a write ends the guest.
 pub const EXIT_PORT: u16 = 0xf4;
-const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
-const PCI_CONFIG_DATA: core::ops::RangeInclusive<u16> = 0xcfc..=0xcff;
 /// POST code port, used by firmware and kernels as an I/O delay.
 const POST_PORT: u16 = 0x80;
 /// Bochs' shutdown port; a guest writing it is ignored (only the exit port ends a guest).
 const BOCHS_SHUTDOWN: u16 = 0x8900;
+/// Ports of PC devices this machine does not have, which guests probe: COM3 and COM4, the
+/// Super I/O configuration indices (2Eh/4Eh), the DMA page registers and PCI mechanism #2's
+/// CFAh/CFBh. They read all-ones (nothing there) without a warning. (COM2 is left to the
+/// unknown-port warning, which the bad-guest tests use.)
+const ABSENT: [core::ops::RangeInclusive<u16>; 6] =
+    [0x3e8..=0x3ef, 0x2e8..=0x2ef, 0x2e..=0x2f, 0x4e..=0x4f, 0x81..=0x8f, 0xcfa..=0xcfb];
+
+/// COM1's ISA IRQ.
+const COM1_IRQ: u8 = 4;
+/// The I/O APIC pin the PIT's IRQ 0 reaches (the MADT's interrupt source override).
+const PIT_GSI: u8 = 2;
+/// The guest's wall clock at power-on: 2026-01-01 00:00:00 UTC, the same every run.
+const RTC_EPOCH: i64 = 1_767_225_600;
 
 /// What a port write asked of L0.
 pub enum PortEffect {
     None,
     /// The guest wrote its exit status to [`EXIT_PORT`].
     Exit(u8),
+    /// The guest entered ACPI S5 (PM1a control SLP_EN with SLP_TYP 5): powered off.
+    PowerOff,
+    /// The guest reset the machine (CF9h, the 8042's pulse or port 92h): a reboot.
+    Reset,
 }
 
 /// The devices of one guest.
@@ -37,6 +63,20 @@ pub struct Devices {
     pic: Pic,
     /// The 8254 timer and port 61h (channel 2's gate and output); channel 0 drives IRQ0.
     pit: Pit,
+    /// The I/O APIC at 0xfec00000 (its page is left out of EPT01).
+    ioapic: IoApic,
+    /// RTC and CMOS RAM at 70h/71h.
+    rtc: Rtc,
+    /// ACPI PM1a event/control blocks and the PM timer at 600h.
+    pm: Pm,
+    /// The reset sources: CF9h, the 8042's command port, port 92h.
+    reset: Reset,
+    /// I/O APIC pin 2 (the PIT's IRQ 0) is unmasked; kept current by `refresh_irq0`.
+    irq0_ioapic: bool,
+    /// COM1's interrupt line as last seen (edges raise IRQ 4 at the 8259).
+    com1_irq: bool,
+    /// The ACPI SCI line as last seen.
+    sci: bool,
     /// The guest's local APIC (changed only through [`Self::with_lapic`], which keeps
     /// `work` current).
     lapic: LocalApic,
@@ -46,7 +86,8 @@ pub struct Devices {
     /// TSC of the next PIT IRQ0 edge the guest could receive (channel 0 counting and IRQ0
     /// unmasked at the PIC); kept current on PIT and PIC writes.
     irq0_deadline: Option<u64>,
-    pci_address: u32,
+    /// PCI configuration mechanism #1 with the host bridge.
+    pci: PciConfig,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
     reported: [u64; 1024],
 }
@@ -67,10 +108,17 @@ impl Devices {
             com1: Serial::new(depth),
             pic: Pic::new(),
             pit: Pit::new(tsc_hz),
+            ioapic: IoApic::new(0),
+            rtc: Rtc::new(tsc_hz, RTC_EPOCH, cpu::rdtsc()),
+            pm: Pm::new(tsc_hz),
+            reset: Reset::new(),
+            irq0_ioapic: false,
+            com1_irq: false,
+            sci: false,
             lapic,
             work: false,
             irq0_deadline: None,
-            pci_address: 0,
+            pci: PciConfig::new(),
             reported: [0; 1024],
         }
     }
@@ -96,6 +144,15 @@ impl Devices {
     /// changed for interrupt delivery.
     pub fn with_lapic<R>(&mut self, f: impl FnOnce(&mut LocalApic) -> R) -> R {
         let r = f(&mut self.lapic);
+        // The EOI of a level-triggered vector goes back to the I/O APIC, which may resend.
+        let mut eoi = false;
+        while let Some(vector) = self.lapic.take_level_eoi() {
+            self.ioapic.eoi(vector);
+            eoi = true;
+        }
+        if eoi {
+            self.route_ioapic();
+        }
         self.refresh_work();
         r
     }
@@ -104,12 +161,90 @@ impl Devices {
     pub fn poll_interrupts(&mut self, now: u64) {
         self.lapic.tick(now);
         if self.irq0_deadline.is_some_and(|t| now >= t) {
-            if self.pit.take_irq0(now) > 0 {
-                self.pic.raise(0);
-            }
-            self.refresh_irq0(now);
+            self.fire_irq0(now);
         }
         self.refresh_work();
+    }
+
+    /// The PIT's IRQ 0 deadline passed: its edges go to the 8259s and I/O APIC pin 2.
+    #[inline(never)]
+    fn fire_irq0(&mut self, now: u64) {
+        if self.pit.take_irq0(now) > 0 {
+            self.pic.raise(0);
+            self.ioapic.pulse(PIT_GSI);
+            self.route_ioapic();
+        }
+        self.refresh_irq0(now);
+    }
+
+    /// Hands the I/O APIC's waiting messages to the local APIC (one processor: every
+    /// destination is it). ExtINT is the 8259s' path, which reaches the APIC through LINT0
+    /// already; SMI, NMI, INIT and reserved modes are not delivered.
+    fn route_ioapic(&mut self) {
+        while let Some(m) = self.ioapic.take() {
+            match (m.mode, m.trigger) {
+                (DeliveryMode::Fixed | DeliveryMode::LowestPriority, Trigger::Edge) => {
+                    self.lapic.raise(m.vector)
+                }
+                (DeliveryMode::Fixed | DeliveryMode::LowestPriority, Trigger::Level) => {
+                    self.lapic.raise_level(m.vector)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// I/O APIC pin `pin` is unmasked.
+    fn ioapic_unmasked(&self, pin: u8) -> bool {
+        self.ioapic.entry(pin).is_some_and(|e| e & redir::MASKED == 0)
+    }
+
+    /// Follows COM1's interrupt line after a UART access: a rising edge raises IRQ 4 at the
+    /// 8259s, and the level drives I/O APIC pin 4.
+    fn refresh_com1_irq(&mut self) {
+        let level = self.com1.irq();
+        if level != self.com1_irq {
+            if level {
+                self.pic.raise(COM1_IRQ);
+            }
+            self.com1_irq = level;
+            self.ioapic.set_line(COM1_IRQ, level);
+            self.route_ioapic();
+            self.refresh_work();
+        }
+    }
+
+    /// Follows the ACPI SCI (level, active high on IRQ 9) after a PM register access: a
+    /// status bit with its enable set asserts it until the guest clears the status.
+    fn refresh_sci(&mut self, now: u64) {
+        let level = self.pm.sci(now);
+        if level != self.sci {
+            if level {
+                self.pic.raise(pc::pm::SCI_IRQ);
+            }
+            self.sci = level;
+            self.ioapic.set_line(pc::pm::SCI_IRQ, level);
+            self.route_ioapic();
+            self.refresh_work();
+        }
+    }
+
+    /// The I/O APIC's page is the guest-physical page of `gpa`.
+    pub fn ioapic_owns(gpa: u64) -> bool {
+        IoApic::owns(gpa)
+    }
+
+    /// A guest read of the I/O APIC register at `offset` in its page.
+    pub fn ioapic_read(&self, offset: u32) -> u32 {
+        self.ioapic.read_mmio(offset)
+    }
+
+    /// A guest write of the I/O APIC register at `offset` in its page: unmasking may send a
+    /// waiting message, and pin 2's mask gates the PIT's IRQ 0 deadline.
+    pub fn ioapic_write(&mut self, offset: u32, value: u32) {
+        self.ioapic.write_mmio(offset, value);
+        self.route_ioapic();
+        self.refresh_irq0(cpu::rdtsc());
     }
 
     /// The vector the guest's processor would take now: the APIC's, else the 8259s' when
@@ -133,7 +268,7 @@ impl Devices {
 
     /// The TSC at which the next interrupt source fires (APIC timer, IRQ0 edge).
     pub fn next_interrupt_deadline(&self) -> Option<u64> {
-        let irq0 = self.irq0_deadline.filter(|_| self.pic_passes());
+        let irq0 = self.irq0_deadline.filter(|_| self.pic_passes() || self.irq0_ioapic);
         match (self.lapic.next_deadline(), irq0) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -145,20 +280,39 @@ impl Devices {
     }
 
     fn refresh_irq0(&mut self, now: u64) {
-        self.irq0_deadline = if self.pic.unmasked(0) { self.pit.next_irq0(now) } else { None };
+        self.irq0_ioapic = self.ioapic_unmasked(PIT_GSI);
+        self.irq0_deadline =
+            if self.pic.unmasked(0) || self.irq0_ioapic { self.pit.next_irq0(now) } else { None };
         self.refresh_work();
     }
 
     /// A guest IN of `size` bytes from `port`.
+    #[inline]
     pub fn read(&mut self, port: u16, size: u8) -> u32 {
+        // The POST port is the I/O round trip the workload measures: kept off the device
+        // dispatch.
+        if port == POST_PORT {
+            return 0;
+        }
+        self.read_device(port, size)
+    }
+
+    #[inline(never)]
+    fn read_device(&mut self, port: u16, size: u8) -> u32 {
         match port {
-            p if Serial::owns(p) => u32::from(self.com1.read(p)),
+            EXIT_PORT => 0,
+            p if Serial::owns(p) => {
+                let value = self.com1.read(p);
+                self.refresh_com1_irq();
+                u32::from(value)
+            }
             p if Pic::owns(p) => u32::from(self.pic.read(p)),
             p if Pit::owns(p) => u32::from(self.pit.read(p, cpu::rdtsc())),
-            PCI_CONFIG_ADDRESS => self.pci_address,
-            // No PCI devices: every configuration read returns all-ones ("no device").
-            p if PCI_CONFIG_DATA.contains(&p) => ones(size),
-            POST_PORT | EXIT_PORT => 0,
+            p if Rtc::owns(p) => u32::from(self.rtc.read(p, cpu::rdtsc())),
+            p if Pm::owns(p) => self.pm.read(p, size, cpu::rdtsc()),
+            p if Reset::owns(p) => u32::from(self.reset.read(p)),
+            p if PciConfig::owns(p, size) => self.pci.read(p, size),
+            p if ABSENT.iter().any(|r| r.contains(&p)) => ones(size),
             _ => {
                 self.unknown(port, "read");
                 ones(size)
@@ -167,9 +321,24 @@ impl Devices {
     }
 
     /// A guest OUT of `size` bytes of `value` to `port`.
+    #[inline]
     pub fn write(&mut self, port: u16, size: u8, value: u32) -> PortEffect {
+        // As in `read`: the POST port stays off the device dispatch.
+        if port == POST_PORT {
+            return PortEffect::None;
+        }
+        self.write_device(port, size, value)
+    }
+
+    #[inline(never)]
+    fn write_device(&mut self, port: u16, size: u8, value: u32) -> PortEffect {
         match port {
-            p if Serial::owns(p) => self.com1.write(p, value as u8),
+            BOCHS_SHUTDOWN => {}
+            EXIT_PORT => return PortEffect::Exit(value as u8),
+            p if Serial::owns(p) => {
+                self.com1.write(p, value as u8);
+                self.refresh_com1_irq();
+            }
             p if Pic::owns(p) => {
                 self.pic.write(p, value as u8);
                 self.refresh_irq0(cpu::rdtsc());
@@ -179,10 +348,16 @@ impl Devices {
                 self.pit.write(p, value as u8, now);
                 self.refresh_irq0(now);
             }
-            EXIT_PORT => return PortEffect::Exit(value as u8),
-            PCI_CONFIG_ADDRESS if size == 4 => self.pci_address = value,
-            p if PCI_CONFIG_DATA.contains(&p) => {}
-            POST_PORT | BOCHS_SHUTDOWN => {}
+            p if Rtc::owns(p) => self.rtc.write(p, value as u8, cpu::rdtsc()),
+            p if Pm::owns(p) => {
+                let now = cpu::rdtsc();
+                let effect = power(self.pm.write(p, size, value, now));
+                self.refresh_sci(now);
+                return effect;
+            }
+            p if Reset::owns(p) => return power(self.reset.write(p, value as u8)),
+            p if PciConfig::owns(p, size) => self.pci.write(p, value),
+            p if ABSENT.iter().any(|r| r.contains(&p)) => {}
             _ => self.unknown(port, "write"),
         }
         PortEffect::None
@@ -198,6 +373,14 @@ impl Devices {
                 );
             }
         }
+    }
+}
+
+fn power(event: Option<PowerEvent>) -> PortEffect {
+    match event {
+        None => PortEffect::None,
+        Some(PowerEvent::PowerOff) => PortEffect::PowerOff,
+        Some(PowerEvent::Reset) => PortEffect::Reset,
     }
 }
 

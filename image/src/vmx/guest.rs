@@ -20,6 +20,9 @@ use crate::machine::Devices;
 pub const WATCHDOG_SLICE_TICKS: u64 = 200_000_000;
 /// Consecutive slices without any other exit after which the guest counts as hung.
 const WATCHDOG_SLICES: u32 = 3;
+/// The same for a Linux guest: its decompressor unpacks the kernel (billions of instructions
+/// under Bochs) with interrupts off and without a single exit.
+pub const WATCHDOG_SLICES_LINUX: u32 = 100;
 
 /// Everything L0 keeps about its guest besides the VMCS.
 pub struct Guest {
@@ -39,12 +42,29 @@ pub struct Guest {
 }
 
 /// Detects a guest that runs without ever exiting (an endless loop with interrupts off).
-#[derive(Default)]
 pub struct Watchdog {
     quiet_slices: u32,
+    /// Quiet slices tolerated.
+    limit: u32,
+}
+
+impl Default for Watchdog {
+    fn default() -> Self {
+        Watchdog::with_limit(WATCHDOG_SLICES)
+    }
 }
 
 impl Watchdog {
+    /// A watchdog that stops the guest after `limit` quiet slices.
+    pub fn with_limit(limit: u32) -> Self {
+        Watchdog { quiet_slices: 0, limit: limit.max(1) }
+    }
+
+    /// Quiet slices tolerated.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
     /// Any exit other than the timer's proves the guest is alive.
     pub fn other_exit(&mut self) {
         self.quiet_slices = 0;
@@ -53,10 +73,10 @@ impl Watchdog {
     /// The preemption timer fired (exit reason 52).
     pub fn expired(&mut self) -> Action {
         self.quiet_slices += 1;
-        if self.quiet_slices >= WATCHDOG_SLICES {
+        if self.quiet_slices >= self.limit {
             log::error!(
                 "watchdog: the guest ran {} ticks without a single exit: stopping it",
-                WATCHDOG_SLICE_TICKS * u64::from(WATCHDOG_SLICES)
+                WATCHDOG_SLICE_TICKS * u64::from(self.limit)
             );
             return Action::Stop(GuestEnd::Failed("watchdog: the guest stopped responding"));
         }

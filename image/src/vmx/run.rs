@@ -10,7 +10,7 @@ use nested::vmcs01;
 use super::action::{Action, GuestEnd, inject, skip_instruction};
 use super::ept::Ept;
 use super::exits;
-use super::guest::{Guest, IrqState, WATCHDOG_SLICE_TICKS, Watchdog, dump};
+use super::guest::{Guest, IrqState, WATCHDOG_SLICE_TICKS, WATCHDOG_SLICES_LINUX, Watchdog, dump};
 use super::interrupts;
 use super::l1vmx::{self, Step, l2_exit, state::L1Vmx};
 use super::setup;
@@ -19,6 +19,7 @@ use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx::{self as insn, GuestRegs};
 use crate::drivers::status::{self, GuestState};
 use crate::guest::boot::{self, Protocol};
+use crate::guest::linux;
 use crate::guest::memory::GuestMemory;
 use crate::machine::Devices;
 
@@ -61,22 +62,9 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
     let controls = vmcs01::choose(caps).map_err(VmxError::Missing)?;
     vmxon::enable(caps)?;
     let mut memory = GuestMemory::allocate(spec.memory).ok_or(VmxError::NoMemory("guest RAM"))?;
-    let boot = match boot::load(&mut memory, spec.image, spec.cmdline, spec.modules, spec.protocol)
-    {
-        Ok(boot) => boot,
-        Err(e) => {
-            log::error!("guest image: {e}");
-            return Ok(GuestEnd::Failed("the guest image cannot be booted"));
-        }
+    let Some(entry) = load(&mut memory, spec) else {
+        return Ok(GuestEnd::Failed("the guest image cannot be booted"));
     };
-    log::info!(
-        "guest: {} KiB image booted via {:?} at {:#x}, {} MiB of memory at host {:#x}",
-        spec.image.len() / 1024,
-        boot.protocol,
-        boot.entry,
-        memory.size() >> 20,
-        memory.host_base()
-    );
     let ept = Ept::identity_offset(memory.host_base(), memory.size())?;
     let timer = (WATCHDOG_SLICE_TICKS >> caps.preemption_timer_shift()).min(u64::from(u32::MAX));
     log::info!(
@@ -90,7 +78,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         timer,
         caps.preemption_timer_shift()
     );
-    let vmcs01 = setup::create(caps, &controls, ept.eptp, &boot, timer as u32)?;
+    let vmcs01 = setup::create(caps, &controls, ept.eptp, entry.rip, timer as u32)?;
     vmx_self_test(&ept);
     let nested = if spec.expose_vmx {
         log::info!("vmx: exposing VMX to the guest (nested)");
@@ -105,17 +93,18 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
     }
     let memory_mib = memory.size() >> 20;
     let mut guest = Guest {
-        regs: GuestRegs { rax: boot.rax, rbx: boot.rbx, ..GuestRegs::default() },
+        regs: GuestRegs { rax: entry.rax, rbx: entry.rbx, rsi: entry.rsi, ..GuestRegs::default() },
         memory,
         nested,
         caps: *caps,
         devices: Devices::new(spec.depth, spec.apic_id, spec.tsc_hz),
         counters: ExitCounters::default(),
-        watchdog: Watchdog::default(),
+        watchdog: Watchdog::with_limit(entry.watchdog_slices),
         irq: IrqState::new(timer as u32, caps.preemption_timer_shift()),
         depth: spec.depth,
         memory_mib,
     };
+    exits::cpuid::publish_tsc_rate(spec.tsc_hz);
     status::set_guest(spec.name, GuestState::Running);
     let end = run_loop(&mut guest);
     guest.devices.com1.finish();
@@ -127,6 +116,86 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
     };
     status::set_guest(spec.name, state);
     Ok(end)
+}
+
+/// The guest's entry state: where it starts and its registers.
+struct Entry {
+    rip: u64,
+    rax: u64,
+    rbx: u64,
+    rsi: u64,
+    /// Quiet preemption-timer slices the watchdog tolerates.
+    watchdog_slices: u32,
+}
+
+/// Loads the guest into `memory`: a bzImage through the Linux boot protocol (its initrd is
+/// the module named `<guest>-initrd`), anything else as a multiboot or PVH kernel. `None`
+/// (logged) when the image cannot be booted.
+fn load(memory: &mut GuestMemory, spec: &GuestSpec<'_>) -> Option<Entry> {
+    if linux::is_bzimage(spec.image) {
+        let initrd = spec.modules.iter().find_map(|&(data, cmdline)| {
+            let name = cmdline.split_whitespace().next()?;
+            (name.strip_suffix("-initrd") == Some(spec.name)).then_some(data)
+        });
+        return match linux::load(memory, spec.image, spec.cmdline, initrd) {
+            Ok(e) => {
+                log::info!(
+                    "guest: {} KiB Linux bzImage (boot protocol {}.{:02}) at {:#x}, initrd {}, \
+                     {} MiB of memory at host {:#x}, cmdline \"{}\"",
+                    spec.image.len() / 1024,
+                    e.version >> 8,
+                    e.version & 0xff,
+                    e.kernel_address,
+                    match e.initrd {
+                        Some((at, len)) => alloc::format!("{} KiB at {at:#x}", len / 1024),
+                        None => alloc::string::String::from("none"),
+                    },
+                    memory.size() >> 20,
+                    memory.host_base(),
+                    spec.cmdline
+                );
+                Some(Entry {
+                    rip: e.entry,
+                    rax: 0,
+                    rbx: 0,
+                    rsi: e.zero_page,
+                    watchdog_slices: WATCHDOG_SLICES_LINUX,
+                })
+            }
+            Err(e) => {
+                log::error!("guest image: Linux bzImage refused: {e}");
+                None
+            }
+        };
+    }
+    match boot::load(memory, spec.image, spec.cmdline, spec.modules, spec.protocol) {
+        Ok(boot) => {
+            log::info!(
+                "guest: {} KiB image booted via {:?} at {:#x}, {} MiB of memory at host {:#x}",
+                spec.image.len() / 1024,
+                boot.protocol,
+                boot.entry,
+                memory.size() >> 20,
+                memory.host_base()
+            );
+            Some(Entry {
+                rip: boot.entry,
+                rax: boot.rax,
+                rbx: boot.rbx,
+                rsi: 0,
+                // A guest hypervisor whose own guest is Linux runs as long without exits.
+                watchdog_slices: if spec.modules.iter().any(|m| linux::is_bzimage(m.0)) {
+                    WATCHDOG_SLICES_LINUX
+                } else {
+                    Watchdog::default().limit()
+                },
+            })
+        }
+        Err(e) => {
+            log::error!("guest image: {e}");
+            None
+        }
+    }
 }
 
 fn run_loop(g: &mut Guest) -> GuestEnd {

@@ -12,7 +12,6 @@ use super::vmxon::{VmxError, zeroed_frame};
 use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx::{self as insn, turtles_vm_exit};
 use crate::arch::{cpu, gdt, idt};
-use crate::guest::boot::BootState;
 
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 
@@ -46,7 +45,7 @@ pub fn create(
     caps: &VmxCaps,
     controls: &Vmcs01Controls,
     eptp: u64,
-    boot: &BootState,
+    entry: u64,
     preemption_timer: u32,
 ) -> Result<u64, VmxError> {
     let vmcs = zeroed_frame("vmcs01")?;
@@ -59,7 +58,7 @@ pub fn create(
     // SAFETY: vmcs01 was just made current and stays current in the run loop.
     let mut v = unsafe { HwVmcs::current() };
     host_state(&mut v);
-    guest_state(&mut v, caps, boot);
+    guest_state(&mut v, caps, entry);
     v.write(F::PinBasedVmExecControl, u64::from(controls.pin));
     v.write(F::CpuBasedVmExecControl, u64::from(controls.primary));
     v.write(F::SecondaryVmExecControl, u64::from(controls.secondary));
@@ -115,9 +114,10 @@ pub fn host_state(v: &mut HwVmcs) {
     v.write(F::HostRip, turtles_vm_exit as *const () as u64);
 }
 
-/// The entry state of the multiboot and PVH protocols: flat 32-bit code and data segments,
-/// CR0.PE set and paging off, EFLAGS with only bit 1, EIP at the entry point.
-fn guest_state(v: &mut HwVmcs, caps: &VmxCaps, boot: &BootState) {
+/// The entry state of the multiboot, PVH and Linux 32-bit protocols: flat 32-bit code and
+/// data segments, CR0.PE set and paging off, EFLAGS with only bit 1 (interrupts off), EIP at
+/// the entry point.
+fn guest_state(v: &mut HwVmcs, caps: &VmxCaps, entry: u64) {
     let cr0 = cr0::PE | cr0::ET;
     v.write(F::GuestCr0, real_cr0(caps, cr0));
     v.write(F::Cr0ReadShadow, cr0);
@@ -127,7 +127,7 @@ fn guest_state(v: &mut HwVmcs, caps: &VmxCaps, boot: &BootState) {
     v.write(F::GuestCr3, 0);
     v.write(F::GuestDr7, 0x400);
     v.write(F::GuestRsp, 0);
-    v.write(F::GuestRip, boot.entry);
+    v.write(F::GuestRip, entry);
     v.write(F::GuestRflags, 0x2);
     let segments = [
         (F::GuestCsSelector, F::GuestCsBase, F::GuestCsLimit, F::GuestCsArBytes, 0x08, 0xc09b),

@@ -80,7 +80,10 @@ impl CpuidCache {
         let limits = self.limits(v, vmx);
         let resolved = policy::resolve(leaf, limits.max_basic, limits.max_ext);
         let host = cpu::cpuid(resolved, subleaf);
-        let value = policy::static_answer(resolved, subleaf, host, &limits.features);
+        let mut value = policy::static_answer(resolved, subleaf, host, &limits.features);
+        if resolved == policy::TSC_LEAF {
+            value = tsc_leaf(value);
+        }
         if resolved == leaf
             && policy::cacheable(leaf)
             && let Some(slot) = self.entries.get_mut(self.len)
@@ -100,6 +103,23 @@ fn features(v: &HwVmcs, vmx: bool) -> Features {
         rdtscp: secondary & proc2::ENABLE_RDTSCP != 0,
         invpcid: secondary & proc2::ENABLE_INVPCID != 0,
     }
+}
+
+/// The rate [`publish_tsc_rate`] publishes (0: none, the host's leaf 0x15 stands).
+static TSC_RATE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Publishes `tsc_hz`, the rate the device models count guest time with, in CPUID leaf 0x15
+/// (`pc::cpuid::tsc_leaf`), so the guest reads its TSC frequency instead of calibrating it.
+/// Called before the guest runs; the answer is computed on the leaf's cache miss.
+pub fn publish_tsc_rate(tsc_hz: u64) {
+    TSC_RATE.store(tsc_hz, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Leaf 0x15's answer: the published rate, else the host's (`value`).
+#[cold]
+#[inline(never)]
+fn tsc_leaf(value: [u32; 4]) -> [u32; 4] {
+    policy::tsc_leaf(TSC_RATE.load(core::sync::atomic::Ordering::Relaxed)).unwrap_or(value)
 }
 
 /// The guest's [`Features`], as its CPUID shows them (read once per guest, like the answers).

@@ -35,6 +35,27 @@ pub fn handle(g: &mut Guest, info: &ExitInfo) -> Action {
     }
     match g.devices.write(port, size, g.regs.rax as u32) {
         PortEffect::Exit(status) => Action::Stop(GuestEnd::Exited(status)),
+        PortEffect::PowerOff => power_off(),
+        PortEffect::Reset => reset(g),
         PortEffect::None => Action::Skip,
     }
+}
+
+#[cold]
+#[inline(never)]
+fn power_off() -> Action {
+    log::info!("guest: powered off (ACPI S5)");
+    Action::Stop(GuestEnd::Exited(0))
+}
+
+/// A reset (a reboot, or the restart after a Linux panic with `panic=-1`): the guest is
+/// stopped and its last console lines are reported.
+#[cold]
+#[inline(never)]
+fn reset(g: &Guest) -> Action {
+    log::error!("guest: reset the machine (a reboot, or a kernel panic's restart)");
+    for line in g.devices.com1.recent() {
+        log::error!("guest: last console line: {line}");
+    }
+    Action::Stop(GuestEnd::Failed("the guest reset the machine"))
 }

@@ -1,8 +1,8 @@
-//! The guest's accesses to its local APIC's xAPIC page (SDM Vol. 3A 11.4.1). EPT01 maps only
-//! guest RAM, so an access to the APIC's base is an EPT violation (exit reason 48) that lands
-//! here: L0 fetches the instruction through the guest's paging, decodes it
-//! (`pc::decode`: the MOV forms drivers use for device registers), carries out
-//! its load or store on the APIC model and moves RIP past it (EPT violations report no
+//! The guest's accesses to its local APIC's xAPIC page (SDM Vol. 3A 11.4.1) and to the I/O
+//! APIC's page at 0xfec00000. EPT01 maps only guest RAM, so an access to either is an EPT
+//! violation (exit reason 48) that lands here: L0 fetches the instruction through the guest's
+//! paging, decodes it (`pc::decode`: the MOV forms drivers use for device registers), carries
+//! out its load or store on the device model and moves RIP past it (EPT violations report no
 //! instruction length).
 
 use nested::arch::{cr0, efer, segment_ar};
@@ -35,14 +35,24 @@ fn cpu_mode(v: &HwVmcs) -> CpuMode {
     }
 }
 
-/// Emulates the access if `info` is an EPT violation on the local APIC's xAPIC page; `None`
-/// for any other guest-physical address.
-pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
-    let base = g.devices.lapic().mmio_base()?;
+/// The device page an access hit.
+#[derive(Clone, Copy, Debug)]
+enum Page {
+    Lapic,
+    IoApic,
+}
+
+/// Emulates the access if `info` is an EPT violation on the local APIC's xAPIC page or the
+/// I/O APIC's page; `None` for any other guest-physical address.
+pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     let gpa = info.guest_physical_address;
-    if gpa & !0xfff != base {
+    let page = if g.devices.lapic().mmio_base() == Some(gpa & !0xfff) {
+        Page::Lapic
+    } else if crate::machine::Devices::ioapic_owns(gpa) {
+        Page::IoApic
+    } else {
         return None;
-    }
+    };
     let mode = cpu_mode(v);
     let rip = v.read(F::GuestRip);
     let linear = match mode {
@@ -56,13 +66,13 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
         Err(e) => {
             if UNDECODED.allow() {
                 log::error!(
-                    "guest access to its local APIC at {gpa:#x} by an instruction L0 cannot \
+                    "guest access to its {page:?} page at {gpa:#x} by an instruction L0 cannot \
                      emulate ({e:?}; bytes {:02x?} at rip {rip:#x}, {mode:?})",
                     &bytes[..fetched]
                 );
             }
             return Some(Action::Stop(GuestEnd::Failed(
-                "unsupported instruction on the local APIC page",
+                "unsupported instruction on a device page (APIC or I/O APIC)",
             )));
         }
     };
@@ -71,7 +81,10 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     let now = cpu::rdtsc();
     match decoded.access {
         MmioAccess::Load { dest, size, zero_extend_to } => {
-            let word = g.devices.with_lapic(|lapic| lapic.read_mmio(offset & !3, now));
+            let word = match page {
+                Page::Lapic => g.devices.with_lapic(|lapic| lapic.read_mmio(offset & !3, now)),
+                Page::IoApic => g.devices.ioapic_read(offset & !3),
+            };
             let value = u64::from(word) >> shift;
             if let Operand::Reg { index, .. } = dest {
                 let old = gpr(g, v, u64::from(index));
@@ -85,7 +98,12 @@ pub fn lapic(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
                 Operand::Imm(_) => 0,
             };
             let value = decode::store_value(reg, src, size) << shift;
-            g.devices.with_lapic(|lapic| lapic.write_mmio(offset & !3, value as u32, now));
+            match page {
+                Page::Lapic => {
+                    g.devices.with_lapic(|lapic| lapic.write_mmio(offset & !3, value as u32, now))
+                }
+                Page::IoApic => g.devices.ioapic_write(offset & !3, value as u32),
+            }
         }
     }
     let next = rip.wrapping_add(u64::from(decoded.len));

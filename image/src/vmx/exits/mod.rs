@@ -47,7 +47,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         ExitReason::PreemptionTimer if g.irq.timer_was_apic() => Action::Resume,
         ExitReason::PreemptionTimer => g.watchdog.expired(),
         ExitReason::TripleFault => fault::triple_fault(v, g),
-        ExitReason::EptViolation => match mmio::lapic(g, v, info) {
+        ExitReason::EptViolation => match mmio::device(g, v, info) {
             Some(action) => action,
             None => fault::ept(v, g, info),
         },

@@ -1,0 +1,313 @@
+//! A Linux guest (a config with `role = "linux"`): Debian's packaged kernel, not a custom
+//! build, and an initramfs of ours. The runner fetches the packages with `apt-get download`
+//! (no root needed) into a cache under `target/linux/`, unpacks them with `dpkg-deb -x`, and
+//! writes the initramfs as a newc cpio archive ([`newc`]): Debian's `busybox-static`, our
+//! `/init` (`src/linux_init.sh`) and the one module it loads (`cpuid.ko`, for
+//! `/dev/cpu/0/cpuid`, from which `/init` reads the hypervisor's CPUID leaves).
+//!
+//! The kernel (`linux-image-amd64` resolved to the real `linux-image-<version>-amd64`
+//! package) and busybox are fetched once; the initramfs is rebuilt when `/init` changes.
+//! Fetches are serialized across processes (tests run in parallel) by a lock on
+//! `target/linux/fetch.lock`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::workspace_root;
+
+/// The kernel command line the runner gives a Linux guest: the serial console (polled for
+/// kernel messages, interrupt-driven for `/init`'s), no KASLR and no Spectre mitigations (a
+/// shorter boot under Bochs), the TSC trusted (its rate is published in CPUID leaf 0x15), our
+/// `/init`, and a panic that reboots at once (the hypervisor reports the reset with the
+/// guest's last lines).
+pub const CMDLINE: &str =
+    "console=ttyS0 quiet mitigations=off nokaslr tsc=reliable panic=-1 rdinit=/init";
+
+/// The init script packed as `/init`.
+const INIT: &str = include_str!("linux_init.sh");
+
+/// The meta package that names the current kernel.
+const KERNEL_META: &str = "linux-image-amd64";
+const BUSYBOX: &str = "busybox-static";
+
+/// What a Linux guest boots with.
+#[derive(Clone, Debug)]
+pub struct LinuxFiles {
+    pub bzimage: PathBuf,
+    pub initrd: PathBuf,
+    /// The kernel package's version, e.g. `6.1.0-56-amd64`.
+    pub release: String,
+}
+
+/// The cache directory.
+pub fn cache_dir() -> PathBuf {
+    workspace_root().join("target/linux")
+}
+
+/// Fetches (once) the kernel and busybox and builds the initramfs.
+pub fn prepare() -> Result<LinuxFiles, String> {
+    let dir = cache_dir();
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let lock_path = dir.join("fetch.lock");
+    let lock = fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock().map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let release = fetch_kernel(&dir)?;
+    fetch_busybox(&dir)?;
+    let initrd = dir.join("initramfs.cpio");
+    let archive = initramfs(&dir, &release)?;
+    if fs::read(&initrd).ok().as_deref() != Some(&archive[..]) {
+        write_atomically(&initrd, &archive)?;
+    }
+    drop(lock);
+    Ok(LinuxFiles { bzimage: dir.join("vmlinuz"), initrd, release })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let partial = path.with_extension("partial");
+    fs::write(&partial, bytes).map_err(|e| format!("{}: {e}", partial.display()))?;
+    fs::rename(&partial, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: cannot run it: {e} (is it installed? see .ci/setup)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `apt-get download <package>` into `dir`; returns the .deb's path.
+fn download(dir: &Path, package: &str) -> Result<PathBuf, String> {
+    let debs = dir.join("debs");
+    fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
+    run(
+        Command::new("apt-get").arg("download").arg(package).current_dir(&debs),
+        &format!("apt-get download {package}"),
+    )?;
+    let prefix = format!("{package}_");
+    let mut found: Vec<PathBuf> = fs::read_dir(&debs)
+        .map_err(|e| format!("{}: {e}", debs.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .ok_or_else(|| format!("apt-get download {package} left no .deb in {}", debs.display()))
+}
+
+/// The kernel: `vmlinuz` and `cpuid.ko` in `dir`, the release in `dir/release`.
+fn fetch_kernel(dir: &Path) -> Result<String, String> {
+    let stamp = dir.join("release");
+    let vmlinuz = dir.join("vmlinuz");
+    let cpuid = dir.join("cpuid.ko");
+    if let Ok(release) = fs::read_to_string(&stamp)
+        && vmlinuz.is_file()
+        && cpuid.is_file()
+    {
+        return Ok(release.trim().to_string());
+    }
+    eprintln!("turtles: fetching Debian's kernel ({KERNEL_META}) into {}", dir.display());
+    let meta = download(dir, KERNEL_META)?;
+    let depends = run(
+        Command::new("dpkg-deb").arg("-f").arg(&meta).arg("Depends"),
+        "dpkg-deb -f (kernel meta package)",
+    )?;
+    let package = kernel_package(&depends)
+        .ok_or_else(|| format!("{KERNEL_META} depends on no linux-image package: {depends:?}"))?;
+    let release = package.trim_start_matches("linux-image-").to_string();
+    let deb = download(dir, &package)?;
+    let unpacked = dir.join("kernel");
+    let _ = fs::remove_dir_all(&unpacked);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked), "dpkg-deb -x (kernel)")?;
+    let boot = unpacked.join(format!("boot/vmlinuz-{release}"));
+    fs::copy(&boot, &vmlinuz).map_err(|e| format!("{}: {e}", boot.display()))?;
+    let module = unpacked.join(format!("lib/modules/{release}/kernel/arch/x86/kernel/cpuid.ko"));
+    fs::copy(&module, &cpuid).map_err(|e| format!("{}: {e}", module.display()))?;
+    // Only the two files are kept: the unpacked package is ~400 MB of modules.
+    let _ = fs::remove_dir_all(&unpacked);
+    fs::write(&stamp, &release).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(release)
+}
+
+/// The real package a kernel meta package's Depends field names
+/// (`linux-image-6.1.0-56-amd64 (= 6.1.192-2)` -> `linux-image-6.1.0-56-amd64`).
+pub fn kernel_package(depends: &str) -> Option<String> {
+    depends
+        .split([',', '|'])
+        .map(|d| d.split_whitespace().next().unwrap_or(""))
+        .find(|name| name.starts_with("linux-image-") && name.len() > "linux-image-".len())
+        .map(str::to_string)
+}
+
+/// `busybox` (the static one) in `dir`.
+fn fetch_busybox(dir: &Path) -> Result<(), String> {
+    let busybox = dir.join("busybox");
+    if busybox.is_file() {
+        return Ok(());
+    }
+    eprintln!("turtles: fetching {BUSYBOX} into {}", dir.display());
+    let deb = download(dir, BUSYBOX)?;
+    let unpacked = dir.join("busybox-pkg");
+    let _ = fs::remove_dir_all(&unpacked);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked), "dpkg-deb -x (busybox)")?;
+    let bin = unpacked.join("bin/busybox");
+    fs::copy(&bin, &busybox).map_err(|e| format!("{}: {e}", bin.display()))?;
+    let _ = fs::remove_dir_all(&unpacked);
+    Ok(())
+}
+
+/// The initramfs: directories, `/dev/console`, busybox, `/init` and `cpuid.ko`.
+fn initramfs(dir: &Path, release: &str) -> Result<Vec<u8>, String> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let busybox = read("busybox")?;
+    let cpuid = read("cpuid.ko")?;
+    let init = INIT.replace("@RELEASE@", release);
+    let mut cpio = newc::Writer::default();
+    for d in
+        ["bin", "dev", "proc", "sys", "lib", "lib/modules", "sbin", "usr", "usr/bin", "usr/sbin"]
+    {
+        cpio.dir(d);
+    }
+    cpio.char_device("dev/console", 5, 1);
+    cpio.file("bin/busybox", 0o755, &busybox);
+    cpio.file("lib/modules/cpuid.ko", 0o644, &cpuid);
+    cpio.file("init", 0o755, init.as_bytes());
+    Ok(cpio.finish())
+}
+
+/// The newc ("new ASCII", `070701`) cpio format the kernel's initramfs unpacker reads
+/// (`Documentation/driver-api/early-userspace/buffer-format.rst`): per entry a 110-byte
+/// header of the magic and 13 eight-digit hex fields, the name with its NUL padded to 4 bytes,
+/// the data padded to 4 bytes; a `TRAILER!!!` entry ends the archive.
+pub mod newc {
+    const S_IFDIR: u32 = 0o040_000;
+    const S_IFREG: u32 = 0o100_000;
+    const S_IFCHR: u32 = 0o020_000;
+
+    /// An archive being written.
+    #[derive(Default)]
+    pub struct Writer {
+        out: Vec<u8>,
+        ino: u32,
+    }
+
+    fn pad4(out: &mut Vec<u8>) {
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    }
+
+    impl Writer {
+        fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+            self.ino += 1;
+            let nlink = if mode & S_IFDIR != 0 { 2 } else { 1 };
+            let fields = [
+                self.ino,
+                mode,
+                0, // uid
+                0, // gid
+                nlink,
+                0, // mtime: fixed, so the archive is reproducible
+                data.len() as u32,
+                0,
+                0,
+                rdev.0,
+                rdev.1,
+                name.len() as u32 + 1,
+                0, // check
+            ];
+            self.out.extend_from_slice(b"070701");
+            for f in fields {
+                self.out.extend_from_slice(format!("{f:08x}").as_bytes());
+            }
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.push(0);
+            pad4(&mut self.out);
+            self.out.extend_from_slice(data);
+            pad4(&mut self.out);
+        }
+
+        pub fn dir(&mut self, name: &str) {
+            self.entry(name, S_IFDIR | 0o755, (0, 0), &[]);
+        }
+
+        pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+            self.entry(name, S_IFREG | perm, (0, 0), data);
+        }
+
+        pub fn char_device(&mut self, name: &str, major: u32, minor: u32) {
+            self.entry(name, S_IFCHR | 0o600, (major, minor), &[]);
+        }
+
+        /// The archive with its trailer.
+        pub fn finish(mut self) -> Vec<u8> {
+            self.ino = 0;
+            self.entry("TRAILER!!!", 0, (0, 0), &[]);
+            self.out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_package_from_depends() {
+        assert_eq!(
+            kernel_package("linux-image-6.1.0-56-amd64 (= 6.1.192-2)").as_deref(),
+            Some("linux-image-6.1.0-56-amd64")
+        );
+        assert_eq!(
+            kernel_package("foo, linux-image-6.12.1-amd64 | bar").as_deref(),
+            Some("linux-image-6.12.1-amd64")
+        );
+        assert_eq!(kernel_package("linux-image-"), None);
+        assert_eq!(kernel_package(""), None);
+    }
+
+    #[test]
+    fn newc_layout() {
+        let mut w = newc::Writer::default();
+        w.dir("bin");
+        w.file("init", 0o755, b"#!/bin/sh\n");
+        w.char_device("dev/console", 5, 1);
+        let a = w.finish();
+        assert!(a.starts_with(b"070701"));
+        assert_eq!(a.len() % 4, 0);
+        // First header: ino 1, directory mode, name "bin".
+        let field = |at: usize, i: usize| {
+            u32::from_str_radix(
+                std::str::from_utf8(&a[at + 6 + 8 * i..at + 14 + 8 * i]).unwrap(),
+                16,
+            )
+            .unwrap()
+        };
+        assert_eq!(field(0, 0), 1);
+        assert_eq!(field(0, 1), 0o040_755);
+        assert_eq!(field(0, 11), 4);
+        assert_eq!(&a[110..113], b"bin");
+        // Second entry starts after 110 + 4 ("bin\0"), padded to 116.
+        assert_eq!(&a[116..122], b"070701");
+        assert_eq!(field(116, 6), 10);
+        let text = String::from_utf8_lossy(&a);
+        assert!(text.contains("dev/console") && text.ends_with("TRAILER!!!\0\0\0\0"), "{text:?}");
+    }
+}

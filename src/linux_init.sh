@@ -1,0 +1,24 @@
+#!/bin/busybox sh
+# /init of the initramfs the runner builds for a Linux guest (src/linux.rs): Debian's
+# busybox-static as userland. It prints values computed at run time, which tests/linux.rs
+# checks, then powers off (ACPI S5), which ends the guest with status 0.
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "linux: init running on $(uname -s) $(uname -r) (@RELEASE@)"
+# The hypervisor's CPUID leaves through /dev/cpu/0/cpuid: the file offset is the leaf and
+# each 16 bytes read are EAX, EBX, ECX, EDX of the next leaf; 64 bytes from 0x40000000 are
+# leaves 0x40000000-0x40000003 (signature, depth, exit counts).
+insmod /lib/modules/cpuid.ko
+dd if=/dev/cpu/0/cpuid of=/leaves bs=64 count=1 skip=$((0x40000000 / 64)) 2>/dev/null
+signature=$(dd if=/leaves bs=1 skip=4 count=12 2>/dev/null | tr -d '\000')
+depth=$(od -An -tu4 -j16 -N4 /leaves | tr -d ' ')
+grep -q '^flags.* hypervisor' /proc/cpuinfo && flag=yes || flag=no
+echo "linux: hypervisor=$signature depth=$depth cpuinfo-flag=$flag"
+echo "linux: cpus=$(grep -c ^processor /proc/cpuinfo) memory=$(grep MemTotal /proc/meminfo | tr -s ' ')"
+echo "linux: clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+echo "linux: workload seq-1-20000-md5=$(seq 1 20000 | md5sum | cut -d' ' -f1)"
+echo "linux: uptime=$(cut -d' ' -f1 /proc/uptime)s; powering off"
+poweroff -f
