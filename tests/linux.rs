@@ -4,7 +4,8 @@
 //! I/O APIC, the RTC, the PM block and the reset ports. `/init` prints values it computes at
 //! run time and powers off (ACPI S5), which ends the run with status 0. A corrupt bzImage is
 //! refused with a clear error while L0 lives; a kernel panic reboots (panic=-1), which L0
-//! reports with the guest's last console lines.
+//! reports with the guest's last console lines. Depth 2 (L0 -> turtles L1 -> Linux) and
+//! depth 3 boot the same kernel and initramfs.
 
 mod common;
 
@@ -55,6 +56,21 @@ fn l0_l1_boots_debian_linux_at_depth_2() {
             &format!("L1| L2| linux: workload seq-1-20000-md5={md5}"),
             "L1| [L1 cpu0 INFO ] guest: powered off (ACPI S5)",
             "exits: nested: L2 caused",
+        ],
+    );
+}
+
+#[test]
+fn l0_l1_l1_boots_debian_linux_at_depth_3() {
+    let md5 = expected_md5();
+    let run = turtles(&["run", "l0-l1-l1-linux", "--timeout", "1500"]);
+    run.expect(
+        0,
+        &[
+            "L1| L2| [L2 cpu0 INFO ] guest: ",
+            "L1| L2| L3| linux: hypervisor=turtles depth=3 cpuinfo-flag=yes",
+            &format!("L1| L2| L3| linux: workload seq-1-20000-md5={md5}"),
+            "L1| L2| [L2 cpu0 INFO ] guest: powered off (ACPI S5)",
         ],
     );
 }
