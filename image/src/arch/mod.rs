@@ -8,3 +8,4 @@ pub mod idt;
 pub mod pic;
 pub mod vmcs;
 pub mod vmx;
+pub mod vmx_probe;

@@ -8,11 +8,11 @@ use nested::caps::ept_vpid;
 use nested::vmcs::VmcsField as F;
 
 use super::expect::{Expect, UD};
-use super::insn::{self, Outcome};
 use super::l2::{self, Snippet, bit, reason};
 use super::mutate::{self, Class};
 use super::program::{Content, Launch, Program, Ptr};
 use super::world::VMCS_REGIONS;
+use crate::arch::vmx_probe::{self as insn, Outcome};
 
 /// Exit reasons of instructions whose exit reports an instruction length (SDM 27.2.5).
 const INSTRUCTION_EXITS: u64 = bit(reason::CPUID)

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use super::insn::Outcome;
+use crate::arch::vmx_probe::Outcome;
 
 /// Exception vectors L0 may inject for a VMX instruction (SDM Vol. 2, "Protected Mode
 /// Exceptions" of each instruction).

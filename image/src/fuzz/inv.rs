@@ -6,8 +6,8 @@
 use nested::caps::{ept_vpid, proc2};
 
 use super::expect::{Expect, UD};
-use super::insn;
 use super::program::{Launch, Program};
+use crate::arch::vmx_probe as insn;
 
 impl Program<'_> {
     pub(super) fn invept(&mut self) {

@@ -15,7 +15,7 @@
 
 mod entry;
 mod expect;
-mod insn;
+use crate::arch::vmx_probe as insn;
 mod inv;
 mod l2;
 mod mutate;

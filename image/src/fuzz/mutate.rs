@@ -6,9 +6,9 @@
 use nested::caps::{Allowed, entry, exit, proc1, proc2};
 use nested::vmcs::VmcsField as F;
 
-use super::insn::{self, Outcome};
 use super::rng::Rng;
 use super::world::{self, BEYOND_RAM, World};
+use crate::arch::vmx_probe::{self as insn, Outcome};
 
 /// The check that must refuse a mutated vmcs12, in the order VM entry checks them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -12,10 +12,10 @@ use nested::vmcs::{FieldType, VmcsField as F};
 use x86_64::registers::control::{Cr0, Cr4};
 
 use super::expect::{Expect, GP, UD};
-use super::insn::{self, Outcome};
 use super::mutate::Class;
 use super::rng::Rng;
 use super::world::{BEYOND_RAM, VMCS_REGIONS, World};
+use crate::arch::vmx_probe::{self as insn, Outcome};
 
 const CR4_VMXE: u64 = 1 << 13;
 const CR0_NE: u64 = 1 << 5;

@@ -8,9 +8,9 @@ use nested::vmcs::VmcsField as F;
 use nested::vmcs01::Vmcs01Controls;
 use x86_64::registers::control::{Cr0, Cr4};
 
-use super::insn::{self, Outcome};
 use super::l2::{self, Snippet};
 use super::rng::Rng;
+use crate::arch::vmx_probe::{self as insn, Outcome};
 use crate::arch::{cpu, gdt, idt};
 use crate::mm::frames;
 use crate::vmx::setup;

@@ -1,3 +1,6 @@
+//! (The fuzzing L1's instruction layer, `image/src/fuzz/`: kept in `arch/` with the other privileged
+//! instructions.)
+//!
 //! The VMX instructions as a hostile L1 executes them: any operand, in any state, with every
 //! outcome caught (SDM Vol. 3C 31.2): VMsucceed, VMfailInvalid, VMfailValid(n) (read back from
 //! the VM-instruction error field), a VM exit back to us (VMLAUNCH/VMRESUME), or an exception
