@@ -381,12 +381,6 @@ impl VecMemory {
     }
 }
 
-fn fuzz_config(default: u32) -> ProptestConfig {
-    let n =
-        std::env::var("TURTLES_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-    ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() }
-}
-
 fn valid_images() -> Vec<Vec<u8>> {
     let mut flat = vec![0; 0x20];
     flat.extend_from_slice(&mb1_header(Some([
@@ -409,7 +403,7 @@ fn valid_images() -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_config(1000))]
+    #![proptest_config(crate::fuzz_config(1000))]
 
     #[test]
     fn random_bytes_never_panic(image in proptest::collection::vec(any::<u8>(), 0..2048), p in 0usize..4) {
