@@ -63,13 +63,13 @@ pub fn prepare() -> Result<LinuxFiles, String> {
     Ok(LinuxFiles { bzimage: dir.join("vmlinuz"), initrd, release })
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let partial = path.with_extension("partial");
     fs::write(&partial, bytes).map_err(|e| format!("{}: {e}", partial.display()))?;
     fs::rename(&partial, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -109,14 +109,24 @@ fn download(dir: &Path, package: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("apt-get download {package} left no .deb in {}", debs.display()))
 }
 
-/// The kernel: `vmlinuz` and `cpuid.ko` in `dir`, the release in `dir/release`.
-fn fetch_kernel(dir: &Path) -> Result<String, String> {
+/// The modules kept from the kernel package (path under `lib/modules/<release>/kernel/`, file
+/// name in the cache): `cpuid.ko` for the Linux guest's `/init`, and KVM for the KVM
+/// initramfs ([`crate::linux_kvm`]), debug info stripped (`strip --strip-debug`: kvm.ko goes
+/// from megabytes to a few hundred KiB).
+pub const MODULES: [(&str, &str); 4] = [
+    ("arch/x86/kernel/cpuid.ko", "cpuid.ko"),
+    ("virt/lib/irqbypass.ko", "irqbypass.ko"),
+    ("arch/x86/kvm/kvm.ko", "kvm.ko"),
+    ("arch/x86/kvm/kvm-intel.ko", "kvm-intel.ko"),
+];
+
+/// The kernel: `vmlinuz` and [`MODULES`] in `dir`, the release in `dir/release`.
+pub(crate) fn fetch_kernel(dir: &Path) -> Result<String, String> {
     let stamp = dir.join("release");
     let vmlinuz = dir.join("vmlinuz");
-    let cpuid = dir.join("cpuid.ko");
     if let Ok(release) = fs::read_to_string(&stamp)
         && vmlinuz.is_file()
-        && cpuid.is_file()
+        && MODULES.iter().all(|(_, name)| dir.join(name).is_file())
     {
         return Ok(release.trim().to_string());
     }
@@ -135,9 +145,13 @@ fn fetch_kernel(dir: &Path) -> Result<String, String> {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked), "dpkg-deb -x (kernel)")?;
     let boot = unpacked.join(format!("boot/vmlinuz-{release}"));
     fs::copy(&boot, &vmlinuz).map_err(|e| format!("{}: {e}", boot.display()))?;
-    let module = unpacked.join(format!("lib/modules/{release}/kernel/arch/x86/kernel/cpuid.ko"));
-    fs::copy(&module, &cpuid).map_err(|e| format!("{}: {e}", module.display()))?;
-    // Only the two files are kept: the unpacked package is ~400 MB of modules.
+    for (path, name) in MODULES {
+        let module = unpacked.join(format!("lib/modules/{release}/kernel/{path}"));
+        let kept = dir.join(name);
+        fs::copy(&module, &kept).map_err(|e| format!("{}: {e}", module.display()))?;
+        run(Command::new("strip").arg("--strip-debug").arg(&kept), "strip --strip-debug")?;
+    }
+    // Only these files are kept: the unpacked package is ~400 MB of modules.
     let _ = fs::remove_dir_all(&unpacked);
     fs::write(&stamp, &release).map_err(|e| format!("{}: {e}", stamp.display()))?;
     Ok(release)
@@ -154,7 +168,7 @@ pub fn kernel_package(depends: &str) -> Option<String> {
 }
 
 /// `busybox` (the static one) in `dir`.
-fn fetch_busybox(dir: &Path) -> Result<(), String> {
+pub(crate) fn fetch_busybox(dir: &Path) -> Result<(), String> {
     let busybox = dir.join("busybox");
     if busybox.is_file() {
         return Ok(());
