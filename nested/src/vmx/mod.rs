@@ -7,6 +7,8 @@ pub mod checks;
 pub mod for_l1;
 mod instr;
 mod inv;
+#[cfg(test)]
+mod kvm_loader_tests;
 pub mod l1_caps;
 mod launch;
 pub mod merge;
