@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod fuzz;
 pub mod images;
 pub mod iso;
+pub mod kvm_guest;
 pub mod linux;
 pub mod linux_kvm;
 pub mod progress;

@@ -9,7 +9,7 @@ use turtles_config::Emulator;
 
 use crate::session::{self, Launch, Outcome, QemuBoot};
 use crate::summary::Summary;
-use crate::{images, iso, linux, progress, status, tools, workspace_root};
+use crate::{images, iso, kvm_guest, linux, progress, status, tools, workspace_root};
 
 /// What the runner prints of the serial console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,20 +74,31 @@ static RUNS: AtomicU32 = AtomicU32::new(0);
 pub fn run(options: &RunOptions) -> Result<Outcome, String> {
     let set = images::configs()?;
     let config = set.get(&options.config)?;
-    if config.role == turtles_config::Role::Linux {
+    let kvm_guest_config = config.role == turtles_config::Role::LinuxKvm && config.depth > 0;
+    if config.role == turtles_config::Role::Linux || kvm_guest_config {
         return Err(format!(
             "config `{}` is a Linux guest, not a turtles image: run a config whose guest it is \
-             (l0-linux, l0-l1-linux)",
+             (l0-linux, l0-l1-linux, l0-kvm-leaf)",
             config.name
         ));
     }
     let emulator = options.emulator.unwrap_or(config.machine.emulator);
     tools::check(emulator)?;
     let mut names = images::build_chain_names(&set, config)?;
-    // A Linux guest is the innermost: fetched and packed, not built.
-    let linux_guest = match names.first() {
-        Some(first) if set.get(first)?.role == turtles_config::Role::Linux => Some(names.remove(0)),
-        _ => None,
+    // A Linux guest is the innermost: fetched and packed, not built. A Linux KVM host as the
+    // guest (role linux-kvm) boots the same way, its own guests packed into its initramfs.
+    let mut kvm_files = None;
+    let linux_guest = match kvm_guest::take(&set, &mut names)? {
+        Some((name, files)) => {
+            kvm_files = Some(files);
+            Some(name)
+        }
+        None => match names.first() {
+            Some(first) if set.get(first)?.role == turtles_config::Role::Linux => {
+                Some(names.remove(0))
+            }
+            _ => None,
+        },
     };
     // The image the config's disk holds is built now too, with the others.
     let disk_guest = config.disk.as_ref().and_then(|d| d.guest.clone());
@@ -102,7 +113,10 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         .map(|g| iso::IsoModule { file: g.path.clone(), cmdline: g.name.clone() })
         .collect();
     if let Some(name) = &linux_guest {
-        let files = linux::prepare()?;
+        let files = match kvm_files {
+            Some(files) => files,
+            None => linux::prepare()?,
+        };
         modules.push(iso::IsoModule {
             file: files.bzimage,
             cmdline: format!("{name} {}", linux::CMDLINE),

@@ -25,6 +25,12 @@ pub enum Role {
     /// Not a turtles image: Debian's Linux kernel with the runner's initramfs, which the
     /// runner fetches and builds (`src/linux.rs`) and hands to the level above as its guest.
     Linux,
+    /// Not a turtles image: Debian's Linux as a KVM host: its initramfs (`src/linux_kvm.rs`)
+    /// loads kvm_intel with nested=1 and runs the launcher (`launcher/`) on /dev/kvm with the
+    /// `guest` config's image and its guests' images as boot modules. At depth 0 it is the
+    /// top level (KVM as L0); deeper it is a guest hypervisor on the emulated VMX of the
+    /// level above (`src/kvm_guest.rs`, e.g. `l0-kvm-leaf`: KVM as L1 on turtles' L0).
+    LinuxKvm,
 }
 
 impl Role {
@@ -34,6 +40,7 @@ impl Role {
             Role::L1 => "l1",
             Role::Leaf => "leaf",
             Role::Linux => "linux",
+            Role::LinuxKvm => "linux-kvm",
         }
     }
 
@@ -260,12 +267,14 @@ impl Config {
             message,
         };
         match (self.role, self.depth) {
-            (Role::L0, 0) | (Role::L1 | Role::Leaf | Role::Linux, 1..=8) | (Role::Leaf, 0) => {}
+            (Role::L0 | Role::LinuxKvm, 0)
+            | (Role::L1 | Role::Leaf | Role::Linux | Role::LinuxKvm, 1..=8)
+            | (Role::Leaf, 0) => {}
             (Role::L0, d) => return Err(err("depth", format!("is {d}; role l0 runs at depth 0"))),
             (_, d) => {
                 return Err(err(
                     "depth",
-                    format!("is {d}; allowed: 1 to 8 for role l1, leaf or linux"),
+                    format!("is {d}; allowed: 1 to 8 for role l1, leaf, linux or linux-kvm"),
                 ));
             }
         }
@@ -306,6 +315,13 @@ impl Config {
             }
             (None, _) if self.expose_vmx => {
                 return Err(err("expose_vmx", "is true but there is no `guest`".to_string()));
+            }
+            (None, Role::LinuxKvm) => {
+                return Err(err(
+                    "guest",
+                    "is missing; role linux-kvm launches the `guest` config's image on KVM"
+                        .to_string(),
+                ));
             }
             _ => {}
         }
@@ -535,6 +551,20 @@ memory_mib = 256
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("configs/t.toml"), text)
+    }
+
+    #[test]
+    fn linux_kvm_runs_at_any_depth_with_a_guest() {
+        let kvm = GOOD.replace("role = \"l0\"", "role = \"linux-kvm\"");
+        let with_guest =
+            kvm.replace("depth = 0", "depth = 0\nguest = \"leaf\"\nguest_memory_mib = 64");
+        assert_eq!(parse(&with_guest).unwrap().role, Role::LinuxKvm);
+        // As a guest hypervisor (KVM as L1 on turtles' L0).
+        assert_eq!(parse(&with_guest.replace("depth = 0", "depth = 1")).unwrap().depth, 1);
+        let e = parse(&with_guest.replace("depth = 0", "depth = 9")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("depth"), "{e}");
+        let e = parse(&kvm).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("guest"), "{e}");
     }
 
     #[test]
