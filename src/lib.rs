@@ -3,12 +3,14 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod bench_kvm;
 pub mod bench_net;
 pub mod devices;
 pub mod fingerprint;
 pub mod fuzz;
 pub mod images;
 pub mod iso;
+pub mod kvm_host;
 pub mod linux;
 pub mod linux_kvm;
 pub mod progress;

@@ -29,7 +29,16 @@ else
   echo "kvm: launching: turtles-launcher @ARGS@"
   /bin/turtles-launcher @ARGS@
   status=$?
+  # KVM's own counters for the whole run (all vCPUs, debugfs): what bench vs-kvm reports.
+  mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+  stats=""
+  for s in exits io_exits mmio_exits halt_exits irq_exits nested_run; do
+    [ -r /sys/kernel/debug/kvm/$s ] && stats="$stats $s=$(cat /sys/kernel/debug/kvm/$s)"
+  done
+  echo "kvm: stats:$stats"
 fi
 echo "kvm: launcher exited with status $status"
 echo "turtles: exit status=$status"
+# Let the serial driver drain its buffer: poweroff -f does not wait for the tty.
+sleep 2
 poweroff -f

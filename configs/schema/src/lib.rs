@@ -25,6 +25,11 @@ pub enum Role {
     /// Not a turtles image: Debian's Linux kernel with the runner's initramfs, which the
     /// runner fetches and builds (`src/linux.rs`) and hands to the level above as its guest.
     Linux,
+    /// Not a turtles image: Debian's Linux as the top level (depth 0, on the emulator), a KVM
+    /// host acting as L0: its initramfs (`src/linux_kvm.rs`) loads kvm_intel with nested=1
+    /// and runs the launcher (`launcher/`) on /dev/kvm with the `guest` config's image and
+    /// its guests' images as boot modules.
+    LinuxKvm,
 }
 
 impl Role {
@@ -34,6 +39,7 @@ impl Role {
             Role::L1 => "l1",
             Role::Leaf => "leaf",
             Role::Linux => "linux",
+            Role::LinuxKvm => "linux-kvm",
         }
     }
 
@@ -260,7 +266,12 @@ impl Config {
             message,
         };
         match (self.role, self.depth) {
-            (Role::L0, 0) | (Role::L1 | Role::Leaf | Role::Linux, 1..=8) | (Role::Leaf, 0) => {}
+            (Role::L0 | Role::LinuxKvm, 0)
+            | (Role::L1 | Role::Leaf | Role::Linux, 1..=8)
+            | (Role::Leaf, 0) => {}
+            (Role::LinuxKvm, d) => {
+                return Err(err("depth", format!("is {d}; role linux-kvm runs at depth 0")));
+            }
             (Role::L0, d) => return Err(err("depth", format!("is {d}; role l0 runs at depth 0"))),
             (_, d) => {
                 return Err(err(
@@ -307,7 +318,21 @@ impl Config {
             (None, _) if self.expose_vmx => {
                 return Err(err("expose_vmx", "is true but there is no `guest`".to_string()));
             }
+            (None, Role::LinuxKvm) => {
+                return Err(err(
+                    "guest",
+                    "is missing; role linux-kvm launches the `guest` config's image on KVM"
+                        .to_string(),
+                ));
+            }
             _ => {}
+        }
+        if self.role == Role::LinuxKvm && self.machine.emulator != Emulator::Bochs {
+            return Err(err(
+                "machine.emulator",
+                "is qemu; role linux-kvm needs VMX from the emulator: allowed: \"bochs\""
+                    .to_string(),
+            ));
         }
         if !self.devices.contains(&Device::Com1) {
             return Err(err("devices", "must include \"com1\" (the console)".to_string()));
@@ -535,6 +560,20 @@ memory_mib = 256
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("configs/t.toml"), text)
+    }
+
+    #[test]
+    fn linux_kvm_is_a_top_level_with_a_guest_on_bochs() {
+        let kvm = GOOD.replace("role = \"l0\"", "role = \"linux-kvm\"");
+        let with_guest =
+            kvm.replace("depth = 0", "depth = 0\nguest = \"l1\"\nguest_memory_mib = 64");
+        assert_eq!(parse(&with_guest).unwrap().role, Role::LinuxKvm);
+        let e = parse(&kvm).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("guest"), "{e}");
+        let e = parse(&with_guest.replace("depth = 0", "depth = 1")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("depth"), "{e}");
+        let e = parse(&with_guest.replace("\"bochs\"", "\"qemu\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("machine.emulator"), "{e}");
     }
 
     #[test]
