@@ -26,16 +26,11 @@ else
   echo "kvm: loaded: kvm-intel $params; nested=$(cat $p/nested) ept=$(cat $p/ept)" \
     "vpid=$(cat $p/vpid) unrestricted_guest=$(cat $p/unrestricted_guest)" \
     "enable_shadow_vmcs=$(cat $p/enable_shadow_vmcs)"
+  # debugfs: the launcher prints KVM's exit counters for its VM at the end (kvm: stats:).
+  mount -t debugfs debugfs /sys/kernel/debug
   echo "kvm: launching: turtles-launcher @ARGS@"
   /bin/turtles-launcher @ARGS@
   status=$?
-  # KVM's own counters for the whole run (all vCPUs, debugfs): what bench vs-kvm reports.
-  mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-  stats=""
-  for s in exits io_exits mmio_exits halt_exits irq_exits nested_run; do
-    [ -r /sys/kernel/debug/kvm/$s ] && stats="$stats $s=$(cat /sys/kernel/debug/kvm/$s)"
-  done
-  echo "kvm: stats:$stats"
 fi
 echo "kvm: launcher exited with status $status"
 echo "turtles: exit status=$status"
