@@ -21,13 +21,20 @@ pub use crate::workload::{Part, parse_workload};
 pub struct Measured {
     pub parts: BTreeMap<String, Part>,
     pub l0_exits: BTreeMap<String, u64>,
+    /// Every serial line of the run.
+    pub lines: Vec<String>,
 }
 
 /// Boots `config` under Bochs with `cmdline` and reads its workload results.
 pub fn measure(config: &str, cmdline: &str) -> Result<Measured, String> {
+    measure_for(config, cmdline, 900)
+}
+
+/// [`measure`] with a timeout in seconds.
+pub fn measure_for(config: &str, cmdline: &str, timeout: u64) -> Result<Measured, String> {
     let mut options = RunOptions::new(config);
     options.emulator = Some(Emulator::Bochs);
-    options.timeout = 900;
+    options.timeout = timeout;
     options.console = Console::Quiet;
     options.cmdline = cmdline.to_string();
     let outcome = run(&options)?;
@@ -42,7 +49,7 @@ pub fn measure(config: &str, cmdline: &str) -> Result<Measured, String> {
     if parts.is_empty() {
         return Err(format!("`{config}` printed no workload results"));
     }
-    Ok(Measured { parts, l0_exits: parse_l0_exits(&outcome.lines) })
+    Ok(Measured { parts, l0_exits: parse_l0_exits(&outcome.lines), lines: outcome.lines })
 }
 
 fn run_leaf(config: &str) -> Result<BTreeMap<String, Part>, String> {

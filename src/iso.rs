@@ -1,5 +1,5 @@
 //! The GRUB ISO Bochs boots: GRUB loads the image with `multiboot2` and its guests' images
-//! as `module2`.
+//! as `module2`, or ([`build_linux`]) a Linux bzImage with `linux` and its `initrd`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,10 +35,14 @@ pub fn build(
     }
     menu += "  boot\n}\n";
     fs::write(grub.join("grub.cfg"), menu).map_err(|e| format!("grub.cfg: {e}"))?;
+    mkrescue(&root, out)
+}
+
+fn mkrescue(root: &Path, out: &Path) -> Result<(), String> {
     let output = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(out)
-        .arg(&root)
+        .arg(root)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
@@ -50,6 +54,29 @@ pub fn build(
         ));
     }
     Ok(())
+}
+
+/// Builds `out` (an ISO) that boots the Linux `bzimage` with `cmdline` and `initrd` (GRUB's
+/// `linux` and `initrd` commands: the Linux boot protocol).
+pub fn build_linux(
+    bzimage: &Path,
+    cmdline: &str,
+    initrd: &Path,
+    work: &Path,
+    out: &Path,
+) -> Result<(), String> {
+    let root = work.join("iso");
+    let _ = fs::remove_dir_all(&root);
+    let grub = root.join("boot/grub");
+    fs::create_dir_all(&grub).map_err(|e| format!("{}: {e}", grub.display()))?;
+    copy(bzimage, &root.join("boot/vmlinuz"))?;
+    copy(initrd, &root.join("boot/initrd.cpio"))?;
+    let menu = format!(
+        "set timeout=0\nset default=0\n\
+         menuentry \"linux\" {{\n  linux /boot/vmlinuz {cmdline}\n  initrd /boot/initrd.cpio\n  boot\n}}\n"
+    );
+    fs::write(grub.join("grub.cfg"), menu).map_err(|e| format!("grub.cfg: {e}"))?;
+    mkrescue(&root, out)
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), String> {

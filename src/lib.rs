@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod bench_kvm;
 pub mod bench_net;
 pub mod devices;
 pub mod fingerprint;
@@ -10,6 +11,7 @@ pub mod fuzz;
 pub mod images;
 pub mod iso;
 pub mod kvm_guest;
+pub mod kvm_host;
 pub mod linux;
 pub mod linux_kvm;
 pub mod progress;

@@ -68,6 +68,13 @@ enum BenchCmd {
         #[arg(long)]
         depth3: bool,
     },
+    /// The leaf on real Linux KVM against turtles, at depth 1 (kvm-leaf vs l0-leaf) and 2
+    /// (kvm-l1-leaf vs l0-l1-leaf): ticks per round trip and the KVM/turtles ratio.
+    VsKvm {
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// UDP round trips per second and bulk throughput through the management endpoint
     /// (`net-qemu` under QEMU, virtio-net).
     Net,
@@ -169,6 +176,9 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Bench { which: BenchCmd::Nested { json, svg, depth3 } }) => {
             turtles::bench::nested(json.as_deref(), svg.as_deref(), depth3)
+        }
+        Some(Cmd::Bench { which: BenchCmd::VsKvm { json } }) => {
+            turtles::bench_kvm::vs_kvm(json.as_deref())
         }
         Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
         Some(Cmd::Bench { which: BenchCmd::Check { update } }) => turtles::baseline::check(update),

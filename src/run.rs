@@ -9,7 +9,7 @@ use turtles_config::Emulator;
 
 use crate::session::{self, Launch, Outcome, QemuBoot};
 use crate::summary::Summary;
-use crate::{images, iso, kvm_guest, linux, progress, status, tools, workspace_root};
+use crate::{images, iso, kvm_guest, kvm_host, linux, progress, status, tools, workspace_root};
 
 /// What the runner prints of the serial console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,11 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
     }
     let emulator = options.emulator.unwrap_or(config.machine.emulator);
     tools::check(emulator)?;
+    if config.role == turtles_config::Role::LinuxKvm {
+        let work = work_dir(config, emulator)?;
+        let (iso, memory_mib) = kvm_host::prepare(&set, config, options, &work)?;
+        return boot(options, config, emulator, iso, String::new(), memory_mib, Vec::new(), work);
+    }
     let mut names = images::build_chain_names(&set, config)?;
     // A Linux guest is the innermost: fetched and packed, not built. A Linux KVM host as the
     // guest (role linux-kvm) boots the same way, its own guests packed into its initramfs.
@@ -182,14 +187,7 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
         memory_mib = memory;
         cmdline = format!("{cmdline} {line}").trim().to_string();
     }
-    let work = workspace_root().join("target/run").join(format!(
-        "{}-{}-{}-{}",
-        config.name,
-        emulator.as_str(),
-        std::process::id(),
-        RUNS.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let work = work_dir(config, emulator)?;
     let boot_file: PathBuf = match (emulator, options.boot) {
         (Emulator::Bochs, _) => {
             let out = work.join("turtles.iso");
@@ -203,6 +201,34 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
             out
         }
     };
+    boot(options, config, emulator, boot_file, cmdline, memory_mib, modules, work)
+}
+
+/// A new directory for one run's files under `target/run/`.
+fn work_dir(config: &turtles_config::Config, emulator: Emulator) -> Result<PathBuf, String> {
+    let work = workspace_root().join("target/run").join(format!(
+        "{}-{}-{}-{}",
+        config.name,
+        emulator.as_str(),
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    Ok(work)
+}
+
+/// Boots the prepared medium and reports the outcome.
+#[allow(clippy::too_many_arguments)]
+fn boot(
+    options: &RunOptions,
+    config: &turtles_config::Config,
+    emulator: Emulator,
+    boot_file: PathBuf,
+    cmdline: String,
+    memory_mib: u32,
+    modules: Vec<iso::IsoModule>,
+    work: PathBuf,
+) -> Result<Outcome, String> {
     eprintln!(
         "turtles: booting `{}` under {}{} (timeout {} s)",
         config.name,

@@ -12,6 +12,8 @@
 //! lines printed on stdout, each after `--prefix`, default `L1| `), the reset ports and the
 //! exit port 0xf4. Exit status: the byte the guest wrote to port 0xf4; 2 for a launcher
 //! error (bad image, no /dev/kvm; the message on stderr); 4 when the guest reset the machine.
+//! At the end it prints KVM's own exit counters from debugfs when it is mounted
+//! (`kvm: stats: exits=N ...`, on stderr).
 //! Built static for `x86_64-unknown-linux-musl` so it runs in the runner's initramfs.
 
 mod args;
@@ -19,6 +21,7 @@ mod boot;
 mod cpuid;
 mod error;
 mod ports;
+mod stats;
 mod vm;
 
 use std::process::ExitCode;
@@ -46,7 +49,12 @@ fn launch() -> Result<Stop, LaunchError> {
         if vm.vmx { "shown" } else { "not available (host kvm_intel without nested=1)" }
     );
     let mut ports = ports::Ports::default();
-    vm.run(&mut ports, &mut std::io::stdout().lock(), &args.prefix)
+    let stop = vm.run(&mut ports, &mut std::io::stdout().lock(), &args.prefix);
+    // While the VM still exists: KVM's counters include it.
+    if let Some(line) = stats::line(std::path::Path::new(stats::DEBUGFS_KVM)) {
+        eprintln!("{line}");
+    }
+    stop
 }
 
 fn main() -> ExitCode {

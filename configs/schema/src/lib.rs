@@ -325,6 +325,13 @@ impl Config {
             }
             _ => {}
         }
+        if self.role == Role::LinuxKvm && self.machine.emulator != Emulator::Bochs {
+            return Err(err(
+                "machine.emulator",
+                "is qemu; role linux-kvm needs VMX from the emulator: allowed: \"bochs\""
+                    .to_string(),
+            ));
+        }
         if !self.devices.contains(&Device::Com1) {
             return Err(err("devices", "must include \"com1\" (the console)".to_string()));
         }
@@ -565,6 +572,8 @@ memory_mib = 256
         assert_eq!(e.key.as_deref(), Some("depth"), "{e}");
         let e = parse(&kvm).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("guest"), "{e}");
+        let e = parse(&with_guest.replace("\"bochs\"", "\"qemu\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("machine.emulator"), "{e}");
     }
 
     #[test]
