@@ -49,3 +49,31 @@ fn linux_kvm_as_l1_runs_the_leaf_on_turtles_l0() {
     }
     assert!(all.contains("L1| L2| turtles: exit status=0"), "{all}");
 }
+
+/// kvm_intel refusing to load (here: a bad value for its `nested` parameter, through Linux's
+/// command line) ends the run with status 2 and the kernel's own message, through the exit
+/// port L0 gives its guest.
+#[test]
+fn kvm_refusing_to_load_fails_the_run_with_kvms_message() {
+    let run = turtles(&[
+        "run",
+        "l0-kvm-leaf",
+        "--timeout",
+        "1500",
+        "--guest-cmdline",
+        "kvm_intel.nested=maybe",
+    ]);
+    run.expect(
+        2,
+        &[
+            "L1| kvm: KVM did not load (kvm-intel nested=1 nested=maybe); the kernel said:",
+            "L1| kvm: | ",
+            "L1| turtles: exit status=2",
+            "guest: exited with status 2",
+        ],
+    )
+    .expect_absent(&["L1| launcher: "]);
+    // KVM's own words, from the kernel log.
+    let said = kvm_refusal(&run);
+    assert!(said.contains("kvm_intel: `maybe' invalid for parameter `nested'"), "{said}");
+}
