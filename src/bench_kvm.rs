@@ -8,8 +8,8 @@
 //!
 //! Per round trip (CPUID, port I/O, HLT) the leaf's own ticks, the KVM/turtles ratio, and the
 //! bottom level's exits per round trip where the leaf can read them (turtles' exit-count
-//! leaf; under KVM it cannot, so the KVM columns give KVM's own counters for the whole run
-//! instead, which `/init` reads from debugfs).
+//! leaf; under KVM it cannot, so the report gives KVM's own counters for the launcher's VM
+//! over its whole run instead, which the launcher reads from debugfs).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
