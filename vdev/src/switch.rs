@@ -4,6 +4,7 @@
 //! through the NIC (the uplink). A guest can only send with its own MAC as source, so it
 //! cannot pose as the level or another guest. Pure: it decides, the caller moves the frames.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 /// Where a frame comes from or goes to.
@@ -85,6 +86,53 @@ impl Switch {
     }
 }
 
+/// Frames waiting at each port before more are dropped.
+pub const PORT_BACKLOG: usize = 64;
+
+/// The switch with a bounded queue of frames waiting at each port: what a level runs when its
+/// stack, its NIC and its guests' devices are polled at different moments.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    switch: Switch,
+    /// Index 0: [`Port::Local`], 1: [`Port::Uplink`], 2 + n: [`Port::Guest`] n.
+    waiting: Vec<VecDeque<Vec<u8>>>,
+    /// Frames refused by the switch or dropped at a full port.
+    pub dropped: u64,
+}
+
+impl Hub {
+    pub fn new(switch: Switch) -> Self {
+        let ports = 2 + switch.guests.len();
+        Hub { switch, waiting: (0..ports).map(|_| VecDeque::new()).collect(), dropped: 0 }
+    }
+
+    fn index(&self, port: Port) -> Option<usize> {
+        match port {
+            Port::Local => Some(0),
+            Port::Uplink => Some(1),
+            Port::Guest(n) => (n < self.switch.guests.len()).then_some(2 + n),
+        }
+    }
+
+    /// A frame arriving from `from`: queued at every port the switch sends it to.
+    pub fn input(&mut self, from: Port, frame: &[u8]) -> Result<(), Drop> {
+        let to = self.switch.route(from, frame).inspect_err(|_| self.dropped += 1)?;
+        for port in to {
+            match self.index(port).and_then(|i| self.waiting.get_mut(i)) {
+                Some(q) if q.len() < PORT_BACKLOG => q.push_back(frame.to_vec()),
+                _ => self.dropped += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame waiting for `to`.
+    pub fn output(&mut self, to: Port) -> Option<Vec<u8>> {
+        let i = self.index(to)?;
+        self.waiting.get_mut(i)?.pop_front()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +195,23 @@ mod tests {
         assert_eq!(s.route(Port::Guest(7), &frame(L0, G0)), Err(Drop::Spoofed));
         assert_eq!(s.route(Port::Uplink, &frame(OUT, OUT)), Err(Drop::NotOurs));
         assert_eq!(s.route(Port::Guest(0), &frame(G0, G0)), Err(Drop::Loopback));
+    }
+
+    #[test]
+    fn the_hub_queues_frames_per_port_and_bounds_them() {
+        let mut hub = Hub::new(switch());
+        hub.input(Port::Uplink, &frame(BCAST, OUT)).unwrap();
+        hub.input(Port::Guest(0), &frame(OUT, G0)).unwrap();
+        assert_eq!(hub.output(Port::Local), Some(frame(BCAST, OUT)));
+        assert_eq!(hub.output(Port::Guest(1)), Some(frame(BCAST, OUT)));
+        assert_eq!(hub.output(Port::Guest(0)), Some(frame(BCAST, OUT)));
+        assert_eq!(hub.output(Port::Uplink), Some(frame(OUT, G0)));
+        assert_eq!(hub.output(Port::Uplink), None);
+        assert_eq!(hub.output(Port::Guest(9)), None);
+        assert_eq!(hub.input(Port::Guest(0), &frame(L0, G1)), Err(Drop::Spoofed));
+        for _ in 0..PORT_BACKLOG + 3 {
+            hub.input(Port::Uplink, &frame(L0, OUT)).unwrap();
+        }
+        assert_eq!(hub.dropped, 1 + 3);
     }
 }
