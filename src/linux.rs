@@ -3,7 +3,11 @@
 //! (no root needed) into a cache under `target/linux/`, unpacks them with `dpkg-deb -x`, and
 //! writes the initramfs as a newc cpio archive ([`newc`]): Debian's `busybox-static`, our
 //! `/init` (`src/linux_init.sh`) and the one module it loads (`cpuid.ko`, for
-//! `/dev/cpu/0/cpuid`, from which `/init` reads the hypervisor's CPUID leaves).
+//! `/dev/cpu/0/cpuid`, from which `/init` reads the hypervisor's CPUID leaves). For the
+//! virtio-mmio devices a level may offer its guest (`guest_devices`), the initramfs also holds
+//! the virtio modules ([`IO_MODULES`], loaded by `/init` only when the ACPI tables announce a
+//! virtio-mmio device) and `/bin/udp-answer` (`src/udp_answer.S`, assembled here with
+//! binutils), which answers one UDP request.
 //!
 //! The kernel (`linux-image-amd64` resolved to the real `linux-image-<version>-amd64`
 //! package) and busybox are fetched once; the initramfs is rebuilt when `/init` changes.
@@ -26,6 +30,25 @@ pub const CMDLINE: &str =
 
 /// The init script packed as `/init`.
 const INIT: &str = include_str!("linux_init.sh");
+/// The UDP answering program packed as `/bin/udp-answer`.
+const UDP_ANSWER: &str = include_str!("udp_answer.S");
+
+/// The modules `/init` loads for virtio-mmio devices, in load order (each after those it
+/// depends on), as paths under the kernel's `lib/modules/<release>/kernel/`.
+pub const IO_MODULES: [&str; 7] = [
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_mmio.ko",
+    "drivers/block/virtio_blk.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+];
+
+/// A module's file name (`virtio_mmio.ko`).
+fn module_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
 
 /// The meta package that names the current kernel.
 const KERNEL_META: &str = "linux-image-amd64";
@@ -114,11 +137,24 @@ fn fetch_kernel(dir: &Path) -> Result<String, String> {
     let stamp = dir.join("release");
     let vmlinuz = dir.join("vmlinuz");
     let cpuid = dir.join("cpuid.ko");
+    let have_io_modules = IO_MODULES.iter().all(|m| dir.join(module_name(m)).is_file());
     if let Ok(release) = fs::read_to_string(&stamp)
         && vmlinuz.is_file()
         && cpuid.is_file()
     {
-        return Ok(release.trim().to_string());
+        let release = release.trim().to_string();
+        if have_io_modules {
+            return Ok(release);
+        }
+        // A cache from before the virtio modules: take them from the kernel package there.
+        if let Some(deb) = cached_deb(dir, &format!("linux-image-{release}")) {
+            let unpacked = dir.join("kernel");
+            let _ = fs::remove_dir_all(&unpacked);
+            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked), "dpkg-deb -x")?;
+            copy_io_modules(&unpacked, &release, dir)?;
+            let _ = fs::remove_dir_all(&unpacked);
+            return Ok(release);
+        }
     }
     eprintln!("turtles: fetching Debian's kernel ({KERNEL_META}) into {}", dir.display());
     let meta = download(dir, KERNEL_META)?;
@@ -137,10 +173,47 @@ fn fetch_kernel(dir: &Path) -> Result<String, String> {
     fs::copy(&boot, &vmlinuz).map_err(|e| format!("{}: {e}", boot.display()))?;
     let module = unpacked.join(format!("lib/modules/{release}/kernel/arch/x86/kernel/cpuid.ko"));
     fs::copy(&module, &cpuid).map_err(|e| format!("{}: {e}", module.display()))?;
-    // Only the two files are kept: the unpacked package is ~400 MB of modules.
+    copy_io_modules(&unpacked, &release, dir)?;
+    // Only these files are kept: the unpacked package is ~400 MB of modules.
     let _ = fs::remove_dir_all(&unpacked);
     fs::write(&stamp, &release).map_err(|e| format!("{}: {e}", stamp.display()))?;
     Ok(release)
+}
+
+/// Copies [`IO_MODULES`] from an unpacked kernel package into `dir`.
+fn copy_io_modules(unpacked: &Path, release: &str, dir: &Path) -> Result<(), String> {
+    for m in IO_MODULES {
+        let from = unpacked.join(format!("lib/modules/{release}/kernel/{m}"));
+        fs::copy(&from, dir.join(module_name(m)))
+            .map_err(|e| format!("{}: {e}", from.display()))?;
+    }
+    Ok(())
+}
+
+/// A .deb of `package` already in the cache.
+fn cached_deb(dir: &Path, package: &str) -> Option<PathBuf> {
+    let prefix = format!("{package}_");
+    fs::read_dir(dir.join("debs")).ok()?.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+    })
+}
+
+/// `/bin/udp-answer`: `src/udp_answer.S` assembled and linked (binutils) in `dir`.
+fn udp_answer(dir: &Path) -> Result<Vec<u8>, String> {
+    let source = dir.join("udp_answer.S");
+    let object = dir.join("udp_answer.o");
+    let program = dir.join("udp-answer");
+    if fs::read_to_string(&source).ok().as_deref() != Some(UDP_ANSWER) || !program.is_file() {
+        fs::write(&source, UDP_ANSWER).map_err(|e| format!("{}: {e}", source.display()))?;
+        run(Command::new("as").arg("--64").arg("-o").arg(&object).arg(&source), "as --64")?;
+        run(
+            Command::new("ld").args(["-static", "-e", "_start", "-o"]).arg(&program).arg(&object),
+            "ld (udp-answer)",
+        )?;
+    }
+    fs::read(&program).map_err(|e| format!("{}: {e}", program.display()))
 }
 
 /// The real package a kernel meta package's Depends field names
@@ -170,7 +243,8 @@ fn fetch_busybox(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The initramfs: directories, `/dev/console`, busybox, `/init` and `cpuid.ko`.
+/// The initramfs: directories, `/dev/console`, busybox, `/init`, `cpuid.ko`, the virtio
+/// modules and `udp-answer`.
 fn initramfs(dir: &Path, release: &str) -> Result<Vec<u8>, String> {
     let read = |name: &str| {
         let path = dir.join(name);
@@ -188,6 +262,11 @@ fn initramfs(dir: &Path, release: &str) -> Result<Vec<u8>, String> {
     cpio.char_device("dev/console", 5, 1);
     cpio.file("bin/busybox", 0o755, &busybox);
     cpio.file("lib/modules/cpuid.ko", 0o644, &cpuid);
+    for m in IO_MODULES {
+        let name = module_name(m);
+        cpio.file(&format!("lib/modules/{name}"), 0o644, &read(name)?);
+    }
+    cpio.file("bin/udp-answer", 0o755, &udp_answer(dir)?);
     cpio.file("init", 0o755, init.as_bytes());
     Ok(cpio.finish())
 }
