@@ -238,6 +238,23 @@ proptest! {
     }
 }
 
+/// Guest memory that records where the device wrote.
+struct Watched<'a> {
+    mem: &'a mut VecRam,
+    writes: Vec<(u64, u64)>,
+}
+
+impl GuestRam for Watched<'_> {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::mem::OutOfRange> {
+        self.mem.read(gpa, buf)
+    }
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), crate::mem::OutOfRange> {
+        self.mem.write(gpa, data)?;
+        self.writes.push((gpa, data.len() as u64));
+        Ok(())
+    }
+}
+
 /// A random chain: buffers anywhere (in or out of guest memory, any length), in order.
 fn chain() -> impl Strategy<Value = Bufs> {
     let addr = prop_oneof![4 => 0x4000u64..0x7000, 1 => any::<u64>(), 1 => 0x7f00u64..0x8100];
@@ -274,13 +291,23 @@ proptest! {
         let mut d = blk_device();
         let mut q = DriverQueue::new(0x1000, 16);
         bring_up(&mut d, &mut mem, &[&q], VERSION_1 | blk::F_FLUSH);
+        // The device may write only the used ring and the device-writable buffers it was given.
+        let mut allowed = vec![(q.used, 4 + 8 * u64::from(q.size))];
         for (c, kind, sector) in &chains {
             if let Some(&(addr, _, false)) = c.first() {
                 let _ = mem.write(addr, &kind.to_le_bytes());
                 let _ = mem.write(addr.wrapping_add(8), &sector.to_le_bytes());
             }
+            allowed.extend(c.iter().filter(|b| b.2).map(|&(a, l, _)| (a, u64::from(l))));
             q.add(&mut mem, c);
-            let _ = w(&mut d, &mut mem, reg::QUEUE_NOTIFY, 0);
+            let mut watched = Watched { mem: &mut mem, writes: Vec::new() };
+            let _ = d.write(&mut watched, reg::QUEUE_NOTIFY, 4, 0);
+            for &(at, len) in &watched.writes {
+                let inside = allowed
+                    .iter()
+                    .any(|&(a, l)| at >= a && at.checked_add(len).is_some_and(|e| e <= a.saturating_add(l)));
+                prop_assert!(inside, "device wrote {len} bytes at {at:#x} outside {allowed:x?}");
+            }
         }
         prop_assert_eq!(mem.bytes.len(), 0x8000);
         let disk = &d.device.disk.disk.0;
