@@ -5,9 +5,16 @@
 
 use std::path::PathBuf;
 
-use turtles_config::{Config, Device, VirtioInterface};
+use turtles_config::{Config, Device, GuestDevice, VirtioInterface};
 
 use crate::workspace_root;
+
+/// The address and UDP port the Linux guest's `/init` gives its virtio-net and answers on
+/// (`src/linux_init.sh`); the emulator forwards the endpoint's host port plus one to it.
+pub const GUEST_ADDRESS: &str = "10.0.2.16";
+pub const GUEST_UDP_PORT: u16 = 7777;
+/// Bytes of run-time data the runner writes to the guest's own disk (partition 3).
+pub const GUEST_DISK_BYTES: usize = 64 * 1024;
 
 /// Bochs guesses a flat disk's geometry from its size: keep it whole cylinders of 16 heads
 /// and 63 sectors.
@@ -79,6 +86,15 @@ fn make_disk(config: &Config) -> Result<PathBuf, String> {
     let size = (disk.size_kib > 0).then_some(disk.size_kib as usize * 1024);
     let mut bytes =
         storage::layout::build_disk(image.as_ref().map(|(n, b)| (*n, b.as_slice())), size);
+    if config.guest_devices.contains(&GuestDevice::VirtioBlk) && size.is_none() {
+        let data = run_time_data(GUEST_DISK_BYTES);
+        storage::layout::add_guest_disk(&mut bytes, &data).map_err(|e| e.to_string())?;
+        println!(
+            "turtles: guest disk: {} bytes written at run time, crc32 {:08x}",
+            data.len(),
+            crc32(&data)
+        );
+    }
     if size.is_none() {
         bytes.resize(bytes.len().div_ceil(BOCHS_CYLINDER) * BOCHS_CYLINDER, 0);
     }
@@ -88,6 +104,35 @@ fn make_disk(config: &Config) -> Result<PathBuf, String> {
     }
     std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
+}
+
+/// `len` bytes that differ from run to run (xorshift seeded from the clock and the pid).
+fn run_time_data(len: usize) -> Vec<u8> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut x = (nanos ^ (u64::from(std::process::id()) << 32) ^ call.rotate_left(48)) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320: zlib's), as busybox's `crc32` in
+/// the guest prints it.
+pub fn crc32(data: &[u8]) -> u32 {
+    !data.iter().fold(!0u32, |crc, &b| {
+        (0..8).fold(
+            crc ^ u32::from(b),
+            |c, _| if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 },
+        )
+    })
 }
 
 /// After a run: prints the report the image wrote to its disk, one `turtles: disk report:`
@@ -161,10 +206,35 @@ fn slirp_config(config: &Config) -> Result<PathBuf, String> {
     let mut text = String::from("# slirp config\n# turtles: the e1000's network (ethmod=slirp)\n");
     if let Some(net) = &config.net {
         text.push_str(&format!("hostfwd = udp:127.0.0.1:{}-:{}\n", net.host_port(), net.port));
+        if config.guest_devices.contains(&GuestDevice::VirtioNet) {
+            text.push_str(&format!(
+                "hostfwd = udp:127.0.0.1:{}-{GUEST_ADDRESS}:{GUEST_UDP_PORT}\n",
+                net.host_port() + 1
+            ));
+        }
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_zlib() {
+        // `printf 123456789 | busybox crc32`, and of nothing.
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn run_time_data_differs_between_calls() {
+        let (a, b) = (run_time_data(64), run_time_data(64));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
 }

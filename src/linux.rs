@@ -3,7 +3,11 @@
 //! (no root needed) into a cache under `target/linux/`, unpacks them with `dpkg-deb -x`, and
 //! writes the initramfs as a newc cpio archive ([`newc`]): Debian's `busybox-static`, our
 //! `/init` (`src/linux_init.sh`) and the one module it loads (`cpuid.ko`, for
-//! `/dev/cpu/0/cpuid`, from which `/init` reads the hypervisor's CPUID leaves).
+//! `/dev/cpu/0/cpuid`, from which `/init` reads the hypervisor's CPUID leaves). For the
+//! virtio-mmio devices a level may offer its guest (`guest_devices`), the initramfs also holds
+//! the virtio modules ([`IO_MODULES`], loaded by `/init` only when the ACPI tables announce a
+//! virtio-mmio device) and `/bin/udp-answer` (`src/udp_answer.S`, assembled here with
+//! binutils), which answers one UDP request.
 //!
 //! The kernel (`linux-image-amd64` resolved to the real `linux-image-<version>-amd64`
 //! package) and busybox are fetched once; the initramfs is rebuilt when `/init` changes.
@@ -26,6 +30,25 @@ pub const CMDLINE: &str =
 
 /// The init script packed as `/init`.
 const INIT: &str = include_str!("linux_init.sh");
+/// The UDP answering program packed as `/bin/udp-answer`.
+const UDP_ANSWER: &str = include_str!("udp_answer.S");
+
+/// The modules `/init` loads for virtio-mmio devices, in load order (each after those it
+/// depends on), as paths under the kernel's `lib/modules/<release>/kernel/`.
+pub const IO_MODULES: [&str; 7] = [
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_mmio.ko",
+    "drivers/block/virtio_blk.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+];
+
+/// A module's file name (`virtio_mmio.ko`).
+fn module_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
 
 /// The meta package that names the current kernel.
 const KERNEL_META: &str = "linux-image-amd64";
@@ -109,16 +132,22 @@ fn download(dir: &Path, package: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("apt-get download {package} left no .deb in {}", debs.display()))
 }
 
-/// The modules kept from the kernel package (path under `lib/modules/<release>/kernel/`, file
-/// name in the cache): `cpuid.ko` for the Linux guest's `/init`, and KVM for the KVM
-/// initramfs ([`crate::linux_kvm`]), debug info stripped (`strip --strip-debug`: kvm.ko goes
-/// from megabytes to a few hundred KiB).
-pub const MODULES: [(&str, &str); 4] = [
-    ("arch/x86/kernel/cpuid.ko", "cpuid.ko"),
-    ("virt/lib/irqbypass.ko", "irqbypass.ko"),
-    ("arch/x86/kvm/kvm.ko", "kvm.ko"),
-    ("arch/x86/kvm/kvm-intel.ko", "kvm-intel.ko"),
+/// The modules kept from the kernel package besides [`IO_MODULES`] (paths under
+/// `lib/modules/<release>/kernel/`; the cache keeps each under its file name): `cpuid.ko` for
+/// the Linux guest's `/init`, and KVM for the KVM initramfs ([`crate::linux_kvm`]). All are
+/// kept with debug info stripped (`strip --strip-debug`: kvm.ko goes from megabytes to a few
+/// hundred KiB).
+pub const MODULES: [&str; 4] = [
+    "arch/x86/kernel/cpuid.ko",
+    "virt/lib/irqbypass.ko",
+    "arch/x86/kvm/kvm.ko",
+    "arch/x86/kvm/kvm-intel.ko",
 ];
+
+/// Every module the cache keeps: [`MODULES`] and [`IO_MODULES`].
+fn kept_modules() -> impl Iterator<Item = &'static str> {
+    MODULES.into_iter().chain(IO_MODULES)
+}
 
 /// The kernel: `vmlinuz` and [`MODULES`] in `dir`, the release in `dir/release`.
 pub(crate) fn fetch_kernel(dir: &Path) -> Result<String, String> {
@@ -126,7 +155,7 @@ pub(crate) fn fetch_kernel(dir: &Path) -> Result<String, String> {
     let vmlinuz = dir.join("vmlinuz");
     if let Ok(release) = fs::read_to_string(&stamp)
         && vmlinuz.is_file()
-        && MODULES.iter().all(|(_, name)| dir.join(name).is_file())
+        && kept_modules().all(|m| dir.join(module_name(m)).is_file())
     {
         return Ok(release.trim().to_string());
     }
@@ -145,9 +174,9 @@ pub(crate) fn fetch_kernel(dir: &Path) -> Result<String, String> {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked), "dpkg-deb -x (kernel)")?;
     let boot = unpacked.join(format!("boot/vmlinuz-{release}"));
     fs::copy(&boot, &vmlinuz).map_err(|e| format!("{}: {e}", boot.display()))?;
-    for (path, name) in MODULES {
+    for path in kept_modules() {
         let module = unpacked.join(format!("lib/modules/{release}/kernel/{path}"));
-        let kept = dir.join(name);
+        let kept = dir.join(module_name(path));
         fs::copy(&module, &kept).map_err(|e| format!("{}: {e}", module.display()))?;
         run(Command::new("strip").arg("--strip-debug").arg(&kept), "strip --strip-debug")?;
     }
@@ -155,6 +184,22 @@ pub(crate) fn fetch_kernel(dir: &Path) -> Result<String, String> {
     let _ = fs::remove_dir_all(&unpacked);
     fs::write(&stamp, &release).map_err(|e| format!("{}: {e}", stamp.display()))?;
     Ok(release)
+}
+
+/// `/bin/udp-answer`: `src/udp_answer.S` assembled and linked (binutils) in `dir`.
+fn udp_answer(dir: &Path) -> Result<Vec<u8>, String> {
+    let source = dir.join("udp_answer.S");
+    let object = dir.join("udp_answer.o");
+    let program = dir.join("udp-answer");
+    if fs::read_to_string(&source).ok().as_deref() != Some(UDP_ANSWER) || !program.is_file() {
+        fs::write(&source, UDP_ANSWER).map_err(|e| format!("{}: {e}", source.display()))?;
+        run(Command::new("as").arg("--64").arg("-o").arg(&object).arg(&source), "as --64")?;
+        run(
+            Command::new("ld").args(["-static", "-e", "_start", "-o"]).arg(&program).arg(&object),
+            "ld (udp-answer)",
+        )?;
+    }
+    fs::read(&program).map_err(|e| format!("{}: {e}", program.display()))
 }
 
 /// The real package a kernel meta package's Depends field names
@@ -184,7 +229,8 @@ pub(crate) fn fetch_busybox(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The initramfs: directories, `/dev/console`, busybox, `/init` and `cpuid.ko`.
+/// The initramfs: directories, `/dev/console`, busybox, `/init`, `cpuid.ko`, the virtio
+/// modules and `udp-answer`.
 fn initramfs(dir: &Path, release: &str) -> Result<Vec<u8>, String> {
     let read = |name: &str| {
         let path = dir.join(name);
@@ -202,6 +248,11 @@ fn initramfs(dir: &Path, release: &str) -> Result<Vec<u8>, String> {
     cpio.char_device("dev/console", 5, 1);
     cpio.file("bin/busybox", 0o755, &busybox);
     cpio.file("lib/modules/cpuid.ko", 0o644, &cpuid);
+    for m in IO_MODULES {
+        let name = module_name(m);
+        cpio.file(&format!("lib/modules/{name}"), 0o644, &read(name)?);
+    }
+    cpio.file("bin/udp-answer", 0o755, &udp_answer(dir)?);
     cpio.file("init", 0o755, init.as_bytes());
     Ok(cpio.finish())
 }

@@ -33,6 +33,8 @@ const TDT: u32 = 0x3818;
 const MTA: u32 = 0x5200;
 const RAL0: u32 = 0x5400;
 const RAH0: u32 = 0x5404;
+/// Receive address registers: 16 pairs (RAL, RAH) from RAL0.
+const RA_ENTRIES: u32 = 16;
 
 const CTRL_ASDE: u32 = 1 << 5;
 const CTRL_SLU: u32 = 1 << 6;
@@ -216,6 +218,25 @@ impl<R: Regs> Nic for E1000<R> {
         self.mac
     }
 
+    /// Puts `mac` in the first free receive address register (8254x manual 13.4.10).
+    fn accept_mac(&mut self, mac: [u8; 6]) -> bool {
+        let low = u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]);
+        let high = u32::from(u16::from_le_bytes([mac[4], mac[5]])) | RAH_AV;
+        for i in 0..RA_ENTRIES {
+            let (ral, rah) = (RAL0 + 8 * i, RAH0 + 8 * i);
+            let current = self.regs.read(rah);
+            if current & RAH_AV != 0 && (self.regs.read(ral), current) == (low, high) {
+                return true;
+            }
+            if current & RAH_AV == 0 {
+                self.regs.write(ral, low);
+                self.regs.write(rah, high);
+                return true;
+            }
+        }
+        false
+    }
+
     fn kind(&self) -> &'static str {
         "e1000"
     }
@@ -330,6 +351,17 @@ mod tests {
         assert_eq!(regs.read(RDT), (RING - 1) as u32);
         assert_ne!(regs.read(RCTL) & RCTL_EN, 0);
         assert_ne!(regs.read(TCTL) & TCTL_EN, 0);
+    }
+
+    #[test]
+    fn accept_mac_fills_the_next_receive_address() {
+        let (mut nic, regs, _) = device();
+        let guest = [0x52, 0x54, 0, 0x12, 0x34, 0x57];
+        assert!(nic.accept_mac(guest));
+        assert!(nic.accept_mac(guest));
+        assert_eq!(regs.read(RAL0 + 8), 0x1200_5452);
+        assert_eq!(regs.read(RAH0 + 8), RAH_AV | 0x5734);
+        assert_eq!(regs.read(RAH0 + 16) & RAH_AV, 0);
     }
 
     #[test]

@@ -13,6 +13,11 @@ pub trait Nic {
     fn send(&mut self, frame: &[u8]) -> Result<(), NicError>;
     /// Short name for logs (`virtio-net`, `e1000`).
     fn kind(&self) -> &'static str;
+    /// Also receive unicast frames for `mac` (a guest's, switched behind this NIC); false if
+    /// the device cannot. A device that already receives every unicast frame says true.
+    fn accept_mac(&mut self, _mac: [u8; 6]) -> bool {
+        true
+    }
 }
 
 /// Why a NIC operation failed. Once a device has stopped answering it is not used again.

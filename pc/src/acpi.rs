@@ -6,7 +6,8 @@
 //! ([`crate::ioapic`], GSI base 0) and the ISA interrupt source overrides (IRQ 0 -> GSI 2, the
 //! SCI level/active high). ACPI Specification 6.5: 5.2.5.3 (RSDP), 5.2.8 (XSDT), 5.2.9 (FADT),
 //! 5.2.10 (FACS), 5.2.11.1 (DSDT), 5.2.12 (MADT), 5.2.3.2 (Generic Address Structure), 20.2
-//! (AML encoding), 7.4.2 (`\_Sx`).
+//! (AML encoding), 7.4.2 (`\_Sx`). With virtio-mmio devices in [`Config::virtio_mmio`], an
+//! SSDT after the MADT announces them ([`crate::acpi_virtio`]).
 //!
 //! [`build`] writes them into a caller's buffer that will sit at a guest-physical address
 //! (64-byte aligned, for the FACS): the RSDP comes first, so a buffer placed in the BIOS area
@@ -15,20 +16,35 @@
 //! interrupt source override entry nor setters for the FADT's PM blocks, and these few fixed
 //! layouts are shorter than the glue.
 
+use crate::acpi_virtio::{self, VirtioMmio};
 use crate::{ioapic, pm, reset, rtc};
 
 /// Bytes [`build`] writes for `cpus` processors (upper bound of [`Layout::len`]).
 pub const fn tables_size(cpus: u8) -> usize {
+    ssdt_offset(cpus) + SSDT_MAX
+}
+
+/// End of the MADT for `cpus` processors.
+const fn madt_end(cpus: u8) -> usize {
     MADT_OFFSET + MADT_FIXED + MADT_PER_CPU * cpus as usize + MADT_TAIL
 }
+
+/// Where the SSDT starts (after the MADT, 8-byte aligned).
+const fn ssdt_offset(cpus: u8) -> usize {
+    madt_end(cpus).next_multiple_of(8)
+}
+
+/// Largest SSDT: the header and the virtio-mmio devices' AML.
+const SSDT_MAX: usize = HEADER_LEN + acpi_virtio::AML_MAX;
 
 /// Table layout inside the buffer (offsets from its start).
 const RSDP_LEN: usize = 36;
 const FACS_OFFSET: usize = 64;
 const FACS_LEN: usize = 64;
 const XSDT_OFFSET: usize = FACS_OFFSET + FACS_LEN;
-const XSDT_ENTRIES: usize = 2;
-const XSDT_LEN: usize = HEADER_LEN + 8 * XSDT_ENTRIES;
+/// FADT, MADT and, with virtio-mmio devices, the SSDT (60 bytes: fits before the FADT).
+const XSDT_MAX_ENTRIES: usize = 3;
+const _: () = assert!(HEADER_LEN + 8 * XSDT_MAX_ENTRIES <= 64);
 const FADT_OFFSET: usize = XSDT_OFFSET + 64;
 const FADT_LEN: usize = 276;
 const DSDT_OFFSET: usize = FADT_OFFSET + 288;
@@ -89,6 +105,8 @@ pub struct Config {
     pub ioapic_id: u8,
     pub ioapic_address: u32,
     pub local_apic_address: u32,
+    /// virtio-mmio devices to announce in an SSDT (none: no SSDT).
+    pub virtio_mmio: [Option<VirtioMmio>; acpi_virtio::MAX_DEVICES],
 }
 
 impl Default for Config {
@@ -99,6 +117,7 @@ impl Default for Config {
             ioapic_id: 0,
             ioapic_address: ioapic::IOAPIC_BASE as u32,
             local_apic_address: crate::lapic::APIC_BASE_DEFAULT as u32,
+            virtio_mmio: [None; acpi_virtio::MAX_DEVICES],
         }
     }
 }
@@ -136,6 +155,8 @@ pub struct Layout {
     pub facs: u64,
     pub dsdt: u64,
     pub madt: u64,
+    /// The SSDT announcing virtio-mmio devices, if there are any.
+    pub ssdt: Option<u64>,
     /// Bytes written from the start of the buffer.
     pub len: usize,
 }
@@ -239,7 +260,7 @@ pub fn build(cfg: &Config, address: u64, buf: &mut [u8]) -> Result<Layout, AcpiE
 
     // MADT.
     let m = MADT_OFFSET;
-    let madt_len = need - m;
+    let madt_len = madt_end(cfg.cpus) - m;
     header(buf, m, b"APIC", madt_len, 5, cfg);
     put(buf, m + 36, &cfg.local_apic_address.to_le_bytes());
     put(buf, m + 40, &MADT_PCAT_COMPAT.to_le_bytes());
@@ -266,11 +287,34 @@ pub fn build(cfg: &Config, address: u64, buf: &mut [u8]) -> Result<Layout, AcpiE
     put(buf, e, &[4, 6, 0xff, 0, 0, 1]);
     finish(buf, m, madt_len);
 
-    // XSDT: FADT, MADT.
-    header(buf, XSDT_OFFSET, b"XSDT", XSDT_LEN, 1, cfg);
-    put(buf, XSDT_OFFSET + HEADER_LEN, &at(FADT_OFFSET).to_le_bytes());
-    put(buf, XSDT_OFFSET + HEADER_LEN + 8, &at(MADT_OFFSET).to_le_bytes());
-    finish(buf, XSDT_OFFSET, XSDT_LEN);
+    // SSDT with the virtio-mmio devices, if any.
+    let mut devices = [VirtioMmio { base: 0, size: 0, gsi: 0 }; acpi_virtio::MAX_DEVICES];
+    let mut count = 0;
+    for d in cfg.virtio_mmio.iter().flatten() {
+        devices[count] = *d;
+        count += 1;
+    }
+    let ssdt = ssdt_offset(cfg.cpus);
+    let (ssdt_at, len) = if count == 0 {
+        (None, madt_end(cfg.cpus))
+    } else {
+        let mut aml = [0u8; acpi_virtio::AML_MAX];
+        let aml_len = acpi_virtio::aml(&devices[..count], &mut aml);
+        let ssdt_len = HEADER_LEN + aml_len;
+        header(buf, ssdt, b"SSDT", ssdt_len, 2, cfg);
+        put(buf, ssdt + HEADER_LEN, &aml[..aml_len]);
+        finish(buf, ssdt, ssdt_len);
+        (Some(at(ssdt)), ssdt + ssdt_len)
+    };
+
+    // XSDT: FADT, MADT, the SSDT.
+    let tables = [Some(at(FADT_OFFSET)), Some(at(MADT_OFFSET)), ssdt_at];
+    let xsdt_len = HEADER_LEN + 8 * tables.iter().flatten().count();
+    header(buf, XSDT_OFFSET, b"XSDT", xsdt_len, 1, cfg);
+    for (i, t) in tables.iter().flatten().enumerate() {
+        put(buf, XSDT_OFFSET + HEADER_LEN + 8 * i, &t.to_le_bytes());
+    }
+    finish(buf, XSDT_OFFSET, xsdt_len);
 
     // RSDP 2.0: checksum over the first 20 bytes, extended checksum over all 36.
     put(buf, 0, b"RSD PTR ");
@@ -288,7 +332,8 @@ pub fn build(cfg: &Config, address: u64, buf: &mut [u8]) -> Result<Layout, AcpiE
         facs: at(FACS_OFFSET),
         dsdt: at(DSDT_OFFSET),
         madt: at(MADT_OFFSET),
-        len: need,
+        ssdt: ssdt_at,
+        len,
     })
 }
 
@@ -309,7 +354,9 @@ mod tests {
         let mut buf = vec![0xaa; 4096];
         let base = 0xe_0000;
         let l = build(&Config { cpus: 4, ..Config::default() }, base, &mut buf).expect("build");
-        assert_eq!(l.len, tables_size(4));
+        assert!(l.len <= tables_size(4));
+        assert_eq!(l.ssdt, None);
+        assert_eq!(u32_at(&buf, (l.xsdt - base) as usize + 4) as usize, 36 + 16);
         assert_eq!(sum(&buf[..20]), 0);
         assert_eq!(sum(&buf[..36]), 0);
         for table in [l.xsdt, l.fadt, l.dsdt, l.madt] {
@@ -324,6 +371,32 @@ mod tests {
             u32_at(&buf, (l.madt - base) as usize + 4) as usize,
             l.len - (l.madt - base) as usize
         );
+    }
+
+    #[test]
+    fn virtio_mmio_devices_get_an_ssdt_in_the_xsdt() {
+        let mut buf = vec![0xaa; 4096];
+        let base = 0xe_0000;
+        let mut cfg = Config::default();
+        cfg.virtio_mmio[1] = Some(VirtioMmio { base: 0xfeb0_0000, size: 0x200, gsi: 16 });
+        let l = build(&cfg, base, &mut buf).expect("build");
+        let ssdt = l.ssdt.expect("an SSDT") - base;
+        let ssdt = ssdt as usize;
+        assert_eq!(&buf[ssdt..ssdt + 4], b"SSDT");
+        let len = u32_at(&buf, ssdt + 4) as usize;
+        assert_eq!(sum(&buf[ssdt..ssdt + len]), 0);
+        assert_eq!(ssdt + len, l.len);
+        assert!(buf[ssdt..ssdt + len].windows(8).any(|w| w == b"LNRO0005"));
+        let xsdt = (l.xsdt - base) as usize;
+        assert_eq!(u32_at(&buf, xsdt + 4), 36 + 24);
+        assert_eq!(sum(&buf[xsdt..xsdt + 60]), 0);
+        assert_eq!(
+            u64::from_le_bytes(buf[xsdt + 52..xsdt + 60].try_into().unwrap()),
+            l.ssdt.unwrap()
+        );
+        // The MADT's length does not swallow the SSDT.
+        let madt = (l.madt - base) as usize;
+        assert!(madt + u32_at(&buf, madt + 4) as usize <= ssdt);
     }
 
     #[test]

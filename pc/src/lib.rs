@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acpi;
+pub mod acpi_virtio;
 pub mod cpuid;
 pub mod decode;
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! | sector 0 | MBR with partitions 1 and 2, type [`TYPE_TURTLES`] |
 //! | partition 1 | guest image: one header sector ([`GUEST_MAGIC`], length, name), then the bytes |
 //! | partition 2 | report: [`REPORT_MAGIC`], length, then that many bytes of JSON lines |
+//! | partition 3 (optional) | the guest's own disk: raw sectors L0 serves to its guest as a virtio-blk device ([`add_guest_disk`]) |
 
 use alloc::string::String;
 use alloc::vec;
@@ -18,6 +19,8 @@ pub const GUEST_MAGIC: &[u8; 8] = b"TRTLGST1";
 pub const REPORT_MAGIC: &[u8; 8] = b"TRTLRPT1";
 pub const GUEST_PARTITION: u8 = 1;
 pub const REPORT_PARTITION: u8 = 2;
+/// The partition L0 hands its guest as a disk of its own.
+pub const GUEST_DISK_PARTITION: u8 = 3;
 /// Size of the report partition: 64 KiB.
 pub const REPORT_SECTORS: u64 = 128;
 /// Longest guest name in the header.
@@ -137,6 +140,11 @@ pub fn read_guest(dev: &mut dyn BlockDevice) -> Result<(String, Vec<u8>), Layout
     Ok((header.name, image))
 }
 
+/// The partition holding the guest's own disk.
+pub fn guest_disk(dev: &mut dyn BlockDevice) -> Result<Partition, LayoutError> {
+    find(&partitions(dev)?, GUEST_DISK_PARTITION)
+}
+
 /// Writes `text` as the disk's report.
 pub fn write_report(dev: &mut dyn BlockDevice, text: &[u8]) -> Result<(), LayoutError> {
     let part = find(&partitions(dev)?, REPORT_PARTITION)?;
@@ -193,6 +201,21 @@ pub fn build_disk(guest: Option<(&str, &[u8])>, size: Option<usize>) -> Vec<u8> 
     disk
 }
 
+/// Appends partition 3, the guest's own disk, holding `data` (zero-padded to whole sectors,
+/// at least one) to a disk made by [`build_disk`] (not cut short).
+pub fn add_guest_disk(disk: &mut Vec<u8>, data: &[u8]) -> Result<(), LayoutError> {
+    let mut parts = mbr::parse(&disk[..SECTOR], (disk.len() / SECTOR) as u64)?;
+    parts.retain(|p| p.number != GUEST_DISK_PARTITION);
+    let start = parts.iter().map(|p| p.start + p.sectors).max().unwrap_or(1);
+    let sectors = data.len().div_ceil(SECTOR).max(1) as u64;
+    parts.push(Partition { number: GUEST_DISK_PARTITION, kind: TYPE_TURTLES, start, sectors });
+    disk.resize((start + sectors) as usize * SECTOR, 0);
+    let at = start as usize * SECTOR;
+    disk[at..at + data.len()].copy_from_slice(data);
+    disk[..SECTOR].copy_from_slice(&mbr::encode(&parts));
+    Ok(())
+}
+
 /// The report partition's bytes of a whole disk image (for the runner).
 pub fn report_of_disk(disk: &[u8]) -> Option<&[u8]> {
     let parts = mbr::parse(disk.get(..SECTOR)?, (disk.len() / SECTOR) as u64).ok()?;
@@ -218,6 +241,23 @@ mod tests {
         assert_eq!(report_of_disk(&disk.0), Some(&b"{\"type\":\"status\"}\n"[..]));
         let big = vec![b'x'; REPORT_SECTORS as usize * SECTOR];
         assert!(matches!(write_report(&mut disk, &big), Err(LayoutError::ReportTooBig { .. })));
+    }
+
+    #[test]
+    fn the_guest_disk_partition_follows_the_report() {
+        let mut bytes = build_disk(Some(("leaf", &[1u8; 1000])), None);
+        add_guest_disk(&mut bytes, &[7u8; 700]).unwrap();
+        let mut dev = MemDisk(bytes.clone());
+        let part = guest_disk(&mut dev).unwrap();
+        assert_eq!(part.sectors, 2);
+        let at = part.start as usize * SECTOR;
+        assert!(bytes[at..at + 700].iter().all(|&b| b == 7));
+        assert!(bytes[at + 700..at + 1024].iter().all(|&b| b == 0));
+        assert_eq!(bytes.len(), at + 1024);
+        // The other partitions are still there.
+        assert_eq!(read_guest(&mut dev).unwrap().1, vec![1u8; 1000]);
+        write_report(&mut dev, b"ok").unwrap();
+        assert!(guest_disk(&mut MemDisk(build_disk(None, None))).is_err());
     }
 
     #[test]

@@ -92,6 +92,16 @@ impl Device {
     }
 }
 
+/// A virtio device L0 offers its guest (virtio-mmio, backed by L0's own disk or NIC).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestDevice {
+    /// A virtio-blk disk: partition 3 of L0's disk (`storage::layout::GUEST_DISK_PARTITION`).
+    VirtioBlk,
+    /// A virtio-net NIC, switched with L0's own network stack on L0's NIC.
+    VirtioNet,
+}
+
 /// The machine the runner boots this config on.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +150,9 @@ pub struct Config {
     /// What the image's own disk holds (needs `virtio-blk` or `ata` in `devices`).
     #[serde(default)]
     pub disk: Option<Disk>,
+    /// virtio devices L0 offers its guest, backed by its own disk (`[disk]`) and NIC (`[net]`).
+    #[serde(default)]
+    pub guest_devices: Vec<GuestDevice>,
     pub machine: Machine,
 }
 
@@ -385,6 +398,24 @@ impl Config {
                 "needs a disk in `devices`; allowed: \"virtio-blk\" or \"ata\"".to_string(),
             ));
         }
+        if !self.guest_devices.is_empty() && (self.role != Role::L0 || self.guest.is_none()) {
+            return Err(err(
+                "guest_devices",
+                "only an l0 with a `guest` offers devices to its guest".to_string(),
+            ));
+        }
+        if self.guest_devices.contains(&GuestDevice::VirtioBlk) && self.disk.is_none() {
+            return Err(err(
+                "guest_devices",
+                "names \"virtio-blk\", which needs L0's own disk: a `[disk]` section".to_string(),
+            ));
+        }
+        if self.guest_devices.contains(&GuestDevice::VirtioNet) && self.net.is_none() {
+            return Err(err(
+                "guest_devices",
+                "names \"virtio-net\", which needs L0's own NIC: a `[net]` section".to_string(),
+            ));
+        }
         Ok(())
     }
 
@@ -421,6 +452,16 @@ impl Config {
             ("DISK", "bool", disk.is_some().to_string()),
             ("DISK_GUEST", "Option<&str>", format!("{:?}", disk.and_then(|d| d.guest.as_deref()))),
             ("DISK_REPORT", "bool", disk.is_some_and(|d| d.report).to_string()),
+            (
+                "GUEST_VIRTIO_BLK",
+                "bool",
+                self.guest_devices.contains(&GuestDevice::VirtioBlk).to_string(),
+            ),
+            (
+                "GUEST_VIRTIO_NET",
+                "bool",
+                self.guest_devices.contains(&GuestDevice::VirtioNet).to_string(),
+            ),
         ];
         let items = items.into_iter().chain(driver_items);
         for (name, ty, value) in items {
@@ -688,5 +729,27 @@ memory_mib = 256
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(e.key.as_deref(), Some("guest"));
         assert!(e.to_string().contains("ghost"), "{e}");
+    }
+
+    #[test]
+    fn guest_devices_need_a_guest_and_their_backing() {
+        let with_guest = GOOD.replace(
+            "heap_mib = 8",
+            "heap_mib = 8\nguest = \"leaf\"\nguest_memory_mib = 32\nguest_devices = [\"virtio-blk\"]",
+        );
+        let e = parse(&with_guest).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("guest_devices"));
+        assert!(e.to_string().contains("[disk]"), "{e}");
+        let ok = with_guest.replace("[\"com1\"]", "[\"com1\", \"ata\"]\n[disk]\nreport = false");
+        let c = parse(&ok).unwrap();
+        assert!(c.to_rust().contains("pub const GUEST_VIRTIO_BLK: bool = true;"));
+        assert!(c.to_rust().contains("pub const GUEST_VIRTIO_NET: bool = false;"));
+        let net = with_guest.replace("virtio-blk", "virtio-net");
+        assert!(parse(&net).unwrap_err().to_string().contains("[net]"));
+        let no_guest =
+            GOOD.replace("heap_mib = 8", "heap_mib = 8\nguest_devices = [\"virtio-net\"]");
+        assert!(parse(&no_guest).unwrap_err().to_string().contains("only an l0"));
+        let bad = GOOD.replace("heap_mib = 8", "heap_mib = 8\nguest_devices = [\"floppy\"]");
+        assert!(parse(&bad).is_err());
     }
 }

@@ -29,6 +29,8 @@ const ATA0_CTRL: u16 = 0x3f6;
 /// The disk, once found. One CPU, interrupts off: the lock is never contended, but exit paths
 /// only `try_lock` it.
 static DISK: SpinMutex<Option<Box<dyn BlockDevice + Send>>> = SpinMutex::new(None);
+/// The guest's own disk, partition 3: (start, sectors), found at init.
+static GUEST_DISK: SpinMutex<Option<(u64, u64)>> = SpinMutex::new(None);
 /// The guest image read from the disk: (name, bytes), kept for the life of the image.
 static GUEST: SpinMutex<Option<(&'static str, &'static [u8])>> = SpinMutex::new(None);
 
@@ -81,6 +83,12 @@ pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
     }
     if let Some(want) = config::DISK_GUEST {
         load_guest(disk.as_mut(), want);
+    }
+    if config::GUEST_VIRTIO_BLK {
+        match layout::guest_disk(disk.as_mut()) {
+            Ok(p) => *GUEST_DISK.lock() = Some((p.start, p.sectors)),
+            Err(e) => log::error!("disk: no disk for the guest's virtio-blk: {e}"),
+        }
     }
     *DISK.lock() = Some(disk);
 }
@@ -197,6 +205,37 @@ pub fn guest_image(name: &str) -> Option<&'static [u8]> {
         Some((n, image)) if n == name => Some(image),
         _ => None,
     }
+}
+
+/// L0's disk as the guest's virtio-blk reaches it: every request takes the disk's lock
+/// (never contended: one CPU, and L0 does not use the disk while its guest runs but for the
+/// report at the end).
+pub struct L0Disk {
+    sectors: u64,
+}
+
+impl BlockDevice for L0Disk {
+    fn sectors(&self) -> u64 {
+        self.sectors
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), storage::BlockError> {
+        let mut guard = DISK.try_lock().ok_or(storage::BlockError::Dead)?;
+        guard.as_mut().ok_or(storage::BlockError::NoDisk)?.read(lba, buf)
+    }
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), storage::BlockError> {
+        let mut guard = DISK.try_lock().ok_or(storage::BlockError::Dead)?;
+        guard.as_mut().ok_or(storage::BlockError::NoDisk)?.write(lba, buf)
+    }
+    fn kind(&self) -> &'static str {
+        "l0-disk"
+    }
+}
+
+/// Partition 3 of L0's disk as a disk of its own, if init found it.
+pub fn guest_disk() -> Option<vdev::blk::DiskSlice<L0Disk>> {
+    let (start, sectors) = (*GUEST_DISK.lock())?;
+    let capacity = DISK.lock().as_ref()?.sectors();
+    Some(vdev::blk::DiskSlice::new(L0Disk { sectors: capacity }, start, sectors))
 }
 
 /// Writes the report (status and exit statistics as JSON lines, then the exit status) to the

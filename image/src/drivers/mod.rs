@@ -8,8 +8,11 @@ mod hal;
 mod net;
 mod pci;
 pub mod status;
+pub mod switched;
 mod time;
 mod virtio_legacy;
+
+pub use disk::L0Disk;
 
 use crate::boot::BootInfo;
 use crate::config;
@@ -48,6 +51,12 @@ pub fn poll_network() {
     if config::NET {
         net::poll();
     }
+}
+
+/// The guest's own disk (partition 3 of L0's disk), if the config gives the guest a
+/// virtio-blk and the disk has that partition.
+pub fn guest_disk() -> Option<vdev::blk::DiskSlice<disk::L0Disk>> {
+    disk::guest_disk()
 }
 
 /// The guest image `name` if the config loads it from the disk rather than a boot module.

@@ -102,8 +102,17 @@ fn legacy(root: &mut PciRoot<PortCam>, f: &PciFunction) {
     }
 }
 
-/// Runs the endpoint on `nic` until it is told to stop, then keeps it for [`poll`].
+/// Runs the endpoint on `nic` until it is told to stop, then keeps it for [`poll`]. With a
+/// guest virtio-net in the config, the NIC is shared with the guest through the switch.
 pub fn run<N: Nic + Send + 'static>(nic: N) {
+    if config::GUEST_VIRTIO_NET {
+        serve_on(super::switched::Switched::new(nic));
+    } else {
+        serve_on(nic);
+    }
+}
+
+fn serve_on<N: Nic + Send + 'static>(nic: N) {
     let mac = nic.mac();
     let kind = nic.kind();
     let config = NetConfig {

@@ -69,12 +69,14 @@ pub fn is_bzimage(image: &[u8]) -> bool {
 }
 
 /// Loads the bzImage `image` with `cmdline` and `initrd` into `mem`, with ACPI tables for a
-/// PC with one processor (local APIC ID 0, the bootstrap processor's).
+/// PC with one processor (local APIC ID 0, the bootstrap processor's) and the virtio-mmio
+/// devices in `virtio`.
 pub fn load(
     mem: &mut GuestMemory,
     image: &[u8],
     cmdline: &str,
     initrd: Option<&[u8]>,
+    virtio: [Option<pc::acpi_virtio::VirtioMmio>; pc::acpi_virtio::MAX_DEVICES],
 ) -> Result<LinuxEntry, LinuxLoadError> {
     let bz = BzImage::parse(image).map_err(LinuxLoadError::Boot)?;
     let size = mem.size();
@@ -84,7 +86,7 @@ pub fn load(
         E820Entry { addr: BIOS_AREA, size: BIOS_AREA_END - BIOS_AREA, kind: E820_RESERVED },
         E820Entry { addr: BIOS_AREA_END, size: size.saturating_sub(BIOS_AREA_END), kind: E820_RAM },
     ];
-    let acpi_cfg = pc::acpi::Config::default();
+    let acpi_cfg = pc::acpi::Config { virtio_mmio: virtio, ..pc::acpi::Config::default() };
     let mut tables = vec![0u8; pc::acpi::tables_size(acpi_cfg.cpus)];
     let layout =
         pc::acpi::build(&acpi_cfg, BIOS_AREA, &mut tables).map_err(LinuxLoadError::Acpi)?;

@@ -62,3 +62,21 @@ impl GuestMemory {
         }
     }
 }
+
+/// The device models' view (`vdev`): the same bounds checks, as errors.
+impl vdev::mem::GuestRam for GuestMemory {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), vdev::mem::OutOfRange> {
+        let src = self
+            .slice(gpa, buf.len() as u64)
+            .ok_or(vdev::mem::OutOfRange { gpa, len: buf.len() as u64 })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), vdev::mem::OutOfRange> {
+        let dst = self
+            .slice_mut(gpa, data.len() as u64)
+            .ok_or(vdev::mem::OutOfRange { gpa, len: data.len() as u64 })?;
+        dst.copy_from_slice(data);
+        Ok(())
+    }
+}

@@ -11,6 +11,7 @@
 //! IRQ 9 is level-triggered).
 
 pub mod serial;
+pub mod virtio;
 
 use pc::ioapic::{DeliveryMode, IoApic, Trigger, redir};
 use pc::lapic::{LocalApic, reg};
@@ -24,6 +25,7 @@ use pc::rtc::Rtc;
 use crate::arch::cpu;
 use crate::ratelimit::RateLimit;
 use serial::Serial;
+use virtio::{GuestIo, Window};
 
 /// The guest's exit device (QEMU's isa-debug-exit convention): a write ends the guest.
 pub const EXIT_PORT: u16 = 0xf4;
@@ -90,6 +92,10 @@ pub struct Devices {
     pci: PciConfig,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
     reported: [u64; 1024],
+    /// The virtio-mmio devices the config offers (`guest_devices`), and their interrupt lines
+    /// as last seen.
+    virtio: GuestIo,
+    virtio_lines: [bool; 2],
 }
 
 static UNKNOWN_PORTS: RateLimit = RateLimit::new(32);
@@ -120,6 +126,8 @@ impl Devices {
             irq0_deadline: None,
             pci: PciConfig::new(),
             reported: [0; 1024],
+            virtio: GuestIo::new(),
+            virtio_lines: [false; 2],
         }
     }
 
@@ -245,6 +253,57 @@ impl Devices {
         self.ioapic.write_mmio(offset, value);
         self.route_ioapic();
         self.refresh_irq0(cpu::rdtsc());
+    }
+
+    /// The virtio-mmio window `gpa` is in, if the guest has that device.
+    pub fn virtio_owns(&self, gpa: u64) -> Option<Window> {
+        self.virtio.owns(gpa)
+    }
+
+    /// A guest load of `size` bytes at `gpa` in virtio window `w`.
+    pub fn virtio_read(&self, w: Window, gpa: u64, size: u8) -> u64 {
+        self.virtio.read(w, gpa, size)
+    }
+
+    /// A guest store to virtio window `w`: may serve queues (guest memory `mem`) and change
+    /// the device's interrupt line.
+    pub fn virtio_write(
+        &mut self,
+        mem: &mut dyn vdev::mem::GuestRam,
+        w: Window,
+        gpa: u64,
+        size: u8,
+        value: u64,
+    ) {
+        self.virtio.write(mem, w, gpa, size, value);
+        self.refresh_virtio();
+    }
+
+    /// Frames that arrived for the guest's virtio-net go into its receive buffers (called
+    /// after L0 polled its NIC).
+    pub fn virtio_poll(&mut self, mem: &mut dyn vdev::mem::GuestRam) {
+        if self.virtio.is_empty() {
+            return;
+        }
+        self.virtio.exchange(mem);
+        self.refresh_virtio();
+    }
+
+    /// Follows the virtio devices' interrupt lines onto their I/O APIC pins (level-triggered:
+    /// an EOI while the line is high delivers again).
+    fn refresh_virtio(&mut self) {
+        let mut changed = false;
+        for (seen, (gsi, level)) in self.virtio_lines.iter_mut().zip(self.virtio.lines()) {
+            if *seen != level {
+                *seen = level;
+                self.ioapic.set_line(gsi, level);
+                changed = true;
+            }
+        }
+        if changed {
+            self.route_ioapic();
+            self.refresh_work();
+        }
     }
 
     /// The vector the guest's processor would take now: the APIC's, else the 8259s' when

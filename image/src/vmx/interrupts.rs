@@ -181,6 +181,7 @@ pub fn halt(g: &mut Guest) {
         polls = polls.wrapping_add(1);
         if polls.is_multiple_of(4096) {
             crate::drivers::poll_network();
+            devices.virtio_poll(&mut g.memory);
         }
     }
 }

@@ -137,7 +137,8 @@ fn load(memory: &mut GuestMemory, spec: &GuestSpec<'_>) -> Option<Entry> {
             let name = cmdline.split_whitespace().next()?;
             (name.strip_suffix("-initrd") == Some(spec.name)).then_some(data)
         });
-        return match linux::load(memory, spec.image, spec.cmdline, initrd) {
+        let virtio = crate::machine::virtio::acpi_devices();
+        return match linux::load(memory, spec.image, spec.cmdline, initrd, virtio) {
             Ok(e) => {
                 log::info!(
                     "guest: {} KiB Linux bzImage (boot protocol {}.{:02}) at {:#x}, initrd {}, \
@@ -242,6 +243,7 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         if since_poll >= POLL_EVERY_EXITS || info.basic() == ExitReason::PreemptionTimer.number() {
             since_poll = 0;
             crate::drivers::poll_network();
+            g.devices.virtio_poll(&mut g.memory);
             status::publish_exits(&g.counters);
         }
         let action = if in_l2 {

@@ -1,5 +1,6 @@
 //! The guest's accesses to its local APIC's xAPIC page (SDM Vol. 3A 11.4.1) and to the I/O
-//! APIC's page at 0xfec00000. EPT01 maps only guest RAM, so an access to either is an EPT
+//! APIC's page at 0xfec00000, and to the virtio-mmio windows of the guest's virtio devices
+//! (`machine::virtio`). EPT01 maps only guest RAM, so an access to any of them is an EPT
 //! violation (exit reason 48) that lands here: L0 fetches the instruction through the guest's
 //! paging, decodes it (`pc::decode`: the MOV forms drivers use for device registers), carries
 //! out its load or store on the device model and moves RIP past it (EPT violations report no
@@ -14,6 +15,7 @@ use pc::decode::{self, CpuMode, MmioAccess, Operand};
 use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 use crate::guest::paging;
+use crate::machine::virtio::Window;
 use crate::ratelimit::RateLimit;
 use crate::vmx::action::{Action, GuestEnd};
 use crate::vmx::guest::Guest;
@@ -40,6 +42,7 @@ fn cpu_mode(v: &HwVmcs) -> CpuMode {
 enum Page {
     Lapic,
     IoApic,
+    Virtio(Window),
 }
 
 /// Emulates the access if `info` is an EPT violation on the local APIC's xAPIC page or the
@@ -50,6 +53,8 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
         Page::Lapic
     } else if crate::machine::Devices::ioapic_owns(gpa) {
         Page::IoApic
+    } else if let Some(w) = g.devices.virtio_owns(gpa) {
+        Page::Virtio(w)
     } else {
         return None;
     };
@@ -72,7 +77,7 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
                 );
             }
             return Some(Action::Stop(GuestEnd::Failed(
-                "unsupported instruction on a device page (APIC or I/O APIC)",
+                "unsupported instruction on a device page (APIC, I/O APIC or virtio)",
             )));
         }
     };
@@ -81,11 +86,14 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
     let now = cpu::rdtsc();
     match decoded.access {
         MmioAccess::Load { dest, size, zero_extend_to } => {
-            let word = match page {
-                Page::Lapic => g.devices.with_lapic(|lapic| lapic.read_mmio(offset & !3, now)),
-                Page::IoApic => g.devices.ioapic_read(offset & !3),
+            let value = match page {
+                Page::Lapic => {
+                    u64::from(g.devices.with_lapic(|lapic| lapic.read_mmio(offset & !3, now)))
+                        >> shift
+                }
+                Page::IoApic => u64::from(g.devices.ioapic_read(offset & !3)) >> shift,
+                Page::Virtio(w) => g.devices.virtio_read(w, gpa, size),
             };
-            let value = u64::from(word) >> shift;
             if let Operand::Reg { index, .. } = dest {
                 let old = gpr(g, v, u64::from(index));
                 let new = decode::apply_load(old, dest, size, zero_extend_to, value);
@@ -97,8 +105,13 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
                 Operand::Reg { index, .. } => gpr(g, v, u64::from(index)),
                 Operand::Imm(_) => 0,
             };
-            let value = decode::store_value(reg, src, size) << shift;
+            let value = decode::store_value(reg, src, size);
+            if let Page::Virtio(w) = page {
+                g.devices.virtio_write(&mut g.memory, w, gpa, size, value);
+            }
+            let value = value << shift;
             match page {
+                Page::Virtio(_) => {}
                 Page::Lapic => {
                     g.devices.with_lapic(|lapic| lapic.write_mmio(offset & !3, value as u32, now))
                 }
