@@ -140,13 +140,9 @@ pub enum L2Entry {
 #[inline(always)]
 pub fn before_l2_entry(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
     match &g.nested {
-        Some(n)
-            if g.devices.interrupt_work()
-                || n.timer02
-                || n.deadline12.is_some()
-                || g.irq.nmi
-                || g.irq.init =>
-        {
+        // L1's own timer alone needs nothing here: vmcs02 saves what it has left at each
+        // exit (`prepare_vmcs02`), and L1's VM entry restarts it (`enter_l2`).
+        Some(n) if g.devices.interrupt_work() || n.timer02 || g.irq.nmi || g.irq.init => {
             deliver_l2(g, v02)
         }
         _ => L2Entry::Enter,

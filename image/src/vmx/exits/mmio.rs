@@ -3,7 +3,8 @@
 //! violation (exit reason 48) that lands here: L0 fetches the instruction through the guest's
 //! paging, decodes it (`pc::decode`: the MOV forms drivers use for device registers), carries
 //! out its load or store on the device model and moves RIP past it (EPT violations report no
-//! instruction length).
+//! instruction length). The same devices are L1's when its guest L2 reaches them through EPT12
+//! ([`l2_device`]): L2's instruction is fetched through L2's paging and EPT12.
 
 use nested::arch::{cr0, efer, segment_ar};
 use nested::ept::l2_mmio::L2Memory;

@@ -272,9 +272,15 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
     n.vmx.dirty.clear();
     // L1's own VMX-preemption timer starts counting at this VM entry (SDM 26.7.4).
     let v12 = &n.vmx.vmcs12;
-    n.deadline12 = (v12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0
-        && n.l0.pin & pin::PREEMPTION_TIMER == 0)
-        .then(|| cpu::rdtsc().wrapping_add(u64::from(v12.vmx_preemption_timer_value) << shift));
+    n.deadline12 = None;
+    if v12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0
+        && n.l0.pin & pin::PREEMPTION_TIMER == 0
+    {
+        let value = v12.vmx_preemption_timer_value;
+        n.deadline12 = Some(cpu::rdtsc().wrapping_add(u64::from(value) << shift));
+        // vmcs02 may hold what the timer had left at the last exit (it saves it).
+        v02.write(F::VmxPreemptionTimerValue, u64::from(value));
+    }
     n.in_l2 = true;
     Ok(n.vmcs02_launched)
 }
