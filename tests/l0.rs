@@ -198,6 +198,24 @@ fn bad_guest_endless_loop_is_stopped_by_the_watchdog() {
     );
 }
 
+/// A guest spinning with interrupts off while its APIC timer keeps firing: L0's preemption
+/// timer exits for the timer's deadlines deliver nothing, and the watchdog counts them as
+/// quiet time (issue 14, finding 15).
+#[test]
+fn guest_spinning_with_interrupts_off_and_its_apic_timer_armed_is_stopped_by_the_watchdog() {
+    let kernel = build_test_kernel("spin32");
+    let kernel = kernel.to_str().expect("utf-8 path");
+    turtles(&["run", "l0-leaf", "--timeout", "300", "--guest-image", kernel]).expect(
+        4,
+        &[
+            "L1| spin32: interrupts off, APIC timer armed, spinning",
+            "watchdog: the guest ran 600000000 ticks without a single exit but its timer's, \
+             taking no interrupt: stopping it",
+            "L0 is still running",
+        ],
+    );
+}
+
 #[test]
 fn l0_boots_its_guest_from_disk_and_writes_the_exit_report() {
     turtles(&["run", "l0-disk-bochs", "--timeout", "200"]).expect(

@@ -168,7 +168,9 @@ fn l1_triple_fault_stops_l1_and_l0_lives() {
 /// VMPTRST to an unmapped page take #PF with CR2 and the error code; a port (COM1) and an MSR
 /// (IA32_STAR) passed through to its guest reach its own UART and MSR and never exit to it;
 /// CR0.TS owned with a read shadow; PAUSE and WBINVD exiting fire; clearing CR4.VMXE, which
-/// it does not own, is a #GP in its guest as on hardware.
+/// it does not own, is a #GP in its guest as on hardware. Round 4: its guest, on EPT12,
+/// reaches its local APIC through a guest-physical alias (version, ID, TPR, a self-IPI).
+/// Round 5: its APIC timer's interrupt arrives while its preemption timer runs in its guest.
 #[test]
 fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
     let kernel = common::build_test_kernel("vmx32");
@@ -183,6 +185,7 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: IA32_APIC_BASE=0xfee00900",
             "L1| vmx32: xAPIC version=0x00050014",
             "L1| vmx32: xAPIC self-IPI delivered",
+            "L1| vmx32: xAPIC NMI IPI to itself taken",
             "L1| vmx32: xAPIC one-shot timer woke HLT, current count=0x00000000",
             "L1| vmx32: PIT channel 2 reached 1193 counts, TSC ticks=0x",
             "L1| vmx32: x2APIC id=0x00000000",
@@ -223,10 +226,25 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: L2 exit reason=0x00000028",
             "L1| vmx32: L2 exit reason=0x00000036",
             "L1| vmx32: round 3 OUT 0x80, al=0x0000000d",
-            "L1| vmx32: L2 halted: done, exits=0x0000000c",
+            // Round 4 (finding 5): its guest reaches its local APIC through EPT12 (version,
+            // ID, TPR written and read back, a self-IPI that arrives as an exit to it).
+            "L1| vmx32: round 4: L2 reaches L1's local APIC through EPT12",
+            "L1| vmx32: round 4 OUT 0x80, eax=0x00050014",
+            "L1| vmx32: round 4 OUT 0x80, eax=0x00000000",
+            "L1| vmx32: round 4 OUT 0x80, eax=0x00000020",
+            "L1| vmx32: external-interrupt exit, intr-info=0x80000045",
+            "L1| vmx32: L1's TPR after L2's write=0x00000020",
+            // Round 5 (finding 15): its APIC timer interrupt arrives while its own
+            // preemption timer, armed far out, runs in its guest.
+            "L1| vmx32: round 5: L1 timer interrupt with L1's preemption timer armed",
+            "L1| vmx32: external-interrupt exit, intr-info=0x80000046",
+            // An INIT it sent itself in VMX root operation exits from its guest.
+            "L1| vmx32: INIT to itself, held in VMX root operation: L2 exit reason=0x00000003",
+            "L1| vmx32: L2 halted: done, exits=0x00000013",
             "exits: Vmlaunch=1",
-            // Only what it asked for reached it: COM1, IA32_STAR and CR4 stayed in L0.
-            ", 12 reflected to L1",
+            // Only what it asked for reached it: COM1, IA32_STAR and CR4 stayed in L0, its
+            // APIC's accesses from L2 were performed by L0.
+            ", 19 reflected to L1",
         ],
     );
     // The guest never touched an address L0 does not model.

@@ -179,6 +179,10 @@ pub struct LocalApic {
     icr_high: u32,
     timer: Timer,
     unsupported_ipi: Option<u64>,
+    /// An NMI and an INIT this APIC sent to its own processor, not yet taken
+    /// ([`LocalApic::take_nmi`], [`LocalApic::take_init`]).
+    nmi: bool,
+    init: bool,
     /// Level-triggered vectors whose EOI is still to be broadcast to the I/O APIC
     /// ([`LocalApic::take_level_eoi`]).
     level_eois: [u32; 8],
@@ -244,6 +248,8 @@ impl LocalApic {
             icr_high: 0,
             timer: Timer::default(),
             unsupported_ipi: None,
+            nmi: false,
+            init: false,
             level_eois: [0; 8],
         }
     }
@@ -329,12 +335,32 @@ impl LocalApic {
         if tpr >> 4 >= isrv >> 4 { tpr } else { isrv & 0xf0 }
     }
 
-    /// The most recent IPI the model could not deliver (delivery mode other than fixed: NMI,
-    /// INIT, SIPI, SMI, lowest priority…), as ICR bits 31:0 and the destination in 63:32
-    /// (xAPIC: ICR high, destination in bits 63:56; x2APIC: the 32-bit destination). Taking
-    /// it clears it, so the caller can log it once (or act on a self-NMI).
+    /// The most recent IPI the model did not honor, as ICR bits 31:0 and the destination in
+    /// 63:32 (xAPIC: ICR high, destination in bits 63:56; x2APIC: the 32-bit destination):
+    /// an SMI to this processor (no SMM), a reserved delivery mode, or a combination the SDM
+    /// calls invalid (Table 11-6: only fixed IPIs with the "self" and "all including self"
+    /// shorthands). Taking it clears it, so the caller can log it once.
     pub fn take_unsupported_ipi(&mut self) -> Option<u64> {
         self.unsupported_ipi.take()
+    }
+
+    /// An NMI IPI this APIC sent to its own processor (a destination naming it): the caller
+    /// delivers it as the processor would (SDM 11.6.1, delivery mode 100). Taking it clears it.
+    pub fn take_nmi(&mut self) -> bool {
+        core::mem::take(&mut self.nmi)
+    }
+
+    /// An INIT IPI this APIC sent to its own processor (level assert; a level de-assert is no
+    /// message for an xAPIC): the caller treats it as the INIT signal (SDM 11.6.1, delivery
+    /// mode 101: blocked in VMX root operation, a VM exit in VMX non-root operation, else a
+    /// processor INIT). Taking it clears it.
+    pub fn take_init(&mut self) -> bool {
+        core::mem::take(&mut self.init)
+    }
+
+    /// True if an NMI or INIT for the processor waits to be taken.
+    pub fn has_signal(&self) -> bool {
+        self.nmi || self.init
     }
 
     // ---- Timer (SDM 11.5.4) ----
@@ -407,7 +433,7 @@ impl LocalApic {
     /// Cheap check for the run loop: some IRR bit is set (deliverable or not) or
     /// [`Self::next_deadline`] is `Some`.
     pub fn has_work(&self) -> bool {
-        self.irr.iter().any(|&w| w != 0) || self.next_deadline().is_some()
+        self.irr.iter().any(|&w| w != 0) || self.next_deadline().is_some() || self.has_signal()
     }
 
     // ---- Interrupt acceptance and delivery (SDM 11.8) ----
@@ -520,28 +546,44 @@ impl LocalApic {
         }
     }
 
-    /// Sends the IPI in the ICR (SDM 11.6.1). Fixed and delivered to this CPU (shorthand
-    /// self or all-including-self, or a destination naming it) → [`Self::raise`];
-    /// all-excluding-self and other CPUs: nothing (a single CPU). Other delivery modes are
-    /// left for [`Self::take_unsupported_ipi`].
+    /// Sends the IPI in the ICR (SDM 11.6.1) on a machine with this one processor. The
+    /// destination names it (shorthand self or all-including-self, or a destination that
+    /// matches it) or nothing (all-excluding-self, other APIC IDs). By delivery mode:
+    /// - fixed (000) and lowest priority (001, this processor being the only candidate):
+    ///   [`Self::raise`]; a vector below 16 is a send error, whatever the destination;
+    /// - NMI (100) and INIT (101, level assert): left for [`Self::take_nmi`] and
+    ///   [`Self::take_init`]; an INIT level de-assert does nothing;
+    /// - start-up (110): ignored, as a processor not in the wait-for-SIPI state does;
+    /// - SMI (010), the reserved modes (011, 111), and any mode but fixed with the "self" or
+    ///   "all including self" shorthand (invalid, SDM Table 11-6): not honored, left for
+    ///   [`Self::take_unsupported_ipi`].
     fn send_ipi(&mut self, low: u32, dest: u32) {
         let vector = low as u8;
-        let fixed = (low >> 8) & 7 == 0;
-        if !fixed {
-            self.unsupported_ipi = Some(u64::from(dest) << 32 | u64::from(low));
-            return;
-        }
-        if vector < 16 {
-            self.error(esr::SEND_ILLEGAL_VECTOR);
-            return;
-        }
-        let to_self = match (low >> 18) & 3 {
+        let mode = (low >> 8) & 7;
+        let shorthand = (low >> 18) & 3;
+        let to_self = match shorthand {
             0 => self.dest_matches(dest, low & (1 << 11) != 0),
             1 | 2 => true,
             _ => false,
         };
-        if to_self {
-            self.raise(vector);
+        let unsupported = u64::from(dest) << 32 | u64::from(low);
+        if mode != 0 && (shorthand == 1 || shorthand == 2) {
+            self.unsupported_ipi = Some(unsupported);
+            return;
+        }
+        match mode {
+            0 | 1 => {
+                if vector < 16 {
+                    self.error(esr::SEND_ILLEGAL_VECTOR);
+                } else if to_self {
+                    self.raise(vector);
+                }
+            }
+            4 if to_self => self.nmi = true,
+            // Level (bit 14) clear with trigger (bit 15) level: INIT level de-assert.
+            5 if to_self && low & (3 << 14) != 2 << 14 => self.init = true,
+            2 | 3 | 7 if to_self => self.unsupported_ipi = Some(unsupported),
+            _ => {}
         }
     }
 
@@ -1037,10 +1079,76 @@ mod tests {
         a.write_mmio(reg::LDR, 0x11 << 24, 0);
         assert!(delivered(&mut a, 0x13 << 24, 1 << 11));
         assert!(!delivered(&mut a, 0x21 << 24, 1 << 11));
-        // INIT to self is not delivered but reported once.
-        assert!(!delivered(&mut a, 2 << 24, 5 << 8));
-        assert_eq!(a.take_unsupported_ipi(), Some(2 << 56 | 0x540));
+        // INIT to self is no interrupt: it is the processor's INIT signal, taken once.
+        assert!(!delivered(&mut a, 2 << 24, 5 << 8 | 1 << 14));
+        assert!(a.take_init());
+        assert!(!a.take_init());
         assert_eq!(a.take_unsupported_ipi(), None);
+    }
+
+    /// Each ICR delivery mode on a one-processor machine (SDM 11.6.1, Table 11-6).
+    #[test]
+    fn icr_delivery_modes() {
+        let mut a = LocalApic::new(2);
+        a.write_mmio(reg::SVR, 0x1ff, 0);
+        let send = |a: &mut LocalApic, high: u32, low: u32| {
+            a.write_mmio(reg::ICR_HIGH, high, 0);
+            a.write_mmio(reg::ICR_LOW, low, 0);
+        };
+        // Lowest priority to a destination naming this APIC: it is the only candidate.
+        send(&mut a, 2 << 24, 1 << 8 | 0x61);
+        assert_eq!(a.acknowledge(), Some(0x61));
+        a.write_mmio(reg::EOI, 0, 0);
+        send(&mut a, 3 << 24, 1 << 8 | 0x61);
+        assert_eq!(a.pending(), None, "another APIC ID: nobody");
+        // NMI: physical destination, broadcast; not to another APIC or all-excluding-self.
+        send(&mut a, 2 << 24, 4 << 8);
+        assert!(a.has_work() && a.take_nmi() && !a.take_nmi());
+        send(&mut a, 0xff << 24, 4 << 8);
+        assert!(a.take_nmi());
+        send(&mut a, 3 << 24, 4 << 8);
+        send(&mut a, 0, 3 << 18 | 4 << 8);
+        assert!(!a.take_nmi());
+        assert_eq!(a.pending(), None, "an NMI sets no IRR bit");
+        // INIT: assert is the signal; level de-assert (level 0, trigger level) is nothing.
+        send(&mut a, 2 << 24, 5 << 8 | 1 << 14);
+        assert!(a.take_init());
+        send(&mut a, 2 << 24, 5 << 8 | 1 << 15);
+        assert!(!a.take_init());
+        // Start-up to a running processor: ignored, nothing reported.
+        send(&mut a, 2 << 24, 6 << 8 | 0x9a);
+        assert!(!a.take_init() && !a.take_nmi());
+        assert_eq!((a.pending(), a.take_unsupported_ipi()), (None, None));
+        // SMI and the reserved modes to this processor: not honored, reported.
+        for mode in [2, 3, 7] {
+            send(&mut a, 2 << 24, mode << 8);
+            assert_eq!(a.take_unsupported_ipi(), Some(2 << 56 | u64::from(mode) << 8));
+        }
+        send(&mut a, 3 << 24, 2 << 8);
+        assert_eq!(a.take_unsupported_ipi(), None, "an SMI for another processor");
+        // Invalid with the self and all-including-self shorthands: only fixed is valid.
+        for shorthand in [1, 2] {
+            for mode in [1, 4, 5, 6] {
+                send(&mut a, 0, shorthand << 18 | mode << 8 | 0x62);
+                assert_eq!(
+                    a.take_unsupported_ipi(),
+                    Some(u64::from(shorthand << 18 | mode << 8 | 0x62)),
+                    "shorthand {shorthand} mode {mode}"
+                );
+                assert!(!a.take_nmi() && !a.take_init());
+                assert_eq!(a.pending(), None);
+            }
+        }
+        // Every mode to all-excluding-self reaches nobody on one processor.
+        for mode in 0..8 {
+            send(&mut a, 0, 3 << 18 | mode << 8 | 0x63);
+        }
+        assert!(!a.has_signal());
+        assert_eq!((a.pending(), a.take_unsupported_ipi()), (None, None));
+        // NMI and INIT reach a software-disabled APIC's processor too (SDM 11.4.7.2).
+        a.write_mmio(reg::SVR, 0xff, 0);
+        send(&mut a, 2 << 24, 4 << 8);
+        assert!(a.take_nmi());
     }
 
     #[test]
@@ -1061,9 +1169,11 @@ mod tests {
             a.write_msr(0x80b, 0, 0).unwrap();
         }
         assert_eq!(&got[..n], &[0x56, 0x54, 0x52, 0x51]);
-        // NMI to self: reported.
+        // NMI with the self shorthand: invalid, reported; to its own ID: the NMI.
         a.write_msr(0x830, 1 << 18 | 4 << 8, 0).unwrap();
         assert_eq!(a.take_unsupported_ipi(), Some(1 << 18 | 4 << 8));
+        a.write_msr(0x830, 0x123 << 32 | 4 << 8, 0).unwrap();
+        assert!(a.take_nmi());
     }
 
     #[test]
@@ -1267,7 +1377,7 @@ mod tests {
                         let p = a.pending();
                         proptest::prop_assert_eq!(a.acknowledge(), p);
                     }
-                    _ => { let _ = a.take_unsupported_ipi(); }
+                    _ => { let _ = (a.take_unsupported_ipi(), a.take_nmi(), a.take_init()); }
                 }
                 if let Some(v) = a.pending() {
                     proptest::prop_assert!(v >= 16);

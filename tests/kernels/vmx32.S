@@ -17,6 +17,15 @@
  * line on COM1 itself and increments IA32_STAR), CR0.TS is owned by this kernel with a read
  * shadow of 1 (the guest reads TS=1 and its CLTS exits), PAUSE and WBINVD exiting fire, and
  * clearing CR4.VMXE, which this kernel does not own, is a #GP in the guest as on hardware.
+ * A fourth round gives the guest EPT: an identity map of the first GiB plus guest-physical
+ * 0xc0000000 mapped to this kernel's own local APIC page (back in xAPIC mode), through
+ * which the guest reads the APIC's version and ID, writes the TPR and sends a self-IPI
+ * with the ICR; this kernel sees its TPR changed and the IPI arrive as an external-interrupt
+ * exit. A fifth round arms the VMX-preemption timer far out and this kernel's APIC timer
+ * near: the timer's interrupt must arrive as an external-interrupt exit while the guest
+ * spins, long before the preemption timer would expire; then an INIT this kernel sends
+ * itself is held while it is in VMX root operation and exits from its guest (reason 3). In
+ * the device checks, an NMI sent to itself with the ICR is taken.
  * It ends through port 0xf4. The tests run it as L1 on the turtles L0: every VMX
  * instruction, APIC and PIT access here is emulated by L0. */
 
@@ -282,6 +291,10 @@ vm_exit:
     je l2_interrupt
     cmpl $2, phase
     je round3_exit
+    cmpl $3, phase
+    je round4_exit
+    cmpl $4, phase
+    je round5_exit
     cmp $0x1e, %eax                     /* I/O: in round 2, from the injected handler */
     jne advance
     cmpl $1, phase
@@ -325,6 +338,10 @@ l2_halted:
 
 /* The timer's interrupt arrived as a VM exit: check the vector, EOI, inject 0x50. */
 l2_interrupt:
+    cmpl $3, phase
+    je round4_interrupt
+    cmpl $4, phase
+    je round5_interrupt
     mov $0x4404, %eax
     vmread %eax, %ebx                   /* VM-exit interruption information */
     mov %ebx, %eax
@@ -339,7 +356,7 @@ l2_interrupt:
 /* Round 3: #PF for VMX memory operands, then pass-through and intercepts (see the top). */
 round3:
     cmpl $1, phase
-    jne done
+    jne round4
     movl $2, phase
     mov $msg_round3, %esi
     call puts
@@ -416,6 +433,129 @@ round3_exit:
     vmread %eax, %eax
     REPORT msg_cr_access
     jmp advance
+
+/* Round 4: EPT for the guest, with guest-physical 0xc0000000 mapped to this kernel's local
+ * APIC page (issue 14, finding 5: on hardware the guest reaches the APIC). */
+round4:
+    cmpl $2, phase
+    jne round5
+    movl $3, phase
+    mov $msg_round4, %esi
+    call puts
+    /* Back to xAPIC mode: x2APIC -> disabled -> xAPIC (SDM 11.12.5), then software-enable. */
+    mov $0x1b, %ecx
+    rdmsr
+    and $~0xc00, %eax                   /* EN = EXTD = 0 */
+    wrmsr
+    or $0x800, %eax                     /* EN */
+    wrmsr
+    movl $0x1ff, APIC + 0xf0            /* SVR */
+    /* EPT12: PML4 -> PDPT; PDPT[0] -> 512 2-MiB identity pages (write-back); PDPT[3] -> a PD
+     * whose first table maps 0xc0000000 to the APIC page (uncacheable). */
+    mov $ept_pml4, %edi
+    xor %eax, %eax
+    mov $(5 * 1024), %ecx
+    rep stosl
+    movl $(ept_pdpt + 7), ept_pml4
+    movl $(ept_pd + 7), ept_pdpt
+    movl $(ept_pd_hi + 7), ept_pdpt + 3 * 8
+    movl $(ept_pt + 7), ept_pd_hi
+    movl $(APIC + 7), ept_pt
+    xor %ecx, %ecx
+1:  mov %ecx, %eax
+    shl $21, %eax
+    or $0xb7, %eax                      /* RWX, memory type 6 (WB), 2-MiB page */
+    mov %eax, ept_pd(,%ecx,8)
+    inc %ecx
+    cmp $512, %ecx
+    jb 1b
+    VMW 0x201a, $(ept_pml4 + 0x1e)      /* EPTP: WB, 4-level walk */
+    VMW 0x201b, $0
+    mov $0x48b, %ecx                    /* IA32_VMX_PROCBASED_CTLS2: enable EPT (bit 1) */
+    rdmsr
+    mov $0x42, %ebx                     /* and WBINVD exiting, as in round 3 */
+    and %edx, %ebx
+    cmp $0x42, %ebx
+    jne fail
+    VMW 0x401e, %ebx
+    VMW 0x4016, $0                      /* nothing to inject */
+    VMW 0x681e, $guest_round4           /* RIP */
+    VMW 0x681c, $guest_stack_top        /* RSP */
+    VMW 0x6820, $0x2                    /* RFLAGS */
+    vmresume
+    jmp vmx_failed
+
+/* Round 4's exits: OUT 0x80 reports the guest's EAX; an EPT violation is a failure (the APIC
+ * page must be reached, not reported). */
+round4_exit:
+    cmp $0x30, %eax
+    je fail
+    cmp $0x1e, %eax
+    jne advance
+    mov guest_eax, %eax
+    REPORT msg_round4_out
+    jmp advance
+
+/* The guest's self-IPI through the ICR, as an external-interrupt exit: vector 0x45, and the
+ * TPR the guest wrote is this kernel's. */
+round4_interrupt:
+    mov $0x4404, %eax
+    vmread %eax, %ebx
+    mov %ebx, %eax
+    REPORT msg_intr_info
+    cmp $0x80000045, %ebx
+    jne fail
+    movl $0, APIC + 0xb0                /* EOI */
+    mov APIC + 0x80, %eax
+    mov %eax, %edi                      /* REPORT clobbers %eax */
+    REPORT msg_round4_tpr
+    cmp $0x20, %edi
+    jne fail
+    movl $0, APIC + 0x80
+    vmresume
+    jmp vmx_failed
+
+/* Round 5: the VMX-preemption timer armed far out, this kernel's APIC timer near, the guest
+ * spinning: the timer's interrupt must be an external-interrupt exit (issue 14, finding 15). */
+round5:
+    cmpl $3, phase
+    jne done
+    movl $4, phase
+    mov $msg_round5, %esi
+    call puts
+    ADJUST 0, 0x00000041                /* external-interrupt exiting, preemption timer */
+    test $0x40, %ebx
+    jz fail
+    VMW 0x4000, %ebx
+    VMW 0x482e, $0xffffffff             /* VMX-preemption timer value */
+    movl $0xb, APIC + 0x3e0             /* divide by 1 */
+    movl $0x46, APIC + 0x320            /* LVT timer: one-shot, vector 0x46 */
+    movl $300000, APIC + 0x380          /* initial count */
+    VMW 0x681e, $guest_spin             /* RIP */
+    VMW 0x6820, $0x2                    /* RFLAGS */
+    vmresume
+    jmp vmx_failed
+
+round5_interrupt:
+    mov $0x4404, %eax
+    vmread %eax, %ebx
+    mov %ebx, %eax
+    REPORT msg_intr_info
+    cmp $0x80000046, %ebx
+    jne fail
+    movl $0, APIC + 0xb0                /* EOI */
+    /* INIT to itself: blocked in VMX root operation, then a VM exit as its guest resumes. */
+    movl $0, APIC + 0x310
+    movl $0x00004500, APIC + 0x300      /* ICR: INIT, level assert, physical, no shorthand */
+    vmresume
+    jmp vmx_failed
+
+/* Round 5 ends with the INIT-signal exit (reason 3); anything else is a failure. */
+round5_exit:
+    cmp $3, %eax
+    jne fail
+    REPORT msg_init_exit
+    jmp done
 
 /* VMREAD and VMPTRST with a destination on an unmapped page: #PF with CR2 and error code 2
  * (a supervisor write to a not-present page). */
@@ -536,6 +676,18 @@ guest_round3:
     and $~0x2000, %eax
     mov %eax, %cr4                      /* #GP */
     jmp fail
+/* Round 4's guest: this kernel's APIC through EPT12 at 0xc0000000. */
+guest_round4:
+    mov 0xc0000030, %eax                /* version */
+    out %al, $0x80
+    mov 0xc0000020, %eax                /* ID */
+    out %al, $0x80
+    movl $0x20, 0xc0000080              /* TPR */
+    mov 0xc0000080, %eax
+    out %al, $0x80
+    movl $0x00040045, 0xc0000300        /* ICR: fixed, shorthand self, vector 0x45 */
+    hlt
+    jmp fail
 l2_gp:
     mov $0x0d, %al
     out %al, $0x80
@@ -557,6 +709,9 @@ device_tests:
     call set_gate
     mov $0x41, %eax
     mov $isr_xapic_ipi, %edx
+    call set_gate
+    mov $2, %eax
+    mov $isr_nmi, %edx
     call set_gate
     mov $0x42, %eax
     mov $isr_x2apic_ipi, %edx
@@ -626,6 +781,13 @@ device_tests:
     cmpl $1, xapic_ipis
     jne device_failed
     mov $msg_xapic_ipi, %esi
+    call puts
+    movl $0, APIC + 0x310               /* ICR high: destination APIC ID 0, itself */
+    movl $0x00004400, APIC + 0x300      /* ICR: NMI, physical, no shorthand */
+    nop
+    cmpl $1, nmis                       /* taken even with interrupts off */
+    jne device_failed
+    mov $msg_xapic_nmi, %esi
     call puts
     movl $0xb, APIC + 0x3e0             /* divide by 1 */
     movl $0x40, APIC + 0x320            /* LVT timer: one-shot, vector 0x40 */
@@ -792,6 +954,10 @@ isr_xapic_ipi:
     movl $0, APIC + 0xb0                /* EOI */
     iret
 
+isr_nmi:
+    incl nmis
+    iret
+
 isr_xapic_timer:
     incl xapic_timers
     movl $0, APIC + 0xb0
@@ -883,6 +1049,7 @@ phase:       .long 0
 tsc_start:   .long 0
 pit_irqs:    .long 0
 xapic_ipis:  .long 0
+nmis:        .long 0
 xapic_timers: .long 0
 x2apic_ipis: .long 0
 x2apic_timers: .long 0
@@ -905,6 +1072,8 @@ msg_apic_base:    .asciz "vmx32: IA32_APIC_BASE=0x"
 msg_pit_irq0:     .asciz "vmx32: PIT IRQ0 through the 8259 and the APIC's virtual wire: interrupts=0x"
 msg_xapic_version: .asciz "vmx32: xAPIC version=0x"
 msg_xapic_ipi:    .asciz "vmx32: xAPIC self-IPI delivered\n"
+msg_xapic_nmi:    .asciz "vmx32: xAPIC NMI IPI to itself taken\n"
+msg_init_exit:    .asciz "vmx32: INIT to itself, held in VMX root operation: L2 exit reason=0x"
 msg_xapic_timer:  .asciz "vmx32: xAPIC one-shot timer woke HLT, current count=0x"
 msg_pit:          .asciz "vmx32: PIT channel 2 reached 1193 counts, TSC ticks=0x"
 msg_x2apic_id:    .asciz "vmx32: x2APIC id=0x"
@@ -931,6 +1100,10 @@ msg_l2_com1:      .asciz "vmx32: L2 wrote this line to COM1 itself\n"
 msg_round3_out:   .asciz "vmx32: round 3 OUT 0x80, al=0x"
 msg_star:         .asciz "vmx32: IA32_STAR after L2's RDMSR/WRMSR=0x"
 msg_cr_access:    .asciz "vmx32: CR access exit, qualification=0x"
+msg_round4:       .asciz "vmx32: round 4: L2 reaches L1's local APIC through EPT12\n"
+msg_round4_out:   .asciz "vmx32: round 4 OUT 0x80, eax=0x"
+msg_round4_tpr:   .asciz "vmx32: L1's TPR after L2's write=0x"
+msg_round5:       .asciz "vmx32: round 5: L1 timer interrupt with L1's preemption timer armed\n"
 
     .bss
     .align 4096
@@ -952,6 +1125,16 @@ io_bitmap_b:
 msr_bitmap:
     .skip 4096
 tss:
+    .skip 4096
+ept_pml4:                               /* round 4's EPT12, five tables in a row */
+    .skip 4096
+ept_pdpt:
+    .skip 4096
+ept_pd:
+    .skip 4096
+ept_pd_hi:
+    .skip 4096
+ept_pt:
     .skip 4096
     .align 16
     .skip 8192

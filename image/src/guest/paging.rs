@@ -6,10 +6,10 @@
 //! registers the VM exit saved (SDM 28.3.4).
 
 use nested::arch::segment_ar;
+use nested::guest::GuestMemory as PhysMemory;
 use nested::paging::{self, Access, AccessKind, PagingMode, PagingRegs};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
-use super::memory::GuestMemory;
 use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 
@@ -45,10 +45,11 @@ pub fn user_mode(v: &HwVmcs) -> bool {
 }
 
 /// Reads up to `buf.len()` bytes at guest-linear `linear` as an access of `kind`, page by
-/// page; returns how many could be read (fewer when a page does not translate).
-pub fn read_linear(
+/// page; returns how many could be read (fewer when a page does not translate). `mem` is the
+/// guest's physical memory: L1's, or L2's as EPT12 maps it (`nested::ept::l2_mmio::L2Memory`).
+pub fn read_linear<M: PhysMemory>(
     v: &HwVmcs,
-    mem: &GuestMemory,
+    mem: &M,
     linear: u64,
     kind: AccessKind,
     buf: &mut [u8],
@@ -59,13 +60,10 @@ pub fn read_linear(
     while done < buf.len() {
         let at = linear.wrapping_add(done as u64);
         let chunk = (4096 - (at & 0xfff) as usize).min(buf.len() - done);
-        let Some(src) = paging::walk(mem, &regs, at, access)
-            .ok()
-            .and_then(|w| mem.slice(w.gpa.0, chunk as u64))
-        else {
+        let Ok(w) = paging::walk(mem, &regs, at, access) else { break };
+        if mem.read(w.gpa, &mut buf[done..done + chunk]).is_err() {
             break;
-        };
-        buf[done..done + chunk].copy_from_slice(src);
+        }
         done += chunk;
     }
     done

@@ -152,6 +152,15 @@ impl Devices {
     /// changed for interrupt delivery.
     pub fn with_lapic<R>(&mut self, f: impl FnOnce(&mut LocalApic) -> R) -> R {
         let r = f(&mut self.lapic);
+        if let Some(icr) = self.lapic.take_unsupported_ipi() {
+            static NOT_HONORED: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::new(8);
+            if NOT_HONORED.allow() {
+                log::warn!(
+                    "local APIC: IPI not honored (ICR {icr:#x}: SMI, a reserved delivery mode, \
+                     or a mode other than fixed with the self or all-including-self shorthand)"
+                );
+            }
+        }
         // The EOI of a level-triggered vector goes back to the I/O APIC, which may resend.
         let mut eoi = false;
         while let Some(vector) = self.lapic.take_level_eoi() {
@@ -304,6 +313,13 @@ impl Devices {
             self.route_ioapic();
             self.refresh_work();
         }
+    }
+
+    /// An NMI and an INIT the guest's APIC sent to its own processor (`pc::lapic`), taken.
+    pub fn take_signals(&mut self) -> (bool, bool) {
+        let signals = (self.lapic.take_nmi(), self.lapic.take_init());
+        self.refresh_work();
+        signals
     }
 
     /// The vector the guest's processor would take now: the APIC's, else the 8259s' when

@@ -41,11 +41,19 @@ pub struct Guest {
     pub memory_mib: u64,
 }
 
-/// Detects a guest that runs without ever exiting (an endless loop with interrupts off).
+/// Detects a guest that runs without ever exiting (an endless loop with interrupts off),
+/// also while its own timer keeps L0's preemption timer firing: an interrupt-deadline exit
+/// that delivers nothing (the guest has interrupts off, or takes them without a single
+/// other exit) is quiet time too, counted in guest time against the same slices.
 pub struct Watchdog {
     quiet_slices: u32,
     /// Quiet slices tolerated.
     limit: u32,
+    /// The guest exited for something else, or took an interrupt, since the last timer exit.
+    active: bool,
+    /// TSC of the last timer exit, and the quiet ticks deadline exits add up since activity.
+    last_timer: u64,
+    quiet_ticks: u64,
 }
 
 impl Default for Watchdog {
@@ -57,7 +65,13 @@ impl Default for Watchdog {
 impl Watchdog {
     /// A watchdog that stops the guest after `limit` quiet slices.
     pub fn with_limit(limit: u32) -> Self {
-        Watchdog { quiet_slices: 0, limit: limit.max(1) }
+        Watchdog {
+            quiet_slices: 0,
+            limit: limit.max(1),
+            active: true,
+            last_timer: 0,
+            quiet_ticks: 0,
+        }
     }
 
     /// Quiet slices tolerated.
@@ -65,17 +79,50 @@ impl Watchdog {
         self.limit
     }
 
-    /// Any exit other than the timer's proves the guest is alive.
+    /// Any exit other than the timer's, or an interrupt delivered to the guest, proves the
+    /// guest is alive.
+    #[inline(always)]
     pub fn other_exit(&mut self) {
         self.quiet_slices = 0;
+        self.active = true;
     }
 
-    /// The preemption timer fired (exit reason 52).
-    pub fn expired(&mut self) -> Action {
+    /// A timer exit at `now`: starts a quiet stretch after activity.
+    fn timer_exit(&mut self, now: u64) -> bool {
+        let quiet = !core::mem::replace(&mut self.active, false);
+        if !quiet {
+            self.quiet_ticks = 0;
+        }
+        let since = now.saturating_sub(self.last_timer);
+        self.last_timer = now;
+        if quiet {
+            self.quiet_ticks = self.quiet_ticks.saturating_add(since)
+        }
+        quiet
+    }
+
+    /// The preemption timer fired for the watchdog's own slice (exit reason 52).
+    pub fn expired(&mut self, now: u64) -> Action {
+        self.timer_exit(now);
+        self.quiet_ticks = 0;
+        self.count_slice("")
+    }
+
+    /// The preemption timer fired for an interrupt deadline (the guest's APIC timer or the
+    /// PIT): if nothing happened since the last timer exit, the time since counts as quiet.
+    pub fn deadline(&mut self, now: u64) -> Action {
+        if self.timer_exit(now) && self.quiet_ticks >= WATCHDOG_SLICE_TICKS {
+            self.quiet_ticks -= WATCHDOG_SLICE_TICKS;
+            return self.count_slice(" but its timer's, taking no interrupt");
+        }
+        Action::Resume
+    }
+
+    fn count_slice(&mut self, how: &str) -> Action {
         self.quiet_slices += 1;
         if self.quiet_slices >= self.limit {
             log::error!(
-                "watchdog: the guest ran {} ticks without a single exit: stopping it",
+                "watchdog: the guest ran {} ticks without a single exit{how}: stopping it",
                 WATCHDOG_SLICE_TICKS * u64::from(self.limit)
             );
             return Action::Stop(GuestEnd::Failed("watchdog: the guest stopped responding"));
@@ -96,11 +143,24 @@ pub struct IrqState {
     pub armed: bool,
     /// The preemption-timer rate: TSC ticks >> shift (IA32_VMX_MISC bits 4:0).
     pub shift: u8,
+    /// An NMI the guest's APIC sent to its processor, not delivered yet (blocked).
+    pub nmi: bool,
+    /// An INIT the guest's APIC sent to its processor, held while L1 is in VMX root
+    /// operation (SDM 24.8: INIT is blocked there) until L2 runs.
+    pub init: bool,
 }
 
 impl IrqState {
     pub fn new(watchdog: u32, shift: u8) -> Self {
-        IrqState { timer01: watchdog, watchdog, window01: false, armed: false, shift }
+        IrqState {
+            timer01: watchdog,
+            watchdog,
+            window01: false,
+            armed: false,
+            shift,
+            nmi: false,
+            init: false,
+        }
     }
 
     /// The last preemption-timer exit of L1 was for an APIC deadline, not the watchdog.

@@ -15,10 +15,13 @@
 //!   so the vector is injected into L2 when L2 can take it.
 //! - **Time**: the VMX-preemption timer of the running VMCS is shortened to the APIC timer's
 //!   next deadline (or the PIT's next IRQ0), so a guest that never exits still gets its timer
-//!   interrupt on time.
+//!   interrupt on time. When vmcs12 runs L2 with L1's own preemption timer, vmcs02's timer
+//!   runs to the nearer of L1's deadline (kept as a TSC value from L1's VM entry) and L0's,
+//!   so L1's interrupt still arrives when it fires, and L1's timer exit when it runs out.
 
 use nested::arch::rflags;
 use nested::caps::{exit, pin};
+use nested::exits::ExitReason;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
 use super::guest::Guest;
@@ -30,6 +33,26 @@ use crate::arch::vmcs::HwVmcs;
 const VALID: u64 = 1 << 31;
 /// Blocking by STI and by MOV SS (interruptibility state bits 0 and 1).
 const BLOCKING_STI_MOVSS: u64 = 3;
+
+/// Interruption type NMI (bits 10:8 = 2) with vector 2, for injection and exit information.
+const NMI: u64 = 2 << 8 | 2;
+/// Interruptibility: blocking by STI, by MOV SS and by NMI (bits 0, 1, 3).
+const BLOCKING_NMI: u64 = 0b1011;
+
+/// Can the guest of `v` take an NMI on the next entry (no event injected, no blocking)?
+fn nmi_deliverable(v: &HwVmcs) -> bool {
+    v.read(F::VmEntryInterruptionInfo) & VALID == 0
+        && v.read(F::GuestInterruptibilityInfo) & BLOCKING_NMI == 0
+}
+
+/// Takes the NMI and INIT the guest's APIC sent to its own processor into `g.irq`.
+fn take_signals(g: &mut Guest) {
+    if g.devices.lapic().has_signal() {
+        let (nmi, init) = g.devices.take_signals();
+        g.irq.nmi |= nmi;
+        g.irq.init |= init;
+    }
+}
 
 /// Can the guest of `v` take an external interrupt on the next entry?
 fn interruptible(v: &HwVmcs) -> bool {
@@ -56,6 +79,18 @@ pub fn before_l1_entry(g: &mut Guest, v: &mut HwVmcs) {
 
 #[inline(never)]
 fn deliver_l1(g: &mut Guest, v: &mut HwVmcs) {
+    take_signals(g);
+    if g.irq.init && !g.nested.as_ref().is_some_and(|n| n.vmx.vmxon) {
+        // Outside VMX operation an INIT resets the processor to the wait-for-SIPI or reset
+        // state, which L0 does not emulate.
+        g.irq.init = false;
+        log::warn!("local APIC: INIT to its own processor outside VMX operation: not emulated");
+    }
+    if g.irq.nmi && nmi_deliverable(v) {
+        v.write(F::VmEntryInterruptionInfo, NMI | VALID);
+        g.irq.nmi = false;
+        g.watchdog.other_exit();
+    }
     let irq = &mut g.irq;
     let devices = &mut g.devices;
     let now = cpu::rdtsc();
@@ -65,6 +100,7 @@ fn deliver_l1(g: &mut Guest, v: &mut HwVmcs) {
         if interruptible(v) {
             if let Some(vector) = devices.acknowledge_interrupt() {
                 v.write(F::VmEntryInterruptionInfo, u64::from(vector) | VALID);
+                g.watchdog.other_exit();
             }
             // Another vector waits behind it only if it outranks the one just delivered.
             want_window = devices.pending_interrupt().is_some();
@@ -86,7 +122,8 @@ fn deliver_l1(g: &mut Guest, v: &mut HwVmcs) {
         v.write(F::VmxPreemptionTimerValue, u64::from(timer));
         irq.timer01 = timer;
     }
-    irq.armed = irq.window01 || irq.timer01 != irq.watchdog;
+    // A blocked NMI (or an INIT held in VMX root operation) is retried at every entry.
+    irq.armed = irq.window01 || irq.timer01 != irq.watchdog || irq.nmi || irq.init;
 }
 
 /// What L0 does before entering L2.
@@ -103,18 +140,46 @@ pub enum L2Entry {
 #[inline(always)]
 pub fn before_l2_entry(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
     match &g.nested {
-        Some(n) if g.devices.interrupt_work() || n.timer02 => deliver_l2(g, v02),
+        // L1's own timer alone needs nothing here: vmcs02 saves what it has left at each
+        // exit (`prepare_vmcs02`), and L1's VM entry restarts it (`enter_l2`).
+        Some(n) if g.devices.interrupt_work() || n.timer02 || g.irq.nmi || g.irq.init => {
+            deliver_l2(g, v02)
+        }
         _ => L2Entry::Enter,
     }
 }
 
 #[inline(never)]
 fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
+    take_signals(g);
+    let Some(n) = g.nested.as_mut() else { return L2Entry::Enter };
+    let mut immediate = false;
+    // INIT in VMX non-root operation: a VM exit to L1 (reason 3, SDM 26.2), unconditionally.
+    if core::mem::take(&mut g.irq.init) {
+        l2_exit::signal_exit(g, v02, ExitReason::InitSignal, 0);
+        return L2Entry::ExitedToL1;
+    }
+    // An NMI: an exit to L1 under "NMI exiting" (reason 0 with the NMI's interruption
+    // information, SDM 27.2.2), else delivered to L2 when it can take one.
+    if g.irq.nmi {
+        if n.vmx.vmcs12.pin_based_vm_exec_control & pin::NMI_EXITING != 0 {
+            if v02.read(F::VmEntryInterruptionInfo) & VALID != 0 {
+                immediate = true;
+            } else {
+                g.irq.nmi = false;
+                l2_exit::signal_exit(g, v02, ExitReason::ExceptionOrNmi, (NMI | VALID) as u32);
+                return L2Entry::ExitedToL1;
+            }
+        } else if nmi_deliverable(v02) {
+            v02.write(F::VmEntryInterruptionInfo, NMI | VALID);
+            g.irq.nmi = false;
+            g.watchdog.other_exit();
+        }
+    }
     let Some(n) = g.nested.as_mut() else { return L2Entry::Enter };
     let devices = &mut g.devices;
     let now = cpu::rdtsc();
     devices.poll_interrupts(now);
-    let mut immediate = false;
     if let Some(vector) = devices.pending_interrupt() {
         let v12 = &n.vmx.vmcs12;
         if v12.pin_based_vm_exec_control & pin::EXTERNAL_INTERRUPT_EXITING != 0 {
@@ -134,6 +199,7 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
             // L1 lets its guest take interrupts, as the processor would deliver them.
             if let Some(vector) = devices.acknowledge_interrupt() {
                 v02.write(F::VmEntryInterruptionInfo, u64::from(vector) | VALID);
+                g.watchdog.other_exit();
             }
         } else {
             let _ = vector; // Stays pending until L2 can take it or exits.
@@ -149,7 +215,7 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
             .map(|d| timer_units(d, now, shift, u32::MAX))
     };
     if let Some(n) = g.nested.as_mut() {
-        n.set_timer02(v02, want);
+        n.set_timer02(v02, want, now, shift);
     }
     L2Entry::Enter
 }

@@ -7,6 +7,7 @@
 //! entry ([`shadow`]); faults in EPT12 are reflected to L1 as the EPT violation or
 //! misconfiguration it would have seen.
 
+pub mod l2_mmio;
 pub mod shadow;
 pub mod walk;
 

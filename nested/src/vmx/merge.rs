@@ -273,7 +273,12 @@ impl Controls02 {
             proc2 |= proc2::ENABLE_VM_FUNCTIONS;
         }
         let mut exit = l0.exit;
-        if l1_timer {
+        if l1_timer && hw.exit_controls().can_set(exit::SAVE_PREEMPTION_TIMER) {
+            // L1's timer keeps counting across exits L0 handles alone (L0 restarts it with
+            // vmcs12's value at L1's own VM entries); vmcs12 gets the saved value only if L1
+            // asked for it (`sync`).
+            exit |= exit::SAVE_PREEMPTION_TIMER;
+        } else if l1_timer {
             exit |= v12.vm_exit_controls & exit::SAVE_PREEMPTION_TIMER;
         }
         // L0 always loads L2's EFER, PAT and debug state (its own or L1's, see prepare).

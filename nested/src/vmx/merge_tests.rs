@@ -243,3 +243,36 @@ fn msr_list_entries() {
     assert_eq!(read_msr_entry(&m, 0x10, 1), Ok((0x174, 0x10)));
     assert!(read_msr_entry(&m, 0x10, 100).is_err());
 }
+
+/// L1's own VMX-preemption timer: vmcs02 runs it with vmcs12's value and always saves what is
+/// left at an exit, so exits L0 handles alone do not restart L1's timer; vmcs12 receives the
+/// saved value only when L1 asked for it.
+#[test]
+fn l1_preemption_timer_is_saved_in_vmcs02_whether_or_not_l1_asked() {
+    for l1_saves in [false, true] {
+        let mut v12 = valid_vmcs12(&l1());
+        v12.pin_based_vm_exec_control |= pin::PREEMPTION_TIMER;
+        v12.vmx_preemption_timer_value = 1234;
+        if l1_saves {
+            v12.vm_exit_controls |= exitc::SAVE_PREEMPTION_TIMER;
+        } else {
+            v12.vm_exit_controls &= !exitc::SAVE_PREEMPTION_TIMER;
+        }
+        let mut v02 = FakeVmcs::new();
+        prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
+        assert_ne!(v02.peek(F::PinBasedVmExecControl) as u32 & pin::PREEMPTION_TIMER, 0);
+        assert_ne!(v02.peek(F::VmExitControls) as u32 & exitc::SAVE_PREEMPTION_TIMER, 0);
+        assert_eq!(v02.peek(F::VmxPreemptionTimerValue), 1234);
+        // The exit saved 77 units left: vmcs12 sees them only if L1 asked.
+        v02.write(F::VmxPreemptionTimerValue, 77);
+        let exit = ExitInfo { reason: 52, ..ExitInfo::default() };
+        sync_vmcs12(&v02, &mut v12, &exit, SyncScope::Full);
+        let expect = if l1_saves { 77 } else { 1234 };
+        assert_eq!(v12.vmx_preemption_timer_value, expect, "L1 saves: {l1_saves}");
+    }
+    // Without L1's timer, vmcs02 saves nothing for it.
+    let v12 = valid_vmcs12(&l1());
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
+    assert_eq!(v02.peek(F::VmExitControls) as u32 & exitc::SAVE_PREEMPTION_TIMER, 0);
+}

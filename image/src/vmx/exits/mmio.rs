@@ -4,10 +4,13 @@
 //! violation (exit reason 48) that lands here: L0 fetches the instruction through the guest's
 //! paging, decodes it (`pc::decode`: the MOV forms drivers use for device registers), carries
 //! out its load or store on the device model and moves RIP past it (EPT violations report no
-//! instruction length).
+//! instruction length). The same devices are L1's when its guest L2 reaches them through EPT12
+//! ([`l2_device`]): L2's instruction is fetched through L2's paging and EPT12.
 
 use nested::arch::{cr0, efer, segment_ar};
+use nested::ept::l2_mmio::L2Memory;
 use nested::exits::ExitInfo;
+use nested::guest::GuestMemory as PhysMemory;
 use nested::paging::AccessKind;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use pc::decode::{self, CpuMode, MmioAccess, Operand};
@@ -45,19 +48,54 @@ enum Page {
     Virtio(Window),
 }
 
-/// Emulates the access if `info` is an EPT violation on the local APIC's xAPIC page or the
-/// I/O APIC's page; `None` for any other guest-physical address.
+/// The device page at guest-physical `gpa` of L0's guest (L1), if L0 models one there
+/// (its local APIC, the I/O APIC or one of its virtio-mmio devices).
+fn page_at(g: &Guest, gpa: u64) -> Option<Page> {
+    if g.devices.lapic().mmio_base() == Some(gpa & !0xfff) {
+        Some(Page::Lapic)
+    } else if crate::machine::Devices::ioapic_owns(gpa) {
+        Some(Page::IoApic)
+    } else {
+        g.devices.virtio_owns(gpa).map(Page::Virtio)
+    }
+}
+
+/// Emulates the access if `info` is an EPT violation on a device page of the guest's
+/// ([`page_at`]); `None` for any other guest-physical address.
 pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     let gpa = info.guest_physical_address;
-    let page = if g.devices.lapic().mmio_base() == Some(gpa & !0xfff) {
-        Page::Lapic
-    } else if crate::machine::Devices::ioapic_owns(gpa) {
-        Page::IoApic
-    } else if let Some(w) = g.devices.virtio_owns(gpa) {
-        Page::Virtio(w)
-    } else {
-        return None;
-    };
+    let page = page_at(g, gpa)?;
+    let fetched = fetch(v, &g.memory);
+    Some(perform(g, v, gpa, page, fetched))
+}
+
+/// L2's access that EPT12 translated to L1-physical `l1gpa` (issue 14, finding 5): if L0
+/// models a device of L1 there, the access is performed on it, as L1's own would be, and L2
+/// resumes past the instruction; `None` if nothing of L1's is there. `v` is vmcs02 (L2's
+/// registers and paging); L2's instruction is fetched through L2's paging and EPT12.
+pub fn l2_device(
+    g: &mut Guest,
+    v: &mut HwVmcs,
+    l1gpa: u64,
+    eptp12: u64,
+    caps: &nested::caps::VmxCaps,
+    maxphyaddr: u8,
+) -> Option<Action> {
+    let page = page_at(g, l1gpa)?;
+    let l2mem = L2Memory { l1: &g.memory, eptp12: Some(eptp12), caps, maxphyaddr };
+    let fetched = fetch(v, &l2mem);
+    Some(perform(g, v, l1gpa, page, fetched))
+}
+
+/// The instruction at the guest's RIP, read through its paging from `mem`.
+struct Fetched {
+    bytes: [u8; 15],
+    len: usize,
+    mode: CpuMode,
+    rip: u64,
+}
+
+fn fetch(v: &HwVmcs, mem: &impl PhysMemory) -> Fetched {
     let mode = cpu_mode(v);
     let rip = v.read(F::GuestRip);
     let linear = match mode {
@@ -65,7 +103,14 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
         _ => v.read(F::GuestCsBase).wrapping_add(rip) & 0xffff_ffff,
     };
     let mut bytes = [0u8; 15];
-    let fetched = paging::read_linear(v, &g.memory, linear, AccessKind::Fetch, &mut bytes);
+    let len = paging::read_linear(v, mem, linear, AccessKind::Fetch, &mut bytes);
+    Fetched { bytes, len, mode, rip }
+}
+
+/// Decodes the fetched instruction, performs its load or store at `gpa` on `page`'s device
+/// and retires it.
+fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, page: Page, f: Fetched) -> Action {
+    let Fetched { bytes, len: fetched, mode, rip } = f;
     let decoded = match decode::decode(&bytes[..fetched], mode) {
         Ok(d) => d,
         Err(e) => {
@@ -76,9 +121,9 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
                     &bytes[..fetched]
                 );
             }
-            return Some(Action::Stop(GuestEnd::Failed(
+            return Action::Stop(GuestEnd::Failed(
                 "unsupported instruction on a device page (APIC, I/O APIC or virtio)",
-            )));
+            ));
         }
     };
     let offset = (gpa & 0xfff) as u32;
@@ -122,5 +167,5 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
     let next = rip.wrapping_add(u64::from(decoded.len));
     let next = if mode == CpuMode::Long64 { next } else { next & 0xffff_ffff };
     crate::vmx::action::retire_instruction(v, next);
-    Some(Action::Resume)
+    Action::Resume
 }

@@ -12,6 +12,7 @@ mod mmio;
 mod msr;
 mod simple;
 
+pub use mmio::l2_device;
 pub use msr::L2_PASSTHROUGH;
 
 use nested::exits::{ExitInfo, ExitReason};
@@ -44,8 +45,10 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         ExitReason::InterruptWindow => Action::Resume,
         ExitReason::ExternalInterrupt => simple::external_interrupt(info),
         ExitReason::ExceptionOrNmi => simple::exception_or_nmi(v, g, info),
-        ExitReason::PreemptionTimer if g.irq.timer_was_apic() => Action::Resume,
-        ExitReason::PreemptionTimer => g.watchdog.expired(),
+        ExitReason::PreemptionTimer if g.irq.timer_was_apic() => {
+            g.watchdog.deadline(crate::arch::cpu::rdtsc())
+        }
+        ExitReason::PreemptionTimer => g.watchdog.expired(crate::arch::cpu::rdtsc()),
         ExitReason::TripleFault => fault::triple_fault(v, g),
         ExitReason::EptViolation => match mmio::device(g, v, info) {
             Some(action) => action,

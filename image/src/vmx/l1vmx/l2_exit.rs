@@ -6,6 +6,7 @@
 //! reflected exit too ([`interrupt_exit`]).
 
 use nested::caps::proc2;
+use nested::ept::l2_mmio::l2_mmio_target;
 use nested::ept::shadow::{PmlLog, Resolution, eptp02_for};
 use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
@@ -31,6 +32,10 @@ pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         return Action::Stop(GuestEnd::Failed("no nested state"));
     };
     n.l2_exits += 1;
+    let timer = info.basic() == ExitReason::PreemptionTimer.number();
+    if !timer {
+        g.watchdog.other_exit();
+    }
     let intercepts = L0Intercepts { exception_bitmap: 0, preemption_timer: n.timer02 };
     let view = RegsOnly(&g.regs);
     let decision = route(info, &intercepts, &n.vmx.vmcs12, &view, &g.memory);
@@ -49,6 +54,14 @@ pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
 fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     let Some(n) = g.nested.as_mut() else { return Action::Resume };
     match info.exit_reason() {
+        // Without EPT in vmcs12, vmcs02 runs on EPT01: L2's physical addresses are L1's, and
+        // a violation is an access to L1's device pages (or outside its memory), handled as
+        // L1's own.
+        Some(ExitReason::EptViolation)
+            if secondary_controls(&n.vmx.vmcs12) & proc2::ENABLE_EPT == 0 =>
+        {
+            crate::vmx::exits::handle(g, v02, info)
+        }
         Some(ExitReason::EptViolation) => {
             let eptp12 = n.vmx.vmcs12.ept_pointer;
             let ept01 = Ept01View { base: g.memory.host_base(), size: g.memory.size() };
@@ -90,7 +103,17 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                     e.qualification = 0;
                     reflect(g, v02, &e)
                 }
-                Ok(Resolution::L1Unmapped(gpa) | Resolution::L0Denied(gpa)) => {
+                Ok(r @ (Resolution::L1Unmapped(gpa) | Resolution::L0Denied(gpa))) => {
+                    // EPT12 maps L2 to a device L0 models for L1 (its local APIC, the I/O
+                    // APIC): the access reaches that device, as on hardware.
+                    if l2_mmio_target(info.guest_physical_address, Some(&r)).is_some() {
+                        let caps = n.vmx.caps;
+                        if let Some(action) =
+                            crate::vmx::exits::l2_device(g, v02, gpa.0, eptp12, &caps, MAXPHYADDR)
+                        {
+                            return action;
+                        }
+                    }
                     // EPT12 maps L2 to L1-physical memory L1 does not have: nothing is mapped
                     // and L1 gets the EPT violation for its guest.
                     static OUTSIDE: crate::ratelimit::RateLimit =
@@ -111,9 +134,15 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 }
             }
         }
-        Some(ExitReason::ExternalInterrupt) | Some(ExitReason::PreemptionTimer) => {
+        Some(ExitReason::ExternalInterrupt) => {
             reinject_idt_vectoring(v02, info);
             Action::Resume
+        }
+        // L0's timer for L1's next interrupt deadline: the watchdog counts it as quiet time
+        // unless L2 exits or takes an interrupt meanwhile (L2 spinning with interrupts off).
+        Some(ExitReason::PreemptionTimer) => {
+            reinject_idt_vectoring(v02, info);
+            g.watchdog.deadline(crate::arch::cpu::rdtsc())
         }
         // EPTP switching, which L1 is offered and L0 emulates (vmcs02's VM-function
         // controls are 0, so every VMFUNC exits here).
@@ -169,6 +198,13 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
 fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     let Some(n) = g.nested.as_mut() else { return Action::Resume };
     n.reflected += 1;
+    if let Some(deadline) = n.deadline12.take()
+        && n.timer02
+    {
+        // vmcs02's timer ran for L0: what L1's timer has left is what the exit saves.
+        let left = deadline.saturating_sub(crate::arch::cpu::rdtsc()) >> g.irq.shift;
+        v02.write(F::VmxPreemptionTimerValue, left.min(u64::from(u32::MAX)));
+    }
     // Hot fields only: the rare ones stay in vmcs02 until something needs them.
     sync_vmcs12(&*v02, &mut n.vmx.vmcs12, info, SyncScope::Hot);
     n.vmx.rare_stale = true;
@@ -195,14 +231,18 @@ fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
 /// to L1 with reason 1 and `intr_info` (the vector when vmcs12 acknowledges interrupts on
 /// exit, else 0; SDM 27.2.2). vmcs01 is current afterwards.
 pub fn interrupt_exit(g: &mut Guest, v02: &mut HwVmcs, intr_info: u32) -> Action {
+    signal_exit(g, v02, ExitReason::ExternalInterrupt, intr_info)
+}
+
+/// A signal for L1 that arrived while L2 ran and exits to L1 (SDM 26.2): INIT (reason 3,
+/// always), or an NMI under "NMI exiting" (reason 0 with `intr_info`). vmcs01 is current
+/// afterwards.
+pub fn signal_exit(g: &mut Guest, v02: &mut HwVmcs, reason: ExitReason, intr_info: u32) -> Action {
     if let Some(n) = g.nested.as_mut() {
         n.l2_exits += 1;
     }
-    let info = ExitInfo {
-        reason: u32::from(ExitReason::ExternalInterrupt.number()),
-        intr_info,
-        ..ExitInfo::default()
-    };
+    g.watchdog.other_exit();
+    let info = ExitInfo { reason: u32::from(reason.number()), intr_info, ..ExitInfo::default() };
     reflect(g, v02, &info)
 }
 

@@ -21,7 +21,7 @@ pub mod vpid;
 
 use nested::addr::Hpa;
 use nested::arch::segment_ar;
-use nested::caps::{proc1, proc2};
+use nested::caps::{pin, proc1, proc2};
 use nested::ept::shadow::eptp02_for;
 use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason};
@@ -32,6 +32,7 @@ use nested::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02, reads_l1_state};
 use nested::vmx::sync::{load_l1_host_state, sync_vmcs12_rare};
 use nested::vmx::{Flush, L1Cpu, VmxResult};
 
+use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx as insn;
 use crate::vmx::action::Action;
@@ -210,6 +211,7 @@ fn explain_failure(n: &L1Vmx, e: nested::vmx::VmInstructionError) {
 
 /// Switches to vmcs02, merges vmcs12 into it and returns whether it was launched before.
 pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
+    let shift = g.irq.shift;
     let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
     // L1's state is read only when the merge uses it (the common VMRESUME does not); a
     // fresh vmcs02 gets every field.
@@ -268,6 +270,17 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
         n.eptp02 = eptp;
     }
     n.vmx.dirty.clear();
+    // L1's own VMX-preemption timer starts counting at this VM entry (SDM 26.7.4).
+    let v12 = &n.vmx.vmcs12;
+    n.deadline12 = None;
+    if v12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0
+        && n.l0.pin & pin::PREEMPTION_TIMER == 0
+    {
+        let value = v12.vmx_preemption_timer_value;
+        n.deadline12 = Some(cpu::rdtsc().wrapping_add(u64::from(value) << shift));
+        // vmcs02 may hold what the timer had left at the last exit (it saves it).
+        v02.write(F::VmxPreemptionTimerValue, u64::from(value));
+    }
     n.in_l2 = true;
     Ok(n.vmcs02_launched)
 }

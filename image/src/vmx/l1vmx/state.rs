@@ -47,6 +47,10 @@ pub struct L1Vmx {
     pub(super) eptp02: u64,
     /// L0 runs the VMX-preemption timer in vmcs02 (for L1's APIC timer or an immediate exit).
     pub timer02: bool,
+    /// When vmcs12 runs L2 with L1's own VMX-preemption timer: the TSC at which it expires
+    /// (set at L1's VM entry from vmcs12's value), so that L0 can cut vmcs02's timer short
+    /// for L1's interrupts and still exit to L1 when L1's timer runs out.
+    pub deadline12: Option<u64>,
     /// Exits L2 caused, and how many of them L1 got.
     pub l2_exits: u64,
     pub reflected: u64,
@@ -97,15 +101,28 @@ impl L1Vmx {
             eptp01,
             eptp02: 0,
             timer02: false,
+            deadline12: None,
             l2_exits: 0,
             reflected: 0,
         })
     }
 
     /// Runs vmcs02's VMX-preemption timer for L0 with `value` (timer units; 0 exits right
-    /// after entry), or stops it. L1's own use of the timer in vmcs12 takes precedence: L0
-    /// then leaves vmcs02's timer to the merge and notices L1's interrupts at L2's next exit.
-    pub fn set_timer02(&mut self, v02: &mut HwVmcs, value: Option<u32>) {
+    /// after entry), or stops it. When vmcs12 uses L1's own timer (`deadline12`), vmcs02's
+    /// timer runs to the nearer of L1's deadline and L0's `value`: `timer02` says the exit,
+    /// when it comes, is L0's (else it is L1's preemption-timer exit). `now` and `shift`
+    /// (TSC ticks >> shift = timer units) convert L1's deadline.
+    pub fn set_timer02(&mut self, v02: &mut HwVmcs, value: Option<u32>, now: u64, shift: u8) {
+        if let Some(deadline) = self.deadline12 {
+            let units12 = (deadline.saturating_sub(now) >> shift).min(u64::from(u32::MAX)) as u32;
+            let (units, ours) = match value {
+                Some(v) if v < units12 => (v, true),
+                _ => (units12, false),
+            };
+            v02.write(F::VmxPreemptionTimerValue, u64::from(units));
+            self.timer02 = ours;
+            return;
+        }
         if self.vmx.vmcs12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0 {
             self.timer02 = false;
             return;
