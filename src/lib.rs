@@ -10,6 +10,7 @@ pub mod fuzz;
 pub mod images;
 pub mod iso;
 pub mod linux;
+pub mod linux_bench;
 pub mod progress;
 pub mod readme;
 pub mod run;
