@@ -476,7 +476,9 @@ pub fn command(
             continue;
         }
         eprintln!("bench linux: {label} ({config}) under Bochs");
-        runs.push(measure(label, config, depth)?);
+        let run = measure(label, config, depth)?;
+        eprintln!("{}", table(std::slice::from_ref(&run)));
+        runs.push(run);
     }
     println!(
         "turtles bench linux: Debian's Linux under Bochs, ticks = emulated instructions (the \

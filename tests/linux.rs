@@ -53,9 +53,9 @@ fn l0_runs_the_linux_bench_workload() {
     run.expect(
         0,
         &[
-            "L1| bench: part=compile from=2 to=3 result=linked expected=linked ok",
+            "L1| bench: part=compile from=1 to=2 result=linked expected=linked ok",
             &format!(
-                "L1| bench: part=compute from=3 to=4 result={0} expected={0} ok",
+                "L1| bench: part=compute from=2 to=3 result={0} expected={0} ok",
                 turtles::linux_bench::PROGRAM_RESULT
             ),
             "L1| bench: part=processes ",

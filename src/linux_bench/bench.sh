@@ -6,6 +6,7 @@
 # snapshots its TSC and exit counters by reason at each mark and prints them at the end of
 # the run. Each part checks its result against the expected value; a wrong one fails the run
 # (reboot: a failure status).
+mkdir -p /tmp
 mount -t tmpfs tmpfs /tmp
 # mark TAG: the hypervisors below snapshot their counters (file offset = ECX << 32 | leaf).
 mark() {
