@@ -13,6 +13,7 @@ pub mod iso;
 pub mod kvm_guest;
 pub mod kvm_host;
 pub mod linux;
+pub mod linux_bench;
 pub mod linux_kvm;
 pub mod progress;
 pub mod readme;

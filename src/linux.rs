@@ -3,7 +3,9 @@
 //! (no root needed) into a cache under `target/linux/`, unpacks them with `dpkg-deb -x`, and
 //! writes the initramfs as a newc cpio archive ([`newc`]): Debian's `busybox-static`, our
 //! `/init` (`src/linux_init.sh`) and the one module it loads (`cpuid.ko`, for
-//! `/dev/cpu/0/cpuid`, from which `/init` reads the hypervisor's CPUID leaves). For the
+//! `/dev/cpu/0/cpuid`, from which `/init` reads the hypervisor's CPUID leaves), plus what the
+//! Linux bench (`src/linux_bench.rs`) runs: Debian's `tcc` with the C library it runs on
+//! (from `libc6`), our C sources and the bench's parts (`src/linux_bench/`). For the
 //! virtio-mmio devices a level may offer its guest (`guest_devices`), the initramfs also holds
 //! the virtio modules ([`IO_MODULES`], loaded by `/init` only when the ACPI tables announce a
 //! virtio-mmio device) and `/bin/udp-answer` (`src/udp_answer.S`, assembled here with
@@ -53,6 +55,21 @@ fn module_name(path: &str) -> &str {
 /// The meta package that names the current kernel.
 const KERNEL_META: &str = "linux-image-amd64";
 const BUSYBOX: &str = "busybox-static";
+const TCC: &str = "tcc";
+const LIBC: &str = "libc6";
+
+/// The files of the `tcc` and `libc6` packages the initramfs carries (package path ->
+/// name in `target/linux/tcc/`): the compiler, its runtime library, and the shared C
+/// library and loader it runs on (no headers: the bench compiles with `-nostdinc`).
+const TCC_FILES: [(&str, &str); 7] = [
+    ("usr/bin/tcc", "tcc"),
+    ("usr/lib/x86_64-linux-gnu/tcc/libtcc1.a", "libtcc1.a"),
+    ("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "ld-linux-x86-64.so.2"),
+    ("lib/x86_64-linux-gnu/libc.so.6", "libc.so.6"),
+    ("lib/x86_64-linux-gnu/libm.so.6", "libm.so.6"),
+    ("lib/x86_64-linux-gnu/libpthread.so.0", "libpthread.so.0"),
+    ("lib/x86_64-linux-gnu/libdl.so.2", "libdl.so.2"),
+];
 
 /// What a Linux guest boots with.
 #[derive(Clone, Debug)]
@@ -77,6 +94,7 @@ pub fn prepare() -> Result<LinuxFiles, String> {
     lock.lock().map_err(|e| format!("{}: {e}", lock_path.display()))?;
     let release = fetch_kernel(&dir)?;
     fetch_busybox(&dir)?;
+    fetch_tcc(&dir)?;
     let initrd = dir.join("initramfs.cpio");
     let archive = initramfs(&dir, &release)?;
     if fs::read(&initrd).ok().as_deref() != Some(&archive[..]) {
@@ -229,8 +247,33 @@ pub(crate) fn fetch_busybox(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `tcc` and the C library it runs on, in `dir/tcc/` ([`TCC_FILES`]).
+fn fetch_tcc(dir: &Path) -> Result<(), String> {
+    let out = dir.join("tcc");
+    if TCC_FILES.iter().all(|(_, name)| out.join(name).is_file()) {
+        return Ok(());
+    }
+    eprintln!("turtles: fetching {TCC} and {LIBC} into {}", dir.display());
+    fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let unpacked = dir.join("tcc-pkg");
+    let _ = fs::remove_dir_all(&unpacked);
+    for package in [TCC, LIBC] {
+        let deb = download(dir, package)?;
+        run(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked),
+            &format!("dpkg-deb -x ({package})"),
+        )?;
+    }
+    for (path, name) in TCC_FILES {
+        let from = unpacked.join(path);
+        fs::copy(&from, out.join(name)).map_err(|e| format!("{}: {e}", from.display()))?;
+    }
+    let _ = fs::remove_dir_all(&unpacked);
+    Ok(())
+}
+
 /// The initramfs: directories, `/dev/console`, busybox, `/init`, `cpuid.ko`, the virtio
-/// modules and `udp-answer`.
+/// modules and `udp-answer`, and the Linux bench's compiler, sources and parts.
 fn initramfs(dir: &Path, release: &str) -> Result<Vec<u8>, String> {
     let read = |name: &str| {
         let path = dir.join(name);
@@ -254,6 +297,20 @@ fn initramfs(dir: &Path, release: &str) -> Result<Vec<u8>, String> {
     }
     cpio.file("bin/udp-answer", 0o755, &udp_answer(dir)?);
     cpio.file("init", 0o755, init.as_bytes());
+    for d in ["lib/x86_64-linux-gnu", "lib64", "usr/lib", "usr/lib/x86_64-linux-gnu"] {
+        cpio.dir(d);
+    }
+    cpio.dir("usr/lib/x86_64-linux-gnu/tcc");
+    for (path, name) in TCC_FILES {
+        let bytes = read(&format!("tcc/{name}"))?;
+        let perm = if name.ends_with(".a") { 0o644 } else { 0o755 };
+        cpio.file(path, perm, &bytes);
+    }
+    cpio.symlink("lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
+    cpio.dir("bench");
+    for (name, text) in crate::linux_bench::guest_files() {
+        cpio.file(&format!("bench/{name}"), 0o644, text.as_bytes());
+    }
     Ok(cpio.finish())
 }
 
@@ -265,6 +322,7 @@ pub mod newc {
     const S_IFDIR: u32 = 0o040_000;
     const S_IFREG: u32 = 0o100_000;
     const S_IFCHR: u32 = 0o020_000;
+    const S_IFLNK: u32 = 0o120_000;
 
     /// An archive being written.
     #[derive(Default)]
@@ -315,6 +373,11 @@ pub mod newc {
 
         pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
             self.entry(name, S_IFREG | perm, (0, 0), data);
+        }
+
+        /// A symbolic link `name` -> `target` (the data is the target).
+        pub fn symlink(&mut self, name: &str, target: &str) {
+            self.entry(name, S_IFLNK | 0o777, (0, 0), target.as_bytes());
         }
 
         pub fn char_device(&mut self, name: &str, major: u32, minor: u32) {

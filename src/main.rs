@@ -75,6 +75,24 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Debian's Linux running a kernbench stand-in (tcc compiles and runs a C program,
+    /// fork/exec and pipes, gzip/bzip2 on tmpfs) at depth 1 and 2 (optionally 3): ticks and
+    /// exits per level by reason per part, overhead vs depth 1 in ticks and with the
+    /// transition model, beside the paper's Table 2; plus an SVG.
+    Linux {
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Where to write the SVG (default: next to the JSON, else target/bench-linux.svg).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Also measure depth 3 (l0-l1-l1-linux).
+        #[arg(long)]
+        depth3: bool,
+        /// Record the figures in bench/linux.json and regenerate the README's Linux table.
+        #[arg(long)]
+        readme: bool,
+    },
     /// UDP round trips per second and bulk throughput through the management endpoint
     /// (`net-qemu` under QEMU, virtio-net).
     Net,
@@ -179,6 +197,9 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Bench { which: BenchCmd::VsKvm { json } }) => {
             turtles::bench_kvm::vs_kvm(json.as_deref())
+        }
+        Some(Cmd::Bench { which: BenchCmd::Linux { json, svg, depth3, readme } }) => {
+            turtles::linux_bench::command(json.as_deref(), svg.as_deref(), depth3, readme)
         }
         Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
         Some(Cmd::Bench { which: BenchCmd::Check { update } }) => turtles::baseline::check(update),

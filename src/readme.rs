@@ -52,7 +52,7 @@ pub fn block(baseline: &Baseline) -> String {
 }
 
 /// `n` with a comma every three digits.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -42,6 +42,42 @@ fn l0_boots_debian_linux_which_powers_off() {
     );
 }
 
+/// The Linux bench's workload (`bench linux`) at depth 1: tcc compiles and links our C
+/// program, which computes the expected result; fork/exec, pipes and gzip/bzip2 on tmpfs give
+/// theirs; L0 snapshots its TSC and exits at every mark and prints them at the end, so every
+/// part has ticks and exits. (The figures themselves are not checked: this is no timed test.)
+#[test]
+fn l0_runs_the_linux_bench_workload() {
+    let run =
+        turtles(&["run", "l0-linux", "--timeout", "1500", "--leaf-cmdline", "turtles.bench=1"]);
+    run.expect(
+        0,
+        &[
+            "L1| bench: part=compile from=1 to=2 result=linked expected=linked ok",
+            &format!(
+                "L1| bench: part=compute from=2 to=3 result={0} expected={0} ok",
+                turtles::linux_bench::PROGRAM_RESULT
+            ),
+            "L1| bench: part=processes ",
+            "L1| bench: part=files ",
+            "L1| bench: all parts passed their checks",
+            "[L0 cpu0 INFO ] mark: tag=1 tsc=",
+            "guest: powered off (ACPI S5)",
+        ],
+    );
+    run.expect_absent(&["FAILED"]);
+    let lines: Vec<String> = run.stdout.lines().map(str::to_string).collect();
+    let measured = turtles::linux_bench::parse_run("depth 1", 1, &lines);
+    assert!(measured.passed(), "{measured:#?}");
+    assert_eq!(measured.parts.len(), 4, "{measured:#?}");
+    for part in &measured.parts {
+        let ticks = measured.ticks(part).unwrap_or(0);
+        assert!(ticks > 0, "{}: no ticks: {measured:#?}", part.name);
+        assert!(measured.exit_total(0, part).unwrap_or(0) > 0, "{}: no exits", part.name);
+    }
+    assert!(measured.boot_ticks().unwrap_or(0) > 0, "{measured:#?}");
+}
+
 #[test]
 fn l0_l1_boots_debian_linux_at_depth_2() {
     let md5 = expected_md5();

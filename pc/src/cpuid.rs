@@ -16,7 +16,7 @@
 /// Signature returned in EBX, ECX, EDX of leaf 0x40000000.
 pub const SIGNATURE: &[u8; 12] = b"turtles\0\0\0\0\0";
 /// The highest hypervisor leaf.
-pub const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0003;
+pub const MAX_HYPERVISOR_LEAF: u32 = 0x4000_0004;
 /// The highest basic leaf the policy knows; the guest sees min(host, this).
 pub const MAX_BASIC_LEAF: u32 = 0x1f;
 /// The highest extended leaf the policy knows.
@@ -509,7 +509,8 @@ pub fn tsc_leaf(tsc_hz: u64) -> Option<[u32; 4]> {
 /// Turtles' leaves: 0x40000000 the signature and highest leaf, 0x40000001 the guest's depth
 /// (EAX) and version (EBX), 0x40000002 this level's exit count (EAX low, EBX high half),
 /// 0x40000003 the bottom L0's: `exits` when this level runs on bare metal (`guest_depth`
-/// 1), else `below`, the level below's answer.
+/// 1), else `below`, the level below's answer. 0x40000004 (ECX = a tag) is the mark leaf the
+/// image answers itself (it snapshots its exit counters for a benchmark's parts; zeros here).
 pub fn hypervisor_leaf(leaf: u32, guest_depth: u32, exits: u64, below: [u32; 4]) -> [u32; 4] {
     let [w0, w1, w2] = signature_words();
     let count = [exits as u32, (exits >> 32) as u32, 0, 0];

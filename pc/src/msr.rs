@@ -11,7 +11,15 @@ pub mod index {
     pub const IA32_TSC: u32 = 0x10;
     pub const IA32_PLATFORM_ID: u32 = 0x17;
     pub const IA32_APIC_BASE: u32 = 0x1b;
+    pub const MSR_SMI_COUNT: u32 = 0x34;
     pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
+    pub const MSR_PPIN_CTL: u32 = 0x4e;
+    pub const MSR_PPIN: u32 = 0x4f;
+    pub const MSR_MISC_FEATURES_ENABLES: u32 = 0x140;
+    pub const MSR_OC_MAILBOX: u32 = 0x150;
+    pub const MSR_PPERF: u32 = 0x64e;
+    /// AMD's DE_CFG: no MSR of an Intel processor.
+    pub const MSR_AMD64_DE_CFG: u32 = 0xc001_1029;
     pub const IA32_TSC_ADJUST: u32 = 0x3b;
     pub const IA32_SPEC_CTRL: u32 = 0x48;
     pub const IA32_PRED_CMD: u32 = 0x49;
@@ -144,8 +152,22 @@ pub enum Msr {
     X2apic,
     /// IA32_VMX_*: the capabilities L1 sees (the nesting code).
     VmxCapability,
+    /// Reads 0; a write of 0 is accepted, any other value #GP(0) (MSR_MISC_FEATURES_ENABLES:
+    /// the features its bits enable, CPUID faulting and ring-3 MWAIT, are not enumerated).
+    Zero,
     /// Not on the processor the guest sees: #GP(0).
     Gp,
+}
+
+/// MSR_PPIN_CTL as firmware may leave it on a Xeon Scalable (SDM Vol. 4 Table 2-44):
+/// LockOut set, Enable_PPIN clear, so MSR_PPIN #GPs and software sees no PPIN.
+pub const PPIN_CTL_LOCKED_DISABLED: u64 = 1;
+
+/// MSRs that Linux probes with `rdmsr_safe` and that #GP(0) on the processor the guest sees
+/// (not in the SDM's lists for a Skylake-X: MSR_OC_MAILBOX, undocumented; AMD's DE_CFG;
+/// MSR_PPIN while PPIN is disabled): expected faults, not worth a warning.
+pub fn expected_gp(msr: u32) -> bool {
+    matches!(msr, MSR_OC_MAILBOX | MSR_AMD64_DE_CFG | MSR_PPIN)
 }
 
 /// IA32_FEATURE_CONTROL as the guest reads it: locked, VMXON outside SMX allowed only when VMX
@@ -204,6 +226,13 @@ pub fn lookup(msr: u32, f: &Features) -> Msr {
     match msr {
         IA32_TSC => Msr::Tsc,
         IA32_PLATFORM_ID => Msr::ReadOnly(0),
+        // Skylake-X's model-specific MSRs Linux probes (SDM Vol. 4 Tables 2-39 and 2-44):
+        // the SMI count (no SMI reaches a guest), PPIN locked off, the productive-performance
+        // count (read-only; the model does not count it), the misc-features enables.
+        MSR_SMI_COUNT => Msr::ReadOnly(0),
+        MSR_PPIN_CTL => Msr::ReadOnly(PPIN_CTL_LOCKED_DISABLED),
+        MSR_PPERF => Msr::ReadOnly(0),
+        MSR_MISC_FEATURES_ENABLES => Msr::Zero,
         IA32_APIC_BASE => Msr::ApicBase,
         IA32_FEATURE_CONTROL => Msr::ReadOnly(feature_control(f)),
         IA32_BIOS_SIGN_ID => Msr::WriteIgnored(0),
@@ -417,6 +446,21 @@ pub fn writable(msr: u32, f: &Features) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn skylake_x_probes_linux_makes() {
+        let f = crate::cpuid::Features::default();
+        assert_eq!(super::lookup(MSR_SMI_COUNT, &f), Msr::ReadOnly(0));
+        assert_eq!(super::lookup(MSR_PPIN_CTL, &f), Msr::ReadOnly(1));
+        assert_eq!(super::lookup(MSR_PPIN, &f), Msr::Gp);
+        assert_eq!(super::lookup(MSR_PPERF, &f), Msr::ReadOnly(0));
+        assert_eq!(super::lookup(MSR_MISC_FEATURES_ENABLES, &f), Msr::Zero);
+        for msr in [MSR_OC_MAILBOX, MSR_AMD64_DE_CFG, MSR_PPIN] {
+            assert_eq!(super::lookup(msr, &f), Msr::Gp, "{msr:#x}");
+            assert!(super::expected_gp(msr), "{msr:#x}");
+        }
+        assert!(!super::expected_gp(0x1234));
+    }
+
     use super::*;
 
     const BARE: Features = Features { vmx: false, rdtscp: false, invpcid: false };

@@ -5,7 +5,8 @@
 //! violations). The APIC, I/O APIC, PICs, PIT, RTC, ACPI PM block, reset ports and UART are
 //! pure models from the `pc` crate; this module feeds them the ports and the time (the TSC)
 //! and wires their interrupt lines: ISA IRQ n goes to the 8259s' input n and to I/O APIC pin
-//! n, except IRQ 0 (the PIT), which reaches pin 2 as the MADT's override says; I/O APIC
+//! n, except IRQ 0 (the PIT), which reaches pin 2 as the MADT's override says (the RTC's
+//! IRQ 8 edges go to input 8 of the slave 8259 and pin 8, as on a PC); I/O APIC
 //! messages (fixed or lowest-priority, one processor) land in the local APIC's IRR, a
 //! level-triggered one with its TMR bit, whose EOI goes back to the I/O APIC (the ACPI SCI on
 //! IRQ 9 is level-triggered).
@@ -44,6 +45,8 @@ const ABSENT: [core::ops::RangeInclusive<u16>; 6] =
 const COM1_IRQ: u8 = 4;
 /// The I/O APIC pin the PIT's IRQ 0 reaches (the MADT's interrupt source override).
 const PIT_GSI: u8 = 2;
+/// The RTC's ISA IRQ (the slave 8259's input 0; I/O APIC pin 8, no override).
+const RTC_IRQ: u8 = 8;
 /// The guest's wall clock at power-on: 2026-01-01 00:00:00 UTC, the same every run.
 const RTC_EPOCH: i64 = 1_767_225_600;
 
@@ -88,6 +91,9 @@ pub struct Devices {
     /// TSC of the next PIT IRQ0 edge the guest could receive (channel 0 counting and IRQ0
     /// unmasked at the PIC); kept current on PIT and PIC writes.
     irq0_deadline: Option<u64>,
+    /// TSC at which the RTC may next raise IRQ 8 (an interrupt enabled in register B); kept
+    /// current on RTC accesses and when it fires.
+    rtc_deadline: Option<u64>,
     /// PCI configuration mechanism #1 with the host bridge.
     pci: PciConfig,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
@@ -124,6 +130,7 @@ impl Devices {
             lapic,
             work: false,
             irq0_deadline: None,
+            rtc_deadline: None,
             pci: PciConfig::new(),
             reported: [0; 1024],
             virtio: GuestIo::new(),
@@ -139,8 +146,10 @@ impl Devices {
     }
 
     fn refresh_work(&mut self) {
-        self.work =
-            self.lapic.has_work() || self.pic.has_requests() || self.irq0_deadline.is_some();
+        self.work = self.lapic.has_work()
+            || self.pic.has_requests()
+            || self.irq0_deadline.is_some()
+            || self.rtc_deadline.is_some();
     }
 
     /// The guest's local APIC, read-only.
@@ -180,6 +189,22 @@ impl Devices {
         if self.irq0_deadline.is_some_and(|t| now >= t) {
             self.fire_irq0(now);
         }
+        if self.rtc_deadline.is_some_and(|t| now >= t) {
+            self.refresh_rtc_irq(now);
+        }
+        self.refresh_work();
+    }
+
+    /// Raises IRQ 8 for a new edge of the RTC's interrupt line (register C's IRQF set) at
+    /// the 8259s' input 8 and I/O APIC pin 8, and notes when the RTC may fire next.
+    #[inline(never)]
+    fn refresh_rtc_irq(&mut self, now: u64) {
+        if self.rtc.take_irq8(now) {
+            self.pic.raise(RTC_IRQ);
+            self.ioapic.pulse(RTC_IRQ);
+            self.route_ioapic();
+        }
+        self.rtc_deadline = self.rtc.next_event(now);
         self.refresh_work();
     }
 
@@ -341,13 +366,10 @@ impl Devices {
         vector
     }
 
-    /// The TSC at which the next interrupt source fires (APIC timer, IRQ0 edge).
+    /// The TSC at which the next interrupt source fires (APIC timer, IRQ0 edge, RTC).
     pub fn next_interrupt_deadline(&self) -> Option<u64> {
         let irq0 = self.irq0_deadline.filter(|_| self.pic_passes() || self.irq0_ioapic);
-        match (self.lapic.next_deadline(), irq0) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.lapic.next_deadline(), irq0, self.rtc_deadline].into_iter().flatten().min()
     }
 
     fn pic_passes(&self) -> bool {
@@ -383,7 +405,12 @@ impl Devices {
             }
             p if Pic::owns(p) => u32::from(self.pic.read(p)),
             p if Pit::owns(p) => u32::from(self.pit.read(p, cpu::rdtsc())),
-            p if Rtc::owns(p) => u32::from(self.rtc.read(p, cpu::rdtsc())),
+            p if Rtc::owns(p) => {
+                let now = cpu::rdtsc();
+                let value = self.rtc.read(p, now);
+                self.refresh_rtc_irq(now);
+                u32::from(value)
+            }
             p if Pm::owns(p) => self.pm.read(p, size, cpu::rdtsc()),
             p if Reset::owns(p) => u32::from(self.reset.read(p)),
             p if PciConfig::owns(p, size) => self.pci.read(p, size),
@@ -423,7 +450,11 @@ impl Devices {
                 self.pit.write(p, value as u8, now);
                 self.refresh_irq0(now);
             }
-            p if Rtc::owns(p) => self.rtc.write(p, value as u8, cpu::rdtsc()),
+            p if Rtc::owns(p) => {
+                let now = cpu::rdtsc();
+                self.rtc.write(p, value as u8, now);
+                self.refresh_rtc_irq(now);
+            }
             p if Pm::owns(p) => {
                 let now = cpu::rdtsc();
                 let effect = power(self.pm.write(p, size, value, now));

@@ -342,6 +342,7 @@ fn report(g: &Guest, end: GuestEnd) {
     if g.counters.unknown > 0 {
         log::info!("exits: unknown={}", g.counters.unknown);
     }
+    exits::mark::report();
     if let Some(n) = &g.nested {
         log::info!(
             "exits: nested: L2 caused {} exits, {} reflected to L1, {} handled by L0 alone",

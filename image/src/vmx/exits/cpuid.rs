@@ -156,6 +156,9 @@ fn live_bits(g: &Guest, v: &HwVmcs, leaf: u32, subleaf: u32, value: [u32; 4]) ->
 /// A leaf not in the cache: hypervisor leaves, or the first time of a leaf.
 #[inline(never)]
 fn answer(g: &mut Guest, v: &HwVmcs, leaf: u32, subleaf: u32) -> [u32; 4] {
+    if leaf == super::mark::LEAF {
+        return super::mark::mark(g, subleaf);
+    }
     if policy::is_hypervisor_leaf(leaf) {
         // Forwarded to the level below (never cached: it changes).
         let below = if leaf == 0x4000_0003 && g.depth > 1 { cpu::cpuid(leaf, 0) } else { [0; 4] };

@@ -8,6 +8,7 @@ pub mod cpuid;
 mod cr;
 mod fault;
 mod io;
+pub mod mark;
 mod mmio;
 mod msr;
 mod simple;

@@ -79,6 +79,7 @@ pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
             None => return unknown("RDMSR", msr, 0),
         },
         Msr::ReadOnly(value) | Msr::WriteIgnored(value) => value,
+        Msr::Zero => 0,
         Msr::Tsc => cpu::rdtsc(),
         Msr::ApicBase => g.devices.lapic().base_msr(),
         Msr::X2apic => match g.devices.with_lapic(|lapic| lapic.read_msr(msr, cpu::rdtsc())) {
@@ -123,6 +124,8 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
             }
         }
         Msr::ReadOnly(_) => return refused(msr, value),
+        Msr::Zero if value != 0 => return refused(msr, value),
+        Msr::Zero => {}
         // Writes the guest may make that have no effect here.
         Msr::WriteIgnored(_) | Msr::Tsc => {}
         Msr::ApicBase | Msr::X2apic => {
@@ -162,7 +165,8 @@ fn refused(msr: u32, value: u64) -> Action {
 }
 
 fn unknown(what: &str, msr: u32, value: u64) -> Action {
-    if UNKNOWN.allow() {
+    // Probes that fault on the processor the guest sees are not worth a line.
+    if !policy::expected_gp(msr) && UNKNOWN.allow() {
         log::warn!("guest {what} of MSR {msr:#x} (value {value:#x}) not allowed: injecting #GP(0)");
     }
     Action::Inject(GP, Some(0))
