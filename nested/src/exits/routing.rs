@@ -328,6 +328,13 @@ mod tests {
         ud.intr_info = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 6;
         assert!(!l0_wants_exit(&ud, &l0).unwrap());
         assert!(l0_wants_exit(&ud, &L0Intercepts { exception_bitmap: 1 << 6, ..l0 }).unwrap());
+        // Vectors 32 and up are never in the exception bitmap, even when it is all ones.
+        let all = L0Intercepts { exception_bitmap: u32::MAX, ..l0 };
+        for vec in [31u32, 32, 0xff] {
+            let mut e = info(0);
+            e.intr_info = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | vec;
+            assert_eq!(l0_wants_exit(&e, &all).unwrap(), vec < 32, "vector {vec:#x}");
+        }
         assert!(!l0_wants_exit(&info(52), &l0).unwrap());
         assert!(l0_wants_exit(&info(52), &L0Intercepts { preemption_timer: true, ..l0 }).unwrap());
     }
@@ -442,10 +449,16 @@ mod tests {
         assert!(!l1(&from_cr8, &v, &r, &m));
         v.cpu_based_vm_exec_control |= proc1::CR8_STORE_EXITING;
         assert!(l1(&from_cr8, &v, &r, &m));
+        // CLTS exits only if L1 owns CR0.TS *and* its read shadow is 1 (SDM 26.1.3): each
+        // half alone is not enough.
         let clts = ExitInfo { qualification: 2 << 4, ..info(28) };
         assert!(!l1(&clts, &v, &r, &m));
         v.cr0_guest_host_mask |= 8;
+        assert!(!l1(&clts, &v, &r, &m), "TS owned, shadow 0: CLTS runs in L2");
+        v.cr0_guest_host_mask &= !8;
         v.cr0_read_shadow |= 8;
+        assert!(!l1(&clts, &v, &r, &m), "TS not owned: CLTS runs in L2");
+        v.cr0_guest_host_mask |= 8;
         assert!(l1(&clts, &v, &r, &m));
         let lmsw = |src: u64| ExitInfo { qualification: 3 << 4 | src << 16, ..info(28) };
         v.cr0_guest_host_mask = 1;
@@ -472,9 +485,14 @@ mod tests {
         m.bytes[0x1000 + 0x3f9 / 8] |= 1 << (0x3f9 % 8);
         assert!(!l1(&out(0x3f8, 1), &v, &r, &m));
         assert!(l1(&out(0x3f8, 2), &v, &r, &m), "second byte of a word access");
+        // An access past 0xffff exits even though the bits of 0xfffe, 0xffff and (wrapped)
+        // 0 and 1 are all clear (SDM 25.6.4).
+        assert!(!l1(&out(0xfffe, 2), &v, &r, &m));
+        assert!(!l1(&out(0x0, 2), &v, &r, &m));
+        assert!(l1(&out(0xfffe, 4), &v, &r, &m), "wrap-around exits");
+        assert!(l1(&out(0xffff, 2), &v, &r, &m), "wrap-around exits");
         m.bytes[0x2000 + 0x7fff / 8] |= 0x80;
         assert!(l1(&out(0xffff, 1), &v, &r, &m));
-        assert!(l1(&out(0xfffe, 4), &v, &r, &m), "wrap-around exits");
         v.io_bitmap_b = 0x10_0000;
         assert!(l1(&out(0x8000, 1), &v, &r, &m), "unreadable bitmap exits");
     }
