@@ -396,6 +396,87 @@ mod tests {
     }
 
     #[test]
+    fn external_interrupts_follow_the_pin_control() {
+        let m = VecMemory::new(0);
+        let r = Regs::default();
+        let mut v = vmcs12();
+        v.pin_based_vm_exec_control = pin::NMI_EXITING;
+        assert!(!l1(&info(1), &v, &r, &m));
+        v.pin_based_vm_exec_control = pin::EXTERNAL_INTERRUPT_EXITING;
+        assert!(l1(&info(1), &v, &r, &m));
+    }
+
+    /// ENCLS exits iff "ENCLS exiting" and the bitmap bit of EAX's leaf (leaves from 63 up
+    /// share bit 63, SDM 25.6.16).
+    #[test]
+    fn encls_uses_the_leaf_bitmap() {
+        let m = VecMemory::new(0);
+        let mut r = Regs::default();
+        let mut v = vmcs12();
+        v.cpu_based_vm_exec_control = proc1::ACTIVATE_SECONDARY_CONTROLS;
+        v.encls_exiting_bitmap = 1 << 5;
+        r.0[0] = 5;
+        assert!(!l1(&info(60), &v, &r, &m), "not enabled");
+        v.secondary_vm_exec_control = proc2::ENCLS_EXITING;
+        assert!(l1(&info(60), &v, &r, &m));
+        r.0[0] = 4;
+        assert!(!l1(&info(60), &v, &r, &m));
+        r.0[0] = 1 << 40;
+        assert!(!l1(&info(60), &v, &r, &m));
+        v.encls_exiting_bitmap = 1 << 63;
+        assert!(l1(&info(60), &v, &r, &m), "a leaf past 63 uses bit 63");
+    }
+
+    /// vmcs12's own preemption timer and UMWAIT/TPAUSE (which need RDTSC exiting too).
+    #[test]
+    fn preemption_timer_and_user_wait() {
+        let m = VecMemory::new(0);
+        let r = Regs::default();
+        let mut v = vmcs12();
+        v.pin_based_vm_exec_control = pin::NMI_EXITING;
+        assert!(!l1(&info(52), &v, &r, &m));
+        v.pin_based_vm_exec_control = pin::PREEMPTION_TIMER;
+        assert!(l1(&info(52), &v, &r, &m));
+        v.cpu_based_vm_exec_control = proc1::ACTIVATE_SECONDARY_CONTROLS;
+        v.secondary_vm_exec_control = proc2::ENABLE_USER_WAIT_PAUSE;
+        for reason in [67u16, 68] {
+            assert!(!l1(&info(reason), &v, &r, &m), "{reason}: no RDTSC exiting");
+        }
+        v.cpu_based_vm_exec_control |= proc1::RDTSC_EXITING;
+        for reason in [67u16, 68] {
+            assert!(l1(&info(reason), &v, &r, &m), "{reason}");
+        }
+        v.secondary_vm_exec_control = 0;
+        for reason in [67u16, 68] {
+            assert!(!l1(&info(reason), &v, &r, &m), "{reason}: not enabled");
+        }
+    }
+
+    /// XSAVES/XRSTORS exit iff enabled and the XSS-exiting bitmap meets EDX:EAX (SDM 26.1.3;
+    /// IA32_XSS is the processor's business: L0 gives vmcs02 the same bitmap).
+    #[test]
+    fn xsaves_uses_edx_eax_against_the_bitmap() {
+        let m = VecMemory::new(0);
+        let mut r = Regs::default();
+        let mut v = vmcs12();
+        v.cpu_based_vm_exec_control = proc1::ACTIVATE_SECONDARY_CONTROLS;
+        v.secondary_vm_exec_control = proc2::ENABLE_XSAVES;
+        v.xss_exit_bitmap = 1 << 40;
+        r.0[2] = 1 << 8; // EDX bit 8 is bit 40 of EDX:EAX
+        assert!(l1(&info(63), &v, &r, &m));
+        assert!(l1(&info(64), &v, &r, &m));
+        r.0[2] = 0;
+        r.0[0] = 0xffff_ffff_0000_0000; // only EAX counts of RAX
+        assert!(!l1(&info(63), &v, &r, &m));
+        v.xss_exit_bitmap = 1;
+        assert!(!l1(&info(63), &v, &r, &m), "bit 0 not requested");
+        r.0[0] = 1;
+        assert!(l1(&info(63), &v, &r, &m));
+        v.secondary_vm_exec_control = 0;
+        assert!(!l1(&info(63), &v, &r, &m), "not enabled: XSAVES is #UD, no exit");
+    }
+
+    #[test]
     fn exceptions_and_page_fault_mask_match() {
         let m = VecMemory::new(0);
         let r = Regs::default();
