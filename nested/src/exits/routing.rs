@@ -525,11 +525,22 @@ mod tests {
         assert!(l1(&mov_cr3, &v, &r, &m));
         v.cr3_target_count = 99;
         assert!(!l1(&mov_cr3, &v, &r, &m), "count clamps to 4 without panicking");
-        // MOV from CR8, CLTS, LMSW.
+        // MOV to/from CR8 and from CR3: each only under its own control.
         let from_cr8 = ExitInfo { qualification: 8 | 1 << 4, ..info(28) };
+        let to_cr8 = ExitInfo { qualification: 8, ..info(28) };
+        let from_cr3 = ExitInfo { qualification: 3 | 1 << 4, ..info(28) };
         assert!(!l1(&from_cr8, &v, &r, &m));
+        assert!(!l1(&to_cr8, &v, &r, &m));
+        assert!(!l1(&from_cr3, &v, &r, &m), "CR3-load exiting does not make stores exit");
         v.cpu_based_vm_exec_control |= proc1::CR8_STORE_EXITING;
         assert!(l1(&from_cr8, &v, &r, &m));
+        assert!(!l1(&to_cr8, &v, &r, &m));
+        v.cpu_based_vm_exec_control |= proc1::CR8_LOAD_EXITING;
+        assert!(l1(&to_cr8, &v, &r, &m));
+        v.cpu_based_vm_exec_control |= proc1::CR3_STORE_EXITING;
+        assert!(l1(&from_cr3, &v, &r, &m));
+        v.cpu_based_vm_exec_control &= !(proc1::CR8_LOAD_EXITING | proc1::CR3_STORE_EXITING);
+        // CLTS, LMSW.
         // CLTS exits only if L1 owns CR0.TS *and* its read shadow is 1 (SDM 26.1.3): each
         // half alone is not enough.
         let clts = ExitInfo { qualification: 2 << 4, ..info(28) };
