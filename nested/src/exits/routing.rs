@@ -512,6 +512,14 @@ mod tests {
         assert!(!l1(&mov_cr0, &v, &r, &m), "owned bit equals shadow");
         r.0[3] = 1;
         assert!(l1(&mov_cr0, &v, &r, &m));
+        // MOV to CR4 from RBX: only an owned bit that differs from its shadow exits.
+        let mov_cr4 = ExitInfo { qualification: 4 | 3 << 8, ..info(28) };
+        v.cr4_guest_host_mask = 1 << 13;
+        v.cr4_read_shadow = 1 << 13;
+        r.0[3] = 1 << 13 | 1 << 5;
+        assert!(!l1(&mov_cr4, &v, &r, &m), "owned VMXE equals its shadow, PAE is L2's");
+        r.0[3] = 1 << 5;
+        assert!(l1(&mov_cr4, &v, &r, &m), "owned VMXE cleared");
         // MOV to CR3 with target list.
         let mov_cr3 = ExitInfo { qualification: 3 | 3 << 8, ..info(28) };
         r.0[3] = 0x5000;
