@@ -566,6 +566,20 @@ mod tests {
         assert!(!l1(&lmsw(0), &v, &r, &m), "LMSW cannot clear PE");
         v.cr0_read_shadow = 0;
         assert!(l1(&lmsw(1), &v, &r, &m), "LMSW setting owned PE");
+        assert!(!l1(&lmsw(0), &v, &r, &m), "owned PE stays 0");
+        v.cr0_guest_host_mask = 0;
+        assert!(!l1(&lmsw(1), &v, &r, &m), "PE is L2's");
+        // Owned MP/EM/TS: exit iff the source differs from the shadow in an owned bit; only
+        // bits 15:0 of the qualification's source field count.
+        v.cr0_guest_host_mask = 8;
+        v.cr0_read_shadow = 8;
+        assert!(!l1(&lmsw(8), &v, &r, &m));
+        assert!(!l1(&lmsw(8 | 2), &v, &r, &m), "MP is L2's");
+        assert!(l1(&lmsw(0), &v, &r, &m), "owned TS cleared");
+        v.cr0_guest_host_mask = 2;
+        v.cr0_read_shadow = 0;
+        assert!(!l1(&lmsw(0), &v, &r, &m));
+        assert!(l1(&lmsw(2), &v, &r, &m));
     }
 
     #[test]
