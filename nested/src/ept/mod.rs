@@ -46,3 +46,44 @@ pub fn eptp_valid(value: u64, caps: &VmxCaps, maxphyaddr: u8) -> bool {
         && value & eptp::RESERVED_LOW == 0
         && crate::addr::fits_phys_width(value, maxphyaddr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every EPTP rule of SDM 26.2.1.1 on its own: memory type UC or WB (each only if
+    /// offered), a 4-level walk, A/D only if offered, bits 11:7 clear, the address within
+    /// MAXPHYADDR.
+    #[test]
+    fn eptp_rules() {
+        let all = ept_vpid::MEMTYPE_UC
+            | ept_vpid::MEMTYPE_WB
+            | ept_vpid::PAGE_WALK_4
+            | ept_vpid::ACCESSED_DIRTY;
+        let caps = VmxCaps { ept_vpid: all, ..VmxCaps::default() };
+        let base = 0x1000 | eptp::WALK_LENGTH_4;
+        assert!(eptp_valid(base, &caps, 36), "UC");
+        assert!(eptp_valid(base | 6, &caps, 36), "WB");
+        assert!(eptp_valid(base | 6 | eptp::AD_ENABLE, &caps, 36), "WB with A/D");
+        for memtype in [1, 2, 3, 4, 5, 7] {
+            assert!(!eptp_valid(base | memtype, &caps, 36), "memory type {memtype}");
+        }
+        let no_uc = VmxCaps { ept_vpid: all & !ept_vpid::MEMTYPE_UC, ..caps };
+        assert!(!eptp_valid(base, &no_uc, 36));
+        assert!(eptp_valid(base | 6, &no_uc, 36));
+        let no_wb = VmxCaps { ept_vpid: all & !ept_vpid::MEMTYPE_WB, ..caps };
+        assert!(!eptp_valid(base | 6, &no_wb, 36));
+        let no_ad = VmxCaps { ept_vpid: all & !ept_vpid::ACCESSED_DIRTY, ..caps };
+        assert!(!eptp_valid(base | 6 | eptp::AD_ENABLE, &no_ad, 36));
+        assert!(eptp_valid(base | 6, &no_ad, 36));
+        let no_walk = VmxCaps { ept_vpid: all & !ept_vpid::PAGE_WALK_4, ..caps };
+        assert!(!eptp_valid(base | 6, &no_walk, 36));
+        assert!(!eptp_valid(0x1000 | 6 | 4 << 3, &caps, 36), "5-level walk");
+        assert!(!eptp_valid(0x1000 | 6 | 2 << 3, &caps, 36), "3-level walk");
+        for bit in 7..12 {
+            assert!(!eptp_valid(base | 6 | 1 << bit, &caps, 36), "reserved bit {bit}");
+        }
+        assert!(eptp_valid(0xf_ffff_f000 | eptp::WALK_LENGTH_4 | 6, &caps, 36));
+        assert!(!eptp_valid(0x10_0000_0000 | eptp::WALK_LENGTH_4 | 6, &caps, 36));
+    }
+}

@@ -328,6 +328,13 @@ mod tests {
         ud.intr_info = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 6;
         assert!(!l0_wants_exit(&ud, &l0).unwrap());
         assert!(l0_wants_exit(&ud, &L0Intercepts { exception_bitmap: 1 << 6, ..l0 }).unwrap());
+        // Vectors 32 and up are never in the exception bitmap, even when it is all ones.
+        let all = L0Intercepts { exception_bitmap: u32::MAX, ..l0 };
+        for vec in [31u32, 32, 0xff] {
+            let mut e = info(0);
+            e.intr_info = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | vec;
+            assert_eq!(l0_wants_exit(&e, &all).unwrap(), vec < 32, "vector {vec:#x}");
+        }
         assert!(!l0_wants_exit(&info(52), &l0).unwrap());
         assert!(l0_wants_exit(&info(52), &L0Intercepts { preemption_timer: true, ..l0 }).unwrap());
     }
@@ -389,6 +396,87 @@ mod tests {
     }
 
     #[test]
+    fn external_interrupts_follow_the_pin_control() {
+        let m = VecMemory::new(0);
+        let r = Regs::default();
+        let mut v = vmcs12();
+        v.pin_based_vm_exec_control = pin::NMI_EXITING;
+        assert!(!l1(&info(1), &v, &r, &m));
+        v.pin_based_vm_exec_control = pin::EXTERNAL_INTERRUPT_EXITING;
+        assert!(l1(&info(1), &v, &r, &m));
+    }
+
+    /// ENCLS exits iff "ENCLS exiting" and the bitmap bit of EAX's leaf (leaves from 63 up
+    /// share bit 63, SDM 25.6.16).
+    #[test]
+    fn encls_uses_the_leaf_bitmap() {
+        let m = VecMemory::new(0);
+        let mut r = Regs::default();
+        let mut v = vmcs12();
+        v.cpu_based_vm_exec_control = proc1::ACTIVATE_SECONDARY_CONTROLS;
+        v.encls_exiting_bitmap = 1 << 5;
+        r.0[0] = 5;
+        assert!(!l1(&info(60), &v, &r, &m), "not enabled");
+        v.secondary_vm_exec_control = proc2::ENCLS_EXITING;
+        assert!(l1(&info(60), &v, &r, &m));
+        r.0[0] = 4;
+        assert!(!l1(&info(60), &v, &r, &m));
+        r.0[0] = 1 << 40;
+        assert!(!l1(&info(60), &v, &r, &m));
+        v.encls_exiting_bitmap = 1 << 63;
+        assert!(l1(&info(60), &v, &r, &m), "a leaf past 63 uses bit 63");
+    }
+
+    /// vmcs12's own preemption timer and UMWAIT/TPAUSE (which need RDTSC exiting too).
+    #[test]
+    fn preemption_timer_and_user_wait() {
+        let m = VecMemory::new(0);
+        let r = Regs::default();
+        let mut v = vmcs12();
+        v.pin_based_vm_exec_control = pin::NMI_EXITING;
+        assert!(!l1(&info(52), &v, &r, &m));
+        v.pin_based_vm_exec_control = pin::PREEMPTION_TIMER;
+        assert!(l1(&info(52), &v, &r, &m));
+        v.cpu_based_vm_exec_control = proc1::ACTIVATE_SECONDARY_CONTROLS;
+        v.secondary_vm_exec_control = proc2::ENABLE_USER_WAIT_PAUSE;
+        for reason in [67u16, 68] {
+            assert!(!l1(&info(reason), &v, &r, &m), "{reason}: no RDTSC exiting");
+        }
+        v.cpu_based_vm_exec_control |= proc1::RDTSC_EXITING;
+        for reason in [67u16, 68] {
+            assert!(l1(&info(reason), &v, &r, &m), "{reason}");
+        }
+        v.secondary_vm_exec_control = 0;
+        for reason in [67u16, 68] {
+            assert!(!l1(&info(reason), &v, &r, &m), "{reason}: not enabled");
+        }
+    }
+
+    /// XSAVES/XRSTORS exit iff enabled and the XSS-exiting bitmap meets EDX:EAX (SDM 26.1.3;
+    /// IA32_XSS is the processor's business: L0 gives vmcs02 the same bitmap).
+    #[test]
+    fn xsaves_uses_edx_eax_against_the_bitmap() {
+        let m = VecMemory::new(0);
+        let mut r = Regs::default();
+        let mut v = vmcs12();
+        v.cpu_based_vm_exec_control = proc1::ACTIVATE_SECONDARY_CONTROLS;
+        v.secondary_vm_exec_control = proc2::ENABLE_XSAVES;
+        v.xss_exit_bitmap = 1 << 40;
+        r.0[2] = 1 << 8; // EDX bit 8 is bit 40 of EDX:EAX
+        assert!(l1(&info(63), &v, &r, &m));
+        assert!(l1(&info(64), &v, &r, &m));
+        r.0[2] = 0;
+        r.0[0] = 0xffff_ffff_0000_0000; // only EAX counts of RAX
+        assert!(!l1(&info(63), &v, &r, &m));
+        v.xss_exit_bitmap = 1;
+        assert!(!l1(&info(63), &v, &r, &m), "bit 0 not requested");
+        r.0[0] = 1;
+        assert!(l1(&info(63), &v, &r, &m));
+        v.secondary_vm_exec_control = 0;
+        assert!(!l1(&info(63), &v, &r, &m), "not enabled: XSAVES is #UD, no exit");
+    }
+
+    #[test]
     fn exceptions_and_page_fault_mask_match() {
         let m = VecMemory::new(0);
         let r = Regs::default();
@@ -424,6 +512,14 @@ mod tests {
         assert!(!l1(&mov_cr0, &v, &r, &m), "owned bit equals shadow");
         r.0[3] = 1;
         assert!(l1(&mov_cr0, &v, &r, &m));
+        // MOV to CR4 from RBX: only an owned bit that differs from its shadow exits.
+        let mov_cr4 = ExitInfo { qualification: 4 | 3 << 8, ..info(28) };
+        v.cr4_guest_host_mask = 1 << 13;
+        v.cr4_read_shadow = 1 << 13;
+        r.0[3] = 1 << 13 | 1 << 5;
+        assert!(!l1(&mov_cr4, &v, &r, &m), "owned VMXE equals its shadow, PAE is L2's");
+        r.0[3] = 1 << 5;
+        assert!(l1(&mov_cr4, &v, &r, &m), "owned VMXE cleared");
         // MOV to CR3 with target list.
         let mov_cr3 = ExitInfo { qualification: 3 | 3 << 8, ..info(28) };
         r.0[3] = 0x5000;
@@ -437,15 +533,32 @@ mod tests {
         assert!(l1(&mov_cr3, &v, &r, &m));
         v.cr3_target_count = 99;
         assert!(!l1(&mov_cr3, &v, &r, &m), "count clamps to 4 without panicking");
-        // MOV from CR8, CLTS, LMSW.
+        // MOV to/from CR8 and from CR3: each only under its own control.
         let from_cr8 = ExitInfo { qualification: 8 | 1 << 4, ..info(28) };
+        let to_cr8 = ExitInfo { qualification: 8, ..info(28) };
+        let from_cr3 = ExitInfo { qualification: 3 | 1 << 4, ..info(28) };
         assert!(!l1(&from_cr8, &v, &r, &m));
+        assert!(!l1(&to_cr8, &v, &r, &m));
+        assert!(!l1(&from_cr3, &v, &r, &m), "CR3-load exiting does not make stores exit");
         v.cpu_based_vm_exec_control |= proc1::CR8_STORE_EXITING;
         assert!(l1(&from_cr8, &v, &r, &m));
+        assert!(!l1(&to_cr8, &v, &r, &m));
+        v.cpu_based_vm_exec_control |= proc1::CR8_LOAD_EXITING;
+        assert!(l1(&to_cr8, &v, &r, &m));
+        v.cpu_based_vm_exec_control |= proc1::CR3_STORE_EXITING;
+        assert!(l1(&from_cr3, &v, &r, &m));
+        v.cpu_based_vm_exec_control &= !(proc1::CR8_LOAD_EXITING | proc1::CR3_STORE_EXITING);
+        // CLTS, LMSW.
+        // CLTS exits only if L1 owns CR0.TS *and* its read shadow is 1 (SDM 26.1.3): each
+        // half alone is not enough.
         let clts = ExitInfo { qualification: 2 << 4, ..info(28) };
         assert!(!l1(&clts, &v, &r, &m));
         v.cr0_guest_host_mask |= 8;
+        assert!(!l1(&clts, &v, &r, &m), "TS owned, shadow 0: CLTS runs in L2");
+        v.cr0_guest_host_mask &= !8;
         v.cr0_read_shadow |= 8;
+        assert!(!l1(&clts, &v, &r, &m), "TS not owned: CLTS runs in L2");
+        v.cr0_guest_host_mask |= 8;
         assert!(l1(&clts, &v, &r, &m));
         let lmsw = |src: u64| ExitInfo { qualification: 3 << 4 | src << 16, ..info(28) };
         v.cr0_guest_host_mask = 1;
@@ -453,6 +566,20 @@ mod tests {
         assert!(!l1(&lmsw(0), &v, &r, &m), "LMSW cannot clear PE");
         v.cr0_read_shadow = 0;
         assert!(l1(&lmsw(1), &v, &r, &m), "LMSW setting owned PE");
+        assert!(!l1(&lmsw(0), &v, &r, &m), "owned PE stays 0");
+        v.cr0_guest_host_mask = 0;
+        assert!(!l1(&lmsw(1), &v, &r, &m), "PE is L2's");
+        // Owned MP/EM/TS: exit iff the source differs from the shadow in an owned bit; only
+        // bits 15:0 of the qualification's source field count.
+        v.cr0_guest_host_mask = 8;
+        v.cr0_read_shadow = 8;
+        assert!(!l1(&lmsw(8), &v, &r, &m));
+        assert!(!l1(&lmsw(8 | 2), &v, &r, &m), "MP is L2's");
+        assert!(l1(&lmsw(0), &v, &r, &m), "owned TS cleared");
+        v.cr0_guest_host_mask = 2;
+        v.cr0_read_shadow = 0;
+        assert!(!l1(&lmsw(0), &v, &r, &m));
+        assert!(l1(&lmsw(2), &v, &r, &m));
     }
 
     #[test]
@@ -472,9 +599,14 @@ mod tests {
         m.bytes[0x1000 + 0x3f9 / 8] |= 1 << (0x3f9 % 8);
         assert!(!l1(&out(0x3f8, 1), &v, &r, &m));
         assert!(l1(&out(0x3f8, 2), &v, &r, &m), "second byte of a word access");
+        // An access past 0xffff exits even though the bits of 0xfffe, 0xffff and (wrapped)
+        // 0 and 1 are all clear (SDM 25.6.4).
+        assert!(!l1(&out(0xfffe, 2), &v, &r, &m));
+        assert!(!l1(&out(0x0, 2), &v, &r, &m));
+        assert!(l1(&out(0xfffe, 4), &v, &r, &m), "wrap-around exits");
+        assert!(l1(&out(0xffff, 2), &v, &r, &m), "wrap-around exits");
         m.bytes[0x2000 + 0x7fff / 8] |= 0x80;
         assert!(l1(&out(0xffff, 1), &v, &r, &m));
-        assert!(l1(&out(0xfffe, 4), &v, &r, &m), "wrap-around exits");
         v.io_bitmap_b = 0x10_0000;
         assert!(l1(&out(0x8000, 1), &v, &r, &m), "unreadable bitmap exits");
     }

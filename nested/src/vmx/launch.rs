@@ -131,3 +131,19 @@ impl NestedVmx {
         self.vmcs12.vm_exit_instruction_len = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The "only RIP changed" shortcut's set: every guest-state field except RIP, nothing else
+    /// (a RIP in it would re-run every guest check after each skipped instruction; a control
+    /// in it would make a changed control look like a guest change).
+    #[test]
+    fn guest_but_rip_is_exactly_the_guest_state_without_rip() {
+        for &f in VmcsField::ALL.iter() {
+            let want = matches!(f.field_type(), FieldType::GuestState) && f != VmcsField::GuestRip;
+            assert_eq!(GUEST_BUT_RIP.contains(f), want, "{f:?}");
+        }
+    }
+}

@@ -1,0 +1,971 @@
+/* vmx32_intercepts: a plain VMX hypervisor kernel (not turtles) that checks, one case at a
+ * time, each VM-execution control its VMX capability MSRs offer for intercepting an
+ * instruction, end to end: with the control set, its 32-bit guest's instruction exits with
+ * the right exit reason, qualification, instruction information and length, and the guest
+ * resumes after it; with the control clear, the instruction runs in the guest without an exit
+ * (or, for the RDTSCP, INVPCID and XSAVES enables, takes #UD in the guest as on hardware).
+ * XSAVES exits only for state components set in IA32_XSS as well as in the XSS-exiting
+ * bitmap and EDX:EAX; IA32_XSS is 0 here (Bochs has no supervisor state), so with the bitmap
+ * all ones it still runs in the guest. Every case
+ * ends with the guest's VMCALL; the guest's #UD and #GP handlers put the vector in EDI and
+ * VMCALL too. Then, with EPT (identity, 2 MiB pages, accessed/dirty flags): page-modification
+ * logging (the guest writes four pages of a 4 KiB-mapped region; three are logged, the fourth
+ * write is a PML-full exit; after the index is reset it is logged) and VMFUNC 0 (EPTP
+ * switching between two EPTs that map one guest-physical page differently; an invalid index
+ * is a VMFUNC exit). Booted by multiboot1; it ends through port 0xf4 (0 = every case ran).
+ * The tests run it as L1 on the turtles L0 (tests/nested.rs), where L0 emulates all of it. */
+
+    .set MB1_MAGIC, 0x1BADB002
+    .set MB1_FLAGS, 0x00000003
+    .set COM1, 0x3f8
+    .set EXIT_PORT, 0xf4
+    .set PML_PAGES, 0x00800000           /* PML: four guest pages mapped 4 KiB by EPT */
+    .set PROBE, 0x01000000               /* VMFUNC: EPT 0 maps it to itself ... */
+    .set PROBE_ALT, 0x01200000           /* ... and EPT 1 to here */
+    .set EPT_RWX, 0x7
+    .set EPT_LEAF_2M, 0x80 | 0x30 | 0x7  /* large page, WB, RWX */
+    .set EPT_AD, 0x300                   /* accessed and dirty flags */
+    .set EPTP_FLAGS, 0x5e                /* WB, 4-level walk, accessed/dirty flags on */
+
+    /* VMWRITE `value` (an immediate, register or symbol) to VMCS field `field`. */
+    .macro VMW field, value
+    mov $\field, %eax
+    mov \value, %ebx
+    vmwrite %ebx, %eax
+    jbe vmx_failed
+    .endm
+
+    /* %ebx = VMREAD of VMCS field `field`. */
+    .macro VMR field
+    mov $\field, %eax
+    vmread %eax, %ebx
+    jbe vmx_failed
+    .endm
+
+    /* Prints the string `msg`, then %eax in hex (no newline). */
+    .macro SHOW msg
+    push %eax
+    mov $\msg, %esi
+    call puts
+    pop %eax
+    call puthex
+    .endm
+
+    /* %ebx = (want | allowed0) & allowed1 of the control MSR at msr_base + \offset. */
+    .macro ADJUST offset, want
+    mov msr_base, %ecx
+    add $\offset, %ecx
+    rdmsr
+    mov \want, %ebx
+    or %eax, %ebx
+    and %edx, %ebx
+    .endm
+
+    /* One case: name, primary and secondary controls it sets, the guest code, and flags. */
+    .macro CASE name, p1, p2, code, flags=0
+    .long \name, \p1, \p2, \code, \flags
+    .endm
+    .set CASE_SIZE, 20
+
+    .text
+    .code32
+    .align 4
+    .long MB1_MAGIC
+    .long MB1_FLAGS
+    .long -(MB1_MAGIC + MB1_FLAGS)
+
+    .global _start
+_start:
+    mov $host_stack_top, %esp
+    /* TSS descriptor (index 3): base and limit are only known at link time, so build it. */
+    mov $tss, %eax
+    mov %eax, %ebx
+    shl $16, %ebx
+    or $0x67, %ebx
+    mov %ebx, gdt + 24
+    mov %eax, %ebx
+    shr $16, %ebx
+    and $0xff, %ebx
+    or $0x8900, %ebx                    /* present, type 9: available 32-bit TSS */
+    mov %eax, %ecx
+    and $0xff000000, %ecx
+    or %ecx, %ebx
+    mov %ebx, gdt + 28
+    lgdt gdt_pointer
+    ljmp $0x08, $1f
+1:  mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov %ax, %fs
+    mov %ax, %gs
+    mov $0x18, %ax
+    ltr %ax
+
+    mov $msg_hello, %esi
+    call puts
+    mov $1, %eax                        /* CPUID.1:ECX.VMX */
+    cpuid
+    test $0x20, %ecx
+    jz fail
+
+    /* Paging: identity map of 4 GiB with 4 MiB pages (VMX operation needs CR0.PG). */
+    xor %ecx, %ecx
+2:  mov %ecx, %eax
+    shl $22, %eax
+    or $0x83, %eax                      /* present, writable, 4 MiB */
+    mov %eax, page_directory(,%ecx,4)
+    inc %ecx
+    cmp $1024, %ecx
+    jb 2b
+    mov $page_directory, %eax
+    mov %eax, %cr3
+    mov %cr4, %eax
+    or $0x2010, %eax                    /* PSE | VMXE */
+    mov %eax, %cr4
+    mov $0x486, %ecx                    /* IA32_VMX_CR0_FIXED0: NE, PG, PE */
+    rdmsr
+    mov %cr0, %ebx
+    or %eax, %ebx
+    or $0x80000001, %ebx
+    mov %ebx, %cr0
+
+    /* The guest's IDT: #UD and #GP report their vector through VMCALL. */
+    mov $6, %eax
+    mov $l2_ud, %edx
+    call set_gate
+    mov $13, %eax
+    mov $l2_gp, %edx
+    call set_gate
+
+    /* IA32_VMX_BASIC: revision identifier; bit 55 says the TRUE control MSRs exist. */
+    mov $0x480, %ecx
+    rdmsr
+    mov %eax, vmxon_region
+    mov %eax, vmcs_region
+    movl $0x481, msr_base
+    test $0x00800000, %edx
+    jz 3f
+    movl $0x48d, msr_base
+3:  mov $0x48b, %ecx                    /* IA32_VMX_PROCBASED_CTLS2: what may be 1 */
+    rdmsr
+    mov %edx, allowed2
+    mov %edx, %eax
+    SHOW msg_allowed2
+    call newline
+    mov msr_base, %ecx
+    inc %ecx                            /* (TRUE_)PROCBASED_CTLS */
+    rdmsr
+    mov %edx, allowed1
+    mov %edx, %eax
+    SHOW msg_allowed1
+    call newline
+
+    /* CR4.OSXSAVE and XCR0 = x87 | SSE when the CPU has XSAVE, for the XSAVES cases (the
+     * guest's CR4 is this kernel's). */
+    mov $1, %eax
+    cpuid
+    test $0x04000000, %ecx
+    jz 4f
+    mov %cr4, %eax
+    or $0x40000, %eax
+    mov %eax, %cr4
+    xor %ecx, %ecx
+    mov $3, %eax
+    xor %edx, %edx
+    xsetbv
+4:  vmxon vmxon_pointer
+    jbe vmx_failed
+    vmclear vmcs_pointer
+    jbe vmx_failed
+    vmptrld vmcs_pointer
+    jbe vmx_failed
+    call build_vmcs
+
+    /* The cases, each from a clean guest. */
+    movl $cases, case_ptr
+next_case:
+    mov case_ptr, %ebp
+    cmp $cases_end, %ebp
+    jae ept_tests
+    mov (%ebp), %esi
+    push %esi
+    mov $msg_case, %esi
+    call puts
+    pop %esi
+    call puts
+    /* Offered? Every bit the case sets must be allowed. */
+    mov 4(%ebp), %eax
+    and allowed1, %eax
+    cmp 4(%ebp), %eax
+    jne not_offered
+    mov 8(%ebp), %eax
+    and allowed2, %eax
+    cmp 8(%ebp), %eax
+    jne not_offered
+    call newline
+    mov 4(%ebp), %edi
+    or $0x80000000, %edi                /* activate secondary controls */
+    ADJUST 1, %edi
+    VMW 0x4002, %ebx
+    mov 8(%ebp), %ebx
+    VMW 0x401e, %ebx
+    mov 12(%ebp), %ebx
+    VMW 0x681e, %ebx                    /* RIP */
+    VMW 0x681c, $guest_stack_top        /* RSP */
+    VMW 0x6820, $0x2                    /* RFLAGS */
+    testl $1, 16(%ebp)                  /* flag 1: with interrupts enabled */
+    jz 4f
+    VMW 0x6820, $0x202
+4:  xor %edi, %edi                      /* flag 4: XSS-exiting bitmap all ones */
+    testl $4, 16(%ebp)
+    jz 5f
+    mov $0xffffffff, %edi
+5:  VMW 0x202c, %edi
+    VMW 0x202d, %edi
+    xor %edi, %edi                      /* flag 2: TSC offset 2^32 */
+    testl $2, 16(%ebp)
+    jz 6f
+    mov $1, %edi
+6:  VMW 0x2010, $0
+    VMW 0x2011, %edi
+    VMW 0x4020, $0xffffffff             /* PLE gap: every PAUSE is one loop */
+    VMW 0x4022, $0                      /* PLE window: the second PAUSE exits */
+    call enter
+    jmp vmx_failed
+not_offered:
+    mov $msg_not_offered, %esi
+    call puts
+    addl $CASE_SIZE, case_ptr
+    jmp next_case
+
+/* VMLAUNCH the first time, VMRESUME after; returns only if it failed. */
+enter:
+    cmpl $0, launched
+    jne 1f
+    movl $1, launched
+    vmlaunch
+    ret
+1:  vmresume
+    ret
+
+/* Every exit of the guest lands here with the host state loaded (and the guest's GPRs). */
+vm_exit:
+    mov %eax, guest_eax
+    mov %ecx, guest_ecx
+    mov %edx, guest_edx
+    mov %edi, guest_edi
+    VMR 0x4402                          /* exit reason */
+    mov %ebx, exit_reason
+    test $0x80000000, %ebx
+    jnz entry_failed
+    cmp $18, %ebx                       /* VMCALL: the end of a case */
+    je case_done
+    mov %ebx, %eax
+    SHOW msg_exit
+    VMR 0x6400
+    mov %ebx, %eax
+    SHOW msg_qual
+    VMR 0x440e
+    mov %ebx, %eax
+    SHOW msg_info
+    VMR 0x440c
+    mov %ebx, %eax
+    SHOW msg_len
+    call newline
+    mov exit_reason, %eax
+    cmp $62, %eax                       /* PML full */
+    je pml_full
+    cmp $37, %eax                       /* monitor trap flag: after the instruction */
+    je resume
+    cmp $7, %eax                        /* interrupt window: before any instruction */
+    je close_window
+    mov case_ptr, %ebp                  /* flag 8: the first exit clears the secondary */
+    cmp $cases_end, %ebp                /* controls */
+    jae 1f
+    testl $8, 16(%ebp)
+    jz 1f
+    VMW 0x401e, $0
+1:    VMR 0x440c                          /* fault-like: step over the instruction */
+    mov %ebx, %edx
+    VMR 0x681e
+    add %edx, %ebx
+    VMW 0x681e, %ebx
+resume:
+    call enter
+    jmp vmx_failed
+close_window:
+    ADJUST 1, $0x80000000
+    VMW 0x4002, %ebx
+    jmp resume
+
+case_done:
+    mov guest_edi, %eax
+    SHOW msg_vmcall
+    call newline
+    mov case_ptr, %ebp
+    cmp $cases_end, %ebp
+    jae 1f
+    testl $2, 16(%ebp)                  /* TSC offset: the guest's EDX is RDTSC's */
+    jz 1f
+    rdtsc
+    mov guest_edi, %eax
+    sub %edx, %eax
+    SHOW msg_tsc
+    call newline
+1:    cmpl $cases_end, case_ptr
+    jae after_guest
+    addl $CASE_SIZE, case_ptr
+    jmp next_case
+
+/* EPT for the guest: identity with 2 MiB pages (accessed and dirty already set) for the
+ * first GiB, except PML_PAGES' 2 MiB, mapped by 4 KiB pages with both flags clear. */
+ept_tests:
+    mov $msg_ept, %esi
+    call puts
+    mov $ept_pdpt + EPT_RWX, %eax
+    mov %eax, ept_pml4
+    mov $ept_pd + EPT_RWX, %eax
+    mov %eax, ept_pdpt
+    xor %ecx, %ecx
+1:  mov %ecx, %eax
+    shl $21, %eax
+    or $EPT_LEAF_2M | EPT_AD, %eax
+    mov %eax, ept_pd(,%ecx,8)
+    mov %eax, ept1_pd(,%ecx,8)
+    inc %ecx
+    cmp $512, %ecx
+    jb 1b
+    mov $ept_pt + EPT_RWX, %eax
+    mov %eax, ept_pd + (PML_PAGES >> 21) * 8
+    mov %eax, ept1_pd + (PML_PAGES >> 21) * 8
+    xor %ecx, %ecx
+2:  mov %ecx, %eax
+    shl $12, %eax
+    add $PML_PAGES, %eax
+    or $0x30 | EPT_RWX, %eax            /* WB, RWX, accessed/dirty clear */
+    mov %eax, ept_pt(,%ecx,8)
+    inc %ecx
+    cmp $512, %ecx
+    jb 2b
+    /* EPT 1: the same, but PROBE's 2 MiB is PROBE_ALT's. */
+    mov $ept1_pdpt + EPT_RWX, %eax
+    mov %eax, ept1_pml4
+    mov $ept1_pd + EPT_RWX, %eax
+    mov %eax, ept1_pdpt
+    movl $PROBE_ALT | EPT_LEAF_2M | EPT_AD, ept1_pd + (PROBE >> 21) * 8
+    movl $0x11, PROBE
+    movl $0x22, PROBE_ALT
+
+    /* PML: the guest writes the four pages with index 2; the fourth write is PML full. */
+    mov allowed2, %eax                  /* EPT and PML */
+    and $0x00020002, %eax
+    cmp $0x00020002, %eax
+    jne 3f
+    mov $msg_pml, %esi
+    call puts
+    VMW 0x201a, $ept_pml4 + EPTP_FLAGS
+    VMW 0x201b, $0
+    VMW 0x200e, $pml_page
+    VMW 0x200f, $0
+    VMW 0x0812, $2                      /* PML index */
+    ADJUST 1, $0x80000000
+    VMW 0x4002, %ebx
+    VMW 0x401e, $0x00020002
+    VMW 0x681e, $l2_pml
+    VMW 0x681c, $guest_stack_top
+    VMW 0x6820, $0x2
+    call enter
+    jmp vmx_failed
+3:  mov $msg_no_pml, %esi
+    call puts
+    jmp vmfunc_test
+
+/* PML full: the three logged addresses and the index, then index 511 and the write again. */
+pml_full:
+    VMR 0x0812
+    mov %ebx, %eax
+    SHOW msg_pml_index
+    call newline
+    mov pml_page + 16, %eax
+    SHOW msg_pml_entry2
+    mov pml_page + 8, %eax
+    SHOW msg_pml_entry1
+    mov pml_page, %eax
+    SHOW msg_pml_entry0
+    call newline
+    VMW 0x0812, $511
+    movl $pml_checked, after_guest_jump
+    jmp resume
+
+/* Back from a guest that ended with VMCALL outside the case table. */
+after_guest:
+    jmp *after_guest_jump
+
+pml_checked:
+    VMR 0x0812
+    mov %ebx, %eax
+    SHOW msg_pml_index
+    mov pml_page + 511 * 8, %eax
+    SHOW msg_pml_entry511
+    call newline
+    mov ept_pt, %eax                    /* the first page's EPT entry: accessed, dirty */
+    and $EPT_AD, %eax
+    SHOW msg_pml_ad
+    mov ept_pt + 4 * 8, %eax            /* a page never written: neither */
+    and $EPT_AD, %eax
+    SHOW msg_pml_ad
+    call newline
+
+/* VMFUNC 0: EPTP list of two; the guest reads PROBE in each and tries indexes 2 and 600. */
+vmfunc_test:
+    mov allowed2, %eax                  /* EPT and VM functions */
+    and $0x00002002, %eax
+    cmp $0x00002002, %eax
+    jne 1f
+    mov $0x491, %ecx                    /* IA32_VMX_VMFUNC */
+    rdmsr
+    test $1, %eax
+    jz 1f
+    mov $msg_vmfunc, %esi
+    call puts
+    movl $ept_pml4 + EPTP_FLAGS, eptp_list
+    movl $ept1_pml4 + EPTP_FLAGS, eptp_list + 8
+    VMW 0x201a, $ept_pml4 + EPTP_FLAGS
+    VMW 0x201b, $0
+    VMW 0x2018, $1                      /* VM-function controls: EPTP switching */
+    VMW 0x2019, $0
+    VMW 0x2024, $eptp_list
+    VMW 0x2025, $0
+    ADJUST 1, $0x80000000
+    VMW 0x4002, %ebx
+    VMW 0x401e, $0x00002002
+    VMW 0x681e, $l2_vmfunc
+    VMW 0x681c, $guest_stack_top
+    VMW 0x6820, $0x2
+    movl $vmfunc_checked, after_guest_jump
+    call enter
+    jmp vmx_failed
+1:  mov $msg_no_vmfunc, %esi
+    call puts
+vmfunc_checked:
+    VMR 0x201a                          /* EPTP as the guest left it */
+    mov %ebx, %eax
+    sub $ept_pml4, %eax
+    SHOW msg_eptp_after
+    call newline
+
+done:
+    mov $msg_done, %esi
+    call puts
+    xor %eax, %eax
+    out %al, $EXIT_PORT
+    cli
+5:  hlt
+    jmp 5b
+
+entry_failed:
+    mov $msg_entry_failed, %esi
+    call puts
+    jmp fail
+
+vmx_failed:
+    mov $msg_vmx_failed, %esi
+    call puts
+    mov $0x4400, %eax
+    vmread %eax, %eax                   /* VM-instruction error */
+    call puthex
+    call newline
+fail:
+    mov $1, %al
+    out %al, $EXIT_PORT
+    cli
+    hlt
+
+/* The VMCS: a flat 32-bit protected-mode guest with this kernel's paging, no EPT. */
+build_vmcs:
+    ADJUST 0, $0
+    VMW 0x4000, %ebx                    /* pin-based */
+    ADJUST 2, $0
+    VMW 0x400c, %ebx                    /* VM-exit controls */
+    ADJUST 3, $0
+    VMW 0x4012, %ebx                    /* VM-entry controls */
+    VMW 0x4004, $0                      /* exception bitmap */
+    VMW 0x4006, $0
+    VMW 0x4008, $0
+    VMW 0x400a, $0                      /* CR3-target count */
+    VMW 0x400e, $0
+    VMW 0x4010, $0
+    VMW 0x4014, $0
+    VMW 0x4016, $0
+    VMW 0x6000, $0                      /* CR0 and CR4: all the guest's */
+    VMW 0x6002, $0
+    mov %cr0, %ecx
+    VMW 0x6c00, %ecx
+    mov %cr3, %ecx
+    VMW 0x6c02, %ecx
+    mov %cr4, %ecx
+    VMW 0x6c04, %ecx
+    VMW 0x0c00, $0x10
+    VMW 0x0c02, $0x08
+    VMW 0x0c04, $0x10
+    VMW 0x0c06, $0x10
+    VMW 0x0c08, $0x10
+    VMW 0x0c0a, $0x10
+    VMW 0x0c0c, $0x18
+    VMW 0x6c06, $0
+    VMW 0x6c08, $0
+    VMW 0x6c0a, $tss
+    VMW 0x6c0c, $gdt
+    VMW 0x6c0e, $0
+    VMW 0x4c00, $0
+    VMW 0x6c10, $0
+    VMW 0x6c12, $0
+    VMW 0x6c14, $host_stack_top
+    VMW 0x6c16, $vm_exit
+    mov %cr0, %ecx
+    VMW 0x6800, %ecx
+    VMW 0x6004, %ecx                    /* CR0 read shadow */
+    mov %cr3, %ecx
+    VMW 0x6802, %ecx
+    mov %cr4, %ecx
+    VMW 0x6804, %ecx
+    VMW 0x6006, %ecx                    /* CR4 read shadow */
+    VMW 0x0800, $0x10
+    VMW 0x0802, $0x08
+    VMW 0x0804, $0x10
+    VMW 0x0806, $0x10
+    VMW 0x0808, $0x10
+    VMW 0x080a, $0x10
+    VMW 0x080c, $0
+    VMW 0x080e, $0x18
+    mov $0x4800, %edi                   /* ES..GS limits */
+1:  mov %edi, %eax
+    mov $0xffffffff, %ebx
+    vmwrite %ebx, %eax
+    jbe vmx_failed
+    add $2, %edi
+    cmp $0x480c, %edi
+    jb 1b
+    VMW 0x480c, $0
+    VMW 0x480e, $0x67
+    VMW 0x4810, $(gdt_end - gdt - 1)
+    VMW 0x4812, $(256 * 8 - 1)          /* IDTR limit */
+    VMW 0x4814, $0xc093
+    VMW 0x4816, $0xc09b
+    VMW 0x4818, $0xc093
+    VMW 0x481a, $0xc093
+    VMW 0x481c, $0xc093
+    VMW 0x481e, $0xc093
+    VMW 0x4820, $0x10000                /* LDTR: unusable */
+    VMW 0x4822, $0x8b                   /* TR: busy 32-bit TSS */
+    mov $0x6806, %edi                   /* ES..LDTR bases */
+2:  mov %edi, %eax
+    xor %ebx, %ebx
+    vmwrite %ebx, %eax
+    jbe vmx_failed
+    add $2, %edi
+    cmp $0x6814, %edi
+    jb 2b
+    VMW 0x6814, $tss
+    VMW 0x6816, $gdt
+    VMW 0x6818, $l2_idt                 /* IDTR base */
+    VMW 0x681a, $0x400                  /* DR7 */
+    VMW 0x6822, $0
+    VMW 0x6824, $0
+    VMW 0x6826, $0
+    VMW 0x482a, $0
+    VMW 0x4824, $0
+    VMW 0x4826, $0
+    VMW 0x2800, $0xffffffff             /* VMCS link pointer */
+    VMW 0x2801, $0xffffffff
+    VMW 0x2802, $0                      /* IA32_DEBUGCTL */
+    VMW 0x2803, $0
+    ret
+
+/* Interrupt gate for vector %eax to %edx in the guest's IDT. */
+set_gate:
+    mov %edx, %ecx
+    and $0xffff, %ecx
+    or $0x00080000, %ecx
+    mov %ecx, l2_idt(,%eax,8)
+    mov %edx, %ecx
+    and $0xffff0000, %ecx
+    or $0x8e00, %ecx
+    mov %ecx, l2_idt + 4(,%eax,8)
+    ret
+
+putc:
+    push %edx
+    push %eax
+7:  mov $COM1 + 5, %dx
+    in %dx, %al
+    test $0x20, %al
+    jz 7b
+    pop %eax
+    mov $COM1, %dx
+    out %al, %dx
+    pop %edx
+    ret
+
+puts:
+    push %eax
+8:  lodsb
+    test %al, %al
+    jz 9f
+    call putc
+    jmp 8b
+9:  pop %eax
+    ret
+
+newline:
+    push %esi
+    mov $msg_newline, %esi
+    call puts
+    pop %esi
+    ret
+
+puthex:
+    push %ecx
+    push %edx
+    mov %eax, %edx
+    mov $8, %ecx
+10: rol $4, %edx
+    mov %edx, %eax
+    and $0xf, %eax
+    mov hex_digits(%eax), %al
+    call putc
+    loop 10b
+    pop %edx
+    pop %ecx
+    ret
+
+/* The guest's code for each case: EDI = 0, the instruction(s), VMCALL. */
+    .set BUF, l2_buf
+g_hlt:
+    xor %edi, %edi
+    hlt
+    vmcall
+g_invlpg:
+    xor %edi, %edi
+    invlpg 0x123000
+    vmcall
+g_mwait:
+    xor %edi, %edi
+    xor %eax, %eax
+    xor %ecx, %ecx
+    mwait
+    vmcall
+g_monitor:
+    xor %edi, %edi
+    mov $BUF, %eax
+    xor %ecx, %ecx
+    xor %edx, %edx
+    monitor
+    vmcall
+g_rdpmc:
+    xor %edi, %edi
+    xor %ecx, %ecx
+    rdpmc
+    vmcall
+g_rdtsc:
+    xor %edi, %edi
+    rdtsc
+    vmcall
+g_rdtscp:
+    xor %edi, %edi
+    rdtscp
+    vmcall
+g_cr3_load:
+    xor %edi, %edi
+    mov %cr3, %ebx
+    mov %ebx, %cr3
+    vmcall
+g_cr3_store:
+    xor %edi, %edi
+    mov %cr3, %ecx
+    vmcall
+g_dr:
+    xor %edi, %edi
+    mov %dr7, %eax
+    mov %ebx, %dr1
+    vmcall
+g_pause:
+    xor %edi, %edi
+    pause
+    vmcall
+g_desc:
+    xor %edi, %edi
+    mov $BUF, %ebx
+    sgdt (%ebx)
+    sidt 8(%ebx)
+    lgdt (%ebx)
+    lidt 8(%ebx)
+    sldt %eax
+    str %ecx
+    vmcall
+g_desc_load:
+    xor %edi, %edi
+    xor %edx, %edx
+    lldt %dx
+    mov $0x18, %si
+    ltr %si
+    vmcall
+g_wbinvd:
+    xor %edi, %edi
+    wbinvd
+    vmcall
+g_rdrand:
+    xor %edi, %edi
+    rdrand %eax
+    rdrand %ecx
+    vmcall
+g_rdseed:
+    xor %edi, %edi
+    rdseed %edx
+    vmcall
+g_invpcid:
+    xor %edi, %edi
+    mov $BUF, %ebx
+    movl $0, (%ebx)
+    movl $0, 4(%ebx)
+    movl $0, 8(%ebx)
+    movl $0, 12(%ebx)
+    mov $2, %eax                        /* all contexts, globals too */
+    invpcid (%ebx), %eax
+    vmcall
+g_pause_loop:
+    xor %edi, %edi
+    mov $64, %ecx
+1:  pause
+    loop 1b
+    vmcall
+g_xsaves:
+    xor %edi, %edi
+    mov $BUF, %ebx
+    mov $1, %eax                        /* x87 state */
+    xor %edx, %edx
+    xsaves (%ebx)
+    vmcall
+g_tsc_edx:
+    rdtsc
+    mov %edx, %edi
+    vmcall
+g_nops:
+    xor %edi, %edi
+    nop
+    nop
+    vmcall
+
+/* The guest's #UD and #GP: EDI = vector, VMCALL. */
+l2_ud:
+    mov $6, %edi
+    vmcall
+l2_gp:
+    mov $13, %edi
+    vmcall
+
+/* PML: write four pages. */
+l2_pml:
+    xor %edi, %edi
+    movl $1, PML_PAGES
+    movl $2, PML_PAGES + 0x1000
+    movl $3, PML_PAGES + 0x2000
+    movl $4, PML_PAGES + 0x3000
+    vmcall
+
+/* VMFUNC: EDI = PROBE through EPT 0, EPT 1 (<< 8), EPT 0 (<< 16); then index 2 (a zero
+ * entry), index 600 and function 1 (each a VMFUNC exit); it ends on EPT 1. */
+l2_vmfunc:
+    mov PROBE, %edi
+    xor %eax, %eax
+    mov $1, %ecx
+    vmfunc
+    mov PROBE, %edx
+    shl $8, %edx
+    or %edx, %edi
+    xor %eax, %eax
+    xor %ecx, %ecx
+    vmfunc
+    mov PROBE, %edx
+    shl $16, %edx
+    or %edx, %edi
+    xor %eax, %eax
+    mov $2, %ecx                        /* an invalid EPTP in the list: VMFUNC exit */
+    vmfunc
+    xor %eax, %eax
+    mov $600, %ecx                      /* beyond the list: VMFUNC exit */
+    vmfunc
+    mov $1, %eax                        /* an undefined function: VMFUNC exit */
+    xor %ecx, %ecx
+    vmfunc
+    xor %eax, %eax                      /* end on EPT 1: L1 reads it in its EPTP field */
+    mov $1, %ecx
+    vmfunc
+    vmcall
+
+    .data
+    .align 8
+gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff            /* 0x08: 32-bit code */
+    .quad 0x00cf92000000ffff            /* 0x10: data */
+    .quad 0                             /* 0x18: TSS, filled in at start */
+gdt_end:
+gdt_pointer:
+    .short gdt_end - gdt - 1
+    .long gdt
+    .align 8
+vmxon_pointer:
+    .long vmxon_region, 0
+vmcs_pointer:
+    .long vmcs_region, 0
+msr_base:    .long 0
+allowed1:    .long 0
+allowed2:    .long 0
+launched:    .long 0
+exit_reason: .long 0
+guest_eax:   .long 0
+guest_ecx:   .long 0
+guest_edx:   .long 0
+guest_edi:   .long 0
+case_ptr:    .long 0
+after_guest_jump: .long fail
+
+/* The cases (name, primary controls, secondary controls, guest code, flags). Primary bits:
+ * HLT 7, INVLPG 9, MWAIT 10, RDPMC 11, RDTSC 12, CR3-load 15, CR3-store 16, MOV-DR 23,
+ * MTF 27, MONITOR 29, PAUSE 30, interrupt window 2, TSC offsetting 3; secondary:
+ * descriptor tables 2, RDTSCP 3, WBINVD 6, PAUSE-loop 10, RDRAND 11, INVPCID 12,
+ * RDSEED 16, XSAVES 20. Flags: 1 guest IF = 1, 2 TSC offset 2^32, 4 XSS-exiting bitmap
+ * all ones, 8 the first exit clears the secondary controls. */
+    .align 4
+cases:
+    CASE c_hlt, 0x00000080, 0, g_hlt
+    CASE c_invlpg, 0x00000200, 0, g_invlpg
+    CASE c_invlpg_off, 0, 0, g_invlpg
+    CASE c_mwait, 0x00000400, 0, g_mwait
+    CASE c_monitor, 0x20000000, 0, g_monitor
+    CASE c_monitor_off, 0, 0, g_monitor
+    CASE c_rdpmc, 0x00000800, 0, g_rdpmc
+    CASE c_rdtsc, 0x00001000, 0, g_rdtsc
+    CASE c_rdtsc_off, 0, 0, g_rdtsc
+    CASE c_rdtscp, 0x00001000, 0x8, g_rdtscp
+    CASE c_rdtscp_run, 0, 0x8, g_rdtscp
+    CASE c_rdtscp_ud, 0x00001000, 0, g_rdtscp
+    CASE c_cr3_load, 0x00008000, 0, g_cr3_load
+    CASE c_cr3_store, 0x00010000, 0, g_cr3_store
+    CASE c_cr3_off, 0, 0, g_cr3_load
+    CASE c_dr, 0x00800000, 0, g_dr
+    CASE c_dr_off, 0, 0, g_dr
+    CASE c_pause, 0x40000000, 0, g_pause
+    CASE c_pause_off, 0, 0, g_pause
+    CASE c_desc, 0, 0x4, g_desc
+    CASE c_desc_load, 0, 0x4, g_desc_load
+    CASE c_desc_off, 0, 0, g_desc
+    CASE c_wbinvd, 0, 0x40, g_wbinvd
+    CASE c_wbinvd_off, 0, 0, g_wbinvd
+    CASE c_rdrand, 0, 0x800, g_rdrand
+    CASE c_rdrand_off, 0, 0, g_rdrand
+    CASE c_rdseed, 0, 0x10000, g_rdseed
+    CASE c_rdseed_off, 0, 0, g_rdseed
+    CASE c_invpcid, 0x00000200, 0x1000, g_invpcid
+    CASE c_invpcid_run, 0, 0x1000, g_invpcid
+    CASE c_invpcid_ud, 0x00000200, 0, g_invpcid
+    CASE c_ple, 0, 0x400, g_pause_loop, 8
+    CASE c_xsaves, 0, 0x100000, g_xsaves, 4
+    CASE c_xsaves_run, 0, 0x100000, g_xsaves
+    CASE c_xsaves_ud, 0, 0, g_xsaves
+    CASE c_tsc_offset, 0x00000008, 0, g_tsc_edx, 2
+    CASE c_mtf, 0x08000000, 0, g_nops
+    CASE c_window, 0x00000004, 0, g_nops, 1
+cases_end:
+
+    .section .rodata
+hex_digits:       .ascii "0123456789abcdef"
+c_hlt:            .asciz "HLT exiting"
+c_invlpg:         .asciz "INVLPG exiting"
+c_invlpg_off:     .asciz "INVLPG, no exiting"
+c_mwait:          .asciz "MWAIT exiting"
+c_monitor:        .asciz "MONITOR exiting"
+c_monitor_off:    .asciz "MONITOR, no exiting"
+c_rdpmc:          .asciz "RDPMC exiting"
+c_rdtsc:          .asciz "RDTSC exiting"
+c_rdtsc_off:      .asciz "RDTSC, no exiting"
+c_rdtscp:         .asciz "RDTSCP enabled, RDTSC exiting"
+c_rdtscp_run:     .asciz "RDTSCP enabled, no exiting"
+c_rdtscp_ud:      .asciz "RDTSCP not enabled"
+c_cr3_load:       .asciz "CR3-load exiting"
+c_cr3_store:      .asciz "CR3-store exiting"
+c_cr3_off:        .asciz "CR3, no exiting"
+c_dr:             .asciz "MOV-DR exiting"
+c_dr_off:         .asciz "MOV DR, no exiting"
+c_pause:          .asciz "PAUSE exiting"
+c_pause_off:      .asciz "PAUSE, no exiting"
+c_desc:           .asciz "descriptor-table exiting"
+c_desc_load:      .asciz "descriptor-table exiting, LLDT/LTR"
+c_desc_off:       .asciz "descriptor tables, no exiting"
+c_wbinvd:         .asciz "WBINVD exiting"
+c_wbinvd_off:     .asciz "WBINVD, no exiting"
+c_rdrand:         .asciz "RDRAND exiting"
+c_rdrand_off:     .asciz "RDRAND, no exiting"
+c_rdseed:         .asciz "RDSEED exiting"
+c_rdseed_off:     .asciz "RDSEED, no exiting"
+c_invpcid:        .asciz "INVPCID enabled, INVLPG exiting"
+c_invpcid_run:    .asciz "INVPCID enabled, no exiting"
+c_invpcid_ud:     .asciz "INVPCID not enabled"
+c_ple:            .asciz "PAUSE-loop exiting"
+c_xsaves:         .asciz "XSAVES enabled, XSS-exiting bitmap all ones, IA32_XSS 0"
+c_xsaves_run:     .asciz "XSAVES enabled, XSS-exiting bitmap 0"
+c_xsaves_ud:      .asciz "XSAVES not enabled"
+c_tsc_offset:     .asciz "TSC offsetting (2^32)"
+c_mtf:            .asciz "monitor trap flag"
+c_window:         .asciz "interrupt-window exiting"
+msg_hello:        .asciz "vmx32i: VMX intercepts, end to end\n"
+msg_allowed1:     .asciz "vmx32i: primary controls allowed=0x"
+msg_allowed2:     .asciz "vmx32i: secondary controls allowed=0x"
+msg_case:         .asciz "vmx32i: case "
+msg_not_offered:  .asciz ": not offered\n"
+msg_exit:         .asciz "vmx32i:   exit reason=0x"
+msg_qual:         .asciz " qual=0x"
+msg_info:         .asciz " info=0x"
+msg_len:          .asciz " len=0x"
+msg_vmcall:       .asciz "vmx32i:   VMCALL, guest EDI=0x"
+msg_tsc:          .asciz "vmx32i:   guest RDTSC high half minus this kernel's=0x"
+msg_ept:          .asciz "vmx32i: EPT with accessed/dirty flags\n"
+msg_pml:          .asciz "vmx32i: PML: index 2, four pages written\n"
+msg_no_pml:       .asciz "vmx32i: PML: not offered\n"
+msg_pml_index:    .asciz "vmx32i:   PML index=0x"
+msg_pml_entry2:   .asciz "vmx32i:   PML log[2]=0x"
+msg_pml_entry1:   .asciz " log[1]=0x"
+msg_pml_entry0:   .asciz " log[0]=0x"
+msg_pml_entry511: .asciz " log[511]=0x"
+msg_pml_ad:       .asciz " EPT A/D=0x"
+msg_vmfunc:       .asciz "vmx32i: VMFUNC 0: EPTP switching\n"
+msg_no_vmfunc:    .asciz "vmx32i: VMFUNC: not offered\n"
+msg_eptp_after:   .asciz "vmx32i:   EPTP at the end, relative to EPT 0=0x"
+msg_done:         .asciz "vmx32i: done\n"
+msg_entry_failed: .asciz "vmx32i: VM entry failed\n"
+msg_vmx_failed:   .asciz "vmx32i: VMX instruction failed, VM-instruction error=0x"
+msg_newline:      .asciz "\n"
+
+    .bss
+    .align 4096
+page_directory: .skip 4096
+vmxon_region:   .skip 4096
+vmcs_region:    .skip 4096
+ept_pml4:       .skip 4096
+ept_pdpt:       .skip 4096
+ept_pd:         .skip 4096
+ept_pt:         .skip 4096
+ept1_pml4:      .skip 4096
+ept1_pdpt:      .skip 4096
+ept1_pd:        .skip 4096
+pml_page:       .skip 4096
+eptp_list:      .skip 4096
+l2_idt:         .skip 4096
+l2_buf:         .skip 4096
+tss:            .skip 4096
+    .skip 8192
+host_stack_top:
+    .skip 4096
+guest_stack_top:
