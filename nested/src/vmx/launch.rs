@@ -146,4 +146,77 @@ mod tests {
             assert_eq!(GUEST_BUT_RIP.contains(f), want, "{f:?}");
         }
     }
+
+    /// VMRESUME's "only RIP changed" shortcut (only RIP is checked) is taken exactly when
+    /// nothing the other guest checks read can have changed: with a VMCS link pointer, or
+    /// without EPT (the PDPTEs at guest CR3), L1 memory may have changed behind L0's back, and
+    /// the entry checks it again (cargo-mutants: docs/mutants.md, `vmx/launch.rs`).
+    #[test]
+    fn rip_only_resume_rechecks_what_lives_in_l1_memory() {
+        use crate::addr::L1Gpa;
+        use crate::caps::entry;
+        use crate::guest::GuestMemory;
+        use crate::testutil::{TestL1, l1, valid_vmcs12};
+        use crate::vmx::checks::Check;
+
+        let caps = l1();
+        let cpu = L1Cpu::long_mode_ring0();
+        // A launched vmcs12 (adjusted by `shape`) whose last VMRESUME passed every check, and
+        // L2's exit reflected with the rare fields left in vmcs02, as after a hot sync.
+        let entered = |shape: fn(&mut crate::vmcs::Vmcs12), l1m: &mut TestL1| {
+            let mut vmx = NestedVmx::new(caps, 36);
+            vmx.vmxon = true;
+            vmx.vmxon_ptr = L1Gpa(0x1000);
+            vmx.current = Some(L1Gpa(0x2000));
+            vmx.vmcs12 = valid_vmcs12(&caps);
+            shape(&mut vmx.vmcs12);
+            vmx.vmcs12.launch_state = LaunchState::Launched as u32;
+            assert_eq!(vmx.vmlaunch(false, &cpu, l1m), VmxResult::EnterL2 { launch: false });
+            vmx.dirty.clear();
+            vmx.rare_stale = true;
+            vmx
+        };
+        // L1 skips L2's instruction and resumes: RIP is the only field it wrote.
+        let resume = |vmx: &mut NestedVmx, l1m: &mut TestL1| {
+            vmx.vmcs12.guest_rip += 2;
+            vmx.dirty.insert(VmcsField::GuestRip);
+            vmx.vmlaunch(false, &cpu, l1m)
+        };
+        let failed_check = |r: VmxResult| match r {
+            VmxResult::EntryFailed(f) => Some((f.check, f.qualification)),
+            _ => None,
+        };
+
+        // With EPT and no link pointer only RIP is checked: a guest field that is invalid
+        // but not dirty (which a real L1 cannot produce: every vmcs12 write goes through
+        // VMWRITE or an exit's sync) shows that the other checks did not run.
+        let mut l1m = TestL1::new(0x10_0000);
+        let mut vmx = entered(|_| {}, &mut l1m);
+        vmx.vmcs12.guest_cr0 = 0;
+        assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+
+        // A link pointer names a VMCS in L1 memory: L1 may have rewritten it since.
+        let mut l1m = TestL1::new(0x10_0000);
+        l1m.mem.write_u32(L1Gpa(0x3000), caps.revision_id()).unwrap();
+        let mut vmx = entered(|v| v.vmcs_link_pointer = 0x3000, &mut l1m);
+        assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+        l1m.mem.write_u32(L1Gpa(0x3000), caps.revision_id() ^ 1).unwrap();
+        let failed = resume(&mut vmx, &mut l1m);
+        assert_eq!(failed_check(failed), Some((Check::GuestVmcsLinkPointer, 4)));
+
+        // PAE paging without EPT: the PDPTEs are read at guest CR3 in L1 memory.
+        let mut l1m = TestL1::new(0x10_0000);
+        let pae_without_ept = |v: &mut crate::vmcs::Vmcs12| {
+            v.vm_entry_controls &= !entry::IA32E_MODE_GUEST;
+            v.guest_ia32_efer = 0;
+            v.guest_cs_ar_bytes = 0xc09b;
+            v.secondary_vm_exec_control = 0;
+            v.guest_cr3 = 0xc000;
+        };
+        let mut vmx = entered(pae_without_ept, &mut l1m);
+        assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+        l1m.mem.write_u64(L1Gpa(0xc008), 1 | 1 << 5).unwrap(); // present, reserved bit 5
+        let failed = resume(&mut vmx, &mut l1m);
+        assert_eq!(failed_check(failed), Some((Check::GuestPdpte, 2)));
+    }
 }
