@@ -84,6 +84,10 @@ pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction], windows: &[O
         // The disk the level below gave this level: say what it holds (the tests compare
         // this with the data the runner wrote at run time).
         checksum(disk.as_mut());
+        if config::GUEST_VIRTIO_BLK {
+            // This level's guest gets the whole disk the level below gave it.
+            *GUEST_DISK.lock() = Some((0, disk.sectors()));
+        }
         *DISK.lock() = Some(disk);
         return;
     }
