@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod bench_io;
 pub mod bench_kvm;
 pub mod bench_net;
 pub mod devices;

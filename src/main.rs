@@ -96,6 +96,14 @@ enum BenchCmd {
     /// UDP round trips per second and bulk throughput through the management endpoint
     /// (`net-qemu` under QEMU, virtio-net).
     Net,
+    /// I/O for guests (issue 13): UDP echo to the innermost level's endpoint under Bochs, L0
+    /// alone and L1 on virtio-net from L0; ticks and L0 exits per packet, packets per 10^9
+    /// ticks, ratio to L0 alone; rows not built yet say why.
+    Io {
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Measure what `single` and `nested` measure (no hypervisor, depth 1, depth 2 with and
     /// without VMCS shadowing) and compare ticks and L0 exits per round trip with
     /// bench/baseline.json; fails on a regression beyond the baseline's tolerance.
@@ -202,6 +210,7 @@ fn main() -> ExitCode {
             turtles::linux_bench::command(json.as_deref(), svg.as_deref(), depth3, readme)
         }
         Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
+        Some(Cmd::Bench { which: BenchCmd::Io { json } }) => turtles::bench_io::io(json.as_deref()),
         Some(Cmd::Bench { which: BenchCmd::Check { update } }) => turtles::baseline::check(update),
         Some(Cmd::Bench { which: BenchCmd::Readme }) => turtles::readme::command(),
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),

@@ -10,7 +10,9 @@
 //! Supported: prefixes 66, 67, segment overrides, REX in 64-bit mode (LOCK on a MOV is #UD on
 //! the processor, so it is rejected as unsupported);
 //! opcodes 88/89/8A/8B (MOV r/m ↔ r), C6 /0 and C7 /0 (MOV r/m, imm), A0-A3 (MOV AL/eAX ↔
-//! moffs), 0F B6/B7 (MOVZX), with memory operands only.
+//! moffs), 0F B6/B7 (MOVZX), with memory operands only; and the CMP forms compilers fold a
+//! register read into (38/39 CMP r/m, r; 3A/3B CMP r, r/m; 80 /7, 81 /7, 83 /7 CMP r/m, imm),
+//! which read the register and set the arithmetic flags ([`cmp_rflags`]).
 
 /// Maximum length of an x86 instruction (SDM Vol. 2A 2.3.11).
 pub const MAX_INSN_LEN: usize = 15;
@@ -49,6 +51,10 @@ pub enum MmioAccess {
     Load { dest: Operand, size: u8, zero_extend_to: u8 },
     /// Write `size` bytes taken from `src` (see [`store_value`]).
     Store { src: Operand, size: u8 },
+    /// Read `size` bytes and compare them with `other` (a register's low `size` bytes or an
+    /// immediate): the flags of `memory - other` if `memory_first`, else `other - memory`
+    /// ([`cmp_rflags`]). Nothing else changes.
+    Compare { other: Operand, size: u8, memory_first: bool },
 }
 
 /// A decoded instruction.
@@ -220,9 +226,66 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Decoded, DecodeError> {
             let dest = reg_operand(modrm(&mut c, op2, asz)? | rex_r, osz, has_rex);
             MmioAccess::Load { dest, size, zero_extend_to: osz }
         }
+        0x38..=0x3b => {
+            let size = if op & 1 == 0 { 1 } else { osz };
+            let reg = reg_operand(modrm(&mut c, op, asz)? | rex_r, size, has_rex);
+            MmioAccess::Compare { other: reg, size, memory_first: op & 2 == 0 }
+        }
+        0x80 | 0x81 | 0x83 => {
+            let size = if op == 0x80 { 1 } else { osz };
+            // /7 is CMP; the other group-1 forms write memory (not supported).
+            if modrm(&mut c, op, asz)? != 7 {
+                return Err(DecodeError::Unsupported(op));
+            }
+            let imm = if op == 0x81 {
+                let raw = c.take(usize::from(size.min(4)))?;
+                match size {
+                    2 => raw as u16 as i16 as i64 as u64,
+                    _ => raw as u32 as i32 as i64 as u64,
+                }
+            } else {
+                c.byte()? as i8 as i64 as u64
+            };
+            MmioAccess::Compare { other: Operand::Imm(imm & mask(size)), size, memory_first: true }
+        }
         _ => return Err(DecodeError::Unsupported(op)),
     };
     Ok(Decoded { access, len: c.pos as u8 })
+}
+
+/// RFLAGS after `CMP a, b` on `size`-byte operands (SDM Vol. 2A CMP; SUB's flags): CF, PF,
+/// AF, ZF, SF and OF set from `a - b`, every other bit of `rflags` kept.
+pub fn cmp_rflags(rflags: u64, a: u64, b: u64, size: u8) -> u64 {
+    const CF: u64 = 1;
+    const PF: u64 = 1 << 2;
+    const AF: u64 = 1 << 4;
+    const ZF: u64 = 1 << 6;
+    const SF: u64 = 1 << 7;
+    const OF: u64 = 1 << 11;
+    let m = mask(size);
+    let (a, b) = (a & m, b & m);
+    let r = a.wrapping_sub(b) & m;
+    let sign = 1u64 << (u32::from(size.clamp(1, 8)) * 8 - 1);
+    let mut f = rflags & !(CF | PF | AF | ZF | SF | OF);
+    if a < b {
+        f |= CF;
+    }
+    if (r as u8).count_ones().is_multiple_of(2) {
+        f |= PF;
+    }
+    if (a ^ b ^ r) & 0x10 != 0 {
+        f |= AF;
+    }
+    if r == 0 {
+        f |= ZF;
+    }
+    if r & sign != 0 {
+        f |= SF;
+    }
+    if (a ^ b) & (a ^ r) & sign != 0 {
+        f |= OF;
+    }
+    f
 }
 
 /// Mask of the low `size` bytes (8 or more: all).
@@ -272,6 +335,37 @@ mod tests {
 
     const fn r(index: u8) -> Operand {
         Operand::Reg { index, high8: false }
+    }
+
+    #[test]
+    fn cmp_forms_decode_and_set_flags() {
+        // cmp dword [rax+rcx*4+0x40], 0 (what virtio-drivers' QueueReady check compiles to)
+        let d = decode(&[0x83, 0x7c, 0x88, 0x40, 0x00, 0x0f], Long64).unwrap();
+        assert_eq!(d.len, 5);
+        assert_eq!(
+            d.access,
+            MmioAccess::Compare { other: Operand::Imm(0), size: 4, memory_first: true }
+        );
+        let d = decode(&[0x48, 0x81, 0x38, 0xff, 0xff, 0xff, 0xff], Long64).unwrap();
+        assert_eq!(
+            d.access,
+            MmioAccess::Compare { other: Operand::Imm(u64::MAX), size: 8, memory_first: true }
+        );
+        let d = decode(&[0x3b, 0x08], Long64).unwrap();
+        assert_eq!(
+            d.access,
+            MmioAccess::Compare {
+                other: Operand::Reg { index: 1, high8: false },
+                size: 4,
+                memory_first: false
+            }
+        );
+        // add dword [rax], 1 writes memory: refused.
+        assert_eq!(decode(&[0x83, 0x00, 0x01], Long64), Err(DecodeError::Unsupported(0x83)));
+        assert_eq!(cmp_rflags(0x2, 5, 5, 4), 0x2 | 1 << 6 | 1 << 2);
+        assert_eq!(cmp_rflags(0x2, 1, 2, 4) & 0x8c1, 1 | 1 << 7);
+        assert_eq!(cmp_rflags(0x2, 0x80, 1, 1) & 0x800, 0x800);
+        assert_eq!(cmp_rflags(0x2 | 0x200, 3, 1, 8), 0x202);
     }
 
     fn load(bytes: &[u8], mode: CpuMode, dest: Operand, size: u8, zx: u8) {

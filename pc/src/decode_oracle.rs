@@ -10,7 +10,14 @@ use proptest::prelude::*;
 use crate::decode::{CpuMode, MmioAccess, Operand, decode};
 
 const PREFIXES: [u8; 9] = [0x66, 0x67, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0xf0];
-const OPCODES: [&[u8]; 12] = [
+const OPCODES: [&[u8]; 19] = [
+    &[0x38],
+    &[0x39],
+    &[0x3a],
+    &[0x3b],
+    &[0x80],
+    &[0x81],
+    &[0x83],
     &[0x88],
     &[0x89],
     &[0x8a],
@@ -88,7 +95,7 @@ proptest! {
         let ours = decode(&bytes, mode);
         let ins = Decoder::with_ip(bitness, &bytes, 0, DecoderOptions::NONE).decode();
         let iced_mov = !ins.is_invalid()
-            && matches!(ins.mnemonic(), Mnemonic::Mov | Mnemonic::Movzx)
+            && matches!(ins.mnemonic(), Mnemonic::Mov | Mnemonic::Movzx | Mnemonic::Cmp)
             && memory_operand(&ins).is_some();
         prop_assert_eq!(ours.is_ok(), iced_mov, "{:02x?} {:?}: ours {:?}, iced {:?}", bytes, mode, ours, ins);
         let Ok(d) = ours else { return Ok(()) };
@@ -100,6 +107,22 @@ proptest! {
                 let want = (dest, usize::from(zero_extend_to));
                 prop_assert_eq!(Some(want), operand(ins.op0_register()), "{:?}", ins);
                 prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+            }
+            MmioAccess::Compare { other, size, memory_first } => {
+                prop_assert_eq!(ins.mnemonic(), Mnemonic::Cmp, "{:?}", ins);
+                prop_assert_eq!(memory_operand(&ins), Some(if memory_first { 0 } else { 1 }), "{:?}", ins);
+                prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+                let other_index = if memory_first { 1 } else { 0 };
+                match other {
+                    Operand::Imm(v) => {
+                        prop_assert!(ins.op_kind(1) != OpKind::Register, "{:?}", ins);
+                        prop_assert_eq!(v, ins.immediate(1) & mask(size), "{:?}", ins);
+                    }
+                    reg => {
+                        let want = (reg, usize::from(size));
+                        prop_assert_eq!(Some(want), operand(ins.op_register(other_index)), "{:?}", ins);
+                    }
+                }
             }
             MmioAccess::Store { src, size } => {
                 prop_assert_eq!(memory_operand(&ins), Some(0), "{:?}", ins);

@@ -16,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod announce;
 pub mod blk;
 pub mod mem;
 pub mod mmio;

@@ -38,7 +38,8 @@ pub const ETH_HEADER: usize = 14;
 #[derive(Clone, Debug)]
 pub struct Switch {
     local: [u8; 6],
-    guests: Vec<[u8; 6]>,
+    /// Each guest's first MAC and how many it owns.
+    guests: Vec<([u8; 6], u8)>,
 }
 
 impl Switch {
@@ -48,15 +49,31 @@ impl Switch {
 
     /// Connects a guest with `mac`; returns its port.
     pub fn add_guest(&mut self, mac: [u8; 6]) -> Port {
-        self.guests.push(mac);
+        self.add_guest_block(mac, 1)
+    }
+
+    /// Connects a guest that owns `count` MACs from `mac` up (last byte `mac[5]` to
+    /// `mac[5] + count - 1`, no wrap): its own and those of its own guests, for a guest that
+    /// is a hypervisor switching frames for them. Returns its port.
+    pub fn add_guest_block(&mut self, mac: [u8; 6], count: u8) -> Port {
+        let count = count.clamp(1, u8::MAX - mac[5].min(u8::MAX - 1));
+        self.guests.push((mac, count));
         Port::Guest(self.guests.len() - 1)
+    }
+
+    fn owns(block: &([u8; 6], u8), mac: &[u8]) -> bool {
+        let (base, count) = block;
+        mac.len() == 6
+            && mac[..5] == base[..5]
+            && mac[5] >= base[5]
+            && u16::from(mac[5]) < u16::from(base[5]) + u16::from(*count)
     }
 
     fn owner(&self, mac: &[u8]) -> Option<Port> {
         if mac == self.local {
             return Some(Port::Local);
         }
-        self.guests.iter().position(|g| g == mac).map(Port::Guest)
+        self.guests.iter().position(|g| Self::owns(g, mac)).map(Port::Guest)
     }
 
     fn ports(&self) -> impl Iterator<Item = Port> + '_ {
@@ -70,7 +87,7 @@ impl Switch {
         }
         let (dst, src) = (&frame[0..6], &frame[6..12]);
         if let Port::Guest(n) = from
-            && self.guests.get(n).is_none_or(|mac| mac != src)
+            && self.guests.get(n).is_none_or(|block| !Self::owns(block, src))
         {
             return Err(Drop::Spoofed);
         }
@@ -213,5 +230,25 @@ mod tests {
             hub.input(Port::Uplink, &frame(L0, OUT)).unwrap();
         }
         assert_eq!(hub.dropped, 1 + 3);
+    }
+
+    #[test]
+    fn a_guest_block_owns_its_guests_macs() {
+        let mut s = Switch::new(L0);
+        assert_eq!(s.add_guest_block(G0, 2), Port::Guest(0));
+        let nested = G1;
+        // Frames for the guest's own guest go to the guest; it may send with that MAC.
+        assert_eq!(s.route(Port::Uplink, &frame(nested, OUT)), Ok(alloc::vec![Port::Guest(0)]));
+        assert_eq!(s.route(Port::Guest(0), &frame(OUT, nested)), Ok(alloc::vec![Port::Uplink]));
+        let third = [0x52, 0x54, 0, 0, 1, 2];
+        assert_eq!(s.route(Port::Guest(0), &frame(OUT, third)), Err(Drop::Spoofed));
+        assert_eq!(s.route(Port::Uplink, &frame(third, OUT)), Err(Drop::NotOurs));
+        // A block never wraps past the last byte.
+        let mut t = Switch::new(L0);
+        t.add_guest_block([0x52, 0x54, 0, 0, 1, 0xff], 200);
+        assert_eq!(
+            t.route(Port::Uplink, &frame([0x52, 0x54, 0, 0, 1, 0], OUT)),
+            Err(Drop::NotOurs)
+        );
     }
 }

@@ -150,7 +150,8 @@ pub struct Config {
     /// What the image's own disk holds (needs `virtio-blk` or `ata` in `devices`).
     #[serde(default)]
     pub disk: Option<Disk>,
-    /// virtio devices L0 offers its guest, backed by its own disk (`[disk]`) and NIC (`[net]`).
+    /// virtio devices this level (L0, or turtles as L1) offers its guest, backed by its own
+    /// disk (`[disk]`) and NIC (`[net]`).
     #[serde(default)]
     pub guest_devices: Vec<GuestDevice>,
     pub machine: Machine,
@@ -398,10 +399,12 @@ impl Config {
                 "needs a disk in `devices`; allowed: \"virtio-blk\" or \"ata\"".to_string(),
             ));
         }
-        if !self.guest_devices.is_empty() && (self.role != Role::L0 || self.guest.is_none()) {
+        if !self.guest_devices.is_empty()
+            && (!matches!(self.role, Role::L0 | Role::L1) || self.guest.is_none())
+        {
             return Err(err(
                 "guest_devices",
-                "only an l0 with a `guest` offers devices to its guest".to_string(),
+                "only an l0 or l1 with a `guest` offers devices to its guest".to_string(),
             ));
         }
         if self.guest_devices.contains(&GuestDevice::VirtioBlk) && self.disk.is_none() {

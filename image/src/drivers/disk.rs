@@ -11,6 +11,7 @@ use storage::BlockDevice;
 use storage::ata::{Ata, Ports};
 use storage::layout;
 use storage::virtio::VirtioBlock;
+use vdev::announce::Window;
 use virtio_drivers::transport::DeviceType;
 use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::{PciTransport, virtio_device_type};
@@ -59,14 +60,37 @@ impl Ports for PortIo {
 
 /// Finds the configured disk, loads the guest image if the config names one. Errors are
 /// logged; the image goes on without the disk.
-pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
-    let Some(mut disk) = open(root, functions) else { return };
+pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction], windows: &[Option<Window>]) {
+    let from_mmio = config::DEVICES
+        .contains(&"virtio-blk")
+        .then(|| super::mmio::find(windows, DeviceType::Block))
+        .flatten()
+        .and_then(|t| match VirtioBlock::<TurtlesHal, _>::new(t) {
+            Ok(d) => Some(Box::new(d) as Box<dyn BlockDevice + Send>),
+            Err(e) => {
+                log::error!("disk: virtio-blk on virtio-mmio: {e}");
+                None
+            }
+        });
+    let mmio = from_mmio.is_some();
+    let Some(mut disk) = from_mmio.or_else(|| open(root, functions)) else { return };
     log::info!(
         "disk: {} with {} sectors ({} KiB)",
         disk.kind(),
         disk.sectors(),
         disk.sectors() / 2
     );
+    if mmio {
+        // The disk the level below gave this level: say what it holds (the tests compare
+        // this with the data the runner wrote at run time).
+        checksum(disk.as_mut());
+        if config::GUEST_VIRTIO_BLK {
+            // This level's guest gets the whole disk the level below gave it.
+            *GUEST_DISK.lock() = Some((0, disk.sectors()));
+        }
+        *DISK.lock() = Some(disk);
+        return;
+    }
     match layout::partitions(disk.as_mut()) {
         Ok(parts) => {
             for p in &parts {
@@ -91,6 +115,28 @@ pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) {
         }
     }
     *DISK.lock() = Some(disk);
+}
+
+/// At most this many sectors are read for [`checksum`].
+const CHECKSUM_MAX_SECTORS: u64 = 4096;
+
+/// Logs the CRC-32 (zlib's) of the whole disk (up to [`CHECKSUM_MAX_SECTORS`]).
+fn checksum(disk: &mut dyn BlockDevice) {
+    let sectors = disk.sectors().min(CHECKSUM_MAX_SECTORS);
+    let mut crc = !0u32;
+    let mut buf = [0u8; storage::SECTOR];
+    for lba in 0..sectors {
+        if let Err(e) = disk.read(lba, &mut buf) {
+            log::error!("disk: read of sector {lba} failed: {e}");
+            return;
+        }
+        crc = buf.iter().fold(crc, |crc, &b| {
+            (0..8).fold(crc ^ u32::from(b), |c, _| {
+                if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 }
+            })
+        });
+    }
+    log::info!("disk: sectors={sectors} crc32={:08x}", !crc);
 }
 
 fn open(

@@ -1,10 +1,12 @@
 //! The image's own device drivers: PCI ([`pci`]), network (virtio-net, e1000 via `net/`) and
-//! storage (virtio-blk, ATA via `storage/`). Started after memory is set up; a config that
+//! storage (virtio-blk, ATA via `storage/`); virtio devices come from PCI or from virtio-mmio
+//! windows the level below announced ([`mmio`]). Started after memory is set up; a config that
 //! names no NIC or disk does nothing here.
 
 mod disk;
 mod e1000;
 mod hal;
+mod mmio;
 mod net;
 mod pci;
 pub mod status;
@@ -18,20 +20,21 @@ use crate::boot::BootInfo;
 use crate::config;
 
 /// Finds and starts the devices the config names.
-pub fn init(_boot: &BootInfo) {
+pub fn init(boot: &BootInfo) {
     if !config::NET && !config::DISK {
         return;
     }
     let hz = time::init();
     log::info!("drivers: TSC {} MHz", hz / 1_000_000);
+    let windows = mmio::windows(boot.cmdline.as_str());
     let mut root = pci::root();
     let functions = pci::enumerate(&root);
     log::info!("pci: {} functions", functions.len());
     if config::DISK {
-        disk::init(&mut root, &functions);
+        disk::init(&mut root, &functions, &windows);
     }
     if config::NET {
-        net::serve(&mut root, &functions);
+        net::serve(&mut root, &functions, &windows);
     }
 }
 

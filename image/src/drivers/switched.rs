@@ -15,6 +15,8 @@ use vdev::switch::{Hub, Port, Switch};
 static HUB: SpinMutex<Option<Hub>> = SpinMutex::new(None);
 /// The guest's MAC.
 static GUEST_MAC: SpinMutex<Option<[u8; 6]>> = SpinMutex::new(None);
+/// MACs the guest owns from [`guest_mac`] up: its own and its own guest's.
+const GUEST_MACS: u8 = 2;
 /// The guest's port on the switch.
 const GUEST: Port = Port::Guest(0);
 
@@ -35,11 +37,19 @@ impl<N: Nic> Switched<N> {
     pub fn new(mut inner: N) -> Self {
         let local = inner.mac();
         let guest = derive_guest_mac(local);
-        if !inner.accept_mac(guest) {
-            log::error!("net: the NIC cannot receive a second MAC; the guest gets only broadcasts");
+        // The guest owns a block of MACs: its own and, if it is a hypervisor switching for
+        // its own guest, the next one (what its `derive_guest_mac` gives that guest).
+        for n in 0..GUEST_MACS {
+            let mut mac = guest;
+            mac[5] = mac[5].wrapping_add(n);
+            if !inner.accept_mac(mac) {
+                log::error!(
+                    "net: the NIC cannot receive another MAC; the guest gets only broadcasts"
+                );
+            }
         }
         let mut switch = Switch::new(local);
-        switch.add_guest(guest);
+        switch.add_guest_block(guest, GUEST_MACS);
         *HUB.lock() = Some(Hub::new(switch));
         *GUEST_MAC.lock() = Some(guest);
         log::info!(

@@ -55,6 +55,17 @@ pub fn acpi_devices() -> [Option<VirtioMmio>; MAX_DEVICES] {
     out
 }
 
+/// The devices as a turtles guest's command line announces them
+/// (`turtles.virtio_mmio=<base>:<gsi>,...`, `vdev::announce`), if the config offers any.
+pub fn cmdline_word() -> Option<alloc::string::String> {
+    let windows: alloc::vec::Vec<vdev::announce::Window> = acpi_devices()
+        .iter()
+        .flatten()
+        .map(|d| vdev::announce::Window { base: u64::from(d.base), gsi: d.gsi as u8 })
+        .collect();
+    vdev::announce::word(&windows)
+}
+
 /// The guest's virtio devices.
 pub struct GuestIo {
     blk: Option<MmioDevice<Blk<DiskSlice<drivers::L0Disk>>>>,

@@ -169,7 +169,13 @@ fn load(memory: &mut GuestMemory, spec: &GuestSpec<'_>) -> Option<Entry> {
             }
         };
     }
-    match boot::load(memory, spec.image, spec.cmdline, spec.modules, spec.protocol) {
+    // A turtles guest learns of its virtio-mmio devices from its command line.
+    let cmdline = match crate::machine::virtio::cmdline_word() {
+        Some(word) if spec.cmdline.is_empty() => word,
+        Some(word) => alloc::format!("{} {word}", spec.cmdline),
+        None => alloc::string::String::from(spec.cmdline),
+    };
+    match boot::load(memory, spec.image, &cmdline, spec.modules, spec.protocol) {
         Ok(boot) => {
             log::info!(
                 "guest: {} KiB image booted via {:?} at {:#x}, {} MiB of memory at host {:#x}",

@@ -107,6 +107,19 @@ fn fetch(v: &HwVmcs, mem: &impl PhysMemory) -> Fetched {
     Fetched { bytes, len, mode, rip }
 }
 
+/// A `size`-byte load at `gpa` from `page`'s device.
+fn load(g: &mut Guest, page: Page, gpa: u64, size: u8, now: u64) -> u64 {
+    let offset = (gpa & 0xfff) as u32;
+    let shift = (offset & 3) * 8;
+    match page {
+        Page::Lapic => {
+            u64::from(g.devices.with_lapic(|lapic| lapic.read_mmio(offset & !3, now))) >> shift
+        }
+        Page::IoApic => u64::from(g.devices.ioapic_read(offset & !3)) >> shift,
+        Page::Virtio(w) => g.devices.virtio_read(w, gpa, size),
+    }
+}
+
 /// Decodes the fetched instruction, performs its load or store at `gpa` on `page`'s device
 /// and retires it.
 fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, page: Page, f: Fetched) -> Action {
@@ -131,19 +144,25 @@ fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, page: Page, f: Fetched) -> A
     let now = cpu::rdtsc();
     match decoded.access {
         MmioAccess::Load { dest, size, zero_extend_to } => {
-            let value = match page {
-                Page::Lapic => {
-                    u64::from(g.devices.with_lapic(|lapic| lapic.read_mmio(offset & !3, now)))
-                        >> shift
-                }
-                Page::IoApic => u64::from(g.devices.ioapic_read(offset & !3)) >> shift,
-                Page::Virtio(w) => g.devices.virtio_read(w, gpa, size),
-            };
+            let value = load(g, page, gpa, size, now);
             if let Operand::Reg { index, .. } = dest {
                 let old = gpr(g, v, u64::from(index));
                 let new = decode::apply_load(old, dest, size, zero_extend_to, value);
                 set_gpr(g, v, u64::from(index), new);
             }
+        }
+        MmioAccess::Compare { other, size, memory_first } => {
+            let memory = load(g, page, gpa, size, now);
+            let other = match other {
+                Operand::Reg { index, high8 } => {
+                    let r = gpr(g, v, u64::from(index));
+                    if high8 { r >> 8 } else { r }
+                }
+                Operand::Imm(imm) => imm,
+            };
+            let (a, b) = if memory_first { (memory, other) } else { (other, memory) };
+            let rflags = decode::cmp_rflags(v.read(F::GuestRflags), a, b, size);
+            v.write(F::GuestRflags, rflags);
         }
         MmioAccess::Store { src, size } => {
             let reg = match src {

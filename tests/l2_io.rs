@@ -1,0 +1,75 @@
+//! Paravirtual I/O at depth 2 (issue 13) under Bochs: L0 offers turtles as L1 a virtio-blk
+//! (partition 3 of L0's ATA disk) and a virtio-net (switched with L0's endpoint on its
+//! e1000); L1 offers Debian's Linux (L2) the same kinds of devices backed by them (virtio over
+//! virtio), announced in L1's ACPI SSDT. The guest prints the CRC-32 of its whole disk, which
+//! must match the run-time data the runner wrote, and answers one UDP request (forwarded by
+//! Bochs' slirp to 10.0.2.16:7777, through L0's switch and L1's) with the request and that CRC;
+//! L0's own endpoint still answers on the same NIC. The guest then powers off.
+
+mod common;
+mod drivers_common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use drivers_common::{Background, ask};
+
+/// L0's endpoint and the guest's forwarded port (configs/l0-l1-linux-io.toml).
+const L0_ENDPOINT: &str = "127.0.0.1:15570";
+const GUEST_PORT: &str = "127.0.0.1:15571";
+
+/// Sends `request` every few seconds until an answer comes (the first may be lost while slirp
+/// learns the guest's MAC) or `within` passes.
+fn ask_until_answered(addr: &str, request: &[u8], within: Duration) -> Option<String> {
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < within {
+        socket.send_to(request, addr).ok()?;
+        if let Ok(n) = socket.recv(&mut buf) {
+            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    None
+}
+
+#[test]
+#[ignore = "not yet seen passing (a depth-2 Linux boot under Bochs takes over 15 minutes); run with --ignored"]
+fn linux_at_depth_2_reads_its_virtio_blk_and_answers_udp_over_virtio_over_virtio() {
+    let mut run = Background::start(&["run", "l0-l1-linux-io", "--timeout", "2400"], None);
+    let wrote = run.wait_for("turtles: guest disk: ", Duration::from_secs(900));
+    assert!(wrote, "the runner wrote no guest disk:\n{}", run.seen.join("\n"));
+    let line = run.seen.last().cloned().unwrap_or_default();
+    let crc = line.split("crc32 ").nth(1).unwrap_or_default().trim().to_string();
+    assert_eq!(crc.len(), 8, "{line}");
+
+    let waiting = run.wait_for("linux: io waiting for a udp request", Duration::from_secs(2400));
+    assert!(waiting, "the guest never listened:\n{}", run.seen.join("\n"));
+    // L0's own stack still answers on the NIC it shares with the guest.
+    assert_eq!(ask(L0_ENDPOINT, b"ping 7"), "{\"type\":\"pong\",\"seq\":7}\n");
+    let nonce = format!(
+        "turtles-io-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let answer = ask_until_answered(GUEST_PORT, nonce.as_bytes(), Duration::from_secs(120));
+    let (code, out) = run.finish(Duration::from_secs(300));
+    assert_eq!(answer.as_deref(), Some(format!("{nonce} {crc}\n").as_str()), "{out}");
+    assert_eq!(code, 0, "{out}");
+    for needle in [
+        "net: switch: guest virtio-net mac=52:54:00:12:34:57",
+        "virtio: guest virtio-blk at 0xfeb00000 (GSI 16): 128 sectors of L0's disk",
+        "virtio-mmio: Block at 0xfeb00000 (GSI 16)",
+        &format!("disk: sectors=128 crc32={crc}"),
+        "net: switch: guest virtio-net mac=52:54:00:12:34:58",
+        &format!("linux: io vda-sectors=128 vda-crc32={crc}"),
+        "linux: io eth0 mac=52:54:00:12:34:58",
+        "linux: io udp answered",
+        "guest: powered off (ACPI S5)",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
