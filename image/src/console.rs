@@ -16,6 +16,11 @@ static SERIAL: InterruptSpinMutex<Option<Uart16550Tty<PioBackend>>> = InterruptS
 static LOGGER: Logger = Logger;
 /// The nesting depth shown in the prefix, detected at start-up.
 static DEPTH: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// Set when a turtles L0 is below (`crate::platform::under_turtles`): its COM1 model
+/// (`pc::uart`) takes every byte at once and its LSR always shows THR empty, so lines are sent
+/// without polling LSR first, one VM exit per byte instead of two (at depth 2, L1's copies of
+/// L2's console lines were most of L1's own I/O exits).
+static UNPOLLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 /// This CPU's initial APIC ID, read once: under a hypervisor every CPUID is a VM exit.
 static CPU_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
@@ -35,7 +40,7 @@ impl Log for Logger {
         let mut serial = SERIAL.lock();
         if let Some(port) = serial.as_mut() {
             let _ = writeln!(
-                port,
+                Out::of(port),
                 "[L{} cpu{} {:<5}] {}",
                 depth(),
                 CPU_ID.load(core::sync::atomic::Ordering::Relaxed),
@@ -64,6 +69,7 @@ pub fn init(depth: u32, cmdline: &str) {
     let (port, probe) = open(simulate);
     *SERIAL.lock() = port;
     CPU_ID.store(cpu_id(), core::sync::atomic::Ordering::Relaxed);
+    UNPOLLED.store(crate::platform::under_turtles(), core::sync::atomic::Ordering::Relaxed);
     DEPTH.store(depth, core::sync::atomic::Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Trace);
@@ -160,10 +166,44 @@ pub fn guest_line(depth: u32, text: &str) {
     let mut serial = SERIAL.lock();
     match serial.as_mut() {
         Some(port) => {
-            let _ = writeln!(port, "L{depth}| {text}");
+            let _ = writeln!(Out::of(port), "L{depth}| {text}");
         }
         None => {
             let _ = writeln!(emergency(), "L{depth}| {text}");
+        }
+    }
+}
+
+/// Where a console line goes while the console lock is held: the UART crate's writer, or
+/// under a turtles L0 ([`UNPOLLED`]) straight to the transmit holding register.
+enum Out<'a> {
+    Polled(&'a mut Uart16550Tty<PioBackend>),
+    Unpolled,
+}
+
+impl<'a> Out<'a> {
+    fn of(port: &'a mut Uart16550Tty<PioBackend>) -> Self {
+        if UNPOLLED.load(core::sync::atomic::Ordering::Relaxed) {
+            Out::Unpolled
+        } else {
+            Out::Polled(port)
+        }
+    }
+}
+
+impl Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self {
+            Out::Polled(port) => port.write_str(s),
+            Out::Unpolled => {
+                for byte in s.bytes() {
+                    if byte == b'\n' {
+                        send(b'\r');
+                    }
+                    send(byte);
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -199,6 +239,13 @@ pub fn flush() {
         }
         core::hint::spin_loop();
     }
+}
+
+/// Sends one byte without waiting: only under a turtles L0, whose UART is always ready.
+fn send(byte: u8) {
+    // SAFETY: writing the transmit holding register only sends the byte; the caller holds
+    // the console lock, so lines do not interleave.
+    unsafe { cpu::outb(COM1, byte) };
 }
 
 fn put(byte: u8) {

@@ -26,6 +26,7 @@ pub mod index {
     pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
     pub const IA32_SMM_MONITOR_CTL: u32 = 0x9b;
     pub const IA32_PMC0: u32 = 0xc1;
+    pub const MSR_PLATFORM_INFO: u32 = 0xce;
     pub const IA32_CORE_CAPABILITIES: u32 = 0xcf;
     pub const IA32_UMWAIT_CONTROL: u32 = 0xe1;
     pub const IA32_MPERF: u32 = 0xe7;
@@ -146,6 +147,9 @@ pub enum Msr {
     WriteIgnored(u64),
     /// IA32_TSC: reads the TSC; writes are dropped.
     Tsc,
+    /// MSR_PLATFORM_INFO: reads [`platform_info`] of the TSC rate the guest is shown; writes
+    /// #GP(0).
+    PlatformInfo,
     /// IA32_APIC_BASE: the LAPIC model.
     ApicBase,
     /// 0x800-0x8ff: the LAPIC model's x2APIC registers.
@@ -168,6 +172,25 @@ pub const PPIN_CTL_LOCKED_DISABLED: u64 = 1;
 /// MSR_PPIN while PPIN is disabled): expected faults, not worth a warning.
 pub fn expected_gp(msr: u32) -> bool {
     matches!(msr, MSR_OC_MAILBOX | MSR_AMD64_DE_CFG | MSR_PPIN)
+}
+
+/// The bus clock MSR_PLATFORM_INFO's ratios multiply (SDM Vol. 4 Table 2-39: 100 MHz).
+pub const BUS_CLOCK_HZ: u64 = 100_000_000;
+/// MSR_PLATFORM_INFO.PPIN_CAP (bit 23): MSR_PPIN_CTL and MSR_PPIN exist (they do, locked off).
+pub const PLATFORM_INFO_PPIN_CAP: u64 = 1 << 23;
+
+/// MSR_PLATFORM_INFO (0xce) of a Skylake-X (SDM Vol. 4 Tables 2-39 and 2-44) whose TSC runs at
+/// `tsc_hz`, the rate CPUID leaf 0x15 publishes (`crate::cpuid::tsc_leaf`): the maximum
+/// non-turbo ratio (bits 15:8) is the TSC rate in units of the 100 MHz bus clock, as on the
+/// real part where the TSC ticks at the base frequency; the maximum efficiency ratio (bits
+/// 47:40) is the same (one P-state: the guest sees no EIST); PPIN_CAP is set; programmable
+/// turbo ratio/TDP limits, the programmable TJ offset and CPUID faulting (bit 31,
+/// MSR_MISC_FEATURES_ENABLES is [`Msr::Zero`]) are clear. The ratio is rounded to nearest and
+/// kept within 1..=255 (0 would tell Linux's frequency code the MSR is empty).
+pub fn platform_info(tsc_hz: u64) -> u64 {
+    let ratio = tsc_hz.saturating_add(BUS_CLOCK_HZ / 2) / BUS_CLOCK_HZ;
+    let ratio = ratio.clamp(1, 0xff);
+    (ratio << 8) | PLATFORM_INFO_PPIN_CAP | (ratio << 40)
 }
 
 /// IA32_FEATURE_CONTROL as the guest reads it: locked, VMXON outside SMX allowed only when VMX
@@ -232,6 +255,7 @@ pub fn lookup(msr: u32, f: &Features) -> Msr {
         MSR_SMI_COUNT => Msr::ReadOnly(0),
         MSR_PPIN_CTL => Msr::ReadOnly(PPIN_CTL_LOCKED_DISABLED),
         MSR_PPERF => Msr::ReadOnly(0),
+        MSR_PLATFORM_INFO => Msr::PlatformInfo,
         MSR_MISC_FEATURES_ENABLES => Msr::Zero,
         IA32_APIC_BASE => Msr::ApicBase,
         IA32_FEATURE_CONTROL => Msr::ReadOnly(feature_control(f)),
@@ -459,6 +483,27 @@ mod tests {
             assert!(super::expected_gp(msr), "{msr:#x}");
         }
         assert!(!super::expected_gp(0x1234));
+    }
+
+    #[test]
+    fn platform_info_matches_the_published_tsc_rate() {
+        let f = crate::cpuid::Features::default();
+        assert_eq!(super::lookup(MSR_PLATFORM_INFO, &f), Msr::PlatformInfo);
+        // A 2 GHz TSC (CPUID 0x15 crystal 2 GHz, ratio 1/1): base ratio 20 at 100 MHz.
+        let v = super::platform_info(2_000_000_000);
+        assert_eq!((v >> 8) & 0xff, 20);
+        assert_eq!((v >> 40) & 0xff, 20);
+        assert_eq!(v & super::PLATFORM_INFO_PPIN_CAP, super::PLATFORM_INFO_PPIN_CAP);
+        // No CPUID faulting, no programmable limits: bits 31:28 clear.
+        assert_eq!(v & (0xf << 28), 0);
+        // The ratio times the bus clock gives back the TSC rate the CPUID leaf publishes.
+        let [_, _, hz, _] = crate::cpuid::tsc_leaf(2_000_000_000).unwrap();
+        assert_eq!(((v >> 8) & 0xff) * super::BUS_CLOCK_HZ, u64::from(hz));
+        // Rounded to nearest, never 0, never past 8 bits.
+        assert_eq!((super::platform_info(2_449_000_000) >> 8) & 0xff, 24);
+        assert_eq!((super::platform_info(2_450_000_000) >> 8) & 0xff, 25);
+        assert_eq!((super::platform_info(0) >> 8) & 0xff, 1);
+        assert_eq!((super::platform_info(u64::MAX) >> 8) & 0xff, 0xff);
     }
 
     use super::*;

@@ -18,6 +18,9 @@
 //! on nearly every exit. Pointers (bitmaps, EPTP, MSR lists) and most controls are not
 //! shadowed, so L0 sees those writes as they happen; RW-shadowed fields are copied back from
 //! the shadow VMCS when L1 executes VMLAUNCH/VMRESUME and marked dirty where they changed.
+//! Beyond Linux's list, turtles as L1 reads CR4_GUEST_HOST_MASK on every CPUID leaf 1/7 of
+//! its guest (OSXSAVE/OSPKE are live bits) and IA32_EFER on every MMIO decode, so both are
+//! `Rw` too (CR0_GUEST_HOST_MASK already was): at depth 2 they were most of L1's VMREAD exits.
 
 macro_rules! vmcs_fields {
     ($callback:ident) => {
@@ -80,7 +83,7 @@ macro_rules! vmcs_fields {
             VmcsLinkPointer = 0x2800 => vmcs_link_pointer: u64, None;
             GuestIa32Debugctl = 0x2802 => guest_ia32_debugctl: u64, None;
             GuestIa32Pat = 0x2804 => guest_ia32_pat: u64, None;
-            GuestIa32Efer = 0x2806 => guest_ia32_efer: u64, None;
+            GuestIa32Efer = 0x2806 => guest_ia32_efer: u64, Rw;
             GuestIa32PerfGlobalCtrl = 0x2808 => guest_ia32_perf_global_ctrl: u64, None;
             GuestPdpte0 = 0x280a => guest_pdptr0: u64, None;
             GuestPdpte1 = 0x280c => guest_pdptr1: u64, None;
@@ -152,7 +155,7 @@ macro_rules! vmcs_fields {
             HostIa32SysenterCs = 0x4c00 => host_ia32_sysenter_cs: u32, None;
             // ---- natural-width control fields (B.4.1)
             Cr0GuestHostMask = 0x6000 => cr0_guest_host_mask: u64, Rw;
-            Cr4GuestHostMask = 0x6002 => cr4_guest_host_mask: u64, None;
+            Cr4GuestHostMask = 0x6002 => cr4_guest_host_mask: u64, Rw;
             Cr0ReadShadow = 0x6004 => cr0_read_shadow: u64, Rw;
             Cr4ReadShadow = 0x6006 => cr4_read_shadow: u64, Rw;
             Cr3TargetValue0 = 0x6008 => cr3_target_value0: u64, None;

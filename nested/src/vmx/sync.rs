@@ -119,6 +119,7 @@ crate::vmcs::field_list!(
         GuestDsBase,
         GuestCr0,
         GuestCr4,
+        GuestIa32Efer,
         VmxPreemptionTimerValue,
         VmEntryInterruptionInfo,
     ]

@@ -115,6 +115,18 @@ pub fn publish_tsc_rate(tsc_hz: u64) {
     TSC_RATE.store(tsc_hz, core::sync::atomic::Ordering::Relaxed);
 }
 
+/// The guest's TSC rate in Hz: the published rate, else the host's base frequency from CPUID
+/// leaf 0x16 (EAX, MHz; 0 when the host has no such leaf). MSR_PLATFORM_INFO is made from it.
+#[cold]
+#[inline(never)]
+pub fn tsc_rate() -> u64 {
+    match TSC_RATE.load(core::sync::atomic::Ordering::Relaxed) {
+        0 if cpu::cpuid(0, 0)[0] >= 0x16 => u64::from(cpu::cpuid(0x16, 0)[0]) * 1_000_000,
+        0 => 0,
+        hz => hz,
+    }
+}
+
 /// Leaf 0x15's answer: the published rate, else the host's (`value`).
 #[cold]
 #[inline(never)]

@@ -81,6 +81,7 @@ pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
         Msr::ReadOnly(value) | Msr::WriteIgnored(value) => value,
         Msr::Zero => 0,
         Msr::Tsc => cpu::rdtsc(),
+        Msr::PlatformInfo => policy::platform_info(super::cpuid::tsc_rate()),
         Msr::ApicBase => g.devices.lapic().base_msr(),
         Msr::X2apic => match g.devices.with_lapic(|lapic| lapic.read_msr(msr, cpu::rdtsc())) {
             Ok(value) => value,
@@ -123,7 +124,7 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
                 return refused(msr, value);
             }
         }
-        Msr::ReadOnly(_) => return refused(msr, value),
+        Msr::ReadOnly(_) | Msr::PlatformInfo => return refused(msr, value),
         Msr::Zero if value != 0 => return refused(msr, value),
         Msr::Zero => {}
         // Writes the guest may make that have no effect here.
