@@ -179,6 +179,7 @@ fn start_bochs(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), S
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start bochs-bin: {e}"))?;
+    drain_display_pty(child.id());
     // Bochs writes the serial port to a file: follow it like `tail -f`.
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -203,6 +204,55 @@ fn start_bochs(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), S
         }
     });
     Ok((child, rx))
+}
+
+/// Bochs' `term` display draws the guest's text screen through a pseudo-terminal it opens
+/// itself when its standard output is not a terminal (`/dev/ptmx`). Nothing reads the other
+/// end, so once that pty's buffer is full (a guest that writes its VGA text screen a lot, as
+/// Linux KVM under turtles does at power-off) Bochs blocks in the write for ever, the run
+/// hangs and ends in the runner's timeout. This thread finds the pty among Bochs' open files
+/// (`/proc/PID/fd`, `fdinfo` names the slave) and reads it away until Bochs exits.
+fn drain_display_pty(pid: u32) {
+    thread::spawn(move || {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let slave = loop {
+            if let Some(slave) = display_pty(&proc_dir) {
+                break slave;
+            }
+            if !proc_dir.exists() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        // Raw and without echo: no line discipline between Bochs' writes and these reads.
+        let _ = Command::new("stty")
+            .arg("-F")
+            .arg(&slave)
+            .args(["raw", "-echo"])
+            .stderr(Stdio::null())
+            .status();
+        // O_NOCTTY: the pty must not become the runner's controlling terminal.
+        const O_NOCTTY: i32 = 0o400;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Ok(mut tty) = fs::OpenOptions::new().read(true).custom_flags(O_NOCTTY).open(&slave)
+        else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        while matches!(tty.read(&mut buf), Ok(n) if n > 0) {}
+    });
+}
+
+/// The slave (`/dev/pts/N`) of the pseudo-terminal the process at `proc_dir` holds open as
+/// its master, if any.
+fn display_pty(proc_dir: &Path) -> Option<PathBuf> {
+    let fds = fs::read_dir(proc_dir.join("fd")).ok()?;
+    let master = fds
+        .flatten()
+        .find(|fd| fs::read_link(fd.path()).is_ok_and(|to| to == Path::new("/dev/ptmx")))?;
+    let info = fs::read_to_string(proc_dir.join("fdinfo").join(master.file_name())).ok()?;
+    let index = info.lines().find_map(|l| l.strip_prefix("tty-index:"))?.trim();
+    Some(PathBuf::from(format!("/dev/pts/{index}")))
 }
 
 fn supervise(launch: &Launch<'_>, mut child: Child, lines: mpsc::Receiver<String>) -> Outcome {
