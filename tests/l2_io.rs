@@ -35,7 +35,10 @@ fn ask_until_answered(addr: &str, request: &[u8], within: Duration) -> Option<St
 }
 
 #[test]
-#[ignore = "not yet seen passing (a depth-2 Linux boot under Bochs takes over 15 minutes); run with --ignored"]
+// Seen failing on 2026-11-27: L1 read L0's virtio-blk (its CRC matched) and offered both
+// devices, Linux at depth 2 brought up eth0 and listened, but its read of /dev/vda through L1's
+// virtio-blk gave EIO and L0's endpoint did not answer `ping` within 3 s. Not in CI until fixed.
+#[ignore = "fails: L2's virtio-blk read over L1's backend gives EIO (see the comment); run with --ignored"]
 fn linux_at_depth_2_reads_its_virtio_blk_and_answers_udp_over_virtio_over_virtio() {
     let mut run = Background::start(&["run", "l0-l1-linux-io", "--timeout", "2400"], None);
     let wrote = run.wait_for("turtles: guest disk: ", Duration::from_secs(900));
