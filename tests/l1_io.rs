@@ -9,30 +9,16 @@
 mod common;
 mod drivers_common;
 
-use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use drivers_common::{Background, ask};
+use drivers_common::{Background, ask, ask_until_answered};
+
+/// How long each request waits for its answer before it is sent again.
+const RETRY: Duration = Duration::from_secs(5);
 
 /// L0's endpoint and L1's forwarded one (configs/l0-l1-io.toml, configs/l1-io.toml).
 const L0_ENDPOINT: &str = "127.0.0.1:15570";
 const L1_ENDPOINT: &str = "127.0.0.1:15571";
-
-/// Sends `request` every few seconds until an answer comes (the first may be lost while slirp
-/// learns L1's MAC) or `within` passes.
-fn ask_until_answered(addr: &str, request: &[u8], within: Duration) -> Option<String> {
-    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
-    socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    while start.elapsed() < within {
-        socket.send_to(request, addr).ok()?;
-        if let Ok(n) = socket.recv(&mut buf) {
-            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    }
-    None
-}
 
 #[test]
 fn turtles_l1_reads_its_virtio_blk_and_answers_over_its_virtio_net() {
@@ -46,10 +32,10 @@ fn turtles_l1_reads_its_virtio_blk_and_answers_over_its_virtio_net() {
     let listening =
         run.wait_for("net: endpoint listening on udp 10.0.2.16:7777", Duration::from_secs(1200));
     assert!(listening, "L1 never listened:\n{}", run.seen.join("\n"));
-    let pong = ask_until_answered(L1_ENDPOINT, b"ping 9", Duration::from_secs(180));
+    let pong = ask_until_answered(L1_ENDPOINT, b"ping 9", RETRY, Duration::from_secs(180));
     // L0's own stack still answers on the NIC it shares with L1.
     let l0 = ask(L0_ENDPOINT, b"ping 7");
-    let quit = ask_until_answered(L1_ENDPOINT, b"quit", Duration::from_secs(60));
+    let quit = ask_until_answered(L1_ENDPOINT, b"quit", RETRY, Duration::from_secs(60));
     let (code, out) = run.finish(Duration::from_secs(600));
     assert_eq!(pong.as_deref(), Some("{\"type\":\"pong\",\"seq\":9}\n"), "{out}");
     assert_eq!(l0, "{\"type\":\"pong\",\"seq\":7}\n", "{out}");

@@ -9,30 +9,16 @@
 mod common;
 mod drivers_common;
 
-use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use drivers_common::{Background, ask};
+use drivers_common::{Background, ask, ask_until_answered};
+
+/// How long each request waits for its answer before it is sent again.
+const RETRY: Duration = Duration::from_secs(3);
 
 /// L0's endpoint and the guest's forwarded port (configs/l0-linux-io.toml).
 const L0_ENDPOINT: &str = "127.0.0.1:15570";
 const GUEST_PORT: &str = "127.0.0.1:15571";
-
-/// Sends `request` every few seconds until an answer comes (the first may be lost while slirp
-/// learns the guest's MAC) or `within` passes.
-fn ask_until_answered(addr: &str, request: &[u8], within: Duration) -> Option<String> {
-    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
-    socket.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    let start = Instant::now();
-    let mut buf = [0u8; 2048];
-    while start.elapsed() < within {
-        socket.send_to(request, addr).ok()?;
-        if let Ok(n) = socket.recv(&mut buf) {
-            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    }
-    None
-}
 
 #[test]
 fn linux_reads_its_virtio_blk_and_answers_udp_over_its_virtio_net() {
@@ -54,7 +40,7 @@ fn linux_reads_its_virtio_blk_and_answers_udp_over_its_virtio_net() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let answer = ask_until_answered(GUEST_PORT, nonce.as_bytes(), Duration::from_secs(120));
+    let answer = ask_until_answered(GUEST_PORT, nonce.as_bytes(), RETRY, Duration::from_secs(120));
     let (code, out) = run.finish(Duration::from_secs(300));
     assert_eq!(answer.as_deref(), Some(format!("{nonce} {crc}\n").as_str()), "{out}");
     assert_eq!(code, 0, "{out}");

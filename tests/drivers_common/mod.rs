@@ -112,3 +112,24 @@ pub fn ask(addr: &str, request: &[u8]) -> String {
         Err(e) => format!("no answer: {e}"),
     }
 }
+
+/// Sends `request` every `retry` until an answer comes (the first may be lost while slirp
+/// learns the guest's MAC) or `within` passes.
+pub fn ask_until_answered(
+    addr: &str,
+    request: &[u8],
+    retry: Duration,
+    within: Duration,
+) -> Option<String> {
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(retry)).ok()?;
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < within {
+        socket.send_to(request, addr).ok()?;
+        if let Ok(n) = socket.recv(&mut buf) {
+            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    None
+}
