@@ -16,7 +16,7 @@ static SERIAL: InterruptSpinMutex<Option<Uart16550Tty<PioBackend>>> = InterruptS
 static LOGGER: Logger = Logger;
 /// The nesting depth shown in the prefix, detected at start-up.
 static DEPTH: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-/// Set when a turtles L0 is below (`crate::platform::under_turtles`): its COM1 model
+/// Set when a turtles L0 is below (`init`'s `under_turtles`): its COM1 model
 /// (`pc::uart`) takes every byte at once and its LSR always shows THR empty, so lines are sent
 /// without polling LSR first, one VM exit per byte instead of two (at depth 2, L1's copies of
 /// L2's console lines were most of L1's own I/O exits).
@@ -64,12 +64,13 @@ fn cpu_id() -> u32 {
 /// silently; a UART whose loopback mode does not echo (some VMMs' 16550s) is used without its
 /// self-test. `cmdline` is the kernel command line: `turtles.test=console-no-loopback` runs
 /// the loopback probe with loopback mode off, as such a UART behaves, for the tests.
-pub fn init(depth: u32, cmdline: &str) {
+/// `under_turtles` says a turtles L0 is below (its UART is written without polling LSR).
+pub fn init(depth: u32, under_turtles: bool, cmdline: &str) {
     let simulate = cmdline.split_whitespace().any(|w| w == "turtles.test=console-no-loopback");
     let (port, probe) = open(simulate);
     *SERIAL.lock() = port;
     CPU_ID.store(cpu_id(), core::sync::atomic::Ordering::Relaxed);
-    UNPOLLED.store(crate::platform::under_turtles(), core::sync::atomic::Ordering::Relaxed);
+    UNPOLLED.store(under_turtles, core::sync::atomic::Ordering::Relaxed);
     DEPTH.store(depth, core::sync::atomic::Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(LevelFilter::Trace);

@@ -38,7 +38,7 @@ extern "C" fn kstart(magic: u32, info: u32) -> ! {
     // SAFETY: `info` is what the loader passed; the first 4 GiB are identity-mapped.
     let boot = unsafe { BootInfo::parse(magic, info) };
     let cmdline = boot.as_ref().map_or("", |b| b.cmdline.as_str());
-    console::init(platform::detect_depth(config::DEPTH), cmdline);
+    console::init(platform::detect_depth(config::DEPTH), platform::under_turtles(), cmdline);
     log::info!(
         "turtles {} config={} role={} depth={}: {}",
         env!("CARGO_PKG_VERSION"),
