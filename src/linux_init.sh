@@ -17,6 +17,8 @@ signature=$(dd if=/leaves bs=1 skip=4 count=12 2>/dev/null | tr -d '\000')
 depth=$(od -An -tu4 -j16 -N4 /leaves | tr -d ' ')
 grep -q '^flags.* hypervisor' /proc/cpuinfo && flag=yes || flag=no
 echo "linux: hypervisor=$signature depth=$depth cpuinfo-flag=$flag"
+# Taint bit 9 (W): the kernel printed a WARN during boot (shown only with loglevel=8).
+echo "linux: warned=$(( ($(cat /proc/sys/kernel/tainted) >> 9) & 1 ))"
 echo "linux: cpus=$(grep -c ^processor /proc/cpuinfo) memory=$(grep MemTotal /proc/meminfo | tr -s ' ')"
 echo "linux: clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 echo "linux: workload seq-1-20000-md5=$(seq 1 20000 | md5sum | cut -d' ' -f1)"

@@ -458,11 +458,36 @@ fn xsave_leaf(subleaf: u32, host: [u32; 4]) -> [u32; 4] {
         // EBX: the size for the current XCR0 (the hardware's, which is the guest's);
         // ECX: the size for every supported component, an upper bound that stays valid.
         0 => [a & XCR0_SHOWN as u32, b, c, d & (XCR0_SHOWN >> 32) as u32],
-        // No XSAVES, so no supervisor components (IA32_XSS).
+        // No XSAVES, so no supervisor components (IA32_XSS). EBX depends on XCR0: the caller
+        // replaces it with [`compacted_xsave_size`].
         1 => [a & XSAVE1_EAX_SHOWN, b, 0, 0],
         n if n < 64 && XCR0_SHOWN & (1 << n) != 0 => host,
         _ => [0; 4],
     }
+}
+
+/// CPUID.(EAX=0DH,ECX=1):EBX for the guest: the size of an XSAVEC (compacted) area holding
+/// every component set in `xcr0` (IA32_XSS is 0: XSAVES is hidden), SDM Vol. 1 13.4.3. The
+/// legacy region and header take 576 bytes; each further component set in XCR0, in order,
+/// follows at the next 64-byte boundary if its subleaf's ECX bit 1 says so. `component(i)` is
+/// the processor's subleaf `i` (EAX: size, ECX bit 1: aligned). Linux since 5.19 sizes its
+/// XSAVEC buffers with this value and warns ("XSAVE consistency problem") when it disagrees
+/// with the sum of the components.
+pub fn compacted_xsave_size(xcr0: u64, component: impl Fn(u32) -> [u32; 4]) -> u32 {
+    const LEGACY_AND_HEADER: u32 = 512 + 64;
+    const ALIGNED: u32 = 1 << 1;
+    let mut size = LEGACY_AND_HEADER;
+    for i in 2..63 {
+        if xcr0 & XCR0_SHOWN & (1 << i) == 0 {
+            continue;
+        }
+        let [bytes, _, flags, _] = component(i);
+        if flags & ALIGNED != 0 {
+            size = size.next_multiple_of(64);
+        }
+        size = size.saturating_add(bytes);
+    }
+    size
 }
 
 /// Sets the bits of a [`static_answer`] that mirror the executing level's state.
@@ -625,6 +650,42 @@ mod tests {
         assert_eq!(static_answer(0xd, 3, ALL, &FULL), [0; 4], "MPX hidden");
         assert_eq!(static_answer(0xd, 17, ALL, &FULL), [0; 4], "AMX hidden");
         assert_eq!(static_answer(0xd, 200, ALL, &FULL), [0; 4]);
+    }
+
+    /// Bochs' `corei7_skylake_x` subleaves 2..=9: (size, offset, ECX).
+    fn skylake_component(i: u32) -> [u32; 4] {
+        match i {
+            2 => [256, 576, 0, 0],
+            3 => [64, 960, 0, 0],
+            4 => [64, 1024, 0, 0],
+            5 => [64, 1088, 0, 0],
+            6 => [512, 1152, 0, 0],
+            7 => [1024, 1664, 0, 0],
+            9 => [8, 2688, 0, 0],
+            _ => [0; 4],
+        }
+    }
+
+    #[test]
+    fn compacted_size_sums_the_enabled_components() {
+        // What Linux computed at boot under Bochs for XCR0 = 0xe7: 2432, not the standard
+        // format's 2688 that the processor's subleaf 1 had said.
+        assert_eq!(compacted_xsave_size(0xe7, skylake_component), 2432);
+        assert_eq!(compacted_xsave_size(xcr0::X87 | xcr0::SSE, skylake_component), 576);
+        assert_eq!(compacted_xsave_size(0x7, skylake_component), 832);
+        assert_eq!(compacted_xsave_size(0x2e7, skylake_component), 2440);
+        // MPX is hidden: its components never count, even if set.
+        assert_eq!(compacted_xsave_size(0x1f, skylake_component), 832);
+        // A component that asks for 64-byte alignment starts on a boundary.
+        let aligned = |i: u32| if i == 9 { [8, 0, 2, 0] } else { skylake_component(i) };
+        assert_eq!(compacted_xsave_size(0x207, aligned), 832 + 8);
+        assert_eq!(compacted_xsave_size(0x203, aligned), 576 + 8);
+        let odd = |i: u32| match i {
+            2 => [4, 0, 0, 0],
+            9 => [8, 0, 2, 0],
+            _ => [0; 4],
+        };
+        assert_eq!(compacted_xsave_size(0x207, odd), 640 + 8);
     }
 
     #[test]

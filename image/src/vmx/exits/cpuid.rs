@@ -84,6 +84,11 @@ impl CpuidCache {
         if resolved == policy::TSC_LEAF {
             value = tsc_leaf(value);
         }
+        if resolved == 0xd && subleaf == 1 {
+            // The processor's EBX may be the standard format's size (Bochs'): the guest
+            // has XSAVEC and no XSAVES, so it is the compacted size for its XCR0.
+            value[1] = policy::compacted_xsave_size(hardware_xcr0(), |i| cpu::cpuid(0xd, i));
+        }
         if resolved == leaf
             && policy::cacheable(leaf)
             && let Some(slot) = self.entries.get_mut(self.len)
@@ -184,6 +189,25 @@ fn answer(g: &mut Guest, v: &HwVmcs, leaf: u32, subleaf: u32) -> [u32; 4] {
         } else {
             value
         }
+    }
+}
+
+/// XCR0 as the executing level set it (the hardware's: see [`xsetbv`]).
+fn hardware_xcr0() -> u64 {
+    use x86_64::registers::control::Cr4;
+    use x86_64::registers::xcontrol::XCr0;
+
+    if cpu::cpuid(1, 0)[2] & policy::leaf1_ecx::XSAVE == 0 {
+        return 0;
+    }
+    let cr4 = Cr4::read_raw();
+    // SAFETY: the host has XSAVE (checked above), so CR4.OSXSAVE may be set; XGETBV of XCR0
+    // only reads, and the previous CR4 comes back right after.
+    unsafe {
+        Cr4::write_raw(cr4 | policy::CR4_OSXSAVE);
+        let xcr0 = XCr0::read_raw();
+        Cr4::write_raw(cr4);
+        xcr0
     }
 }
 
