@@ -78,8 +78,18 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome, String> {
     Ok(supervise(launch, child, lines))
 }
 
+/// The command that starts `program`, an emulator, through `setpriv --pdeathsig KILL`
+/// (util-linux): the emulator is killed when the runner dies. Without it an emulator whose
+/// runner was killed (a test that gives up on a run kills the runner) ran on as an orphan,
+/// spinning or blocked on its display's pty, and took a core from every later test.
+fn emulator(program: &str) -> Command {
+    let mut command = Command::new("setpriv");
+    command.args(["--pdeathsig", "KILL", "--", program]);
+    command
+}
+
 fn start_qemu(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), String> {
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut child = emulator("qemu-system-x86_64")
         .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
         .args(["-m", &format!("{}M", launch.memory_mib)])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
@@ -94,7 +104,7 @@ fn start_qemu(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), St
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+        .map_err(|e| format!("cannot start qemu-system-x86_64 through setpriv: {e}"))?;
     let stdout = child.stdout.take().ok_or("qemu has no stdout")?;
     let (tx, rx) = mpsc::channel();
     // Bytes, not `lines()`: a byte that is not UTF-8 on the serial line must not end the log.
@@ -166,7 +176,7 @@ fn start_bochs(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), S
     write(&cont, "c\n")?;
     let screen = fs::File::create(launch.work.join("screen.txt"))
         .map_err(|e| format!("{}: {e}", launch.work.display()))?;
-    let child = Command::new("bochs-bin")
+    let child = emulator("bochs-bin")
         .current_dir(&launch.work)
         .env("TERM", "xterm")
         .arg("-q")
@@ -178,7 +188,7 @@ fn start_bochs(launch: &Launch<'_>) -> Result<(Child, mpsc::Receiver<String>), S
         .stdout(screen)
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start bochs-bin: {e}"))?;
+        .map_err(|e| format!("cannot start bochs-bin through setpriv: {e}"))?;
     drain_display_pty(child.id());
     // Bochs writes the serial port to a file: follow it like `tail -f`.
     let (tx, rx) = mpsc::channel();

@@ -7,7 +7,8 @@ use turtles_config::Emulator;
 
 /// The Debian packages that provide everything the runner uses.
 pub const APT_INSTALL: &str = "apt-get install -y qemu-system-x86 bochs bochsbios vgabios \
-                               bochs-term grub-pc-bin grub-common xorriso mtools binutils";
+                               bochs-term grub-pc-bin grub-common xorriso mtools binutils \
+                               util-linux";
 
 /// Files Bochs needs besides its binary.
 pub const BOCHS_BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
@@ -24,9 +25,10 @@ pub fn which(program: &str) -> Option<PathBuf> {
 /// install it.
 pub fn check(emulator: Emulator) -> Result<(), String> {
     let (programs, files): (&[&str], &[&str]) = match emulator {
-        Emulator::Qemu => (&["qemu-system-x86_64"], &[]),
+        // setpriv (util-linux) starts the emulators (`session::emulator`).
+        Emulator::Qemu => (&["qemu-system-x86_64", "setpriv"], &[]),
         Emulator::Bochs => (
-            &["bochs-bin", "grub-mkrescue", "xorriso"],
+            &["bochs-bin", "grub-mkrescue", "xorriso", "setpriv"],
             &[BOCHS_BIOS, BOCHS_VGABIOS, GRUB_PC_MODULES],
         ),
     };
