@@ -466,8 +466,11 @@ impl Config {
                     .to_string(),
             ));
         }
-        if self.role != Role::L0 || self.guest.is_none() {
-            return Err(err("assign", "only an l0 with a `guest` assigns devices".to_string()));
+        if !matches!(self.role, Role::L0 | Role::L1) || self.guest.is_none() {
+            return Err(err(
+                "assign",
+                "only an l0 or l1 (turtles) with a `guest` assigns devices".to_string(),
+            ));
         }
         if self.guest_devices.contains(&GuestDevice::VirtioNet) {
             return Err(err(
@@ -825,7 +828,7 @@ memory_mib = 256
             ("= 128", "= 127", "guest_memory_base_mib"),
             ("= 128", "= 240", "guest_memory_base_mib"),
             ("assign = [\"e1000\"]", "assign = [\"ata\"]", "assign"),
-            ("role = \"l0\"", "role = \"l1\"", "depth"),
+            ("role = \"l0\"", "role = \"leaf\"", "guest"),
         ] {
             let e = parse(&good.replace(from, to)).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{from} -> {to}: {e}");

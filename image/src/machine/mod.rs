@@ -148,6 +148,11 @@ impl Devices {
         self.assigned = Some(function);
     }
 
+    /// The assigned function's memory BARs (address, size), which EPT01 maps 1:1.
+    pub fn assigned_mmio(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.assigned.iter().flat_map(|a| a.filter().bars()).filter(|b| !b.3).map(|b| (b.1, b.2))
+    }
+
     /// The assigned function, if CONFIG_DATA port `port` reaches it now, and the offset.
     fn assigned_target(&mut self, port: u16) -> Option<(&mut Assigned, u16)> {
         let (bus, device, function, offset) = self.pci.target(port)?;

@@ -34,8 +34,12 @@ pub fn memory(memory: u64) -> Result<GuestMemory, VmxError> {
 }
 
 /// Finds the e1000, maps its BARs for the guest (EPT01 and vmcs01, which must be current)
-/// and returns it for the guest's PCI bus.
-pub fn e1000(ept: &Ept, v: &mut HwVmcs, caps: &VmxCaps) -> Result<Assigned, VmxError> {
+/// and returns it for the guest's PCI bus, with vmcs01's I/O bitmaps if it passes ports.
+pub fn e1000(
+    ept: &Ept,
+    v: &mut HwVmcs,
+    caps: &VmxCaps,
+) -> Result<(Assigned, Option<(u64, u64)>), VmxError> {
     let real = crate::drivers::assignable_e1000()
         .ok_or(VmxError::Layout("no e1000 to assign on the PCI bus"))?;
     let assigned = Assigned::new(real);
@@ -47,15 +51,19 @@ pub fn e1000(ept: &Ept, v: &mut HwVmcs, caps: &VmxCaps) -> Result<Assigned, VmxE
             ept.map_mmio_identity(address, size)?;
         }
     }
-    pass_ports(v, caps, &ports)?;
-    Ok(assigned)
+    let bitmaps = pass_ports(v, caps, &ports)?;
+    Ok((assigned, bitmaps))
 }
 
 /// Switches vmcs01 from unconditional I/O exiting to I/O bitmaps that exit on every port but
-/// `ports` (base, count).
-fn pass_ports(v: &mut HwVmcs, caps: &VmxCaps, ports: &[(u64, u64)]) -> Result<(), VmxError> {
+/// `ports` (base, count); returns the bitmaps' addresses.
+fn pass_ports(
+    v: &mut HwVmcs,
+    caps: &VmxCaps,
+    ports: &[(u64, u64)],
+) -> Result<Option<(u64, u64)>, VmxError> {
     if ports.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     if !caps.primary().can_set(proc1::USE_IO_BITMAPS) {
         return Err(VmxError::Layout("the processor has no I/O bitmaps"));
@@ -83,5 +91,5 @@ fn pass_ports(v: &mut HwVmcs, caps: &VmxCaps, ports: &[(u64, u64)]) -> Result<()
     v.write(F::IoBitmapA, a);
     v.write(F::IoBitmapB, b);
     v.write(F::CpuBasedVmExecControl, u64::from(primary));
-    Ok(())
+    Ok(Some((a, b)))
 }

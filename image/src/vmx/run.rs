@@ -97,7 +97,11 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
     vmx_self_test(&ept);
     let nested = if spec.expose_vmx {
         log::info!("vmx: exposing VMX to the guest (nested)");
-        Some(L1Vmx::new(caps, vmcs01, ept.eptp, spec.vmcs_shadowing)?)
+        let mut n = L1Vmx::new(caps, vmcs01, ept.eptp, spec.vmcs_shadowing)?;
+        if let Some((_, Some((a, b)))) = &assigned {
+            n.pass_io_bitmaps(*a, *b)?;
+        }
+        Some(n)
     } else {
         None
     };
@@ -119,7 +123,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         depth: spec.depth,
         memory_mib,
     };
-    if let Some(a) = assigned {
+    if let Some((a, _)) = assigned {
         guest.devices.assign(a);
     }
     exits::cpuid::publish_tsc_rate(spec.tsc_hz);
