@@ -110,7 +110,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         let _ = insn::invept(1, ept.eptp);
         let _ = insn::invvpid(1, setup::GUEST_VPID);
     }
-    let memory_mib = memory.size() >> 20;
+    let memory_mib = memory.bytes() >> 20;
     let mut guest = Guest {
         regs: GuestRegs { rax: entry.rax, rbx: entry.rbx, rsi: entry.rsi, ..GuestRegs::default() },
         memory,
