@@ -98,8 +98,9 @@ pub struct Devices {
     rtc_deadline: Option<u64>,
     /// PCI configuration mechanism #1 with the host bridge.
     pci: PciConfig,
-    /// A physical function assigned to the guest, reached through `pci`.
-    assigned: Option<Assigned>,
+    /// A physical function assigned to the guest, reached through `pci` (boxed: most guests
+    /// have none, and `Devices` stays the size the exit paths were tuned with).
+    assigned: Option<alloc::boxed::Box<Assigned>>,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
     reported: [u64; 1024],
     /// The virtio-mmio devices the config offers (`guest_devices`), and their interrupt lines
@@ -145,7 +146,7 @@ impl Devices {
 
     /// Puts a physical function on the guest's PCI bus (see [`assigned`]).
     pub fn assign(&mut self, function: Assigned) {
-        self.assigned = Some(function);
+        self.assigned = Some(alloc::boxed::Box::new(function));
     }
 
     /// The assigned function's memory BARs (address, size), which EPT01 maps 1:1.
@@ -156,7 +157,7 @@ impl Devices {
     /// The assigned function, if CONFIG_DATA port `port` reaches it now, and the offset.
     fn assigned_target(&mut self, port: u16) -> Option<(&mut Assigned, u16)> {
         let (bus, device, function, offset) = self.pci.target(port)?;
-        let a = self.assigned.as_mut().filter(|a| a.is(bus, device, function))?;
+        let a = self.assigned.as_deref_mut().filter(|a| a.is(bus, device, function))?;
         Some((a, offset))
     }
 
