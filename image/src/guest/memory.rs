@@ -81,11 +81,24 @@ impl GuestMemory {
         if self.is_identity() { self.blocks[1].gpa } else { 1 << 20 }
     }
 
-    /// The host address of `[gpa, gpa + len)`, if one block holds all of it.
+    /// The host address of `[gpa, gpa + len)`, if one block holds all of it. Block 0 is at
+    /// guest-physical 0 (both layouts), checked first: every exit that reads guest memory
+    /// comes through here.
+    #[inline(always)]
     fn host(&self, gpa: u64, len: u64) -> Option<u64> {
         let end = gpa.checked_add(len)?;
-        let b = self.blocks().iter().find(|b| gpa >= b.gpa && end <= b.gpa + b.size)?;
-        Some(b.host + (gpa - b.gpa))
+        let low = &self.blocks[0];
+        if end <= low.size {
+            return Some(low.host + gpa);
+        }
+        self.high(gpa, end)
+    }
+
+    /// [`Self::host`] for the 1:1 block.
+    #[inline(never)]
+    fn high(&self, gpa: u64, end: u64) -> Option<u64> {
+        let b = self.blocks.get(1).filter(|_| self.count == 2)?;
+        (gpa >= b.gpa && end - b.gpa <= b.size).then(|| b.host + (gpa - b.gpa))
     }
 
     /// The guest bytes `[gpa, gpa + len)`, or `None` if any of it is outside guest RAM.
