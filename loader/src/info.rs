@@ -54,21 +54,30 @@ pub struct MemoryRegion {
     pub kind: MemoryKind,
 }
 
-/// The guest's memory map for `size` bytes of RAM: low RAM, the legacy hole, RAM above 1 MiB.
-pub fn memory_map(size: u64) -> Result<[MemoryRegion; 3], LoadError> {
-    let high = size
-        .checked_sub(HIGH_RAM_START)
-        .filter(|&n| n > 0)
-        .ok_or(LoadError::MemoryTooSmall(size))?;
-    Ok([
+/// The guest's memory map for RAM up to `size`: low RAM, the legacy hole, RAM above 1 MiB.
+/// With `ram_start` above 1 MiB (a guest in 1:1 memory) the RAM above the legacy hole starts
+/// there and `[1 MiB, ram_start)` is reserved: the level below lives there.
+pub fn memory_map(size: u64, ram_start: u64) -> Result<Vec<MemoryRegion>, LoadError> {
+    let ram_start = ram_start.max(HIGH_RAM_START);
+    let high =
+        size.checked_sub(ram_start).filter(|&n| n > 0).ok_or(LoadError::MemoryTooSmall(size))?;
+    let mut map = alloc::vec![
         MemoryRegion { base: 0, len: LOW_RAM_END, kind: MemoryKind::Ram },
         MemoryRegion {
             base: LOW_RAM_END,
             len: HIGH_RAM_START - LOW_RAM_END,
             kind: MemoryKind::Reserved,
         },
-        MemoryRegion { base: HIGH_RAM_START, len: high, kind: MemoryKind::Ram },
-    ])
+    ];
+    if ram_start > HIGH_RAM_START {
+        map.push(MemoryRegion {
+            base: HIGH_RAM_START,
+            len: ram_start - HIGH_RAM_START,
+            kind: MemoryKind::Reserved,
+        });
+    }
+    map.push(MemoryRegion { base: ram_start, len: high, kind: MemoryKind::Ram });
+    Ok(map)
 }
 
 /// A module where the loader put it.
@@ -90,7 +99,6 @@ pub struct BootInfo {
 /// Builds `protocol`'s boot information.
 pub fn build(
     protocol: Protocol,
-    size: u64,
     cmdline: &str,
     modules: &[PlacedModule<'_>],
     map: &[MemoryRegion],
@@ -98,11 +106,11 @@ pub fn build(
     let mut area = Area { buf: alloc::vec![0; INFO_SIZE], used: 0 };
     let magic = match protocol {
         Protocol::Multiboot1 => {
-            area.multiboot1(size, cmdline, modules, map)?;
+            area.multiboot1(cmdline, modules, map)?;
             MB1_LOADER_MAGIC
         }
         Protocol::Multiboot2 => {
-            area.multiboot2(size, cmdline, modules, map)?;
+            area.multiboot2(cmdline, modules, map)?;
             MB2_LOADER_MAGIC
         }
         Protocol::Pvh => {
@@ -126,9 +134,14 @@ fn c_string(s: &str) -> Vec<u8> {
     v
 }
 
-/// KiB of low memory and of memory above 1 MiB (mem_lower, mem_upper).
-fn mem_kib(size: u64) -> Result<(u32, u32), LoadError> {
-    Ok((low32(LOW_RAM_END / 1024)?, low32(size.saturating_sub(HIGH_RAM_START) / 1024)?))
+/// KiB of low memory and of memory from 1 MiB on (mem_lower, mem_upper: 0 when a hole
+/// starts at 1 MiB).
+fn mem_kib(map: &[MemoryRegion]) -> Result<(u32, u32), LoadError> {
+    let upper = map
+        .iter()
+        .find(|r| r.base == HIGH_RAM_START && r.kind == MemoryKind::Ram)
+        .map_or(0, |r| r.len);
+    Ok((low32(LOW_RAM_END / 1024)?, low32(upper / 1024)?))
 }
 
 /// The area being filled: a fixed part at offset 0, appended data after `used`.
@@ -159,7 +172,6 @@ impl Area {
 
     fn multiboot1(
         &mut self,
-        size: u64,
         cmdline: &str,
         modules: &[PlacedModule<'_>],
         map: &[MemoryRegion],
@@ -183,7 +195,7 @@ impl Area {
             mmap.extend_from_slice(&(r.kind as u32).to_le_bytes());
         }
         let mmap_addr = self.append(&mmap)?;
-        let (lower, upper) = mem_kib(size)?;
+        let (lower, upper) = mem_kib(map)?;
         let fields: [(usize, u32); 9] = [
             (0, MB1_FLAGS),
             (4, lower),
@@ -211,7 +223,6 @@ impl Area {
 
     fn multiboot2(
         &mut self,
-        size: u64,
         cmdline: &str,
         modules: &[PlacedModule<'_>],
         map: &[MemoryRegion],
@@ -226,7 +237,7 @@ impl Area {
             body.extend_from_slice(&c_string(m.cmdline));
             self.mb2_tag(mb2_tag::MODULE, &body)?;
         }
-        let (lower, upper) = mem_kib(size)?;
+        let (lower, upper) = mem_kib(map)?;
         let mut meminfo = Vec::new();
         meminfo.extend_from_slice(&lower.to_le_bytes());
         meminfo.extend_from_slice(&upper.to_le_bytes());

@@ -25,7 +25,7 @@ pub fn load<M: GuestMemory + ?Sized>(
 ) -> Result<BootState, LoadError> {
     let kernel = Kernel::inspect(image);
     let protocol = kernel.choose(prefer)?;
-    let map = info::memory_map(mem.size())?;
+    let map = info::memory_map(mem.size(), mem.ram_start())?;
 
     let (entry, kernel_end) = match protocol {
         Protocol::Multiboot1 => match kernel.multiboot1.and_then(|h| h.address) {
@@ -65,7 +65,7 @@ pub fn load<M: GuestMemory + ?Sized>(
         placed.push(PlacedModule { start, end, cmdline: m.cmdline });
     }
 
-    let boot_info = info::build(protocol, mem.size(), cmdline, &placed, &map)?;
+    let boot_info = info::build(protocol, cmdline, &placed, &map)?;
     mem.write(boot_info.addr, &boot_info.bytes)
         .map_err(|_| outside("boot information", boot_info.addr, boot_info.bytes.len() as u64))?;
     Ok(BootState { protocol, entry, rax: u64::from(boot_info.magic), rbx: boot_info.addr })

@@ -14,6 +14,11 @@ pub trait GuestMemory {
     fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfRange>;
     /// Sets `len` bytes at `gpa` to `byte`.
     fn fill(&mut self, gpa: u64, len: u64, byte: u8) -> Result<(), OutOfRange>;
+    /// Where RAM above the legacy hole starts: 1 MiB, or higher for a guest in 1:1 memory
+    /// whose `[1 MiB, ram_start)` is a hole (the memory map says reserved there).
+    fn ram_start(&self) -> u64 {
+        crate::info::HIGH_RAM_START
+    }
 }
 
 /// Guest memory as a `Vec` (tests, fuzzing, host-side tools).

@@ -437,3 +437,56 @@ proptest! {
         let _ = load(&mut mem, &image, "c", &MODULES, prefer);
     }
 }
+
+/// Guest memory whose RAM above the legacy hole starts at `ram_start` (a guest in 1:1 memory):
+/// writes to the hole fail as they would in L0's EPT.
+struct Holed {
+    mem: VecMemory,
+    ram_start: u64,
+}
+
+impl crate::GuestMemory for Holed {
+    fn size(&self) -> u64 {
+        self.mem.size()
+    }
+    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), crate::memory::OutOfRange> {
+        if gpa < self.ram_start && gpa + bytes.len() as u64 > crate::info::HIGH_RAM_START {
+            return Err(crate::memory::OutOfRange);
+        }
+        self.mem.write(gpa, bytes)
+    }
+    fn fill(&mut self, gpa: u64, len: u64, byte: u8) -> Result<(), crate::memory::OutOfRange> {
+        if gpa < self.ram_start && gpa + len > crate::info::HIGH_RAM_START {
+            return Err(crate::memory::OutOfRange);
+        }
+        self.mem.fill(gpa, len, byte)
+    }
+    fn ram_start(&self) -> u64 {
+        self.ram_start
+    }
+}
+
+#[test]
+fn a_hole_above_1mib_is_reserved_in_the_memory_map() {
+    // A kernel linked at 3 MiB in a guest whose RAM above the legacy hole starts at 2 MiB.
+    let mut code = mb1_header(None);
+    code.extend_from_slice(&[0x90; 12]);
+    let image = elf(false, 0x30_000c, &[Seg { paddr: 0x30_0000, data: &code, memsz: 0x20 }], None);
+    let mut mem = Holed { mem: VecMemory::new(MEM), ram_start: 0x20_0000 };
+    let boot = load(&mut mem, &image, "", &MODULES[..1], Some(Protocol::Multiboot1)).unwrap();
+    let (m, info) = (&mem.mem, boot.rbx);
+    assert_eq!(u32_at(m, info + 8), 0, "mem_upper: no RAM right at 1 MiB");
+    let module = u64::from(u32_at(m, info + 24));
+    assert_eq!(u32_at(m, module), 0x30_1000, "modules after the kernel, in the RAM");
+    let (mmap_len, mmap) = (u32_at(m, info + 44), u64::from(u32_at(m, info + 48)));
+    assert_eq!(mmap_len, 4 * 24);
+    let entry = |i: u64| {
+        let at = mmap + 24 * i;
+        (u64_at(m, at + 4), u64_at(m, at + 12), u32_at(m, at + 20))
+    };
+    assert_eq!(entry(2), (0x10_0000, 0x10_0000, 2), "the hole is reserved");
+    assert_eq!(entry(3), (0x20_0000, MEM as u64 - 0x20_0000, 1));
+    // A kernel in the hole cannot be loaded.
+    let image = elf(false, 0x10_000c, &[Seg { paddr: 0x10_0000, data: &code, memsz: 0x20 }], None);
+    assert!(load(&mut mem, &image, "", &[], Some(Protocol::Multiboot1)).is_err());
+}

@@ -21,6 +21,7 @@ mod feature_msrs;
 pub mod ioapic;
 pub mod lapic;
 pub mod msr;
+pub mod passthrough;
 pub mod pci;
 pub mod pic;
 pub mod pit;

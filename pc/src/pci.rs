@@ -57,6 +57,24 @@ impl PciConfig {
         }
     }
 
+    /// The function and configuration-space offset a CONFIG_DATA access at `port` reaches:
+    /// (bus, device, function, register + the port's byte lane), or `None` with the enable
+    /// bit clear. A level that assigns a function hands accesses to it to its
+    /// [`crate::passthrough::Passthrough`] instead of [`Self::read`] and [`Self::write`].
+    pub fn target(&self, port: u16) -> Option<(u8, u8, u8, u16)> {
+        let a = self.address;
+        if a & ENABLE == 0 || !(CONFIG_DATA..CONFIG_DATA + 4).contains(&port) {
+            return None;
+        }
+        let lane = port - CONFIG_DATA;
+        Some((
+            (a >> 16) as u8,
+            (a >> 11) as u8 & 0x1f,
+            (a >> 8) as u8 & 7,
+            (a & 0xfc) as u16 + lane,
+        ))
+    }
+
     /// A guest IN of `size` bytes (1, 2 or 4) from `port`.
     pub fn read(&self, port: u16, size: u8) -> u32 {
         if port == CONFIG_ADDRESS {
@@ -115,5 +133,17 @@ mod tests {
         assert_eq!(p.read(CONFIG_DATA, 4), u32::MAX);
         assert!(PciConfig::owns(0xcf8, 4) && !PciConfig::owns(0xcf9, 1));
         assert!(!PciConfig::owns(0xcfb, 1) && PciConfig::owns(0xcfe, 2));
+    }
+
+    #[test]
+    fn target_names_the_function_and_byte() {
+        let mut p = PciConfig::new();
+        assert_eq!(p.target(CONFIG_DATA), None);
+        select(&mut p, 0, 2, 0, 0x3c);
+        assert_eq!(p.target(CONFIG_DATA), Some((0, 2, 0, 0x3c)));
+        assert_eq!(p.target(CONFIG_DATA + 3), Some((0, 2, 0, 0x3f)));
+        assert_eq!(p.target(CONFIG_ADDRESS), None);
+        select(&mut p, 255, 31, 7, 0xfc);
+        assert_eq!(p.target(CONFIG_DATA + 1), Some((255, 31, 7, 0xfd)));
     }
 }

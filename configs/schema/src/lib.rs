@@ -154,7 +154,25 @@ pub struct Config {
     /// disk (`[disk]`) and NIC (`[net]`).
     #[serde(default)]
     pub guest_devices: Vec<GuestDevice>,
+    /// Physical devices from `devices` this level assigns to its guest instead of driving
+    /// them (only `"e1000"`): needs `guest_memory_base_mib`, since without an IOMMU the
+    /// device's DMA addresses must be host-physical ones.
+    #[serde(default)]
+    pub assign: Vec<Device>,
+    /// With `assign`: the guest's RAM is guest-physical = host-physical
+    /// `[base, base + guest_memory_mib)` MiB (1:1), its low 640 KiB a separate block, and
+    /// everything between 1 MiB and `base` a hole in its memory map (where this level lives).
+    #[serde(default)]
+    pub guest_memory_base_mib: u32,
+    /// Where the image is linked and loaded, in MiB (default 1). A guest that runs in 1:1
+    /// memory at `guest_memory_base_mib` must be linked inside it.
+    #[serde(default = "default_image_base_mib")]
+    pub image_base_mib: u32,
     pub machine: Machine,
+}
+
+fn default_image_base_mib() -> u32 {
+    1
 }
 
 /// Which virtio PCI interface the runner gives a virtio-blk disk (the image finds out itself).
@@ -419,6 +437,61 @@ impl Config {
                 "names \"virtio-net\", which needs L0's own NIC: a `[net]` section".to_string(),
             ));
         }
+        self.check_assign(err)
+    }
+
+    fn check_assign(&self, err: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        if !(1..=3072).contains(&self.image_base_mib) {
+            return Err(err(
+                "image_base_mib",
+                format!(
+                    "is {}; allowed: 1 to 3072 (MiB, below the MMIO hole)",
+                    self.image_base_mib
+                ),
+            ));
+        }
+        if self.assign.is_empty() {
+            if self.guest_memory_base_mib != 0 {
+                return Err(err(
+                    "guest_memory_base_mib",
+                    "is only for a guest with an assigned device (`assign`)".to_string(),
+                ));
+            }
+            return Ok(());
+        }
+        if self.assign.iter().any(|d| *d != Device::E1000 || !self.devices.contains(d)) {
+            return Err(err(
+                "assign",
+                "allowed: [\"e1000\"], which `devices` must name too (the runner attaches it)"
+                    .to_string(),
+            ));
+        }
+        if !matches!(self.role, Role::L0 | Role::L1) || self.guest.is_none() {
+            return Err(err(
+                "assign",
+                "only an l0 or l1 (turtles) with a `guest` assigns devices".to_string(),
+            ));
+        }
+        if self.guest_devices.contains(&GuestDevice::VirtioNet) {
+            return Err(err(
+                "assign",
+                "names the NIC the guest's virtio-net would be switched on; drop one".to_string(),
+            ));
+        }
+        let base = self.guest_memory_base_mib;
+        if base < 2
+            || !base.is_multiple_of(2)
+            || base + self.guest_memory_mib > self.machine.memory_mib
+        {
+            return Err(err(
+                "guest_memory_base_mib",
+                format!(
+                    "is {base}; with `assign` the guest's 1:1 RAM needs a 2 MiB-aligned base of at \
+                     least 2 and base + guest_memory_mib ({}) within machine.memory_mib ({})",
+                    self.guest_memory_mib, self.machine.memory_mib
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -441,6 +514,9 @@ impl Config {
             ("GUEST_MEMORY_MIB", "u64", self.guest_memory_mib.to_string()),
             ("EXPOSE_VMX", "bool", self.expose_vmx.to_string()),
             ("DEVICES", "&[&str]", format!("&{devices:?}")),
+            ("ASSIGN_E1000", "bool", self.assign.contains(&Device::E1000).to_string()),
+            ("GUEST_MEMORY_BASE_MIB", "u64", self.guest_memory_base_mib.to_string()),
+            ("IMAGE_BASE_MIB", "u64", self.image_base_mib.to_string()),
         ];
         let net = self.net.as_ref();
         let address = net.and_then(Net::static_address);
@@ -732,6 +808,39 @@ memory_mib = 256
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(e.key.as_deref(), Some("guest"));
         assert!(e.to_string().contains("ghost"), "{e}");
+    }
+
+    #[test]
+    fn assign_needs_the_device_a_guest_and_a_1to1_base() {
+        let l0 = GOOD.replace("devices = [\"com1\"]", "devices = [\"com1\", \"e1000\"]").replace(
+            "heap_mib = 8",
+            "heap_mib = 8\nguest = \"leaf\"\nguest_memory_mib = 32\nassign = [\"e1000\"]",
+        );
+        let e = parse(&l0).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("guest_memory_base_mib"), "{e}");
+        let good = l0.replace("assign =", "guest_memory_base_mib = 128\nassign =");
+        let c = parse(&good).unwrap();
+        let rust = c.to_rust();
+        assert!(rust.contains("pub const ASSIGN_E1000: bool = true;"), "{rust}");
+        assert!(rust.contains("pub const GUEST_MEMORY_BASE_MIB: u64 = 128;"), "{rust}");
+        assert!(rust.contains("pub const IMAGE_BASE_MIB: u64 = 1;"), "{rust}");
+        for (from, to, key) in [
+            ("= 128", "= 127", "guest_memory_base_mib"),
+            ("= 128", "= 240", "guest_memory_base_mib"),
+            ("assign = [\"e1000\"]", "assign = [\"ata\"]", "assign"),
+            ("role = \"l0\"", "role = \"leaf\"", "guest"),
+        ] {
+            let e = parse(&good.replace(from, to)).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{from} -> {to}: {e}");
+        }
+        let e = parse(&good.replace("[\"com1\", \"e1000\"]", "[\"com1\"]")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("assign"), "{e}");
+        let e = parse(&GOOD.replace("heap_mib = 8", "heap_mib = 8\nguest_memory_base_mib = 64"))
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("guest_memory_base_mib"), "{e}");
+        let e =
+            parse(&GOOD.replace("heap_mib = 8", "heap_mib = 8\nimage_base_mib = 0")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("image_base_mib"), "{e}");
     }
 
     #[test]

@@ -35,12 +35,14 @@ impl Regs for MmioRegs {
 /// The e1000 NIC's registers as the driver sees them.
 pub type Nic = E1000<MmioRegs>;
 
+/// The function is an Intel 8254x this driver knows.
+pub fn is_e1000(f: &PciFunction) -> bool {
+    f.info.vendor_id == INTEL && E1000_IDS.contains(&f.info.device_id)
+}
+
 /// Finds the e1000 and starts it, or logs why it cannot.
 pub fn find(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) -> Option<Nic> {
-    let Some(f) = functions
-        .iter()
-        .find(|f| f.info.vendor_id == INTEL && E1000_IDS.contains(&f.info.device_id))
-    else {
+    let Some(f) = functions.iter().find(|f| is_e1000(f)) else {
         log::error!("net: the config names e1000 but there is no Intel 8254x on PCI");
         return None;
     };
@@ -70,10 +72,40 @@ pub fn find(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) -> Option<Ni
     // virtual in the identity map.
     let dma = unsafe { DmaRegion::new(phys, virt, DMA_BYTES) };
     match E1000::new(MmioRegs { base: base as usize }, dma) {
-        Ok(nic) => Some(nic),
+        Ok(nic) => {
+            check_io_window(root, f, base as usize);
+            Some(nic)
+        }
         Err(e) => {
             log::error!("net: e1000 at {}: {e}", f.df);
             None
         }
     }
+}
+
+/// Register offsets: device status, and BAR1's I/O window (82540EM manual 13.2.1: IOADDR at
+/// +0 selects a register, IODATA at +4 reads or writes it).
+const STATUS: u32 = 0x8;
+const IODATA: u16 = 4;
+
+/// Reads STATUS through BAR1's I/O window and through BAR0 and logs both, so a run shows
+/// whether port accesses reach the device: a hypervisor that traps them answers all-ones
+/// (turtles' device model for an unknown port), a device answers itself (the real STATUS,
+/// or 0 from an emulated e1000 without the I/O window, as Bochs' reads it). A level whose
+/// NIC is assigned to it through the I/O bitmap gets the device's answer.
+fn check_io_window(root: &mut PciRoot<PortCam>, f: &PciFunction, base: usize) {
+    let Ok(Some(BarInfo::IO { address, .. })) = root.bar_info(f.df, 1) else { return };
+    let Ok(port) = u16::try_from(address) else { return };
+    let mut ioaddr = x86_64::instructions::port::Port::<u32>::new(port);
+    let mut iodata = x86_64::instructions::port::Port::<u32>::new(port.wrapping_add(IODATA));
+    // SAFETY: BAR1 is the e1000's I/O window (decoding was enabled by `pci::enable`);
+    // selecting and reading STATUS has no side effect.
+    let ports = unsafe {
+        ioaddr.write(STATUS);
+        iodata.read()
+    };
+    let mmio = MmioRegs { base }.read(STATUS);
+    log::info!(
+        "net: e1000 STATUS {mmio:#x} through BAR0, {ports:#x} through BAR1's ports at {port:#x}"
+    );
 }

@@ -15,6 +15,7 @@ mod time;
 mod virtio_legacy;
 
 pub use disk::L0Disk;
+pub use pci::FunctionConfig;
 
 use crate::boot::BootInfo;
 use crate::config;
@@ -33,9 +34,24 @@ pub fn init(boot: &BootInfo) {
     if config::DISK {
         disk::init(&mut root, &functions, &windows);
     }
-    if config::NET {
+    if config::NET && config::ASSIGN_E1000 {
+        log::info!("net: the e1000 is assigned to the guest; this level does not drive it");
+    } else if config::NET {
         net::serve(&mut root, &functions, &windows);
     }
+}
+
+/// The e1000 to assign to the guest (`assign = ["e1000"]`): its configuration space, logged
+/// with its BARs. `None` (logged) if there is none.
+pub fn assignable_e1000() -> Option<FunctionConfig> {
+    let mut root = pci::root();
+    let functions = pci::enumerate(&root);
+    let Some(f) = functions.iter().find(|f| e1000::is_e1000(f)) else {
+        log::error!("assign: the config assigns the e1000 but there is no Intel 8254x on PCI");
+        return None;
+    };
+    pci::describe(&mut root, f);
+    Some(FunctionConfig(f.df))
 }
 
 /// Called on the way out with the image's exit status: writes the disk report if the config

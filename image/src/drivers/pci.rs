@@ -45,6 +45,33 @@ impl ConfigurationAccess for PortCam {
     }
 }
 
+/// One function's configuration space, for the passthrough filter of a function L0 assigns
+/// to its guest (`pc::passthrough`): dword reads, and writes of the size the guest used (a
+/// byte or word write reaches CONFIG_DATA at its lane, so write-1-to-clear status bits the
+/// guest did not name are left alone).
+pub struct FunctionConfig(pub DeviceFunction);
+
+impl pc::passthrough::ConfigSpace for FunctionConfig {
+    fn read32(&mut self, offset: u8) -> u32 {
+        PortCam.read_word(self.0, offset)
+    }
+
+    fn write(&mut self, offset: u8, size: u8, value: u32) {
+        let mut address = Port::<u32>::new(CONFIG_ADDRESS);
+        let lane = u16::from(offset & 3);
+        // SAFETY: as in `PortCam::read_word`; the filter passes only registers the guest
+        // may write, naturally aligned, of 1, 2 or 4 bytes.
+        unsafe {
+            address.write(config_address(self.0, offset));
+            match size {
+                1 => Port::<u8>::new(CONFIG_DATA + lane).write(value as u8),
+                2 => Port::<u16>::new(CONFIG_DATA + lane).write(value as u16),
+                _ => Port::<u32>::new(CONFIG_DATA).write(value),
+            }
+        }
+    }
+}
+
 fn config_address(df: DeviceFunction, offset: u8) -> u32 {
     1 << 31
         | u32::from(df.bus) << 16

@@ -22,6 +22,10 @@ impl loader::GuestMemory for GuestMemory {
         self.slice_mut(gpa, len).ok_or(OutOfRange)?.fill(byte);
         Ok(())
     }
+
+    fn ram_start(&self) -> u64 {
+        GuestMemory::ram_start(self)
+    }
 }
 
 /// Loads `image` into `mem` with `cmdline` and `modules` (contents, command line) and returns

@@ -11,6 +11,7 @@
 //! level-triggered one with its TMR bit, whose EOI goes back to the I/O APIC (the ACPI SCI on
 //! IRQ 9 is level-triggered).
 
+pub mod assigned;
 pub mod serial;
 pub mod virtio;
 
@@ -25,6 +26,7 @@ use pc::rtc::Rtc;
 
 use crate::arch::cpu;
 use crate::ratelimit::RateLimit;
+use assigned::Assigned;
 use serial::Serial;
 use virtio::{GuestIo, Window};
 
@@ -96,6 +98,9 @@ pub struct Devices {
     rtc_deadline: Option<u64>,
     /// PCI configuration mechanism #1 with the host bridge.
     pci: PciConfig,
+    /// A physical function assigned to the guest, reached through `pci` (boxed: most guests
+    /// have none, and `Devices` stays the size the exit paths were tuned with).
+    assigned: Option<alloc::boxed::Box<Assigned>>,
     /// Ports already reported as unknown (one bit per port), so each is logged once.
     reported: [u64; 1024],
     /// The virtio-mmio devices the config offers (`guest_devices`), and their interrupt lines
@@ -132,10 +137,28 @@ impl Devices {
             irq0_deadline: None,
             rtc_deadline: None,
             pci: PciConfig::new(),
+            assigned: None,
             reported: [0; 1024],
             virtio: GuestIo::new(),
             virtio_lines: [false; 2],
         }
+    }
+
+    /// Puts a physical function on the guest's PCI bus (see [`assigned`]).
+    pub fn assign(&mut self, function: Assigned) {
+        self.assigned = Some(alloc::boxed::Box::new(function));
+    }
+
+    /// The assigned function's memory BARs (address, size), which EPT01 maps 1:1.
+    pub fn assigned_mmio(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.assigned.iter().flat_map(|a| a.filter().bars()).filter(|b| !b.3).map(|b| (b.1, b.2))
+    }
+
+    /// The assigned function, if CONFIG_DATA port `port` reaches it now, and the offset.
+    fn assigned_target(&mut self, port: u16) -> Option<(&mut Assigned, u16)> {
+        let (bus, device, function, offset) = self.pci.target(port)?;
+        let a = self.assigned.as_deref_mut().filter(|a| a.is(bus, device, function))?;
+        Some((a, offset))
     }
 
     /// Anything that may interrupt the guest: an APIC request or armed timer, a PIC request
@@ -413,7 +436,10 @@ impl Devices {
             }
             p if Pm::owns(p) => self.pm.read(p, size, cpu::rdtsc()),
             p if Reset::owns(p) => u32::from(self.reset.read(p)),
-            p if PciConfig::owns(p, size) => self.pci.read(p, size),
+            p if PciConfig::owns(p, size) => match self.assigned_target(p) {
+                Some((a, offset)) => a.read(offset, size),
+                None => self.pci.read(p, size),
+            },
             p if ABSENT.iter().any(|r| r.contains(&p)) => ones(size),
             _ => {
                 self.unknown(port, "read");
@@ -462,7 +488,10 @@ impl Devices {
                 return effect;
             }
             p if Reset::owns(p) => return power(self.reset.write(p, value as u8)),
-            p if PciConfig::owns(p, size) => self.pci.write(p, value),
+            p if PciConfig::owns(p, size) => match self.assigned_target(p) {
+                Some((a, offset)) => a.write(offset, size, value),
+                None => self.pci.write(p, value),
+            },
             p if ABSENT.iter().any(|r| r.contains(&p)) => {}
             _ => self.unknown(port, "write"),
         }

@@ -56,6 +56,14 @@ pub fn alloc(bytes: u64, align: u64) -> Option<u64> {
     FRAMES.lock().allocate(layout).ok().map(|r| r.start() as u64)
 }
 
+/// Allocates exactly `[base, base + bytes)` (page-aligned), if all of it is free.
+pub fn alloc_at(base: u64, bytes: u64) -> bool {
+    let Ok(range) = PageRange::new(base as usize, (base + align_up(bytes)) as usize) else {
+        return false;
+    };
+    FRAMES.lock().allocate_at(range).is_ok()
+}
+
 /// Returns `bytes` (rounded up to pages) at `base`, allocated by [`alloc`].
 pub fn free(base: u64, bytes: u64) {
     let Ok(range) = PageRange::new(base as usize, (base + align_up(bytes)) as usize) else {

@@ -7,6 +7,7 @@
 //! `l1vmx` and `interrupts` above that; `run` on top.
 
 pub mod action;
+pub mod assign;
 pub mod ept;
 pub mod exits;
 pub mod guest;

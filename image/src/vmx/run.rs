@@ -61,11 +61,19 @@ pub struct GuestSpec<'a> {
 pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxError> {
     let controls = vmcs01::choose(caps).map_err(VmxError::Missing)?;
     vmxon::enable(caps)?;
-    let mut memory = GuestMemory::allocate(spec.memory).ok_or(VmxError::NoMemory("guest RAM"))?;
+    let mut memory = if crate::config::ASSIGN_E1000 {
+        super::assign::memory(spec.memory)?
+    } else {
+        GuestMemory::allocate(spec.memory).ok_or(VmxError::NoMemory("guest RAM"))?
+    };
     let Some(entry) = load(&mut memory, spec) else {
         return Ok(GuestEnd::Failed("the guest image cannot be booted"));
     };
-    let ept = Ept::identity_offset(memory.host_base(), memory.size())?;
+    let ept = if memory.is_identity() {
+        Ept::for_memory(&memory)?
+    } else {
+        Ept::identity_offset(memory.host_base(), memory.size())?
+    };
     let timer = (WATCHDOG_SLICE_TICKS >> caps.preemption_timer_shift()).min(u64::from(u32::MAX));
     log::info!(
         "vmcs01: pin={:#x} primary={:#x} secondary={:#x} exit={:#x} entry={:#x} \
@@ -79,10 +87,21 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         caps.preemption_timer_shift()
     );
     let vmcs01 = setup::create(caps, &controls, ept.eptp, entry.rip, timer as u32)?;
+    let assigned = if crate::config::ASSIGN_E1000 {
+        // SAFETY: vmcs01 was just made current by `setup::create`.
+        let mut v = unsafe { HwVmcs::current() };
+        Some(super::assign::e1000(&ept, &mut v, caps)?)
+    } else {
+        None
+    };
     vmx_self_test(&ept);
     let nested = if spec.expose_vmx {
         log::info!("vmx: exposing VMX to the guest (nested)");
-        Some(L1Vmx::new(caps, vmcs01, ept.eptp, spec.vmcs_shadowing)?)
+        let mut n = L1Vmx::new(caps, vmcs01, ept.eptp, spec.vmcs_shadowing)?;
+        if let Some((_, Some((a, b)))) = &assigned {
+            n.pass_io_bitmaps(*a, *b)?;
+        }
+        Some(n)
     } else {
         None
     };
@@ -91,7 +110,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         let _ = insn::invept(1, ept.eptp);
         let _ = insn::invvpid(1, setup::GUEST_VPID);
     }
-    let memory_mib = memory.size() >> 20;
+    let memory_mib = memory.bytes() >> 20;
     let mut guest = Guest {
         regs: GuestRegs { rax: entry.rax, rbx: entry.rbx, rsi: entry.rsi, ..GuestRegs::default() },
         memory,
@@ -104,6 +123,9 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         depth: spec.depth,
         memory_mib,
     };
+    if let Some((a, _)) = assigned {
+        guest.devices.assign(a);
+    }
     exits::cpuid::publish_tsc_rate(spec.tsc_hz);
     status::set_guest(spec.name, GuestState::Running);
     let end = run_loop(&mut guest);
@@ -182,7 +204,7 @@ fn load(memory: &mut GuestMemory, spec: &GuestSpec<'_>) -> Option<Entry> {
                 spec.image.len() / 1024,
                 boot.protocol,
                 boot.entry,
-                memory.size() >> 20,
+                memory.bytes() >> 20,
                 memory.host_base()
             );
             Some(Entry {

@@ -24,6 +24,8 @@ pub enum VmxError {
     NoMemory(&'static str),
     /// A VMX instruction failed during set-up.
     Instruction(&'static str, VmFail),
+    /// The guest's physical layout cannot be built as asked (assigned devices, 1:1 RAM).
+    Layout(&'static str),
 }
 
 impl fmt::Display for VmxError {
@@ -35,6 +37,7 @@ impl fmt::Display for VmxError {
             VmxError::Missing(m) => write!(f, "{m}"),
             VmxError::NoMemory(what) => write!(f, "out of memory for {what}"),
             VmxError::Instruction(what, e) => write!(f, "{what} failed: {e}"),
+            VmxError::Layout(what) => write!(f, "guest layout: {what}"),
         }
     }
 }

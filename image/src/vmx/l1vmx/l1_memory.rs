@@ -1,6 +1,7 @@
 //! L1's memory as L0's nested code sees it: L1's registers, memory and segments for the VMX
 //! instruction emulator ([`L1View`], operands through L1's own paging), EPT01 for the
-//! shadow-EPT code ([`Ept01View`]: L1-physical memory at its host base) and the host frames
+//! shadow-EPT code ([`Ept01View`]: L1-physical memory in its host blocks, an assigned
+//! device's BARs 1:1) and the host frames
 //! EPT02's tables live in ([`Frames`]).
 
 use nested::addr::{Hpa, L1Gpa};
@@ -13,7 +14,7 @@ use nested::vmx::{Exception, L1Access, MemOperand, Segment, SegmentCache};
 
 use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx::GuestRegs;
-use crate::guest::memory::GuestMemory;
+use crate::guest::memory::{Block, GuestMemory};
 use crate::mm::frames;
 
 /// L1's registers, memory and segments as the instruction emulator sees them.
@@ -149,8 +150,36 @@ impl L1Access for L1View<'_> {
 
 /// EPT01 as the shadow-EPT code sees it: L1-physical `[0, size)` at host `base`, RWX.
 pub struct Ept01View {
-    pub base: u64,
-    pub size: u64,
+    blocks: [Block; 2],
+    count: usize,
+    /// Host MMIO EPT01 maps 1:1 and uncached (an assigned device's memory BARs).
+    mmio: [(u64, u64); MAX_MMIO],
+    mmio_count: usize,
+}
+
+/// Memory BARs of assigned devices EPT01 may map.
+const MAX_MMIO: usize = 6;
+
+impl Ept01View {
+    /// EPT01 as `vmx/ept.rs` built it for `memory` and the assigned device's memory BARs
+    /// `mmio` (address, size).
+    pub fn of(memory: &GuestMemory, mmio: impl Iterator<Item = (u64, u64)>) -> Self {
+        let mut view = Ept01View {
+            blocks: [Block { gpa: 0, host: 0, size: 0 }; 2],
+            count: 0,
+            mmio: [(0, 0); MAX_MMIO],
+            mmio_count: 0,
+        };
+        for (slot, b) in view.blocks.iter_mut().zip(memory.blocks()) {
+            *slot = *b;
+            view.count += 1;
+        }
+        for (slot, m) in view.mmio.iter_mut().zip(mmio) {
+            *slot = m;
+            view.mmio_count += 1;
+        }
+        view
+    }
 }
 
 /// EPT01's page size (`vmx/ept.rs` maps L1 with 2 MiB pages).
@@ -158,19 +187,23 @@ const EPT01_PAGE: u64 = 2 << 20;
 
 impl Ept01 for Ept01View {
     fn translate(&self, gpa: L1Gpa) -> Option<Ept01Leaf> {
-        // EPT01 maps L1 with 2 MiB pages over one 2 MiB-aligned host block: saying so lets
-        // EPT02 map 2 MiB at once where EPT12 does too (one fill instead of 512).
-        let size = if (self.base | self.size) & (EPT01_PAGE - 1) == 0 {
-            PageSize::Size2M
-        } else {
-            PageSize::Size4K
-        };
-        (gpa.0 < self.size).then(|| Ept01Leaf {
-            hpa: Hpa(self.base + gpa.0),
-            perms: 7,
-            size,
-            memtype: 6,
-        })
+        let g = gpa.0;
+        if let Some(b) = self.blocks[..self.count].iter().find(|b| g >= b.gpa && g - b.gpa < b.size)
+        {
+            // EPT01 maps L1 with 2 MiB pages over 2 MiB-aligned host blocks: saying so lets
+            // EPT02 map 2 MiB at once where EPT12 does too (one fill instead of 512).
+            let size = if (b.gpa | b.host | b.size) & (EPT01_PAGE - 1) == 0 {
+                PageSize::Size2M
+            } else {
+                PageSize::Size4K
+            };
+            return Some(Ept01Leaf { hpa: Hpa(b.host + (g - b.gpa)), perms: 7, size, memtype: 6 });
+        }
+        // An assigned device's BAR: 1:1, 4 KiB pages, uncached (EPT02 then is too).
+        self.mmio[..self.mmio_count]
+            .iter()
+            .any(|&(address, size)| g >= address && g - address < size)
+            .then_some(Ept01Leaf { hpa: Hpa(g), perms: 7, size: PageSize::Size4K, memtype: 0 })
     }
 }
 

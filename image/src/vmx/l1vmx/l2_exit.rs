@@ -64,7 +64,7 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         }
         Some(ExitReason::EptViolation) => {
             let eptp12 = n.vmx.vmcs12.ept_pointer;
-            let ept01 = Ept01View { base: g.memory.host_base(), size: g.memory.size() };
+            let ept01 = Ept01View::of(&g.memory, g.devices.assigned_mmio());
             // L1's page-modification log, emulated on EPT12's dirty flags.
             let v12 = &mut n.vmx.vmcs12;
             let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)

@@ -13,6 +13,7 @@
 //! L2's general-purpose registers flow through unchanged, as on hardware: a VM exit leaves
 //! them in the registers for L1's exit stub, and L1 loads L2's before VMRESUME.
 
+pub mod io02;
 pub mod l1_memory;
 pub mod l2_exit;
 pub mod shadow_vmcs;
@@ -255,9 +256,11 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
         n.msr_bitmap02_follows_l1 = l1_bitmap;
     }
     // Every port is a device L0 models: I/O exits unconditionally (the L0-or-L1 merge of
-    // I/O bitmaps would be all ones); ports L1 passes through are performed for it.
+    // I/O bitmaps would be all ones); ports L1 passes through are performed for it. With an
+    // assigned device L0 passes its ports through: vmcs02 gets L0's bitmaps OR L1's.
     let msr_bitmap = Some(Hpa(n.msr_bitmap02));
-    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap, io_bitmaps: None, l1 };
+    let io_bitmaps = n.io02.as_mut().map(|io| io.for_entry(&n.vmx.vmcs12, &g.memory));
+    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap, io_bitmaps, l1 };
     prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
     if vpid02 != n.vpids.vpid02 {
         v02.write(F::VirtualProcessorId, u64::from(vpid02));

@@ -35,6 +35,8 @@ pub struct L1Vmx {
     /// `msr_bitmap02` may pass MSRs through: the last merge followed an L1 bitmap. While L1
     /// uses no MSR bitmap every MSR exits to it, and the all-ones bitmap needs no re-merge.
     pub(super) msr_bitmap02_follows_l1: bool,
+    /// vmcs02's I/O bitmaps when L0 passes ports through to L1 (an assigned device).
+    pub(super) io02: Option<super::io02::IoBitmaps02>,
     pub vmcs02_launched: bool,
     pub in_l2: bool,
     /// EPT02: the shadow of EPT12 and EPT01.
@@ -80,6 +82,7 @@ impl L1Vmx {
             vmcs02_ready: false,
             msr_bitmap02,
             msr_bitmap02_follows_l1: false,
+            io02: None,
             vmcs02_launched: false,
             in_l2: false,
             shadow: ShadowEpt::new(),
@@ -105,6 +108,13 @@ impl L1Vmx {
             l2_exits: 0,
             reflected: 0,
         })
+    }
+
+    /// L0 passes some ports through to L1 with vmcs01's I/O bitmaps `a` and `b`: vmcs02
+    /// merges them with L1's.
+    pub fn pass_io_bitmaps(&mut self, a: u64, b: u64) -> Result<(), VmxError> {
+        self.io02 = Some(super::io02::IoBitmaps02::new(a, b)?);
+        Ok(())
     }
 
     /// Runs vmcs02's VMX-preemption timer for L0 with `value` (timer units; 0 exits right
