@@ -23,9 +23,6 @@ use crate::guest::linux;
 use crate::guest::memory::GuestMemory;
 use crate::machine::Devices;
 
-/// Exits between two polls of the management endpoint while a guest runs.
-const POLL_EVERY_EXITS: u32 = 4096;
-
 /// A deliberate misuse of VMX by this level as a guest hypervisor
 /// (`turtles.test=bad-controls|bad-guest-state|bad-vmptrld|bad-ept`), so the tests can check
 /// that the level below answers architecturally.
@@ -209,7 +206,6 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
     // SAFETY: vmcs01 is current from `setup::create` on and nothing else loads a VMCS.
     let mut v = unsafe { HwVmcs::current() };
     let mut launched01 = false;
-    let mut since_poll = 0u32;
     loop {
         crate::arch::vmcs::check_reads();
         let in_l2 = g.nested.as_ref().is_some_and(|n| n.in_l2);
@@ -243,11 +239,9 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         let info = ExitInfo::read(&v);
         g.counters.record(info.reason);
         trace(&v, &info);
-        // Now and then: serve the management endpoint and publish the exit counts (both do
-        // nothing without a NIC in the config).
-        since_poll += 1;
-        if since_poll >= POLL_EVERY_EXITS || info.basic() == ExitReason::PreemptionTimer.number() {
-            since_poll = 0;
+        // Now and then (`nic_poll`): serve the management endpoint and publish the exit
+        // counts (both do nothing without a NIC in the config).
+        if g.irq.nic_poll.due(info.basic() == ExitReason::PreemptionTimer.number()) {
             crate::drivers::poll_network();
             g.devices.virtio_poll(&mut g.memory);
             status::publish_exits(&g.counters);
