@@ -85,7 +85,7 @@ pub struct Run {
 }
 
 /// The level (`N` of `[LN cpu`) and the rest of a line after the prefixes `Lk| `.
-fn level_line(line: &str) -> Option<(u32, &str)> {
+pub fn level_line(line: &str) -> Option<(u32, &str)> {
     let mut rest = line.strip_prefix("bochs| ").unwrap_or(line);
     while let Some(r) = rest.strip_prefix('L').and_then(|r| {
         let digits = r.find(|c: char| !c.is_ascii_digit())?;
