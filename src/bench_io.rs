@@ -1,4 +1,4 @@
-//! `cargo run -- bench io [--json FILE] [--svg FILE]`: the Figure 7 for the I/O
+//! `cargo run -- bench io [--json FILE] [--svg FILE] [--only CONFIG]...`: the Figure 7 for the I/O
 //! paths that are built. Each built configuration boots once under Bochs and gives two kinds
 //! of rows:
 //! - **UDP echo**: sequential round trips (`ping`) to the management endpoint of the innermost
@@ -425,11 +425,19 @@ pub fn svg(results: &Results) -> String {
     )
 }
 
-/// Runs the benchmark: each built row in turn (one Bochs at a time), then the tables.
-pub fn io(json: Option<&Path>, svg_out: Option<&Path>) -> Result<i32, String> {
+/// Runs the benchmark: each built row in turn (one Bochs at a time), then the tables. `only`:
+/// measure just the rows of these configs (the others are listed as skipped).
+pub fn io(json: Option<&Path>, svg_out: Option<&Path>, only: &[String]) -> Result<i32, String> {
     let mut results = Results { udp: Vec::new(), reads: Vec::new() };
     for row in rows() {
         match &row.setup {
+            Ok(setup) if !only.is_empty() && !only.iter().any(|c| c == setup.config) => {
+                let skipped = format!("skipped (--only {})", only.join(","));
+                results.udp.push((row.name.to_string(), Err(skipped.clone())));
+                for (name, _, _) in setup.reads {
+                    results.reads.push((name.to_string(), Err(skipped.clone())));
+                }
+            }
             Ok(setup) => {
                 eprintln!("bench io: {} (`{}`)", row.name, setup.config);
                 let (udp, reads) = measure(setup);

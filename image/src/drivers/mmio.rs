@@ -6,8 +6,8 @@
 use core::ptr::NonNull;
 
 use vdev::announce::{self, MAX_WINDOWS, Window};
-use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::DeviceType;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 
 /// The windows announced on the command line (logged; a malformed word announces none).
 pub fn windows(cmdline: &str) -> [Option<Window>; MAX_WINDOWS] {
