@@ -21,24 +21,25 @@ pub const EVERY_TICKS: u64 = 100_000;
 /// Polls are timed only when the guest shares L0's NIC through the switch.
 pub const TIMED: bool = config::NET && config::GUEST_VIRTIO_NET;
 
-/// The poll schedule of one guest.
+/// The poll schedule of one guest: the time of the next timed poll (the exit count is the
+/// run loop's own local, which stays in a register on the hot path).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NicPoll {
-    since: u32,
     /// TSC of the next timed poll ([`TIMED`] only).
     next: u64,
 }
 
 impl NicPoll {
-    /// Called at every exit (`preemption`: the exit was the preemption timer's): whether to
-    /// poll now. Restarts the schedule when it says yes.
+    /// Called at every exit with the exits counted since the last poll (`since`) and whether
+    /// the exit was the preemption timer's: whether to poll now. Restarts the schedule (and
+    /// `since`) when it says yes.
     #[inline(always)]
-    pub fn due(&mut self, preemption: bool) -> bool {
-        self.since += 1;
+    pub fn due(&mut self, since: &mut u32, preemption: bool) -> bool {
+        *since += 1;
         let now = if TIMED { crate::arch::cpu::rdtsc() } else { 0 };
-        let due = self.since >= EVERY_EXITS || preemption || (TIMED && now >= self.next);
+        let due = *since >= EVERY_EXITS || preemption || (TIMED && now >= self.next);
         if due {
-            self.since = 0;
+            *since = 0;
             if TIMED {
                 self.next = now.saturating_add(EVERY_TICKS);
             }

@@ -206,6 +206,7 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
     // SAFETY: vmcs01 is current from `setup::create` on and nothing else loads a VMCS.
     let mut v = unsafe { HwVmcs::current() };
     let mut launched01 = false;
+    let mut since_poll = 0u32;
     loop {
         crate::arch::vmcs::check_reads();
         let in_l2 = g.nested.as_ref().is_some_and(|n| n.in_l2);
@@ -241,7 +242,8 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         trace(&v, &info);
         // Now and then (`nic_poll`): serve the management endpoint and publish the exit
         // counts (both do nothing without a NIC in the config).
-        if g.irq.nic_poll.due(info.basic() == ExitReason::PreemptionTimer.number()) {
+        if g.irq.nic_poll.due(&mut since_poll, info.basic() == ExitReason::PreemptionTimer.number())
+        {
             crate::drivers::poll_network();
             g.devices.virtio_poll(&mut g.memory);
             status::publish_exits(&g.counters);
