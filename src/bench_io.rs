@@ -1,35 +1,56 @@
-//! `cargo run -- bench io [--json FILE]`: the issue's Figure 7 for the I/O paths that are
-//! built. Each built row boots its config under Bochs and measures sequential UDP echo round
-//! trips (`ping`) to the management endpoint of the innermost level: ticks per round trip
-//! from that level's `status` (`uptime_tsc` before and after; under Bochs the TSC follows
-//! emulated instructions, so idle spinning while the host answers counts too), L0's exits per
-//! packet from L0's `status` (published every 4096 exits, so about ±4096/N), packets per
-//! 10^9 ticks and the ratio to L0 alone. Rows not built yet are printed with the reason.
+//! `cargo run -- bench io [--json FILE] [--svg FILE] [--only CONFIG]...`: the issue's Figure 7 for the I/O
+//! paths that are built. Each built configuration boots once under Bochs and gives two kinds
+//! of rows:
+//! - **UDP echo**: sequential round trips (`ping`) to the management endpoint of the innermost
+//!   level: ticks per round trip from that level's `status` (`uptime_tsc` before and after;
+//!   under Bochs the TSC follows emulated instructions, so idle spinning while the host
+//!   answers counts too), L0's exits per packet from L0's `status` (published at each of L0's
+//!   NIC polls), packets per 10^9 ticks and the ratio to L0 alone.
+//! - **virtio-blk sequential read**: the innermost level reads its whole disk (64 KiB in
+//!   page-sized requests) at boot and logs the ticks it took (`disk: ... read-ticks=T
+//!   requests=R`); the levels below snapshot their exits at marks around that read
+//!   (`vmx::exits::mark`, tags [`READ_MARK_BEGIN`]/[`READ_MARK_END`]), printed at the end of
+//!   the run. L0's own read of the same partition (`disk: guest disk ...`) is the baseline.
+//!
+//! Rows not built yet are printed with the reason; a row becomes built by giving it a
+//! [`Setup`] (one entry in [`rows`]).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::linux_bench::{Mark, level_line, parse_mark};
 
 /// Round trips per built row.
 const PINGS: u32 = 200;
 
-/// One configuration of the figure.
+/// The marks around the timed disk read (`image/src/drivers/disk.rs`).
+pub const READ_MARK_BEGIN: u32 = 900;
+pub const READ_MARK_END: u32 = 901;
+
+/// One configuration of the figure: its UDP echo row and, where its innermost level reads a
+/// virtio disk, its sequential-read row.
 struct Row {
     name: &'static str,
-    /// The config booted, its innermost level's endpoint and listening line, and L0's
-    /// endpoint if L0 is not the innermost level; or why the row is not built.
+    /// The config booted and how to reach its innermost level; or why the row is not built.
     setup: Result<Setup, &'static str>,
 }
 
 struct Setup {
     config: &'static str,
+    /// The innermost level's endpoint and the line that says it listens.
     endpoint: &'static str,
     listening: &'static str,
+    /// L0's endpoint if L0 is not the innermost level.
     l0: Option<&'static str>,
+    /// The read rows this run gives: (row name, the level that reads, the log line's
+    /// start). Level 0 is L0's own read of the guest's partition (no marks).
+    reads: &'static [(&'static str, u32, &'static str)],
 }
 
 fn rows() -> Vec<Row> {
@@ -41,6 +62,7 @@ fn rows() -> Vec<Row> {
                 endpoint: "127.0.0.1:15556",
                 listening: "net: endpoint listening on udp 10.0.2.15:5555",
                 l0: None,
+                reads: &[],
             }),
         },
         Row {
@@ -50,6 +72,10 @@ fn rows() -> Vec<Row> {
                 endpoint: "127.0.0.1:15571",
                 listening: "net: endpoint listening on udp 10.0.2.16:7777",
                 l0: Some("127.0.0.1:15570"),
+                reads: &[
+                    ("L0's own disk (ATA PIO)", 0, "disk: guest disk sectors="),
+                    ("L1, virtio-blk from L0", 1, "disk: sectors="),
+                ],
             }),
         },
         Row {
@@ -60,15 +86,24 @@ fn rows() -> Vec<Row> {
                 endpoint: "127.0.0.1:15580",
                 listening: "net: endpoint listening on udp 10.0.2.15:5555",
                 l0: None,
+                reads: &[],
             }),
         },
         Row {
             name: "L2, virtio over virtio",
-            setup: Err("not built: turtles as L1 does not offer devices to its guest yet"),
+            setup: Ok(Setup {
+                config: "l0-l1-l2-io",
+                endpoint: "127.0.0.1:15571",
+                listening: "net: endpoint listening on udp 10.0.2.16:7777",
+                l0: Some("127.0.0.1:15570"),
+                reads: &[("L2, virtio-blk over virtio-blk", 2, "disk: sectors=")],
+            }),
         },
         Row {
             name: "L2, virtio over assigned e1000",
-            setup: Err("not built: no device assignment yet"),
+            setup: Err(
+                "not built: L1 offers virtio only over L0's virtio devices, not over an assigned NIC",
+            ),
         },
         Row {
             name: "L2, e1000 assigned through both levels",
@@ -77,12 +112,13 @@ fn rows() -> Vec<Row> {
                 endpoint: "127.0.0.1:15581",
                 listening: "net: endpoint listening on udp 10.0.2.15:5555",
                 l0: None,
+                reads: &[],
             }),
         },
     ]
 }
 
-/// What one built row measured.
+/// What one built UDP row measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Measured {
     pub round_trips: u32,
@@ -99,8 +135,63 @@ impl Measured {
     }
 }
 
-/// Stops the background runner when dropped: `quit` to its endpoints, a bounded wait, then
-/// kill (only our own child).
+/// What one sequential read measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Read {
+    pub sectors: u64,
+    pub requests: u64,
+    pub ticks: u64,
+    /// Exits per level (0 = L0) below the reading level between the marks.
+    pub exits: BTreeMap<u32, u64>,
+}
+
+impl Read {
+    pub fn ticks_per_request(&self) -> f64 {
+        self.ticks as f64 / self.requests.max(1) as f64
+    }
+    pub fn ticks_per_mib(&self) -> f64 {
+        self.ticks as f64 * f64::from(1u32 << 20) / (self.sectors.max(1) * 512) as f64
+    }
+}
+
+/// The read a run's `lines` show for the level `level` that logs `prefix`: its own line
+/// (`<prefix>N crc32=X read-ticks=T requests=R`) and the marks of the levels below it.
+pub fn parse_read(lines: &[String], level: u32, prefix: &str) -> Result<Read, String> {
+    let mut marks: BTreeMap<u32, BTreeMap<u32, Mark>> = BTreeMap::new();
+    let mut own = None;
+    for line in lines {
+        let Some((l, text)) = level_line(line) else { continue };
+        if let Some(mark) = text.strip_prefix("mark: ").and_then(parse_mark) {
+            marks.entry(l).or_default().insert(mark.tag, mark);
+        } else if l == level && text.starts_with(prefix) {
+            own = Some(text.to_string());
+        }
+    }
+    let own = own.ok_or_else(|| format!("no `{prefix}` line from L{level}"))?;
+    let f: BTreeMap<&str, &str> =
+        own.split_whitespace().filter_map(|w| w.split_once('=')).collect();
+    let number = |k: &str| -> Result<u64, String> {
+        f.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| format!("no {k} in `{own}`"))
+    };
+    let mut exits = BTreeMap::new();
+    for below in 0..level {
+        let at = |tag| marks.get(&below).and_then(|m| m.get(&tag));
+        let (Some(a), Some(b)) = (at(READ_MARK_BEGIN), at(READ_MARK_END)) else {
+            return Err(format!("L{below} printed no marks around L{level}'s read"));
+        };
+        let total = |m: &Mark| m.reasons.values().sum::<u64>();
+        exits.insert(below, total(b).saturating_sub(total(a)));
+    }
+    Ok(Read {
+        sectors: number("sectors")?,
+        requests: number("requests")?,
+        ticks: number("read-ticks")?,
+        exits,
+    })
+}
+
+/// Stops the background runner when dropped: `quit` to its endpoints, a bounded wait (the
+/// levels print their marks at the end), then kill (only our own child).
 struct Runner(Child, Vec<&'static str>);
 
 impl Drop for Runner {
@@ -111,7 +202,7 @@ impl Drop for Runner {
             }
         }
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(120) {
+        while start.elapsed() < Duration::from_secs(900) {
             if let Ok(Some(_)) = self.0.try_wait() {
                 return;
             }
@@ -132,10 +223,19 @@ fn status(addr: &str) -> Result<(u64, u64), String> {
     Ok((get("uptime_tsc")?, get("exits")?))
 }
 
-fn measure(setup: &Setup) -> Result<Measured, String> {
+/// Boots `setup.config`, measures its UDP row, ends the run and parses its read rows.
+fn measure(setup: &Setup) -> (Result<Measured, String>, Vec<Result<Read, String>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let udp = measure_udp(setup, &lines);
+    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let reads = setup.reads.iter().map(|(_, level, prefix)| parse_read(&lines, *level, prefix));
+    (udp, reads.collect())
+}
+
+fn measure_udp(setup: &Setup, seen: &Arc<Mutex<Vec<String>>>) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the runner: {e}"))?;
     let mut child = Command::new(exe)
-        .args(["run", setup.config, "--timeout", "1800", "--verbose"])
+        .args(["run", setup.config, "--timeout", "2400", "--verbose"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -146,11 +246,13 @@ fn measure(setup: &Setup) -> Result<Measured, String> {
     stop.extend(setup.l0);
     let runner = Runner(child, stop);
     let (tx, rx) = mpsc::channel();
+    let keep = Arc::clone(seen);
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+            if let Ok(mut all) = keep.lock() {
+                all.push(line.clone());
             }
+            let _ = tx.send(line);
         }
     });
     let start = Instant::now();
@@ -162,8 +264,8 @@ fn measure(setup: &Setup) -> Result<Measured, String> {
                 return Err(format!("`{}` ended before its endpoint came up", setup.config));
             }
         }
-        if start.elapsed() > Duration::from_secs(1500) {
-            return Err(format!("`{}`'s endpoint did not come up within 1500 s", setup.config));
+        if start.elapsed() > Duration::from_secs(2000) {
+            return Err(format!("`{}`'s endpoint did not come up within 2000 s", setup.config));
         }
     }
     thread::spawn(move || while rx.recv().is_ok() {});
@@ -223,15 +325,21 @@ fn is_pong(answer: &[u8], seq: u32) -> bool {
     answer == format!("{{\"type\":\"pong\",\"seq\":{seq}}}\n").as_bytes()
 }
 
-/// The table (markdown) and the JSON document for measured rows.
-pub fn report(results: &[(&str, Result<Measured, String>)]) -> (String, serde_json::Value) {
-    let base = results.first().and_then(|(_, r)| r.as_ref().ok()).map(Measured::rate);
+/// Everything measured: the UDP rows and the read rows, each by name.
+pub struct Results {
+    pub udp: Vec<(String, Result<Measured, String>)>,
+    pub reads: Vec<(String, Result<Read, String>)>,
+}
+
+/// The tables (markdown) and the JSON document.
+pub fn report(results: &Results) -> (String, serde_json::Value) {
+    let base = results.udp.first().and_then(|(_, r)| r.as_ref().ok()).map(Measured::rate);
     let mut table = String::from(
         "| configuration | round trips (lost) | ticks per round trip | L0 exits per packet | \
          packets per 10^9 ticks | ratio to L0 alone |\n|---|---|---|---|---|---|\n",
     );
     let mut rows = Vec::new();
-    for (name, r) in results {
+    for (name, r) in &results.udp {
         match r {
             Ok(m) => {
                 let ratio = base.filter(|b| *b > 0.0).map(|b| m.rate() / b);
@@ -257,31 +365,122 @@ pub fn report(results: &[(&str, Result<Measured, String>)]) -> (String, serde_js
             }
         }
     }
-    (table, serde_json::json!({"benchmark": "io", "pings_per_row": PINGS, "rows": rows}))
+    let read_base = results.reads.first().and_then(|(_, r)| r.as_ref().ok());
+    table.push_str(
+        "\n| sequential read | requests (sectors) | ticks per request | ticks per MiB | \
+         exits per request (L0, L1) | ratio to L0's own disk |\n|---|---|---|---|---|---|\n",
+    );
+    let mut reads = Vec::new();
+    for (name, r) in &results.reads {
+        match r {
+            Ok(m) => {
+                let ratio = read_base
+                    .filter(|b| b.ticks > 0)
+                    .map(|b| b.ticks_per_mib() / m.ticks_per_mib().max(1.0));
+                let per_request: BTreeMap<String, f64> = m
+                    .exits
+                    .iter()
+                    .map(|(l, n)| (format!("L{l}"), *n as f64 / m.requests.max(1) as f64))
+                    .collect();
+                let exits = if per_request.is_empty() {
+                    "-".to_string()
+                } else {
+                    per_request.values().map(|e| format!("{e:.1}")).collect::<Vec<_>>().join(", ")
+                };
+                table.push_str(&format!(
+                    "| {name} | {} ({}) | {:.0} | {:.0} | {exits} | {} |\n",
+                    m.requests,
+                    m.sectors,
+                    m.ticks_per_request(),
+                    m.ticks_per_mib(),
+                    ratio.map_or("-".to_string(), |r| format!("{r:.3}")),
+                ));
+                reads.push(serde_json::json!({
+                    "name": name, "built": true, "requests": m.requests, "sectors": m.sectors,
+                    "ticks": m.ticks, "ticks_per_request": m.ticks_per_request(),
+                    "ticks_per_mib": m.ticks_per_mib(), "exits_per_request": per_request,
+                    "ratio_to_l0": ratio,
+                }));
+            }
+            Err(why) => {
+                table.push_str(&format!("| {name} | {why} | | | | |\n"));
+                reads.push(serde_json::json!({"name": name, "built": false, "reason": why}));
+            }
+        }
+    }
+    let doc = serde_json::json!({
+        "benchmark": "io", "pings_per_row": PINGS, "rows": rows, "reads": reads,
+    });
+    (table, doc)
 }
 
-/// Runs the benchmark: each built row in turn (one Bochs at a time), then the table.
-pub fn io(json: Option<&Path>) -> Result<i32, String> {
-    let mut results = Vec::new();
+/// The chart: packets per 10^9 ticks per UDP row and MiB per 10^9 ticks per read row (higher
+/// is better), each annotated with its ratio to L0 alone.
+pub fn svg(results: &Results) -> String {
+    let mut groups = Vec::new();
+    let base = results.udp.first().and_then(|(_, r)| r.as_ref().ok()).map(Measured::rate);
+    for (name, r) in &results.udp {
+        let bar = r.as_ref().ok().map(|m| {
+            let ratio = base.filter(|b| *b > 0.0).map_or(0.0, |b| m.rate() / b);
+            (m.rate(), format!("{:.0} packets ({ratio:.3})", m.rate()))
+        });
+        let label = if bar.is_some() { name.clone() } else { format!("{name} (not built)") };
+        groups.push(crate::svg::Group { label, bars: vec![bar, None] });
+    }
+    let mib = |m: &Read| 1e9 / m.ticks_per_mib().max(1.0);
+    let read_base = results.reads.first().and_then(|(_, r)| r.as_ref().ok()).map(mib);
+    for (name, r) in &results.reads {
+        let bar = r.as_ref().ok().map(|m| {
+            let ratio = read_base.filter(|b| *b > 0.0).map_or(0.0, |b| mib(m) / b);
+            (mib(m), format!("{:.1} MiB ({ratio:.3})", mib(m)))
+        });
+        groups.push(crate::svg::Group { label: name.clone(), bars: vec![None, bar] });
+    }
+    crate::svg::grouped_bars(
+        "turtles bench io: per 10^9 ticks under Bochs (ratio to L0 alone)",
+        &groups,
+        &["UDP echo: packets".to_string(), "virtio-blk sequential read: MiB".to_string()],
+    )
+}
+
+/// Runs the benchmark: each built row in turn (one Bochs at a time), then the tables. `only`:
+/// measure just the rows of these configs (the others are listed as skipped).
+pub fn io(json: Option<&Path>, svg_out: Option<&Path>, only: &[String]) -> Result<i32, String> {
+    let mut results = Results { udp: Vec::new(), reads: Vec::new() };
     for row in rows() {
-        let r = match &row.setup {
+        match &row.setup {
+            Ok(setup) if !only.is_empty() && !only.iter().any(|c| c == setup.config) => {
+                let skipped = format!("skipped (--only {})", only.join(","));
+                results.udp.push((row.name.to_string(), Err(skipped.clone())));
+                for (name, _, _) in setup.reads {
+                    results.reads.push((name.to_string(), Err(skipped.clone())));
+                }
+            }
             Ok(setup) => {
                 eprintln!("bench io: {} (`{}`)", row.name, setup.config);
-                measure(setup)
+                let (udp, reads) = measure(setup);
+                results.udp.push((row.name.to_string(), udp));
+                for ((name, _, _), read) in setup.reads.iter().zip(reads) {
+                    results.reads.push((name.to_string(), read));
+                }
             }
-            Err(why) => Err((*why).to_string()),
-        };
-        results.push((row.name, r));
+            Err(why) => results.udp.push((row.name.to_string(), Err((*why).to_string()))),
+        }
     }
     let (table, doc) = report(&results);
-    println!("io benchmark: UDP echo (`ping`) to the innermost level's endpoint under Bochs");
+    println!("io benchmark: UDP echo (`ping`) to the innermost level's endpoint and a virtio-blk");
+    println!("sequential read (64 KiB in 4 KiB requests), under Bochs");
     println!();
     print!("{table}");
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let measured = results.iter().filter(|(_, r)| r.is_ok()).count();
+    if let Some(path) = svg_out {
+        std::fs::write(path, svg(&results)).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("bench io: SVG written to {}", path.display());
+    }
+    let measured = results.udp.iter().filter(|(_, r)| r.is_ok()).count();
     Ok(if measured > 0 { crate::status::SUCCESS } else { crate::status::RUNNER_ERROR })
 }
 
@@ -289,8 +488,7 @@ pub fn io(json: Option<&Path>) -> Result<i32, String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn report_has_ratios_and_unbuilt_rows() {
+    fn results() -> Results {
         let base = Measured {
             round_trips: 10,
             lost: 0,
@@ -298,15 +496,66 @@ mod tests {
             l0_exits_per_packet: None,
         };
         let l1 = Measured { ticks_per_round_trip: 4e6, l0_exits_per_packet: Some(7.5), ..base };
-        let (table, doc) = report(&[
-            ("L0 alone", Ok(base)),
-            ("L1", Ok(l1)),
-            ("L2", Err("not built: later".to_string())),
-        ]);
+        let read = |ticks, exits: &[(u32, u64)]| Read {
+            sectors: 128,
+            requests: 16,
+            ticks,
+            exits: exits.iter().copied().collect(),
+        };
+        Results {
+            udp: vec![
+                ("L0 alone".into(), Ok(base)),
+                ("L1".into(), Ok(l1)),
+                ("L2".into(), Err("not built: later".to_string())),
+            ],
+            reads: vec![
+                ("L0 disk".into(), Ok(read(1_600_000, &[]))),
+                ("L2 read".into(), Ok(read(6_400_000, &[(0, 320), (1, 64)]))),
+            ],
+        }
+    }
+
+    #[test]
+    fn report_has_ratios_and_unbuilt_rows() {
+        let (table, doc) = report(&results());
         assert!(table.contains("| L1 | 10 (0) | 4000000 | 7.5 | 250 | 0.250 |"), "{table}");
         assert!(table.contains("| L2 | not built: later |"), "{table}");
         assert_eq!(doc["rows"][1]["ratio_to_l0"], 0.25);
         assert_eq!(doc["rows"][2]["built"], false);
         assert_eq!(doc["rows"][0]["exits_per_packet"]["L0"], serde_json::Value::Null);
+        // 64 KiB in 1.6M ticks is 25.6M ticks per MiB; 16 requests.
+        assert!(
+            table.contains("| L0 disk | 16 (128) | 100000 | 25600000 | - | 1.000 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| L2 read | 16 (128) | 400000 | 102400000 | 20.0, 4.0 | 0.250 |"),
+            "{table}"
+        );
+        assert_eq!(doc["reads"][1]["exits_per_request"]["L0"], 20.0);
+        let s = svg(&results());
+        assert!(s.contains(">L2 (not built)</text>") && s.contains("1000 packets (1.000)"), "{s}");
+        assert!(s.contains("MiB (0.250)"), "{s}");
+    }
+
+    #[test]
+    fn reads_come_from_the_reading_level_and_the_marks_below() {
+        let lines: Vec<String> = [
+            "bochs| [L0 cpu0 INFO ] disk: guest disk sectors=128 crc32=1 read-ticks=999 requests=16",
+            "bochs| L1| L2| [L2 cpu0 INFO ] disk: sectors=128 crc32=1 read-ticks=5000 requests=16",
+            "bochs| L1| [L1 cpu0 INFO ] mark: tag=900 tsc=1 l2-exits=0 reflected=0 Cpuid=2",
+            "bochs| L1| [L1 cpu0 INFO ] mark: tag=901 tsc=9 l2-exits=0 reflected=0 Cpuid=3 EptViolation=40",
+            "bochs| [L0 cpu0 INFO ] mark: tag=900 tsc=1 l2-exits=0 reflected=0 Cpuid=10",
+            "bochs| [L0 cpu0 INFO ] mark: tag=901 tsc=9 l2-exits=0 reflected=0 Cpuid=11 EptViolation=200",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let r = parse_read(&lines, 2, "disk: sectors=").expect("parsed");
+        assert_eq!((r.sectors, r.requests, r.ticks), (128, 16, 5000));
+        assert_eq!(r.exits, BTreeMap::from([(0, 201), (1, 41)]));
+        let own = parse_read(&lines, 0, "disk: guest disk sectors=").expect("parsed");
+        assert_eq!((own.ticks, own.exits.len()), (999, 0));
+        assert!(parse_read(&lines[..2], 2, "disk: sectors=").is_err(), "no marks");
     }
 }

@@ -22,6 +22,7 @@ pub mod run;
 pub mod session;
 pub mod stats;
 pub mod summary;
+pub mod svg;
 pub mod tools;
 pub mod workload;
 

@@ -85,7 +85,7 @@ pub struct Run {
 }
 
 /// The level (`N` of `[LN cpu`) and the rest of a line after the prefixes `Lk| `.
-fn level_line(line: &str) -> Option<(u32, &str)> {
+pub fn level_line(line: &str) -> Option<(u32, &str)> {
     let mut rest = line.strip_prefix("bochs| ").unwrap_or(line);
     while let Some(r) = rest.strip_prefix('L').and_then(|r| {
         let digits = r.find(|c: char| !c.is_ascii_digit())?;
@@ -359,14 +359,8 @@ pub fn to_json(runs: &[Run]) -> String {
 
 /// A bar chart of each part's modelled ticks per run, relative to depth 1 (100%), as SVG.
 pub fn svg(runs: &[Run]) -> String {
-    use std::fmt::Write as _;
-    let names = part_names(runs);
-    let mut rows: Vec<String> = names.clone();
+    let mut rows: Vec<String> = part_names(runs);
     rows.push("workload".to_string());
-    let colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"];
-    let bar = 14;
-    let group = bar * runs.len() + 10;
-    let height = 50 + group * rows.len() + 18 * runs.len();
     let value = |r: &Run, row: &str| {
         if row == "workload" {
             r.sum(|p| r.modelled(p))
@@ -374,53 +368,38 @@ pub fn svg(runs: &[Run]) -> String {
             part(r, row).and_then(|p| r.modelled(p))
         }
     };
-    let max = rows
+    let groups: Vec<crate::svg::Group> = rows
         .iter()
-        .flat_map(|row| runs.iter().filter_map(|r| value(r, row)))
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"{height}\" \
-         font-family=\"sans-serif\" font-size=\"11\">\n<text x=\"10\" y=\"18\" font-size=\"14\">\
-         turtles bench linux: ticks + {TRANSITION_CYCLES} per L0 exit, per part (vs depth 1)\
-         </text>\n"
-    );
-    for (i, row) in rows.iter().enumerate() {
-        let y = 36 + i * group;
-        let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{row}</text>", y + bar);
-        let base = runs.first().and_then(|r| value(r, row));
-        for (j, r) in runs.iter().enumerate() {
-            let Some(v) = value(r, row) else { continue };
-            let w = (v as f64 / max as f64 * 480.0).max(1.0) as usize;
-            let by = y + j * bar;
-            let _ = writeln!(
-                s,
-                "<rect x=\"110\" y=\"{by}\" width=\"{w}\" height=\"{}\" fill=\"{}\"/>\
-                 <text x=\"{}\" y=\"{}\">{} ({})</text>",
-                bar - 2,
-                colors[j % colors.len()],
-                115 + w,
-                by + bar - 4,
-                crate::readme::thousands(v),
-                overhead(base, Some(v))
-            );
-        }
-    }
-    let legend = 40 + group * rows.len();
-    for (j, r) in runs.iter().enumerate() {
-        let y = legend + j * 18;
-        let _ = writeln!(
-            s,
-            "<rect x=\"10\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{}\"/>\
-             <text x=\"28\" y=\"{}\">{}</text>",
-            colors[j % colors.len()],
-            y + 10,
-            r.label
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+        .map(|row| {
+            let base = runs.first().and_then(|r| value(r, row));
+            crate::svg::Group {
+                label: row.clone(),
+                bars: runs
+                    .iter()
+                    .map(|r| {
+                        value(r, row).map(|v| {
+                            (
+                                v as f64,
+                                format!(
+                                    "{} ({})",
+                                    crate::readme::thousands(v),
+                                    overhead(base, Some(v))
+                                ),
+                            )
+                        })
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let series: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();
+    crate::svg::grouped_bars(
+        &format!(
+            "turtles bench linux: ticks + {TRANSITION_CYCLES} per L0 exit, per part (vs depth 1)"
+        ),
+        &groups,
+        &series,
+    )
 }
 
 /// The configs measured: label, config, depth.

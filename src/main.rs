@@ -103,6 +103,12 @@ enum BenchCmd {
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write a bar chart of the rows as SVG to this file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Measure only the rows of this config (repeatable; e.g. `l0-l1-io`).
+        #[arg(long)]
+        only: Vec<String>,
     },
     /// Measure what `single` and `nested` measure (no hypervisor, depth 1, depth 2 with and
     /// without VMCS shadowing) and compare ticks and L0 exits per round trip with
@@ -210,7 +216,9 @@ fn main() -> ExitCode {
             turtles::linux_bench::command(json.as_deref(), svg.as_deref(), depth3, readme)
         }
         Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
-        Some(Cmd::Bench { which: BenchCmd::Io { json } }) => turtles::bench_io::io(json.as_deref()),
+        Some(Cmd::Bench { which: BenchCmd::Io { json, svg, only } }) => {
+            turtles::bench_io::io(json.as_deref(), svg.as_deref(), &only)
+        }
         Some(Cmd::Bench { which: BenchCmd::Check { update } }) => turtles::baseline::check(update),
         Some(Cmd::Bench { which: BenchCmd::Readme }) => turtles::readme::command(),
         Some(Cmd::Stats { addr }) => turtles::stats::query(&addr),

@@ -23,8 +23,13 @@ const GUEST_PORT: &str = "127.0.0.1:15571";
 #[test]
 // Seen failing on 2026-11-27: L1 read L0's virtio-blk (its CRC matched) and offered both
 // devices, Linux at depth 2 brought up eth0 and listened, but its read of /dev/vda through L1's
-// virtio-blk gave EIO and L0's endpoint did not answer `ping` within 3 s. Not in CI until fixed.
-#[ignore = "fails: L2's virtio-blk read over L1's backend gives EIO (see the comment); run with --ignored"]
+// virtio-blk gave EIO and L0's endpoint did not answer `ping` within 3 s. Cause of the EIO,
+// found with turtles at depth 2 (the test below): L1's probe for its NIC dropped a
+// virtio-drivers transport on the blk window, which reset L0's virtio-blk under L1's disk
+// driver, so every read L1 served for its guest timed out (fixed: `vdev::announce::pick`); L0
+// now polls its NIC on guest time too (`vmx/nic_poll.rs`). Not yet seen passing with Linux
+// (a run takes over 20 minutes under a loaded Bochs): ignored until it has been.
+#[ignore = "not yet seen passing since the EIO fix (see the comment); run with --ignored"]
 fn linux_at_depth_2_reads_its_virtio_blk_and_answers_udp_over_virtio_over_virtio() {
     let mut run = Background::start(&["run", "l0-l1-linux-io", "--timeout", "2400"], None);
     let wrote = run.wait_for("turtles: guest disk: ", Duration::from_secs(900));
@@ -61,4 +66,44 @@ fn linux_at_depth_2_reads_its_virtio_blk_and_answers_udp_over_virtio_over_virtio
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
+}
+
+/// Turtles at depth 2 on L1's virtio devices, backed by L0's (`l0-l1-l2-io`): L2 reads its
+/// whole disk through L1's virtio-blk backend (whose reads go to L0's virtio-blk) in
+/// page-sized requests, and its CRC must match the runner's; its endpoint answers `ping` over
+/// L1's switch and L0's, and L0's endpoint answers meanwhile. This is the path whose reads gave
+/// Linux EIO: L1 probing for its NIC had reset L0's virtio-blk (`vdev::announce::pick`).
+#[test]
+fn turtles_at_depth_2_reads_its_virtio_blk_and_answers_over_virtio_over_virtio() {
+    let mut run = Background::start(&["run", "l0-l1-l2-io", "--timeout", "2400"], None);
+    let wrote = run.wait_for("turtles: guest disk: ", Duration::from_secs(900));
+    assert!(wrote, "the runner wrote no guest disk:\n{}", run.seen.join("\n"));
+    let line = run.seen.last().cloned().unwrap_or_default();
+    let crc = line.split("crc32 ").nth(1).unwrap_or_default().trim().to_string();
+    assert_eq!(crc.len(), 8, "{line}");
+
+    let listening = run.wait_for(
+        "[L2 cpu0 INFO ] net: endpoint listening on udp 10.0.2.16:7777",
+        Duration::from_secs(2400),
+    );
+    assert!(listening, "L2 never listened:\n{}", run.seen.join("\n"));
+    let l0 = ask(L0_ENDPOINT, b"ping 7");
+    let pong = ask_until_answered(GUEST_PORT, b"ping 9", RETRY, Duration::from_secs(300));
+    let quit = ask_until_answered(GUEST_PORT, b"quit", RETRY, Duration::from_secs(120));
+    let (code, out) = run.finish(Duration::from_secs(900));
+    assert_eq!(l0, "{\"type\":\"pong\",\"seq\":7}\n", "{out}");
+    assert_eq!(pong.as_deref(), Some("{\"type\":\"pong\",\"seq\":9}\n"), "{out}");
+    assert!(quit.is_some(), "L2 did not answer quit:\n{out}");
+    assert_eq!(code, 0, "{out}");
+    for needle in [
+        &format!("[L1 cpu0 INFO ] disk: sectors=128 crc32={crc}"),
+        "[L1 cpu0 INFO ] virtio: guest virtio-blk at 0xfeb00000 (GSI 16): 128 sectors of L0's disk",
+        "[L2 cpu0 INFO ] virtio-mmio: Block at 0xfeb00000 (GSI 16)",
+        &format!("[L2 cpu0 INFO ] disk: sectors=128 crc32={crc}"),
+        "[L2 cpu0 INFO ] net: virtio-net mac=52:54:00:12:34:58 address=static",
+        "[L2 cpu0 INFO ] net: endpoint stopped (quit requested)",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    assert!(!out.contains("virtio: guest Blk request refused"), "{out}");
 }

@@ -57,6 +57,24 @@ pub fn word(windows: &[Window]) -> Option<alloc::string::String> {
     Some(out)
 }
 
+/// The first announced window whose registers say it is virtio device `want` (magic
+/// "virt", version 1 or 2, DeviceID `want`); `header(base)` reads a window's MagicValue,
+/// Version and DeviceID. A level looks at the registers itself and opens a driver's transport
+/// only on the window picked: `virtio-drivers`' transports reset their device when dropped,
+/// so opening one on another device's window just to read its type resets that device under
+/// its driver (issue 13: turtles as L1 probing for its NIC reset the virtio-blk L0 gave it,
+/// and every later read of that disk, those it served for its own guest, failed).
+pub fn pick(
+    windows: &[Option<Window>],
+    want: u32,
+    mut header: impl FnMut(u64) -> [u32; 3],
+) -> Option<Window> {
+    windows.iter().flatten().copied().find(|w| {
+        let [magic, version, id] = header(w.base);
+        magic == crate::mmio::MAGIC && matches!(version, 1 | 2) && id == want
+    })
+}
+
 fn number(s: &str) -> Option<u64> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
@@ -100,6 +118,24 @@ mod tests {
         assert_eq!(got[..2], [Some(ws[0]), Some(ws[1])]);
         assert_eq!(word(&[]), None);
         assert_eq!(parse("nothing here").unwrap().1, 0);
+    }
+
+    #[test]
+    fn pick_reads_headers_and_opens_nothing_else() {
+        let blk = Window { base: 0xfeb0_0000, gsi: 16 };
+        let net = Window { base: 0xfeb0_1000, gsi: 17 };
+        let bad = Window { base: 0xfeb0_2000, gsi: 18 };
+        let windows = [Some(bad), Some(blk), None, Some(net)];
+        let header = |base: u64| match base {
+            0xfeb0_0000 => [crate::mmio::MAGIC, 2, crate::blk::DEVICE_ID],
+            0xfeb0_1000 => [crate::mmio::MAGIC, 2, crate::net::DEVICE_ID],
+            _ => [0, 2, crate::net::DEVICE_ID],
+        };
+        assert_eq!(pick(&windows, crate::net::DEVICE_ID, header), Some(net));
+        assert_eq!(pick(&windows, crate::blk::DEVICE_ID, header), Some(blk));
+        assert_eq!(pick(&windows, 3, header), None);
+        let old = |base: u64| [crate::mmio::MAGIC, 3, header(base)[2]];
+        assert_eq!(pick(&windows, crate::net::DEVICE_ID, old), None, "version 3 is unknown");
     }
 
     #[test]

@@ -95,11 +95,13 @@ pub struct Blk<B> {
     pub stats: BlkStats,
     /// The last request refused and why, for the level's log.
     pub last_error: Option<&'static str>,
+    /// What the disk behind said when it last failed a read or write.
+    pub last_disk_error: Option<BlockError>,
 }
 
 impl<B: BlockDevice> Blk<B> {
     pub fn new(disk: B, read_only: bool) -> Self {
-        Blk { disk, read_only, stats: BlkStats::default(), last_error: None }
+        Blk { disk, read_only, stats: BlkStats::default(), last_error: None, last_disk_error: None }
     }
 
     /// Serves one request; returns the bytes written into the guest's buffers (data and
@@ -161,7 +163,8 @@ impl<B: BlockDevice> Blk<B> {
         while done < len {
             let n = (len - done).min(buf.len() as u64) as usize;
             let lba = sector + done / SECTOR as u64;
-            if self.disk.read(lba, &mut buf[..n]).is_err() {
+            if let Err(e) = self.disk.read(lba, &mut buf[..n]) {
+                self.last_disk_error = Some(e);
                 return Ok((self.fail("the disk failed a read"), done));
             }
             chain.write_at(mem, done, &buf[..n])?;
@@ -192,7 +195,8 @@ impl<B: BlockDevice> Blk<B> {
             let n = (len - done).min(buf.len() as u64) as usize;
             chain.read_at(mem, HEADER + done, &mut buf[..n])?;
             let lba = sector + done / SECTOR as u64;
-            if self.disk.write(lba, &buf[..n]).is_err() {
+            if let Err(e) = self.disk.write(lba, &buf[..n]) {
+                self.last_disk_error = Some(e);
                 return Ok((self.fail("the disk failed a write"), 0));
             }
             done += n as u64;

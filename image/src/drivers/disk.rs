@@ -83,7 +83,8 @@ pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction], windows: &[O
     if mmio {
         // The disk the level below gave this level: say what it holds (the tests compare
         // this with the data the runner wrote at run time).
-        checksum(disk.as_mut());
+        let sectors = disk.sectors();
+        checksum(disk.as_mut(), 0, sectors, "disk:", true);
         if config::GUEST_VIRTIO_BLK {
             // This level's guest gets the whole disk the level below gave it.
             *GUEST_DISK.lock() = Some((0, disk.sectors()));
@@ -110,7 +111,12 @@ pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction], windows: &[O
     }
     if config::GUEST_VIRTIO_BLK {
         match layout::guest_disk(disk.as_mut()) {
-            Ok(p) => *GUEST_DISK.lock() = Some((p.start, p.sectors)),
+            Ok(p) => {
+                *GUEST_DISK.lock() = Some((p.start, p.sectors));
+                // The same sequential read the guest's level does over virtio, on L0's own
+                // disk: `bench io`'s baseline.
+                checksum(disk.as_mut(), p.start, p.sectors, "disk: guest disk", false);
+            }
             Err(e) => log::error!("disk: no disk for the guest's virtio-blk: {e}"),
         }
     }
@@ -120,23 +126,53 @@ pub fn init(root: &mut PciRoot<PortCam>, functions: &[PciFunction], windows: &[O
 /// At most this many sectors are read for [`checksum`].
 const CHECKSUM_MAX_SECTORS: u64 = 4096;
 
-/// Logs the CRC-32 (zlib's) of the whole disk (up to [`CHECKSUM_MAX_SECTORS`]).
-fn checksum(disk: &mut dyn BlockDevice) {
-    let sectors = disk.sectors().min(CHECKSUM_MAX_SECTORS);
+/// Mark tags (turtles' CPUID leaf 0x40000004, `vmx::exits::mark`) around the timed read of
+/// a disk the level below offers, so every level below snapshots its exits there (`bench io`).
+pub const READ_MARK_BEGIN: u32 = 900;
+pub const READ_MARK_END: u32 = 901;
+/// The mark leaf (`vmx::exits::mark::LEAF`, which checks it is the same; drivers sit below
+/// vmx).
+pub const MARK_LEAF: u32 = 0x4000_0004;
+
+/// Sectors per request of [`checksum`]'s read: a page, as Linux's page cache reads.
+const CHECKSUM_CHUNK: usize = 8;
+
+/// Reads `len` sectors of the disk from sector `start` (at most [`CHECKSUM_MAX_SECTORS`]) in
+/// requests of a page, and logs `<what> sectors=N crc32=X read-ticks=T requests=R` (zlib's
+/// CRC-32; the TSC ticks the read took). `marks`: bracket the read with marks for the levels
+/// below.
+fn checksum(disk: &mut dyn BlockDevice, start: u64, len: u64, what: &str, marks: bool) {
+    let sectors = len.min(disk.sectors().saturating_sub(start)).min(CHECKSUM_MAX_SECTORS);
     let mut crc = !0u32;
-    let mut buf = [0u8; storage::SECTOR];
-    for lba in 0..sectors {
-        if let Err(e) = disk.read(lba, &mut buf) {
-            log::error!("disk: read of sector {lba} failed: {e}");
+    let mut buf = [0u8; CHECKSUM_CHUNK * storage::SECTOR];
+    if marks {
+        let _ = crate::arch::cpu::cpuid(MARK_LEAF, READ_MARK_BEGIN);
+    }
+    let begin = crate::arch::cpu::rdtsc();
+    let (mut lba, mut requests) = (start, 0u32);
+    while lba < start + sectors {
+        let n = (start + sectors - lba).min(CHECKSUM_CHUNK as u64) as usize;
+        let chunk = &mut buf[..n * storage::SECTOR];
+        if let Err(e) = disk.read(lba, chunk) {
+            log::error!("disk: read of sectors {lba}+{n} failed: {e}");
             return;
         }
-        crc = buf.iter().fold(crc, |crc, &b| {
+        crc = chunk.iter().fold(crc, |crc, &b| {
             (0..8).fold(crc ^ u32::from(b), |c, _| {
                 if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 }
             })
         });
+        lba += n as u64;
+        requests += 1;
     }
-    log::info!("disk: sectors={sectors} crc32={:08x}", !crc);
+    let ticks = crate::arch::cpu::rdtsc().saturating_sub(begin);
+    if marks {
+        let _ = crate::arch::cpu::cpuid(MARK_LEAF, READ_MARK_END);
+    }
+    log::info!(
+        "{what} sectors={sectors} crc32={:08x} read-ticks={ticks} requests={requests}",
+        !crc
+    );
 }
 
 fn open(

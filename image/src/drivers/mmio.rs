@@ -6,8 +6,8 @@
 use core::ptr::NonNull;
 
 use vdev::announce::{self, MAX_WINDOWS, Window};
+use virtio_drivers::transport::DeviceType;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::{DeviceType, Transport};
 
 /// The windows announced on the command line (logged; a malformed word announces none).
 pub fn windows(cmdline: &str) -> [Option<Window>; MAX_WINDOWS] {
@@ -25,27 +25,41 @@ pub fn windows(cmdline: &str) -> [Option<Window>; MAX_WINDOWS] {
     }
 }
 
-/// The transport of the first announced device of type `kind`, if any.
+/// The transport of the first announced device of type `kind`, if any. Only that window gets
+/// a transport (`vdev::announce::pick` reads the others' registers directly): dropping a
+/// `virtio-drivers` transport resets its device, which would reset a device another driver
+/// of this level already uses.
 pub fn find(windows: &[Option<Window>], kind: DeviceType) -> Option<MmioTransport<'static>> {
-    for w in windows.iter().flatten() {
-        let Some(header) = NonNull::new(w.base as *mut VirtIOHeader) else { continue };
+    let want = match kind {
+        DeviceType::Network => vdev::net::DEVICE_ID,
+        DeviceType::Block => vdev::blk::DEVICE_ID,
+        _ => return None,
+    };
+    let w = announce::pick(windows, want, |base| {
         // SAFETY: the level below announced a virtio-mmio register window of
-        // `vdev::mmio::WINDOW` bytes at this page-aligned guest-physical address; the first
-        // 4 GiB are identity-mapped and nothing else in the image uses that page.
-        let transport = unsafe { MmioTransport::new(header, vdev::mmio::WINDOW as usize) };
-        match transport {
-            Ok(t) if t.device_type() == kind => {
-                log::info!(
-                    "virtio-mmio: {kind:?} at {:#x} (GSI {}), version {:?}",
-                    w.base,
-                    w.gsi,
-                    t.version()
-                );
-                return Some(t);
-            }
-            Ok(_) => {}
-            Err(e) => log::error!("virtio-mmio: window at {:#x}: {e}", w.base),
+        // `vdev::mmio::WINDOW` bytes at this page-aligned guest-physical address and the
+        // first 4 GiB are identity-mapped; reading MagicValue, Version and DeviceID has no
+        // side effect (virtio 1.2 section 4.2.2).
+        unsafe {
+            let regs = base as *const u32;
+            [regs.read_volatile(), regs.add(1).read_volatile(), regs.add(2).read_volatile()]
+        }
+    })?;
+    let header = NonNull::new(w.base as *mut VirtIOHeader)?;
+    // SAFETY: as above; the window is this device's, and nothing else in the image uses it.
+    match unsafe { MmioTransport::new(header, vdev::mmio::WINDOW as usize) } {
+        Ok(t) => {
+            log::info!(
+                "virtio-mmio: {kind:?} at {:#x} (GSI {}), version {:?}",
+                w.base,
+                w.gsi,
+                t.version()
+            );
+            Some(t)
+        }
+        Err(e) => {
+            log::error!("virtio-mmio: window at {:#x}: {e}", w.base);
+            None
         }
     }
-    None
 }

@@ -4,6 +4,7 @@
 //! names no NIC or disk does nothing here.
 
 mod disk;
+pub use disk::MARK_LEAF;
 mod e1000;
 mod hal;
 mod mmio;

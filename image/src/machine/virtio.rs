@@ -153,6 +153,7 @@ impl GuestIo {
         } else {
             &[(offset, size, value as u32)]
         };
+        let errors = self.blk_errors();
         for &(offset, size, value) in parts {
             let effect = match w {
                 Window::Blk => self.blk.as_mut().map(|d| d.write(mem, offset, size, value)),
@@ -168,9 +169,25 @@ impl GuestIo {
                 _ => {}
             }
         }
+        if self.blk_errors() != errors
+            && let Some(blk) = self.blk.as_ref()
+            && GUEST_ACCESS.allow()
+        {
+            log::warn!(
+                "virtio: guest Blk request refused ({} so far): {}{}",
+                blk.device.stats.errors,
+                blk.device.last_error.unwrap_or("?"),
+                blk.device.last_disk_error.map(|e| alloc::format!(" ({e})")).unwrap_or_default()
+            );
+        }
         if w == Window::Net {
             self.exchange(mem);
         }
+    }
+
+    /// Requests the guest's virtio-blk refused so far.
+    fn blk_errors(&self) -> u64 {
+        self.blk.as_ref().map_or(0, |d| d.device.stats.errors)
     }
 
     /// Moves frames between the guest's NIC and the switch, then lets the NIC write what

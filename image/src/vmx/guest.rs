@@ -11,6 +11,7 @@ use nested::vmcs::{Vmcs, VmcsField as F};
 
 use super::action::{Action, GuestEnd};
 use super::l1vmx::state::L1Vmx;
+use super::nic_poll::NicPoll;
 use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx::GuestRegs;
 use crate::guest::memory::GuestMemory;
@@ -148,6 +149,9 @@ pub struct IrqState {
     /// An INIT the guest's APIC sent to its processor, held while L1 is in VMX root
     /// operation (SDM 24.8: INIT is blocked there) until L2 runs.
     pub init: bool,
+    /// When L0 polls its NIC next; with a switched guest NIC its deadline also bounds
+    /// vmcs01's preemption timer.
+    pub nic_poll: NicPoll,
 }
 
 impl IrqState {
@@ -160,6 +164,7 @@ impl IrqState {
             shift,
             nmi: false,
             init: false,
+            nic_poll: NicPoll::default(),
         }
     }
 

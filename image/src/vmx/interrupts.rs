@@ -18,6 +18,8 @@
 //!   interrupt on time. When vmcs12 runs L2 with L1's own preemption timer, vmcs02's timer
 //!   runs to the nearer of L1's deadline (kept as a TSC value from L1's VM entry) and L0's,
 //!   so L1's interrupt still arrives when it fires, and L1's timer exit when it runs out.
+//!   While the guest has a switched virtio-net, vmcs01's timer also ends at L0's next NIC
+//!   poll (`nic_poll`).
 
 use nested::arch::rflags;
 use nested::caps::{exit, pin};
@@ -72,7 +74,7 @@ fn timer_units(deadline: u64, now: u64, shift: u8, cap: u32) -> u32 {
 #[inline(always)]
 pub fn before_l1_entry(g: &mut Guest, v: &mut HwVmcs) {
     // The hot path: no interrupt source and vmcs01 as L0 left it (no window, watchdog timer).
-    if g.devices.interrupt_work() || g.irq.armed {
+    if g.devices.interrupt_work() || g.irq.armed || super::nic_poll::TIMED {
         deliver_l1(g, v);
     }
 }
@@ -114,7 +116,11 @@ fn deliver_l1(g: &mut Guest, v: &mut HwVmcs) {
         v.write(F::CpuBasedVmExecControl, if want_window { proc1 | bit } else { proc1 & !bit });
         irq.window01 = want_window;
     }
-    let timer = match devices.next_interrupt_deadline() {
+    let deadline = match (devices.next_interrupt_deadline(), irq.nic_poll.deadline()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let timer = match deadline {
         Some(d) if d > now => timer_units(d, now, irq.shift, irq.watchdog),
         _ => irq.watchdog,
     };

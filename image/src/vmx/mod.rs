@@ -13,6 +13,7 @@ pub mod exits;
 pub mod guest;
 pub mod interrupts;
 pub mod l1vmx;
+pub mod nic_poll;
 pub mod run;
 pub mod setup;
 pub mod vmxon;

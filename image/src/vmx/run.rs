@@ -23,9 +23,6 @@ use crate::guest::linux;
 use crate::guest::memory::GuestMemory;
 use crate::machine::Devices;
 
-/// Exits between two polls of the management endpoint while a guest runs.
-const POLL_EVERY_EXITS: u32 = 4096;
-
 /// A deliberate misuse of VMX by this level as a guest hypervisor
 /// (`turtles.test=bad-controls|bad-guest-state|bad-vmptrld|bad-ept`), so the tests can check
 /// that the level below answers architecturally.
@@ -265,11 +262,10 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         let info = ExitInfo::read(&v);
         g.counters.record(info.reason);
         trace(&v, &info);
-        // Now and then: serve the management endpoint and publish the exit counts (both do
-        // nothing without a NIC in the config).
-        since_poll += 1;
-        if since_poll >= POLL_EVERY_EXITS || info.basic() == ExitReason::PreemptionTimer.number() {
-            since_poll = 0;
+        // Now and then (`nic_poll`): serve the management endpoint and publish the exit
+        // counts (both do nothing without a NIC in the config).
+        if g.irq.nic_poll.due(&mut since_poll, info.basic() == ExitReason::PreemptionTimer.number())
+        {
             crate::drivers::poll_network();
             g.devices.virtio_poll(&mut g.memory);
             status::publish_exits(&g.counters);

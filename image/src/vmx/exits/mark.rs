@@ -16,6 +16,7 @@ use crate::vmx::guest::Guest;
 
 /// The leaf.
 pub const LEAF: u32 = 0x4000_0004;
+const _: () = assert!(LEAF == crate::drivers::MARK_LEAF);
 
 /// Snapshots kept; later marks are counted as dropped.
 const MAX_MARKS: usize = 24;
