@@ -61,10 +61,13 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.secondary_vm_exec_control &= !proc2::ENABLE_EPT, Controls, UnrestrictedGuestWithoutEpt),
         (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 2; }, Controls, VmFunctionControls),
         (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 1; v.eptp_list_address = 0x8001; }, Controls, EptpListAddress),
+        (|v| { v.secondary_vm_exec_control = (v.secondary_vm_exec_control | proc2::ENABLE_VM_FUNCTIONS) & !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST); v.vm_function_control = 1; v.eptp_list_address = 0x8000; }, Controls, VmFunctionControls),
         (|v| v.vm_exit_controls |= 1 << 24, Controls, ExitControls),
         (|v| v.vm_exit_controls |= exit::SAVE_PREEMPTION_TIMER, Controls, SavePreemptionTimerWithoutTimer),
         (|v| { v.vm_exit_msr_store_count = 1; v.vm_exit_msr_store_addr = 0x7008; }, Controls, ExitMsrStoreAddress),
         (|v| { v.vm_exit_msr_load_count = 2; v.vm_exit_msr_load_addr = 0xf_ffff_fff0; }, Controls, ExitMsrLoadAddress),
+        // Three entries (48 bytes) from 32 bytes below the top of a 36-bit space.
+        (|v| { v.vm_exit_msr_store_count = 3; v.vm_exit_msr_store_addr = 0xf_ffff_ffe0; }, Controls, ExitMsrStoreAddress),
         (|v| v.vm_entry_controls |= entry::ENTRY_TO_SMM, Controls, EntryControls),
         (|v| v.vm_entry_intr_info_field = intr_info::VALID | 1 << 8, Controls, EventType),
         (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_OTHER_EVENT | 1, Controls, EventVector),
@@ -73,6 +76,9 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 13, Controls, EventDeliverErrorCode),
         (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 6 | 1 << 11, Controls, EventDeliverErrorCode),
         (|v| { v.guest_cr0 = 0x30; v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.vm_entry_intr_info_field = GP_INJ; }, Controls, EventDeliverErrorCode),
+        // Without unrestricted guest an injected #GP delivers an error code even if guest
+        // CR0.PE is 0 (which the guest-state checks reject later: controls come first).
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_cr0 = 0x30; v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.vm_entry_intr_info_field = GP_INJ & !(1 << 11); }, Controls, EventDeliverErrorCode),
         (|v| v.vm_entry_intr_info_field = GP_INJ | 1 << 20, Controls, EventReservedBits),
         (|v| { v.vm_entry_intr_info_field = GP_INJ; v.vm_entry_exception_error_code = 1 << 16; }, Controls, EventErrorCode),
         (|v| { v.vm_entry_intr_info_field = SOFT_INT; v.vm_entry_instruction_len = 0; }, Controls, EventInstructionLength),
@@ -180,12 +186,35 @@ const PASSING: &[Mutation] = &[
     |v| v.vmcs_link_pointer = 0x9000,
     |v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7100; },
     |v| { v.vm_exit_msr_store_count = 3; v.vm_exit_msr_store_addr = 0x7200; },
+    // An MSR list whose last byte is the last byte of a 36-bit physical-address space.
+    |v| { v.vm_exit_msr_store_count = 3; v.vm_exit_msr_store_addr = 0xf_ffff_ffd0; },
+    // Bitmap addresses are checked only when their control is 1 (SDM 26.2.1.1).
+    |v| { v.cpu_based_vm_exec_control &= !proc1::USE_MSR_BITMAPS; v.msr_bitmap = 0x5008; v.io_bitmap_a = 0x10; v.io_bitmap_b = 1 << 40; },
+    // PAT loaded on entry and exit with every legal memory type (0, 1, 4, 5, 6, 7).
+    |v| { v.vm_exit_controls |= exit::LOAD_IA32_PAT; v.vm_entry_controls |= entry::LOAD_IA32_PAT; v.host_ia32_pat = 0x0706_0504_0100_0706; v.guest_ia32_pat = 0x0001_0405_0607_0001; },
     // PAE paging with valid PDPTEs in memory (no EPT).
     |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xc000; },
     // EPTP switching with a list.
     |v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 1; v.eptp_list_address = 0x8000; },
     // Virtual NMIs with NMI-window exiting.
     |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.cpu_based_vm_exec_control |= proc1::NMI_WINDOW_EXITING; },
+    // Controls whose address or ID fields are checked only when the control is 1 (SDM
+    // 26.2.1.1): VPID 0, an invalid EPTP, PML and EPTP-list addresses, VM-function controls.
+    |v| { v.secondary_vm_exec_control &= !proc2::ENABLE_VPID; v.virtual_processor_id = 0; },
+    |v| { v.secondary_vm_exec_control &= !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST); v.ept_pointer = 0x6001; v.pml_address = 0x5001; v.vm_function_control = 2; v.eptp_list_address = 0x8001; },
+    // VM functions on, EPTP switching off: the EPTP-list address is not checked.
+    |v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 0; v.eptp_list_address = 0x8001; },
+    // An event field without the valid bit is not checked (SDM 26.2.1.3).
+    |v| v.vm_entry_intr_info_field = 1 << 8 | 1 << 20,
+    // The error-code field is checked only if an error code is delivered.
+    |v| { v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 6; v.vm_entry_exception_error_code = 1 << 16; },
+    // PAT and EFER values are checked only if they are loaded (SDM 26.2.2, 26.3.1.1).
+    |v| { v.host_ia32_pat = 2; v.guest_ia32_pat = 3; },
+    |v| { v.vm_exit_controls &= !exit::LOAD_IA32_EFER; v.vm_entry_controls &= !entry::LOAD_IA32_EFER; v.host_ia32_efer = 1 << 3; v.guest_ia32_efer = 1 << 3; },
+    // Hardware exception 31, the highest vector one may inject.
+    |v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 31,
+    // Neither NMI exiting nor virtual NMIs.
+    |v| v.pin_based_vm_exec_control &= !(pin::NMI_EXITING | pin::VIRTUAL_NMIS),
     // Preemption timer saved.
     |v| { v.pin_based_vm_exec_control |= pin::PREEMPTION_TIMER; v.vm_exit_controls |= exit::SAVE_PREEMPTION_TIMER; },
 ];
@@ -285,4 +314,25 @@ fn qualifications_and_sections() {
     assert_eq!(Check::GuestPdpte.section(), "26.3.1.6");
     assert_eq!(Check::HostEfer.section(), "26.2.2");
     assert_eq!(Check::MsrLoadEntry.section(), "26.4");
+}
+
+#[test]
+fn other_event_injection_needs_monitor_trap_flag() {
+    // SDM 26.2.1.3: type 7 (other event) is legal only if the monitor-trap-flag control
+    // may be 1; no other type depends on it.
+    let mut caps = l1();
+    let mtf = u64::from(proc1::MONITOR_TRAP_FLAG) << 32;
+    caps.procbased &= !mtf;
+    caps.true_procbased &= !mtf;
+    let mut v = valid_vmcs12(&caps);
+    v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_OTHER_EVENT;
+    assert_eq!(check_controls(&v, &caps, MAXPHY), Err(Check::EventType));
+    assert_eq!(check_controls(&v, &l1(), MAXPHY), Ok(()));
+    for info in [NMI_INJ, GP_INJ, EXT_INJ] {
+        v.vm_entry_intr_info_field = info;
+        assert_eq!(check_controls(&v, &caps, MAXPHY), Ok(()), "{info:#x}");
+    }
+    v.vm_entry_intr_info_field = SOFT_INT;
+    v.vm_entry_instruction_len = 2;
+    assert_eq!(check_controls(&v, &caps, MAXPHY), Ok(()));
 }
