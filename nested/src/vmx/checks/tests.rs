@@ -90,6 +90,7 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.host_ia32_sysenter_eip = 1 << 47, Host, HostSysenterCanonical),
         (|v| { v.vm_exit_controls |= exit::LOAD_IA32_PAT; v.host_ia32_pat = 2; }, Host, HostPat),
         (|v| v.host_ia32_efer &= !(1 << 10), Host, HostEfer),
+        (|v| v.host_ia32_efer &= !(1 << 8), Host, HostEfer),
         (|v| v.host_ia32_efer |= 1 << 3, Host, HostEfer),
         (|v| v.host_ss_selector = 0x13, Host, HostSelectorRplTi),
         (|v| v.host_tr_selector = 0x1c, Host, HostSelectorRplTi),
@@ -110,6 +111,10 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.guest_sysenter_esp = 0x8000_0000_0000, Guest, GuestSysenterCanonical),
         (|v| { v.vm_entry_controls |= entry::LOAD_IA32_PAT; v.guest_ia32_pat = 3; }, Guest, GuestPat),
         (|v| v.guest_ia32_efer = 1 << 8, Guest, GuestEfer),
+        // With paging, EFER.LME must equal "IA-32e mode guest" (SDM 26.3.1.1).
+        (|v| v.guest_ia32_efer = 1 << 10, Guest, GuestEfer),
+        // An IA-32e guest without CR0.PG (CR4.PAE is cleared in the case above).
+        (|v| v.guest_cr0 = 0x31, Guest, GuestIa32eWithoutPaging),
         (|v| v.guest_tr_selector = 0x1c, Guest, GuestTrTi),
         (|v| { v.guest_ldtr_ar_bytes = 0x82; v.guest_ldtr_selector = 4; }, Guest, GuestLdtrTi),
         (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_ss_selector = 0x13; }, Guest, GuestSsRpl),
@@ -133,6 +138,12 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.guest_ldtr_ar_bytes = 0x83, Guest, GuestLdtr),
         (|v| v.guest_gdtr_limit = 0x1_0000, Guest, GuestDescriptorTable),
         (|v| v.guest_rip = 0x8000_0000_0000, Guest, GuestRip),
+        // Compatibility mode (IA-32e guest, CS.L 0) and legacy mode with CS.L 1: bits 63:32
+        // of RIP must be 0 (SDM 26.3.1.4).
+        (|v| { v.guest_cs_ar_bytes = 0xc09b; v.guest_rip = 1 << 32; }, Guest, GuestRip),
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_rip = 1 << 32; }, Guest, GuestRip),
+        // Without unrestricted guest CR0.PE is fixed to 1.
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_cr0 = 0x30; v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; }, Guest, GuestCr0),
         (|v| v.guest_rflags = 2 | 1 << 15, Guest, GuestRflagsReserved),
         (|v| v.guest_rflags |= rflags::VM, Guest, GuestRflagsVm),
         (|v| v.vm_entry_intr_info_field = EXT_INJ, Guest, GuestRflagsIfForInterrupt),
@@ -211,6 +222,12 @@ const PASSING: &[Mutation] = &[
     // PAT and EFER values are checked only if they are loaded (SDM 26.2.2, 26.3.1.1).
     |v| { v.host_ia32_pat = 2; v.guest_ia32_pat = 3; },
     |v| { v.vm_exit_controls &= !exit::LOAD_IA32_EFER; v.vm_entry_controls &= !entry::LOAD_IA32_EFER; v.host_ia32_efer = 1 << 3; v.guest_ia32_efer = 1 << 3; },
+    // A canonical RIP above 4 GiB in 64-bit mode.
+    |v| v.guest_rip = 0xffff_8000_0000_1000,
+    // DEBUGCTL and DR7 are checked only when the debug controls are loaded.
+    |v| { v.guest_ia32_debugctl = 1 << 2; v.guest_dr7 = 1 << 32; },
+    // EFER.LME need not match "IA-32e mode guest" while CR0.PG is 0.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_cr0 = 0x31; v.guest_ia32_efer = 1 << 8; },
     // Hardware exception 31, the highest vector one may inject.
     |v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 31,
     // Neither NMI exiting nor virtual NMIs.
