@@ -35,6 +35,61 @@ const GP_INJ: u32 = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 13 | 1 <
 const NMI_INJ: u32 = intr_info::VALID | intr_info::TYPE_NMI | 2;
 const EXT_INJ: u32 = intr_info::VALID | 0x20;
 
+/// A virtual-8086 guest (SDM 26.3.1.2: each of CS, SS, DS, ES, FS, GS has base selector * 16,
+/// limit 0xffff and access rights 0xf3), under protected mode without paging.
+fn v86(v: &mut Vmcs12) {
+    v.vm_entry_controls &= !entry::IA32E_MODE_GUEST;
+    v.guest_ia32_efer = 0;
+    v.guest_cr0 = 0x31;
+    v.guest_rflags |= rflags::VM;
+    for (i, (sel, base, limit, ar)) in [
+        (
+            &mut v.guest_cs_selector,
+            &mut v.guest_cs_base,
+            &mut v.guest_cs_limit,
+            &mut v.guest_cs_ar_bytes,
+        ),
+        (
+            &mut v.guest_ss_selector,
+            &mut v.guest_ss_base,
+            &mut v.guest_ss_limit,
+            &mut v.guest_ss_ar_bytes,
+        ),
+        (
+            &mut v.guest_ds_selector,
+            &mut v.guest_ds_base,
+            &mut v.guest_ds_limit,
+            &mut v.guest_ds_ar_bytes,
+        ),
+        (
+            &mut v.guest_es_selector,
+            &mut v.guest_es_base,
+            &mut v.guest_es_limit,
+            &mut v.guest_es_ar_bytes,
+        ),
+        (
+            &mut v.guest_fs_selector,
+            &mut v.guest_fs_base,
+            &mut v.guest_fs_limit,
+            &mut v.guest_fs_ar_bytes,
+        ),
+        (
+            &mut v.guest_gs_selector,
+            &mut v.guest_gs_base,
+            &mut v.guest_gs_limit,
+            &mut v.guest_gs_ar_bytes,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        *sel = 0x1000 + i as u16;
+        *base = u64::from(*sel) << 4;
+        *limit = 0xffff;
+        *ar = 0xf3;
+    }
+}
+
 #[rustfmt::skip]
 const FAILING: &[(Mutation, Stage, Check)] = {
     use Check::*;
@@ -121,6 +176,16 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.guest_fs_base = 0x8000_0000_0000, Guest, GuestSegmentBase),
         (|v| v.guest_cs_base = 1 << 32, Guest, GuestSegmentBase),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_rflags |= rflags::VM; }, Guest, GuestV86Segment),
+        // Virtual-8086 segments: base, limit and access rights each checked.
+        (|v| { v86(v); v.guest_ds_base += 1; }, Guest, GuestV86Segment),
+        (|v| { v86(v); v.guest_es_limit = 0xfffe; }, Guest, GuestV86Segment),
+        (|v| { v86(v); v.guest_fs_ar_bytes = 0xf2; }, Guest, GuestV86Segment),
+        // RFLAGS.VM with CR0.PE 0 (real mode under unrestricted guest).
+        (|v| { v86(v); v.guest_cr0 = 0x30; }, Guest, GuestRflagsVm),
+        // Bits 63:32 of a usable DS base.
+        (|v| v.guest_ds_base = 1 << 32, Guest, GuestSegmentBase),
+        // Real mode (CR0.PE 0): SS.DPL must be 0 even with CS.DPL equal to it.
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x30; v.guest_cs_ar_bytes = 0xfb; v.guest_cs_limit = 0xffff; v.guest_ss_ar_bytes = 0xf3; v.guest_ss_limit = 0xffff; }, Guest, GuestSsDpl),
         (|v| v.guest_cs_ar_bytes = 0xa091, Guest, GuestCsType),
         (|v| v.guest_ss_ar_bytes = 0xc09b, Guest, GuestSsType),
         (|v| v.guest_ds_ar_bytes = 0xc092, Guest, GuestDataSegmentType),
@@ -228,6 +293,12 @@ const PASSING: &[Mutation] = &[
     |v| { v.guest_ia32_debugctl = 1 << 2; v.guest_dr7 = 1 << 32; },
     // EFER.LME need not match "IA-32e mode guest" while CR0.PG is 0.
     |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_cr0 = 0x31; v.guest_ia32_efer = 1 << 8; },
+    // A virtual-8086 guest.
+    v86,
+    // Outside IA-32e mode: CS.L and CS.D both 1, a busy 16-bit TSS (type 3) in TR.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xe09b; v.guest_tr_ar_bytes = 0x83; },
+    // With unrestricted guest SS.RPL need not equal CS.RPL.
+    |v| v.guest_ss_selector = 0x13,
     // Hardware exception 31, the highest vector one may inject.
     |v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 31,
     // Neither NMI exiting nor virtual NMIs.
