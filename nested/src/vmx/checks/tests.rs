@@ -186,6 +186,15 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.guest_ds_base = 1 << 32, Guest, GuestSegmentBase),
         // Real mode (CR0.PE 0): SS.DPL must be 0 even with CS.DPL equal to it.
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x30; v.guest_cs_ar_bytes = 0xfb; v.guest_cs_limit = 0xffff; v.guest_ss_ar_bytes = 0xf3; v.guest_ss_limit = 0xffff; }, Guest, GuestSsDpl),
+        // CS.DPL rules by CS type (SDM 26.3.1.2): type 3 needs DPL 0, types 9 and 11 need
+        // DPL equal to SS.DPL (here 0 against 3).
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x31; v.guest_cs_ar_bytes = 0xc0b3; v.guest_ss_ar_bytes = 0xc0b3; }, Guest, GuestCsDpl),
+        (|v| v.guest_ss_ar_bytes = 0xc0f3, Guest, GuestCsDpl),
+        // CS type 3 (unrestricted guest, protected mode): SS.DPL must be 0.
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x31; v.guest_cs_ar_bytes = 0xc093; v.guest_ss_ar_bytes = 0xc0b3; }, Guest, GuestSsDpl),
+        // Without unrestricted guest, a usable data or readable non-conforming code segment
+        // (types 0-11) needs DPL >= RPL.
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_es_ar_bytes = 0xc09b; v.guest_es_selector = 0x13; }, Guest, GuestDataSegmentDpl),
         (|v| v.guest_cs_ar_bytes = 0xa091, Guest, GuestCsType),
         (|v| v.guest_ss_ar_bytes = 0xc09b, Guest, GuestSsType),
         (|v| v.guest_ds_ar_bytes = 0xc092, Guest, GuestDataSegmentType),
@@ -299,6 +308,17 @@ const PASSING: &[Mutation] = &[
     |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xe09b; v.guest_tr_ar_bytes = 0x83; },
     // With unrestricted guest SS.RPL need not equal CS.RPL.
     |v| v.guest_ss_selector = 0x13,
+    // A read-only data segment in DS and a readable code segment in GS.
+    |v| { v.guest_ds_ar_bytes = 0xc091; v.guest_gs_ar_bytes = 0xc09b; },
+    // Conforming CS (type 15) with CS.DPL equal to SS.DPL.
+    |v| v.guest_cs_ar_bytes = 0xa09f,
+    // Without unrestricted guest: the DPL >= RPL rule skips unusable segments and
+    // conforming code segments (types 12-15).
+    |v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_ds_ar_bytes = 1 << 16; v.guest_ds_selector = 0x13; v.guest_es_ar_bytes = 0xc09f; v.guest_es_selector = 0x13; },
+    // Compatibility mode: IA-32e guest with CS.L 0 and CS.D 1.
+    |v| v.guest_cs_ar_bytes = 0xc09b,
+    // A usable LDT.
+    |v| { v.guest_ldtr_ar_bytes = 0x82; v.guest_ldtr_selector = 0x28; v.guest_ldtr_limit = 0xfff; },
     // Hardware exception 31, the highest vector one may inject.
     |v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 31,
     // Neither NMI exiting nor virtual NMIs.
