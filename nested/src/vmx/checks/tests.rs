@@ -444,3 +444,33 @@ fn other_event_injection_needs_monitor_trap_flag() {
     v.vm_entry_instruction_len = 2;
     assert_eq!(check_controls(&v, &caps, MAXPHY), Ok(()));
 }
+
+#[test]
+fn shutdown_and_wait_for_sipi_when_offered() {
+    // L1 is offered HLT only; under capabilities that also offer shutdown (IA32_VMX_MISC bit
+    // 7) and wait-for-SIPI (bit 8) those states are legal, and each takes only its own events
+    // (SDM 26.3.1.5): shutdown NMI and #MC, wait-for-SIPI none.
+    let mut caps = l1();
+    let m = memory_for_cases();
+    let state =
+        |v: &Vmcs12, caps: &VmxCaps| check_guest_state(v, caps, MAXPHY, &m).map_err(|f| f.check);
+    let mut v = valid_vmcs12(&caps);
+    v.guest_activity_state = 2;
+    assert_eq!(state(&v, &caps), Err(Check::GuestActivityState));
+    caps.misc |= 1 << 7;
+    assert_eq!(state(&v, &caps), Ok(()));
+    let mc = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 18;
+    for (info, ok) in [(NMI_INJ, true), (mc, true), (EXT_INJ, false), (GP_INJ, false)] {
+        v.vm_entry_intr_info_field = info;
+        v.guest_rflags |= rflags::IF;
+        let want = if ok { Ok(()) } else { Err(Check::GuestActivityEvent) };
+        assert_eq!(state(&v, &caps), want, "shutdown, event {info:#x}");
+    }
+    v.vm_entry_intr_info_field = 0;
+    v.guest_activity_state = 3;
+    assert_eq!(state(&v, &caps), Err(Check::GuestActivityState));
+    caps.misc |= 1 << 8;
+    assert_eq!(state(&v, &caps), Ok(()));
+    v.vm_entry_intr_info_field = NMI_INJ;
+    assert_eq!(state(&v, &caps), Err(Check::GuestActivityEvent));
+}
