@@ -235,6 +235,8 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.guest_pending_dbg_exceptions = 1 << 4, Guest, GuestPendingDebugReserved),
         (|v| { v.guest_activity_state = 1; v.guest_rflags |= rflags::TF; }, Guest, GuestPendingDebugBs),
         (|v| { v.guest_activity_state = 1; v.guest_pending_dbg_exceptions = 1 << 14; }, Guest, GuestPendingDebugBs),
+        // Blocking by MOV SS with RFLAGS.TF and no pending single-step (BS).
+        (|v| { v.guest_rflags |= rflags::TF; v.guest_interruptibility_info = 2; }, Guest, GuestPendingDebugBs),
         (|v| v.vmcs_link_pointer = 0x9008, Guest, GuestVmcsLinkPointer),
         (|v| v.vmcs_link_pointer = 0xa000, Guest, GuestVmcsLinkPointer),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_pdptr2 = 1 | 1 << 5; }, Guest, GuestPdpte),
@@ -319,6 +321,20 @@ const PASSING: &[Mutation] = &[
     |v| v.guest_cs_ar_bytes = 0xc09b,
     // A usable LDT.
     |v| { v.guest_ldtr_ar_bytes = 0x82; v.guest_ldtr_selector = 0x28; v.guest_ldtr_limit = 0xfff; },
+    // Blocking by NMI (SDM 26.3.1.5) is refused only with virtual NMIs *and* an injected
+    // NMI: not without an injection, not with another event, not without virtual NMIs.
+    |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.guest_interruptibility_info = 8; },
+    |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.guest_interruptibility_info = 8; v.vm_entry_intr_info_field = GP_INJ; },
+    |v| { v.guest_interruptibility_info = 8; v.vm_entry_intr_info_field = NMI_INJ; },
+    |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.vm_entry_intr_info_field = NMI_INJ; },
+    // Pending debug exceptions B0-B3, enabled breakpoint (12) and RTM (16).
+    |v| v.guest_pending_dbg_exceptions = 0xf | 1 << 12 | 1 << 16,
+    // RFLAGS.TF without STI/MOV-SS blocking or HLT: BS is not checked.
+    |v| v.guest_rflags |= rflags::TF,
+    // PDPTEs are checked only under PAE paging outside IA-32e mode.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_cr0 = 0x31; v.guest_pdptr2 = 1 | 1 << 5; },
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_cr4 = 0x2000; v.guest_pdptr2 = 1 | 1 << 5; },
+    |v| v.guest_pdptr2 = 1 | 1 << 5,
     // Hardware exception 31, the highest vector one may inject.
     |v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 31,
     // Neither NMI exiting nor virtual NMIs.
