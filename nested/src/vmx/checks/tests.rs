@@ -241,6 +241,7 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.vmcs_link_pointer = 0xa000, Guest, GuestVmcsLinkPointer),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_pdptr2 = 1 | 1 << 5; }, Guest, GuestPdpte),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xb000; }, Guest, GuestPdpte),
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xd000; }, Guest, GuestPdpte),
         (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7000; }, Msr, MsrLoadEntry),
         (|v| { v.vm_entry_msr_load_count = 600; v.vm_entry_msr_load_addr = 0x10000; }, Msr, MsrLoadCount),
         (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x10_0000; }, Msr, MsrLoadEntry),
@@ -351,6 +352,8 @@ fn memory_for_cases() -> TestL1 {
     // PDPTEs: page 0xb000 has a reserved bit set in entry 1, page 0xc000 is clean.
     m.mem.write_u64(L1Gpa(0xb008), 1 | 1 << 7).unwrap();
     m.mem.write_u64(L1Gpa(0xc000), 0x1001).unwrap();
+    // Page 0xd000: entry 3 (the last) has reserved bit 2 set.
+    m.mem.write_u64(L1Gpa(0xd018), 1 | 1 << 2).unwrap();
     m
 }
 
