@@ -244,6 +244,10 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xd000; }, Guest, GuestPdpte),
         (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7000; }, Msr, MsrLoadEntry),
         (|v| { v.vm_entry_msr_load_count = 600; v.vm_entry_msr_load_addr = 0x10000; }, Msr, MsrLoadCount),
+        // Bits 63:32 of an entry's first quadword are reserved; x2APIC MSRs (0x800-0x8ff) may
+        // not be loaded (SDM 26.4).
+        (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7300; }, Msr, MsrLoadEntry),
+        (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7310; }, Msr, MsrLoadEntry),
         (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x10_0000; }, Msr, MsrLoadEntry),
     ]
 };
@@ -336,6 +340,10 @@ const PASSING: &[Mutation] = &[
     |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_cr0 = 0x31; v.guest_pdptr2 = 1 | 1 << 5; },
     |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_cr4 = 0x2000; v.guest_pdptr2 = 1 | 1 << 5; },
     |v| v.guest_pdptr2 = 1 | 1 << 5,
+    // Non-present PDPTEs may have reserved bits set.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_pdptr2 = 1 << 5 | 1 << 1; },
+    // An MSR-load list of exactly the maximum length (512 entries; index 0, value 0).
+    |v| { v.vm_entry_msr_load_count = 512; v.vm_entry_msr_load_addr = 0x20000; },
     // Hardware exception 31, the highest vector one may inject.
     |v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 31,
     // Neither NMI exiting nor virtual NMIs.
@@ -349,6 +357,9 @@ fn memory_for_cases() -> TestL1 {
     // MSR-load entry 0x7000: SMBASE (illegal). 0x7100: IA32_SYSENTER_CS (legal).
     m.mem.write_u64(L1Gpa(0x7000), 0x9e).unwrap();
     m.mem.write_u64(L1Gpa(0x7100), 0x174).unwrap();
+    // 0x7300: IA32_SYSENTER_CS with bit 32 set. 0x7310: the x2APIC TPR (0x808).
+    m.mem.write_u64(L1Gpa(0x7300), 1 << 32 | 0x174).unwrap();
+    m.mem.write_u64(L1Gpa(0x7310), 0x808).unwrap();
     // PDPTEs: page 0xb000 has a reserved bit set in entry 1, page 0xc000 is clean.
     m.mem.write_u64(L1Gpa(0xb008), 1 | 1 << 7).unwrap();
     m.mem.write_u64(L1Gpa(0xc000), 0x1001).unwrap();
@@ -428,6 +439,17 @@ fn qualifications_and_sections() {
     m2.deny_msr = Some(0x174);
     let f = check_msr_load_list(&v, &caps, &m2).unwrap_err();
     assert_eq!((f.qualification, f.exit_reason()), (2, 34 | 1 << 31));
+    // The qualification is the number of the entry that failed: one L1 memory does not hold
+    // (entry 2 at 0x10_0000), or the first past the maximum list length (512 here).
+    let mut v = valid_vmcs12(&caps);
+    v.vm_entry_msr_load_count = 2;
+    v.vm_entry_msr_load_addr = 0xf_fff0;
+    assert_eq!(check_msr_load_list(&v, &caps, &m).unwrap_err().qualification, 2);
+    assert_eq!(caps.max_msr_list_len(), 512);
+    v.vm_entry_msr_load_count = 600;
+    v.vm_entry_msr_load_addr = 0x20000;
+    let f = check_msr_load_list(&v, &caps, &m).unwrap_err();
+    assert_eq!((f.check, f.qualification), (Check::MsrLoadCount, 513));
     // IA32_FS_BASE and IA32_GS_BASE may not be in the VM-entry MSR-load list (SDM 26.4).
     for index in [0xc000_0100u64, 0xc000_0101] {
         let mut v = valid_vmcs12(&caps);
