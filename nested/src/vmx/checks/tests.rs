@@ -460,6 +460,21 @@ fn qualifications_and_sections() {
         let f = check_msr_load_list(&v, &caps, &m3).unwrap_err();
         assert_eq!((f.qualification, f.exit_reason()), (1, 34 | 1 << 31), "MSR {index:#x}");
     }
+    // Blocking by STI with an injected NMI: qualification 3 (SDM 26.8); with an external
+    // interrupt, or blocking by MOV SS, the default 0.
+    let mut v = valid_vmcs12(&caps);
+    v.guest_rflags |= rflags::IF;
+    for (intr, info, check, qualification) in [
+        (1, NMI_INJ, Check::GuestInterruptibilityNmiSti, 3),
+        (1, EXT_INJ, Check::GuestInterruptibilityEvent, 0),
+        (2, NMI_INJ, Check::GuestInterruptibilityEvent, 0),
+    ] {
+        v.guest_interruptibility_info = intr;
+        v.vm_entry_intr_info_field = info;
+        let f = check_guest_state(&v, &caps, MAXPHY, &m).unwrap_err();
+        assert_eq!((f.check, f.qualification), (check, qualification), "{intr} {info:#x}");
+    }
+    assert_eq!(Check::GuestInterruptibilityNmiSti.section(), "26.3.1.5");
     assert_eq!(Check::GuestPdpte.section(), "26.3.1.6");
     assert_eq!(Check::HostEfer.section(), "26.2.2");
     assert_eq!(Check::MsrLoadEntry.section(), "26.4");
