@@ -303,4 +303,6 @@ fn host_state_load_follows_the_host_address_space_size() {
     assert_eq!(v01.peek(F::Cr4ReadShadow), 0x2000);
     assert_eq!(v01.peek(F::GuestCsArBytes), 0xc09b);
     assert_eq!(v01.peek(F::VmEntryControls), 0x11ff);
+    // SDM 27.5.2: LDTR is unusable after every VM exit.
+    assert_eq!(v01.peek(F::GuestLdtrArBytes), 1 << 16);
 }
