@@ -305,4 +305,10 @@ fn host_state_load_follows_the_host_address_space_size() {
     assert_eq!(v01.peek(F::VmEntryControls), 0x11ff);
     // SDM 27.5.2: LDTR is unusable after every VM exit.
     assert_eq!(v01.peek(F::GuestLdtrArBytes), 1 << 16);
+    // A 64-bit host whose CR4.PAE, EFER.LMA and EFER.LME are already 1 keeps them.
+    v12.vm_exit_controls |= exit::HOST_ADDRESS_SPACE_SIZE;
+    v12.host_cr4 = 0x2020;
+    let mut v01 = FakeVmcs::new();
+    assert_eq!(load_l1_host_state(&v12, &mut v01, &hw, l1_efer | lme | lma), l1_efer | lme | lma);
+    assert_eq!(v01.peek(F::Cr4ReadShadow), 0x2020);
 }
