@@ -276,3 +276,39 @@ fn l1_preemption_timer_is_saved_in_vmcs02_whether_or_not_l1_asked() {
     prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
     assert_eq!(v02.peek(F::VmExitControls) as u32 & exitc::SAVE_PREEMPTION_TIMER, 0);
 }
+
+#[test]
+fn host_state_load_follows_the_host_address_space_size() {
+    // SDM 27.5.1: without "load IA32_EFER", EFER.LMA and EFER.LME take the value of "host
+    // address-space size" and the rest of L1's EFER stays; CR4.PAE is set for a 64-bit host;
+    // "IA-32e mode guest" of vmcs01 follows EFER.LMA, its other entry controls stay.
+    let hw = skylake();
+    let ia32e = u64::from(entry::IA32E_MODE_GUEST);
+    let (lme, lma) = (1 << 8, 1 << 10);
+    let l1_efer = 1 | 1 << 11;
+    let mut v12 = valid_vmcs12(&l1());
+    v12.vm_exit_controls &= !exit::LOAD_IA32_EFER;
+    v12.host_cr4 = 0x2000;
+    let mut v01 = FakeVmcs::new();
+    v01.poke(F::VmEntryControls, 0x11ff | ia32e);
+    assert_eq!(load_l1_host_state(&v12, &mut v01, &hw, l1_efer), l1_efer | lme | lma);
+    assert_eq!(v01.peek(F::Cr4ReadShadow), 0x2020);
+    assert_eq!(v01.peek(F::GuestCr4) & 0x20, 0x20);
+    assert_eq!(v01.peek(F::VmEntryControls), 0x11ff | ia32e);
+    // A 32-bit host: LMA and LME cleared, CR4 as L1 wrote it, CS.D instead of CS.L.
+    v12.vm_exit_controls &= !exit::HOST_ADDRESS_SPACE_SIZE;
+    let mut v01 = FakeVmcs::new();
+    v01.poke(F::VmEntryControls, 0x11ff | ia32e);
+    assert_eq!(load_l1_host_state(&v12, &mut v01, &hw, l1_efer | lme | lma), l1_efer);
+    assert_eq!(v01.peek(F::Cr4ReadShadow), 0x2000);
+    assert_eq!(v01.peek(F::GuestCsArBytes), 0xc09b);
+    assert_eq!(v01.peek(F::VmEntryControls), 0x11ff);
+    // SDM 27.5.2: LDTR is unusable after every VM exit.
+    assert_eq!(v01.peek(F::GuestLdtrArBytes), 1 << 16);
+    // A 64-bit host whose CR4.PAE, EFER.LMA and EFER.LME are already 1 keeps them.
+    v12.vm_exit_controls |= exit::HOST_ADDRESS_SPACE_SIZE;
+    v12.host_cr4 = 0x2020;
+    let mut v01 = FakeVmcs::new();
+    assert_eq!(load_l1_host_state(&v12, &mut v01, &hw, l1_efer | lme | lma), l1_efer | lme | lma);
+    assert_eq!(v01.peek(F::Cr4ReadShadow), 0x2020);
+}

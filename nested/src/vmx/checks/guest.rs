@@ -97,7 +97,11 @@ fn check_guest_state_scoped(
     if rare {
         check_guest_segments(v).map_err(fail)?;
     }
-    check_guest_non_register(v, caps).map_err(fail)?;
+    check_guest_non_register(v, caps).map_err(|c| {
+        // SDM 26.8: "an attempt to inject an NMI into a guest that is blocking events
+        // through the STI blocking bit" has its own qualification.
+        EntryFailure::guest(c, if c == Check::GuestInterruptibilityNmiSti { 3 } else { 0 })
+    })?;
     if v.vmcs_link_pointer != u64::MAX {
         let p = v.vmcs_link_pointer;
         let ok = page_addr_ok(p, maxphyaddr)
@@ -346,7 +350,13 @@ fn check_guest_non_register(v: &Vmcs12, caps: &VmxCaps) -> Result<(), Check> {
         ensure(intr & STI == 0, GuestInterruptibilityStiWithoutIf)?;
     }
     if injecting && matches!(kind, intr_info::TYPE_EXTERNAL_INTERRUPT | intr_info::TYPE_NMI) {
-        ensure(intr & (STI | MOV_SS) == 0, GuestInterruptibilityEvent)?;
+        ensure(intr & MOV_SS == 0, GuestInterruptibilityEvent)?;
+        if kind == intr_info::TYPE_NMI {
+            // A processor may refuse this (SDM 26.3.1.5); ours does, as Intel's do.
+            ensure(intr & STI == 0, GuestInterruptibilityNmiSti)?;
+        } else {
+            ensure(intr & STI == 0, GuestInterruptibilityEvent)?;
+        }
     }
     ensure(intr & SMI == 0, GuestInterruptibilitySmi)?;
     if injecting

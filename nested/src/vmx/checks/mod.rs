@@ -116,6 +116,7 @@ pub enum Check {
     GuestInterruptibilityStiMovSs,
     GuestInterruptibilityStiWithoutIf,
     GuestInterruptibilityEvent,
+    GuestInterruptibilityNmiSti,
     GuestInterruptibilitySmi,
     GuestInterruptibilityNmi,
     GuestPendingDebugReserved,
@@ -210,6 +211,7 @@ impl Check {
             | GuestInterruptibilityStiMovSs
             | GuestInterruptibilityStiWithoutIf
             | GuestInterruptibilityEvent
+            | GuestInterruptibilityNmiSti
             | GuestInterruptibilitySmi
             | GuestInterruptibilityNmi
             | GuestPendingDebugReserved
@@ -226,8 +228,8 @@ impl Check {
 pub struct EntryFailure {
     /// [`ExitReason::EntryFailGuestState`] or [`ExitReason::EntryFailMsrLoading`].
     pub reason: ExitReason,
-    /// Exit qualification (SDM 28.2.1): 0 default, 2 PDPTE loading, 3 NMI injection with
-    /// blocking by NMI, 4 invalid VMCS link pointer; for MSR loading the 1-based entry number.
+    /// Exit qualification (SDM 26.8): 0 default, 2 PDPTE loading, 3 NMI injection with
+    /// blocking by STI, 4 invalid VMCS link pointer; for MSR loading the 1-based entry number.
     pub qualification: u64,
     /// The check that failed.
     pub check: Check,

@@ -35,6 +35,61 @@ const GP_INJ: u32 = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 13 | 1 <
 const NMI_INJ: u32 = intr_info::VALID | intr_info::TYPE_NMI | 2;
 const EXT_INJ: u32 = intr_info::VALID | 0x20;
 
+/// A virtual-8086 guest (SDM 26.3.1.2: each of CS, SS, DS, ES, FS, GS has base selector * 16,
+/// limit 0xffff and access rights 0xf3), under protected mode without paging.
+fn v86(v: &mut Vmcs12) {
+    v.vm_entry_controls &= !entry::IA32E_MODE_GUEST;
+    v.guest_ia32_efer = 0;
+    v.guest_cr0 = 0x31;
+    v.guest_rflags |= rflags::VM;
+    for (i, (sel, base, limit, ar)) in [
+        (
+            &mut v.guest_cs_selector,
+            &mut v.guest_cs_base,
+            &mut v.guest_cs_limit,
+            &mut v.guest_cs_ar_bytes,
+        ),
+        (
+            &mut v.guest_ss_selector,
+            &mut v.guest_ss_base,
+            &mut v.guest_ss_limit,
+            &mut v.guest_ss_ar_bytes,
+        ),
+        (
+            &mut v.guest_ds_selector,
+            &mut v.guest_ds_base,
+            &mut v.guest_ds_limit,
+            &mut v.guest_ds_ar_bytes,
+        ),
+        (
+            &mut v.guest_es_selector,
+            &mut v.guest_es_base,
+            &mut v.guest_es_limit,
+            &mut v.guest_es_ar_bytes,
+        ),
+        (
+            &mut v.guest_fs_selector,
+            &mut v.guest_fs_base,
+            &mut v.guest_fs_limit,
+            &mut v.guest_fs_ar_bytes,
+        ),
+        (
+            &mut v.guest_gs_selector,
+            &mut v.guest_gs_base,
+            &mut v.guest_gs_limit,
+            &mut v.guest_gs_ar_bytes,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        *sel = 0x1000 + i as u16;
+        *base = u64::from(*sel) << 4;
+        *limit = 0xffff;
+        *ar = 0xf3;
+    }
+}
+
 #[rustfmt::skip]
 const FAILING: &[(Mutation, Stage, Check)] = {
     use Check::*;
@@ -61,10 +116,13 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.secondary_vm_exec_control &= !proc2::ENABLE_EPT, Controls, UnrestrictedGuestWithoutEpt),
         (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 2; }, Controls, VmFunctionControls),
         (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 1; v.eptp_list_address = 0x8001; }, Controls, EptpListAddress),
+        (|v| { v.secondary_vm_exec_control = (v.secondary_vm_exec_control | proc2::ENABLE_VM_FUNCTIONS) & !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST); v.vm_function_control = 1; v.eptp_list_address = 0x8000; }, Controls, VmFunctionControls),
         (|v| v.vm_exit_controls |= 1 << 24, Controls, ExitControls),
         (|v| v.vm_exit_controls |= exit::SAVE_PREEMPTION_TIMER, Controls, SavePreemptionTimerWithoutTimer),
         (|v| { v.vm_exit_msr_store_count = 1; v.vm_exit_msr_store_addr = 0x7008; }, Controls, ExitMsrStoreAddress),
         (|v| { v.vm_exit_msr_load_count = 2; v.vm_exit_msr_load_addr = 0xf_ffff_fff0; }, Controls, ExitMsrLoadAddress),
+        // Three entries (48 bytes) from 32 bytes below the top of a 36-bit space.
+        (|v| { v.vm_exit_msr_store_count = 3; v.vm_exit_msr_store_addr = 0xf_ffff_ffe0; }, Controls, ExitMsrStoreAddress),
         (|v| v.vm_entry_controls |= entry::ENTRY_TO_SMM, Controls, EntryControls),
         (|v| v.vm_entry_intr_info_field = intr_info::VALID | 1 << 8, Controls, EventType),
         (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_OTHER_EVENT | 1, Controls, EventVector),
@@ -73,6 +131,9 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 13, Controls, EventDeliverErrorCode),
         (|v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 6 | 1 << 11, Controls, EventDeliverErrorCode),
         (|v| { v.guest_cr0 = 0x30; v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.vm_entry_intr_info_field = GP_INJ; }, Controls, EventDeliverErrorCode),
+        // Without unrestricted guest an injected #GP delivers an error code even if guest
+        // CR0.PE is 0 (which the guest-state checks reject later: controls come first).
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_cr0 = 0x30; v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.vm_entry_intr_info_field = GP_INJ & !(1 << 11); }, Controls, EventDeliverErrorCode),
         (|v| v.vm_entry_intr_info_field = GP_INJ | 1 << 20, Controls, EventReservedBits),
         (|v| { v.vm_entry_intr_info_field = GP_INJ; v.vm_entry_exception_error_code = 1 << 16; }, Controls, EventErrorCode),
         (|v| { v.vm_entry_intr_info_field = SOFT_INT; v.vm_entry_instruction_len = 0; }, Controls, EventInstructionLength),
@@ -84,6 +145,7 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.host_ia32_sysenter_eip = 1 << 47, Host, HostSysenterCanonical),
         (|v| { v.vm_exit_controls |= exit::LOAD_IA32_PAT; v.host_ia32_pat = 2; }, Host, HostPat),
         (|v| v.host_ia32_efer &= !(1 << 10), Host, HostEfer),
+        (|v| v.host_ia32_efer &= !(1 << 8), Host, HostEfer),
         (|v| v.host_ia32_efer |= 1 << 3, Host, HostEfer),
         (|v| v.host_ss_selector = 0x13, Host, HostSelectorRplTi),
         (|v| v.host_tr_selector = 0x1c, Host, HostSelectorRplTi),
@@ -104,12 +166,35 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.guest_sysenter_esp = 0x8000_0000_0000, Guest, GuestSysenterCanonical),
         (|v| { v.vm_entry_controls |= entry::LOAD_IA32_PAT; v.guest_ia32_pat = 3; }, Guest, GuestPat),
         (|v| v.guest_ia32_efer = 1 << 8, Guest, GuestEfer),
+        // With paging, EFER.LME must equal "IA-32e mode guest" (SDM 26.3.1.1).
+        (|v| v.guest_ia32_efer = 1 << 10, Guest, GuestEfer),
+        // An IA-32e guest without CR0.PG (CR4.PAE is cleared in the case above).
+        (|v| v.guest_cr0 = 0x31, Guest, GuestIa32eWithoutPaging),
         (|v| v.guest_tr_selector = 0x1c, Guest, GuestTrTi),
         (|v| { v.guest_ldtr_ar_bytes = 0x82; v.guest_ldtr_selector = 4; }, Guest, GuestLdtrTi),
         (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_ss_selector = 0x13; }, Guest, GuestSsRpl),
         (|v| v.guest_fs_base = 0x8000_0000_0000, Guest, GuestSegmentBase),
         (|v| v.guest_cs_base = 1 << 32, Guest, GuestSegmentBase),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_rflags |= rflags::VM; }, Guest, GuestV86Segment),
+        // Virtual-8086 segments: base, limit and access rights each checked.
+        (|v| { v86(v); v.guest_ds_base += 1; }, Guest, GuestV86Segment),
+        (|v| { v86(v); v.guest_es_limit = 0xfffe; }, Guest, GuestV86Segment),
+        (|v| { v86(v); v.guest_fs_ar_bytes = 0xf2; }, Guest, GuestV86Segment),
+        // RFLAGS.VM with CR0.PE 0 (real mode under unrestricted guest).
+        (|v| { v86(v); v.guest_cr0 = 0x30; }, Guest, GuestRflagsVm),
+        // Bits 63:32 of a usable DS base.
+        (|v| v.guest_ds_base = 1 << 32, Guest, GuestSegmentBase),
+        // Real mode (CR0.PE 0): SS.DPL must be 0 even with CS.DPL equal to it.
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x30; v.guest_cs_ar_bytes = 0xfb; v.guest_cs_limit = 0xffff; v.guest_ss_ar_bytes = 0xf3; v.guest_ss_limit = 0xffff; }, Guest, GuestSsDpl),
+        // CS.DPL rules by CS type (SDM 26.3.1.2): type 3 needs DPL 0, types 9 and 11 need
+        // DPL equal to SS.DPL (here 0 against 3).
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x31; v.guest_cs_ar_bytes = 0xc0b3; v.guest_ss_ar_bytes = 0xc0b3; }, Guest, GuestCsDpl),
+        (|v| v.guest_ss_ar_bytes = 0xc0f3, Guest, GuestCsDpl),
+        // CS type 3 (unrestricted guest, protected mode): SS.DPL must be 0.
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cr0 = 0x31; v.guest_cs_ar_bytes = 0xc093; v.guest_ss_ar_bytes = 0xc0b3; }, Guest, GuestSsDpl),
+        // Without unrestricted guest, a usable data or readable non-conforming code segment
+        // (types 0-11) needs DPL >= RPL.
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_es_ar_bytes = 0xc09b; v.guest_es_selector = 0x13; }, Guest, GuestDataSegmentDpl),
         (|v| v.guest_cs_ar_bytes = 0xa091, Guest, GuestCsType),
         (|v| v.guest_ss_ar_bytes = 0xc09b, Guest, GuestSsType),
         (|v| v.guest_ds_ar_bytes = 0xc092, Guest, GuestDataSegmentType),
@@ -127,6 +212,12 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.guest_ldtr_ar_bytes = 0x83, Guest, GuestLdtr),
         (|v| v.guest_gdtr_limit = 0x1_0000, Guest, GuestDescriptorTable),
         (|v| v.guest_rip = 0x8000_0000_0000, Guest, GuestRip),
+        // Compatibility mode (IA-32e guest, CS.L 0) and legacy mode with CS.L 1: bits 63:32
+        // of RIP must be 0 (SDM 26.3.1.4).
+        (|v| { v.guest_cs_ar_bytes = 0xc09b; v.guest_rip = 1 << 32; }, Guest, GuestRip),
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_rip = 1 << 32; }, Guest, GuestRip),
+        // Without unrestricted guest CR0.PE is fixed to 1.
+        (|v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_cr0 = 0x30; v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; }, Guest, GuestCr0),
         (|v| v.guest_rflags = 2 | 1 << 15, Guest, GuestRflagsReserved),
         (|v| v.guest_rflags |= rflags::VM, Guest, GuestRflagsVm),
         (|v| v.vm_entry_intr_info_field = EXT_INJ, Guest, GuestRflagsIfForInterrupt),
@@ -144,12 +235,19 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.guest_pending_dbg_exceptions = 1 << 4, Guest, GuestPendingDebugReserved),
         (|v| { v.guest_activity_state = 1; v.guest_rflags |= rflags::TF; }, Guest, GuestPendingDebugBs),
         (|v| { v.guest_activity_state = 1; v.guest_pending_dbg_exceptions = 1 << 14; }, Guest, GuestPendingDebugBs),
+        // Blocking by MOV SS with RFLAGS.TF and no pending single-step (BS).
+        (|v| { v.guest_rflags |= rflags::TF; v.guest_interruptibility_info = 2; }, Guest, GuestPendingDebugBs),
         (|v| v.vmcs_link_pointer = 0x9008, Guest, GuestVmcsLinkPointer),
         (|v| v.vmcs_link_pointer = 0xa000, Guest, GuestVmcsLinkPointer),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_pdptr2 = 1 | 1 << 5; }, Guest, GuestPdpte),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xb000; }, Guest, GuestPdpte),
+        (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xd000; }, Guest, GuestPdpte),
         (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7000; }, Msr, MsrLoadEntry),
         (|v| { v.vm_entry_msr_load_count = 600; v.vm_entry_msr_load_addr = 0x10000; }, Msr, MsrLoadCount),
+        // Bits 63:32 of an entry's first quadword are reserved; x2APIC MSRs (0x800-0x8ff) may
+        // not be loaded (SDM 26.4).
+        (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7300; }, Msr, MsrLoadEntry),
+        (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7310; }, Msr, MsrLoadEntry),
         (|v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x10_0000; }, Msr, MsrLoadEntry),
     ]
 };
@@ -180,12 +278,76 @@ const PASSING: &[Mutation] = &[
     |v| v.vmcs_link_pointer = 0x9000,
     |v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7100; },
     |v| { v.vm_exit_msr_store_count = 3; v.vm_exit_msr_store_addr = 0x7200; },
+    // An MSR list whose last byte is the last byte of a 36-bit physical-address space.
+    |v| { v.vm_exit_msr_store_count = 3; v.vm_exit_msr_store_addr = 0xf_ffff_ffd0; },
+    // Bitmap addresses are checked only when their control is 1 (SDM 26.2.1.1).
+    |v| { v.cpu_based_vm_exec_control &= !proc1::USE_MSR_BITMAPS; v.msr_bitmap = 0x5008; v.io_bitmap_a = 0x10; v.io_bitmap_b = 1 << 40; },
+    // PAT loaded on entry and exit with every legal memory type (0, 1, 4, 5, 6, 7).
+    |v| { v.vm_exit_controls |= exit::LOAD_IA32_PAT; v.vm_entry_controls |= entry::LOAD_IA32_PAT; v.host_ia32_pat = 0x0706_0504_0100_0706; v.guest_ia32_pat = 0x0001_0405_0607_0001; },
     // PAE paging with valid PDPTEs in memory (no EPT).
     |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xc000; },
     // EPTP switching with a list.
     |v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 1; v.eptp_list_address = 0x8000; },
     // Virtual NMIs with NMI-window exiting.
     |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.cpu_based_vm_exec_control |= proc1::NMI_WINDOW_EXITING; },
+    // Controls whose address or ID fields are checked only when the control is 1 (SDM
+    // 26.2.1.1): VPID 0, an invalid EPTP, PML and EPTP-list addresses, VM-function controls.
+    |v| { v.secondary_vm_exec_control &= !proc2::ENABLE_VPID; v.virtual_processor_id = 0; },
+    |v| { v.secondary_vm_exec_control &= !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST); v.ept_pointer = 0x6001; v.pml_address = 0x5001; v.vm_function_control = 2; v.eptp_list_address = 0x8001; },
+    // VM functions on, EPTP switching off: the EPTP-list address is not checked.
+    |v| { v.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS; v.vm_function_control = 0; v.eptp_list_address = 0x8001; },
+    // An event field without the valid bit is not checked (SDM 26.2.1.3).
+    |v| v.vm_entry_intr_info_field = 1 << 8 | 1 << 20,
+    // The error-code field is checked only if an error code is delivered.
+    |v| { v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 6; v.vm_entry_exception_error_code = 1 << 16; },
+    // PAT and EFER values are checked only if they are loaded (SDM 26.2.2, 26.3.1.1).
+    |v| { v.host_ia32_pat = 2; v.guest_ia32_pat = 3; },
+    |v| { v.vm_exit_controls &= !exit::LOAD_IA32_EFER; v.vm_entry_controls &= !entry::LOAD_IA32_EFER; v.host_ia32_efer = 1 << 3; v.guest_ia32_efer = 1 << 3; },
+    // A canonical RIP above 4 GiB in 64-bit mode.
+    |v| v.guest_rip = 0xffff_8000_0000_1000,
+    // DEBUGCTL and DR7 are checked only when the debug controls are loaded.
+    |v| { v.guest_ia32_debugctl = 1 << 2; v.guest_dr7 = 1 << 32; },
+    // EFER.LME need not match "IA-32e mode guest" while CR0.PG is 0.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_cr0 = 0x31; v.guest_ia32_efer = 1 << 8; },
+    // A virtual-8086 guest.
+    v86,
+    // Outside IA-32e mode: CS.L and CS.D both 1, a busy 16-bit TSS (type 3) in TR.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xe09b; v.guest_tr_ar_bytes = 0x83; },
+    // With unrestricted guest SS.RPL need not equal CS.RPL.
+    |v| v.guest_ss_selector = 0x13,
+    // A read-only data segment in DS and a readable code segment in GS.
+    |v| { v.guest_ds_ar_bytes = 0xc091; v.guest_gs_ar_bytes = 0xc09b; },
+    // Conforming CS (type 15) with CS.DPL equal to SS.DPL.
+    |v| v.guest_cs_ar_bytes = 0xa09f,
+    // Without unrestricted guest: the DPL >= RPL rule skips unusable segments and
+    // conforming code segments (types 12-15).
+    |v| { v.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST; v.guest_ds_ar_bytes = 1 << 16; v.guest_ds_selector = 0x13; v.guest_es_ar_bytes = 0xc09f; v.guest_es_selector = 0x13; },
+    // Compatibility mode: IA-32e guest with CS.L 0 and CS.D 1.
+    |v| v.guest_cs_ar_bytes = 0xc09b,
+    // A usable LDT.
+    |v| { v.guest_ldtr_ar_bytes = 0x82; v.guest_ldtr_selector = 0x28; v.guest_ldtr_limit = 0xfff; },
+    // Blocking by NMI (SDM 26.3.1.5) is refused only with virtual NMIs *and* an injected
+    // NMI: not without an injection, not with another event, not without virtual NMIs.
+    |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.guest_interruptibility_info = 8; },
+    |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.guest_interruptibility_info = 8; v.vm_entry_intr_info_field = GP_INJ; },
+    |v| { v.guest_interruptibility_info = 8; v.vm_entry_intr_info_field = NMI_INJ; },
+    |v| { v.pin_based_vm_exec_control |= pin::VIRTUAL_NMIS; v.vm_entry_intr_info_field = NMI_INJ; },
+    // Pending debug exceptions B0-B3, enabled breakpoint (12) and RTM (16).
+    |v| v.guest_pending_dbg_exceptions = 0xf | 1 << 12 | 1 << 16,
+    // RFLAGS.TF without STI/MOV-SS blocking or HLT: BS is not checked.
+    |v| v.guest_rflags |= rflags::TF,
+    // PDPTEs are checked only under PAE paging outside IA-32e mode.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_cr0 = 0x31; v.guest_pdptr2 = 1 | 1 << 5; },
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_cr4 = 0x2000; v.guest_pdptr2 = 1 | 1 << 5; },
+    |v| v.guest_pdptr2 = 1 | 1 << 5,
+    // Non-present PDPTEs may have reserved bits set.
+    |v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_pdptr2 = 1 << 5 | 1 << 1; },
+    // An MSR-load list of exactly the maximum length (512 entries; index 0, value 0).
+    |v| { v.vm_entry_msr_load_count = 512; v.vm_entry_msr_load_addr = 0x20000; },
+    // Hardware exception 31, the highest vector one may inject.
+    |v| v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 31,
+    // Neither NMI exiting nor virtual NMIs.
+    |v| v.pin_based_vm_exec_control &= !(pin::NMI_EXITING | pin::VIRTUAL_NMIS),
     // Preemption timer saved.
     |v| { v.pin_based_vm_exec_control |= pin::PREEMPTION_TIMER; v.vm_exit_controls |= exit::SAVE_PREEMPTION_TIMER; },
 ];
@@ -195,9 +357,14 @@ fn memory_for_cases() -> TestL1 {
     // MSR-load entry 0x7000: SMBASE (illegal). 0x7100: IA32_SYSENTER_CS (legal).
     m.mem.write_u64(L1Gpa(0x7000), 0x9e).unwrap();
     m.mem.write_u64(L1Gpa(0x7100), 0x174).unwrap();
+    // 0x7300: IA32_SYSENTER_CS with bit 32 set. 0x7310: the x2APIC TPR (0x808).
+    m.mem.write_u64(L1Gpa(0x7300), 1 << 32 | 0x174).unwrap();
+    m.mem.write_u64(L1Gpa(0x7310), 0x808).unwrap();
     // PDPTEs: page 0xb000 has a reserved bit set in entry 1, page 0xc000 is clean.
     m.mem.write_u64(L1Gpa(0xb008), 1 | 1 << 7).unwrap();
     m.mem.write_u64(L1Gpa(0xc000), 0x1001).unwrap();
+    // Page 0xd000: entry 3 (the last) has reserved bit 2 set.
+    m.mem.write_u64(L1Gpa(0xd018), 1 | 1 << 2).unwrap();
     m
 }
 
@@ -272,6 +439,17 @@ fn qualifications_and_sections() {
     m2.deny_msr = Some(0x174);
     let f = check_msr_load_list(&v, &caps, &m2).unwrap_err();
     assert_eq!((f.qualification, f.exit_reason()), (2, 34 | 1 << 31));
+    // The qualification is the number of the entry that failed: one L1 memory does not hold
+    // (entry 2 at 0x10_0000), or the first past the maximum list length (512 here).
+    let mut v = valid_vmcs12(&caps);
+    v.vm_entry_msr_load_count = 2;
+    v.vm_entry_msr_load_addr = 0xf_fff0;
+    assert_eq!(check_msr_load_list(&v, &caps, &m).unwrap_err().qualification, 2);
+    assert_eq!(caps.max_msr_list_len(), 512);
+    v.vm_entry_msr_load_count = 600;
+    v.vm_entry_msr_load_addr = 0x20000;
+    let f = check_msr_load_list(&v, &caps, &m).unwrap_err();
+    assert_eq!((f.check, f.qualification), (Check::MsrLoadCount, 513));
     // IA32_FS_BASE and IA32_GS_BASE may not be in the VM-entry MSR-load list (SDM 26.4).
     for index in [0xc000_0100u64, 0xc000_0101] {
         let mut v = valid_vmcs12(&caps);
@@ -282,7 +460,73 @@ fn qualifications_and_sections() {
         let f = check_msr_load_list(&v, &caps, &m3).unwrap_err();
         assert_eq!((f.qualification, f.exit_reason()), (1, 34 | 1 << 31), "MSR {index:#x}");
     }
+    // Blocking by STI with an injected NMI: qualification 3 (SDM 26.8); with an external
+    // interrupt, or blocking by MOV SS, the default 0.
+    let mut v = valid_vmcs12(&caps);
+    v.guest_rflags |= rflags::IF;
+    for (intr, info, check, qualification) in [
+        (1, NMI_INJ, Check::GuestInterruptibilityNmiSti, 3),
+        (1, EXT_INJ, Check::GuestInterruptibilityEvent, 0),
+        (2, NMI_INJ, Check::GuestInterruptibilityEvent, 0),
+    ] {
+        v.guest_interruptibility_info = intr;
+        v.vm_entry_intr_info_field = info;
+        let f = check_guest_state(&v, &caps, MAXPHY, &m).unwrap_err();
+        assert_eq!((f.check, f.qualification), (check, qualification), "{intr} {info:#x}");
+    }
+    assert_eq!(Check::GuestInterruptibilityNmiSti.section(), "26.3.1.5");
     assert_eq!(Check::GuestPdpte.section(), "26.3.1.6");
     assert_eq!(Check::HostEfer.section(), "26.2.2");
     assert_eq!(Check::MsrLoadEntry.section(), "26.4");
+}
+
+#[test]
+fn other_event_injection_needs_monitor_trap_flag() {
+    // SDM 26.2.1.3: type 7 (other event) is legal only if the monitor-trap-flag control
+    // may be 1; no other type depends on it.
+    let mut caps = l1();
+    let mtf = u64::from(proc1::MONITOR_TRAP_FLAG) << 32;
+    caps.procbased &= !mtf;
+    caps.true_procbased &= !mtf;
+    let mut v = valid_vmcs12(&caps);
+    v.vm_entry_intr_info_field = intr_info::VALID | intr_info::TYPE_OTHER_EVENT;
+    assert_eq!(check_controls(&v, &caps, MAXPHY), Err(Check::EventType));
+    assert_eq!(check_controls(&v, &l1(), MAXPHY), Ok(()));
+    for info in [NMI_INJ, GP_INJ, EXT_INJ] {
+        v.vm_entry_intr_info_field = info;
+        assert_eq!(check_controls(&v, &caps, MAXPHY), Ok(()), "{info:#x}");
+    }
+    v.vm_entry_intr_info_field = SOFT_INT;
+    v.vm_entry_instruction_len = 2;
+    assert_eq!(check_controls(&v, &caps, MAXPHY), Ok(()));
+}
+
+#[test]
+fn shutdown_and_wait_for_sipi_when_offered() {
+    // L1 is offered HLT only; under capabilities that also offer shutdown (IA32_VMX_MISC bit
+    // 7) and wait-for-SIPI (bit 8) those states are legal, and each takes only its own events
+    // (SDM 26.3.1.5): shutdown NMI and #MC, wait-for-SIPI none.
+    let mut caps = l1();
+    let m = memory_for_cases();
+    let state =
+        |v: &Vmcs12, caps: &VmxCaps| check_guest_state(v, caps, MAXPHY, &m).map_err(|f| f.check);
+    let mut v = valid_vmcs12(&caps);
+    v.guest_activity_state = 2;
+    assert_eq!(state(&v, &caps), Err(Check::GuestActivityState));
+    caps.misc |= 1 << 7;
+    assert_eq!(state(&v, &caps), Ok(()));
+    let mc = intr_info::VALID | intr_info::TYPE_HARD_EXCEPTION | 18;
+    for (info, ok) in [(NMI_INJ, true), (mc, true), (EXT_INJ, false), (GP_INJ, false)] {
+        v.vm_entry_intr_info_field = info;
+        v.guest_rflags |= rflags::IF;
+        let want = if ok { Ok(()) } else { Err(Check::GuestActivityEvent) };
+        assert_eq!(state(&v, &caps), want, "shutdown, event {info:#x}");
+    }
+    v.vm_entry_intr_info_field = 0;
+    v.guest_activity_state = 3;
+    assert_eq!(state(&v, &caps), Err(Check::GuestActivityState));
+    caps.misc |= 1 << 8;
+    assert_eq!(state(&v, &caps), Ok(()));
+    v.vm_entry_intr_info_field = NMI_INJ;
+    assert_eq!(state(&v, &caps), Err(Check::GuestActivityEvent));
 }
