@@ -13,7 +13,7 @@
 //!   the run. L0's own read of the same partition (`disk: guest disk ...`) is the baseline.
 //!
 //! Rows not built yet are printed with the reason; a row becomes built by giving it a
-//! [`Setup`] (one entry in [`rows`]).
+//! `Setup` (one entry in `rows`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
