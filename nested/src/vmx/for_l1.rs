@@ -366,6 +366,13 @@ mod tests {
         let from_cr3 = 3 | 1 << 4 | 2 << 8;
         assert_eq!(cr_access(from_cr3, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
         assert_eq!(r.0[2], 0x8000);
+        // CS.L means 64-bit mode only in IA-32e mode (a legacy-mode L2 with CS.L 1).
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr0_guest_host_mask = 0;
+        let mut v02 = setup(&v12);
+        v02.poke(F::GuestIa32Efer, 0);
+        r.0[0] = 0xdead_0000_0000_0000 | v12.guest_cr0;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
     }
 
     /// Clearing CR0.PG: #GP(0) in 64-bit mode (IA-32e mode is left from compatibility mode,
@@ -417,6 +424,11 @@ mod tests {
             ForL1::Done
         );
         assert_eq!(v12.guest_cr0, before & !LOW | 0x6);
+        assert_eq!(
+            cr_access(lmsw(0x9), &mut v12, &mut v02, &mut r, &skylake(), &l1()),
+            ForL1::Done
+        );
+        assert_eq!(v12.guest_cr0, before & !LOW | CR0_TS, "PE set again stays set");
         // A real-mode L2 (unrestricted guest) sets PE with LMSW.
         v12.guest_cr0 &= !(CR0_PE | CR0_PG);
         let mut v02 = setup(&v12);
@@ -445,6 +457,11 @@ mod tests {
         v02.poke(F::VmEntryControls, v02.peek(F::VmEntryControls) & !ia32e);
         let mut r = Regs::default();
         v12.guest_cr4 &= !CR4_PAE;
+        // Paging stays off: no IA-32e mode switch, no PAE needed.
+        r.0[0] = v12.guest_cr0 | CR0_TS;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v02.peek(F::GuestIa32Efer), EFER_LME);
+        v12.guest_cr0 &= !CR0_TS;
         r.0[0] = paged;
         assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "no PAE");
         r.0[0] = paged & !CR0_PE;

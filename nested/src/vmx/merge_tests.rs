@@ -425,6 +425,10 @@ fn entry_controls_are_l0s_but_ia32e_mode_guest() {
     l0c.entry = 0;
     let c = Controls02::merge(&v12, &l0c, &inputs());
     assert_eq!(c.entry, hw.entry_controls().adjust(loads | entry::IA32E_MODE_GUEST));
+    // L0 asking for the loads itself changes nothing.
+    l0c.entry = loads;
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!(c.entry, hw.entry_controls().adjust(loads | entry::IA32E_MODE_GUEST));
 }
 
 /// L1's preemption timer on hardware that cannot save it at exits: vmcs02 saves it only if
