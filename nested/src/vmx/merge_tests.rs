@@ -562,6 +562,14 @@ fn cr4_fields_alone_are_written() {
     w.sort_by_key(|f| f.name());
     assert_eq!(w, [F::Cr4GuestHostMask, F::Cr4ReadShadow, F::GuestCr4]);
     assert_eq!(v02.peek(F::GuestCr4) & 1 << 7, 1 << 7);
+    // Likewise CR0 alone (its fields are also in the EFER/PAT/debug set).
+    v02.clear_log();
+    v12.guest_cr0 |= 1 << 16;
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::of(&[F::GuestCr0]), &l0(), &inputs());
+    for f in [F::GuestCr0, F::Cr0GuestHostMask, F::Cr0ReadShadow] {
+        assert!(v02.writes().contains(&f), "{}", f.name());
+    }
+    assert_eq!(v02.peek(F::GuestCr0) & 1 << 16, 1 << 16);
 }
 
 /// SDM 26.3.2.1: PAT, DR7 and IA32_DEBUGCTL come from vmcs12 only under "load IA32_PAT" and
@@ -655,4 +663,29 @@ fn control_fields_are_written_only_for_their_controls() {
     // Hardware without XSAVES (the recorded Skylake's secondary controls): vmcs02 cannot
     // have it, and its XSS-exiting bitmap is not written.
     assert!(!written(&v12, &l0()).contains(&F::XssExitingBitmap));
+}
+
+/// Exceptions and CR bits both L0 and L1 intercept stay intercepted (a union, not a
+/// difference): the exception bitmap, and CR0/CR4 bits L1 owns that L0 or the hardware's
+/// fixed bits also own.
+#[test]
+fn shared_intercepts_stay_in_vmcs02() {
+    let hw = skylake();
+    let mut v12 = valid_vmcs12(&l1());
+    v12.exception_bitmap = 1 << 18 | 1 << 6;
+    v12.cr0_guest_host_mask = 1 << 5 | 1 << 16; // NE (fixed), WP
+    v12.cr4_guest_host_mask = 1 << 13 | 1 << 18; // VMXE (fixed), OSXSAVE
+    let mut l0c = l0();
+    (l0c.cr0_mask, l0c.cr4_mask) = (1 << 16, 1 << 18);
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!(c.exception_bitmap, 1 << 18 | 1 << 6);
+    let cr0_fixed = (hw.cr0_fixed0 | !hw.cr0_fixed1) & 0xffff_ffff & !(cr0::PE | cr0::PG);
+    assert_eq!(c.cr0_mask, cr0_fixed | 1 << 5 | 1 << 16);
+    let cr4_fixed = (hw.cr4_fixed0 | !hw.cr4_fixed1) & 0xffff_ffff;
+    assert_eq!(c.cr4_mask, cr4_fixed | 1 << 13 | 1 << 18);
+    // L0 itself naming a fixed bit.
+    (v12.cr0_guest_host_mask, v12.cr4_guest_host_mask) = (0, 0);
+    (l0c.cr0_mask, l0c.cr4_mask) = (1 << 5, 1 << 13);
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!((c.cr0_mask, c.cr4_mask), (cr0_fixed, cr4_fixed));
 }
