@@ -663,6 +663,13 @@ fn control_fields_are_written_only_for_their_controls() {
     // Hardware without XSAVES (the recorded Skylake's secondary controls): vmcs02 cannot
     // have it, and its XSS-exiting bitmap is not written.
     assert!(!written(&v12, &l0()).contains(&F::XssExitingBitmap));
+    // Likewise PLE on hardware without it, and no timer value when neither L0 nor L1 has
+    // the preemption timer.
+    let mut no_ple = l0();
+    no_ple.hw.procbased2 &= !(u64::from(proc2::PAUSE_LOOP_EXITING) << 32);
+    assert!(!written(&v12, &no_ple).contains(&F::PleGap));
+    v12.pin_based_vm_exec_control &= !pin::PREEMPTION_TIMER;
+    assert!(!written(&v12, &l0()).contains(&F::VmxPreemptionTimerValue));
 }
 
 /// Exceptions and CR bits both L0 and L1 intercept stay intercepted (a union, not a
