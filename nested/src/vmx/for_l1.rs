@@ -22,6 +22,7 @@ use crate::vmcs::{Vmcs, Vmcs12, VmcsField as F};
 use crate::arch::cr0::{CD as CR0_CD, NW as CR0_NW, PE as CR0_PE, PG as CR0_PG, TS as CR0_TS};
 use crate::arch::cr4::{PAE as CR4_PAE, PCIDE as CR4_PCIDE};
 use crate::arch::efer::{LMA as EFER_LMA, LME as EFER_LME};
+use crate::arch::segment_ar::L as CS_L;
 
 /// What L0 does after performing the access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,38 +50,46 @@ pub fn cr_access<V: Vmcs>(
     let cr = qual & 0xf;
     let access = (qual >> 4) & 3;
     let gpr = Gpr::from_index((qual >> 8) as u32 & 0xf);
+    // MOV to/from a control register uses 64-bit operands in 64-bit mode and 32-bit ones
+    // everywhere else (SDM Vol. 2B "MOV—Move to/from Control Registers"): outside 64-bit mode
+    // the upper half of the source register is ignored.
+    let mode64 = in_64bit_mode(&*vmcs02);
+    let operand = |v: u64| if mode64 { v } else { v & 0xffff_ffff };
     match (access, cr) {
-        (0, 0) => {
-            let value = regs.gpr(gpr);
-            write_cr0(value, v12, vmcs02, hw, l1_caps)
-        }
-        (0, 4) => write_cr4(regs.gpr(gpr), v12, vmcs02, hw, l1_caps),
+        (0, 0) => write_cr0(operand(regs.gpr(gpr)), mode64, v12, vmcs02, hw, l1_caps),
+        (0, 4) => write_cr4(operand(regs.gpr(gpr)), v12, vmcs02, hw, l1_caps),
         (0, 3) => {
-            // Bit 63 (no-flush with PCIDE) is not stored in CR3.
-            let mut value = regs.gpr(gpr);
+            // Bit 63 (no-flush with PCIDE) is not stored in CR3; without PCIDE it is
+            // reserved. Bits 63:52 are above every MAXPHYADDR: #GP(0) (bits 51:MAXPHYADDR
+            // are not checked here, see docs/mutants.md).
+            let mut value = operand(regs.gpr(gpr));
             if v12.guest_cr4 & CR4_PCIDE != 0 {
                 value &= !(1 << 63);
+            }
+            if value >> 52 != 0 {
+                return ForL1::Fault(Exception::GP0);
             }
             vmcs02.write(F::GuestCr3, value);
             v12.guest_cr3 = value;
             ForL1::Done
         }
         (1, 3) => {
-            regs.set_gpr(gpr, vmcs02.read(F::GuestCr3));
+            regs.set_gpr(gpr, operand(vmcs02.read(F::GuestCr3)));
             ForL1::Done
         }
         // CLTS clears CR0.TS unless L1 owns TS (then, with its shadow 0, TS is unchanged;
         // with shadow 1 the exit was L1's).
         (2, _) => {
             let value = v12.guest_cr0 & !CR0_TS;
-            write_cr0(value, v12, vmcs02, hw, l1_caps)
+            write_cr0(value, mode64, v12, vmcs02, hw, l1_caps)
         }
-        // LMSW loads CR0[3:0] from bits 31:16 of the qualification but cannot clear PE.
+        // LMSW loads CR0[3:1] from bits 19:17 of the qualification (its source operand's
+        // bits 3:1) and can set PE (bit 16) but not clear it.
         (3, _) => {
             let src = (qual >> 16) & 0xf;
             let current = l2_view(v12.guest_cr0, v12.cr0_guest_host_mask, v12.cr0_read_shadow);
-            let value = (current & !0xe) | (src & 0xe) | (current & CR0_PE) | (src & CR0_PE);
-            write_cr0(value, v12, vmcs02, hw, l1_caps)
+            let value = (current & !0xe) | src;
+            write_cr0(value, mode64, v12, vmcs02, hw, l1_caps)
         }
         _ => ForL1::NotEmulated,
     }
@@ -91,6 +100,7 @@ pub fn cr_access<V: Vmcs>(
 /// checks them in VMX non-root operation under vmcs12 and then loaded.
 fn write_cr0<V: Vmcs>(
     value: u64,
+    mode64: bool,
     v12: &mut Vmcs12,
     vmcs02: &mut V,
     hw: &VmxCaps,
@@ -113,7 +123,9 @@ fn write_cr0<V: Vmcs>(
         || (new & CR0_PG != 0 && new & CR0_PE == 0)
         || (new & CR0_NW != 0 && new & CR0_CD == 0)
         || (enabling_long_mode && cr4 & CR4_PAE == 0)
-        || (old & CR0_PG != 0 && new & CR0_PG == 0 && efer & EFER_LMA != 0 && cr4 & CR4_PCIDE != 0)
+        || (old & CR0_PG != 0 && new & CR0_PG == 0 && cr4 & CR4_PCIDE != 0)
+        // Leaving IA-32e mode is done from compatibility mode (Vol. 3A 10.8.5.4).
+        || (mode64 && new & CR0_PG == 0)
     {
         return ForL1::Fault(Exception::GP0);
     }
@@ -154,13 +166,24 @@ fn write_cr4<V: Vmcs>(
     let fixed = l1_caps.cr4_fixed();
     let checked = (new & !mask12) | (fixed.adjust(new) & mask12);
     let long_mode = vmcs02.read(F::GuestIa32Efer) & EFER_LMA != 0;
-    if new >> 32 != 0 || !fixed.verify(checked) || (long_mode && new & CR4_PAE == 0) {
+    // CR4.PCIDE is set only in IA-32e mode and with CR3[11:0] 0 (Vol. 3A 4.10.1).
+    let setting_pcide = v12.guest_cr4 & CR4_PCIDE == 0 && new & CR4_PCIDE != 0;
+    if new >> 32 != 0
+        || !fixed.verify(checked)
+        || (long_mode && new & CR4_PAE == 0)
+        || (setting_pcide && (!long_mode || v12.guest_cr3 & 0xfff != 0))
+    {
         return ForL1::Fault(Exception::GP0);
     }
     v12.guest_cr4 = new;
     vmcs02.write(F::GuestCr4, hw.cr4_fixed().adjust(new));
     vmcs02.write(F::Cr4ReadShadow, l2_view(new, mask12, v12.cr4_read_shadow));
     ForL1::Done
+}
+
+/// 64-bit mode: IA-32e mode (EFER.LMA) with a 64-bit code segment (CS.L).
+fn in_64bit_mode<V: Vmcs>(vmcs02: &V) -> bool {
+    vmcs02.read(F::GuestIa32Efer) & EFER_LMA != 0 && vmcs02.read(F::GuestCsArBytes) & CS_L != 0
 }
 
 #[cfg(test)]
@@ -280,5 +303,248 @@ mod tests {
         assert_eq!(out, ForL1::Done, "L1 owns VMXE: the write leaves it");
         assert_ne!(v12.guest_cr4 & VMXE, 0);
         assert_eq!(v02.peek(F::Cr4ReadShadow) & VMXE, v12.cr4_read_shadow & VMXE);
+    }
+
+    const GP: ForL1 = ForL1::Fault(Exception::GP0);
+
+    /// L2 in compatibility mode (IA-32e mode, CS.L 0) instead of 64-bit mode.
+    fn compat(v02: &mut FakeVmcs) {
+        v02.poke(F::GuestCsArBytes, v02.peek(F::GuestCsArBytes) & !CS_L | 1 << 14);
+    }
+
+    /// SDM "MOV—Move to/from Control Registers": with CR4.PCIDE, bit 63 of the source is not
+    /// stored; without it, and for bits 62:52 in any case, the write takes #GP(0) in 64-bit
+    /// mode and CR3 keeps its value.
+    #[test]
+    fn mov_to_cr3_bit_63_and_reserved_bits() {
+        let mut v12 = valid_vmcs12(&l1());
+        v12.guest_cr4 |= CR4_PCIDE;
+        let mut v02 = setup(&v12);
+        let mut r = Regs::default();
+        r.0[0] = 1 << 63 | 0x7_0000_5001;
+        assert_eq!(cr_access(3, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!((v12.guest_cr3, v02.peek(F::GuestCr3)), (0x7_0000_5001, 0x7_0000_5001));
+        r.0[0] = 1 << 52 | 0x5000;
+        assert_eq!(cr_access(3, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP);
+        v12.guest_cr4 &= !CR4_PCIDE;
+        r.0[0] = 1 << 63 | 0x6000;
+        assert_eq!(cr_access(3, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP);
+        assert_eq!((v12.guest_cr3, v02.peek(F::GuestCr3)), (0x7_0000_5001, 0x7_0000_5001));
+        r.0[0] = 0x6000;
+        assert_eq!(cr_access(3, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v12.guest_cr3, 0x6000);
+    }
+
+    /// Outside 64-bit mode MOV to/from a control register has 32-bit operands: the upper
+    /// half of the source is ignored (no #GP for it), MOV from CR3 gives the low 32 bits.
+    #[test]
+    fn outside_64bit_mode_operands_are_32_bits() {
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr0_guest_host_mask = 0;
+        let mut v02 = setup(&v12);
+        let mut r = Regs::default();
+        let cr0 = v12.guest_cr0 | CR0_TS;
+        r.0[0] = 0xdead_0000_0000_0000 | cr0;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "64-bit");
+        compat(&mut v02);
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v12.guest_cr0, cr0);
+        r.0[1] = 0xdead_0000_0000_7000;
+        assert_eq!(
+            cr_access(mov_to(3, 1), &mut v12, &mut v02, &mut r, &skylake(), &l1()),
+            ForL1::Done
+        );
+        assert_eq!(v12.guest_cr3, 0x7000);
+        r.0[4] = 0xdead_0000_0000_0000 | v12.guest_cr4;
+        let cr4 = v12.guest_cr4;
+        assert_eq!(
+            cr_access(mov_to(4, 4), &mut v12, &mut v02, &mut r, &skylake(), &l1()),
+            ForL1::Done
+        );
+        assert_eq!(v12.guest_cr4, cr4);
+        v02.poke(F::GuestCr3, 0x1_0000_8000);
+        let from_cr3 = 3 | 1 << 4 | 2 << 8;
+        assert_eq!(cr_access(from_cr3, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(r.0[2], 0x8000);
+        // CS.L means 64-bit mode only in IA-32e mode (a legacy-mode L2 with CS.L 1).
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr0_guest_host_mask = 0;
+        let mut v02 = setup(&v12);
+        v02.poke(F::GuestIa32Efer, 0);
+        r.0[0] = 0xdead_0000_0000_0000 | v12.guest_cr0;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+    }
+
+    /// Clearing CR0.PG: #GP(0) in 64-bit mode (IA-32e mode is left from compatibility mode,
+    /// Vol. 3A 10.8.5.4); in compatibility mode it leaves IA-32e mode (EFER.LMA and "IA-32e
+    /// mode guest" cleared). PE and PG may both be cleared only under unrestricted guest.
+    #[test]
+    fn clearing_paging() {
+        let ia32e = u64::from(entry::IA32E_MODE_GUEST);
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr0_guest_host_mask = 0;
+        let mut v02 = setup(&v12);
+        let mut r = Regs::default();
+        r.0[0] = v12.guest_cr0 & !CR0_PG;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "64-bit");
+        compat(&mut v02);
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v02.peek(F::GuestIa32Efer) & (EFER_LMA | EFER_LME), EFER_LME);
+        assert_eq!(v02.peek(F::VmEntryControls) & ia32e, 0);
+        assert_eq!(v02.peek(F::GuestCr0) & CR0_PG, 0, "unrestricted guest: PG may be 0");
+        r.0[0] = v12.guest_cr0 & !CR0_PE;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v12.guest_cr0 & (CR0_PE | CR0_PG), 0);
+        // Without unrestricted guest PE and PG are fixed to 1 under vmcs12.
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr0_guest_host_mask = 0;
+        v12.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST;
+        let mut v02 = setup(&v12);
+        compat(&mut v02);
+        r.0[0] = v12.guest_cr0 & !CR0_PG;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP);
+    }
+
+    /// LMSW (SDM Vol. 2A): loads CR0.MP, EM and TS from its source, both ways, and sets PE
+    /// if the source has it but never clears it.
+    #[test]
+    fn lmsw_loads_bits_3_to_1_and_only_sets_pe() {
+        const LOW: u64 = 0xe; // MP, EM, TS
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr0_guest_host_mask = 0;
+        v12.guest_cr0 |= LOW;
+        let mut v02 = setup(&v12);
+        let mut r = Regs::default();
+        let lmsw = |src: u64| 3 << 4 | src << 16;
+        let before = v12.guest_cr0;
+        assert_eq!(cr_access(lmsw(0), &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v12.guest_cr0, before & !LOW, "MP, EM, TS cleared; PE stays");
+        assert_eq!(
+            cr_access(lmsw(0x6), &mut v12, &mut v02, &mut r, &skylake(), &l1()),
+            ForL1::Done
+        );
+        assert_eq!(v12.guest_cr0, before & !LOW | 0x6);
+        assert_eq!(
+            cr_access(lmsw(0x9), &mut v12, &mut v02, &mut r, &skylake(), &l1()),
+            ForL1::Done
+        );
+        assert_eq!(v12.guest_cr0, before & !LOW | CR0_TS, "PE set again stays set");
+        // A real-mode L2 (unrestricted guest) sets PE with LMSW.
+        v12.guest_cr0 &= !(CR0_PE | CR0_PG);
+        let mut v02 = setup(&v12);
+        compat(&mut v02);
+        v02.poke(F::GuestIa32Efer, 0);
+        assert_eq!(
+            cr_access(lmsw(0x1), &mut v12, &mut v02, &mut r, &skylake(), &l1()),
+            ForL1::Done
+        );
+        assert_eq!(v12.guest_cr0 & (CR0_PE | LOW), CR0_PE);
+    }
+
+    /// Setting CR0.PG with EFER.LME enters IA-32e mode (Vol. 3A 10.8.5): EFER.LMA and "IA-32e
+    /// mode guest" set, #GP(0) without CR4.PAE. MOV to CR0 takes #GP(0) for PG without PE and
+    /// for NW without CD (SDM "MOV—Move to/from Control Registers").
+    #[test]
+    fn enabling_paging_and_invalid_combinations() {
+        let ia32e = u64::from(entry::IA32E_MODE_GUEST);
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr0_guest_host_mask = 0;
+        v12.guest_cr0 &= !CR0_PG;
+        let paged = v12.guest_cr0 | CR0_PG;
+        let mut v02 = setup(&v12);
+        compat(&mut v02);
+        v02.poke(F::GuestIa32Efer, EFER_LME);
+        v02.poke(F::VmEntryControls, v02.peek(F::VmEntryControls) & !ia32e);
+        let mut r = Regs::default();
+        v12.guest_cr4 &= !CR4_PAE;
+        // Paging stays off: no IA-32e mode switch, no PAE needed.
+        r.0[0] = v12.guest_cr0 | CR0_TS;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v02.peek(F::GuestIa32Efer), EFER_LME);
+        v12.guest_cr0 &= !CR0_TS;
+        r.0[0] = paged;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "no PAE");
+        r.0[0] = paged & !CR0_PE;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "PG, no PE");
+        v12.guest_cr4 |= CR4_PAE;
+        r.0[0] = paged & !CR0_PE;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "PG, no PE");
+        r.0[0] = (paged | CR0_NW) & !CR0_CD;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "NW, no CD");
+        assert_eq!(v02.peek(F::GuestIa32Efer), EFER_LME, "nothing changed yet");
+        r.0[0] = paged | CR0_NW | CR0_CD;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v02.peek(F::GuestIa32Efer), EFER_LME | EFER_LMA);
+        assert_eq!(v02.peek(F::VmEntryControls) & ia32e, ia32e);
+        assert_eq!(v12.guest_cr0, paged | CR0_NW | CR0_CD);
+        // Without LME, paging on stays 32-bit/PAE paging.
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr0_guest_host_mask = 0;
+        v12.guest_cr0 &= !CR0_PG;
+        v12.guest_cr4 &= !CR4_PAE;
+        let mut v02 = setup(&v12);
+        compat(&mut v02);
+        v02.poke(F::GuestIa32Efer, 0);
+        v02.poke(F::VmEntryControls, v02.peek(F::VmEntryControls) & !ia32e);
+        r.0[0] = paged;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v02.peek(F::GuestIa32Efer), 0);
+        assert_eq!(v02.peek(F::VmEntryControls) & ia32e, 0);
+    }
+
+    /// CR4.PCIDE (Vol. 3A 4.10.1): set only in IA-32e mode with CR3[11:0] 0, else #GP(0);
+    /// while it is 1, clearing CR0.PG takes #GP(0) (also in compatibility mode).
+    #[test]
+    fn pcide_rules() {
+        let mut v12 = valid_vmcs12(&l1());
+        (v12.cr0_guest_host_mask, v12.cr4_guest_host_mask) = (0, 0);
+        v12.guest_cr3 = 0x3001;
+        let mut v02 = setup(&v12);
+        let mut r = Regs::default();
+        let cr4 = v12.guest_cr4;
+        r.0[0] = cr4 | CR4_PCIDE;
+        assert_eq!(cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "CR3[11:0]");
+        v12.guest_cr3 = 0x3000;
+        assert_eq!(cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v12.guest_cr4, cr4 | CR4_PCIDE);
+        // Now PCID 1 is current: CR4 writes that keep PCIDE are fine.
+        v12.guest_cr3 = 0x3001;
+        assert_eq!(cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        // Clearing PG with PCIDE set, from compatibility mode.
+        compat(&mut v02);
+        r.0[0] = v12.guest_cr0 & !CR0_PG;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP);
+        // Keeping PG is fine.
+        r.0[0] = v12.guest_cr0 | CR0_TS;
+        assert_eq!(cr_access(0, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        // Outside IA-32e mode PCIDE cannot be set.
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr4_guest_host_mask = 0;
+        let mut v02 = setup(&v12);
+        compat(&mut v02);
+        v02.poke(F::GuestIa32Efer, 0);
+        r.0[0] = v12.guest_cr4 | CR4_PCIDE;
+        assert_eq!(cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "no LMA");
+    }
+
+    /// MOV to CR4 (SDM Vol. 2B): clearing PAE in IA-32e mode and setting a bit the
+    /// processor fixes to 0 in VMX operation (IA32_VMX_CR4_FIXED1: UMIP on the recorded
+    /// Skylake) take #GP(0); outside IA-32e mode PAE may be cleared.
+    #[test]
+    fn cr4_pae_and_bits_fixed_to_0() {
+        const UMIP: u64 = crate::arch::cr4::UMIP;
+        assert_eq!(l1().cr4_fixed1 & UMIP, 0);
+        let mut v12 = valid_vmcs12(&l1());
+        v12.cr4_guest_host_mask = 0;
+        let mut v02 = setup(&v12);
+        let mut r = Regs::default();
+        r.0[0] = v12.guest_cr4 | UMIP;
+        assert_eq!(cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "UMIP");
+        r.0[0] = v12.guest_cr4 & !CR4_PAE;
+        assert_eq!(cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1()), GP, "PAE");
+        v02.poke(F::GuestIa32Efer, 0);
+        compat(&mut v02);
+        assert_eq!(cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
+        assert_eq!(v12.guest_cr4 & CR4_PAE, 0);
     }
 }

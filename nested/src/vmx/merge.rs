@@ -264,9 +264,6 @@ impl Controls02 {
             Some(_) => proc1 = (proc1 | proc1::USE_IO_BITMAPS) & !proc1::UNCONDITIONAL_IO_EXITING,
             None => proc1 |= proc1::UNCONDITIONAL_IO_EXITING,
         }
-        if l0.proc1 & proc1::CR3_LOAD_EXITING != 0 {
-            proc1 |= proc1::CR3_LOAD_EXITING;
-        }
         let mut proc2 = l0.proc2 | (p12 & PASS_PROC2);
         if p12 & proc2::ENABLE_VM_FUNCTIONS != 0 {
             // VM-function controls stay 0 in vmcs02, so every VMFUNC exits to L0.

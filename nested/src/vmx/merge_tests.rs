@@ -312,3 +312,387 @@ fn host_state_load_follows_the_host_address_space_size() {
     assert_eq!(load_l1_host_state(&v12, &mut v01, &hw, l1_efer | lme | lma), l1_efer | lme | lma);
     assert_eq!(v01.peek(F::Cr4ReadShadow), 0x2020);
 }
+
+/// The controls L1's vmcs12 contributes to vmcs02, one bit at a time, with an L0 that asks for
+/// nothing itself: each listed bit reaches vmcs02 when L1 sets it and stays clear when L1 does
+/// not (SDM 25.6: the controls decide which instructions and events exit; L0 adds its own
+/// and reflects the rest). The lists are written out here, not taken from `merge.rs`.
+#[test]
+fn each_control_l1_passes_reaches_vmcs02_alone() {
+    let hw = skylake();
+    let mut l0c = l0();
+    (l0c.pin, l0c.proc1, l0c.proc2) = (0, 0, 0);
+    let mut base = valid_vmcs12(&l1());
+    base.pin_based_vm_exec_control = 0;
+    base.cpu_based_vm_exec_control = proc1::ACTIVATE_SECONDARY_CONTROLS;
+    base.secondary_vm_exec_control = 0;
+    let bitmaps =
+        proc1::USE_MSR_BITMAPS | proc1::USE_IO_BITMAPS | proc1::ACTIVATE_SECONDARY_CONTROLS;
+    let none = Controls02::merge(&base, &l0c, &inputs());
+    assert_eq!(none.pin, hw.pin().adjust(0), "L1 asks for no pin-based control");
+    assert_eq!(none.proc1, hw.primary().adjust(bitmaps), "only the bitmaps L0 merges");
+    assert_eq!(none.proc2, hw.secondary().adjust(0));
+    for bit in [pin::NMI_EXITING, pin::NMI_EXITING | pin::VIRTUAL_NMIS] {
+        let mut v12 = base.clone();
+        v12.pin_based_vm_exec_control = bit;
+        assert_eq!(Controls02::merge(&v12, &l0c, &inputs()).pin, hw.pin().adjust(bit));
+    }
+    // External interrupts and posted interrupts are L0's to decide.
+    let mut v12 = base.clone();
+    v12.pin_based_vm_exec_control = pin::EXTERNAL_INTERRUPT_EXITING | pin::POSTED_INTERRUPTS;
+    assert_eq!(Controls02::merge(&v12, &l0c, &inputs()).pin, hw.pin().adjust(0));
+    let passed1 = [
+        proc1::INTERRUPT_WINDOW_EXITING,
+        proc1::USE_TSC_OFFSETTING,
+        proc1::HLT_EXITING,
+        proc1::INVLPG_EXITING,
+        proc1::MWAIT_EXITING,
+        proc1::RDPMC_EXITING,
+        proc1::RDTSC_EXITING,
+        proc1::CR3_LOAD_EXITING,
+        proc1::CR3_STORE_EXITING,
+        proc1::CR8_LOAD_EXITING,
+        proc1::CR8_STORE_EXITING,
+        proc1::NMI_WINDOW_EXITING,
+        proc1::MOV_DR_EXITING,
+        proc1::MONITOR_TRAP_FLAG,
+        proc1::MONITOR_EXITING,
+        proc1::PAUSE_EXITING,
+    ];
+    for bit in passed1 {
+        let mut v12 = base.clone();
+        v12.cpu_based_vm_exec_control |= bit;
+        let c = Controls02::merge(&v12, &l0c, &inputs());
+        assert_eq!(c.proc1, hw.primary().adjust(bitmaps | bit), "primary bit {bit:#x}");
+    }
+    // L1's TPR shadow and its bitmap controls are not vmcs02's (L0 merges the bitmaps).
+    let mut v12 = base.clone();
+    v12.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW | proc1::UNCONDITIONAL_IO_EXITING;
+    assert_eq!(Controls02::merge(&v12, &l0c, &inputs()).proc1, hw.primary().adjust(bitmaps));
+    let passed2 = [
+        proc2::DESCRIPTOR_TABLE_EXITING,
+        proc2::ENABLE_RDTSCP,
+        proc2::WBINVD_EXITING,
+        proc2::UNRESTRICTED_GUEST,
+        proc2::PAUSE_LOOP_EXITING,
+        proc2::RDRAND_EXITING,
+        proc2::ENABLE_INVPCID,
+        proc2::RDSEED_EXITING,
+        proc2::ENABLE_XSAVES,
+        proc2::ENABLE_USER_WAIT_PAUSE,
+        // VM functions stay enabled with their controls 0: every VMFUNC exits to L0.
+        proc2::ENABLE_VM_FUNCTIONS,
+    ];
+    for bit in passed2 {
+        let mut v12 = base.clone();
+        v12.secondary_vm_exec_control = bit;
+        let c = Controls02::merge(&v12, &l0c, &inputs());
+        assert_eq!(c.proc2, hw.secondary().adjust(bit), "secondary bit {bit:#x}");
+        // Without "activate secondary controls" L1's secondary controls are 0.
+        v12.cpu_based_vm_exec_control &= !proc1::ACTIVATE_SECONDARY_CONTROLS;
+        let c = Controls02::merge(&v12, &l0c, &inputs());
+        assert_eq!(c.proc2, hw.secondary().adjust(0), "secondary bit {bit:#x} not activated");
+    }
+    let mut v12 = base.clone();
+    v12.secondary_vm_exec_control = proc2::VIRTUALIZE_APIC_ACCESSES | proc2::ENABLE_PML;
+    assert_eq!(Controls02::merge(&v12, &l0c, &inputs()).proc2, hw.secondary().adjust(0));
+    let mut v02 = FakeVmcs::new();
+    v12.secondary_vm_exec_control = proc2::ENABLE_VM_FUNCTIONS;
+    v12.vm_function_control = 1;
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0c, &inputs());
+    assert_eq!(v02.peek(F::VmFunctionControl), 0);
+    // L0's own "activate secondary controls" stays set.
+    l0c.proc1 = proc1::ACTIVATE_SECONDARY_CONTROLS;
+    assert_ne!(
+        Controls02::merge(&base, &l0c, &inputs()).proc1 & proc1::ACTIVATE_SECONDARY_CONTROLS,
+        0
+    );
+}
+
+/// SDM 26.3.2.1: L0 always loads L2's EFER, PAT and debug controls (its own or L1's values);
+/// "IA-32e mode guest" is vmcs12's, every other entry control L0's.
+#[test]
+fn entry_controls_are_l0s_but_ia32e_mode_guest() {
+    let hw = skylake();
+    let mut l0c = l0();
+    l0c.entry = entry::IA32E_MODE_GUEST;
+    let loads = entry::LOAD_IA32_EFER | entry::LOAD_IA32_PAT | entry::LOAD_DEBUG_CONTROLS;
+    let mut v12 = valid_vmcs12(&l1());
+    v12.vm_entry_controls = entry::LOAD_DEBUG_CONTROLS | entry::DEACTIVATE_DUAL_MONITOR;
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!(c.entry, hw.entry_controls().adjust(loads));
+    v12.vm_entry_controls |= entry::IA32E_MODE_GUEST;
+    l0c.entry = 0;
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!(c.entry, hw.entry_controls().adjust(loads | entry::IA32E_MODE_GUEST));
+    // L0 asking for the loads itself changes nothing.
+    l0c.entry = loads;
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!(c.entry, hw.entry_controls().adjust(loads | entry::IA32E_MODE_GUEST));
+}
+
+/// L1's preemption timer on hardware that cannot save it at exits: vmcs02 saves it only if
+/// L1 asked ("save VMX-preemption-timer value" is vmcs12's then), and L0's exit controls stay.
+#[test]
+fn l1_preemption_timer_without_hardware_save() {
+    let mut hw = skylake();
+    hw.true_exit &= !(u64::from(exitc::SAVE_PREEMPTION_TIMER) << 32);
+    hw.exit &= !(u64::from(exitc::SAVE_PREEMPTION_TIMER) << 32);
+    let mut l0c = l0();
+    l0c.hw = hw;
+    let mut v12 = valid_vmcs12(&l1());
+    v12.pin_based_vm_exec_control |= pin::PREEMPTION_TIMER;
+    v12.vm_exit_controls = exitc::SAVE_PREEMPTION_TIMER | exitc::SAVE_DEBUG_CONTROLS;
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!(c.exit, hw.exit_controls().adjust(l0c.exit | exitc::SAVE_PREEMPTION_TIMER));
+    v12.vm_exit_controls = exitc::SAVE_DEBUG_CONTROLS;
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!(c.exit, hw.exit_controls().adjust(l0c.exit));
+}
+
+/// [`reads_l1_state`] says exactly when [`prepare_vmcs02`] reads L1's EFER/PAT/debug state: a
+/// default [`L1State`] gives the same vmcs02 when it says no.
+#[test]
+fn reads_l1_state_matches_what_prepare_reads() {
+    let v12 = valid_vmcs12(&l1());
+    for f in [
+        F::GuestIa32Efer,
+        F::GuestIa32Pat,
+        F::GuestIa32Debugctl,
+        F::GuestDr7,
+        F::GuestCr0,
+        F::VmEntryControls,
+    ] {
+        assert!(reads_l1_state(&DirtySet::of(&[f])), "{}", f.name());
+    }
+    for dirty in [DirtySet::of(&[F::GuestRip, F::GuestRsp]), DirtySet::of(&[F::ExceptionBitmap])] {
+        assert!(!reads_l1_state(&dirty));
+        let (mut a, mut b) = (FakeVmcs::new(), FakeVmcs::new());
+        let mut blank = inputs();
+        blank.l1 = L1State { tsc_offset: blank.l1.tsc_offset, ..L1State::default() };
+        prepare_vmcs02(&mut a, &v12, &dirty, &l0(), &inputs());
+        prepare_vmcs02(&mut b, &v12, &dirty, &l0(), &blank);
+        assert_eq!(a.log(), b.log());
+    }
+}
+
+/// With unrestricted guest, CR0.PE and CR0.PG may be 0 in vmcs02 (SDM 26.3.1.1), so L0 owns
+/// them only if L1 does: L2 switches paging without exits. Without it they are fixed to 1.
+#[test]
+fn unrestricted_guest_leaves_pe_and_pg_to_l2() {
+    let pe_pg = cr0::PE | cr0::PG;
+    let mut v12 = valid_vmcs12(&l1());
+    v12.cr0_guest_host_mask = 0;
+    let c = Controls02::merge(&v12, &l0(), &inputs());
+    assert_eq!(c.proc2 & proc2::UNRESTRICTED_GUEST, proc2::UNRESTRICTED_GUEST);
+    assert_eq!(c.cr0_mask & pe_pg, 0);
+    assert_eq!(c.cr0_mask & (1 << 5), 1 << 5, "NE stays fixed");
+    v12.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST;
+    let c = Controls02::merge(&v12, &l0(), &inputs());
+    assert_eq!(c.cr0_mask & pe_pg, pe_pg);
+}
+
+/// vmcs02's CR4 guest/host mask is exactly L0's bits, the bits the hardware fixes and the bits
+/// L1 owns (cut to 32 bits, as the field is natural-width and CR4's upper bits are reserved):
+/// an L2 write to any other CR4 bit does not exit.
+#[test]
+fn cr4_mask_is_l0s_fixed_and_l1s_bits_only() {
+    let hw = skylake();
+    let mut v12 = valid_vmcs12(&l1());
+    v12.cr4_guest_host_mask = 1 << 7; // PGE
+    let mut l0c = l0();
+    l0c.cr4_mask = 1 << 18; // OSXSAVE
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    let fixed = (hw.cr4_fixed0 | !hw.cr4_fixed1) & 0xffff_ffff;
+    assert_eq!(c.cr4_mask, fixed | 1 << 7 | 1 << 18);
+    assert_eq!(c.cr4_mask & (1 << 9), 0, "OSFXSR is L2's");
+}
+
+/// SDM 26.3.2.1 without "load IA32_EFER": L2 keeps L1's EFER except that LMA takes the value
+/// of "IA-32e mode guest", and LME too when CR0.PG is 1; with the control, vmcs12's EFER.
+#[test]
+fn l2_efer_without_load_efer_follows_ia32e_mode_guest() {
+    let (lme, lma) = (efer::LME, efer::LMA);
+    let mut inp = inputs();
+    let l1_efer = efer::SCE | efer::NXE;
+    let efer02 = |v12: &Vmcs12, inp: &Vmcs02Inputs| {
+        let mut v02 = FakeVmcs::new();
+        prepare_vmcs02(&mut v02, v12, &DirtySet::of(&[F::VmEntryControls]), &l0(), inp);
+        v02.peek(F::GuestIa32Efer)
+    };
+    let mut v12 = valid_vmcs12(&l1());
+    v12.guest_ia32_efer = lme | lma;
+    assert_eq!(efer02(&v12, &inp), lme | lma, "loaded from vmcs12");
+    v12.vm_entry_controls &= !entry::LOAD_IA32_EFER;
+    inp.l1.efer = l1_efer;
+    assert_eq!(efer02(&v12, &inp), l1_efer | lme | lma, "64-bit L2, L1's other bits");
+    v12.vm_entry_controls &= !entry::IA32E_MODE_GUEST;
+    inp.l1.efer = l1_efer | lme | lma;
+    assert_eq!(efer02(&v12, &inp), l1_efer, "paging on: LME follows IA-32e mode guest");
+    v12.guest_cr0 &= !cr0::PG;
+    assert_eq!(efer02(&v12, &inp), l1_efer | lme, "paging off: L1's LME stays, LMA 0");
+    inp.l1.efer = l1_efer | lma;
+    assert_eq!(efer02(&v12, &inp), l1_efer);
+}
+
+/// vmcs02's CR0 satisfies the hardware's fixed bits, PE and PG exempt only under unrestricted
+/// guest (SDM 26.3.1.1), whatever vmcs12 holds.
+#[test]
+fn vmcs02_cr0_follows_the_hardware_fixed_bits() {
+    let mut v12 = valid_vmcs12(&l1());
+    v12.guest_cr0 = 0x11; // PE and ET; PG 0, NE 0
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
+    assert_eq!(v02.peek(F::GuestCr0), 0x31, "NE forced, PG left to L2");
+    v12.secondary_vm_exec_control &= !proc2::UNRESTRICTED_GUEST;
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
+    assert_eq!(v02.peek(F::GuestCr0), 0x8000_0031, "PG forced without unrestricted guest");
+}
+
+/// A vmcs12 whose CR4 alone changed rewrites vmcs02's CR4, its mask and its read shadow.
+#[test]
+fn cr4_fields_alone_are_written() {
+    let mut v12 = valid_vmcs12(&l1());
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
+    v02.clear_log();
+    v12.guest_cr4 |= 1 << 7;
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::of(&[F::GuestCr4]), &l0(), &inputs());
+    let mut w = v02.writes();
+    w.sort_by_key(|f| f.name());
+    assert_eq!(w, [F::Cr4GuestHostMask, F::Cr4ReadShadow, F::GuestCr4]);
+    assert_eq!(v02.peek(F::GuestCr4) & 1 << 7, 1 << 7);
+    // Likewise CR0 alone (its fields are also in the EFER/PAT/debug set).
+    v02.clear_log();
+    v12.guest_cr0 |= 1 << 16;
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::of(&[F::GuestCr0]), &l0(), &inputs());
+    for f in [F::GuestCr0, F::Cr0GuestHostMask, F::Cr0ReadShadow] {
+        assert!(v02.writes().contains(&f), "{}", f.name());
+    }
+    assert_eq!(v02.peek(F::GuestCr0) & 1 << 16, 1 << 16);
+}
+
+/// SDM 26.3.2.1: PAT, DR7 and IA32_DEBUGCTL come from vmcs12 only under "load IA32_PAT" and
+/// "load debug controls"; otherwise L2 keeps L1's.
+#[test]
+fn pat_and_debug_state_load_only_under_their_controls() {
+    let mut v12 = valid_vmcs12(&l1());
+    v12.guest_ia32_pat = 0x0606_0606_0606_0606;
+    (v12.guest_dr7, v12.guest_ia32_debugctl) = (0x401, 1);
+    let mut inp = inputs();
+    (inp.l1.dr7, inp.l1.debugctl) = (0x402, 2);
+    let state = |v12: &Vmcs12| {
+        let mut v02 = FakeVmcs::new();
+        prepare_vmcs02(&mut v02, v12, &DirtySet::all(), &l0(), &inp);
+        [F::GuestIa32Pat, F::GuestDr7, F::GuestIa32Debugctl].map(|f| v02.peek(f))
+    };
+    v12.vm_entry_controls &= !(entry::LOAD_IA32_PAT | entry::LOAD_DEBUG_CONTROLS);
+    assert_eq!(state(&v12), [inp.l1.pat, 0x402, 2]);
+    v12.vm_entry_controls |= entry::LOAD_IA32_PAT | entry::LOAD_DEBUG_CONTROLS;
+    assert_eq!(state(&v12), [0x0606_0606_0606_0606, 0x401, 1]);
+}
+
+/// TSC offset (SDM 25.6.5): L0's offset for L1, plus vmcs12's only under "use TSC
+/// offsetting". CR3-target values (25.6.7) pass through only while L0 does not intercept
+/// CR3 loads itself, at most 4.
+#[test]
+fn tsc_offset_and_cr3_targets() {
+    let mut v12 = valid_vmcs12(&l1());
+    v12.cpu_based_vm_exec_control &= !proc1::USE_TSC_OFFSETTING;
+    v12.tsc_offset = 5;
+    v12.cr3_target_count = 2;
+    (v12.cr3_target_value0, v12.cr3_target_value1) = (0x1000, 0x2000);
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
+    assert_eq!(v02.peek(F::TscOffset), 100, "vmcs12's offset unused");
+    assert_eq!(v02.peek(F::Cr3TargetCount), 2);
+    assert_eq!((v02.peek(F::Cr3TargetValue0), v02.peek(F::Cr3TargetValue1)), (0x1000, 0x2000));
+    let mut l0c = l0();
+    l0c.proc1 |= proc1::CR3_LOAD_EXITING;
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0c, &inputs());
+    assert_eq!(v02.peek(F::Cr3TargetCount), 0);
+    assert!(!v02.writes().contains(&F::Cr3TargetValue0));
+}
+
+/// vmcs02 fields that belong to a control are written only when vmcs02 has the control and,
+/// for those L1 supplies (XSS-exiting bitmap, PLE gap and window, preemption-timer value),
+/// only when L1 asked for it: with L0 running its own XSAVES, PLE or preemption timer, L1's
+/// values must not replace L0's.
+#[test]
+fn control_fields_are_written_only_for_their_controls() {
+    let written = |v12: &Vmcs12, l0c: &L0Config| {
+        let mut v02 = FakeVmcs::new();
+        prepare_vmcs02(&mut v02, v12, &DirtySet::all(), l0c, &inputs());
+        v02.writes()
+    };
+    let mut v12 = valid_vmcs12(&l1());
+    v12.secondary_vm_exec_control &= !(proc2::ENABLE_XSAVES | proc2::PAUSE_LOOP_EXITING);
+    v12.pin_based_vm_exec_control &= !pin::PREEMPTION_TIMER;
+    let mut l0c = l0();
+    l0c.hw.procbased2 |= u64::from(proc2::ENABLE_XSAVES) << 32;
+    let l0_xsaves = l0c;
+    l0c.proc2 = proc2::ENABLE_XSAVES | proc2::PAUSE_LOOP_EXITING;
+    l0c.pin |= pin::PREEMPTION_TIMER;
+    let w = written(&v12, &l0c);
+    for f in [
+        F::EptPointer,
+        F::VirtualProcessorId,
+        F::VmFunctionControl,
+        F::XssExitingBitmap,
+        F::PleGap,
+        F::PleWindow,
+        F::VmxPreemptionTimerValue,
+    ] {
+        assert!(!w.contains(&f), "{}", f.name());
+    }
+    // L1 asks for all three while L0 has them too: vmcs12's values go in, but never the
+    // preemption-timer value over L0's own timer.
+    v12.secondary_vm_exec_control |= proc2::ENABLE_XSAVES | proc2::PAUSE_LOOP_EXITING;
+    v12.pin_based_vm_exec_control |= pin::PREEMPTION_TIMER;
+    let w = written(&v12, &l0c);
+    for f in [F::XssExitingBitmap, F::PleGap, F::PleWindow] {
+        assert!(w.contains(&f), "{}", f.name());
+    }
+    assert!(!w.contains(&F::VmxPreemptionTimerValue));
+    // L1 asks for them and L0 does not: vmcs02 gets them from vmcs12.
+    let w = written(&v12, &l0_xsaves);
+    for f in [F::XssExitingBitmap, F::PleGap, F::PleWindow, F::VmxPreemptionTimerValue] {
+        assert!(w.contains(&f), "{}", f.name());
+    }
+    // Hardware without XSAVES (the recorded Skylake's secondary controls): vmcs02 cannot
+    // have it, and its XSS-exiting bitmap is not written.
+    assert!(!written(&v12, &l0()).contains(&F::XssExitingBitmap));
+    // Likewise PLE on hardware without it, and no timer value when neither L0 nor L1 has
+    // the preemption timer.
+    let mut no_ple = l0();
+    no_ple.hw.procbased2 &= !(u64::from(proc2::PAUSE_LOOP_EXITING) << 32);
+    assert!(!written(&v12, &no_ple).contains(&F::PleGap));
+    v12.pin_based_vm_exec_control &= !pin::PREEMPTION_TIMER;
+    assert!(!written(&v12, &l0()).contains(&F::VmxPreemptionTimerValue));
+}
+
+/// Exceptions and CR bits both L0 and L1 intercept stay intercepted (a union, not a
+/// difference): the exception bitmap, and CR0/CR4 bits L1 owns that L0 or the hardware's
+/// fixed bits also own.
+#[test]
+fn shared_intercepts_stay_in_vmcs02() {
+    let hw = skylake();
+    let mut v12 = valid_vmcs12(&l1());
+    v12.exception_bitmap = 1 << 18 | 1 << 6;
+    v12.cr0_guest_host_mask = 1 << 5 | 1 << 16; // NE (fixed), WP
+    v12.cr4_guest_host_mask = 1 << 13 | 1 << 18; // VMXE (fixed), OSXSAVE
+    let mut l0c = l0();
+    (l0c.cr0_mask, l0c.cr4_mask) = (1 << 16, 1 << 18);
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!(c.exception_bitmap, 1 << 18 | 1 << 6);
+    let cr0_fixed = (hw.cr0_fixed0 | !hw.cr0_fixed1) & 0xffff_ffff & !(cr0::PE | cr0::PG);
+    assert_eq!(c.cr0_mask, cr0_fixed | 1 << 5 | 1 << 16);
+    let cr4_fixed = (hw.cr4_fixed0 | !hw.cr4_fixed1) & 0xffff_ffff;
+    assert_eq!(c.cr4_mask, cr4_fixed | 1 << 13 | 1 << 18);
+    // L0 itself naming a fixed bit.
+    (v12.cr0_guest_host_mask, v12.cr4_guest_host_mask) = (0, 0);
+    (l0c.cr0_mask, l0c.cr4_mask) = (1 << 5, 1 << 13);
+    let c = Controls02::merge(&v12, &l0c, &inputs());
+    assert_eq!((c.cr0_mask, c.cr4_mask), (cr0_fixed, cr4_fixed));
+}
