@@ -192,23 +192,36 @@ fn answer(g: &mut Guest, v: &HwVmcs, leaf: u32, subleaf: u32) -> [u32; 4] {
     }
 }
 
+/// The host processor has XSAVE (CPUID.1:ECX), so CR4.OSXSAVE may be set.
+fn host_has_xsave() -> bool {
+    cpu::cpuid(1, 0)[2] & policy::leaf1_ecx::XSAVE != 0
+}
+
+/// Runs `access` (XGETBV or XSETBV) with CR4.OSXSAVE set, then puts L0's CR4 back: L0 runs
+/// with OSXSAVE clear, and XGETBV/XSETBV #UD without it.
+///
+/// # Safety
+/// The host has XSAVE ([`host_has_xsave`]), and `access` is sound with CR4.OSXSAVE set.
+unsafe fn with_osxsave<T>(access: impl FnOnce() -> T) -> T {
+    use x86_64::registers::control::Cr4;
+
+    let cr4 = Cr4::read_raw();
+    // SAFETY: the caller checked the host has XSAVE, so CR4.OSXSAVE may be set; only
+    // `access` runs with it, and the previous CR4 comes back right after.
+    unsafe { Cr4::write_raw(cr4 | policy::CR4_OSXSAVE) };
+    let result = access();
+    // SAFETY: the value L0 had before.
+    unsafe { Cr4::write_raw(cr4) };
+    result
+}
+
 /// XCR0 as the executing level set it (the hardware's: see [`xsetbv`]).
 fn hardware_xcr0() -> u64 {
-    use x86_64::registers::control::Cr4;
-    use x86_64::registers::xcontrol::XCr0;
-
-    if cpu::cpuid(1, 0)[2] & policy::leaf1_ecx::XSAVE == 0 {
+    if !host_has_xsave() {
         return 0;
     }
-    let cr4 = Cr4::read_raw();
-    // SAFETY: the host has XSAVE (checked above), so CR4.OSXSAVE may be set; XGETBV of XCR0
-    // only reads, and the previous CR4 comes back right after.
-    unsafe {
-        Cr4::write_raw(cr4 | policy::CR4_OSXSAVE);
-        let xcr0 = XCr0::read_raw();
-        Cr4::write_raw(cr4);
-        xcr0
-    }
+    // SAFETY: the host has XSAVE (checked above); XGETBV of XCR0 only reads.
+    unsafe { with_osxsave(x86_64::registers::xcontrol::XCr0::read_raw) }
 }
 
 static XSETBV_REFUSED: RateLimit = RateLimit::new(8);
@@ -217,12 +230,9 @@ static XSETBV_REFUSED: RateLimit = RateLimit::new(8);
 /// transitions leave XCR0 alone, so the value stays the guest's) after the checks the
 /// processor makes (SDM Vol. 2B XSETBV), against the components the guest's CPUID shows.
 pub fn xsetbv(g: &mut Guest) -> Action {
-    use x86_64::registers::control::Cr4;
-    use x86_64::registers::xcontrol::XCr0;
-
     let xcr = g.regs.rcx as u32;
     let value = (g.regs.rdx << 32) | (g.regs.rax & 0xffff_ffff);
-    let has_xsave = cpu::cpuid(1, 0)[2] & policy::leaf1_ecx::XSAVE != 0;
+    let has_xsave = host_has_xsave();
     let [eax, _, _, edx] = if has_xsave { cpu::cpuid(0xd, 0) } else { [0; 4] };
     let shown = (u64::from(eax) | (u64::from(edx) << 32)) & policy::XCR0_SHOWN;
     if !policy::xsetbv_valid(xcr, value, shown) {
@@ -231,16 +241,9 @@ pub fn xsetbv(g: &mut Guest) -> Action {
         }
         return Action::Inject(GP, Some(0));
     }
-    let cr4 = Cr4::read_raw();
-    let osxsave = policy::CR4_OSXSAVE;
     // SAFETY: the host has XSAVE (checked above, or `shown` would be empty and the value
-    // refused), so CR4.OSXSAVE may be set; only XSETBV below depends on it, and the previous
-    // CR4 comes back right after. The value passed the processor's XCR0 checks against
-    // components the host supports; L0 runs without SSE/AVX state of its own.
-    unsafe {
-        Cr4::write_raw(cr4 | osxsave);
-        XCr0::write_raw(value);
-        Cr4::write_raw(cr4);
-    }
+    // refused). The value passed the processor's XCR0 checks against components the host
+    // supports; L0 runs without SSE/AVX state of its own.
+    unsafe { with_osxsave(|| x86_64::registers::xcontrol::XCr0::write_raw(value)) };
     Action::Skip
 }
