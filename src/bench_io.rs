@@ -93,9 +93,9 @@ fn rows() -> Vec<Row> {
             name: "L2, virtio over virtio",
             setup: Ok(Setup {
                 config: "l0-l1-l2-io",
-                endpoint: "127.0.0.1:15571",
+                endpoint: "127.0.0.1:15575",
                 listening: "net: endpoint listening on udp 10.0.2.16:7777",
-                l0: Some("127.0.0.1:15570"),
+                l0: Some("127.0.0.1:15574"),
                 reads: &[("L2, virtio-blk over virtio-blk", 2, "disk: sectors=")],
             }),
         },

@@ -209,7 +209,7 @@ fn slirp_config(config: &Config) -> Result<PathBuf, String> {
         if config.guest_devices.contains(&GuestDevice::VirtioNet) {
             text.push_str(&format!(
                 "hostfwd = udp:127.0.0.1:{}-{GUEST_ADDRESS}:{GUEST_UDP_PORT}\n",
-                net.host_port() + 1
+                net.guest_host_port()
             ));
         }
     }

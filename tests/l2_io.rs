@@ -16,9 +16,13 @@ use drivers_common::{Background, ask, ask_until_answered};
 /// How long each request waits for its answer before it is sent again.
 const RETRY: Duration = Duration::from_secs(3);
 
-/// L0's endpoint and the guest's forwarded port (configs/l0-l1-linux-io.toml).
-const L0_ENDPOINT: &str = "127.0.0.1:15570";
-const GUEST_PORT: &str = "127.0.0.1:15571";
+/// L0's endpoint and the guest's forwarded port for Linux (configs/l0-l1-linux-io.toml) and
+/// for turtles (configs/l0-l1-l2-io.toml): the two tests run side by side, so their ports
+/// differ (the config set refuses two configs forwarding one port).
+const LINUX_L0_ENDPOINT: &str = "127.0.0.1:15576";
+const LINUX_GUEST_PORT: &str = "127.0.0.1:15577";
+const L0_ENDPOINT: &str = "127.0.0.1:15574";
+const GUEST_PORT: &str = "127.0.0.1:15575";
 
 #[test]
 // Failed before 2026-11-27's fix: Linux at depth 2 got EIO reading /dev/vda through L1's
@@ -27,6 +31,8 @@ const GUEST_PORT: &str = "127.0.0.1:15571";
 // transport on the blk window, which reset L0's virtio-blk under L1's disk driver, so every
 // read L1 served for its guest timed out (fixed: `vdev::announce::pick`); L0 now polls its NIC
 // on guest time too (`vmx/nic_poll.rs`). Passed after the fix (797 s on a loaded machine).
+// Failed once more in CI, L0 not answering `ping`: this test and the one below both forwarded
+// udp 127.0.0.1:15570 and 15571, and ran side by side.
 fn linux_at_depth_2_reads_its_virtio_blk_and_answers_udp_over_virtio_over_virtio() {
     let mut run = Background::start(&["run", "l0-l1-linux-io", "--timeout", "2400"], None);
     let wrote = run.wait_for("turtles: guest disk: ", Duration::from_secs(900));
@@ -38,7 +44,7 @@ fn linux_at_depth_2_reads_its_virtio_blk_and_answers_udp_over_virtio_over_virtio
     let waiting = run.wait_for("linux: io waiting for a udp request", Duration::from_secs(2400));
     assert!(waiting, "the guest never listened:\n{}", run.seen.join("\n"));
     // L0's own stack still answers on the NIC it shares with the guest.
-    assert_eq!(ask(L0_ENDPOINT, b"ping 7"), "{\"type\":\"pong\",\"seq\":7}\n");
+    assert_eq!(ask(LINUX_L0_ENDPOINT, b"ping 7"), "{\"type\":\"pong\",\"seq\":7}\n");
     let nonce = format!(
         "turtles-io-{}-{}",
         std::process::id(),
@@ -46,7 +52,8 @@ fn linux_at_depth_2_reads_its_virtio_blk_and_answers_udp_over_virtio_over_virtio
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let answer = ask_until_answered(GUEST_PORT, nonce.as_bytes(), RETRY, Duration::from_secs(120));
+    let answer =
+        ask_until_answered(LINUX_GUEST_PORT, nonce.as_bytes(), RETRY, Duration::from_secs(120));
     let (code, out) = run.finish(Duration::from_secs(300));
     assert_eq!(answer.as_deref(), Some(format!("{nonce} {crc}\n").as_str()), "{out}");
     assert_eq!(code, 0, "{out}");

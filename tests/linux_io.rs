@@ -17,8 +17,8 @@ use drivers_common::{Background, ask, ask_until_answered};
 const RETRY: Duration = Duration::from_secs(3);
 
 /// L0's endpoint and the guest's forwarded port (configs/l0-linux-io.toml).
-const L0_ENDPOINT: &str = "127.0.0.1:15570";
-const GUEST_PORT: &str = "127.0.0.1:15571";
+const L0_ENDPOINT: &str = "127.0.0.1:15572";
+const GUEST_PORT: &str = "127.0.0.1:15573";
 
 #[test]
 fn linux_reads_its_virtio_blk_and_answers_udp_over_its_virtio_net() {

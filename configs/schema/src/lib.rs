@@ -235,6 +235,12 @@ impl Net {
     pub fn host_port(&self) -> u16 {
         self.host_port.unwrap_or(self.port)
     }
+
+    /// The loopback port forwarded to the guest's endpoint on a switched virtio-net (the one
+    /// after [`Net::host_port`]).
+    pub fn guest_host_port(&self) -> u16 {
+        self.host_port().wrapping_add(1)
+    }
 }
 
 /// `[disk]`: the image's disk, made by the runner.
@@ -561,7 +567,20 @@ fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     }
 }
 
-/// Every config of a directory, by name, after checking that guests name existing configs.
+impl Config {
+    /// The loopback UDP ports a run of this config binds (the emulator forwards them).
+    pub fn host_ports(&self) -> Vec<u16> {
+        let Some(net) = &self.net else { return Vec::new() };
+        let mut ports = vec![net.host_port()];
+        if self.guest_devices.contains(&GuestDevice::VirtioNet) {
+            ports.push(net.guest_host_port());
+        }
+        ports
+    }
+}
+
+/// Every config of a directory, by name, after checking that guests name existing configs
+/// and that no two configs forward the same loopback port (tests run configs side by side).
 #[derive(Debug, Clone)]
 pub struct ConfigSet {
     pub configs: BTreeMap<String, Config>,
@@ -593,7 +612,30 @@ impl ConfigSet {
         }
         let set = ConfigSet { configs };
         set.check_guests(dir)?;
+        set.check_host_ports(dir)?;
         Ok(set)
+    }
+
+    /// Configs run as the emulator's machine bind loopback ports; a config some other config
+    /// names as its `guest` runs inside that machine, where nothing forwards its ports.
+    fn check_host_ports(&self, dir: &Path) -> Result<(), ConfigError> {
+        let guests: Vec<&str> = self.configs.values().filter_map(|c| c.guest.as_deref()).collect();
+        let mut owner: BTreeMap<u16, &str> = BTreeMap::new();
+        for config in self.configs.values().filter(|c| !guests.contains(&c.name.as_str())) {
+            for port in config.host_ports() {
+                if let Some(first) = owner.insert(port, &config.name) {
+                    return Err(ConfigError {
+                        file: dir.join(format!("{}.toml", config.name)),
+                        key: Some("net.host_port".into()),
+                        message: format!(
+                            "forwards udp 127.0.0.1:{port}, which configs/{first}.toml forwards \
+                             too; two runs side by side would steal each other's packets"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_guests(&self, dir: &Path) -> Result<(), ConfigError> {
@@ -795,6 +837,27 @@ memory_mib = 256
         }
         let e = set.get("nope").unwrap_err();
         assert!(e.contains("l0") && e.contains("leaf"), "{e}");
+    }
+
+    #[test]
+    fn two_configs_forwarding_one_port_are_refused() {
+        let dir = std::env::temp_dir().join(format!("turtles-port-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let nic = GOOD.replace("[\"com1\"]", "[\"com1\", \"e1000\"]");
+        let net = |port: u16| format!("{nic}\n[net]\nhost_port = {port}\n");
+        fs::write(dir.join("a.toml"), net(15600)).unwrap();
+        fs::write(dir.join("b.toml"), net(15601)).unwrap();
+        ConfigSet::load(&dir).unwrap();
+        fs::write(dir.join("b.toml"), net(15600)).unwrap();
+        // b runs inside c's machine, where nothing forwards its ports.
+        let c = GOOD.replace("heap_mib = 8", "heap_mib = 8\nguest = \"b\"\nguest_memory_mib = 32");
+        fs::write(dir.join("c.toml"), c).unwrap();
+        ConfigSet::load(&dir).unwrap();
+        fs::remove_file(dir.join("c.toml")).unwrap();
+        let e = ConfigSet::load(&dir).unwrap_err();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(e.key.as_deref(), Some("net.host_port"));
+        assert!(e.to_string().contains("15600") && e.to_string().contains("a.toml"), "{e}");
     }
 
     #[test]
