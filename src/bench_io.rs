@@ -101,9 +101,15 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "L2, virtio over assigned e1000",
-            setup: Err(
-                "not built: L1 offers virtio only over L0's virtio devices, not over an assigned NIC",
-            ),
+            // L1 drives the e1000 L0 assigned to it and switches L2's virtio-net on it; L0
+            // does not serve (no L0 exits per packet).
+            setup: Ok(Setup {
+                config: "l0-assign-virtio",
+                endpoint: "127.0.0.1:15585",
+                listening: "net: endpoint listening on udp 10.0.2.16:7777",
+                l0: None,
+                reads: &[],
+            }),
         },
         Row {
             name: "L2, e1000 assigned through both levels",
@@ -424,7 +430,12 @@ pub fn svg(results: &Results) -> String {
             let ratio = base.filter(|b| *b > 0.0).map_or(0.0, |b| m.rate() / b);
             (m.rate(), format!("{:.0} packets ({ratio:.3})", m.rate()))
         });
-        let label = if bar.is_some() { name.clone() } else { format!("{name} (not built)") };
+        let label = match r {
+            Ok(_) => name.clone(),
+            Err(why) if why.starts_with("not built") => format!("{name} (not built)"),
+            Err(why) if why.starts_with("skipped") => format!("{name} (skipped)"),
+            Err(_) => format!("{name} (failed)"),
+        };
         groups.push(crate::svg::Group { label, bars: vec![bar, None] });
     }
     let mib = |m: &Read| 1e9 / m.ticks_per_mib().max(1.0);
@@ -507,6 +518,7 @@ mod tests {
                 ("L0 alone".into(), Ok(base)),
                 ("L1".into(), Ok(l1)),
                 ("L2".into(), Err("not built: later".to_string())),
+                ("L3".into(), Err("never answered a ping".to_string())),
             ],
             reads: vec![
                 ("L0 disk".into(), Ok(read(1_600_000, &[]))),
@@ -535,6 +547,7 @@ mod tests {
         assert_eq!(doc["reads"][1]["exits_per_request"]["L0"], 20.0);
         let s = svg(&results());
         assert!(s.contains(">L2 (not built)</text>") && s.contains("1000 packets (1.000)"), "{s}");
+        assert!(s.contains(">L3 (failed)</text>"), "{s}");
         assert!(s.contains("MiB (0.250)"), "{s}");
     }
 

@@ -206,7 +206,7 @@ fn slirp_config(config: &Config) -> Result<PathBuf, String> {
     let mut text = String::from("# slirp config\n# turtles: the e1000's network (ethmod=slirp)\n");
     if let Some(net) = &config.net {
         text.push_str(&format!("hostfwd = udp:127.0.0.1:{}-:{}\n", net.host_port(), net.port));
-        if config.guest_devices.contains(&GuestDevice::VirtioNet) {
+        if config.forwards_guest_endpoint() {
             text.push_str(&format!(
                 "hostfwd = udp:127.0.0.1:{}-{GUEST_ADDRESS}:{GUEST_UDP_PORT}\n",
                 net.guest_host_port()

@@ -208,6 +208,11 @@ pub struct Net {
     /// PCI interface of a `virtio-net` NIC.
     #[serde(default)]
     pub virtio: VirtioInterface,
+    /// Also forward [`Net::guest_host_port`] to the guest endpoint (10.0.2.16:7777) when a
+    /// level further in, not this one, offers the switched virtio-net (e.g. an L0 that
+    /// assigns its NIC to an L1 which switches it with its own guest's virtio-net).
+    #[serde(default)]
+    pub forward_guest: bool,
 }
 
 fn default_net_address() -> String {
@@ -572,10 +577,18 @@ impl Config {
     pub fn host_ports(&self) -> Vec<u16> {
         let Some(net) = &self.net else { return Vec::new() };
         let mut ports = vec![net.host_port()];
-        if self.guest_devices.contains(&GuestDevice::VirtioNet) {
+        if self.forwards_guest_endpoint() {
             ports.push(net.guest_host_port());
         }
         ports
+    }
+
+    /// Whether the emulator forwards [`Net::guest_host_port`] to the guest endpoint on a
+    /// switched virtio-net: this level offers one, or `[net] forward_guest` says a level
+    /// further in does.
+    pub fn forwards_guest_endpoint(&self) -> bool {
+        self.guest_devices.contains(&GuestDevice::VirtioNet)
+            || self.net.as_ref().is_some_and(|n| n.forward_guest)
     }
 }
 
@@ -926,5 +939,15 @@ memory_mib = 256
         assert!(parse(&no_guest).unwrap_err().to_string().contains("only an l0"));
         let bad = GOOD.replace("heap_mib = 8", "heap_mib = 8\nguest_devices = [\"floppy\"]");
         assert!(parse(&bad).is_err());
+    }
+
+    #[test]
+    fn forward_guest_forwards_the_next_port_without_a_guest_virtio_net() {
+        let nic = GOOD.replace("[\"com1\"]", "[\"com1\", \"e1000\"]\n[net]\nhost_port = 15590");
+        assert_eq!(parse(&nic).unwrap().host_ports(), [15590]);
+        let forward = nic.replace("15590", "15590\nforward_guest = true");
+        let c = parse(&forward).unwrap();
+        assert!(c.forwards_guest_endpoint());
+        assert_eq!(c.host_ports(), [15590, 15591]);
     }
 }
