@@ -332,6 +332,7 @@ fn is_pong(answer: &[u8], seq: u32) -> bool {
 }
 
 /// Everything measured: the UDP rows and the read rows, each by name.
+#[derive(Debug)]
 pub struct Results {
     pub udp: Vec<(String, Result<Measured, String>)>,
     pub reads: Vec<(String, Result<Read, String>)>,
@@ -420,6 +421,62 @@ pub fn report(results: &Results) -> (String, serde_json::Value) {
     (table, doc)
 }
 
+/// The results a JSON document of [`report`] holds (`bench io --from-json`: the table and the
+/// chart again without measuring).
+pub fn parse(doc: &serde_json::Value) -> Result<Results, String> {
+    let list = |key: &str| {
+        doc.get(key).and_then(|v| v.as_array()).ok_or(format!("no `{key}` list in the JSON"))
+    };
+    let name = |row: &serde_json::Value| row["name"].as_str().unwrap_or("?").to_string();
+    let why =
+        |row: &serde_json::Value| row["reason"].as_str().unwrap_or("not measured").to_string();
+    let num = |row: &serde_json::Value, key: &str| {
+        row[key].as_f64().ok_or(format!("row {:?}: no number `{key}`", name(row)))
+    };
+    let mut results = Results { udp: Vec::new(), reads: Vec::new() };
+    for row in list("rows")? {
+        let measured = if row["built"].as_bool() == Some(true) {
+            Ok(Measured {
+                round_trips: num(row, "round_trips")? as u32,
+                lost: num(row, "lost")? as u32,
+                ticks_per_round_trip: num(row, "ticks_per_round_trip")?,
+                l0_exits_per_packet: row["exits_per_packet"]["L0"].as_f64(),
+            })
+        } else {
+            Err(why(row))
+        };
+        results.udp.push((name(row), measured));
+    }
+    for row in list("reads")? {
+        let read = if row["built"].as_bool() == Some(true) {
+            let requests = num(row, "requests")? as u64;
+            let mut exits = BTreeMap::new();
+            if let Some(per) = row["exits_per_request"].as_object() {
+                for (level, e) in per {
+                    let level = level
+                        .trim_start_matches('L')
+                        .parse::<u32>()
+                        .map_err(|_| format!("row {:?}: exits of level {level:?}", name(row)))?;
+                    exits.insert(
+                        level,
+                        (e.as_f64().unwrap_or(0.0) * requests as f64).round() as u64,
+                    );
+                }
+            }
+            Ok(Read {
+                sectors: num(row, "sectors")? as u64,
+                requests,
+                ticks: num(row, "ticks")? as u64,
+                exits,
+            })
+        } else {
+            Err(why(row))
+        };
+        results.reads.push((name(row), read));
+    }
+    Ok(results)
+}
+
 /// The chart: packets per 10^9 ticks per UDP row and MiB per 10^9 ticks per read row (higher
 /// is better), each annotated with its ratio to L0 alone.
 pub fn svg(results: &Results) -> String {
@@ -451,12 +508,47 @@ pub fn svg(results: &Results) -> String {
         "turtles bench io: per 10^9 ticks under Bochs (ratio to L0 alone)",
         &groups,
         &["UDP echo: packets".to_string(), "virtio-blk sequential read: MiB".to_string()],
+        crate::svg::Scale::PerSeries,
     )
 }
 
 /// Runs the benchmark: each built row in turn (one Bochs at a time), then the tables. `only`:
 /// measure just the rows of these configs (the others are listed as skipped).
-pub fn io(json: Option<&Path>, svg_out: Option<&Path>, only: &[String]) -> Result<i32, String> {
+pub fn io(
+    json: Option<&Path>,
+    svg_out: Option<&Path>,
+    only: &[String],
+    from_json: Option<&Path>,
+) -> Result<i32, String> {
+    let results = match from_json {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let doc =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            parse(&doc).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => measure_rows(only),
+    };
+    let (table, doc) = report(&results);
+    println!("io benchmark: UDP echo (`ping`) to the innermost level's endpoint and a virtio-blk");
+    println!("sequential read (64 KiB in 4 KiB requests), under Bochs");
+    println!();
+    print!("{table}");
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = svg_out {
+        std::fs::write(path, svg(&results)).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("bench io: SVG written to {}", path.display());
+    }
+    let measured = results.udp.iter().filter(|(_, r)| r.is_ok()).count();
+    Ok(if measured > 0 { crate::status::SUCCESS } else { crate::status::RUNNER_ERROR })
+}
+
+/// Measures each built row in turn (one Bochs at a time); `only`: just these configs' rows.
+fn measure_rows(only: &[String]) -> Results {
     let mut results = Results { udp: Vec::new(), reads: Vec::new() };
     for row in rows() {
         match &row.setup {
@@ -478,21 +570,7 @@ pub fn io(json: Option<&Path>, svg_out: Option<&Path>, only: &[String]) -> Resul
             Err(why) => results.udp.push((row.name.to_string(), Err((*why).to_string()))),
         }
     }
-    let (table, doc) = report(&results);
-    println!("io benchmark: UDP echo (`ping`) to the innermost level's endpoint and a virtio-blk");
-    println!("sequential read (64 KiB in 4 KiB requests), under Bochs");
-    println!();
-    print!("{table}");
-    if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if let Some(path) = svg_out {
-        std::fs::write(path, svg(&results)).map_err(|e| format!("{}: {e}", path.display()))?;
-        eprintln!("bench io: SVG written to {}", path.display());
-    }
-    let measured = results.udp.iter().filter(|(_, r)| r.is_ok()).count();
-    Ok(if measured > 0 { crate::status::SUCCESS } else { crate::status::RUNNER_ERROR })
+    results
 }
 
 #[cfg(test)]
@@ -549,6 +627,19 @@ mod tests {
         assert!(s.contains(">L2 (not built)</text>") && s.contains("1000 packets (1.000)"), "{s}");
         assert!(s.contains(">L3 (failed)</text>"), "{s}");
         assert!(s.contains("MiB (0.250)"), "{s}");
+    }
+
+    #[test]
+    fn a_stored_run_gives_back_its_table_and_chart() {
+        let (table, doc) = report(&results());
+        let again = parse(&doc).expect("parsed");
+        let (table2, doc2) = report(&again);
+        assert_eq!(table, table2);
+        assert_eq!(doc, doc2);
+        assert_eq!(svg(&again), svg(&results()));
+        assert!(parse(&serde_json::json!({"rows": []})).unwrap_err().contains("reads"));
+        let bad = serde_json::json!({"rows": [{"name": "x", "built": true}], "reads": []});
+        assert!(parse(&bad).unwrap_err().contains("round_trips"));
     }
 
     #[test]

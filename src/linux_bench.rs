@@ -399,6 +399,7 @@ pub fn svg(runs: &[Run]) -> String {
         ),
         &groups,
         &series,
+        crate::svg::Scale::Shared,
     )
 }
 

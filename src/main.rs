@@ -109,6 +109,9 @@ enum BenchCmd {
         /// Measure only the rows of this config (repeatable; e.g. `l0-l1-io`).
         #[arg(long)]
         only: Vec<String>,
+        /// Measure nothing: print the table (and write --json/--svg) of a stored run's JSON.
+        #[arg(long, conflicts_with = "only")]
+        from_json: Option<PathBuf>,
     },
     /// Measure what `single` and `nested` measure (no hypervisor, depth 1, depth 2 with and
     /// without VMCS shadowing) and compare ticks and L0 exits per round trip with
@@ -216,8 +219,8 @@ fn main() -> ExitCode {
             turtles::linux_bench::command(json.as_deref(), svg.as_deref(), depth3, readme)
         }
         Some(Cmd::Bench { which: BenchCmd::Net }) => turtles::bench_net::net(),
-        Some(Cmd::Bench { which: BenchCmd::Io { json, svg, only } }) => {
-            turtles::bench_io::io(json.as_deref(), svg.as_deref(), &only)
+        Some(Cmd::Bench { which: BenchCmd::Io { json, svg, only, from_json } }) => {
+            turtles::bench_io::io(json.as_deref(), svg.as_deref(), &only, from_json.as_deref())
         }
         Some(Cmd::Bench { which: BenchCmd::Check { update } }) => turtles::baseline::check(update),
         Some(Cmd::Bench { which: BenchCmd::Readme }) => turtles::readme::command(),

@@ -13,20 +13,44 @@ pub struct Group {
 
 const COLORS: [&str; 5] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1"];
 
+/// How bar lengths compare.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scale {
+    /// One scale for every bar (the series share a unit).
+    Shared,
+    /// Each series its own scale (the series have different units).
+    PerSeries,
+}
+
+/// Width of one character of the 11-pixel labels, generously (sans-serif averages less).
+const CHAR_PX: usize = 7;
+
 /// The chart: `title` on top, `groups` from top to bottom, the `series` labels as the legend.
-/// Bar lengths are linear in the value, the longest 480 pixels.
-pub fn grouped_bars(title: &str, groups: &[Group], series: &[String]) -> String {
+/// Bar lengths are linear in the value, the longest (of all bars, or of its series with
+/// [`Scale::PerSeries`]) 480 pixels; the bars start right of the longest group label.
+pub fn grouped_bars(title: &str, groups: &[Group], series: &[String], scale: Scale) -> String {
     let bar = 14;
     let group = bar * series.len().max(1) + 10;
     let height = 50 + group * groups.len() + 18 * series.len();
-    let max = groups
+    let longest = |j: Option<usize>| {
+        let max = groups
+            .iter()
+            .flat_map(|g| g.bars.iter().enumerate().filter(|(i, _)| j.is_none_or(|j| *i == j)))
+            .filter_map(|(_, b)| b.as_ref().map(|(v, _)| *v))
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        if max > 0.0 { max } else { 1.0 }
+    };
+    let label_chars = groups.iter().map(|g| g.label.chars().count()).max().unwrap_or(0);
+    let x = 20 + label_chars * CHAR_PX;
+    let note_chars = groups
         .iter()
-        .flat_map(|g| g.bars.iter().flatten().map(|(v, _)| *v))
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    let max = if max > 0.0 { max } else { 1.0 };
+        .flat_map(|g| g.bars.iter().flatten().map(|(_, n)| n.chars().count()))
+        .max()
+        .unwrap_or(0);
+    let width = x + 490 + note_chars * CHAR_PX;
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"{height}\" \
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
          font-family=\"sans-serif\" font-size=\"11\">\n<text x=\"10\" y=\"18\" font-size=\"14\">\
          {}</text>\n",
         escape(title)
@@ -37,15 +61,16 @@ pub fn grouped_bars(title: &str, groups: &[Group], series: &[String]) -> String 
         for (j, b) in g.bars.iter().enumerate() {
             let Some((v, note)) = b else { continue };
             let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
+            let max = longest((scale == Scale::PerSeries).then_some(j));
             let w = (v / max * 480.0).max(1.0) as usize;
             let by = y + j * bar;
             let _ = writeln!(
                 s,
-                "<rect x=\"110\" y=\"{by}\" width=\"{w}\" height=\"{}\" fill=\"{}\"/>\
+                "<rect x=\"{x}\" y=\"{by}\" width=\"{w}\" height=\"{}\" fill=\"{}\"/>\
                  <text x=\"{}\" y=\"{}\">{}</text>",
                 bar - 2,
                 COLORS[j % COLORS.len()],
-                115 + w,
+                x + 5 + w,
                 by + bar - 4,
                 escape(note)
             );
@@ -85,10 +110,30 @@ mod tests {
                 bars: vec![Some((1.0, "one".into())), Some((0.0, "".into()))],
             },
         ];
-        let s = grouped_bars("t & u", &groups, &["x".into(), "y".into()]);
+        let s = grouped_bars("t & u", &groups, &["x".into(), "y".into()], Scale::Shared);
         assert!(s.starts_with("<svg") && s.ends_with("</svg>\n"), "{s}");
         assert!(s.contains(">t &amp; u</text>") && s.contains(">a&lt;b</text>"), "{s}");
         assert!(s.contains("width=\"480\"") && s.contains("width=\"240\""), "{s}");
         assert_eq!(s.matches("<rect").count(), 3 + 2, "{s}");
+    }
+
+    #[test]
+    fn per_series_bars_scale_to_their_own_longest_and_labels_fit() {
+        let label = "a label of thirty-two characters";
+        let groups = [
+            Group { label: label.into(), bars: vec![Some((9000.0, "n".into())), None] },
+            Group { label: "b".into(), bars: vec![Some((4500.0, "n".into())), None] },
+            Group { label: "c".into(), bars: vec![None, Some((40.0, "m".into()))] },
+        ];
+        let series = ["x".into(), "y".into()];
+        let s = grouped_bars("t", &groups, &series, Scale::PerSeries);
+        // The read bar (40 of 40) is as long as the packet bar (9000 of 9000).
+        assert_eq!(s.matches("width=\"480\"").count(), 2, "{s}");
+        assert!(s.contains("width=\"240\""), "{s}");
+        // Bars start right of the longest label (32 characters).
+        let x = 20 + 32 * CHAR_PX;
+        assert!(s.contains(&format!("<rect x=\"{x}\"")), "{s}");
+        let shared = grouped_bars("t", &groups, &series, Scale::Shared);
+        assert!(shared.contains("width=\"2\""), "{shared}");
     }
 }
