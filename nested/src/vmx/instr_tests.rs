@@ -619,3 +619,113 @@ fn vmresume_after_a_rip_change_checks_rip_and_after_other_changes_everything() {
     let VmxResult::EntryFailed(e) = r else { panic!("{r:?}") };
     assert_eq!(e.check, Check::GuestRflagsReserved);
 }
+
+/// The image calls only `emulate`: each VMX instruction reaches its emulation through it,
+/// and VMCALL outside VMX operation is L0's own hypercall.
+#[test]
+fn emulate_dispatches_each_vmx_instruction() {
+    let mut f = Fx::new().on().loaded();
+    let vmcall = ExitInfo { reason: ExitReason::Vmcall as u32, ..Default::default() };
+    assert_eq!(
+        f.vmx.emulate(&vmcall, &f.cpu, &mut f.l1),
+        Some((fail(VmInstructionError::VmcallInVmxRoot), None))
+    );
+    // All-context INVEPT and INVVPID: the flush comes back with the result.
+    f.l1.mem.write_u64(L1Gpa(0x400), 0).unwrap();
+    f.l1.mem.write_u64(L1Gpa(0x408), 0).unwrap();
+    f.l1.set(Gpr::Rbx, 0x400);
+    f.l1.set(Gpr::Rcx, 2);
+    assert_eq!(
+        f.vmx.emulate(&inv_exit(ExitReason::Invept), &f.cpu, &mut f.l1),
+        Some((VmxResult::Succeed, Some(Flush::EptAll)))
+    );
+    assert_eq!(
+        f.vmx.emulate(&inv_exit(ExitReason::Invvpid), &f.cpu, &mut f.l1),
+        Some((VmxResult::Succeed, Some(Flush::VpidAll)))
+    );
+    let vmxoff = ExitInfo { reason: ExitReason::Vmxoff as u32, ..Default::default() };
+    assert_eq!(f.vmx.emulate(&vmxoff, &f.cpu, &mut f.l1), Some((VmxResult::Succeed, None)));
+    assert!(!f.vmx.vmxon);
+    assert_eq!(f.vmx.emulate(&vmcall, &f.cpu, &mut f.l1), None);
+}
+
+/// CS.L makes 64-bit mode only in IA-32e mode (SDM Vol. 3A 3.4.5: outside it the bit is
+/// reserved): a 32-bit L1 whose CS has L set still has 32-bit VMREAD/VMWRITE operands.
+#[test]
+fn cs_l_outside_ia32e_mode_is_not_64_bit_mode() {
+    let mut f = Fx::new();
+    f.cpu.efer = 0;
+    f.cpu.cs_l = true;
+    assert!(!f.cpu.is_64bit_mode());
+    let mut f = f.on().loaded();
+    f.vmx.vmcs12.guest_rip = 0x1_2345_6789;
+    f.l1.set(Gpr::Rdx, 0xdead_0000_0000_681e);
+    let r = f.vmx.vmread(&reg_exit(ExitReason::Vmread), &f.cpu, &mut f.l1);
+    assert_eq!((r, f.l1.gpr(Gpr::Rax)), (VmxResult::Succeed, 0x2345_6789));
+}
+
+/// `accessed_field` (the image asks it before a VMWRITE under VMCS shadowing) names the
+/// field of the encoding in reg2, with the encoding's width the operand size.
+#[test]
+fn accessed_field_names_the_field_in_reg2() {
+    let mut f = Fx::new().on().loaded();
+    let exit = reg_exit(ExitReason::Vmwrite);
+    f.l1.set(Gpr::Rdx, 0x681e);
+    assert_eq!(f.vmx.accessed_field(&exit, &f.cpu, &f.l1), Some(VmcsField::GuestRip));
+    f.l1.set(Gpr::Rdx, 0x1234);
+    assert_eq!(f.vmx.accessed_field(&exit, &f.cpu, &f.l1), None);
+    f.l1.set(Gpr::Rdx, 1 << 32 | 0x681e);
+    assert_eq!(f.vmx.accessed_field(&exit, &f.cpu, &f.l1), None, "64-bit encoding");
+    f.cpu.efer = 0;
+    f.cpu.cs_l = false;
+    assert_eq!(
+        f.vmx.accessed_field(&exit, &f.cpu, &f.l1),
+        Some(VmcsField::GuestRip),
+        "32-bit encoding outside 64-bit mode"
+    );
+}
+
+/// An L1 view without an MSR policy of its own (the image's): `msr_load_allowed`'s default.
+struct NoMsrPolicy(TestL1);
+
+impl GuestRegs for NoMsrPolicy {
+    fn gpr(&self, r: Gpr) -> u64 {
+        self.0.gpr(r)
+    }
+    fn set_gpr(&mut self, r: Gpr, value: u64) {
+        self.0.set_gpr(r, value);
+    }
+}
+
+impl GuestMemory for NoMsrPolicy {
+    fn read(&self, gpa: L1Gpa, buf: &mut [u8]) -> Result<(), crate::guest::MemError> {
+        self.0.read(gpa, buf)
+    }
+    fn write(&mut self, gpa: L1Gpa, data: &[u8]) -> Result<(), crate::guest::MemError> {
+        self.0.write(gpa, data)
+    }
+}
+
+impl L1Access for NoMsrPolicy {
+    fn segment_base(&self, seg: Segment) -> u64 {
+        self.0.segment_base(seg)
+    }
+    fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception> {
+        self.0.read_operand(op, buf)
+    }
+    fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception> {
+        self.0.write_operand(op, data)
+    }
+}
+
+/// Without an L0 policy, an MSR-load entry the entry checks accept (IA32_SYSENTER_CS) loads.
+#[test]
+fn msr_load_list_without_an_l0_policy() {
+    let mut f = ready();
+    f.vmx.vmcs12.vm_entry_msr_load_count = 1;
+    f.vmx.vmcs12.vm_entry_msr_load_addr = 0x7000;
+    f.l1.mem.write_u64(L1Gpa(0x7000), 0x174).unwrap();
+    f.l1.mem.write_u64(L1Gpa(0x7008), 0x10).unwrap();
+    let mut plain = NoMsrPolicy(f.l1.clone());
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut plain), VmxResult::EnterL2 { launch: true });
+}
