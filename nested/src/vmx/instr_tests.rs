@@ -729,3 +729,86 @@ fn msr_load_list_without_an_l0_policy() {
     let mut plain = NoMsrPolicy(f.l1.clone());
     assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut plain), VmxResult::EnterL2 { launch: true });
 }
+
+/// Outside 64-bit mode the INVEPT/INVVPID type register is 32 bits (SDM Vol. 2 INVEPT,
+/// INVVPID: "register operand[31:0]"): garbage in RCX[63:32] does not make the type invalid.
+#[test]
+fn invalidation_type_is_32_bits_outside_64_bit_mode() {
+    let mut f = Fx::new();
+    f.cpu.efer = 0;
+    f.cpu.cs_l = false;
+    let mut f = f.on().loaded();
+    f.l1.mem.write_u64(L1Gpa(0x400), 0).unwrap();
+    f.l1.mem.write_u64(L1Gpa(0x408), 0).unwrap();
+    f.l1.set(Gpr::Rbx, 0x400);
+    f.l1.set(Gpr::Rcx, 0xffff_ffff_0000_0002);
+    let mut ept = inv_exit(ExitReason::Invept);
+    ept.instruction_info ^= 3 << 7; // 32-bit address size
+    assert_eq!(f.vmx.invept(&ept, &f.cpu, &mut f.l1), (VmxResult::Succeed, Some(Flush::EptAll)));
+    let mut vpid = inv_exit(ExitReason::Invvpid);
+    vpid.instruction_info ^= 3 << 7;
+    assert_eq!(f.vmx.invvpid(&vpid, &f.cpu, &mut f.l1), (VmxResult::Succeed, Some(Flush::VpidAll)));
+}
+
+/// INVVPID is #UD unless both "enable VPID" can be 1 and IA32_VMX_EPT_VPID_CAP bit 32 says
+/// INVVPID is supported (SDM A.10); INVEPT likewise with "enable EPT" and bit 20.
+#[test]
+fn invvpid_and_invept_need_their_control_and_capability() {
+    let exit = inv_exit(ExitReason::Invvpid);
+    let mut f = Fx::new().on().loaded();
+    f.l1.set(Gpr::Rcx, 2);
+    f.vmx.caps.ept_vpid &= !ept_vpid::INVVPID;
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, VmxResult::Fault(Exception::UD));
+    let mut f = Fx::new().on().loaded();
+    f.l1.set(Gpr::Rcx, 2);
+    f.vmx.caps.procbased2 &= !(u64::from(proc2::ENABLE_VPID) << 32);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, VmxResult::Fault(Exception::UD));
+    let exit = inv_exit(ExitReason::Invept);
+    f.vmx.caps.procbased2 &= !(u64::from(proc2::ENABLE_EPT) << 32);
+    assert_eq!(f.vmx.invept(&exit, &f.cpu, &mut f.l1).0, VmxResult::Fault(Exception::UD));
+}
+
+/// Every INVVPID type but all-context fails on VPID 0 (SDM Vol. 2 INVVPID: types 0, 1 and 3
+/// VMfail when INVVPID_DESC[15:0] is 0); all-context ignores the VPID.
+#[test]
+fn invvpid_vpid_0() {
+    let mut f = Fx::new().on().loaded();
+    let exit = inv_exit(ExitReason::Invvpid);
+    f.l1.mem.write_u64(L1Gpa(0x400), 0).unwrap();
+    f.l1.mem.write_u64(L1Gpa(0x408), 0x1000).unwrap();
+    f.l1.set(Gpr::Rbx, 0x400);
+    for ty in [0, 1, 3] {
+        f.l1.set(Gpr::Rcx, ty);
+        assert_eq!(
+            f.vmx.invvpid(&exit, &f.cpu, &mut f.l1),
+            (fail(VmInstructionError::InvalidInveptInvvpidOperand), None),
+            "type {ty}"
+        );
+    }
+    f.l1.set(Gpr::Rcx, 2);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1), (VmxResult::Succeed, Some(Flush::VpidAll)));
+}
+
+/// VMFUNC's leaf is EAX and its EPTP index ECX (SDM Vol. 2 VMFUNC; 25.5.6.3): RAX[63:32] is
+/// ignored; EPTP switching needs bit 0 of the VM-function controls; the EPTP-index field is
+/// written only under "EPT-violation #VE".
+#[test]
+fn vmfunc_leaf_controls_and_eptp_index() {
+    let mut f = ready();
+    f.vmx.vmcs12.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS;
+    f.vmx.vmcs12.vm_function_control = 2;
+    f.vmx.vmcs12.eptp_list_address = 0x8000;
+    f.vmx.vmcs12.eptp_index = 7;
+    let eptp = 0x9000 | 6 | 3 << 3;
+    f.l1.mem.write_u64(L1Gpa(0x8000 + 3 * 8), eptp).unwrap();
+    let mut regs = crate::guest::Regs::default();
+    regs.0[0] = 0xdead_0000_0000_0000;
+    regs.0[1] = 0xffff_ffff_0000_0003;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect, "EPTP switching off");
+    f.vmx.vmcs12.vm_function_control = 1;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Switched { eptp });
+    assert_eq!(f.vmx.vmcs12.eptp_index, 7, "no #VE: the EPTP index is not written");
+    f.vmx.vmcs12.secondary_vm_exec_control |= proc2::EPT_VIOLATION_VE;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Switched { eptp });
+    assert_eq!(f.vmx.vmcs12.eptp_index, 3);
+}
