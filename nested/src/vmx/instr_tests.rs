@@ -790,18 +790,23 @@ fn invvpid_vpid_0() {
 }
 
 /// VMFUNC's leaf is EAX and its EPTP index ECX (SDM Vol. 2 VMFUNC; 25.5.6.3): RAX[63:32] is
-/// ignored; EPTP switching needs bit 0 of the VM-function controls; the EPTP-index field is
-/// written only under "EPT-violation #VE".
+/// ignored; EPTP switching needs "enable VM functions" and bit 0 of the VM-function controls;
+/// the EPTP-index field is written only under "EPT-violation #VE".
 #[test]
 fn vmfunc_leaf_controls_and_eptp_index() {
     let mut f = ready();
-    f.vmx.vmcs12.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS;
-    f.vmx.vmcs12.vm_function_control = 2;
+    f.vmx.vmcs12.vm_function_control = 1;
     f.vmx.vmcs12.eptp_list_address = 0x8000;
-    f.vmx.vmcs12.eptp_index = 7;
     let eptp = 0x9000 | 6 | 3 << 3;
     f.l1.mem.write_u64(L1Gpa(0x8000 + 3 * 8), eptp).unwrap();
     let mut regs = crate::guest::Regs::default();
+    regs.0[1] = 3;
+    // vmcs02 enables VM functions only when vmcs12 does (without them L2's VMFUNC is #UD in
+    // hardware), so this is never reached from L2; it still must not switch.
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect, "VM functions off");
+    f.vmx.vmcs12.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS;
+    f.vmx.vmcs12.vm_function_control = 2;
+    f.vmx.vmcs12.eptp_index = 7;
     regs.0[0] = 0xdead_0000_0000_0000;
     regs.0[1] = 0xffff_ffff_0000_0003;
     assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect, "EPTP switching off");
