@@ -42,6 +42,7 @@ impl HostFrames for VecFrames {
     }
     fn free(&mut self, frame: Hpa) {
         let i = Self::idx(frame);
+        assert!(i < self.tables.len(), "free of {frame:?}, never allocated");
         assert!(!self.free_list.contains(&i), "double free of {frame:?}");
         self.free_list.push(i);
     }
@@ -462,4 +463,182 @@ fn pml_logs_each_dirty_transition_and_fills() {
     assert_eq!(index, 0xffff);
     let leaf = walk::walk_ept12(&b.mem, eptp, L2Gpa(0x4000_5000), &caps, 36).unwrap();
     assert!(!leaf.dirty);
+}
+
+/// vmcs02's EPTP for an EPT02 root: the root's address, write-back, a 4-level walk (SDM
+/// 25.6.11: memory type in bits 2:0, walk length minus 1 in bits 5:3), A/D as EPT12 has it.
+#[test]
+fn eptp02_is_the_root_write_back_4_level() {
+    let root = Hpa(0x1234_5000);
+    assert_eq!(eptp02(root), 0x1234_5000 | 6 | 3 << 3);
+    assert_eq!(eptp02_for(root, 0x9000 | 6 | 3 << 3), 0x1234_501e);
+    let ad = crate::ept::eptp::AD_ENABLE;
+    assert_eq!(eptp02_for(root, 0x9000 | 6 | 3 << 3 | ad), 0x1234_501e | ad);
+}
+
+/// With every slot taken, the EPT02 built longest ago is evicted (and its tables freed).
+#[test]
+fn root_eviction_is_least_recently_built_first() {
+    let mut frames = VecFrames::default();
+    let mut sh: ShadowEpt<2> = ShadowEpt::new();
+    let mut built = |sh: &mut ShadowEpt<2>, a: u64| {
+        sh.root_for(a, &mut frames).unwrap();
+        let mut r: Vec<u64> = sh.roots().map(|(a, _)| a).collect();
+        r.sort();
+        (r, frames.live())
+    };
+    assert_eq!(built(&mut sh, 0x1000), (vec![0x1000], 1));
+    assert_eq!(built(&mut sh, 0x2000), (vec![0x1000, 0x2000], 2));
+    assert_eq!(built(&mut sh, 0x3000), (vec![0x2000, 0x3000], 2));
+    assert_eq!(built(&mut sh, 0x4000), (vec![0x3000, 0x4000], 2));
+    assert_eq!(built(&mut sh, 0x5000), (vec![0x4000, 0x5000], 2));
+}
+
+/// An EPT01 whose pages are not aligned in host memory (the `Ept01` contract broken, as a
+/// block list with an odd host base could): EPT02 must not map a large page from there, or
+/// L2 would reach host memory past L1's. The access goes to L0 as one at an unmapped
+/// address instead.
+#[test]
+fn misaligned_ept01_large_page_is_not_mapped() {
+    let (mut b, mut ept01, mut frames, mut sh) = setup();
+    ept01.hpa_base = 0x2000_1000;
+    let caps = l1();
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x21_0000, 1),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    );
+    assert_eq!(r, Ok(Resolution::L1Unmapped(L1Gpa(0x40_0000))));
+    assert!(sh.roots().all(|(_, root)| leaves(&frames, root).is_empty()));
+}
+
+/// PML index 511 is the first entry (SDM 29.3.6: the index counts down from 511); 512 is out
+/// of range like 0xFFFF.
+#[test]
+fn pml_index_511_logs_and_512_is_full() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    let eptp = b.eptp() | crate::ept::eptp::AD_ENABLE;
+    const LOG: u64 = 0xa0_0000;
+    let mut index: u16 = 512;
+    let r = sh.handle_violation(
+        eptp,
+        &violation(0x1234, 2),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        Some(PmlLog { address: LOG, index: &mut index }),
+    );
+    assert_eq!((r, index), (Ok(Resolution::PmlFull), 512));
+    index = 511;
+    let r = sh.handle_violation(
+        eptp,
+        &violation(0x1234, 2),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        Some(PmlLog { address: LOG, index: &mut index }),
+    );
+    assert_eq!((r, index), (Ok(Resolution::Fixed), 510));
+    assert_eq!(b.mem.read_u64(L1Gpa(LOG + 511 * 8)), Ok(0x1000));
+}
+
+/// INVEPT single-context drops the EPT02s of that EPT12 root only, with A/D enabled or not
+/// (SDM 29.4.3.1: "the EPTP's address", bits N-1:12); `roots` reports the address alone.
+#[test]
+fn single_context_invept_drops_only_its_root() {
+    let mut frames = VecFrames::default();
+    let mut sh: ShadowEpt = ShadowEpt::new();
+    let ad = crate::ept::eptp::AD_ENABLE;
+    let wb4 = 6 | 3 << 3;
+    sh.root_for(0x1000 | wb4, &mut frames).unwrap();
+    sh.root_for(0x1000 | wb4 | ad, &mut frames).unwrap();
+    sh.root_for(0x2000 | wb4 | ad, &mut frames).unwrap();
+    let mut addrs: Vec<u64> = sh.roots().map(|(a, _)| a).collect();
+    addrs.sort();
+    assert_eq!(addrs, [0x1000, 0x1000, 0x2000]);
+    sh.invalidate(0x1000 | wb4, &mut frames);
+    assert_eq!(sh.roots().map(|(a, _)| a).collect::<Vec<_>>(), [0x2000]);
+    assert_eq!(frames.live(), 1);
+}
+
+/// L1 remaps with a 2-MiB EPT12 page a region EPT02 holds 4-KiB leaves for (before its
+/// INVEPT: until then a stale EPT02 is allowed, SDM 29.4.3.1): the next fill there installs
+/// the 2-MiB leaf and frees the level-1 table it replaces; a 2-MiB leaf replacing a 2-MiB
+/// leaf frees nothing.
+#[test]
+fn a_large_leaf_replaces_a_stale_table_and_frees_it() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    let eptp = b.eptp();
+    let mut fill = |b: &mut Builder, frames: &mut VecFrames, gpa| {
+        let r = sh.handle_violation(
+            eptp,
+            &violation(gpa, 1),
+            &mut b.mem,
+            &ept01,
+            frames,
+            &caps,
+            36,
+            None,
+        );
+        assert_eq!(r, Ok(Resolution::Fixed));
+        let root = sh.root_for(eptp, frames).unwrap();
+        leaves(frames, root)
+    };
+    assert_eq!(fill(&mut b, &mut frames, 0x1234).len(), 1);
+    assert_eq!(frames.live(), 4, "root, levels 3, 2 and 1");
+    b.map(0, 0x60_0000, PageSize::Size2M, 7);
+    let large = [(0, PageSize::Size2M, 0x2060_0000 | 7 | 6 << 3 | bits::LARGE)];
+    assert_eq!(fill(&mut b, &mut frames, 0x5678), large);
+    assert_eq!(frames.live(), 3, "the level-1 table is freed");
+    b.map(0, 0x80_0000, PageSize::Size2M, 7);
+    let large = [(0, PageSize::Size2M, 0x2080_0000 | 7 | 6 << 3 | bits::LARGE)];
+    assert_eq!(fill(&mut b, &mut frames, 0x1_0000), large);
+    assert_eq!(frames.live(), 3);
+}
+
+/// With EPT01 in 1-GiB pages too, an EPT12 1-GiB page becomes a 1-GiB EPT02 leaf, which
+/// `for_each_leaf` reports as one.
+#[test]
+fn one_gib_leaves() {
+    let (mut b, mut ept01, mut frames, mut sh) = setup();
+    ept01.page = PageSize::Size1G;
+    ept01.hpa_base = 0x4000_0000;
+    let caps = l1();
+    let r = sh.handle_violation(
+        b.eptp(),
+        &violation(0x4012_3456, 4),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    );
+    assert_eq!(r, Ok(Resolution::Fixed));
+    let root = sh.root_for(b.eptp(), &mut frames).unwrap();
+    let leaf = (0x4000_0000, PageSize::Size1G, 0x4000_0000 | 7 | 6 << 3 | bits::LARGE);
+    assert_eq!(leaves(&frames, root), [leaf]);
+}
+
+/// With every vpid02 taken, the one assigned longest ago is reassigned next, in turn.
+#[test]
+fn vpid_eviction_takes_turns() {
+    let mut m: VpidMap<2> = VpidMap::new(100);
+    assert_eq!(m.vpid02(7), (100, true));
+    assert_eq!(m.vpid02(8), (101, true));
+    assert_eq!(m.vpid02(9), (100, true));
+    assert_eq!(m.vpid02(10), (101, true));
+    assert_eq!(m.vpid02(11), (100, true));
+    assert_eq!((m.lookup(10), m.lookup(11), m.lookup(9)), (Some(101), Some(100), None));
 }

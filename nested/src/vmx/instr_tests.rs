@@ -619,3 +619,201 @@ fn vmresume_after_a_rip_change_checks_rip_and_after_other_changes_everything() {
     let VmxResult::EntryFailed(e) = r else { panic!("{r:?}") };
     assert_eq!(e.check, Check::GuestRflagsReserved);
 }
+
+/// The image calls only `emulate`: each VMX instruction reaches its emulation through it,
+/// and VMCALL outside VMX operation is L0's own hypercall.
+#[test]
+fn emulate_dispatches_each_vmx_instruction() {
+    let mut f = Fx::new().on().loaded();
+    let vmcall = ExitInfo { reason: ExitReason::Vmcall as u32, ..Default::default() };
+    assert_eq!(
+        f.vmx.emulate(&vmcall, &f.cpu, &mut f.l1),
+        Some((fail(VmInstructionError::VmcallInVmxRoot), None))
+    );
+    // All-context INVEPT and INVVPID: the flush comes back with the result.
+    f.l1.mem.write_u64(L1Gpa(0x400), 0).unwrap();
+    f.l1.mem.write_u64(L1Gpa(0x408), 0).unwrap();
+    f.l1.set(Gpr::Rbx, 0x400);
+    f.l1.set(Gpr::Rcx, 2);
+    assert_eq!(
+        f.vmx.emulate(&inv_exit(ExitReason::Invept), &f.cpu, &mut f.l1),
+        Some((VmxResult::Succeed, Some(Flush::EptAll)))
+    );
+    assert_eq!(
+        f.vmx.emulate(&inv_exit(ExitReason::Invvpid), &f.cpu, &mut f.l1),
+        Some((VmxResult::Succeed, Some(Flush::VpidAll)))
+    );
+    let vmxoff = ExitInfo { reason: ExitReason::Vmxoff as u32, ..Default::default() };
+    assert_eq!(f.vmx.emulate(&vmxoff, &f.cpu, &mut f.l1), Some((VmxResult::Succeed, None)));
+    assert!(!f.vmx.vmxon);
+    assert_eq!(f.vmx.emulate(&vmcall, &f.cpu, &mut f.l1), None);
+}
+
+/// CS.L makes 64-bit mode only in IA-32e mode (SDM Vol. 3A 3.4.5: outside it the bit is
+/// reserved): a 32-bit L1 whose CS has L set still has 32-bit VMREAD/VMWRITE operands.
+#[test]
+fn cs_l_outside_ia32e_mode_is_not_64_bit_mode() {
+    let mut f = Fx::new();
+    f.cpu.efer = 0;
+    f.cpu.cs_l = true;
+    assert!(!f.cpu.is_64bit_mode());
+    let mut f = f.on().loaded();
+    f.vmx.vmcs12.guest_rip = 0x1_2345_6789;
+    f.l1.set(Gpr::Rdx, 0xdead_0000_0000_681e);
+    let r = f.vmx.vmread(&reg_exit(ExitReason::Vmread), &f.cpu, &mut f.l1);
+    assert_eq!((r, f.l1.gpr(Gpr::Rax)), (VmxResult::Succeed, 0x2345_6789));
+}
+
+/// `accessed_field` (the image asks it before a VMWRITE under VMCS shadowing) names the
+/// field of the encoding in reg2, with the encoding's width the operand size.
+#[test]
+fn accessed_field_names_the_field_in_reg2() {
+    let mut f = Fx::new().on().loaded();
+    let exit = reg_exit(ExitReason::Vmwrite);
+    f.l1.set(Gpr::Rdx, 0x681e);
+    assert_eq!(f.vmx.accessed_field(&exit, &f.cpu, &f.l1), Some(VmcsField::GuestRip));
+    f.l1.set(Gpr::Rdx, 0x1234);
+    assert_eq!(f.vmx.accessed_field(&exit, &f.cpu, &f.l1), None);
+    f.l1.set(Gpr::Rdx, 1 << 32 | 0x681e);
+    assert_eq!(f.vmx.accessed_field(&exit, &f.cpu, &f.l1), None, "64-bit encoding");
+    f.cpu.efer = 0;
+    f.cpu.cs_l = false;
+    assert_eq!(
+        f.vmx.accessed_field(&exit, &f.cpu, &f.l1),
+        Some(VmcsField::GuestRip),
+        "32-bit encoding outside 64-bit mode"
+    );
+}
+
+/// An L1 view without an MSR policy of its own (the image's): `msr_load_allowed`'s default.
+struct NoMsrPolicy(TestL1);
+
+impl GuestRegs for NoMsrPolicy {
+    fn gpr(&self, r: Gpr) -> u64 {
+        self.0.gpr(r)
+    }
+    fn set_gpr(&mut self, r: Gpr, value: u64) {
+        self.0.set_gpr(r, value);
+    }
+}
+
+impl GuestMemory for NoMsrPolicy {
+    fn read(&self, gpa: L1Gpa, buf: &mut [u8]) -> Result<(), crate::guest::MemError> {
+        self.0.read(gpa, buf)
+    }
+    fn write(&mut self, gpa: L1Gpa, data: &[u8]) -> Result<(), crate::guest::MemError> {
+        self.0.write(gpa, data)
+    }
+}
+
+impl L1Access for NoMsrPolicy {
+    fn segment_base(&self, seg: Segment) -> u64 {
+        self.0.segment_base(seg)
+    }
+    fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception> {
+        self.0.read_operand(op, buf)
+    }
+    fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception> {
+        self.0.write_operand(op, data)
+    }
+}
+
+/// Without an L0 policy, an MSR-load entry the entry checks accept (IA32_SYSENTER_CS) loads.
+#[test]
+fn msr_load_list_without_an_l0_policy() {
+    let mut f = ready();
+    f.vmx.vmcs12.vm_entry_msr_load_count = 1;
+    f.vmx.vmcs12.vm_entry_msr_load_addr = 0x7000;
+    f.l1.mem.write_u64(L1Gpa(0x7000), 0x174).unwrap();
+    f.l1.mem.write_u64(L1Gpa(0x7008), 0x10).unwrap();
+    let mut plain = NoMsrPolicy(f.l1.clone());
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut plain), VmxResult::EnterL2 { launch: true });
+}
+
+/// Outside 64-bit mode the INVEPT/INVVPID type register is 32 bits (SDM Vol. 2 INVEPT,
+/// INVVPID: "register operand[31:0]"): garbage in RCX[63:32] does not make the type invalid.
+#[test]
+fn invalidation_type_is_32_bits_outside_64_bit_mode() {
+    let mut f = Fx::new();
+    f.cpu.efer = 0;
+    f.cpu.cs_l = false;
+    let mut f = f.on().loaded();
+    f.l1.mem.write_u64(L1Gpa(0x400), 0).unwrap();
+    f.l1.mem.write_u64(L1Gpa(0x408), 0).unwrap();
+    f.l1.set(Gpr::Rbx, 0x400);
+    f.l1.set(Gpr::Rcx, 0xffff_ffff_0000_0002);
+    let mut ept = inv_exit(ExitReason::Invept);
+    ept.instruction_info ^= 3 << 7; // 32-bit address size
+    assert_eq!(f.vmx.invept(&ept, &f.cpu, &mut f.l1), (VmxResult::Succeed, Some(Flush::EptAll)));
+    let mut vpid = inv_exit(ExitReason::Invvpid);
+    vpid.instruction_info ^= 3 << 7;
+    assert_eq!(f.vmx.invvpid(&vpid, &f.cpu, &mut f.l1), (VmxResult::Succeed, Some(Flush::VpidAll)));
+}
+
+/// INVVPID is #UD unless both "enable VPID" can be 1 and IA32_VMX_EPT_VPID_CAP bit 32 says
+/// INVVPID is supported (SDM A.10); INVEPT likewise with "enable EPT" and bit 20.
+#[test]
+fn invvpid_and_invept_need_their_control_and_capability() {
+    let exit = inv_exit(ExitReason::Invvpid);
+    let mut f = Fx::new().on().loaded();
+    f.l1.set(Gpr::Rcx, 2);
+    f.vmx.caps.ept_vpid &= !ept_vpid::INVVPID;
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, VmxResult::Fault(Exception::UD));
+    let mut f = Fx::new().on().loaded();
+    f.l1.set(Gpr::Rcx, 2);
+    f.vmx.caps.procbased2 &= !(u64::from(proc2::ENABLE_VPID) << 32);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1).0, VmxResult::Fault(Exception::UD));
+    let exit = inv_exit(ExitReason::Invept);
+    f.vmx.caps.procbased2 &= !(u64::from(proc2::ENABLE_EPT) << 32);
+    assert_eq!(f.vmx.invept(&exit, &f.cpu, &mut f.l1).0, VmxResult::Fault(Exception::UD));
+}
+
+/// Every INVVPID type but all-context fails on VPID 0 (SDM Vol. 2 INVVPID: types 0, 1 and 3
+/// VMfail when INVVPID_DESC[15:0] is 0); all-context ignores the VPID.
+#[test]
+fn invvpid_vpid_0() {
+    let mut f = Fx::new().on().loaded();
+    let exit = inv_exit(ExitReason::Invvpid);
+    f.l1.mem.write_u64(L1Gpa(0x400), 0).unwrap();
+    f.l1.mem.write_u64(L1Gpa(0x408), 0x1000).unwrap();
+    f.l1.set(Gpr::Rbx, 0x400);
+    for ty in [0, 1, 3] {
+        f.l1.set(Gpr::Rcx, ty);
+        assert_eq!(
+            f.vmx.invvpid(&exit, &f.cpu, &mut f.l1),
+            (fail(VmInstructionError::InvalidInveptInvvpidOperand), None),
+            "type {ty}"
+        );
+    }
+    f.l1.set(Gpr::Rcx, 2);
+    assert_eq!(f.vmx.invvpid(&exit, &f.cpu, &mut f.l1), (VmxResult::Succeed, Some(Flush::VpidAll)));
+}
+
+/// VMFUNC's leaf is EAX and its EPTP index ECX (SDM Vol. 2 VMFUNC; 25.5.6.3): RAX[63:32] is
+/// ignored; EPTP switching needs "enable VM functions" and bit 0 of the VM-function controls;
+/// the EPTP-index field is written only under "EPT-violation #VE".
+#[test]
+fn vmfunc_leaf_controls_and_eptp_index() {
+    let mut f = ready();
+    f.vmx.vmcs12.vm_function_control = 1;
+    f.vmx.vmcs12.eptp_list_address = 0x8000;
+    let eptp = 0x9000 | 6 | 3 << 3;
+    f.l1.mem.write_u64(L1Gpa(0x8000 + 3 * 8), eptp).unwrap();
+    let mut regs = crate::guest::Regs::default();
+    regs.0[1] = 3;
+    // vmcs02 enables VM functions only when vmcs12 does (without them L2's VMFUNC is #UD in
+    // hardware), so this is never reached from L2; it still must not switch.
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect, "VM functions off");
+    f.vmx.vmcs12.secondary_vm_exec_control |= proc2::ENABLE_VM_FUNCTIONS;
+    f.vmx.vmcs12.vm_function_control = 2;
+    f.vmx.vmcs12.eptp_index = 7;
+    regs.0[0] = 0xdead_0000_0000_0000;
+    regs.0[1] = 0xffff_ffff_0000_0003;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Reflect, "EPTP switching off");
+    f.vmx.vmcs12.vm_function_control = 1;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Switched { eptp });
+    assert_eq!(f.vmx.vmcs12.eptp_index, 7, "no #VE: the EPTP index is not written");
+    f.vmx.vmcs12.secondary_vm_exec_control |= proc2::EPT_VIOLATION_VE;
+    assert_eq!(f.vmx.vmfunc(&regs, &f.l1), VmfuncOutcome::Switched { eptp });
+    assert_eq!(f.vmx.vmcs12.eptp_index, 3);
+}

@@ -325,6 +325,51 @@ mod tests {
         assert_eq!(check_access(&at(0), 8, false, &cpu, &null), Err(Exception::GP0));
     }
 
+    /// Table 28-13: bits 17:15 number the segment registers ES, CS, SS, DS, FS, GS; bits 22
+    /// and 27 mark the index and base fields invalid, and then their registers are not used.
+    #[test]
+    fn segment_numbers_and_invalid_base_and_index() {
+        let all = [Segment::Es, Segment::Cs, Segment::Ss, Segment::Ds, Segment::Fs, Segment::Gs];
+        for (n, s) in (0u32..).zip(all) {
+            assert_eq!(InstrInfo(n << 15).segment(), Some(s));
+        }
+        assert_eq!(InstrInfo(6 << 15).segment(), None);
+        assert_eq!(InstrInfo(3 << 23).base(), Some(Gpr::Rbx));
+        assert_eq!(InstrInfo(1 << 27 | 3 << 23).base(), None);
+        assert_eq!(InstrInfo(6 << 18).index(), Some(Gpr::Rsi));
+        assert_eq!(InstrInfo(1 << 22 | 6 << 18).index(), None);
+        let regs = Regs([0x1000; 16]);
+        let info = InstrInfo(2 << 7 | 3 << 15 | 1 << 22 | 6 << 18 | 1 << 27 | 3 << 23);
+        let op = decode(info, 0x40, false, &cpu64(), &regs, |_| 0).unwrap();
+        assert!(matches!(op, Operand::Memory(MemOperand { offset: 0x40, linear: 0x40, .. })));
+        // Outside 64-bit mode every segment's base counts (ES here); in it only FS's and GS's.
+        let mut cpu32 = cpu64();
+        cpu32.efer = 0;
+        cpu32.cs_l = false;
+        let es = InstrInfo(1 << 7 | 1 << 22 | 1 << 27);
+        let op = decode(es, 0x40, false, &cpu32, &regs, |s| (s as u64 + 1) << 20).unwrap();
+        let want = MemOperand { segment: Segment::Es, offset: 0x40, linear: 0x10_0040 };
+        assert_eq!(op, Operand::Memory(want));
+        let fs = InstrInfo(2 << 7 | 4 << 15 | 1 << 22 | 1 << 27);
+        let op = decode(fs, 0x40, false, &cpu64(), &regs, |s| (s as u64 + 1) << 20).unwrap();
+        assert!(matches!(op, Operand::Memory(MemOperand { linear: 0x50_0040, .. })));
+    }
+
+    /// A 16-bit address size (an address-size prefix in 32-bit code) wraps the effective
+    /// address at 64 KiB.
+    #[test]
+    fn sixteen_bit_address_size_wraps() {
+        let mut cpu32 = cpu64();
+        cpu32.efer = 0;
+        cpu32.cs_l = false;
+        let mut regs = Regs::default();
+        regs.0[3] = 0x1_fff0; // BX is 0xfff0
+        let info = InstrInfo(3 << 15 | 1 << 22 | 3 << 23);
+        let op = decode(info, 0x20, false, &cpu32, &regs, |_| 0x10_0000).unwrap();
+        let want = MemOperand { segment: Segment::Ds, offset: 0x10, linear: 0x10_0010 };
+        assert_eq!(op, Operand::Memory(want));
+    }
+
     #[test]
     fn bad_encodings_fault() {
         let regs = Regs::default();
