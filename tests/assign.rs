@@ -87,9 +87,19 @@ fn l2_answers_over_the_e1000_assigned_through_both_levels() {
         "L2| [L2 cpu0 INFO ] net: e1000 mac=52:54:00:12:34:56 address=static",
         "L2| [L2 cpu0 INFO ] net: endpoint stopped (quit requested)",
         "L2| [L2 cpu0 INFO ] workload: total ticks=",
+        // The e1000's INTx: L0 forwards it to L1's GSI, L1 on to L2's, where L2 takes it.
+        "-> host vector 0x58, forwarded to the guest's GSI",
+        "L1| [L1 cpu0 INFO ] assign: e1000 INTx GSI",
+        "L2| [L2 cpu0 INFO ] e1000: receive interrupt on GSI",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
+    let taken: u64 = out
+        .split("L2| [L2 cpu0 INFO ] e1000: ")
+        .filter_map(|s| s.split(" interrupts").next()?.trim().parse().ok())
+        .next()
+        .unwrap_or(0);
+    assert!(taken > 0, "L2 took no e1000 interrupt:\n{out}");
 }
 
 /// A kernel that does not know turtles on the assigned e1000 (`l0-assign-linux`): Debian's

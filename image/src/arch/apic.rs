@@ -36,6 +36,34 @@ const SVR_ENABLE: u32 = 1 << 8;
 /// The spurious-interrupt vector L0 programs (never taken: IF stays clear).
 const SPURIOUS_VECTOR: u32 = 0xff;
 
+/// A 32-bit load from a device register as one plain MOV (a level below that emulates the
+/// page decodes MOV; the compiler could otherwise fold the load into an OR or TEST).
+///
+/// # Safety
+/// `address` must be a mapped, 4-aligned device register whose read has no side effect L0
+/// does not expect.
+unsafe fn mmio_read32(address: u64) -> u32 {
+    let value: u32;
+    // SAFETY: the caller upholds the contract above.
+    unsafe {
+        core::arch::asm!("mov {0:e}, dword ptr [{1}]", out(reg) value, in(reg) address,
+            options(nostack, preserves_flags))
+    };
+    value
+}
+
+/// A 32-bit store to a device register as one plain MOV (see [`mmio_read32`]).
+///
+/// # Safety
+/// `address` must be a mapped, 4-aligned device register and the write one L0 means.
+unsafe fn mmio_write32(address: u64, value: u32) {
+    // SAFETY: the caller upholds the contract above.
+    unsafe {
+        core::arch::asm!("mov dword ptr [{0}], {1:e}", in(reg) address, in(reg) value,
+            options(nostack, preserves_flags))
+    };
+}
+
 fn x2apic() -> bool {
     cpu::rdmsr(IA32_APIC_BASE) & APIC_BASE_EXTD != 0
 }
@@ -47,7 +75,7 @@ fn lapic_read(off: u32) -> u32 {
     let base = cpu::rdmsr(IA32_APIC_BASE) & APIC_BASE_MASK;
     // SAFETY: the local APIC page is identity-mapped (uncached, top GiB) and a register read
     // has no side effect.
-    unsafe { ((base + u64::from(off)) as *const u32).read_volatile() }
+    unsafe { mmio_read32(base + u64::from(off)) }
 }
 
 /// # Safety
@@ -62,7 +90,7 @@ unsafe fn lapic_write(off: u32, value: u32) {
     }
     let base = cpu::rdmsr(IA32_APIC_BASE) & APIC_BASE_MASK;
     // SAFETY: as in `lapic_read`; the caller vouches for the value.
-    unsafe { ((base + u64::from(off)) as *mut u32).write_volatile(value) }
+    unsafe { mmio_write32(base + u64::from(off), value) }
 }
 
 /// This processor's APIC ID (the I/O APIC's physical destination for it).
@@ -98,16 +126,16 @@ fn ioapic_write(index: u8, value: u32) {
     // SAFETY: the I/O APIC window is identity-mapped (uncached); callers write only the
     // redirection entry of the forwarded line.
     unsafe {
-        ((IOAPIC_BASE + u64::from(offset::IOREGSEL)) as *mut u32).write_volatile(index.into());
-        ((IOAPIC_BASE + u64::from(offset::IOWIN)) as *mut u32).write_volatile(value);
+        mmio_write32(IOAPIC_BASE + u64::from(offset::IOREGSEL), index.into());
+        mmio_write32(IOAPIC_BASE + u64::from(offset::IOWIN), value);
     }
 }
 
 fn ioapic_read(index: u8) -> u32 {
     // SAFETY: as in `ioapic_write`; reading IOWIN has no side effect.
     unsafe {
-        ((IOAPIC_BASE + u64::from(offset::IOREGSEL)) as *mut u32).write_volatile(index.into());
-        ((IOAPIC_BASE + u64::from(offset::IOWIN)) as *const u32).read_volatile()
+        mmio_write32(IOAPIC_BASE + u64::from(offset::IOREGSEL), index.into());
+        mmio_read32(IOAPIC_BASE + u64::from(offset::IOWIN))
     }
 }
 
