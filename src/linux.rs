@@ -8,7 +8,8 @@
 //! (from `libc6`), our C sources and the bench's parts (`src/linux_bench/`). For the
 //! virtio-mmio devices a level may offer its guest (`guest_devices`), the initramfs also holds
 //! the virtio modules ([`IO_MODULES`], loaded by `/init` only when the ACPI tables announce a
-//! virtio-mmio device) and `/bin/udp-answer` (`src/udp_answer.S`, assembled here with
+//! virtio-mmio device), the e1000 module ([`ASSIGN_MODULES`], loaded when the level below
+//! assigned the guest its e1000) and `/bin/udp-answer` (`src/udp_answer.S`, assembled here with
 //! binutils), which answers one UDP request.
 //!
 //! The kernel (`linux-image-amd64` resolved to the real `linux-image-<version>-amd64`
@@ -30,6 +31,12 @@ use crate::workspace_root;
 pub const CMDLINE: &str =
     "console=ttyS0 quiet mitigations=off nokaslr tsc=reliable panic=-1 rdinit=/init";
 
+/// Added to [`CMDLINE`] for a Linux guest the level below assigned a PCI device: our ACPI
+/// tables announce no PCI root bridge (their DSDT holds only `\_S5`), so with ACPI Linux
+/// would enumerate no PCI bus; `pci=lastbus=1` makes it scan buses 0-1 through configuration
+/// mechanism #1 (x86's peer-bus fixup), where the device sits next to the host bridge.
+pub const ASSIGN_CMDLINE: &str = "pci=lastbus=1";
+
 /// The init script packed as `/init`.
 const INIT: &str = include_str!("linux_init.sh");
 /// The UDP answering program packed as `/bin/udp-answer`.
@@ -46,6 +53,10 @@ pub const IO_MODULES: [&str; 7] = [
     "drivers/net/net_failover.ko",
     "drivers/net/virtio_net.ko",
 ];
+
+/// The module `/init` loads when the level below assigned it an Intel 8254x (an e1000 at
+/// PCI 8086:100e, `assign = ["e1000"]`), as a path under `lib/modules/<release>/kernel/`.
+pub const ASSIGN_MODULES: [&str; 1] = ["drivers/net/ethernet/intel/e1000/e1000.ko"];
 
 /// A module's file name (`virtio_mmio.ko`).
 fn module_name(path: &str) -> &str {
@@ -162,9 +173,9 @@ pub const MODULES: [&str; 4] = [
     "arch/x86/kvm/kvm-intel.ko",
 ];
 
-/// Every module the cache keeps: [`MODULES`] and [`IO_MODULES`].
+/// Every module the cache keeps: [`MODULES`], [`IO_MODULES`] and [`ASSIGN_MODULES`].
 fn kept_modules() -> impl Iterator<Item = &'static str> {
-    MODULES.into_iter().chain(IO_MODULES)
+    MODULES.into_iter().chain(IO_MODULES).chain(ASSIGN_MODULES)
 }
 
 /// The kernel: `vmlinuz` and [`MODULES`] in `dir`, the release in `dir/release`.
@@ -291,7 +302,7 @@ fn initramfs(dir: &Path, release: &str) -> Result<Vec<u8>, String> {
     cpio.char_device("dev/console", 5, 1);
     cpio.file("bin/busybox", 0o755, &busybox);
     cpio.file("lib/modules/cpuid.ko", 0o644, &cpuid);
-    for m in IO_MODULES {
+    for m in IO_MODULES.into_iter().chain(ASSIGN_MODULES) {
         let name = module_name(m);
         cpio.file(&format!("lib/modules/{name}"), 0o644, &read(name)?);
     }

@@ -56,6 +56,31 @@ if ls /sys/bus/acpi/devices 2>/dev/null | grep -q '^LNRO0005'; then
         echo "linux: io no virtio-net interface"
     fi
 fi
+# An e1000 the level below assigned to this guest (PCI 8086:100e, `assign = ["e1000"]`): load
+# Linux's e1000 driver, which receives only through the device's interrupt (its INTx, which
+# the level below forwards), bring eth0 up at 10.0.2.15 and answer one UDP request on port
+# 7777 (tests/assign.rs), then print how many interrupts the e1000 raised.
+e1000=
+for d in /sys/bus/pci/devices/*; do
+    [ "$(cat $d/vendor 2>/dev/null)" = 0x8086 ] && [ "$(cat $d/device 2>/dev/null)" = 0x100e ] && e1000=$d
+done
+if [ -n "$e1000" ]; then
+    mkdir -p /tmp
+    echo "e1000 assigned" > /tmp/answer
+    insmod /lib/modules/e1000.ko || echo "linux: assign insmod e1000 failed"
+    if ip link set eth0 up 2>/dev/null; then
+        ip addr add 10.0.2.15/24 dev eth0
+        ip route add default via 10.0.2.2
+        echo "linux: assign eth0 mac=$(cat /sys/class/net/eth0/address) irq=$(cat $e1000/irq)"
+        ping -c 1 -W 2 10.0.2.2 > /dev/null 2>&1
+        echo "linux: assign waiting for a udp request on 10.0.2.15:7777"
+        udp-answer /tmp/answer && echo "linux: assign udp answered" || echo "linux: assign udp failed"
+        echo "linux: assign e1000 interrupts=$(grep eth0 /proc/interrupts | tr -s ' ' | cut -d' ' -f3)"
+        grep eth0 /proc/interrupts
+    else
+        echo "linux: assign no e1000 interface"
+    fi
+fi
 # `turtles.bench=1` on the command line: the Linux bench's parts (`cargo run -- bench linux`).
 grep -q 'turtles.bench=1' /proc/cmdline && . /bench/bench.sh
 echo "linux: uptime=$(cut -d' ' -f1 /proc/uptime)s; powering off"

@@ -105,6 +105,13 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
             _ => None,
         },
     };
+    // Linux on an assigned e1000: the level's ACPI tables announce no PCI root bridge, so
+    // Linux scans bus 0 itself (`linux::ASSIGN_CMDLINE`).
+    let linux_assigned = linux_guest.as_ref().is_some_and(|name| {
+        std::iter::once(config)
+            .chain(names.iter().filter_map(|n| set.get(n).ok()))
+            .any(|c| c.guest.as_deref() == Some(name.as_str()) && !c.assign.is_empty())
+    });
     // The image the config's disk holds is built now too, with the others.
     let disk_guest = config.disk.as_ref().and_then(|d| d.guest.clone());
     let chain = names.len();
@@ -122,9 +129,10 @@ pub fn run(options: &RunOptions) -> Result<Outcome, String> {
             Some(files) => files,
             None => linux::prepare()?,
         };
+        let extra = if linux_assigned { linux::ASSIGN_CMDLINE } else { "" };
         modules.push(iso::IsoModule {
             file: files.bzimage,
-            cmdline: format!("{name} {}", linux::CMDLINE),
+            cmdline: format!("{name} {} {extra}", linux::CMDLINE).trim_end().to_string(),
         });
         let initrd = match &options.guest_initrd {
             Some(path) if !path.is_file() => {

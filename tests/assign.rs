@@ -57,7 +57,9 @@ fn l1_answers_over_the_e1000_l0_assigned_to_it() {
 /// L1 assigns it on to its own guest (1:1 at 384 MiB in L1's RAM, so L2-physical is
 /// host-physical). L0 composes: EPT02 maps L2's BAR0 to the device (EPT12's mapping of it
 /// through EPT01's uncached one), vmcs02's I/O bitmaps are L0's OR L1's. L2's endpoint
-/// (forwarded from udp 127.0.0.1:15581) must answer `ping` and `quit`.
+/// (forwarded from udp 127.0.0.1:15581) must answer `ping` and `quit`. L2 also enables the
+/// e1000's receive interrupt (`e1000_interrupts`): L0 forwards the INTx to L1's GSI, L1 on to
+/// L2's, and L2 must have taken at least one.
 #[test]
 fn l2_answers_over_the_e1000_assigned_through_both_levels() {
     const L2_ENDPOINT: &str = "127.0.0.1:15581";
@@ -85,7 +87,65 @@ fn l2_answers_over_the_e1000_assigned_through_both_levels() {
         "L2| [L2 cpu0 INFO ] net: e1000 mac=52:54:00:12:34:56 address=static",
         "L2| [L2 cpu0 INFO ] net: endpoint stopped (quit requested)",
         "L2| [L2 cpu0 INFO ] workload: total ticks=",
+        // The e1000's INTx: L0 forwards it to L1's GSI, L1 on to L2's, where L2 takes it.
+        "-> host vector 0x58, forwarded to the guest's GSI",
+        "L1| [L1 cpu0 INFO ] assign: e1000 INTx GSI",
+        "L2| [L2 cpu0 INFO ] e1000: receive interrupt on GSI",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
+    let taken: u64 = out
+        .split("L2| [L2 cpu0 INFO ] e1000: ")
+        .filter_map(|s| s.split(" interrupts").next()?.trim().parse().ok())
+        .next()
+        .unwrap_or(0);
+    assert!(taken > 0, "L2 took no e1000 interrupt:\n{out}");
+}
+
+/// A kernel that does not know turtles on the assigned e1000 (`l0-assign-linux`): Debian's
+/// Linux as L1 in 1:1 memory loads its own e1000 driver, which receives only through the
+/// device's interrupt. L0 routes the e1000's INTx at the real I/O APIC to a vector of its own
+/// and forwards each one to the same GSI of Linux's virtual I/O APIC (masked below until
+/// Linux's EOI). Linux's `/init` answers one UDP request (forwarded from udp
+/// 127.0.0.1:15582) with the runner's nonce, which proves the interrupts arrived, and reports
+/// the e1000's interrupt count.
+#[test]
+fn linux_answers_over_the_e1000_with_its_interrupt_forwarded() {
+    const LINUX_PORT: &str = "127.0.0.1:15582";
+    let mut run = Background::start(&["run", "l0-assign-linux", "--timeout", "1200"], None);
+    let waiting =
+        run.wait_for("linux: assign waiting for a udp request", Duration::from_secs(1200));
+    assert!(waiting, "Linux never listened:\n{}", run.seen.join("\n"));
+    let nonce = format!(
+        "turtles-intx-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let answer = ask_until_answered(LINUX_PORT, nonce.as_bytes(), RETRY, Duration::from_secs(180));
+    let (code, out) = run.finish(Duration::from_secs(300));
+    assert_eq!(answer, Some(format!("{nonce} e1000 assigned\n")), "{out}");
+    assert_eq!(code, 0, "{out}");
+    let gsi = out
+        .split("assign: e1000 INTx GSI ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no forwarding line in:\n{out}"));
+    for needle in [
+        "assign: guest RAM 1:1 at [0x10000000, 0x20000000)",
+        &format!("-> host vector 0x58, forwarded to the guest's GSI {gsi}"),
+        &format!("L1| linux: assign eth0 mac=52:54:00:12:34:56 irq={gsi}"),
+        "L1| linux: assign udp answered",
+        "guest: powered off (ACPI S5)",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    let count: u64 = out
+        .split("linux: assign e1000 interrupts=")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(count > 0, "Linux's e1000 took no interrupt:\n{out}");
 }

@@ -165,6 +165,11 @@ impl IoApic {
         address.wrapping_sub(IOAPIC_BASE) < IOAPIC_SIZE
     }
 
+    /// The electrical level input `pin` is driven to, or `None` for a pin beyond 23.
+    pub fn line(&self, pin: u8) -> Option<bool> {
+        (pin < IOAPIC_PINS).then(|| self.lines & (1 << pin) != 0)
+    }
+
     /// The redirection entry of `pin` as the guest reads it (with delivery status and remote
     /// IRR), or `None` for a pin number beyond 23.
     pub fn entry(&self, pin: u8) -> Option<u64> {

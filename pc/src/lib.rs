@@ -18,6 +18,7 @@ pub mod cpuid;
 pub mod decode;
 #[cfg(test)]
 mod feature_msrs;
+pub mod intx;
 pub mod ioapic;
 pub mod lapic;
 pub mod msr;

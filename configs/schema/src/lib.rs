@@ -213,6 +213,11 @@ pub struct Net {
     /// assigns its NIC to an L1 which switches it with its own guest's virtio-net).
     #[serde(default)]
     pub forward_guest: bool,
+    /// The e1000 driver also enables its receive interrupt (IMS.RXT0) through the function's
+    /// INTx at this level's I/O APIC and counts the interrupts it takes (it still polls):
+    /// shows an assigned e1000's interrupt reaching a turtles guest (`e1000: n interrupts`).
+    #[serde(default)]
+    pub e1000_interrupts: bool,
 }
 
 fn default_net_address() -> String {
@@ -539,6 +544,7 @@ impl Config {
             ("NET_GATEWAY", "Option<[u8; 4]>", format!("{:?}", gateway.map(|g| g.octets()))),
             ("NET_PORT", "u16", net.map_or(0, |n| n.port).to_string()),
             ("NET_SERVE_SECONDS", "u32", net.map_or(0, |n| n.serve_seconds).to_string()),
+            ("NET_E1000_INTERRUPTS", "bool", net.is_some_and(|n| n.e1000_interrupts).to_string()),
             ("DISK", "bool", disk.is_some().to_string()),
             ("DISK_GUEST", "Option<&str>", format!("{:?}", disk.and_then(|d| d.guest.as_deref()))),
             ("DISK_REPORT", "bool", disk.is_some_and(|d| d.report).to_string()),

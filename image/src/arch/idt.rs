@@ -154,8 +154,24 @@ extern "C" fn trap(frame: &mut TrapFrame) {
         }
         exception(frame);
     }
-    // No interrupt source is enabled yet: an unexpected interrupt is logged and ignored.
+    if let Some(handle) = INTERRUPT.get()
+        && handle(frame.vector as u8)
+    {
+        return;
+    }
+    // No other interrupt source is enabled: an unexpected interrupt is logged and ignored.
     log::warn!("unexpected interrupt vector {}", frame.vector);
+}
+
+/// A hook for interrupt vectors (32-255): true when it handled (and EOIed) the vector.
+pub type InterruptHandler = fn(u8) -> bool;
+
+static INTERRUPT: OnceCell<InterruptHandler> = OnceCell::new();
+
+/// Installs the interrupt hook (the e1000 driver's interrupt count, `[net]
+/// e1000_interrupts`); the image otherwise runs with interrupts off.
+pub fn set_interrupt_handler(handle: InterruptHandler) {
+    let _ = INTERRUPT.set(handle);
 }
 
 /// What ends the run after an exception in the kernel (given to [`init`]).

@@ -2,6 +2,7 @@
 //! VMX instructions with the hardware VMCS behind `nested::vmcs::Vmcs`. The bottom room of the
 //! image: it imports nothing from the rest of it.
 
+pub mod apic;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;

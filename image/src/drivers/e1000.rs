@@ -74,6 +74,11 @@ pub fn find(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) -> Option<Ni
     match E1000::new(MmioRegs { base: base as usize }, dma) {
         Ok(nic) => {
             check_io_window(root, f, base as usize);
+            if crate::config::NET_E1000_INTERRUPTS {
+                let mut config = pci::FunctionConfig(f.df);
+                let line = pc::passthrough::ConfigSpace::read32(&mut config, 0x3c) as u8;
+                super::e1000_intx::enable(base as usize, line);
+            }
             Some(nic)
         }
         Err(e) => {

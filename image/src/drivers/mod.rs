@@ -6,6 +6,7 @@
 mod disk;
 pub use disk::MARK_LEAF;
 mod e1000;
+mod e1000_intx;
 mod hal;
 mod mmio;
 mod net;

@@ -155,6 +155,7 @@ fn serve_on<N: Nic + Send + 'static>(nic: N) {
     let why = loop {
         let now = time::now_ms();
         let polled = stack.poll(now, &mut status::snapshot);
+        super::e1000_intx::window();
         requests += u64::from(polled.requests);
         refused += u64::from(polled.refused);
         if !announced && let Some(addr) = stack.address() {
@@ -192,6 +193,9 @@ fn serve_on<N: Nic + Send + 'static>(nic: N) {
         c.tx_frames,
         c.errors
     );
+    if let Some(n) = super::e1000_intx::count() {
+        log::info!("e1000: {n} interrupts");
+    }
     if stack.device.last_error() != Some(net::nic::NicError::Dead) {
         *ENDPOINT.lock() = Some(Box::new(stack));
     }

@@ -80,12 +80,17 @@ pub fn load(
 ) -> Result<LinuxEntry, LinuxLoadError> {
     let bz = BzImage::parse(image).map_err(LinuxLoadError::Boot)?;
     let size = mem.size();
+    // 1:1 memory (an assigned device): `[1 MiB, ram_start)` is the level below's, reserved.
+    let ram_start = mem.ram_start().clamp(BIOS_AREA_END, size.max(BIOS_AREA_END));
     let memory = [
         E820Entry { addr: 0, size: LOW_RAM_END, kind: E820_RAM },
         E820Entry { addr: LOW_RAM_END, size: EBDA_END - LOW_RAM_END, kind: E820_RESERVED },
         E820Entry { addr: BIOS_AREA, size: BIOS_AREA_END - BIOS_AREA, kind: E820_RESERVED },
-        E820Entry { addr: BIOS_AREA_END, size: size.saturating_sub(BIOS_AREA_END), kind: E820_RAM },
+        E820Entry { addr: BIOS_AREA_END, size: ram_start - BIOS_AREA_END, kind: E820_RESERVED },
+        E820Entry { addr: ram_start, size: size.saturating_sub(ram_start), kind: E820_RAM },
     ];
+    // An empty entry (no hole) would be a zero-length region in the guest's map.
+    let memory: alloc::vec::Vec<E820Entry> = memory.into_iter().filter(|e| e.size > 0).collect();
     let acpi_cfg = pc::acpi::Config { virtio_mmio: virtio, ..pc::acpi::Config::default() };
     let mut tables = vec![0u8; pc::acpi::tables_size(acpi_cfg.cpus)];
     let layout =

@@ -4,6 +4,7 @@
 //! real function. Its memory BARs are mapped 1:1 in EPT01 and its I/O BARs passed through the
 //! I/O bitmap by the run loop (`vmx::run`); what the filter refuses is logged here.
 
+use pc::intx::ForwardedLine;
 use pc::passthrough::{Passthrough, Refused};
 
 use crate::drivers::FunctionConfig;
@@ -11,10 +12,14 @@ use crate::ratelimit::RateLimit;
 
 static REFUSED: RateLimit = RateLimit::new(16);
 
-/// The assigned function and its filter.
+/// The assigned function, its filter and its forwarded INTx line.
 pub struct Assigned {
     real: FunctionConfig,
     filter: Passthrough,
+    /// The function's interrupt line register (3Ch): the GSI its INTx reaches.
+    line: u8,
+    /// The INTx line on the guest's I/O APIC, when this level forwards it (`vmx::intx`).
+    pub intx: Option<ForwardedLine>,
 }
 
 impl Assigned {
@@ -30,7 +35,12 @@ impl Assigned {
                 if io { "ports" } else { "memory" },
             );
         }
-        Assigned { real, filter }
+        Assigned { real, filter, line, intx: None }
+    }
+
+    /// The function's interrupt line (configuration register 3Ch as firmware set it).
+    pub fn line(&self) -> u8 {
+        self.line
     }
 
     /// The filter (for its BARs).

@@ -144,9 +144,37 @@ impl Devices {
         }
     }
 
-    /// Puts a physical function on the guest's PCI bus (see [`assigned`]).
-    pub fn assign(&mut self, function: Assigned) {
+    /// Puts a physical function on the guest's PCI bus (see [`assigned`]); with `intx`, its
+    /// interrupt is forwarded to that GSI of the guest's I/O APIC (`vmx::intx`).
+    pub fn assign(&mut self, mut function: Assigned, intx: Option<u8>) {
+        function.intx = intx.and_then(|gsi| pc::intx::ForwardedLine::new(gsi, &mut self.ioapic));
         self.assigned = Some(alloc::boxed::Box::new(function));
+    }
+
+    /// The guest's GSI the assigned function's INTx is forwarded to.
+    pub fn intx_gsi(&self) -> Option<u8> {
+        self.assigned.as_ref()?.intx.map(|l| l.gsi())
+    }
+
+    /// The level below took the assigned function's interrupt (and masked it there): its GSI
+    /// is asserted on the guest's I/O APIC.
+    pub fn intx_assert(&mut self) {
+        if let Some(line) = self.assigned.as_mut().and_then(|a| a.intx.as_mut()) {
+            line.assert(&mut self.ioapic);
+            self.route_ioapic();
+            self.refresh_work();
+        }
+    }
+
+    /// The guest's EOI broadcast for level-triggered `vector`, before the I/O APIC sees it:
+    /// if it ends the forwarded line's interrupt, the line is deasserted and the entry below
+    /// unmasked (the device fires again if it still asserts).
+    fn intx_eoi(&mut self, vector: u8) {
+        if let Some(line) = self.assigned.as_mut().and_then(|a| a.intx.as_mut())
+            && line.eoi(&mut self.ioapic, vector)
+        {
+            crate::arch::apic::ioapic_set_masked(line.gsi(), false);
+        }
     }
 
     /// The assigned function's memory BARs (address, size), which EPT01 maps 1:1.
@@ -196,6 +224,7 @@ impl Devices {
         // The EOI of a level-triggered vector goes back to the I/O APIC, which may resend.
         let mut eoi = false;
         while let Some(vector) = self.lapic.take_level_eoi() {
+            self.intx_eoi(vector);
             self.ioapic.eoi(vector);
             eoi = true;
         }
@@ -288,7 +317,13 @@ impl Devices {
                 self.pic.raise(pc::pm::SCI_IRQ);
             }
             self.sci = level;
-            self.ioapic.set_line(pc::pm::SCI_IRQ, level);
+            match self.assigned.as_mut().and_then(|a| a.intx.as_mut()) {
+                // The assigned function's INTx shares the pin: their wired OR.
+                Some(line) if line.gsi() == pc::pm::SCI_IRQ => {
+                    line.set_others(&mut self.ioapic, level)
+                }
+                _ => self.ioapic.set_line(pc::pm::SCI_IRQ, level),
+            }
             self.route_ioapic();
             self.refresh_work();
         }
@@ -308,6 +343,10 @@ impl Devices {
     /// waiting message, and pin 2's mask gates the PIT's IRQ 0 deadline.
     pub fn ioapic_write(&mut self, offset: u32, value: u32) {
         self.ioapic.write_mmio(offset, value);
+        if let Some(line) = self.assigned.as_ref().and_then(|a| a.intx) {
+            // The line keeps its assertion state in whatever polarity the guest programs.
+            line.sync(&mut self.ioapic);
+        }
         self.route_ioapic();
         self.refresh_irq0(cpu::rdtsc());
     }

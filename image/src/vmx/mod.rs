@@ -12,6 +12,7 @@ pub mod ept;
 pub mod exits;
 pub mod guest;
 pub mod interrupts;
+pub mod intx;
 pub mod l1vmx;
 pub mod nic_poll;
 pub mod run;

@@ -121,7 +121,8 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         memory_mib,
     };
     if let Some((a, _)) = assigned {
-        guest.devices.assign(a);
+        let intx = super::intx::route(a.line(), controls.exit);
+        guest.devices.assign(a, intx);
     }
     exits::cpuid::publish_tsc_rate(spec.tsc_hz);
     status::set_guest(spec.name, GuestState::Running);

@@ -26,10 +26,14 @@ pub fn hlt(g: &mut Guest, v: &HwVmcs) -> Action {
     Action::Skip
 }
 
-/// External interrupt (exit reason 1), acknowledged on exit: L0 masks its PICs and enables
-/// no interrupt source, so this is unexpected; it is acknowledged and logged.
-pub fn external_interrupt(info: &ExitInfo) -> Action {
+/// External interrupt (exit reason 1), acknowledged on exit: the assigned function's
+/// forwarded INTx ([`crate::vmx::intx`]) goes to the guest; L0 masks its PICs and enables no
+/// other interrupt source, so anything else is unexpected: it is acknowledged and logged.
+pub fn external_interrupt(g: &mut Guest, info: &ExitInfo) -> Action {
     let vector = info.intr_info & 0xff;
+    if crate::vmx::intx::host_interrupt(g, vector as u8) {
+        return Action::Resume;
+    }
     if INTERRUPTS.allow() {
         log::warn!("external interrupt vector {vector} while the guest ran: acknowledged");
     }

@@ -136,6 +136,8 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         }
         Some(ExitReason::ExternalInterrupt) => {
             reinject_idt_vectoring(v02, info);
+            // The assigned function's INTx is L1's (L1 routes it on to L2 or not).
+            crate::vmx::intx::host_interrupt(g, info.intr_info as u8);
             Action::Resume
         }
         // L0's timer for L1's next interrupt deadline: the watchdog counts it as quiet time

@@ -89,13 +89,18 @@ impl L1Vmx {
             vpids: NestedVpids::new(hw),
             // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
             // port access (L0 emulates all I/O below it), EPT (L2 stays inside L1's memory),
-            // VPID (L2's TLB entries tagged apart from L1's), and its 64-bit host state.
+            // VPID (L2's TLB entries tagged apart from L1's), and its 64-bit host state. Its
+            // interrupts (an assigned device's INTx, `vmx::intx`) are acknowledged on exit, as
+            // in vmcs01: unacknowledged, one would stay pending and exit again at every entry.
             l0: L0Config {
                 hw: *hw,
                 pin: pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
                 proc1: proc1::UNCONDITIONAL_IO_EXITING | proc1::ACTIVATE_SECONDARY_CONTROLS,
                 proc2: proc2::ENABLE_EPT | proc2::ENABLE_VPID,
-                exit: exit::HOST_ADDRESS_SPACE_SIZE | exit::SAVE_IA32_EFER | exit::LOAD_IA32_EFER,
+                exit: exit::HOST_ADDRESS_SPACE_SIZE
+                    | exit::SAVE_IA32_EFER
+                    | exit::LOAD_IA32_EFER
+                    | exit::ACK_INTERRUPT_ON_EXIT,
                 entry: entry::LOAD_IA32_EFER,
                 exception_bitmap: 0,
                 cr0_mask,
