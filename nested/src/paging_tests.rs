@@ -490,3 +490,150 @@ fn write_protect_and_error_codes() {
     let dirty = mem.read_u32(L1Gpa(0x1004)).unwrap();
     assert_eq!(u64::from(dirty) & (pte::ACCESSED | pte::DIRTY), pte::ACCESSED | pte::DIRTY);
 }
+
+/// The reference model shares the `bits`, `pte` and `pf` constants with the walker, so a
+/// wrong constant agrees with itself there; this test spells out the SDM's bit positions:
+/// CR0.PG 31, CR4.PSE 4, CR4.PAE 5, CR4.LA57 12, CR4.SMEP 20, EFER.LMA 10 (SDM 2.5, 2.2.1,
+/// Table 4-1) and the page-fault error code P 0, W/R 1, U/S 2, RSVD 3, I/D 4 (SDM 4.7).
+#[test]
+fn modes_and_error_codes_at_sdm_bit_positions() {
+    let regs = |cr0: u64, cr4: u64, efer: u64| PagingRegs {
+        cr0,
+        cr3: 0x1000,
+        cr4,
+        efer,
+        maxphyaddr: 36,
+        ..PagingRegs::default()
+    };
+    let other_cr4 = 1 << 3 | 1 << 7 | 1 << 13; // DE, PGE, VMXE: no effect on the mode
+    let mode = |cr0, cr4, efer| regs(cr0, cr4, efer).mode();
+    assert_eq!(mode(1 << 0, 1 << 5, 1 << 10), PagingMode::None);
+    assert_eq!(mode(1 << 31, other_cr4, 0), PagingMode::Bits32);
+    assert_eq!(mode(1 << 31, other_cr4 | 1 << 5, 0), PagingMode::Pae);
+    assert_eq!(mode(1 << 31, other_cr4 | 1 << 5, 1 << 10), PagingMode::Level4);
+    assert_eq!(mode(1 << 31, other_cr4 | 1 << 5 | 1 << 12, 1 << 10), PagingMode::Level5);
+
+    // 32-bit paging. PDE 0 -> PT at 0x2000: PTE 0 user read-only, PTE 1 supervisor.
+    // PDE 1: a 4-MiB user page (PS, bit 7). PDE 2: a 4-MiB page with reserved bit 21.
+    let mut mem = VecMemory::new(MEM);
+    mem.write_u32(L1Gpa(0x1000), 0x2000 | 0x7).unwrap();
+    mem.write_u32(L1Gpa(0x2000), 0x5000 | 0x5).unwrap();
+    mem.write_u32(L1Gpa(0x2004), 0x6000 | 0x1).unwrap();
+    mem.write_u32(L1Gpa(0x1004), 0x0040_0000 | 0x80 | 0x7).unwrap();
+    mem.write_u32(L1Gpa(0x1008), 0x0080_0000 | 1 << 21 | 0x80 | 0x1).unwrap();
+    let pse = regs(1 << 31, 1 << 4, 0);
+    let fault = |code| Err(WalkFault::PageFault { error_code: code });
+    let go = |mem: &mut VecMemory, r: &PagingRegs, linear, kind, user| {
+        translate(mem, r, linear, Access { kind, user })
+    };
+    use AccessKind::{Fetch, Read, Write};
+    assert_eq!(go(&mut mem, &pse, 0x0041_2345, Read, true), Ok(L1Gpa(0x0041_2345)));
+    assert_eq!(mem.read_u32(L1Gpa(0x1004)).unwrap(), 0x0040_0000 | 0x80 | 1 << 5 | 0x7);
+    assert_eq!(go(&mut mem, &pse, 0x0041_2345, Write, true), Ok(L1Gpa(0x0041_2345)));
+    assert_eq!(mem.read_u32(L1Gpa(0x1004)).unwrap(), 0x0040_0000 | 0x80 | 3 << 5 | 0x7);
+    // Without CR4.PSE bit 7 of a PDE is ignored: 0x40_0000 is read as a page table, which
+    // lies outside this memory.
+    let no_pse = regs(1 << 31, 0, 0);
+    assert!(matches!(go(&mut mem, &no_pse, 0x0041_2345, Read, false), Err(WalkFault::Memory(_))));
+    assert_eq!(go(&mut mem, &pse, 0x0080_0000, Read, false), fault(0x1 | 0x8));
+    assert_eq!(go(&mut mem, &pse, 0x0000_0123, Write, true), fault(0x1 | 0x2 | 0x4));
+    assert_eq!(go(&mut mem, &pse, 0x0000_1123, Read, true), fault(0x1 | 0x4));
+    assert_eq!(go(&mut mem, &pse, 0x00c0_0000, Write, false), fault(0x2));
+    assert_eq!(go(&mut mem, &pse, 0x00c0_0000, Read, true), fault(0x4));
+    // Without SMEP (and without PAE and EFER.NXE) a fetch reports no I/D bit and a
+    // supervisor fetch from a user page is allowed; with CR4.SMEP it faults with I/D.
+    assert_eq!(go(&mut mem, &pse, 0x00c0_0000, Fetch, false), fault(0));
+    assert_eq!(go(&mut mem, &pse, 0x0000_0123, Fetch, false), Ok(L1Gpa(0x5123)));
+    let smep = regs(1 << 31, 1 << 4 | 1 << 20, 0);
+    assert_eq!(go(&mut mem, &smep, 0x0000_0123, Fetch, false), fault(0x1 | 0x10));
+    assert_eq!(go(&mut mem, &smep, 0x00c0_0000, Fetch, true), fault(0x4 | 0x10));
+}
+
+/// The processor only ever sets accessed and dirty flags (SDM 4.8): a walk's flag update
+/// ORs them into the entry as it is when written, so an entry that got the flag since the
+/// walk (another CPU, or the same update applied twice) keeps it.
+#[test]
+fn flag_updates_only_set() {
+    // 32-bit paging, PDE 0 -> PT at 0x2000, PTE 0 -> 0x5000; PAE: PDPTE 0 -> PD at 0x3000,
+    // PDE 0 -> PT at 0x4000, PTE 0 -> 0x5000 (the 64-bit entry path).
+    let mut mem = VecMemory::new(MEM);
+    mem.write_u32(L1Gpa(0x1000), 0x2000 | 0x3).unwrap();
+    mem.write_u32(L1Gpa(0x2000), 0x5000 | 0x3).unwrap();
+    mem.write_u64(L1Gpa(0x1800), 0x3000 | 0x1).unwrap();
+    mem.write_u64(L1Gpa(0x3000), 0x4000 | 0x3).unwrap();
+    mem.write_u64(L1Gpa(0x4000), 0x5000 | 0x3).unwrap();
+    let bits32 =
+        PagingRegs { cr0: bits::CR0_PG, cr3: 0x1000, maxphyaddr: 36, ..Default::default() };
+    let pae = PagingRegs { cr3: 0x1800, cr4: bits::CR4_PAE, ..bits32 };
+    for (regs, pte_at) in [(bits32, 0x2000), (pae, 0x4000)] {
+        let w = walk(&mem, &regs, 0x123, Access::SUPERVISOR_WRITE).unwrap();
+        w.set_accessed_dirty(&mut mem).unwrap();
+        w.set_accessed_dirty(&mut mem).unwrap();
+        assert_eq!(mem.read_u32(L1Gpa(pte_at)).unwrap(), 0x5000 | 3 << 5 | 0x3, "{regs:x?}");
+    }
+}
+
+/// Edges the random model rarely reaches: a PDPTE with P = 0 faults whatever its other bits
+/// say (SDM 4.4.1); in 4-level paging an address is canonical when bits 63:47 are equal, in
+/// 5-level when bits 63:56 are (SDM Vol. 1 3.3.7.1), so bit 47 (resp. 56) alone set is not;
+/// without paging a translation covers the address's 4-KiB page.
+#[test]
+fn pdpte_present_canonical_edges_and_no_paging() {
+    let mut mem = VecMemory::new(MEM);
+    // PDPTE 1 at 0x1808 not present but naming a valid PD at 0x3000 -> PT 0x4000 -> 0x5000.
+    mem.write_u64(L1Gpa(0x1808), 0x3000).unwrap();
+    mem.write_u64(L1Gpa(0x3000), 0x4000 | 0x3).unwrap();
+    mem.write_u64(L1Gpa(0x4000), 0x5000 | 0x3).unwrap();
+    let pae = PagingRegs {
+        cr0: bits::CR0_PG,
+        cr3: 0x1800,
+        cr4: bits::CR4_PAE,
+        maxphyaddr: 36,
+        ..Default::default()
+    };
+    let write = Access::SUPERVISOR_WRITE;
+    assert_eq!(
+        walk(&mem, &pae, 0x4000_0123, write).map(|w| w.gpa),
+        Err(WalkFault::PageFault { error_code: pf::WRITE })
+    );
+    let with_p = PagingRegs { pdptes: Some([0, 0x3000 | 1, 0, 0]), ..pae };
+    assert_eq!(walk(&mem, &with_p, 0x4000_0123, write).map(|w| w.gpa), Ok(L1Gpa(0x5123)));
+    let not_p = PagingRegs { pdptes: Some([0, 0x3000, 0, 0]), ..pae };
+    assert!(walk(&mem, &not_p, 0x4000_0123, write).is_err());
+    // XD is bit 63, EFER.NXE bit 11 (SDM 4.6, 2.2.1): with NXE a fetch from an XD page
+    // faults with I/D; without it bit 63 is reserved and a fetch reports no I/D (SDM 4.7).
+    mem.write_u64(L1Gpa(0x4008), 0x7000 | 0x3 | 1 << 63).unwrap();
+    let fetch = Access { kind: AccessKind::Fetch, user: false };
+    let nxe = PagingRegs { efer: 1 << 11, ..with_p };
+    let code = |r: &PagingRegs, a| walk(&mem, r, 0x4000_1123, a).map(|w| w.gpa);
+    assert_eq!(code(&nxe, Access::SUPERVISOR_READ), Ok(L1Gpa(0x7123)));
+    assert_eq!(code(&nxe, fetch), Err(WalkFault::PageFault { error_code: 0x1 | 0x10 }));
+    assert_eq!(code(&with_p, fetch), Err(WalkFault::PageFault { error_code: 0x1 | 0x8 }));
+
+    let l4 = PagingRegs { efer: bits::EFER_LMA, ..pae };
+    let l5 = PagingRegs { cr4: bits::CR4_PAE | bits::CR4_LA57, ..l4 };
+    for (regs, bit) in [(l4, 47), (l5, 56)] {
+        for linear in [1u64 << bit, !(1u64 << bit), 1 << (bit + 1), !(1 << (bit + 1))] {
+            assert_eq!(
+                walk(&mem, &regs, linear, write).map(|w| w.gpa),
+                Err(WalkFault::NonCanonical),
+                "{linear:#x}"
+            );
+        }
+    }
+
+    let off = PagingRegs { cr0: 0, ..pae };
+    let w = walk(&mem, &off, 0x1234_5678, write).unwrap();
+    assert_eq!((w.gpa, w.page_size), (L1Gpa(0x1234_5678), 4096));
+
+    // 32-bit paging takes the page directory from CR3[31:12] (SDM 4.3), 4-level paging its
+    // PML4 from CR3[51:12] (SDM 4.5.2): a CR3 with bit 32 set names 0x1000 in the first,
+    // an address past this memory in the second.
+    mem.write_u32(L1Gpa(0x1000), 0x2000 | 0x3).unwrap();
+    mem.write_u32(L1Gpa(0x2000), 0x6000 | 0x3).unwrap();
+    let bits32 = PagingRegs { cr3: 1 << 32 | 0x1000, cr4: 0, ..pae };
+    assert_eq!(walk(&mem, &bits32, 0x123, write).map(|w| w.gpa), Ok(L1Gpa(0x6123)));
+    mem.write_u64(L1Gpa(0x1000), 0x3000 | 0x3).unwrap();
+    let l4_high = PagingRegs { cr3: 1 << 32 | 0x1000, ..l4 };
+    assert!(matches!(walk(&mem, &l4_high, 0x123, write), Err(WalkFault::Memory(_))));
+}

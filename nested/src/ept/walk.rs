@@ -338,3 +338,112 @@ pub(crate) mod tests {
         assert_eq!(violation_qualification(2 | 1 << 7 | 1 << 20, t.perms), 2 | 1 << 3 | 1 << 7);
     }
 }
+
+#[cfg(test)]
+mod sdm_bits_tests {
+    //! The tests above build entries with the `bits` constants; these spell the SDM's bit
+    //! positions out (Tables 29-1 to 29-6), so a wrong constant cannot agree with itself.
+    use super::tests::Builder;
+    use super::*;
+    use crate::guest::VecMemory;
+    use crate::testutil::l1;
+
+    /// Leaf bit 6 is "ignore PAT", bit 9 dirty (SDM Table 29-6); a walk with EPT A/D sets
+    /// bit 8 (accessed) of every entry it used, and bit 9 of the leaf only for a write (SDM
+    /// 29.3.5).
+    #[test]
+    fn ipat_accessed_and_dirty_are_bits_6_8_and_9() {
+        let mut b = Builder::new(0x20_0000, 0x10_0000);
+        b.map(0x1000, 0x5000, PageSize::Size4K, 7);
+        let caps = l1();
+        let leaf_at = L1Gpa(0x10_3000 + 8);
+        b.mem.write_u64(leaf_at, 0x5000 | 7 | 6 << 3 | 1 << 6).unwrap();
+        let t = walk_ept12(&b.mem, b.eptp(), L2Gpa(0x1000), &caps, 36).unwrap();
+        assert!(t.ipat && !t.dirty);
+        assert_eq!(t.entries.iter().flatten().count(), 4);
+        assert_eq!(set_accessed_dirty(&mut b.mem, &t, false), Ok(false));
+        let read = |m: &VecMemory, at| m.read_u64(at).unwrap();
+        for &at in t.entries.iter().flatten() {
+            assert_eq!(read(&b.mem, at) & (1 << 8 | 1 << 9), 1 << 8, "a read: accessed only");
+        }
+        assert_eq!(set_accessed_dirty(&mut b.mem, &t, true), Ok(true));
+        assert_eq!(read(&b.mem, leaf_at), 0x5000 | 7 | 6 << 3 | 1 << 6 | 1 << 8 | 1 << 9);
+        let t = walk_ept12(&b.mem, b.eptp(), L2Gpa(0x1000), &caps, 36).unwrap();
+        assert!(t.ipat && t.dirty);
+        assert_eq!(set_accessed_dirty(&mut b.mem, &t, true), Ok(false), "already dirty");
+        b.mem.write_u64(leaf_at, 0x5000 | 7 | 6 << 3).unwrap();
+        let t = walk_ept12(&b.mem, b.eptp(), L2Gpa(0x1000), &caps, 36).unwrap();
+        assert!(!t.ipat && !t.dirty);
+    }
+
+    /// Bits 7:3 are reserved in a PML4E (bit 7 included: there are no 512-GiB pages) and in
+    /// a PDPTE or PDE that references a table (SDM 29.3.3.1; Tables 29-2, 29-3, 29-5).
+    #[test]
+    fn bits_7_to_3_reserved_in_pml4es_and_non_leaf_entries() {
+        let caps = l1();
+        let m = |e, level| misconfigured(e, level, &caps, 36);
+        assert!(m(0x1000 | 7 | 1 << 7, 4), "PML4E bit 7");
+        for level in [3, 2] {
+            assert!(!m(0x1000 | 7, level));
+            for bit in 3..=6 {
+                assert!(m(0x1000 | 7 | 1 << bit, level), "level {level} bit {bit}");
+            }
+        }
+        assert!(!m(0x1000 | 7 | 6 << 3 | 1 << 6, 1), "a PTE's bits 6:3 are its type and IPAT");
+    }
+}
+
+#[cfg(test)]
+mod flag_write_tests {
+    use super::tests::Builder;
+    use super::*;
+    use crate::guest::{MemError, VecMemory};
+    use crate::testutil::l1;
+
+    /// Counts the writes to L1 memory.
+    struct Counting {
+        mem: VecMemory,
+        writes: usize,
+    }
+
+    impl GuestMemory for Counting {
+        fn read(&self, gpa: L1Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+            self.mem.read(gpa, buf)
+        }
+        fn write(&mut self, gpa: L1Gpa, data: &[u8]) -> Result<(), MemError> {
+            self.writes += 1;
+            self.mem.write(gpa, data)
+        }
+    }
+
+    /// The processor sets a flag only where it is 0 (SDM 29.3.5: "sets the accessed flag
+    /// ... if it is not already set"): an entry already flagged is not written again, so an
+    /// L1 clearing flags on another CPU meanwhile does not see them come back.
+    #[test]
+    fn flags_already_set_are_not_rewritten() {
+        let mut b = Builder::new(0x20_0000, 0x10_0000);
+        b.map(0x1000, 0x5000, PageSize::Size4K, 7);
+        let caps = l1();
+        let t = walk_ept12(&b.mem, b.eptp(), L2Gpa(0x1000), &caps, 36).unwrap();
+        let mut m = Counting { mem: b.mem, writes: 0 };
+        assert_eq!(set_accessed_dirty(&mut m, &t, false), Ok(false));
+        assert_eq!(m.writes, 4, "four entries got their accessed flag");
+        assert_eq!(set_accessed_dirty(&mut m, &t, false), Ok(false));
+        assert_eq!(m.writes, 4, "all accessed already");
+        assert_eq!(set_accessed_dirty(&mut m, &t, true), Ok(true));
+        assert_eq!(m.writes, 5, "only the leaf's dirty flag");
+        assert_eq!(set_accessed_dirty(&mut m, &t, true), Ok(false));
+        assert_eq!(m.writes, 5);
+    }
+
+    /// Table 28-7: bits 2:0 (the access), 7, 8 (guest-linear address valid, translation)
+    /// and 12 (NMI unblocking due to IRET) come from the EPT02 violation, bits 5:3 are
+    /// EPT12's permissions, everything else is 0.
+    #[test]
+    fn violation_qualification_keeps_bits_2_to_0_7_8_and_12() {
+        assert_eq!(violation_qualification(!0, 5), 0x7 | 5 << 3 | 1 << 7 | 1 << 8 | 1 << 12);
+        assert_eq!(violation_qualification(1 << 8, 0), 1 << 8);
+        assert_eq!(violation_qualification(1 << 12 | 0x38, 0), 1 << 12);
+        assert_eq!(access_of(!0), 7);
+    }
+}
