@@ -96,15 +96,9 @@ impl ForwardedLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ioapic::{Trigger, offset, reg};
+    use crate::ioapic::Trigger;
+    use crate::ioapic::tests::write_entry;
     use proptest::prelude::*;
-
-    fn write_entry(a: &mut IoApic, pin: u8, e: u64) {
-        a.write_mmio(offset::IOREGSEL, u32::from(reg::REDTBL + 2 * pin + 1));
-        a.write_mmio(offset::IOWIN, (e >> 32) as u32);
-        a.write_mmio(offset::IOREGSEL, u32::from(reg::REDTBL + 2 * pin));
-        a.write_mmio(offset::IOWIN, e as u32);
-    }
 
     /// What Linux programs for a PCI INTx without _PRT (acpi_isa_register_gsi): level,
     /// active low.

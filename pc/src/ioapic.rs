@@ -356,11 +356,12 @@ impl IoApic {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn write_entry(a: &mut IoApic, pin: u8, e: u64) {
+    /// Programs redirection entry `pin` as a driver does: high half, then low half.
+    pub(crate) fn write_entry(a: &mut IoApic, pin: u8, e: u64) {
         a.write_mmio(offset::IOREGSEL, u32::from(reg::REDTBL + 2 * pin + 1));
         a.write_mmio(offset::IOWIN, (e >> 32) as u32);
         a.write_mmio(offset::IOREGSEL, u32::from(reg::REDTBL + 2 * pin));
