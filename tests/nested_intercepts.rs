@@ -4,7 +4,7 @@
 //! exits to it with the architectural exit reason, qualification, instruction information
 //! and length and L2 resumes after it; clear, it runs in L2 without reaching L1 (or takes #UD
 //! in L2 where a clear enable control says so). Then PML on EPT accessed/dirty flags and
-//! VMFUNC 0 (EPTP switching) with their exits.
+//! VMFUNC 0 (EPTP switching) with their exits, and the VM-entry and VM-exit MSR lists.
 
 mod common;
 
@@ -159,7 +159,7 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
     for c in &cases {
         expect_block(&console, c);
     }
-    let blocks: [&[&str]; 2] = [
+    let blocks: [&[&str]; 3] = [
         // PML (emulated by L0 on EPT12's dirty flags): with index 2 three pages are logged,
         // newest at the lowest index; the fourth write is a PML-full exit (62) with index
         // 0xffff; after L1 resets the index to 511 the write is logged there.
@@ -183,6 +183,19 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i:   exit reason=0x0000003b qual=0x00000000 ",
             "vmx32i:   VMCALL, guest EDI=0x00112211",
             "vmx32i:   EPTP at the end, relative to EPT 0=0x0000405e",
+        ],
+        // MSR lists (SDM 26.4, 27.4, 27.6): L2 reads what the VM-entry MSR-load list gave it
+        // (0x3333) and writes one more; the VM-exit MSR-store list saves L2's values, the
+        // VM-exit MSR-load list gives L1 0x4444, and L1's SYSENTER_ESP is its host-state
+        // field's 0. Then a load-list entry WRMSR refuses (IA32_PAT memory type 2, entry 2):
+        // a VM-entry failure, reason 34 with bit 31, qualification 2, and the exit's load
+        // list still runs (0x5555).
+        &[
+            "vmx32i: MSR lists: VM-entry load, VM-exit store and load",
+            "vmx32i:   VMCALL, guest EDI=0x00003333",
+            "vmx32i:   guest read KERNEL_GS_BASE=0x00003333 stored=0x00003334 stored=0x00002222",
+            "vmx32i:   guest SYSENTER_ESP=0x00002222 KERNEL_GS_BASE=0x00004444 SYSENTER_ESP=0x00000000",
+            "vmx32i:   exit reason=0x80000022 qual=0x00000002 KERNEL_GS_BASE=0x00005555",
             "vmx32i: done",
         ],
     ];

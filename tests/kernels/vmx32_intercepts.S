@@ -12,7 +12,11 @@
  * logging (the guest writes four pages of a 4 KiB-mapped region; three are logged, the fourth
  * write is a PML-full exit; after the index is reset it is logged) and VMFUNC 0 (EPTP
  * switching between two EPTs that map one guest-physical page differently; an invalid index
- * is a VMFUNC exit). Booted by multiboot1; it ends through port 0xf4 (0 = every case ran).
+ * is a VMFUNC exit). Last, the MSR lists: a VM-entry MSR-load list the guest sees, a VM-exit
+ * MSR-store list that saves the guest's MSRs and a VM-exit MSR-load list that restores this
+ * kernel's, and an entry whose load list has a value WRMSR refuses (a VM-entry failure,
+ * reason 34, after which the exit's load list still runs). Booted by multiboot1; it ends
+ * through port 0xf4 (0 = every case ran).
  * The tests run it as L1 on the turtles L0 (tests/nested.rs), where L0 emulates all of it. */
 
     .set MB1_MAGIC, 0x1BADB002
@@ -455,6 +459,90 @@ vmfunc_checked:
     SHOW msg_eptp_after
     call newline
 
+/* MSR lists. The VM-entry MSR-load list gives the guest IA32_SYSENTER_ESP 0x2222 and
+ * IA32_KERNEL_GS_BASE 0x3333 (this kernel's own is 0x1111); the guest reads the latter
+ * without an exit (MSR bitmap all clear) and writes it plus 1; the VM-exit MSR-store list
+ * saves both of the guest's, and the VM-exit MSR-load list sets this kernel's
+ * KERNEL_GS_BASE to 0x4444. Then the entry list's second entry sets IA32_PAT's entry 0 to
+ * memory type 2, which WRMSR refuses: the entry fails (reason 34, qualification 2), and the
+ * exit's load list still runs (0x5555). */
+msr_lists_test:
+    mov $msg_msr_lists, %esi
+    call puts
+    mov $0xc0000102, %ecx
+    mov $0x1111, %eax
+    xor %edx, %edx
+    wrmsr
+    movl $0x175, msr_entry_list
+    movl $0x2222, msr_entry_list + 8
+    movl $0xc0000102, msr_entry_list + 16
+    movl $0x3333, msr_entry_list + 24
+    movl $0xc0000102, msr_store_list
+    movl $0x175, msr_store_list + 16
+    movl $0xc0000102, msr_exit_list
+    movl $0x4444, msr_exit_list + 8
+    ADJUST 1, $0x90000000               /* secondary controls, MSR bitmaps */
+    VMW 0x4002, %ebx
+    VMW 0x401e, $0
+    VMW 0x2004, $msr_bitmap
+    VMW 0x2005, $0
+    VMW 0x4014, $2                      /* VM-entry MSR-load count and address */
+    VMW 0x200a, $msr_entry_list
+    VMW 0x200b, $0
+    VMW 0x400e, $2                      /* VM-exit MSR-store */
+    VMW 0x2006, $msr_store_list
+    VMW 0x2007, $0
+    VMW 0x4010, $1                      /* VM-exit MSR-load */
+    VMW 0x2008, $msr_exit_list
+    VMW 0x2009, $0
+    VMW 0x681e, $l2_msr
+    VMW 0x681c, $guest_stack_top
+    VMW 0x6820, $0x2
+    movl $msr_lists_checked, after_guest_jump
+    call enter
+    jmp vmx_failed
+
+msr_lists_checked:
+    mov guest_edi, %eax
+    SHOW msg_msr_l2_read
+    mov msr_store_list + 8, %eax
+    SHOW msg_msr_stored
+    mov msr_store_list + 24, %eax
+    SHOW msg_msr_stored
+    call newline
+    VMR 0x6824                          /* the guest's IA32_SYSENTER_ESP */
+    mov %ebx, %eax
+    SHOW msg_msr_guest_esp
+    mov $0xc0000102, %ecx
+    rdmsr
+    SHOW msg_msr_l1_kgs
+    mov $0x175, %ecx                    /* the host-state field's 0 */
+    rdmsr
+    SHOW msg_msr_l1_esp
+    call newline
+    movl $0x277, msr_entry_list + 16
+    movl $0x2, msr_entry_list + 24
+    movl $0x5555, msr_exit_list + 8
+    movl $msr_entry_failed, entry_failed_jump
+    VMW 0x681e, $l2_msr
+    call enter
+    jmp vmx_failed
+
+msr_entry_failed:
+    movl $0, entry_failed_jump
+    mov exit_reason, %eax
+    SHOW msg_exit
+    VMR 0x6400
+    mov %ebx, %eax
+    SHOW msg_qual
+    mov $0xc0000102, %ecx
+    rdmsr
+    SHOW msg_msr_l1_kgs
+    call newline
+    VMW 0x4014, $0
+    VMW 0x400e, $0
+    VMW 0x4010, $0
+
 done:
     mov $msg_done, %esi
     call puts
@@ -464,8 +552,13 @@ done:
 5:  hlt
     jmp 5b
 
+/* A VM-entry failure: expected where entry_failed_jump says where to go on. */
 entry_failed:
-    mov $msg_entry_failed, %esi
+    mov entry_failed_jump, %eax
+    test %eax, %eax
+    jz 1f
+    jmp *%eax
+1:  mov $msg_entry_failed, %esi
     call puts
     jmp fail
 
@@ -774,6 +867,15 @@ l2_pml:
     movl $4, PML_PAGES + 0x3000
     vmcall
 
+/* MSR lists: EDI = IA32_KERNEL_GS_BASE as the entry loaded it; then it is set one higher. */
+l2_msr:
+    mov $0xc0000102, %ecx
+    rdmsr
+    mov %eax, %edi
+    inc %eax
+    wrmsr
+    vmcall
+
 /* VMFUNC: EDI = PROBE through EPT 0, EPT 1 (<< 8), EPT 0 (<< 16); then index 2 (a zero
  * entry), index 600 and function 1 (each a VMFUNC exit); it ends on EPT 1. */
 l2_vmfunc:
@@ -831,6 +933,7 @@ guest_edx:   .long 0
 guest_edi:   .long 0
 case_ptr:    .long 0
 after_guest_jump: .long fail
+entry_failed_jump: .long 0
 
 /* The cases (name, primary controls, secondary controls, guest code, flags). Primary bits:
  * HLT 7, INVLPG 9, MWAIT 10, RDPMC 11, RDTSC 12, CR3-load 15, CR3-store 16, MOV-DR 23,
@@ -943,6 +1046,12 @@ msg_pml_ad:       .asciz " EPT A/D=0x"
 msg_vmfunc:       .asciz "vmx32i: VMFUNC 0: EPTP switching\n"
 msg_no_vmfunc:    .asciz "vmx32i: VMFUNC: not offered\n"
 msg_eptp_after:   .asciz "vmx32i:   EPTP at the end, relative to EPT 0=0x"
+msg_msr_lists:    .asciz "vmx32i: MSR lists: VM-entry load, VM-exit store and load\n"
+msg_msr_l2_read:  .asciz "vmx32i:   guest read KERNEL_GS_BASE=0x"
+msg_msr_stored:   .asciz " stored=0x"
+msg_msr_guest_esp: .asciz "vmx32i:   guest SYSENTER_ESP=0x"
+msg_msr_l1_kgs:   .asciz " KERNEL_GS_BASE=0x"
+msg_msr_l1_esp:   .asciz " SYSENTER_ESP=0x"
 msg_done:         .asciz "vmx32i: done\n"
 msg_entry_failed: .asciz "vmx32i: VM entry failed\n"
 msg_vmx_failed:   .asciz "vmx32i: VMX instruction failed, VM-instruction error=0x"
@@ -962,6 +1071,10 @@ ept1_pdpt:      .skip 4096
 ept1_pd:        .skip 4096
 pml_page:       .skip 4096
 eptp_list:      .skip 4096
+msr_bitmap:     .skip 4096
+msr_entry_list: .skip 4096
+msr_store_list: .skip 4096
+msr_exit_list:  .skip 4096
 l2_idt:         .skip 4096
 l2_buf:         .skip 4096
 tss:            .skip 4096

@@ -276,7 +276,8 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         } else if g.nested.is_some() && is_vmx_instruction(&info) {
             match l1vmx::vmx_instruction(g, &mut v, &info) {
                 Step::Action(a) => a,
-                Step::EnterL2 => match l1vmx::enter_l2(g, &mut v) {
+                Step::EntryFailed => l1vmx::after_failed_entry(g, &mut v),
+                Step::EnterL2 { launch } => match l1vmx::enter_l2(g, &mut v, launch) {
                     Ok(_) => continue,
                     Err(why) => {
                         log::error!("entering L2 failed: {why}");

@@ -6,6 +6,7 @@ use super::instr::{EntryChecked, L1Access, L1Cpu, NestedVmx};
 use super::{Exception, VmInstructionError, VmxResult};
 use crate::arch::cr0;
 use crate::caps::proc2;
+use crate::exits::ExitReason;
 use crate::exits::routing::secondary_controls;
 use crate::vmcs::{DirtySet, FieldType, LaunchState, VmcsField};
 
@@ -120,6 +121,20 @@ impl NestedVmx {
         }
         self.entry_checked = Some(key);
         VmxResult::EnterL2 { launch }
+    }
+
+    /// The VM-entry MSR-load list, performed by L0 after the checks passed, failed at
+    /// `entry` (1-based): the entry fails with exit reason 34 (SDM 26.4, 26.8) and a
+    /// VMLAUNCH leaves vmcs12's launch state clear.
+    pub fn msr_load_failed(&mut self, entry: u32, launch: bool) {
+        self.record_entry_failure(&EntryFailure {
+            reason: ExitReason::EntryFailMsrLoading,
+            qualification: u64::from(entry),
+            check: checks::Check::MsrLoadEntry,
+        });
+        if launch {
+            self.vmcs12.launch_state = LaunchState::Clear as u32;
+        }
     }
 
     /// Writes the exit information of a failed VM entry into vmcs12 (SDM 26.8, 28.2).

@@ -12,6 +12,7 @@ mod kvm_loader_tests;
 pub mod l1_caps;
 mod launch;
 pub mod merge;
+pub mod msr_lists;
 pub mod operand;
 pub mod sync;
 

@@ -10,7 +10,7 @@ mod fault;
 mod io;
 pub mod mark;
 mod mmio;
-mod msr;
+pub mod msr;
 mod simple;
 
 pub use mmio::l2_device;

@@ -69,51 +69,56 @@ fn lookup(g: &Guest, v: &HwVmcs, msr: u32) -> Msr {
     policy::lookup(msr, &super::cpuid::guest_features(v, g.nested.is_some()))
 }
 
-pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
-    let msr = g.regs.rcx as u32;
-    let value = match lookup(g, v, msr) {
+/// Why RDMSR or WRMSR of an MSR takes #GP(0) on the processor the guest sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The MSR does not exist there (or is not for this access).
+    Unknown,
+    /// A value the processor refuses (reserved bits, a non-canonical address, a bad memory
+    /// type, a read-only MSR).
+    Value,
+    /// An APIC MSR access the architecture faults (x2APIC registers outside x2APIC mode,
+    /// read-only or reserved registers, an illegal IA32_APIC_BASE transition).
+    Apic,
+}
+
+/// RDMSR of `msr` by the level whose VMCS is `v` (vmcs01: L1, vmcs02: L2 in L1's world).
+pub fn read(g: &mut Guest, v: &HwVmcs, msr: u32) -> Result<u64, Refusal> {
+    Ok(match lookup(g, v, msr) {
         Msr::GuestState(s) => v.read(vmcs_field(s)),
         Msr::Hardware(_) => cpu::rdmsr(msr),
-        Msr::Emulated => match with_file(|file| file.read(msr)) {
-            Some(value) => value,
-            None => return unknown("RDMSR", msr, 0),
-        },
+        Msr::Emulated => with_file(|file| file.read(msr)).ok_or(Refusal::Unknown)?,
         Msr::ReadOnly(value) | Msr::WriteIgnored(value) => value,
         Msr::Zero => 0,
         Msr::Tsc => cpu::rdtsc(),
         Msr::PlatformInfo => policy::platform_info(super::cpuid::tsc_rate()),
         Msr::ApicBase => g.devices.lapic().base_msr(),
-        Msr::X2apic => match g.devices.with_lapic(|lapic| lapic.read_msr(msr, cpu::rdtsc())) {
-            Ok(value) => value,
-            Err(_) => return apic_fault("RDMSR", msr, 0),
-        },
+        Msr::X2apic => g
+            .devices
+            .with_lapic(|lapic| lapic.read_msr(msr, cpu::rdtsc()))
+            .map_err(|_| Refusal::Apic)?,
         // The capability MSRs L1 sees (nested::vmx::l1_caps).
-        Msr::VmxCapability => match g.nested.as_ref().and_then(|n| n.vmx.caps.msr(msr)) {
-            Some(value) => value,
-            None => return unknown("RDMSR", msr, 0),
-        },
-        Msr::Gp => return unknown("RDMSR", msr, 0),
-    };
-    g.regs.rax = value & 0xffff_ffff;
-    g.regs.rdx = value >> 32;
-    Action::Skip
+        Msr::VmxCapability => {
+            g.nested.as_ref().and_then(|n| n.vmx.caps.msr(msr)).ok_or(Refusal::Unknown)?
+        }
+        Msr::Gp => return Err(Refusal::Unknown),
+    })
 }
 
-pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
-    let msr = g.regs.rcx as u32;
-    let value = (g.regs.rdx << 32) | (g.regs.rax & 0xffff_ffff);
+/// WRMSR of `value` to `msr` by the level whose VMCS is `v` (see [`read`]).
+pub fn write(g: &mut Guest, v: &mut HwVmcs, msr: u32, value: u64) -> Result<(), Refusal> {
     match lookup(g, v, msr) {
         Msr::GuestState(s) => {
             let field = vmcs_field(s);
             let paging = s == GuestStateMsr::Efer && v.read(F::GuestCr0) & cr0::PG != 0;
             match policy::check_guest_state(s, value, v.read(field), paging) {
                 Ok(new) => v.write(field, new),
-                Err(GeneralProtection) => return refused(msr, value),
+                Err(GeneralProtection) => return Err(Refusal::Value),
             }
         }
         Msr::Hardware(check) => {
             if !policy::hardware_write_ok(check, value) {
-                return refused(msr, value);
+                return Err(Refusal::Value);
             }
             // SAFETY: L0 never uses SYSCALL, SWAPGS or RDTSCP, so these MSRs are the guest's
             // alone; the value passed the check that makes the processor accept it.
@@ -121,11 +126,11 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
         }
         Msr::Emulated => {
             if with_file(|file| file.write(msr, value)).is_err() {
-                return refused(msr, value);
+                return Err(Refusal::Value);
             }
         }
-        Msr::ReadOnly(_) | Msr::PlatformInfo => return refused(msr, value),
-        Msr::Zero if value != 0 => return refused(msr, value),
+        Msr::ReadOnly(_) | Msr::PlatformInfo => return Err(Refusal::Value),
+        Msr::Zero if value != 0 => return Err(Refusal::Value),
         Msr::Zero => {}
         // Writes the guest may make that have no effect here.
         Msr::WriteIgnored(_) | Msr::Tsc => {}
@@ -139,12 +144,42 @@ pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
                 }
             });
             if result.is_err() {
-                return apic_fault("WRMSR", msr, value);
+                return Err(Refusal::Apic);
             }
         }
-        Msr::VmxCapability | Msr::Gp => return unknown("WRMSR", msr, value),
+        Msr::VmxCapability | Msr::Gp => return Err(Refusal::Unknown),
     }
-    Action::Skip
+    Ok(())
+}
+
+pub fn rdmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
+    let msr = g.regs.rcx as u32;
+    match read(g, v, msr) {
+        Ok(value) => {
+            g.regs.rax = value & 0xffff_ffff;
+            g.regs.rdx = value >> 32;
+            Action::Skip
+        }
+        Err(why) => fault("RDMSR", msr, 0, why),
+    }
+}
+
+pub fn wrmsr(g: &mut Guest, v: &mut HwVmcs) -> Action {
+    let msr = g.regs.rcx as u32;
+    let value = (g.regs.rdx << 32) | (g.regs.rax & 0xffff_ffff);
+    match write(g, v, msr, value) {
+        Ok(()) => Action::Skip,
+        Err(why) => fault("WRMSR", msr, value, why),
+    }
+}
+
+/// Logs a refused access (rate-limited) and injects the #GP(0) the processor raises.
+fn fault(what: &str, msr: u32, value: u64, why: Refusal) -> Action {
+    match why {
+        Refusal::Unknown => unknown(what, msr, value),
+        Refusal::Value => refused(msr, value),
+        Refusal::Apic => apic_fault(what, msr, value),
+    }
 }
 
 /// An APIC MSR access the architecture answers with #GP(0) (x2APIC registers outside x2APIC

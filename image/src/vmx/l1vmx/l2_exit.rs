@@ -196,8 +196,12 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     }
 }
 
-/// Reflects `info` to L1: vmcs12 gets the exit, L1 resumes on vmcs01 at its host RIP.
+/// Reflects `info` to L1: vmcs12 gets the exit, L1 resumes on vmcs01 at its host RIP (after
+/// vmcs12's VM-exit MSR-store and MSR-load lists, when it has them).
 fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
+    if let Err(abort) = super::msr_lists::exit_store(g, v02) {
+        return abort;
+    }
     let Some(n) = g.nested.as_mut() else { return Action::Resume };
     n.reflected += 1;
     if let Some(deadline) = n.deadline12.take()
@@ -226,7 +230,10 @@ fn reflect(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     if let Some(s) = &n.shadowing {
         s.load_reflected(&n.vmx);
     }
-    Action::Resume
+    match super::msr_lists::exit_load(g, &mut v01) {
+        Ok(()) => Action::Resume,
+        Err(abort) => abort,
+    }
 }
 
 /// L1's interrupt arrived while L2 ran and vmcs12 has "external-interrupt exiting": a VM exit

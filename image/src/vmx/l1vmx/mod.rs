@@ -16,6 +16,7 @@
 pub mod io02;
 pub mod l1_memory;
 pub mod l2_exit;
+pub mod msr_lists;
 pub mod shadow_vmcs;
 pub mod state;
 pub mod vpid;
@@ -64,8 +65,13 @@ fn l1_cpu(v: &HwVmcs, info: &ExitInfo) -> L1Cpu {
 /// What the run loop does after a nested step.
 pub enum Step {
     Action(Action),
-    /// VMLAUNCH/VMRESUME succeeded: run L2 on vmcs02 next.
-    EnterL2,
+    /// VMLAUNCH/VMRESUME passed its checks: run L2 on vmcs02 next ([`enter_l2`]).
+    EnterL2 {
+        launch: bool,
+    },
+    /// VMLAUNCH/VMRESUME failed after its checks began (an entry failure, exit reason 33 or
+    /// 34): L1 is at its host state; [`after_failed_entry`] finishes the exit.
+    EntryFailed,
 }
 
 /// L1 executed a VMX instruction (L1 runs on vmcs01).
@@ -178,12 +184,12 @@ fn finish(n: &mut L1Vmx, v: &mut HwVmcs, result: VmxResult, cpu: &L1Cpu) -> Step
             }
             Step::Action(Action::Inject(e.vector, e.error_code))
         }
-        VmxResult::EnterL2 { .. } => Step::EnterL2,
+        VmxResult::EnterL2 { launch } => Step::EnterL2 { launch },
         VmxResult::EntryFailed(_) => {
             // vmcs12 holds the entry-failure exit; L1 continues at its host RIP.
             let efer = v.read(F::GuestIa32Efer);
             load_l1_host_state(&n.vmx.vmcs12, v, &n.l0.hw, efer);
-            Step::Action(Action::Resume)
+            Step::EntryFailed
         }
     }
 }
@@ -210,8 +216,19 @@ fn explain_failure(n: &L1Vmx, e: nested::vmx::VmInstructionError) {
     }
 }
 
-/// Switches to vmcs02, merges vmcs12 into it and returns whether it was launched before.
-pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
+/// The end of a VM entry that failed after L1's host state was loaded into vmcs01 (current):
+/// the VM-exit MSR-load list, as at a VM exit (SDM 26.8); L1 resumes at its host RIP.
+pub fn after_failed_entry(g: &mut Guest, v01: &mut HwVmcs) -> Action {
+    match msr_lists::exit_load(g, v01) {
+        Ok(()) => Action::Resume,
+        Err(abort) => abort,
+    }
+}
+
+/// Switches to vmcs02, merges vmcs12 into it and performs the VM-entry MSR-load list
+/// (`launch`: the entry is a VMLAUNCH). `Ok(true)`: run L2; `Ok(false)`: the MSR-load list
+/// failed, and L1 is back at its host state on vmcs01 (SDM 26.8).
+pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<bool, &'static str> {
     let shift = g.irq.shift;
     let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
     // L1's state is read only when the merge uses it (the common VMRESUME does not); a
@@ -285,7 +302,34 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs) -> Result<bool, &'static str> {
         v02.write(F::VmxPreemptionTimerValue, u64::from(value));
     }
     n.in_l2 = true;
-    Ok(n.vmcs02_launched)
+    match msr_lists::entry_load(g, &mut v02) {
+        Ok(()) => Ok(true),
+        Err(entry) => msr_load_failed(g, entry, launch).map(|()| false),
+    }
+}
+
+/// The VM-entry MSR-load list failed at `entry` (1-based), the last step of the entry: the
+/// entry fails with exit reason 34 (SDM 26.4, 26.8). L2's state loaded so far is dropped,
+/// except the MSRs of the entries before `entry` that L2 shares with L1; a VMLAUNCH leaves
+/// vmcs12 clear. L1 continues at its host state, vmcs01 current.
+fn msr_load_failed(g: &mut Guest, entry: u32, launch: bool) -> Result<(), &'static str> {
+    let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
+    n.vmx.msr_load_failed(entry, launch);
+    n.in_l2 = false;
+    n.deadline12 = None;
+    // SAFETY: vmcs01 is our own VMCS region.
+    unsafe { insn::vmptrld(n.vmcs01) }.map_err(|_| "VMPTRLD vmcs01 failed")?;
+    // SAFETY: vmcs01 is now current.
+    let mut v01 = unsafe { HwVmcs::current() };
+    let efer = v01.read(F::GuestIa32Efer);
+    load_l1_host_state(&n.vmx.vmcs12, &mut v01, &n.l0.hw, efer);
+    if let Some(s) = &n.shadowing {
+        s.load_vmcs12(&n.vmx);
+    }
+    match after_failed_entry(g, &mut v01) {
+        Action::Resume => Ok(()),
+        _ => Err("VMX abort"),
+    }
 }
 
 /// Carries out L1's INVEPT/INVVPID on what L0 built from L1's structures.
