@@ -55,17 +55,25 @@ impl Level<'_> {
 }
 
 /// The address and count of a list in vmcs12.
+#[inline(always)]
 fn list(g: &Guest, pick: impl Fn(&nested::vmcs::Vmcs12) -> (u64, u32)) -> (u64, u32) {
     g.nested.as_ref().map_or((0, 0), |n| pick(&n.vmx.vmcs12))
 }
 
+// Every VM entry and exit of L2 asks these; almost no L1 has lists, so the question is
+// inline and the work is not (a call on the hot path costs ticks on every exit).
+
 /// Loads the VM-entry MSR-load list into L2's MSRs (vmcs02 current and merged). `Err(n)`:
 /// entry `n` (1-based) failed, and the VM entry fails with exit reason 34 (SDM 26.4, 26.8).
+#[inline(always)]
 pub fn entry_load(g: &mut Guest, v02: &mut HwVmcs) -> Result<(), u32> {
     let (addr, count) = list(g, |v| (v.vm_entry_msr_load_addr, v.vm_entry_msr_load_count));
-    if count == 0 {
-        return Ok(());
-    }
+    if count == 0 { Ok(()) } else { load_entry_list(g, v02, addr, count) }
+}
+
+#[cold]
+#[inline(never)]
+fn load_entry_list(g: &mut Guest, v02: &mut HwVmcs, addr: u64, count: u32) -> Result<(), u32> {
     let result =
         msr_lists::load(&mut Level { g, v: v02, list: "VM-entry MSR-load list" }, addr, count);
     if let Err(entry) = result {
@@ -76,11 +84,15 @@ pub fn entry_load(g: &mut Guest, v02: &mut HwVmcs) -> Result<(), u32> {
 
 /// Stores L2's MSRs in the VM-exit MSR-store list (vmcs02 still current). A failure is a
 /// VMX abort: the returned action stops L1.
+#[inline(always)]
 pub fn exit_store(g: &mut Guest, v02: &mut HwVmcs) -> Result<(), Action> {
     let (addr, count) = list(g, |v| (v.vm_exit_msr_store_addr, v.vm_exit_msr_store_count));
-    if count == 0 {
-        return Ok(());
-    }
+    if count == 0 { Ok(()) } else { store_exit_list(g, v02, addr, count) }
+}
+
+#[cold]
+#[inline(never)]
+fn store_exit_list(g: &mut Guest, v02: &mut HwVmcs, addr: u64, count: u32) -> Result<(), Action> {
     let result =
         msr_lists::store(&mut Level { g, v: v02, list: "VM-exit MSR-store list" }, addr, count);
     result.map_err(|entry| abort(g, VmxAbort::SavingGuestMsrs, entry))
@@ -88,11 +100,15 @@ pub fn exit_store(g: &mut Guest, v02: &mut HwVmcs) -> Result<(), Action> {
 
 /// Loads the VM-exit MSR-load list into L1's MSRs (vmcs01 current with L1's host state
 /// loaded). A failure is a VMX abort: the returned action stops L1.
+#[inline(always)]
 pub fn exit_load(g: &mut Guest, v01: &mut HwVmcs) -> Result<(), Action> {
     let (addr, count) = list(g, |v| (v.vm_exit_msr_load_addr, v.vm_exit_msr_load_count));
-    if count == 0 {
-        return Ok(());
-    }
+    if count == 0 { Ok(()) } else { load_exit_list(g, v01, addr, count) }
+}
+
+#[cold]
+#[inline(never)]
+fn load_exit_list(g: &mut Guest, v01: &mut HwVmcs, addr: u64, count: u32) -> Result<(), Action> {
     let result =
         msr_lists::load(&mut Level { g, v: v01, list: "VM-exit MSR-load list" }, addr, count);
     result.map_err(|entry| abort(g, VmxAbort::LoadingHostMsrs, entry))
