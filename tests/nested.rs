@@ -203,6 +203,12 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: CPUID XSAVE|OSXSAVE=0x04000000",
             "L1| vmx32: CPUID XSAVE|OSXSAVE=0x0c000000",
             "L1| vmx32: XCR0 after XSETBV=0x00000003",
+            // Single-stepping (RFLAGS.TF) over CPUID and OUT, which L0 emulates: the #DB trap
+            // comes right after each, with DR6.BS (bit 14), as on the processor.
+            "L1| vmx32: single-step #DBs=0x00000002",
+            "L1| vmx32: #DB after CPUID, EIP - next instruction=0x00000000",
+            "L1| vmx32: #DB after OUT, EIP - next instruction=0x00000000",
+            "L1| vmx32: DR6.BS in both=0x00004000",
             "L1| vmx32: VMXON ok",
             "L1| vmx32: VMLAUNCH",
             // Its guest's CPUID, OUT and HLT, each reflected to it by L0.
@@ -220,6 +226,9 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: VMPTRST to an unmapped page: #PF, CR2=0xfa000020",
             "L1| vmx32: #PF error code=0x00000002",
             "L1| vmx32: L2 wrote this line to COM1 itself",
+            // L2 single-steps an IN from COM1, which L0 performs for L1: its #DB handler
+            // reports 0x40 (DR6.BS, at the next instruction).
+            "L1| vmx32: round 3 OUT 0x80, al=0x00000040",
             "L1| vmx32: round 3 OUT 0x80, al=0x00000008",
             "L1| vmx32: IA32_STAR after L2's RDMSR/WRMSR=0x12345678",
             "L1| vmx32: CR access exit, qualification=0x00000020",
@@ -240,11 +249,11 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: external-interrupt exit, intr-info=0x80000046",
             // An INIT it sent itself in VMX root operation exits from its guest.
             "L1| vmx32: INIT to itself, held in VMX root operation: L2 exit reason=0x00000003",
-            "L1| vmx32: L2 halted: done, exits=0x00000013",
+            "L1| vmx32: L2 halted: done, exits=0x00000014",
             "exits: Vmlaunch=1",
             // Only what it asked for reached it: COM1, IA32_STAR and CR4 stayed in L0, its
             // APIC's accesses from L2 were performed by L0.
-            ", 19 reflected to L1",
+            ", 20 reflected to L1",
         ],
     );
     // The guest never touched an address L0 does not model.

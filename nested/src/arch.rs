@@ -78,6 +78,38 @@ pub mod rflags {
     pub const RESERVED: u64 = !0x3f_ffff | 1 << 15 | 1 << 5 | 1 << 3;
 }
 
+/// The VMCS's pending debug exceptions (SDM Vol. 3C 25.4.2, Table 25-4).
+pub mod pending_dbg {
+    /// B3-B0: the breakpoint conditions met.
+    pub const B0_3: u64 = 0xf;
+    /// An enabled breakpoint was met.
+    pub const ENABLED_BREAKPOINT: u64 = 1 << 12;
+    /// BS: a single-step debug trap (RFLAGS.TF).
+    pub const BS: u64 = 1 << 14;
+    /// RTM: a debug exception in an RTM region.
+    pub const RTM: u64 = 1 << 16;
+}
+
+/// IA32_DEBUGCTL bits (SDM Vol. 3B 18.4.1, 18.4.4).
+pub mod debugctl {
+    pub const LBR: u64 = 1 << 0;
+    /// Single-step on branches: with TF, a debug trap follows only branches.
+    pub const BTF: u64 = 1 << 1;
+}
+
+/// The pending debug exceptions after L0 emulated one instruction of a guest that began it
+/// with `rflags` and IA32_DEBUGCTL `debugctl` (SDM Vol. 3B 18.3.1.4): with RFLAGS.TF set and
+/// DEBUGCTL.BTF clear the processor takes a single-step debug trap after the instruction,
+/// which for the guest is BS in its pending debug exceptions, delivered after the VM entry
+/// (Vol. 3C 26.7.3). With BTF only branches trap, and L0 emulates none.
+pub const fn pending_after_emulation(rflags: u64, debugctl: u64, pending: u64) -> u64 {
+    if rflags & rflags::TF != 0 && debugctl & debugctl::BTF == 0 {
+        pending | pending_dbg::BS
+    } else {
+        pending
+    }
+}
+
 /// Segment access rights as the VMCS holds them (SDM Vol. 3C 25.4.1, Table 25-2): bits 15:8
 /// of the descriptor's second dword shifted down by 8, so bit `n` here is descriptor bit
 /// `n + 40` (Vol. 3A 3.4.5).
@@ -89,4 +121,24 @@ pub mod segment_ar {
     pub const L: u64 = 1 << 13;
     /// Default operation size (CS.D) / big (SS.B): 32-bit when set.
     pub const DB: u64 = 1 << 14;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bit positions from the SDM written out: TF is RFLAGS bit 8, BTF is DEBUGCTL bit 1, BS
+    /// is bit 14 of the pending debug exceptions.
+    #[test]
+    fn an_emulated_instruction_under_tf_leaves_a_single_step_trap_pending() {
+        let (tf, btf, bs) = (0x100, 0x2, 0x4000);
+        assert_eq!(pending_after_emulation(0x2 | tf, 0, 0), bs);
+        // Bits already pending stay (a data breakpoint B0 met by the same instruction).
+        assert_eq!(pending_after_emulation(0x2 | tf, 0x1, 0x1), bs | 0x1);
+        // No TF, or TF with BTF (only branches trap): nothing new.
+        assert_eq!(pending_after_emulation(0x2, 0, 0), 0);
+        assert_eq!(pending_after_emulation(0x2 | tf, btf, 0), 0);
+        assert_eq!(pending_after_emulation(0x2 | tf, 0x1, 0), bs, "LBR alone is not BTF");
+        assert_eq!(pending_after_emulation(!tf, 0, 0x1000), 0x1000);
+    }
 }

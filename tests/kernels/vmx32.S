@@ -4,7 +4,8 @@
  * it), then the 8259s masked and its local APIC in xAPIC mode (MMIO: version, a self-IPI, a
  * one-shot timer it sleeps on with HLT), the PIT (channel 2 gated through port 61h) and the
  * local APIC in x2APIC mode (MSRs: ID, version, a self-IPI, a periodic timer), and the
- * processor L0 shows (DEBUGCTL, PDCM, the PMU leaf, MTRRs, OSXSAVE, XSETBV). Then it reads
+ * processor L0 shows (DEBUGCTL, PDCM, the PMU leaf, MTRRs, OSXSAVE, XSETBV, and a single-step
+ * debug trap right after CPUID and OUT, which L0 emulates). Then it reads
  * the VMX capability MSRs, executes VMXON, builds a VMCS by hand for a 32-bit protected-mode
  * guest (no EPT, no unrestricted guest) that runs CPUID, OUT 0x80 and HLT, handles those
  * exits by advancing the guest's RIP and prints each exit reason on COM1. A second round
@@ -14,7 +15,8 @@
  * A third round checks what a hypervisor gives its guest without exits: its VMREAD and
  * VMPTRST to an unmapped page take #PF with the right CR2 and error code; then, with I/O
  * and MSR bitmaps, COM1 and the MSR bitmap's MSRs are passed through (the guest prints a
- * line on COM1 itself and increments IA32_STAR), CR0.TS is owned by this kernel with a read
+ * line on COM1 itself, single-steps an IN from COM1 with the #DB right after it, and
+ * increments IA32_STAR), CR0.TS is owned by this kernel with a read
  * shadow of 1 (the guest reads TS=1 and its CLTS exits), PAUSE and WBINVD exiting fire, and
  * clearing CR4.VMXE, which this kernel does not own, is a #GP in the guest as on hardware.
  * A fourth round gives the guest EPT: an identity map of the first GiB plus guest-physical
@@ -398,6 +400,9 @@ round3:
     mov $l2_gp, %edx
     mov $l2_idt, %ebx
     call set_gate
+    mov $1, %eax                        /* and its #DB handler */
+    mov $l2_db, %edx
+    call set_gate
     VMW 0x4016, $0                      /* nothing to inject */
     VMW 0x681e, $guest_round3           /* RIP */
     VMW 0x681c, $guest_stack_top        /* RSP */
@@ -662,6 +667,15 @@ l2_isr:
 guest_round3:
     mov $msg_l2_com1, %esi
     call puts
+    /* Single-step over an IN from COM1's line status, which L0 performs for this kernel:
+     * the #DB comes right after it (l2_db reports 0x40 for "there, with DR6.BS"). */
+    mov $0x3fd, %dx
+    pushf
+    orl $0x100, (%esp)
+    popf                                /* TF traps after the next instruction */
+    in %dx, %al
+l2_stepped_in:
+    nop
     mov $0xc0000081, %ecx
     rdmsr
     inc %eax
@@ -688,6 +702,18 @@ guest_round4:
     movl $0x00040045, 0xc0000300        /* ICR: fixed, shorthand self, vector 0x45 */
     hlt
     jmp fail
+/* The guest's #DB: AL = DR6.BS >> 8 (0x40), plus the distance from the instruction after
+ * the stepped IN; reported through OUT 0x80; TF cleared for the return. */
+l2_db:
+    mov (%esp), %eax
+    sub $l2_stepped_in, %eax
+    mov %dr6, %ecx
+    and $0x4000, %ecx
+    shr $8, %ecx
+    or %ecx, %eax
+    out %al, $0x80
+    andl $~0x100, 8(%esp)
+    iret
 l2_gp:
     mov $0x0d, %al
     out %al, $0x80
@@ -922,7 +948,56 @@ cpu_tests:
     mov %cr4, %eax
     and $~0x40000, %eax
     mov %eax, %cr4
+    /* Single-stepping over instructions L0 emulates (CPUID, OUT to port 0x80): the debug
+     * trap comes right after each, with DR6.BS; the second #DB clears TF. */
+    mov $1, %eax
+    mov $isr_db, %edx
+    mov $idt, %ebx
+    call set_gate
+    pushf
+    orl $0x100, (%esp)
+    popf
+    cpuid
+step_cpuid:
+    out %al, $0x80
+step_out:
+    nop
+    mov db_count, %eax
+    REPORT msg_db_count
+    mov db_eips, %eax
+    sub $step_cpuid, %eax
+    REPORT msg_db_cpuid
+    mov db_eips + 4, %eax
+    sub $step_out, %eax
+    REPORT msg_db_out
+    mov db_dr6s, %eax
+    and db_dr6s + 4, %eax
+    and $0x4000, %eax
+    REPORT msg_db_bs
     ret
+
+/* #DB: records the EIP it returns to and DR6 (then clears DR6); the second one clears the
+ * returning EFLAGS.TF. */
+isr_db:
+    push %eax
+    push %ecx
+    mov db_count, %ecx
+    cmp $2, %ecx
+    jae 1f
+    mov 8(%esp), %eax
+    mov %eax, db_eips(,%ecx,4)
+    mov %dr6, %eax
+    mov %eax, db_dr6s(,%ecx,4)
+    xor %eax, %eax
+    mov %eax, %dr6
+1:  inc %ecx
+    mov %ecx, db_count
+    cmp $2, %ecx
+    jb 2f
+    andl $~0x100, 16(%esp)
+2:  pop %ecx
+    pop %eax
+    iret
 
 device_failed:
     mov $msg_device_failed, %esi
@@ -1054,6 +1129,9 @@ xapic_timers: .long 0
 x2apic_ipis: .long 0
 x2apic_timers: .long 0
 pf_cr2:      .long 0
+db_count:    .long 0
+db_eips:     .long 0, 0
+db_dr6s:     .long 0, 0
 pf_error:    .long 0
 pf_resume:   .long 0
 
@@ -1081,6 +1159,10 @@ msg_x2apic_version: .asciz "vmx32: x2APIC version=0x"
 msg_x2apic_ipi:   .asciz "vmx32: x2APIC self-IPI delivered\n"
 msg_x2apic_timer: .asciz "vmx32: x2APIC periodic timer interrupts=0x"
 msg_debugctl:     .asciz "vmx32: IA32_DEBUGCTL=0x"
+msg_db_count:     .asciz "vmx32: single-step #DBs=0x"
+msg_db_cpuid:     .asciz "vmx32: #DB after CPUID, EIP - next instruction=0x"
+msg_db_out:       .asciz "vmx32: #DB after OUT, EIP - next instruction=0x"
+msg_db_bs:        .asciz "vmx32: DR6.BS in both=0x"
 msg_pdcm:         .asciz "vmx32: CPUID PDCM (then PERF_CAPABILITIES read)=0x"
 msg_pmu:          .asciz "vmx32: CPUID architectural PMU version=0x"
 msg_mtrrcap:      .asciz "vmx32: IA32_MTRRCAP=0x"

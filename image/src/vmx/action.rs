@@ -2,6 +2,7 @@
 //! the VMCS updates that carry an action out: retiring the exiting instruction and injecting
 //! an exception (SDM Vol. 3C 25.4.2, 26.6).
 
+use nested::arch::{pending_after_emulation, rflags};
 use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
@@ -43,7 +44,9 @@ pub fn skip_instruction(v: &mut HwVmcs, info: &ExitInfo) {
 }
 
 /// Completes an emulated instruction: RIP moves to `next_rip` and STI/MOV-SS blocking ends,
-/// as retiring the instruction would (SDM 25.4.2).
+/// as retiring the instruction would (SDM 25.4.2); under RFLAGS.TF the single-step trap
+/// the processor would take after it is left pending for the entry to deliver
+/// ([`pending_after_emulation`]; an intercepted #DB then exits as on hardware).
 #[inline(always)]
 pub fn retire_instruction(v: &mut HwVmcs, next_rip: u64) {
     v.write(F::GuestRip, next_rip);
@@ -51,6 +54,17 @@ pub fn retire_instruction(v: &mut HwVmcs, next_rip: u64) {
     if blocking & 3 != 0 {
         v.write(F::GuestInterruptibilityInfo, blocking & !3);
     }
+    let flags = v.read(F::GuestRflags);
+    if flags & rflags::TF != 0 {
+        single_step(v, flags);
+    }
+}
+
+#[inline(never)]
+fn single_step(v: &mut HwVmcs, flags: u64) {
+    let pending = v.read(F::GuestPendingDebugExceptions);
+    let debugctl = v.read(F::GuestIa32Debugctl);
+    v.write(F::GuestPendingDebugExceptions, pending_after_emulation(flags, debugctl, pending));
 }
 
 /// Injects a hardware exception on the next entry (SDM 26.6: interruption type 3).

@@ -21,7 +21,7 @@
 //!   While the guest has a switched virtio-net, vmcs01's timer also ends at L0's next NIC
 //!   poll (`nic_poll`).
 
-use nested::arch::rflags;
+use nested::arch::{pending_dbg, rflags};
 use nested::caps::{exit, pin};
 use nested::exits::ExitReason;
 use nested::vmcs::{Vmcs, VmcsField as F};
@@ -41,10 +41,17 @@ const NMI: u64 = 2 << 8 | 2;
 /// Interruptibility: blocking by STI, by MOV SS and by NMI (bits 0, 1, 3).
 const BLOCKING_NMI: u64 = 0b1011;
 
-/// Can the guest of `v` take an NMI on the next entry (no event injected, no blocking)?
+/// Does the next entry of `v` deliver an event already: one injected, or a single-step trap
+/// pending after an emulated instruction (its priority is above NMIs and interrupts, and an
+/// entry that injects loses it: SDM 26.7.3, so they wait for it)?
+fn delivering(v: &HwVmcs) -> bool {
+    v.read(F::VmEntryInterruptionInfo) & VALID != 0
+        || v.read(F::GuestPendingDebugExceptions) & pending_dbg::BS != 0
+}
+
+/// Can the guest of `v` take an NMI on the next entry (no event delivered, no blocking)?
 fn nmi_deliverable(v: &HwVmcs) -> bool {
-    v.read(F::VmEntryInterruptionInfo) & VALID == 0
-        && v.read(F::GuestInterruptibilityInfo) & BLOCKING_NMI == 0
+    !delivering(v) && v.read(F::GuestInterruptibilityInfo) & BLOCKING_NMI == 0
 }
 
 /// Takes the NMI and INIT the guest's APIC sent to its own processor into `g.irq`.
@@ -58,7 +65,7 @@ fn take_signals(g: &mut Guest) {
 
 /// Can the guest of `v` take an external interrupt on the next entry?
 fn interruptible(v: &HwVmcs) -> bool {
-    v.read(F::VmEntryInterruptionInfo) & VALID == 0
+    !delivering(v)
         && v.read(F::GuestRflags) & rflags::IF != 0
         && v.read(F::GuestInterruptibilityInfo) & BLOCKING_STI_MOVSS == 0
 }
@@ -169,7 +176,7 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
     // information, SDM 27.2.2), else delivered to L2 when it can take one.
     if g.irq.nmi {
         if n.vmx.vmcs12.pin_based_vm_exec_control & pin::NMI_EXITING != 0 {
-            if v02.read(F::VmEntryInterruptionInfo) & VALID != 0 {
+            if delivering(v02) {
                 immediate = true;
             } else {
                 g.irq.nmi = false;
@@ -189,8 +196,9 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
     if let Some(vector) = devices.pending_interrupt() {
         let v12 = &n.vmx.vmcs12;
         if v12.pin_based_vm_exec_control & pin::EXTERNAL_INTERRUPT_EXITING != 0 {
-            if v02.read(F::VmEntryInterruptionInfo) & VALID != 0 {
-                // L1 injects an event into L2 on this entry: it is delivered first.
+            if delivering(v02) {
+                // L1 injects an event into L2 on this entry (or a single-step
+                // trap is pending): it is delivered first.
                 immediate = true;
             } else {
                 let intr_info = if v12.vm_exit_controls & exit::ACK_INTERRUPT_ON_EXIT != 0 {

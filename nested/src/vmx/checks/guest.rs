@@ -366,11 +366,14 @@ fn check_guest_non_register(v: &Vmcs12, caps: &VmxCaps) -> Result<(), Check> {
         ensure(intr & NMI == 0, GuestInterruptibilityNmi)?;
     }
     let pd = v.guest_pending_dbg_exceptions;
-    ensure(pd & !(0xf | 1 << 12 | 1 << 14 | 1 << 16) == 0, GuestPendingDebugReserved)?;
+    use crate::arch::{debugctl, pending_dbg};
+    let known =
+        pending_dbg::B0_3 | pending_dbg::ENABLED_BREAKPOINT | pending_dbg::BS | pending_dbg::RTM;
+    ensure(pd & !known == 0, GuestPendingDebugReserved)?;
     if intr & (STI | MOV_SS) != 0 || act == 1 {
         let tf = v.guest_rflags & rflags::TF != 0;
-        let btf = v.guest_ia32_debugctl & 2 != 0;
-        let bs = pd & (1 << 14) != 0;
+        let btf = v.guest_ia32_debugctl & debugctl::BTF != 0;
+        let bs = pd & pending_dbg::BS != 0;
         ensure(bs == (tf && !btf), GuestPendingDebugBs)?;
     }
     Ok(())
