@@ -209,6 +209,15 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: #DB after CPUID, EIP - next instruction=0x00000000",
             "L1| vmx32: #DB after OUT, EIP - next instruction=0x00000000",
             "L1| vmx32: DR6.BS in both=0x00004000",
+            // String I/O to ports L0 models: a line by REP OUTSB; REP INSB of the 8259's
+            // mask (0xff) three times forwards (ECX 0, EDI + 3), then twice backwards (DF:
+            // EDI from buffer + 7 to + 5, bytes 6 and 7 filled).
+            "L1| vmx32: REP OUTSB reached COM1",
+            "L1| vmx32: REP INSB from port 0x21: ECX after=0x00000000",
+            "L1| vmx32: REP INSB: EDI - buffer=0x00000003",
+            "L1| vmx32: REP INSB: bytes=0x00ffffff",
+            "L1| vmx32: REP INSB: EDI - buffer=0x00000005",
+            "L1| vmx32: REP INSB: bytes=0xffff0000",
             "L1| vmx32: VMXON ok",
             "L1| vmx32: VMLAUNCH",
             // Its guest's CPUID, OUT and HLT, each reflected to it by L0.

@@ -1,8 +1,8 @@
 //! The PC platform's device models, as a hypervisor level offers them to its guest: the local APIC ([`lapic`], SDM Vol. 3A
 //! ch. 11), the 82093AA I/O APIC ([`ioapic`]), the two 8259A PICs ([`pic`]), the 8254 PIT and port 61h ([`pit`]), the
 //! MC146818 RTC and CMOS RAM ([`rtc`]), the 16550A UART ([`uart`]), the ACPI PM1 registers and PM timer ([`pm`]), the
-//! reset ports ([`reset`]), the ACPI tables that describe them ([`acpi`]), and the instruction decoder for trapped MMIO
-//! accesses ([`decode`], SDM Vol. 2 ch. 2).
+//! reset ports ([`reset`]), the ACPI tables that describe them ([`acpi`]), the instruction decoder for trapped MMIO
+//! accesses ([`decode`], SDM Vol. 2 ch. 2), and string I/O performed for a guest ([`string_io`]).
 //!
 //! They are pure (no hardware access, `no_std`, host-tested): the image passes the time in (`now`, a TSC
 //! value; the models never read a clock), feeds them the guest's port, MMIO and MSR accesses,
@@ -29,6 +29,7 @@ pub mod pit;
 pub mod pm;
 pub mod reset;
 pub mod rtc;
+pub mod string_io;
 pub mod uart;
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
  * one-shot timer it sleeps on with HLT), the PIT (channel 2 gated through port 61h) and the
  * local APIC in x2APIC mode (MSRs: ID, version, a self-IPI, a periodic timer), and the
  * processor L0 shows (DEBUGCTL, PDCM, the PMU leaf, MTRRs, OSXSAVE, XSETBV, and a single-step
- * debug trap right after CPUID and OUT, which L0 emulates). Then it reads
+ * debug trap right after CPUID and OUT, which L0 emulates, and string I/O: REP OUTSB to COM1,
+ * REP INSB forwards and backwards). Then it reads
  * the VMX capability MSRs, executes VMXON, builds a VMCS by hand for a 32-bit protected-mode
  * guest (no EPT, no unrestricted guest) that runs CPUID, OUT 0x80 and HLT, handles those
  * exits by advancing the guest's RIP and prints each exit reason on COM1. A second round
@@ -974,6 +975,34 @@ step_out:
     and db_dr6s + 4, %eax
     and $0x4000, %eax
     REPORT msg_db_bs
+    /* String I/O to ports L0 models: REP OUTSB of a line to COM1, REP INSB of three bytes
+     * from the master 8259's mask (0xff: masked), then with DF set a backwards REP INSB. */
+    cld
+    mov $msg_outs, %esi
+    mov $msg_outs_end - msg_outs, %ecx
+    mov $COM1, %dx
+    rep outsb
+    mov $ins_buf, %edi
+    mov $3, %ecx
+    mov $0x21, %dx
+    rep insb
+    mov %ecx, %eax
+    REPORT msg_ins_ecx
+    mov %edi, %eax
+    sub $ins_buf, %eax
+    REPORT msg_ins_edi
+    mov ins_buf, %eax
+    REPORT msg_ins_bytes
+    std
+    mov $ins_buf + 7, %edi
+    mov $2, %ecx
+    rep insb
+    cld
+    mov %edi, %eax
+    sub $ins_buf, %eax
+    REPORT msg_ins_edi
+    mov ins_buf + 4, %eax
+    REPORT msg_ins_bytes
     ret
 
 /* #DB: records the EIP it returns to and DR6 (then clears DR6); the second one clears the
@@ -1132,6 +1161,7 @@ pf_cr2:      .long 0
 db_count:    .long 0
 db_eips:     .long 0, 0
 db_dr6s:     .long 0, 0
+ins_buf:     .long 0, 0
 pf_error:    .long 0
 pf_resume:   .long 0
 
@@ -1159,6 +1189,11 @@ msg_x2apic_version: .asciz "vmx32: x2APIC version=0x"
 msg_x2apic_ipi:   .asciz "vmx32: x2APIC self-IPI delivered\n"
 msg_x2apic_timer: .asciz "vmx32: x2APIC periodic timer interrupts=0x"
 msg_debugctl:     .asciz "vmx32: IA32_DEBUGCTL=0x"
+msg_outs:         .ascii "vmx32: REP OUTSB reached COM1\n"
+msg_outs_end:
+msg_ins_ecx:      .asciz "vmx32: REP INSB from port 0x21: ECX after=0x"
+msg_ins_edi:      .asciz "vmx32: REP INSB: EDI - buffer=0x"
+msg_ins_bytes:    .asciz "vmx32: REP INSB: bytes=0x"
 msg_db_count:     .asciz "vmx32: single-step #DBs=0x"
 msg_db_cpuid:     .asciz "vmx32: #DB after CPUID, EIP - next instruction=0x"
 msg_db_out:       .asciz "vmx32: #DB after OUT, EIP - next instruction=0x"

@@ -1,8 +1,19 @@
 //! I/O instructions (exit reason 30; qualification SDM Table 28-5): every port access goes to
-//! L0's device model. String I/O is not emulated: the guest is stopped with a clear reason.
+//! L0's device model. String I/O (INS/OUTS, with or without REP) moves its items between the
+//! ports and the guest's memory through the guest's paging (`pc::string_io`); L2's string I/O
+//! to a port L1 passes through is not emulated (the guest is stopped with a clear reason).
 
+use nested::addr::L1Gpa;
+use nested::arch::{efer, rflags, segment_ar};
 use nested::exits::ExitInfo;
+use nested::guest::GuestMemory as PhysMemory;
+use nested::paging::{self, Access, AccessKind, PagingRegs, WalkFault};
+use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::Exception;
+use pc::string_io::{self, StringIo, StringOutcome, StringRegs, StringTarget};
 
+use crate::arch::vmcs::HwVmcs;
+use crate::guest::paging::{paging_regs, user_mode};
 use crate::machine::PortEffect;
 use crate::ratelimit::RateLimit;
 use crate::vmx::action::{Action, GuestEnd};
@@ -10,17 +21,14 @@ use crate::vmx::guest::Guest;
 
 static STRING_IO: RateLimit = RateLimit::new(4);
 
-pub fn handle(g: &mut Guest, info: &ExitInfo) -> Action {
+pub fn handle(g: &mut Guest, v: &HwVmcs, info: &ExitInfo) -> Action {
     let q = info.qualification;
     let size = (q & 7) as u8 + 1;
     let is_in = q & (1 << 3) != 0;
     let string = q & (1 << 4) != 0;
     let port = (q >> 16) as u16;
     if string {
-        if STRING_IO.allow() {
-            log::error!("guest used string I/O (INS/OUTS) on port {port:#x}: not emulated");
-        }
-        return Action::Stop(GuestEnd::Failed("string I/O is not emulated"));
+        return string_io(g, v, info);
     }
     if is_in {
         let value = u64::from(g.devices.read(port, size));
@@ -38,6 +46,124 @@ pub fn handle(g: &mut Guest, info: &ExitInfo) -> Action {
         PortEffect::PowerOff => power_off(),
         PortEffect::Reset => reset(g),
         PortEffect::None => Action::Skip,
+    }
+}
+
+/// INS/OUTS (SDM Vol. 2): performed item by item against the guest's linear memory; a
+/// fault is injected with the completed items kept, a long REP is done in batches.
+#[cold]
+#[inline(never)]
+fn string_io(g: &mut Guest, v: &HwVmcs, info: &ExitInfo) -> Action {
+    let port = (info.qualification >> 16) as u16;
+    if g.nested.as_ref().is_some_and(|n| n.in_l2) {
+        if STRING_IO.allow() {
+            log::error!(
+                "L2 used string I/O (INS/OUTS) on port {port:#x}, which L1 passes through: not emulated"
+            );
+        }
+        return Action::Stop(GuestEnd::Failed("L2's string I/O to a port of L1 is not emulated"));
+    }
+    let long_mode =
+        v.read(F::GuestIa32Efer) & efer::LMA != 0 && v.read(F::GuestCsArBytes) & segment_ar::L != 0;
+    let down = v.read(F::GuestRflags) & rflags::DF != 0;
+    let q = info.qualification;
+    let Some(op) =
+        StringIo::from_exit(q, info.instruction_info, info.guest_linear_address, down, long_mode)
+    else {
+        log::error!("string I/O exit with undefined encodings (qualification {q:#x}): stopping");
+        return Action::Stop(GuestEnd::Failed("string I/O exit information undefined"));
+    };
+    let mut regs = StringRegs { rcx: g.regs.rcx, rsi: g.regs.rsi, rdi: g.regs.rdi };
+    let paging = paging_regs(v);
+    let user = user_mode(v);
+    let outcome = string_io::perform(&op, &mut regs, &mut Linear { g: &mut *g, paging, user });
+    (g.regs.rcx, g.regs.rsi, g.regs.rdi) = (regs.rcx, regs.rsi, regs.rdi);
+    match outcome {
+        StringOutcome::Done => Action::Skip,
+        StringOutcome::Again => Action::Resume,
+        StringOutcome::Fault(e) => {
+            if let Some(cr2) = e.cr2 {
+                // SAFETY: not in a page-fault handler; CR2 is the guest's from here to the
+                // entry that injects the #PF.
+                unsafe { crate::arch::cpu::write_cr2(cr2) };
+            }
+            Action::Inject(e.vector, e.error_code)
+        }
+        StringOutcome::Effect(PortEffect::Exit(status)) => Action::Stop(GuestEnd::Exited(status)),
+        StringOutcome::Effect(PortEffect::PowerOff) => power_off(),
+        StringOutcome::Effect(PortEffect::Reset) => reset(g),
+        StringOutcome::Effect(PortEffect::None) => Action::Skip,
+    }
+}
+
+/// The guest's linear memory through its own paging, and its ports.
+struct Linear<'a> {
+    g: &'a mut Guest,
+    paging: PagingRegs,
+    user: bool,
+}
+
+impl Linear<'_> {
+    /// Translates every page of `[linear, linear + len)` before any byte moves (an item
+    /// straddling into an unmapped page faults whole), then calls `f` per page with the
+    /// L1-physical address, the offset into the item and the length.
+    fn access(
+        &mut self,
+        linear: u64,
+        len: usize,
+        kind: AccessKind,
+        mut f: impl FnMut(&mut Guest, L1Gpa, usize, usize) -> bool,
+    ) -> Result<(), Exception> {
+        let access = Access { kind, user: self.user };
+        for commit in [false, true] {
+            let mut done = 0;
+            while done < len {
+                let at = linear.wrapping_add(done as u64);
+                let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
+                let walk =
+                    paging::walk(&self.g.memory, &self.paging, at, access).map_err(
+                        |f| match f {
+                            WalkFault::PageFault { error_code } => {
+                                Exception::page_fault(at, error_code)
+                            }
+                            WalkFault::NonCanonical | WalkFault::Memory(_) => Exception::GP0,
+                        },
+                    )?;
+                if commit {
+                    walk.set_accessed_dirty(&mut self.g.memory).map_err(|_| Exception::GP0)?;
+                    if !f(self.g, walk.gpa, done, chunk) {
+                        return Err(Exception::GP0);
+                    }
+                }
+                done += chunk;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StringTarget<Exception, PortEffect> for Linear<'_> {
+    fn read(&mut self, linear: u64, buf: &mut [u8]) -> Result<(), Exception> {
+        self.access(linear, buf.len(), AccessKind::Read, |g, gpa, at, n| {
+            PhysMemory::read(&g.memory, gpa, &mut buf[at..at + n]).is_ok()
+        })
+    }
+
+    fn write(&mut self, linear: u64, data: &[u8]) -> Result<(), Exception> {
+        self.access(linear, data.len(), AccessKind::Write, |g, gpa, at, n| {
+            PhysMemory::write(&mut g.memory, gpa, &data[at..at + n]).is_ok()
+        })
+    }
+
+    fn port_in(&mut self, port: u16, size: u8) -> u32 {
+        self.g.devices.read(port, size)
+    }
+
+    fn port_out(&mut self, port: u16, size: u8, value: u32) -> Option<PortEffect> {
+        match self.g.devices.write(port, size, value) {
+            PortEffect::None => None,
+            effect => Some(effect),
+        }
     }
 }
 

@@ -37,7 +37,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
     }
     match reason {
         ExitReason::Cpuid => cpuid::handle(g, v),
-        ExitReason::IoInstruction => io::handle(g, info),
+        ExitReason::IoInstruction => io::handle(g, v, info),
         ExitReason::Rdmsr => msr::rdmsr(g, v),
         ExitReason::Wrmsr => msr::wrmsr(g, v),
         ExitReason::CrAccess => cr::handle(g, v, info),
