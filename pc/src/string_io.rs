@@ -5,7 +5,8 @@
 //!
 //! Each iteration moves one item between the port and guest-linear memory, then steps rSI
 //! (OUTS) or rDI (INS) by the item size, down when RFLAGS.DF is set, and with REP counts rCX
-//! down; the registers wrap at the address size. A fault stops the instruction with the
+//! down; the registers wrap at the address size (a 16-bit one keeps the bits above it, a
+//! 32-bit one zero-extends). A fault stops the instruction with the
 //! completed iterations kept, as on the processor (it is restartable); a long REP is done a
 //! batch at a time, leaving RIP at the instruction so it exits again for the rest (an
 //! interrupt may come in between, as on the processor).
@@ -70,6 +71,16 @@ impl StringIo {
             2 => 0xffff,
             4 => 0xffff_ffff,
             _ => u64::MAX,
+        }
+    }
+
+    /// `reg` after the instruction writes `value` to its address-size part: SI/DI/CX keep
+    /// the bits above 15; ESI/EDI/ECX zero-extend, as every 32-bit register write does.
+    const fn set(&self, reg: u64, value: u64) -> u64 {
+        match self.address_size {
+            2 => (reg & !0xffff) | (value & 0xffff),
+            4 => value & 0xffff_ffff,
+            _ => value,
         }
     }
 }
@@ -144,9 +155,9 @@ pub fn perform<F, E>(
         }
         let reg = if op.is_in { &mut regs.rdi } else { &mut regs.rsi };
         let moved = if op.down { offset.wrapping_sub(step) } else { offset.wrapping_add(step) };
-        *reg = (*reg & !mask) | (moved & mask);
+        *reg = op.set(*reg, moved);
         if op.rep {
-            regs.rcx = (regs.rcx & !mask) | (regs.rcx.wrapping_sub(1) & mask);
+            regs.rcx = op.set(regs.rcx, regs.rcx.wrapping_sub(1));
         }
         if let Some(e) = effect {
             return StringOutcome::Effect(e);
@@ -277,6 +288,27 @@ mod tests {
         let mut r = StringRegs { rcx: 0x1_0000, rsi: 0, rdi: 0 };
         assert_eq!(perform(&o, &mut r, &mut m), StringOutcome::Done);
         assert_eq!(m.out.len(), 2);
+    }
+
+    /// 32-bit addresses (a 67h prefix in 64-bit mode): ESI and ECX wrap at 4 GiB and their
+    /// writes zero-extend into RSI and RCX; 64-bit addresses use all of them.
+    #[test]
+    fn a_32_bit_address_size_wraps_and_zero_extends() {
+        let mut m = Machine::new();
+        let mut r = StringRegs { rcx: 0x7_0000_0002, rsi: 0x5_ffff_ffff, rdi: 0x9 };
+        // ESI 0xffff_ffff at linear 0x10011 (byte 0x11); then ESI wraps to 0, at the
+        // segment base 0x10011 - 0xffff_ffff, outside memory: a fault after one item.
+        let o = StringIo::from_exit(0x0080_0030, 1 << 7, 0x10011, false, true).unwrap();
+        let base = 0x10011u64.wrapping_sub(0xffff_ffff);
+        assert_eq!(perform(&o, &mut r, &mut m), StringOutcome::Fault(base));
+        assert_eq!(m.out, [(0x80, 1, 0x11)]);
+        assert_eq!(r, StringRegs { rcx: 0x1, rsi: 0, rdi: 0x9 });
+        let mut r = StringRegs { rcx: 0x1_0000_0001, rsi: 0x1_0000_0000, rdi: 0 };
+        let o = StringIo::from_exit(0x0080_0030, 2 << 7, 0x10000, false, true).unwrap();
+        // With 64-bit addresses the whole of RCX counts: 2^32 + 1 items, so a batch.
+        assert_eq!(perform(&o, &mut r, &mut m), StringOutcome::Again);
+        assert_eq!(r.rcx, 0x1_0000_0001 - BATCH);
+        assert_eq!(r.rsi, 0x1_0000_0000 + BATCH);
     }
 
     #[test]
