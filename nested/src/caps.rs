@@ -567,3 +567,7 @@ mod tests {
         assert!(!caps.has_unrestricted_guest());
     }
 }
+
+#[cfg(test)]
+#[path = "caps_tests.rs"]
+mod sdm_tests;

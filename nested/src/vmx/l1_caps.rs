@@ -274,3 +274,7 @@ pub(crate) mod tests {
         assert_eq!(l1.msr(0x10), None);
     }
 }
+
+#[cfg(test)]
+#[path = "l1_caps_sdm_tests.rs"]
+mod sdm_tests;

@@ -176,3 +176,25 @@ mod tests {
         assert_eq!(VmInstructionError::InvalidInveptInvvpidOperand.number(), 28);
     }
 }
+
+/// SDM 31.2 with the flags as numbers (CF bit 0, PF 2, AF 4, ZF 6, SF 7, OF 11: 0x8d5), for
+/// the cargo-mutants survivors of `arch::rflags::ARITH` (`docs/mutants.md`, "`arch.rs`"):
+/// `rflags_conventions` builds its input from `ARITH` itself, so a flag missing from it
+/// went unseen.
+#[cfg(test)]
+mod sdm_tests {
+    use super::*;
+
+    #[test]
+    fn vmx_outcomes_rewrite_exactly_the_six_arithmetic_flags() {
+        // Bits 21:0 all set (reserved bits too: the outcome leaves every other bit alone).
+        let all = 0x3f_ffff;
+        assert_eq!(VmxResult::Succeed.apply_rflags(all), 0x3f_f72a);
+        assert_eq!(VmxResult::FailInvalid.apply_rflags(all), 0x3f_f72b);
+        let fv = VmxResult::FailValid(VmInstructionError::VmwriteReadOnlyComponent);
+        assert_eq!(fv.apply_rflags(all), 0x3f_f76a);
+        assert_eq!(VmxResult::FailInvalid.apply_rflags(0x2), 0x3);
+        assert_eq!(fv.apply_rflags(0x2), 0x42);
+        assert_eq!(VmxResult::EnterL2 { launch: false }.apply_rflags(all), all);
+    }
+}
