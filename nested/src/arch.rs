@@ -135,6 +135,8 @@ mod tests {
         assert_eq!(pending_after_emulation(0x2 | tf, 0, 0), bs);
         // Bits already pending stay (a data breakpoint B0 met by the same instruction).
         assert_eq!(pending_after_emulation(0x2 | tf, 0x1, 0x1), bs | 0x1);
+        // BS already pending stays set.
+        assert_eq!(pending_after_emulation(0x2 | tf, 0, bs), bs);
         // No TF, or TF with BTF (only branches trap): nothing new.
         assert_eq!(pending_after_emulation(0x2, 0, 0), 0);
         assert_eq!(pending_after_emulation(0x2 | tf, btf, 0), 0);
