@@ -90,3 +90,27 @@ mod tests {
         assert_eq!(format!("{:?}", Hpa(0x10)), "Hpa(0x10)");
     }
 }
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+
+    #[test]
+    fn width_and_canonical_edges() {
+        // SDM 26.2.1.1: bits MAXPHYADDR and up must be 0; 52 is the architectural maximum.
+        assert!(fits_phys_width(0x000f_ffff_ffff_ffff, 52));
+        assert!(!fits_phys_width(0x0010_0000_0000_0000, 52));
+        assert!(fits_phys_width(u64::MAX, 64));
+        assert!(fits_phys_width(0, 36));
+        // Bits 63:47 all equal (SDM Vol. 1 3.3.7.1).
+        assert!(is_canonical(0));
+        assert!(is_canonical(u64::MAX));
+        assert!(!is_canonical(0xffff_7fff_ffff_ffff));
+        assert!(!is_canonical(0x8000_0000_0000_0000));
+        assert!(!is_canonical(0x0001_0000_0000_0000));
+        assert_eq!(L2Gpa(0x1fff).page_offset(), 0xfff);
+        assert!(Hpa(0x20_0000).is_aligned(0x20_0000) && !Hpa(0x20_1000).is_aligned(0x20_0000));
+        assert_eq!(L1Gpa(u64::MAX).checked_add(1), None);
+        assert_eq!(L1Gpa(0xfff).checked_add(1), Some(L1Gpa(0x1000)));
+    }
+}

@@ -176,3 +176,35 @@ mod tests {
         assert_eq!(Gpr::from_index(20), Gpr::Rsp);
     }
 }
+
+#[cfg(test)]
+mod byte_order_tests {
+    use super::*;
+
+    #[test]
+    fn little_endian_accessors_and_the_failing_address() {
+        let mut m = VecMemory::new(16);
+        m.write_u32(L1Gpa(4), 0x1234_5678).unwrap();
+        assert_eq!(m.bytes[4..8], [0x78, 0x56, 0x34, 0x12]);
+        assert_eq!(m.read_u8(L1Gpa(4)), Ok(0x78));
+        assert_eq!(m.read_u8(L1Gpa(7)), Ok(0x12));
+        assert_eq!(m.read_u32(L1Gpa(4)), Ok(0x1234_5678));
+        assert_eq!(m.read_u32(L1Gpa(5)), Ok(0x0012_3456));
+        m.write_u64(L1Gpa(8), 0x0102_0304_0506_0708).unwrap();
+        assert_eq!(m.bytes[8..16], [8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(m.read_u64(L1Gpa(4)), Ok(0x0506_0708_1234_5678));
+        // The last byte is in memory, one past it is not; a failure names the first address.
+        assert_eq!(m.read_u8(L1Gpa(15)), Ok(1));
+        assert_eq!(m.read_u8(L1Gpa(16)), Err(MemError { gpa: L1Gpa(16) }));
+        assert_eq!(m.write_u32(L1Gpa(13), 0), Err(MemError { gpa: L1Gpa(13) }));
+        assert_eq!(m.bytes[13..16], [3, 2, 1], "a failed write changes nothing");
+        let mut r = Regs::default();
+        for n in 0..16 {
+            r.set_gpr(Gpr::from_index(n), 0x100 + u64::from(n));
+        }
+        assert_eq!(r.gpr(Gpr::Rax), 0x100);
+        assert_eq!(r.gpr(Gpr::Rsp), 0x104, "RSP is register 4");
+        assert_eq!(r.gpr(Gpr::R15), 0x10f);
+        assert_eq!(Gpr::from_index(0x13), Gpr::Rbx, "only bits 3:0 count");
+    }
+}

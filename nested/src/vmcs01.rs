@@ -177,3 +177,57 @@ mod tests {
         assert_eq!(c.pin & pin::PREEMPTION_TIMER, 0);
     }
 }
+
+/// The controls chosen for one CPU, as numbers with the SDM's bit positions (Tables 25-5,
+/// 25-6, 25-7, 25-13, 25-15; cargo-mutants survivors: the first tests checked legality and
+/// one want per control).
+#[cfg(test)]
+mod sdm_values_tests {
+    use super::*;
+    use crate::caps::msr;
+
+    fn caps(ept_vpid: u64) -> VmxCaps {
+        VmxCaps::read(|m| match m {
+            msr::IA32_VMX_BASIC => (1 << 55) | (6 << 50) | (0x1000 << 32) | 0x2b,
+            msr::IA32_VMX_TRUE_PINBASED_CTLS | msr::IA32_VMX_PINBASED_CTLS => (0x7f << 32) | 0x16,
+            msr::IA32_VMX_TRUE_PROCBASED_CTLS | msr::IA32_VMX_PROCBASED_CTLS => {
+                (0xfff9_fffe << 32) | 0x0400_6172
+            }
+            msr::IA32_VMX_PROCBASED_CTLS2 => 0x0003_7fff << 32,
+            msr::IA32_VMX_TRUE_EXIT_CTLS | msr::IA32_VMX_EXIT_CTLS => (0x00ff_ffff << 32) | 0x36dff,
+            msr::IA32_VMX_TRUE_ENTRY_CTLS | msr::IA32_VMX_ENTRY_CTLS => (0xffff << 32) | 0x11ff,
+            msr::IA32_VMX_EPT_VPID_CAP => ept_vpid,
+            _ => 0,
+        })
+    }
+
+    #[test]
+    fn each_control_as_a_number() {
+        // EPT/VPID capabilities: 4-level walks (bit 6), WB (bit 14), 2-MiB pages (bit 16),
+        // INVEPT (bit 20).
+        let c = choose(&caps(1 << 6 | 1 << 14 | 1 << 16 | 1 << 20)).unwrap();
+        // Pin-based: the forced 1, 2, 4; external interrupts 0, NMI 3; virtual NMIs 5,
+        // preemption timer 6.
+        assert_eq!(c.pin, 0x7f);
+        // Primary: the forced 0x04006172; HLT 7, unconditional I/O 24, secondary 31; MWAIT
+        // 10, MONITOR 29.
+        assert_eq!(c.primary, 0x0400_6172 | 1 << 7 | 1 << 24 | 1 << 31 | 1 << 10 | 1 << 29);
+        // Secondary: EPT 1, unrestricted guest 7; VPID 5, RDTSCP 3, INVPCID 12 (XSAVES, bit
+        // 20, is not allowed by this CPU).
+        assert_eq!(c.secondary, 1 << 1 | 1 << 7 | 1 << 5 | 1 << 3 | 1 << 12);
+        // Exit: the forced 0x36dff; host address-space size 9, save EFER 20, load EFER 21;
+        // acknowledge interrupt 15, save PAT 18, load PAT 19.
+        assert_eq!(c.exit, 0x36dff | 1 << 9 | 1 << 20 | 1 << 21 | 1 << 15 | 1 << 18 | 1 << 19);
+        // Entry: the forced 0x11ff; load EFER 15; load PAT 14; never IA-32e mode guest (9).
+        assert_eq!(c.entry, 0x11ff | 1 << 15 | 1 << 14);
+    }
+
+    #[test]
+    fn ept_needs_both_4_level_walks_and_write_back() {
+        for ept_vpid in [1 << 6, 1 << 14, 1 << 16 | 1 << 20] {
+            let e = choose(&caps(ept_vpid)).unwrap_err();
+            assert_eq!(e.msr, "IA32_VMX_EPT_VPID_CAP", "{ept_vpid:#x}");
+        }
+        assert!(choose(&caps(1 << 6 | 1 << 14)).is_ok());
+    }
+}

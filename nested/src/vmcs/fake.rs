@@ -99,3 +99,25 @@ mod tests {
         assert_eq!(v.writes(), vec![VmcsField::GuestCsSelector]);
     }
 }
+
+#[cfg(test)]
+mod peek_poke_tests {
+    use super::*;
+
+    #[test]
+    fn poke_truncates_and_neither_records() {
+        let mut v = FakeVmcs::new();
+        v.poke(VmcsField::GuestCsSelector, 0x1_2345);
+        v.poke(VmcsField::GuestRip, u64::MAX);
+        assert_eq!(v.peek(VmcsField::GuestCsSelector), 0x2345);
+        assert_eq!(v.peek(VmcsField::GuestRip), u64::MAX);
+        assert!(v.log().is_empty());
+        v.write(VmcsField::VmExitReason, 0x1_0000_0021);
+        let _ = v.read(VmcsField::GuestRip);
+        assert_eq!(v.peek(VmcsField::VmExitReason), 0x21);
+        assert_eq!(v.writes(), [VmcsField::VmExitReason]);
+        assert_eq!(v.log().len(), 2);
+        v.clear_log();
+        assert!(v.log().is_empty() && v.writes().is_empty());
+    }
+}

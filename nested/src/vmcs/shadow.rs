@@ -210,3 +210,83 @@ mod tests {
         assert_eq!(dirty.iter().collect::<Vec<_>>(), [VmcsField::GuestRip]);
     }
 }
+
+/// The VMREAD/VMWRITE bitmaps bit by bit, with the SDM's layout written out (cargo-mutants
+/// survivors: the first test looked at a handful of bits).
+#[cfg(test)]
+mod sdm_bitmap_tests {
+    use super::*;
+    use crate::vmcs::{Access, FakeVmcs};
+
+    /// SDM 25.6.15: bit n of the 4-KiB bitmap (bit n % 8 of byte n / 8) is for the encodings
+    /// whose bits 14:0 are n; a set bit makes VMREAD/VMWRITE exit.
+    fn exits(b: &[u8; 4096], encoding: u32) -> bool {
+        (b[(encoding >> 3) as usize] >> (encoding & 7)) & 1 == 1
+    }
+
+    #[test]
+    fn every_bit_follows_the_shadow_class() {
+        for any in [false, true] {
+            let mut r = [0u8; 4096];
+            let mut w = [0u8; 4096];
+            shadow_bitmaps(any, &mut r, &mut w);
+            for e in 0..0x8000u32 {
+                let (read, write) = match VmcsField::from_encoding(e.into()) {
+                    Some((f, _)) => (shadowed_for_read(f, any), f.shadow() == Shadow::Rw),
+                    None => (false, false),
+                };
+                assert_eq!(exits(&r, e), !read, "VMREAD {e:#x}, any field {any}");
+                assert_eq!(exits(&w, e), !write, "VMWRITE {e:#x}, any field {any}");
+            }
+        }
+    }
+
+    #[test]
+    fn encodings_at_their_sdm_bits() {
+        let mut r = [0u8; 4096];
+        let mut w = [0u8; 4096];
+        shadow_bitmaps(true, &mut r, &mut w);
+        // Guest RIP 0x681e (natural width, RW-shadowed): byte 0xd03, bit 6; no HIGH 0x681f.
+        assert_eq!((r[0xd03] >> 6) & 1, 0);
+        assert_eq!((w[0xd03] >> 6) & 1, 0);
+        assert_eq!((r[0xd03] >> 7) & 1, 1, "0x681f is no field");
+        // Guest IA32_EFER 0x2806 and its HIGH 0x2807 (64-bit, RW): byte 0x500, bits 6 and 7.
+        assert_eq!((r[0x500] >> 6) & 3, 0);
+        assert_eq!((w[0x500] >> 6) & 3, 0);
+        // Guest interruptibility 0x4824 (32-bit, RW): byte 0x904 bit 4; 0x4825 is no field.
+        assert_eq!((r[0x904] >> 4) & 3, 0b10);
+        assert_eq!((w[0x904] >> 4) & 3, 0b10);
+        // Guest-physical address 0x2400/0x2401 (exit information): read, never written.
+        assert_eq!(r[0x480] & 3, 0);
+        assert_eq!(w[0x480] & 3, 3);
+        // EPT pointer 0x201a/0x201b and guest CS selector 0x0802 are not shadowed.
+        assert_eq!((r[0x403] >> 2) & 3, 3);
+        assert_eq!((r[0x100] >> 2) & 1, 1);
+        // Exit reason 0x4402 is readable only when L0 may VMWRITE it into the shadow.
+        assert_eq!((r[0x880] >> 2) & 1, 0);
+        shadow_bitmaps(false, &mut r, &mut w);
+        assert_eq!((r[0x880] >> 2) & 1, 1);
+        assert_eq!(r[0x480] & 3, 3);
+        assert_eq!((r[0xd03] >> 6) & 1, 0);
+        assert_eq!(
+            VmcsField::from_encoding(0x2807),
+            Some((VmcsField::GuestIa32Efer, Access::High))
+        );
+    }
+
+    #[test]
+    fn copy_to_shadow_writes_exactly_what_l1_reads_there() {
+        let mut v12 = Vmcs12::default();
+        for (i, &f) in VmcsField::ALL.iter().enumerate() {
+            v12.set(f, 0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1));
+        }
+        for any in [false, true] {
+            let mut shadow = FakeVmcs::new();
+            copy_vmcs12_to_shadow(&v12, &mut shadow, any);
+            for &f in VmcsField::ALL {
+                let expect = if shadowed_for_read(f, any) { v12.get(f) } else { 0 };
+                assert_eq!(shadow.peek(f), expect, "{} (any field {any})", f.name());
+            }
+        }
+    }
+}

@@ -249,3 +249,44 @@ mod tests {
         assert_eq!(v.write_raw(0x7777, 0), Err(VmcsError::Unsupported));
     }
 }
+
+/// The launch state and the frozen layout with literal offsets (cargo-mutants survivors).
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn any_nonzero_launch_state_is_launched() {
+        let with = |launch_state| Vmcs12 { launch_state, ..Vmcs12::default() }.launch();
+        assert_eq!(with(0), LaunchState::Clear);
+        assert_eq!(with(1), LaunchState::Launched);
+        assert_eq!(with(0x8000_0000), LaunchState::Launched);
+    }
+
+    #[test]
+    fn fields_at_their_frozen_offsets() {
+        let mut page = [0u8; VMCS12_SIZE];
+        page[..4].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+        page[8] = 1;
+        page[864..872].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes()); // guest RIP
+        page[16..18].copy_from_slice(&0xabcdu16.to_le_bytes()); // VPID
+        page[504..508].copy_from_slice(&0x8000_0021u32.to_le_bytes()); // exit reason
+        let v = Vmcs12::from_bytes(&page);
+        assert_eq!(v.revision_id, 0x1234_5678);
+        assert_eq!(v.launch(), LaunchState::Launched);
+        assert_eq!(v.read(VmcsField::GuestRip), 0x1122_3344_5566_7788);
+        assert_eq!(v.read(VmcsField::VirtualProcessorId), 0xabcd);
+        assert_eq!(v.read(VmcsField::VmExitReason), 0x8000_0021);
+        assert_eq!(VmcsField::GuestRip.vmcs12_offset(), 864);
+        let mut out = [0xeeu8; VMCS12_SIZE];
+        v.to_bytes(&mut out);
+        assert_eq!(Vmcs12::from_bytes(&out), v);
+        assert_eq!(out[864..872], page[864..872]);
+        assert_eq!(out[504..508], page[504..508]);
+        assert_eq!(out[..18], page[..18]);
+        assert!(out[1048..].iter().all(|&b| b == 0xee), "the rest of the page is untouched");
+        let mut w = Vmcs12::default();
+        w.write(VmcsField::VmExitReason, 0x1_0000_0021);
+        assert_eq!(w.vm_exit_reason, 0x21, "a 32-bit field keeps bits 31:0");
+    }
+}
