@@ -1,14 +1,17 @@
 //! The guest's linear addresses as its own paging translates them, for L0's emulation:
-//! fetching an instruction to emulate (MMIO) and L1's VMX-instruction memory operands. The
+//! fetching an instruction to emulate (MMIO), L1's VMX-instruction memory operands and string
+//! I/O ([`access_linear`]). The
 //! walk is `nested::paging` (pure, host-tested); this glue reads the processor state it needs
 //! from the current VMCS: the real guest CR0, CR3, CR4 and EFER (CR0.PG is guest-owned, so
 //! the read shadow is not what the hardware translates with) and, for PAE paging, the PDPTE
 //! registers the VM exit saved (SDM 28.3.4).
 
+use nested::addr::L1Gpa;
 use nested::arch::segment_ar;
-use nested::guest::GuestMemory as PhysMemory;
-use nested::paging::{self, Access, AccessKind, PagingMode, PagingRegs};
+use nested::guest::{GuestMemory as PhysMemory, MemError};
+use nested::paging::{self, Access, AccessKind, PagingMode, PagingRegs, WalkFault};
 use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::Exception;
 
 use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
@@ -67,4 +70,40 @@ pub fn read_linear<M: PhysMemory>(
         done += chunk;
     }
     done
+}
+
+/// An access of `len` bytes at guest-linear `linear` as the processor makes it: every page
+/// translates (with `user`'s privilege) before any byte moves, so an access straddling into
+/// an unmapped page faults whole; then each page gets its accessed/dirty flags and `f` is
+/// called with its physical address, the offset into the access and the length. A failed
+/// walk is the processor's fault: #PF with CR2 the page's linear address and the walk's error
+/// code, or #GP(0) (non-canonical, a paging structure outside memory), as is a physical
+/// access `f` cannot make.
+pub fn access_linear<M: PhysMemory>(
+    mem: &mut M,
+    regs: &PagingRegs,
+    user: bool,
+    linear: u64,
+    len: usize,
+    kind: AccessKind,
+    mut f: impl FnMut(&mut M, L1Gpa, usize, usize) -> Result<(), MemError>,
+) -> Result<(), Exception> {
+    let access = Access { kind, user };
+    for commit in [false, true] {
+        let mut done = 0;
+        while done < len {
+            let at = linear.wrapping_add(done as u64);
+            let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
+            let walk = paging::walk(&*mem, regs, at, access).map_err(|fault| match fault {
+                WalkFault::PageFault { error_code } => Exception::page_fault(at, error_code),
+                WalkFault::NonCanonical | WalkFault::Memory(_) => Exception::GP0,
+            })?;
+            if commit {
+                walk.set_accessed_dirty(mem).map_err(|_| Exception::GP0)?;
+                f(mem, walk.gpa, done, chunk).map_err(|_| Exception::GP0)?;
+            }
+            done += chunk;
+        }
+    }
+    Ok(())
 }

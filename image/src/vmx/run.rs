@@ -278,7 +278,7 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
                 Step::Action(a) => a,
                 Step::EntryFailed => l1vmx::after_failed_entry(g, &mut v),
                 Step::EnterL2 { launch } => match l1vmx::enter_l2(g, &mut v, launch) {
-                    Ok(_) => continue,
+                    Ok(()) => continue,
                     Err(why) => {
                         log::error!("entering L2 failed: {why}");
                         return GuestEnd::Failed("entering L2 failed");

@@ -3,17 +3,16 @@
 //! ports and the guest's memory through the guest's paging (`pc::string_io`); L2's string I/O
 //! to a port L1 passes through is not emulated (the guest is stopped with a clear reason).
 
-use nested::addr::L1Gpa;
 use nested::arch::{efer, rflags, segment_ar};
 use nested::exits::ExitInfo;
 use nested::guest::GuestMemory as PhysMemory;
-use nested::paging::{self, Access, AccessKind, PagingRegs, WalkFault};
+use nested::paging::{AccessKind, PagingRegs};
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::Exception;
 use pc::string_io::{self, StringIo, StringOutcome, StringRegs, StringTarget};
 
 use crate::arch::vmcs::HwVmcs;
-use crate::guest::paging::{paging_regs, user_mode};
+use crate::guest::paging::{access_linear, paging_regs, user_mode};
 use crate::machine::PortEffect;
 use crate::ratelimit::RateLimit;
 use crate::vmx::action::{Action, GuestEnd};
@@ -103,56 +102,31 @@ struct Linear<'a> {
     user: bool,
 }
 
-impl Linear<'_> {
-    /// Translates every page of `[linear, linear + len)` before any byte moves (an item
-    /// straddling into an unmapped page faults whole), then calls `f` per page with the
-    /// L1-physical address, the offset into the item and the length.
-    fn access(
-        &mut self,
-        linear: u64,
-        len: usize,
-        kind: AccessKind,
-        mut f: impl FnMut(&mut Guest, L1Gpa, usize, usize) -> bool,
-    ) -> Result<(), Exception> {
-        let access = Access { kind, user: self.user };
-        for commit in [false, true] {
-            let mut done = 0;
-            while done < len {
-                let at = linear.wrapping_add(done as u64);
-                let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
-                let walk =
-                    paging::walk(&self.g.memory, &self.paging, at, access).map_err(
-                        |f| match f {
-                            WalkFault::PageFault { error_code } => {
-                                Exception::page_fault(at, error_code)
-                            }
-                            WalkFault::NonCanonical | WalkFault::Memory(_) => Exception::GP0,
-                        },
-                    )?;
-                if commit {
-                    walk.set_accessed_dirty(&mut self.g.memory).map_err(|_| Exception::GP0)?;
-                    if !f(self.g, walk.gpa, done, chunk) {
-                        return Err(Exception::GP0);
-                    }
-                }
-                done += chunk;
-            }
-        }
-        Ok(())
-    }
-}
-
 impl StringTarget<Exception, PortEffect> for Linear<'_> {
     fn read(&mut self, linear: u64, buf: &mut [u8]) -> Result<(), Exception> {
-        self.access(linear, buf.len(), AccessKind::Read, |g, gpa, at, n| {
-            PhysMemory::read(&g.memory, gpa, &mut buf[at..at + n]).is_ok()
-        })
+        let (len, kind) = (buf.len(), AccessKind::Read);
+        access_linear(
+            &mut self.g.memory,
+            &self.paging,
+            self.user,
+            linear,
+            len,
+            kind,
+            |m, gpa, at, n| PhysMemory::read(&*m, gpa, &mut buf[at..at + n]),
+        )
     }
 
     fn write(&mut self, linear: u64, data: &[u8]) -> Result<(), Exception> {
-        self.access(linear, data.len(), AccessKind::Write, |g, gpa, at, n| {
-            PhysMemory::write(&mut g.memory, gpa, &data[at..at + n]).is_ok()
-        })
+        let (len, kind) = (data.len(), AccessKind::Write);
+        access_linear(
+            &mut self.g.memory,
+            &self.paging,
+            self.user,
+            linear,
+            len,
+            kind,
+            |m, gpa, at, n| PhysMemory::write(m, gpa, &data[at..at + n]),
+        )
     }
 
     fn port_in(&mut self, port: u16, size: u8) -> u32 {

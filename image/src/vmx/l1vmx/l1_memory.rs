@@ -8,7 +8,7 @@ use nested::addr::{Hpa, L1Gpa};
 use nested::ept::shadow::{Ept01, Ept01Leaf, HostFrames};
 use nested::ept::walk::PageSize;
 use nested::guest::{Gpr, GuestMemory as L1Memory, GuestRegs as L1Regs, MemError};
-use nested::paging::{Access, AccessKind, WalkFault};
+use nested::paging::AccessKind;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::{Exception, L1Access, MemOperand, Segment, SegmentCache};
 
@@ -62,48 +62,18 @@ impl L1Memory for L1View<'_> {
 }
 
 impl L1View<'_> {
-    /// L1's linear address to L1-physical through L1's paging (`nested::paging`, at L1's
-    /// CPL, a read or a write). A failed walk is the processor's fault: #PF with CR2 the
-    /// linear address and the walk's error code, or #GP(0) (non-canonical; a paging structure
-    /// outside L1's memory). `set_flags` sets the accessed/dirty flags as the access does.
-    fn translate(&mut self, linear: u64, write: bool, set_flags: bool) -> Result<u64, Exception> {
-        let kind = if write { AccessKind::Write } else { AccessKind::Read };
-        let user = crate::guest::paging::user_mode(self.v);
-        let regs = crate::guest::paging::paging_regs(self.v);
-        let walk = nested::paging::walk(&*self.mem, &regs, linear, Access { kind, user });
-        let walk = walk.map_err(|f| match f {
-            WalkFault::PageFault { error_code } => Exception::page_fault(linear, error_code),
-            WalkFault::NonCanonical | WalkFault::Memory(_) => Exception::GP0,
-        })?;
-        if set_flags {
-            walk.set_accessed_dirty(&mut *self.mem).map_err(|_| Exception::GP0)?;
-        }
-        Ok(walk.gpa.0)
-    }
-
-    /// Copies between L1 linear memory and `buf`, page by page; every page translates before
-    /// any byte moves or flag is set (an operand straddling into an unmapped page faults
-    /// whole, as the processor checks the access before doing it).
+    /// An access of `len` bytes at L1-linear `linear` through L1's paging at L1's CPL
+    /// ([`crate::guest::paging::access_linear`]: the processor's faults, A/D flags).
     fn access(
         &mut self,
         linear: u64,
         len: usize,
-        write: bool,
-        mut f: impl FnMut(&mut Self, u64, usize, usize) -> Result<(), MemError>,
+        kind: AccessKind,
+        f: impl FnMut(&mut GuestMemory, L1Gpa, usize, usize) -> Result<(), MemError>,
     ) -> Result<(), Exception> {
-        for set_flags in [false, true] {
-            let mut done = 0;
-            while done < len {
-                let at = linear.wrapping_add(done as u64);
-                let chunk = (4096 - (at & 0xfff) as usize).min(len - done);
-                let gpa = self.translate(at, write, set_flags)?;
-                if set_flags {
-                    f(self, gpa, done, chunk).map_err(|_| Exception::GP0)?;
-                }
-                done += chunk;
-            }
-        }
-        Ok(())
+        let regs = crate::guest::paging::paging_regs(self.v);
+        let user = crate::guest::paging::user_mode(self.v);
+        crate::guest::paging::access_linear(&mut *self.mem, &regs, user, linear, len, kind, f)
     }
 }
 
@@ -136,14 +106,14 @@ impl L1Access for L1View<'_> {
     }
 
     fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception> {
-        self.access(op.linear, buf.len(), false, |s, gpa, at, n| {
-            L1Memory::read(&*s.mem, L1Gpa(gpa), &mut buf[at..at + n])
+        self.access(op.linear, buf.len(), AccessKind::Read, |mem, gpa, at, n| {
+            L1Memory::read(&*mem, gpa, &mut buf[at..at + n])
         })
     }
 
     fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception> {
-        self.access(op.linear, data.len(), true, |s, gpa, at, n| {
-            L1Memory::write(&mut *s.mem, L1Gpa(gpa), &data[at..at + n])
+        self.access(op.linear, data.len(), AccessKind::Write, |mem, gpa, at, n| {
+            L1Memory::write(mem, gpa, &data[at..at + n])
         })
     }
 }

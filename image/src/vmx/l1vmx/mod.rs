@@ -226,9 +226,9 @@ pub fn after_failed_entry(g: &mut Guest, v01: &mut HwVmcs) -> Action {
 }
 
 /// Switches to vmcs02, merges vmcs12 into it and performs the VM-entry MSR-load list
-/// (`launch`: the entry is a VMLAUNCH). `Ok(true)`: run L2; `Ok(false)`: the MSR-load list
-/// failed, and L1 is back at its host state on vmcs01 (SDM 26.8).
-pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<bool, &'static str> {
+/// (`launch`: the entry is a VMLAUNCH). The run loop then enters whichever level is current:
+/// L2, or L1 at its host state on vmcs01 when the MSR-load list failed (SDM 26.8).
+pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'static str> {
     let shift = g.irq.shift;
     let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
     // L1's state is read only when the merge uses it (the common VMRESUME does not); a
@@ -303,8 +303,8 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<bool, &
     }
     n.in_l2 = true;
     match msr_lists::entry_load(g, &mut v02) {
-        Ok(()) => Ok(true),
-        Err(entry) => msr_load_failed(g, entry, launch).map(|()| false),
+        Ok(()) => Ok(()),
+        Err(entry) => msr_load_failed(g, entry, launch),
     }
 }
 
