@@ -12,7 +12,8 @@
 //!   asks for "acknowledge interrupt on exit" (27.2.2); if L1 injects an event into L2 on the
 //!   same entry, that event is delivered first and the exit follows at once (an immediate
 //!   preemption-timer exit). Without external-interrupt exiting L1 lets L2 take interrupts,
-//!   so the vector is injected into L2 when L2 can take it.
+//!   so the vector is injected into L2 when L2 can take it, with vmcs02's interrupt-window
+//!   exiting bringing L0 back the moment it can.
 //! - **Time**: the VMX-preemption timer of the running VMCS is shortened to the APIC timer's
 //!   next deadline (or the PIT's next IRQ0), so a guest that never exits still gets its timer
 //!   interrupt on time. When vmcs12 runs L2 with L1's own preemption timer, vmcs02's timer
@@ -22,7 +23,7 @@
 //!   poll (`nic_poll`).
 
 use nested::arch::{pending_dbg, rflags};
-use nested::caps::{exit, pin};
+use nested::caps::{exit, pin, proc1};
 use nested::exits::ExitReason;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
@@ -216,7 +217,15 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
                 g.watchdog.other_exit();
             }
         } else {
-            let _ = vector; // Stays pending until L2 can take it or exits.
+            // L2 cannot take it yet (interrupts off, STI/MOV-SS blocking, an event being
+            // delivered): an interrupt-window exit brings L0 back the moment it can, as the
+            // processor would deliver it then. The exit is L0's (`l2_exit::for_l1`).
+            let _ = vector;
+            let controls = v02.read(F::CpuBasedVmExecControl);
+            let window = u64::from(proc1::INTERRUPT_WINDOW_EXITING);
+            if controls & window == 0 {
+                v02.write(F::CpuBasedVmExecControl, controls | window);
+            }
         }
     }
     let shift = g.irq.shift;

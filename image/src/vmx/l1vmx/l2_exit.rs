@@ -5,7 +5,7 @@
 //! CRs as vmcs12 has them; [`for_l1`]). L1's own interrupt arriving while L2 runs becomes a
 //! reflected exit too ([`interrupt_exit`]).
 
-use nested::caps::proc2;
+use nested::caps::{proc1, proc2};
 use nested::ept::l2_mmio::l2_mmio_target;
 use nested::ept::shadow::{PmlLog, Resolution, eptp02_for};
 use nested::exits::routing::secondary_controls;
@@ -171,6 +171,17 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     match info.exit_reason() {
         Some(ExitReason::IoInstruction | ExitReason::Rdmsr | ExitReason::Wrmsr) => {
             crate::vmx::exits::handle(g, v02, info)
+        }
+        // L0's own interrupt window for an interrupt L2 could not take yet (vmcs12 does not
+        // ask for one, or the exit would be L1's): the window is open, the next entry
+        // delivers it (`interrupts::before_l2_entry`).
+        Some(ExitReason::InterruptWindow) => {
+            let controls = v02.read(F::CpuBasedVmExecControl);
+            v02.write(
+                F::CpuBasedVmExecControl,
+                controls & !u64::from(proc1::INTERRUPT_WINDOW_EXITING),
+            );
+            Action::Resume
         }
         Some(ExitReason::CrAccess) => {
             let Some(n) = g.nested.as_mut() else { return Action::Resume };
