@@ -171,6 +171,8 @@ fn l1_triple_fault_stops_l1_and_l0_lives() {
 /// it does not own, is a #GP in its guest as on hardware. Round 4: its guest, on EPT12,
 /// reaches its local APIC through a guest-physical alias (version, ID, TPR, a self-IPI).
 /// Round 5: its APIC timer's interrupt arrives while its preemption timer runs in its guest.
+/// Round 6: an interrupt its guest takes itself, pending while the guest has interrupts off,
+/// arrives right after STI's next instruction.
 #[test]
 fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
     let kernel = common::build_test_kernel("vmx32");
@@ -258,11 +260,17 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: external-interrupt exit, intr-info=0x80000046",
             // An INIT it sent itself in VMX root operation exits from its guest.
             "L1| vmx32: INIT to itself, held in VMX root operation: L2 exit reason=0x00000003",
-            "L1| vmx32: L2 halted: done, exits=0x00000014",
+            // Round 6: its timer fires while its guest, which takes its interrupts, has them
+            // off and makes no exits; after STI and one more instruction the vector arrives
+            // right there (L0's interrupt window), not at some later exit.
+            "L1| vmx32: round 6: L1 timer interrupt while L2 has interrupts off, taken after STI",
+            "L1| vmx32: round 6: vector 0x47 pending in L1's IRR while L2 has IF=0: 0x00000080",
+            "L1| vmx32: round 6: L2 took 0x47, return EIP - after STI's next instruction: 0x47000000",
+            "L1| vmx32: L2 halted: done, exits=0x00000016",
             "exits: Vmlaunch=1",
             // Only what it asked for reached it: COM1, IA32_STAR and CR4 stayed in L0, its
             // APIC's accesses from L2 were performed by L0.
-            ", 20 reflected to L1",
+            ", 22 reflected to L1",
         ],
     );
     // The guest never touched an address L0 does not model.

@@ -27,7 +27,10 @@
  * exit. A fifth round arms the VMX-preemption timer far out and this kernel's APIC timer
  * near: the timer's interrupt must arrive as an external-interrupt exit while the guest
  * spins, long before the preemption timer would expire; then an INIT this kernel sends
- * itself is held while it is in VMX root operation and exits from its guest (reason 3). In
+ * itself is held while it is in VMX root operation and exits from its guest (reason 3). A
+ * sixth round lets the guest take this kernel's interrupts itself: the APIC timer fires while
+ * the guest has interrupts off and makes no exits, and must arrive right after the guest's STI
+ * and the instruction after it. In
  * the device checks, an NMI sent to itself with the ICR is taken.
  * It ends through port 0xf4. The tests run it as L1 on the turtles L0: every VMX
  * instruction, APIC and PIT access here is emulated by L0. */
@@ -298,6 +301,8 @@ vm_exit:
     je round4_exit
     cmpl $4, phase
     je round5_exit
+    cmpl $5, phase
+    je round6_exit
     cmp $0x1e, %eax                     /* I/O: in round 2, from the injected handler */
     jne advance
     cmpl $1, phase
@@ -345,6 +350,8 @@ l2_interrupt:
     je round4_interrupt
     cmpl $4, phase
     je round5_interrupt
+    cmpl $5, phase
+    je fail                             /* round 6 has no external-interrupt exiting */
     mov $0x4404, %eax
     vmread %eax, %ebx                   /* VM-exit interruption information */
     mov %ebx, %eax
@@ -561,6 +568,52 @@ round5_exit:
     cmp $3, %eax
     jne fail
     REPORT msg_init_exit
+
+/* Round 6: no external-interrupt exiting, so this kernel's interrupts are its guest's to
+ * take. The APIC timer fires while the guest has interrupts off and runs without exits; the
+ * guest's OUT lets this kernel see the vector pending in its IRR; then the guest executes STI
+ * and one more instruction, and the interrupt must arrive right there, as a bare processor
+ * delivers it, with no exit in between (issue 14: an interrupt window). */
+    movl $5, phase
+    mov $msg_round6, %esi
+    call puts
+    ADJUST 0, 0                         /* no external-interrupt exiting, no timer */
+    VMW 0x4000, %ebx
+    mov $0x47, %eax
+    mov $l2_isr6, %edx
+    mov $l2_idt, %ebx
+    call set_gate
+    VMW 0x4016, $0                      /* nothing to inject */
+    VMW 0x4824, $0                      /* interruptibility */
+    VMW 0x4826, $0                      /* activity: active */
+    VMW 0x681e, $guest_round6           /* RIP */
+    VMW 0x681c, $guest_stack_top        /* RSP */
+    VMW 0x6820, $0x2                    /* RFLAGS: interrupts off */
+    movl $0x47, APIC + 0x320            /* LVT timer: one-shot, vector 0x47 */
+    movl $1000, APIC + 0x380            /* initial count: fires during the guest's loop */
+    vmresume
+    jmp vmx_failed
+
+/* Round 6's exits: OUT 0x80 with AL=0x60 (the guest's loop is over, interrupts still off):
+ * the timer's vector must be pending in the IRR; then the guest's handler for 0x47 reports
+ * 0x47000000 plus how far its return EIP is from where the interrupt belongs. */
+round6_exit:
+    cmp $0x1e, %eax
+    jne fail
+    mov guest_eax, %eax
+    cmp $0x60, %al
+    jne 1f
+    mov APIC + 0x220, %eax              /* IRR, vectors 0x40-0x5f */
+    and $0x80, %eax                     /* 0x47 */
+    mov %eax, %edi
+    REPORT msg_round6_irr
+    test %edi, %edi
+    jz fail
+    jmp advance
+1:  REPORT msg_round6_isr
+    cmpl $0x47000000, guest_eax
+    jne fail
+    movl $0, APIC + 0xb0                /* EOI */
     jmp done
 
 /* VMREAD and VMPTRST with a destination on an unmapped page: #PF with CR2 and error code 2
@@ -691,6 +744,28 @@ l2_stepped_in:
     and $~0x2000, %eax
     mov %eax, %cr4                      /* #GP */
     jmp fail
+/* Round 6's guest: a loop with interrupts off and nothing that exits, long enough for its
+ * host's APIC timer to fire; an OUT for its host to look; then STI and one instruction, after
+ * which the pending interrupt must be taken (at l2_sti_window). */
+guest_round6:
+    mov $2000000, %ecx
+1:  loop 1b
+    mov $0x60, %al
+    out %al, $0x80
+    sti
+    nop
+l2_sti_window:
+    mov $0xee, %al                      /* the interrupt did not come: a failure */
+    out %al, $0x80
+    hlt
+    jmp l2_sti_window
+l2_isr6:
+    mov (%esp), %eax
+    sub $l2_sti_window, %eax
+    or $0x47000000, %eax
+    out %al, $0x80
+    hlt
+    jmp l2_isr6
 /* Round 4's guest: this kernel's APIC through EPT12 at 0xc0000000. */
 guest_round4:
     mov 0xc0000030, %eax                /* version */
@@ -1221,6 +1296,9 @@ msg_round4:       .asciz "vmx32: round 4: L2 reaches L1's local APIC through EPT
 msg_round4_out:   .asciz "vmx32: round 4 OUT 0x80, eax=0x"
 msg_round4_tpr:   .asciz "vmx32: L1's TPR after L2's write=0x"
 msg_round5:       .asciz "vmx32: round 5: L1 timer interrupt with L1's preemption timer armed\n"
+msg_round6:       .asciz "vmx32: round 6: L1 timer interrupt while L2 has interrupts off, taken after STI\n"
+msg_round6_irr:   .asciz "vmx32: round 6: vector 0x47 pending in L1's IRR while L2 has IF=0: 0x"
+msg_round6_isr:   .asciz "vmx32: round 6: L2 took 0x47, return EIP - after STI's next instruction: 0x"
 
     .bss
     .align 4096
@@ -1229,7 +1307,7 @@ page_directory:
 idt:
     .skip 256 * 8
 l2_idt:
-    .skip 0x51 * 8
+    .skip 0x51 * 8                      /* vectors 0-0x50 (round 2 sets the limit) */
     .align 4096                         /* VMXON region and VMCS: 4 KiB aligned */
 vmxon_region:
     .skip 4096

@@ -194,7 +194,7 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
     let devices = &mut g.devices;
     let now = cpu::rdtsc();
     devices.poll_interrupts(now);
-    if let Some(vector) = devices.pending_interrupt() {
+    if devices.pending_interrupt().is_some() {
         let v12 = &n.vmx.vmcs12;
         if v12.pin_based_vm_exec_control & pin::EXTERNAL_INTERRUPT_EXITING != 0 {
             if delivering(v02) {
@@ -210,21 +210,20 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
                 l2_exit::interrupt_exit(g, v02, intr_info);
                 return L2Entry::ExitedToL1;
             }
-        } else if interruptible(v02) {
+        } else {
             // L1 lets its guest take interrupts, as the processor would deliver them.
-            if let Some(vector) = devices.acknowledge_interrupt() {
+            if interruptible(v02)
+                && let Some(vector) = devices.acknowledge_interrupt()
+            {
                 v02.write(F::VmEntryInterruptionInfo, u64::from(vector) | VALID);
                 g.watchdog.other_exit();
             }
-        } else {
-            // L2 cannot take it yet (interrupts off, STI/MOV-SS blocking, an event being
-            // delivered): an interrupt-window exit brings L0 back the moment it can, as the
-            // processor would deliver it then. The exit is L0's (`l2_exit::for_l1`).
-            let _ = vector;
-            let controls = v02.read(F::CpuBasedVmExecControl);
-            let window = u64::from(proc1::INTERRUPT_WINDOW_EXITING);
-            if controls & window == 0 {
-                v02.write(F::CpuBasedVmExecControl, controls | window);
+            // One L2 cannot take yet (interrupts off, STI/MOV-SS blocking, an event being
+            // delivered), or one that outranks the vector just injected: an interrupt-window
+            // exit brings L0 back the moment L2 can take it, where the processor would
+            // deliver it. The exit is L0's (`l2_exit::for_l1`).
+            if devices.pending_interrupt().is_some() {
+                open_window02(v02);
             }
         }
     }
@@ -241,6 +240,15 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
         n.set_timer02(v02, want, now, shift);
     }
     L2Entry::Enter
+}
+
+/// Sets interrupt-window exiting in vmcs02 (current), cleared again by the exit it causes.
+fn open_window02(v02: &mut HwVmcs) {
+    let controls = v02.read(F::CpuBasedVmExecControl);
+    let window = u64::from(proc1::INTERRUPT_WINDOW_EXITING);
+    if controls & window == 0 {
+        v02.write(F::CpuBasedVmExecControl, controls | window);
+    }
 }
 
 /// HLT by L1 with interrupts enabled (exit reason 12): L1 sleeps until its next interrupt.
