@@ -66,6 +66,22 @@ impl Snippet {
     }
 }
 
+/// Where L2 must first exit when it starts at `start`, for a snippet whose terminal
+/// instruction is `terminal` (reason, RIP, length), as (reason, RIP, length): the terminal
+/// instruction from anywhere up to it (the code before it is straight-line), the loop's CPUID
+/// from the loop (`cpuid; jmp cpuid` right after the terminal instruction); `None` elsewhere.
+pub fn exit_site(terminal: (u32, u64, u64), start: u64) -> Option<(u32, u64, u64)> {
+    let (_, rip, len) = terminal;
+    let cpuid_loop = rip + len;
+    if (CODE_GPA..=rip).contains(&start) {
+        Some(terminal)
+    } else if start == cpuid_loop || start == cpuid_loop + 2 {
+        Some((reason::CPUID, cpuid_loop, 2))
+    } else {
+        None
+    }
+}
+
 /// A random snippet. `timer` says whether the preemption timer bounds L2 (only then may it
 /// spin).
 pub fn generate(rng: &mut Rng, timer: bool) -> Snippet {

@@ -52,6 +52,13 @@ pub(super) struct Model {
     pub l2_exits: u64,
     /// The last exit was an instruction's, of this length (a resume may skip it).
     pub last_exit_len: Option<u64>,
+    /// Where the L2 of each region starts at its next entry: the snippet's first instruction
+    /// after a build, then the guest RIP its last exit saved (SDM Vol. 3C 28.3.3, "Saving
+    /// RIP"), moved by a VMWRITE past the exit. VMCLEAR copies the VMCS data to memory and
+    /// only clears the launch state (31.3, "VMCLEAR"), and VM entry loads RIP from the
+    /// guest-state area (27.3.2.3): a VMLAUNCH after VMCLEAR starts there, not at the
+    /// snippet's first instruction.
+    pub start: [Option<u64>; VMCS_REGIONS],
 }
 
 /// Counts of outcomes over a run.
@@ -138,6 +145,7 @@ impl<'a> Program<'a> {
                 written: None,
                 l2_exits: 0,
                 last_exit_len: None,
+                start: [None; VMCS_REGIONS],
             },
             failed: false,
             stats,
