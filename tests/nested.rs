@@ -172,7 +172,9 @@ fn l1_triple_fault_stops_l1_and_l0_lives() {
 /// reaches its local APIC through a guest-physical alias (version, ID, TPR, a self-IPI).
 /// Round 5: its APIC timer's interrupt arrives while its preemption timer runs in its guest.
 /// Round 6: an interrupt its guest takes itself, pending while the guest has interrupts off,
-/// arrives right after STI's next instruction.
+/// arrives right after STI's next instruction. Round 7: a #GP it intercepts, raised by an
+/// instruction L0 performs for it in its guest, exits to it. Round 8: its guest's string I/O
+/// to ports it passes through reaches them through its guest's paging and EPT12.
 #[test]
 fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
     let kernel = common::build_test_kernel("vmx32");
@@ -266,11 +268,30 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: round 6: L1 timer interrupt while L2 has interrupts off, taken after STI",
             "L1| vmx32: round 6: vector 0x47 pending in L1's IRR while L2 has IF=0: 0x00000080",
             "L1| vmx32: round 6: L2 took 0x47, return EIP - after STI's next instruction: 0x47000000",
-            "L1| vmx32: L2 halted: done, exits=0x00000016",
+            // Round 7: the #GP of an instruction L0 performs for it (L2 clearing CR4.VMXE)
+            // is an exit to it once its exception bitmap has #GP.
+            "L1| vmx32: round 7: a #GP its host intercepts, raised by an instruction L0 performs",
+            "L1| vmx32: L2 exit reason=0x00000000",
+            "L1| vmx32: round 7: exception exit, intr-info=0x80000b0d",
+            "L1| vmx32: round 7: error code=0x00000000",
+            "L1| vmx32: round 7: guest RIP - the MOV to CR4=0x00000000",
+            // Round 8: its guest's REP OUTSB/INSB on ports it passes through, performed by
+            // L0 through its guest's paging and EPT12, with its EPT violation on the way.
+            "L1| vmx32: round 8: L2's string I/O to ports it passes through, through EPT12",
+            "L1| vmx32: L2 wrote this line with REP OUTSB",
+            "L1| vmx32: L2 exit reason=0x00000030",
+            "L1| vmx32: round 8: EPT violation in L2's REP INSB, qualification=0x00000182",
+            "L1| vmx32: round 8: guest-physical - the INSB target=0x00000000",
+            "L1| vmx32: round 8: guest-linear - the INSB target=0x00000000",
+            "L1| vmx32: round 8: L2's ECX=0x00000004",
+            "L1| vmx32: round 8: bytes L2's REP INSB read from port 0x21=0xffffffff",
+            "L1| vmx32: round 8: L2's ECX=0x00000000",
+            "L1| vmx32: round 8: L2's EDI - the INSB target=0x00000004",
+            "L1| vmx32: L2 halted: done, exits=0x00000019",
             "exits: Vmlaunch=1",
             // Only what it asked for reached it: COM1, IA32_STAR and CR4 stayed in L0, its
             // APIC's accesses from L2 were performed by L0.
-            ", 22 reflected to L1",
+            ", 25 reflected to L1",
         ],
     );
     // The guest never touched an address L0 does not model.

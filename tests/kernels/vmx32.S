@@ -30,7 +30,11 @@
  * itself is held while it is in VMX root operation and exits from its guest (reason 3). A
  * sixth round lets the guest take this kernel's interrupts itself: the APIC timer fires while
  * the guest has interrupts off and makes no exits, and must arrive right after the guest's STI
- * and the instruction after it. In
+ * and the instruction after it. A seventh round intercepts #GP: the guest's clearing of
+ * CR4.VMXE (which L0 performs for this kernel) must exit to it instead of faulting in the
+ * guest. An eighth round has the guest do string I/O to ports this kernel passes through
+ * (L0 performs it through the guest's paging and EPT12), with an EPT violation for this
+ * kernel on the way. In
  * the device checks, an NMI sent to itself with the ICR is taken.
  * It ends through port 0xf4. The tests run it as L1 on the turtles L0: every VMX
  * instruction, APIC and PIT access here is emulated by L0. */
@@ -278,6 +282,9 @@ _start:
 /* Every exit of the guest lands here with the host state loaded (and the guest's GPRs). */
 vm_exit:
     mov %eax, guest_eax
+    mov %ecx, guest_ecx
+    mov %edx, guest_edx
+    mov %edi, guest_edi
     mov $0x4402, %eax
     vmread %eax, %ebx                   /* exit reason */
     mov %ebx, exit_reason
@@ -303,6 +310,10 @@ vm_exit:
     je round5_exit
     cmpl $5, phase
     je round6_exit
+    cmpl $6, phase
+    je round7_exit
+    cmpl $7, phase
+    je round8_exit
     cmp $0x1e, %eax                     /* I/O: in round 2, from the injected handler */
     jne advance
     cmpl $1, phase
@@ -614,7 +625,113 @@ round6_exit:
     cmpl $0x47000000, guest_eax
     jne fail
     movl $0, APIC + 0xb0                /* EOI */
+
+/* Round 7: #GP intercepted in the exception bitmap. The guest clears CR4.VMXE, which VMX
+ * operation fixes to 1: L0 performs the MOV to CR4 for this kernel (it gave the guest all
+ * of CR4) and the processor would raise #GP in the guest, so the #GP must be an exit to this
+ * kernel (reason 0, intr-info 0x80000b0d, error code 0) at the MOV, not a #GP delivered to
+ * the guest as in round 3. */
+    movl $6, phase
+    mov $msg_round7, %esi
+    call puts
+    VMW 0x4004, $(1 << 13)              /* exception bitmap: #GP */
+    VMW 0x4824, $0                      /* interruptibility */
+    VMW 0x681e, $guest_round7           /* RIP */
+    VMW 0x681c, $guest_stack_top        /* RSP */
+    VMW 0x6820, $0x2                    /* RFLAGS */
+    vmresume
+    jmp vmx_failed
+
+round7_exit:
+    test %eax, %eax                     /* exception or NMI */
+    jnz fail
+    mov $0x4404, %eax
+    vmread %eax, %eax                   /* VM-exit interruption information */
+    mov %eax, %edi
+    REPORT msg_round7_info
+    cmp $0x80000b0d, %edi
+    jne fail
+    mov $0x4406, %eax
+    vmread %eax, %eax                   /* VM-exit interruption error code */
+    mov %eax, %edi
+    REPORT msg_round7_code
+    test %edi, %edi
+    jnz fail
+    mov $0x681e, %eax
+    vmread %eax, %eax                   /* guest RIP: the faulting MOV */
+    sub $l2_cr4_write, %eax
+    mov %eax, %edi
+    REPORT msg_round7_rip
+    test %edi, %edi
+    jnz fail
+
+/* Round 8: string I/O by the guest to ports this kernel passes through (COM1, and now the
+ * master 8259's mask at 0x21): L0 performs it for this kernel through the guest's paging and
+ * EPT12. REP OUTSB prints a line; REP INSB into guest-physical 0x40000000 + ins_buf2, which
+ * EPT12 does not map yet, is an EPT violation for this kernel (a data write: qualification
+ * 0x182, the guest-physical and guest-linear addresses, no item done); it maps the second GiB
+ * onto the first and resumes, and the INSB completes. */
+    movl $7, phase
+    mov $msg_round8, %esi
+    call puts
+    VMW 0x4004, $0                      /* exception bitmap */
+    andb $~0x02, io_bitmap_a + 0x21 / 8 /* port 0x21 passed through too */
+    VMW 0x681e, $guest_round8           /* RIP */
+    VMW 0x681c, $guest_stack_top        /* RSP */
+    VMW 0x6820, $0x2                    /* RFLAGS */
+    vmresume
+    jmp vmx_failed
+
+round8_exit:
+    cmp $0x30, %eax                     /* EPT violation */
+    je 1f
+    cmp $0x1e, %eax                     /* the guest's OUT 0x80: INSB done */
+    jne fail
+    mov guest_eax, %eax
+    REPORT msg_round8_bytes
+    cmpl $0xffffffff, guest_eax
+    jne fail
+    mov guest_ecx, %eax
+    REPORT msg_round8_ecx
+    cmpl $0, guest_ecx
+    jne fail
+    mov guest_edi, %eax
+    sub $(0x40000000 + ins_buf2), %eax
+    mov %eax, %edi
+    REPORT msg_round8_edi
+    cmp $4, %edi
+    jne fail
     jmp done
+1:  mov $0x6400, %eax
+    vmread %eax, %eax                   /* exit qualification */
+    mov %eax, %edi
+    REPORT msg_round8_qual
+    cmp $0x182, %edi
+    jne fail
+    mov $0x2400, %eax
+    vmread %eax, %eax                   /* guest-physical address */
+    sub $(0x40000000 + ins_buf2), %eax
+    mov %eax, %edi
+    REPORT msg_round8_gpa
+    test %edi, %edi
+    jnz fail
+    mov $0x640a, %eax
+    vmread %eax, %eax                   /* guest-linear address */
+    sub $(0x40000000 + ins_buf2), %eax
+    mov %eax, %edi
+    REPORT msg_round8_gla
+    test %edi, %edi
+    jnz fail
+    mov guest_ecx, %eax
+    REPORT msg_round8_ecx
+    cmpl $4, guest_ecx
+    jne fail
+    movl $(ept_pd + 7), ept_pdpt + 8    /* EPT12: the second GiB aliases the first */
+    mov guest_ecx, %ecx                 /* the guest's registers for its REP INSB again */
+    mov guest_edx, %edx
+    mov guest_edi, %edi
+    vmresume
+    jmp vmx_failed
 
 /* VMREAD and VMPTRST with a destination on an unmapped page: #PF with CR2 and error code 2
  * (a supervisor write to a not-present page). */
@@ -766,6 +883,32 @@ l2_isr6:
     out %al, $0x80
     hlt
     jmp l2_isr6
+/* Round 8's guest: REP OUTSB of a line to COM1, REP INSB of four bytes from port 0x21 into
+ * guest-physical 0x40000000 + ins_buf2 (not in EPT12 at first), then OUT 0x80 with them. */
+guest_round8:
+    cld
+    mov $msg_l2_outs, %esi
+    mov $(msg_l2_outs_end - msg_l2_outs), %ecx
+    mov $COM1, %dx
+    rep outsb
+    mov $0x21, %dx
+    mov $(0x40000000 + ins_buf2), %edi
+    mov $4, %ecx
+    rep insb
+    mov ins_buf2, %eax
+    out %al, $0x80
+    hlt
+    jmp guest_round8
+/* Round 7's guest: clears CR4.VMXE, a #GP its host intercepts. */
+guest_round7:
+    mov %cr4, %eax
+    and $~0x2000, %eax
+l2_cr4_write:
+    mov %eax, %cr4
+    mov $0xee, %al                      /* the MOV completed: a failure */
+    out %al, $0x80
+    hlt
+    jmp guest_round7
 /* Round 4's guest: this kernel's APIC through EPT12 at 0xc0000000. */
 guest_round4:
     mov 0xc0000030, %eax                /* version */
@@ -1224,6 +1367,9 @@ msr_base:    .long 0
 exit_reason: .long 0
 exit_count:  .long 0
 guest_eax:   .long 0
+guest_ecx:   .long 0
+guest_edx:   .long 0
+guest_edi:   .long 0
 phase:       .long 0
 tsc_start:   .long 0
 pit_irqs:    .long 0
@@ -1237,6 +1383,7 @@ db_count:    .long 0
 db_eips:     .long 0, 0
 db_dr6s:     .long 0, 0
 ins_buf:     .long 0, 0
+ins_buf2:    .long 0
 pf_error:    .long 0
 pf_resume:   .long 0
 
@@ -1298,6 +1445,19 @@ msg_round4_tpr:   .asciz "vmx32: L1's TPR after L2's write=0x"
 msg_round5:       .asciz "vmx32: round 5: L1 timer interrupt with L1's preemption timer armed\n"
 msg_round6:       .asciz "vmx32: round 6: L1 timer interrupt while L2 has interrupts off, taken after STI\n"
 msg_round6_irr:   .asciz "vmx32: round 6: vector 0x47 pending in L1's IRR while L2 has IF=0: 0x"
+msg_round7:       .asciz "vmx32: round 7: a #GP its host intercepts, raised by an instruction L0 performs\n"
+msg_round7_info:  .asciz "vmx32: round 7: exception exit, intr-info=0x"
+msg_round7_code:  .asciz "vmx32: round 7: error code=0x"
+msg_round7_rip:   .asciz "vmx32: round 7: guest RIP - the MOV to CR4=0x"
+msg_round8:       .asciz "vmx32: round 8: L2's string I/O to ports it passes through, through EPT12\n"
+msg_l2_outs:      .ascii "vmx32: L2 wrote this line with REP OUTSB\n"
+msg_l2_outs_end:
+msg_round8_qual:  .asciz "vmx32: round 8: EPT violation in L2's REP INSB, qualification=0x"
+msg_round8_gpa:   .asciz "vmx32: round 8: guest-physical - the INSB target=0x"
+msg_round8_gla:   .asciz "vmx32: round 8: guest-linear - the INSB target=0x"
+msg_round8_ecx:   .asciz "vmx32: round 8: L2's ECX=0x"
+msg_round8_bytes: .asciz "vmx32: round 8: bytes L2's REP INSB read from port 0x21=0x"
+msg_round8_edi:   .asciz "vmx32: round 8: L2's EDI - the INSB target=0x"
 msg_round6_isr:   .asciz "vmx32: round 6: L2 took 0x47, return EIP - after STI's next instruction: 0x"
 
     .bss

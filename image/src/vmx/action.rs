@@ -5,12 +5,9 @@
 use nested::arch::{pending_after_emulation, rflags};
 use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmx::Exception;
 
 use crate::arch::vmcs::HwVmcs;
-
-/// Exception vectors L0 injects.
-pub const UD: u8 = 6;
-pub const GP: u8 = 13;
 
 /// What the run loop does after an exit.
 #[derive(Debug)]
@@ -19,11 +16,56 @@ pub enum Action {
     Resume,
     /// Re-enter after the exiting instruction (RIP += instruction length).
     Skip,
-    /// Inject a hardware exception (vector, error code) and re-enter; RIP stays at the
-    /// faulting instruction.
-    Inject(u8, Option<u32>),
+    /// Raise a hardware exception in the guest and re-enter; RIP stays at the faulting
+    /// instruction ([`Action::raise`]). For L2, an exception vmcs12 intercepts is an exit to
+    /// L1 instead (`l1vmx::l2_exit`).
+    Inject(Fault),
     /// The guest is done.
     Stop(GuestEnd),
+}
+
+// The hot path's return value: `Stop(GuestEnd::Failed(&str))` sets the floor at 24 bytes.
+const _: () = assert!(core::mem::size_of::<Action>() <= 24);
+
+impl Action {
+    /// Raise `e` in the guest.
+    pub const fn raise(e: Exception) -> Action {
+        Action::Inject(Fault::of(e))
+    }
+}
+
+/// An [`Exception`] packed into 16 bytes, so that [`Action`], which every exit handler
+/// returns, stays as small as its largest other variant (a bigger one costs the hot path
+/// ticks).
+#[derive(Clone, Copy, Debug)]
+pub struct Fault {
+    cr2: u64,
+    error_code: u32,
+    vector: u8,
+    /// Bit 0: the error code is valid; bit 1: CR2 is.
+    valid: u8,
+}
+
+impl Fault {
+    pub const fn of(e: Exception) -> Fault {
+        let (error_code, code_valid) = match e.error_code {
+            Some(c) => (c, 1),
+            None => (0, 0),
+        };
+        let (cr2, cr2_valid) = match e.cr2 {
+            Some(a) => (a, 2),
+            None => (0, 0),
+        };
+        Fault { cr2, error_code, vector: e.vector, valid: code_valid | cr2_valid }
+    }
+
+    pub const fn exception(self) -> Exception {
+        Exception {
+            vector: self.vector,
+            error_code: if self.valid & 1 != 0 { Some(self.error_code) } else { None },
+            cr2: if self.valid & 2 != 0 { Some(self.cr2) } else { None },
+        }
+    }
 }
 
 /// How a guest ended.
@@ -67,10 +109,16 @@ fn single_step(v: &mut HwVmcs, flags: u64) {
     v.write(F::GuestPendingDebugExceptions, pending_after_emulation(flags, debugctl, pending));
 }
 
-/// Injects a hardware exception on the next entry (SDM 26.6: interruption type 3).
-pub fn inject(v: &mut HwVmcs, vector: u8, error_code: Option<u32>) {
-    let mut info = u64::from(vector) | (3 << 8) | (1 << 31);
-    if let Some(code) = error_code {
+/// Injects a hardware exception on the next entry (SDM 26.6: interruption type 3). A #PF
+/// loads CR2 first: VM entry does not, and the guest's handler reads it (SDM 6.15).
+pub fn inject(v: &mut HwVmcs, e: Exception) {
+    if let Some(cr2) = e.cr2 {
+        // SAFETY: L0 takes no page faults of its own between here and the entry; CR2 is
+        // the guest's from here on.
+        unsafe { crate::arch::cpu::write_cr2(cr2) };
+    }
+    let mut info = u64::from(e.vector) | (3 << 8) | (1 << 31);
+    if let Some(code) = e.error_code {
         info |= 1 << 11;
         v.write(F::VmEntryExceptionErrorCode, u64::from(code));
     }

@@ -256,6 +256,7 @@ fn open_window02(v02: &mut HwVmcs) {
 /// returns; the interrupt is injected on the entry that follows. Without any armed timer or
 /// pending interrupt nothing can wake L1: it resumes at once (a spurious wake-up, which HLT
 /// allows for, e.g. for an SMI).
+#[inline(never)]
 pub fn halt(g: &mut Guest) {
     let devices = &mut g.devices;
     // No interrupt source at all (no IRR bit, no armed timer, no PIC request or IRQ0 edge to

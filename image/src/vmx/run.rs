@@ -291,7 +291,7 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         match action {
             Action::Resume => {}
             Action::Skip => skip_instruction(&mut v, &info),
-            Action::Inject(vector, error_code) => inject(&mut v, vector, error_code),
+            Action::Inject(f) => inject(&mut v, f.exception()),
             Action::Stop(end) => return end,
         }
     }

@@ -16,6 +16,7 @@ use super::Exception;
 use super::merge::l2_view;
 use crate::caps::{VmxCaps, entry, proc2};
 use crate::exits::routing::secondary_controls;
+use crate::exits::{ExitInfo, ExitReason, intr_info};
 use crate::guest::{Gpr, GuestRegs};
 use crate::vmcs::{Vmcs, Vmcs12, VmcsField as F};
 
@@ -23,6 +24,26 @@ use crate::arch::cr0::{CD as CR0_CD, NW as CR0_NW, PE as CR0_PE, PG as CR0_PG, T
 use crate::arch::cr4::{PAE as CR4_PAE, PCIDE as CR4_PCIDE};
 use crate::arch::efer::{LMA as EFER_LMA, LME as EFER_LME};
 use crate::arch::segment_ar::L as CS_L;
+
+/// The VM exit an exception raised in L2 while L0 performs an access for L1 becomes when
+/// vmcs12's exception bitmap intercepts it (`crate::exits::l1_wants_exit` decides, with the #PF
+/// error-code mask and match): reason 0 with the exception's interruption information (type 3,
+/// hardware exception; the error code valid if it has one) and error code, and for #PF the
+/// faulting linear address as the exit qualification, CR2 left as it was (SDM Vol. 3C 27.1,
+/// 27.2.1 Table 28-1, 27.2.2). `instruction_len` is the exiting instruction's, kept for
+/// vmcs12 (the field is undefined for a hardware exception); nothing was being delivered, so
+/// the IDT-vectoring information is clear.
+pub fn exception_exit(e: &Exception, instruction_len: u32) -> ExitInfo {
+    let code = if e.error_code.is_some() { intr_info::DELIVER_ERROR_CODE } else { 0 };
+    ExitInfo {
+        reason: u32::from(ExitReason::ExceptionOrNmi.number()),
+        qualification: e.cr2.unwrap_or(0),
+        instruction_len,
+        intr_info: u32::from(e.vector) | intr_info::TYPE_HARD_EXCEPTION | code | intr_info::VALID,
+        intr_error_code: e.error_code.unwrap_or(0),
+        ..ExitInfo::default()
+    }
+}
 
 /// What L0 does after performing the access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -546,5 +567,46 @@ mod tests {
         compat(&mut v02);
         assert_eq!(cr_access(4, &mut v12, &mut v02, &mut r, &skylake(), &l1()), ForL1::Done);
         assert_eq!(v12.guest_cr4 & CR4_PAE, 0);
+    }
+
+    #[test]
+    fn an_exception_for_l1_is_the_exit_the_processor_would_make() {
+        let gp = exception_exit(&Exception::GP0, 2);
+        assert_eq!(gp.reason, 0);
+        assert_eq!(gp.intr_info, 0x8000_0b0d, "valid, error code, hardware exception, 13");
+        assert_eq!((gp.intr_error_code, gp.qualification, gp.instruction_len), (0, 0, 2));
+        assert_eq!(gp.idt_vectoring_info, 0);
+        let pf = exception_exit(&Exception::page_fault(0xdead_b000, 6), 2);
+        assert_eq!(pf.intr_info, 0x8000_0b0e);
+        assert_eq!((pf.intr_error_code, pf.qualification), (6, 0xdead_b000));
+        let ud = exception_exit(&Exception::UD, 3);
+        assert_eq!(ud.intr_info, 0x8000_0306, "no error code");
+        assert_eq!(ud.intr_error_code, 0);
+    }
+
+    #[test]
+    fn the_exception_bitmap_decides_who_gets_it() {
+        use crate::exits::l1_wants_exit;
+        use crate::guest::VecMemory;
+        let mem = VecMemory::new(0x1000);
+        let regs = Regs::default();
+        let mut v12 = valid_vmcs12(&l1());
+        let wants = |v12: &Vmcs12, e: &Exception| {
+            l1_wants_exit(&exception_exit(e, 2), v12, &regs, &mem).unwrap()
+        };
+        v12.exception_bitmap = 0;
+        assert!(!wants(&v12, &Exception::GP0));
+        v12.exception_bitmap = 1 << 13;
+        assert!(wants(&v12, &Exception::GP0));
+        assert!(!wants(&v12, &Exception::UD));
+        // #PF: the bit, inverted when the error code does not match (SDM 25.2).
+        let pf = Exception::page_fault(0x1000, 2);
+        v12.exception_bitmap = 1 << 14;
+        (v12.page_fault_error_code_mask, v12.page_fault_error_code_match) = (2, 2);
+        assert!(wants(&v12, &pf));
+        v12.page_fault_error_code_match = 0;
+        assert!(!wants(&v12, &pf));
+        v12.exception_bitmap = 0;
+        assert!(wants(&v12, &pf));
     }
 }

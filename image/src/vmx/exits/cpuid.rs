@@ -12,8 +12,9 @@ use pc::cpuid::{self as policy, Features, Live};
 use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 use crate::ratelimit::RateLimit;
-use crate::vmx::action::{Action, GP};
+use crate::vmx::action::Action;
 use crate::vmx::guest::Guest;
+use nested::vmx::Exception;
 
 pub use policy::signature_words;
 
@@ -239,7 +240,7 @@ pub fn xsetbv(g: &mut Guest) -> Action {
         if XSETBV_REFUSED.allow() {
             log::warn!("guest XSETBV of XCR{xcr} = {value:#x} refused: injecting #GP(0)");
         }
-        return Action::Inject(GP, Some(0));
+        return Action::raise(Exception::GP0);
     }
     // SAFETY: the host has XSAVE (checked above, or `shown` would be empty and the value
     // refused). The value passed the processor's XCR0 checks against components the host

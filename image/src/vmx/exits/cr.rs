@@ -8,8 +8,9 @@ use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
 
 use crate::ratelimit::RateLimit;
-use crate::vmx::action::{Action, GP};
+use crate::vmx::action::Action;
 use crate::vmx::guest::{gpr, set_gpr};
+use nested::vmx::Exception;
 
 static REFUSED: RateLimit = RateLimit::new(8);
 
@@ -18,7 +19,7 @@ fn refuse(cr: u32, value: u64, why: &str) -> Action {
     if REFUSED.allow() {
         log::warn!("guest MOV to CR{cr} of {value:#x} refused ({why}): injecting #GP(0)");
     }
-    Action::Inject(GP, Some(0))
+    Action::raise(Exception::GP0)
 }
 use crate::arch::vmcs::HwVmcs;
 use crate::vmx::guest::Guest;
@@ -64,7 +65,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
             Action::Skip
         }
         // CLTS and LMSW touch only bits L0 does not own; they cannot exit here.
-        _ => Action::Inject(GP, Some(0)),
+        _ => Action::raise(Exception::GP0),
     }
 }
 

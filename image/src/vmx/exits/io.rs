@@ -1,7 +1,9 @@
 //! I/O instructions (exit reason 30; qualification SDM Table 28-5): every port access goes to
 //! L0's device model. String I/O (INS/OUTS, with or without REP) moves its items between the
-//! ports and the guest's memory through the guest's paging (`pc::string_io`); L2's string I/O
-//! to a port L1 passes through is not emulated (the guest is stopped with a clear reason).
+//! ports and the guest's memory through the guest's paging (`pc::string_io`). This file does
+//! it for L1, and for L2 on a port L1 passes through when vmcs12 does not enable EPT (L2's
+//! physical memory is then L1's); with EPT12, L2's memory goes through EPT12 and EPT02
+//! (`l1vmx::l2_memory`), which uses [`decode_string`], [`PortsOf`] and [`string_done`].
 
 use nested::arch::{efer, rflags, segment_ar};
 use nested::exits::ExitInfo;
@@ -12,8 +14,9 @@ use nested::vmx::Exception;
 use pc::string_io::{self, StringIo, StringOutcome, StringRegs, StringTarget};
 
 use crate::arch::vmcs::HwVmcs;
+use crate::guest::memory::GuestMemory;
 use crate::guest::paging::{access_linear, paging_regs, user_mode};
-use crate::machine::PortEffect;
+use crate::machine::{Devices, PortEffect};
 use crate::ratelimit::RateLimit;
 use crate::vmx::action::{Action, GuestEnd};
 use crate::vmx::guest::Guest;
@@ -53,41 +56,40 @@ pub fn handle(g: &mut Guest, v: &HwVmcs, info: &ExitInfo) -> Action {
 #[cold]
 #[inline(never)]
 fn string_io(g: &mut Guest, v: &HwVmcs, info: &ExitInfo) -> Action {
-    let port = (info.qualification >> 16) as u16;
-    if g.nested.as_ref().is_some_and(|n| n.in_l2) {
-        if STRING_IO.allow() {
-            log::error!(
-                "L2 used string I/O (INS/OUTS) on port {port:#x}, which L1 passes through: not emulated"
-            );
-        }
-        return Action::Stop(GuestEnd::Failed("L2's string I/O to a port of L1 is not emulated"));
-    }
-    let long_mode =
-        v.read(F::GuestIa32Efer) & efer::LMA != 0 && v.read(F::GuestCsArBytes) & segment_ar::L != 0;
-    let down = v.read(F::GuestRflags) & rflags::DF != 0;
-    let q = info.qualification;
-    let Some(op) =
-        StringIo::from_exit(q, info.instruction_info, info.guest_linear_address, down, long_mode)
-    else {
-        log::error!("string I/O exit with undefined encodings (qualification {q:#x}): stopping");
+    let Some(op) = decode_string(v, info) else {
         return Action::Stop(GuestEnd::Failed("string I/O exit information undefined"));
     };
     let mut regs = StringRegs { rcx: g.regs.rcx, rsi: g.regs.rsi, rdi: g.regs.rdi };
     let paging = paging_regs(v);
     let user = user_mode(v);
-    let outcome = string_io::perform(&op, &mut regs, &mut Linear { g: &mut *g, paging, user });
+    let mut target =
+        PortsOf { devices: &mut g.devices, mem: Linear { memory: &mut g.memory, paging, user } };
+    let outcome = string_io::perform(&op, &mut regs, &mut target);
     (g.regs.rcx, g.regs.rsi, g.regs.rdi) = (regs.rcx, regs.rsi, regs.rdi);
+    string_done(g, outcome)
+}
+
+/// The string I/O operation of the guest's exit `info` (`v` its VMCS, current), or `None`
+/// (logged) when the exit information has undefined encodings.
+pub fn decode_string(v: &HwVmcs, info: &ExitInfo) -> Option<StringIo> {
+    let long_mode =
+        v.read(F::GuestIa32Efer) & efer::LMA != 0 && v.read(F::GuestCsArBytes) & segment_ar::L != 0;
+    let down = v.read(F::GuestRflags) & rflags::DF != 0;
+    let q = info.qualification;
+    let op =
+        StringIo::from_exit(q, info.instruction_info, info.guest_linear_address, down, long_mode);
+    if op.is_none() && STRING_IO.allow() {
+        log::error!("string I/O exit with undefined encodings (qualification {q:#x}): stopping");
+    }
+    op
+}
+
+/// What the run loop does after string I/O ended with `outcome` (the registers are updated).
+pub fn string_done(g: &mut Guest, outcome: StringOutcome<Exception, PortEffect>) -> Action {
     match outcome {
         StringOutcome::Done => Action::Skip,
         StringOutcome::Again => Action::Resume,
-        StringOutcome::Fault(e) => {
-            if let Some(cr2) = e.cr2 {
-                // SAFETY: not in a page-fault handler; CR2 is the guest's from here to the
-                // entry that injects the #PF.
-                unsafe { crate::arch::cpu::write_cr2(cr2) };
-            }
-            Action::Inject(e.vector, e.error_code)
-        }
+        StringOutcome::Fault(e) => Action::raise(e),
         StringOutcome::Effect(PortEffect::Exit(status)) => Action::Stop(GuestEnd::Exited(status)),
         StringOutcome::Effect(PortEffect::PowerOff) => power_off(),
         StringOutcome::Effect(PortEffect::Reset) => reset(g),
@@ -95,49 +97,60 @@ fn string_io(g: &mut Guest, v: &HwVmcs, info: &ExitInfo) -> Action {
     }
 }
 
-/// The guest's linear memory through its own paging, and its ports.
+/// The guest's linear memory, as string I/O moves items through it.
+pub trait LinearMemory {
+    fn read(&mut self, linear: u64, buf: &mut [u8]) -> Result<(), Exception>;
+    fn write(&mut self, linear: u64, data: &[u8]) -> Result<(), Exception>;
+}
+
+/// The guest's ports (L0's device model) and linear memory `mem`: what string I/O moves
+/// items between.
+pub struct PortsOf<'a, M: LinearMemory> {
+    pub devices: &'a mut Devices,
+    pub mem: M,
+}
+
+impl<M: LinearMemory> StringTarget<Exception, PortEffect> for PortsOf<'_, M> {
+    fn read(&mut self, linear: u64, buf: &mut [u8]) -> Result<(), Exception> {
+        self.mem.read(linear, buf)
+    }
+
+    fn write(&mut self, linear: u64, data: &[u8]) -> Result<(), Exception> {
+        self.mem.write(linear, data)
+    }
+
+    fn port_in(&mut self, port: u16, size: u8) -> u32 {
+        self.devices.read(port, size)
+    }
+
+    fn port_out(&mut self, port: u16, size: u8, value: u32) -> Option<PortEffect> {
+        match self.devices.write(port, size, value) {
+            PortEffect::None => None,
+            effect => Some(effect),
+        }
+    }
+}
+
+/// The guest's linear memory through its own paging, in its physical memory `memory`.
 struct Linear<'a> {
-    g: &'a mut Guest,
+    memory: &'a mut GuestMemory,
     paging: PagingRegs,
     user: bool,
 }
 
-impl StringTarget<Exception, PortEffect> for Linear<'_> {
+impl LinearMemory for Linear<'_> {
     fn read(&mut self, linear: u64, buf: &mut [u8]) -> Result<(), Exception> {
         let (len, kind) = (buf.len(), AccessKind::Read);
-        access_linear(
-            &mut self.g.memory,
-            &self.paging,
-            self.user,
-            linear,
-            len,
-            kind,
-            |m, gpa, at, n| PhysMemory::read(&*m, gpa, &mut buf[at..at + n]),
-        )
+        access_linear(self.memory, &self.paging, self.user, linear, len, kind, |m, gpa, at, n| {
+            PhysMemory::read(&*m, gpa, &mut buf[at..at + n])
+        })
     }
 
     fn write(&mut self, linear: u64, data: &[u8]) -> Result<(), Exception> {
         let (len, kind) = (data.len(), AccessKind::Write);
-        access_linear(
-            &mut self.g.memory,
-            &self.paging,
-            self.user,
-            linear,
-            len,
-            kind,
-            |m, gpa, at, n| PhysMemory::write(m, gpa, &data[at..at + n]),
-        )
-    }
-
-    fn port_in(&mut self, port: u16, size: u8) -> u32 {
-        self.g.devices.read(port, size)
-    }
-
-    fn port_out(&mut self, port: u16, size: u8, value: u32) -> Option<PortEffect> {
-        match self.g.devices.write(port, size, value) {
-            PortEffect::None => None,
-            effect => Some(effect),
-        }
+        access_linear(self.memory, &self.paging, self.user, linear, len, kind, |m, gpa, at, n| {
+            PhysMemory::write(m, gpa, &data[at..at + n])
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 pub mod cpuid;
 mod cr;
 mod fault;
-mod io;
+pub mod io;
 pub mod mark;
 mod mmio;
 pub mod msr;
@@ -18,9 +18,10 @@ pub use msr::L2_PASSTHROUGH;
 
 use nested::exits::{ExitInfo, ExitReason};
 
-use super::action::{Action, UD};
+use super::action::Action;
 use super::guest::Guest;
 use crate::arch::vmcs::HwVmcs;
+use nested::vmx::Exception;
 
 /// Handles one exit (inlined into the run loop, its only caller: no call, no `Action`
 /// through memory on the exit path).
@@ -57,7 +58,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         },
         ExitReason::EptMisconfig => fault::ept(v, g, info),
         r if r.is_vmx_instruction() || r == ExitReason::Vmfunc => simple::vmx_instruction(v, r),
-        ExitReason::Mwait | ExitReason::Monitor => Action::Inject(UD, None),
+        ExitReason::Mwait | ExitReason::Monitor => Action::raise(Exception::UD),
         ExitReason::Xsetbv => cpuid::xsetbv(g),
         ExitReason::InitSignal | ExitReason::StartupIpi => Action::Resume,
         _ => fault::unknown(v, g, info),

@@ -11,8 +11,9 @@ use pc::msr::{self as policy, GeneralProtection, GuestStateMsr, Msr, MsrFile};
 use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 use crate::ratelimit::RateLimit;
-use crate::vmx::action::{Action, GP};
+use crate::vmx::action::Action;
 use crate::vmx::guest::Guest;
+use nested::vmx::Exception;
 
 /// MSRs an L2 may access without an exit when L1 passes them through (vmcs02's MSR bitmap):
 /// those the VMCS switches on every entry and exit (SYSENTER, FS/GS base) and the SYSCALL and
@@ -188,7 +189,7 @@ fn apic_fault(what: &str, msr: u32, value: u64) -> Action {
     if APIC_FAULTS.allow() {
         log::warn!("guest {what} of APIC MSR {msr:#x} (value {value:#x}) faults: injecting #GP(0)");
     }
-    Action::Inject(GP, Some(0))
+    Action::raise(Exception::GP0)
 }
 
 /// A WRMSR the processor would refuse (reserved bits, a non-canonical address, a bad memory
@@ -197,7 +198,7 @@ fn refused(msr: u32, value: u64) -> Action {
     if REFUSED.allow() {
         log::warn!("guest WRMSR of MSR {msr:#x} (value {value:#x}) refused: injecting #GP(0)");
     }
-    Action::Inject(GP, Some(0))
+    Action::raise(Exception::GP0)
 }
 
 fn unknown(what: &str, msr: u32, value: u64) -> Action {
@@ -205,5 +206,5 @@ fn unknown(what: &str, msr: u32, value: u64) -> Action {
     if !policy::expected_gp(msr) && UNKNOWN.allow() {
         log::warn!("guest {what} of MSR {msr:#x} (value {value:#x}) not allowed: injecting #GP(0)");
     }
-    Action::Inject(GP, Some(0))
+    Action::raise(Exception::GP0)
 }

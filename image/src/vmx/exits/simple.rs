@@ -7,8 +7,9 @@ use nested::vmcs::{Vmcs, VmcsField as F};
 use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 use crate::ratelimit::RateLimit;
-use crate::vmx::action::{Action, GuestEnd, UD};
+use crate::vmx::action::{Action, GuestEnd};
 use crate::vmx::guest::Guest;
+use nested::vmx::Exception;
 
 static INTERRUPTS: RateLimit = RateLimit::new(8);
 static VMX_INSNS: RateLimit = RateLimit::new(8);
@@ -46,12 +47,15 @@ pub fn external_interrupt(g: &mut Guest, info: &ExitInfo) -> Action {
 }
 
 /// Exception or NMI (exit reason 0). The exception bitmap is empty, so only NMIs arrive: they
-/// belong to the guest and are re-injected.
-pub fn exception_or_nmi(v: &HwVmcs, g: &Guest, info: &ExitInfo) -> Action {
+/// belong to the guest and are delivered to it as an NMI (interruption type 2, which blocks
+/// further NMIs until IRET) when it can take one (`interrupts::before_l1_entry`).
+pub fn exception_or_nmi(v: &HwVmcs, g: &mut Guest, info: &ExitInfo) -> Action {
     let kind = (info.intr_info >> 8) & 7;
     let vector = (info.intr_info & 0xff) as u8;
     if kind == 2 {
-        return Action::Inject(2, None);
+        g.irq.nmi = true;
+        g.irq.armed = true;
+        return Action::Resume;
     }
     log::error!("unexpected exception {vector} intercepted (the exception bitmap is empty)");
     crate::vmx::guest::dump(v, g);
@@ -67,5 +71,5 @@ pub fn vmx_instruction(v: &HwVmcs, reason: ExitReason) -> Action {
             v.read(F::GuestRip)
         );
     }
-    Action::Inject(UD, None)
+    Action::raise(Exception::UD)
 }

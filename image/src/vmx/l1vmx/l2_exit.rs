@@ -9,13 +9,13 @@ use nested::caps::{proc1, proc2};
 use nested::ept::l2_mmio::l2_mmio_target;
 use nested::ept::shadow::{PmlLog, Resolution, eptp02_for};
 use nested::exits::routing::secondary_controls;
-use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, route};
+use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, l1_wants_exit, route};
 use nested::guest::{Gpr, GuestRegs as L1Regs};
 use nested::vmcs::Vmcs;
 use nested::vmcs::VmcsField as F;
-use nested::vmx::VmfuncOutcome;
-use nested::vmx::for_l1::{ForL1, cr_access};
+use nested::vmx::for_l1::{ForL1, cr_access, exception_exit};
 use nested::vmx::sync::{SyncScope, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12};
+use nested::vmx::{Exception, VmfuncOutcome};
 
 use super::l1_memory::{Ept01View, Frames, L1View};
 use super::state::MAXPHYADDR;
@@ -39,14 +39,34 @@ pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     let intercepts = L0Intercepts { exception_bitmap: 0, preemption_timer: n.timer02 };
     let view = RegsOnly(&g.regs);
     let decision = route(info, &intercepts, &n.vmx.vmcs12, &view, &g.memory);
-    match decision {
-        Ok(ExitRoute::L1) => reflect(g, v02, info),
+    let action = match decision {
+        Ok(ExitRoute::L1) => return reflect(g, v02, info),
         Ok(ExitRoute::L0) => l0_handles(g, v02, info),
         Ok(ExitRoute::ForL1) => for_l1(g, v02, info),
         Err(_) => {
             log::error!("L2 exit {:#x} cannot be routed: stopping the guest", info.reason);
-            Action::Stop(GuestEnd::Failed("unroutable L2 exit"))
+            return Action::Stop(GuestEnd::Failed("unroutable L2 exit"));
         }
+    };
+    match action {
+        Action::Inject(f) => raise_in_l2(g, v02, info, f.exception()),
+        action => action,
+    }
+}
+
+/// An exception L2's instruction raises while L0 performs it for L1 (a refused WRMSR, a CR
+/// write the processor faults, a #PF in string I/O): on hardware it arises in L2, so when
+/// vmcs12's exception bitmap intercepts it (with the #PF error-code mask and match) it is a
+/// VM exit to L1 (`nested::vmx::for_l1::exception_exit`; CR2 unchanged), otherwise it is
+/// delivered to L2. An event L0 injects with VM entry would bypass vmcs02's bitmap.
+#[cold]
+#[inline(never)]
+fn raise_in_l2(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo, e: Exception) -> Action {
+    let Some(n) = g.nested.as_ref() else { return Action::raise(e) };
+    let exit = exception_exit(&e, info.instruction_len);
+    match l1_wants_exit(&exit, &n.vmx.vmcs12, &RegsOnly(&g.regs), &g.memory) {
+        Ok(true) => reflect(g, v02, &exit),
+        _ => Action::raise(e),
     }
 }
 
@@ -162,6 +182,9 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     }
 }
 
+/// I/O exit qualification bit 4: string instruction (SDM Table 28-5).
+const IO_STRING: u64 = 1 << 4;
+
 /// An exit neither level asked for (vmcs02 intercepts more than vmcs12 does): L0 performs
 /// the access as if L1 had executed it and resumes L2. Port I/O goes to L1's devices and
 /// RDMSR/WRMSR to L1's MSR view through the same handlers as L1's own exits (vmcs02 is
@@ -169,6 +192,16 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
 /// accesses change L2's state as vmcs12 describes it (`nested::vmx::for_l1`).
 fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     match info.exit_reason() {
+        // String I/O through L2's memory as EPT12 maps it (without EPT12 L2's physical
+        // memory is L1's, and the I/O handler does it as for L1).
+        Some(ExitReason::IoInstruction)
+            if info.qualification & IO_STRING != 0
+                && g.nested.as_ref().is_some_and(|n| {
+                    secondary_controls(&n.vmx.vmcs12) & proc2::ENABLE_EPT != 0
+                }) =>
+        {
+            super::l2_memory::string_io(g, v02, info, reflect)
+        }
         Some(ExitReason::IoInstruction | ExitReason::Rdmsr | ExitReason::Wrmsr) => {
             crate::vmx::exits::handle(g, v02, info)
         }
@@ -193,7 +226,7 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
             match cr_access(info.qualification, &mut n.vmx.vmcs12, v02, &mut regs, &n.l0.hw, &caps)
             {
                 ForL1::Done => Action::Skip,
-                ForL1::Fault(e) => Action::Inject(e.vector, e.error_code),
+                ForL1::Fault(e) => Action::raise(e),
                 ForL1::NotEmulated => reflect(g, v02, info),
             }
         }

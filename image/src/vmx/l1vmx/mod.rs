@@ -16,6 +16,7 @@
 pub mod io02;
 pub mod l1_memory;
 pub mod l2_exit;
+pub mod l2_memory;
 pub mod msr_lists;
 pub mod shadow_vmcs;
 pub mod state;
@@ -32,7 +33,7 @@ use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::bitmaps::update_msr_passthrough;
 use nested::vmx::merge::{L1State, Vmcs02Inputs, prepare_vmcs02, reads_l1_state};
 use nested::vmx::sync::{load_l1_host_state, sync_vmcs12_rare};
-use nested::vmx::{Flush, L1Cpu, VmxResult};
+use nested::vmx::{Exception, Flush, L1Cpu, VmxResult};
 
 use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
@@ -76,7 +77,7 @@ pub enum Step {
 
 /// L1 executed a VMX instruction (L1 runs on vmcs01).
 pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
-    let Some(n) = g.nested.as_mut() else { return Step::Action(Action::Inject(6, None)) };
+    let Some(n) = g.nested.as_mut() else { return Step::Action(Action::raise(Exception::UD)) };
     let write = match info.exit_reason() {
         Some(ExitReason::Vmread) => false,
         Some(ExitReason::Vmwrite) => true,
@@ -135,7 +136,7 @@ fn other_instruction(
         sync_rare(n);
     }
     let Some((result, flush)) = n.vmx.emulate(info, &cpu, &mut view) else {
-        return Step::Action(Action::Inject(6, None));
+        return Step::Action(Action::raise(Exception::UD));
     };
     if let Some(flush) = flush {
         invalidate(n, flush);
@@ -177,13 +178,7 @@ fn finish(n: &mut L1Vmx, v: &mut HwVmcs, result: VmxResult, cpu: &L1Cpu) -> Step
             }
             Step::Action(Action::Skip)
         }
-        VmxResult::Fault(e) => {
-            if let Some(cr2) = e.cr2 {
-                // SAFETY: not in a page-fault handler; CR2 is L1's from here to the entry.
-                unsafe { crate::arch::cpu::write_cr2(cr2) };
-            }
-            Step::Action(Action::Inject(e.vector, e.error_code))
-        }
+        VmxResult::Fault(e) => Step::Action(Action::raise(e)),
         VmxResult::EnterL2 { launch } => Step::EnterL2 { launch },
         VmxResult::EntryFailed(_) => {
             // vmcs12 holds the entry-failure exit; L1 continues at its host RIP.
