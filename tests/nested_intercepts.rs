@@ -189,13 +189,16 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
         // VM-exit MSR-load list gives L1 0x4444, and L1's SYSENTER_ESP is its host-state
         // field's 0. Then a load-list entry WRMSR refuses (IA32_PAT memory type 2, entry 2):
         // a VM-entry failure, reason 34 with bit 31, qualification 2, and the exit's load
-        // list still runs (0x5555).
+        // list still runs (0x5555). Then entry 2 names IA32_FS_BASE, which no list loads:
+        // the same failure, after entry 1 (KERNEL_GS_BASE 0x7777) was loaded, as on the
+        // processor.
         &[
             "vmx32i: MSR lists: VM-entry load, VM-exit store and load",
             "vmx32i:   VMCALL, guest EDI=0x00003333",
             "vmx32i:   guest read KERNEL_GS_BASE=0x00003333 stored=0x00003334 stored=0x00002222",
             "vmx32i:   guest SYSENTER_ESP=0x00002222 KERNEL_GS_BASE=0x00004444 SYSENTER_ESP=0x00000000",
             "vmx32i:   exit reason=0x80000022 qual=0x00000002 KERNEL_GS_BASE=0x00005555",
+            "vmx32i:   exit reason=0x80000022 qual=0x00000002 KERNEL_GS_BASE=0x00007777",
             "vmx32i: done",
         ],
     ];

@@ -38,8 +38,9 @@
 //!    ([`vmcs::shadow::copy_shadow_to_vmcs12`], marking changed fields dirty). The emulated
 //!    VMRESUME runs the SDM's checks in order: VMfailValid for controls (error 7, see
 //!    [`vmx::checks::check_controls`]) and host state (8), a VM-entry-failure exit to L1 for
-//!    guest state and MSR loading (reason 33/34, [`vmx::checks::check_guest_state`],
-//!    [`vmx::checks::check_msr_load_list`]).
+//!    guest state (reason 33, [`vmx::checks::check_guest_state`]); after the merge the
+//!    image loads the VM-entry MSR-load list entry by entry (reason 34 at the first that
+//!    fails, [`vmx::msr_lists::load`]).
 //! 8. [`vmx::merge::prepare_vmcs02`] writes **only the dirty fields** into vmcs02 (controls
 //!    are re-merged only when a control changed: L0's must-haves OR'd with L1's requests,
 //!    bitmaps merged by [`vmx::bitmaps`]), clears the dirty set, and L0 enters L2:

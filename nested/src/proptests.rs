@@ -531,7 +531,6 @@ proptest! {
         let _ = checks::check_controls(&v12, &caps, 36);
         let _ = checks::check_host_state(&v12, &caps, 36, cpu.is_ia32e());
         let _ = checks::check_guest_state(&v12, &caps, 36, &l1m);
-        let _ = checks::check_msr_load_list(&v12, &caps, &l1m);
 
         let mut vmx = NestedVmx::new(caps, 36);
         vmx.vmxon = true;

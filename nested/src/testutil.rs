@@ -14,8 +14,6 @@ pub(crate) use crate::vmx::l1_caps::tests::skylake;
 pub struct TestL1 {
     pub regs: Regs,
     pub mem: VecMemory,
-    /// MSR index the L0 policy refuses to load.
-    pub deny_msr: Option<u32>,
     /// ES, CS, SS, DS, FS, GS as the VMCS would hold them (flat by default).
     pub segments: [SegmentCache; 6],
 }
@@ -25,7 +23,7 @@ impl TestL1 {
         let segments =
             [Segment::Es, Segment::Cs, Segment::Ss, Segment::Ds, Segment::Fs, Segment::Gs]
                 .map(|s| SegmentCache::flat(s, 0));
-        TestL1 { regs: Regs::default(), mem: VecMemory::new(size), deny_msr: None, segments }
+        TestL1 { regs: Regs::default(), mem: VecMemory::new(size), segments }
     }
 
     pub fn set(&mut self, r: Gpr, v: u64) {
@@ -63,9 +61,6 @@ impl L1Access for TestL1 {
     }
     fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception> {
         self.mem.write(L1Gpa(op.linear), data).map_err(|_| Exception::page_fault(op.linear, 2))
-    }
-    fn msr_load_allowed(&self, index: u32, _value: u64) -> bool {
-        self.deny_msr != Some(index)
     }
 }
 

@@ -465,7 +465,8 @@ vmfunc_checked:
  * saves both of the guest's, and the VM-exit MSR-load list sets this kernel's
  * KERNEL_GS_BASE to 0x4444. Then the entry list's second entry sets IA32_PAT's entry 0 to
  * memory type 2, which WRMSR refuses: the entry fails (reason 34, qualification 2), and the
- * exit's load list still runs (0x5555). */
+ * exit's load list still runs (0x5555). Last, entry 2 names IA32_FS_BASE, which no list may
+ * load: the entry fails the same way, after entry 1 (KERNEL_GS_BASE 0x7777) was loaded. */
 msr_lists_test:
     mov $msg_msr_lists, %esi
     call puts
@@ -539,9 +540,32 @@ msr_entry_failed:
     rdmsr
     SHOW msg_msr_l1_kgs
     call newline
-    VMW 0x4014, $0
     VMW 0x400e, $0
     VMW 0x4010, $0
+    /* A structurally bad entry 2 (IA32_FS_BASE, which no list may load) after a good entry 1
+     * (KERNEL_GS_BASE 0x7777): the processor loads entry 1, then fails the entry with
+     * qualification 2, and no exit list restores this kernel's 0x5555. */
+    movl $0xc0000102, msr_entry_list
+    movl $0x7777, msr_entry_list + 8
+    movl $0xc0000100, msr_entry_list + 16
+    movl $0, msr_entry_list + 24
+    movl $msr_bad_entry_failed, entry_failed_jump
+    VMW 0x681e, $l2_msr
+    call enter
+    jmp vmx_failed
+
+msr_bad_entry_failed:
+    movl $0, entry_failed_jump
+    mov exit_reason, %eax
+    SHOW msg_exit
+    VMR 0x6400
+    mov %ebx, %eax
+    SHOW msg_qual
+    mov $0xc0000102, %ecx
+    rdmsr
+    SHOW msg_msr_l1_kgs
+    call newline
+    VMW 0x4014, $0
 
 done:
     mov $msg_done, %esi

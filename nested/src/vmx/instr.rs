@@ -88,11 +88,6 @@ pub trait L1Access: GuestRegs + GuestMemory {
     fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception>;
     /// Writes a memory operand.
     fn write_operand(&mut self, op: &MemOperand, data: &[u8]) -> Result<(), Exception>;
-    /// Would WRMSR(`index`, `value`) succeed for L2 (VM-entry MSR-load check, SDM 26.4)?
-    fn msr_load_allowed(&self, index: u32, value: u64) -> bool {
-        let _ = (index, value);
-        true
-    }
 }
 
 /// Reads a memory operand after the segmentation checks (SDM Vol. 3A 5.3, 5.4.1; 64-bit mode

@@ -71,9 +71,14 @@ fn entry(addr: u64, i: u32) -> L1Gpa {
 
 /// Performs a load list (the VM-entry MSR-load or the VM-exit MSR-load list) of `count`
 /// entries at `addr`, in order. `Err(n)`: entry `n` (1-based) failed (unreadable, a
-/// forbidden index, or a value WRMSR refuses); entries `1..n` are loaded.
-pub fn load(msrs: &mut impl Msrs, addr: u64, count: u32) -> Result<(), u32> {
+/// forbidden index, a value WRMSR refuses, or the first past `max`, the list length
+/// IA32_VMX_MISC recommends: `VmxCaps::max_msr_list_len`); entries `1..n` are loaded, as the
+/// processor loads them before it meets the failing one (SDM 26.4).
+pub fn load(msrs: &mut impl Msrs, addr: u64, count: u32, max: u32) -> Result<(), u32> {
     for i in 0..count {
+        if i >= max {
+            return Err(i + 1);
+        }
         let at = entry(addr, i);
         let (Ok(lo), Ok(value)) = (msrs.read_u64(at), msrs.read_u64(L1Gpa(at.0.wrapping_add(8))))
         else {
@@ -178,11 +183,11 @@ mod tests {
         let entries = [(0x174, 0x10), (0xc000_0102, 0xffff_8000_0000_1000), (0x174, 0x20)];
         list(&mut mem, 0x3000, &entries);
         let mut m = Map::new(&mem);
-        assert_eq!(load(&mut m, 0x3000, 3), Ok(()));
+        assert_eq!(load(&mut m, 0x3000, 3, 512), Ok(()));
         assert_eq!(m.writes, [(0x174, 0x10), (0xc000_0102, 0xffff_8000_0000_1000), (0x174, 0x20)]);
         // A count of 0 touches nothing, even at an address outside memory.
         let mut m = Map::new(&mem);
-        assert_eq!(load(&mut m, u64::MAX - 15, 0), Ok(()));
+        assert_eq!(load(&mut m, u64::MAX - 15, 0, 512), Ok(()));
         assert!(m.writes.is_empty());
     }
 
@@ -206,20 +211,27 @@ mod tests {
             list(&mut mem, 0x3000, &[(0x174, 1), (0x175, 2), bad, (0x176, 3)]);
             let mut m = Map::new(&mem);
             m.refuse.push((0x277, 0x0202_0202_0202));
-            assert_eq!(load(&mut m, 0x3000, 4), Err(3), "{bad:#x?}");
+            assert_eq!(load(&mut m, 0x3000, 4, 512), Err(3), "{bad:#x?}");
             assert_eq!(m.writes, [(0x174, 1), (0x175, 2)], "{bad:#x?}");
         }
         // Indexes next to the forbidden ones load.
         for ok in [0x7ffu64, 0x900, 0xc000_0102, 0xc000_00ff, 0x9c, 0x9d, 0x9f, 0x9a] {
             list(&mut mem, 0x3000, &[(ok, 5)]);
             let mut m = Map::new(&mem);
-            assert_eq!(load(&mut m, 0x3000, 1), Ok(()), "{ok:#x}");
+            assert_eq!(load(&mut m, 0x3000, 1, 512), Ok(()), "{ok:#x}");
         }
         // Entry 2 outside L1's memory fails as entry 2.
         list(&mut mem, 0xfff0, &[(0x174, 1)]);
         let mut m = Map::new(&mem);
-        assert_eq!(load(&mut m, 0xfff0, 2), Err(2));
+        assert_eq!(load(&mut m, 0xfff0, 2, 512), Err(2));
         assert_eq!(m.writes, [(0x174, 1)]);
+        // Past the maximum length: the first `max` entries load, then entry `max + 1` fails.
+        list(&mut mem, 0x3000, &[(0x174, 1), (0x175, 2), (0x176, 3)]);
+        let mut m = Map::new(&mem);
+        assert_eq!(load(&mut m, 0x3000, 3, 2), Err(3));
+        assert_eq!(m.writes, [(0x174, 1), (0x175, 2)]);
+        let mut m = Map::new(&mem);
+        assert_eq!(load(&mut m, 0x3000, 3, 3), Ok(()));
     }
 
     #[test]

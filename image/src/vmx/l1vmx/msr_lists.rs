@@ -60,6 +60,11 @@ fn list(g: &Guest, pick: impl Fn(&nested::vmcs::Vmcs12) -> (u64, u32)) -> (u64, 
     g.nested.as_ref().map_or((0, 0), |n| pick(&n.vmx.vmcs12))
 }
 
+/// The list length L1's IA32_VMX_MISC recommends, past which a load list fails.
+fn max_len(g: &Guest) -> u32 {
+    g.nested.as_ref().map_or(512, |n| n.vmx.caps.max_msr_list_len())
+}
+
 // Every VM entry and exit of L2 asks these; almost no L1 has lists, so the question is
 // inline and the work is not (a call on the hot path costs ticks on every exit).
 
@@ -74,8 +79,9 @@ pub fn entry_load(g: &mut Guest, v02: &mut HwVmcs) -> Result<(), u32> {
 #[cold]
 #[inline(never)]
 fn load_entry_list(g: &mut Guest, v02: &mut HwVmcs, addr: u64, count: u32) -> Result<(), u32> {
-    let result =
-        msr_lists::load(&mut Level { g, v: v02, list: "VM-entry MSR-load list" }, addr, count);
+    let max = max_len(g);
+    let level = &mut Level { g, v: v02, list: "VM-entry MSR-load list" };
+    let result = msr_lists::load(level, addr, count, max);
     if let Err(entry) = result {
         log::warn!("VM-entry MSR-load list: entry {entry} of {count} failed: L2's VM entry fails");
     }
@@ -109,8 +115,9 @@ pub fn exit_load(g: &mut Guest, v01: &mut HwVmcs) -> Result<(), Action> {
 #[cold]
 #[inline(never)]
 fn load_exit_list(g: &mut Guest, v01: &mut HwVmcs, addr: u64, count: u32) -> Result<(), Action> {
-    let result =
-        msr_lists::load(&mut Level { g, v: v01, list: "VM-exit MSR-load list" }, addr, count);
+    let max = max_len(g);
+    let level = &mut Level { g, v: v01, list: "VM-exit MSR-load list" };
+    let result = msr_lists::load(level, addr, count, max);
     result.map_err(|entry| abort(g, VmxAbort::LoadingHostMsrs, entry))
 }
 

@@ -405,38 +405,3 @@ fn check_pdptes(v: &Vmcs12, maxphyaddr: u8, mem: &impl GuestMemory) -> Result<()
     }
     Ok(())
 }
-
-/// The VM-entry MSR-load list (SDM 26.4): entries are checked in order; the qualification
-/// of a failure is the 1-based number of the failing entry. These are the rules that hold
-/// whatever L2's state; the image performs the loads after the merge
-/// ([`crate::vmx::msr_lists::load`]), where a value WRMSR refuses fails the entry then.
-pub fn check_msr_load_list(
-    v: &Vmcs12,
-    caps: &VmxCaps,
-    l1: &impl L1Access,
-) -> Result<(), EntryFailure> {
-    let count = v.vm_entry_msr_load_count;
-    let max = caps.max_msr_list_len();
-    let fail = |n: u32, check| EntryFailure {
-        reason: ExitReason::EntryFailMsrLoading,
-        qualification: u64::from(n),
-        check,
-    };
-    for i in 0..count.min(max) {
-        let at = L1Gpa(v.vm_entry_msr_load_addr.wrapping_add(u64::from(i) * 16));
-        let (Ok(lo), Ok(value)) = (l1.read_u64(at), l1.read_u64(L1Gpa(at.0.wrapping_add(8))))
-        else {
-            return Err(fail(i + 1, Check::MsrLoadEntry));
-        };
-        // The index rules (IA32_FS_BASE and IA32_GS_BASE were found by the fuzzing L1).
-        let allowed = crate::vmx::msr_lists::load_index(lo)
-            .is_some_and(|index| l1.msr_load_allowed(index, value));
-        if !allowed {
-            return Err(fail(i + 1, Check::MsrLoadEntry));
-        }
-    }
-    if count > max {
-        return Err(fail(max + 1, Check::MsrLoadCount));
-    }
-    Ok(())
-}

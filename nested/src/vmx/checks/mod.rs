@@ -15,7 +15,6 @@ use crate::ept::eptp_valid;
 use crate::exits::{EXIT_REASON_ENTRY_FAILURE, ExitReason, intr_info, routing::secondary_controls};
 use crate::guest::GuestMemory;
 use crate::vmcs::Vmcs12;
-use crate::vmx::instr::L1Access;
 
 /// One VM-entry check. [`Check::section`] names the SDM section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +124,6 @@ pub enum Check {
     // 26.3.1.6 PDPTEs
     GuestPdpte,
     // 26.4 MSR loading
-    MsrLoadCount,
     MsrLoadEntry,
 }
 
@@ -218,7 +216,7 @@ impl Check {
             | GuestPendingDebugBs
             | GuestVmcsLinkPointer => "26.3.1.5",
             GuestPdpte => "26.3.1.6",
-            MsrLoadCount | MsrLoadEntry => "26.4",
+            MsrLoadEntry => "26.4",
         }
     }
 }
@@ -445,7 +443,7 @@ pub fn check_host_state(
 
 mod guest;
 
-pub use guest::{check_guest_rip, check_guest_state, check_guest_state_hot, check_msr_load_list};
+pub use guest::{check_guest_rip, check_guest_state, check_guest_state_hot};
 
 #[cfg(test)]
 mod tests;
