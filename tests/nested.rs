@@ -189,7 +189,10 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: IA32_APIC_BASE=0xfee00900",
             "L1| vmx32: xAPIC version=0x00050014",
             "L1| vmx32: xAPIC self-IPI delivered",
-            "L1| vmx32: xAPIC NMI IPI to itself taken",
+            // A second NMI, sent while the first one blocks NMIs, arrives at its IRET (L0's
+            // NMI window), not at some later exit.
+            "L1| vmx32: xAPIC NMI IPIs to itself taken (the second sent in the first's handler)=0x00000002",
+            "L1| vmx32: the second NMI interrupted at the first's return point, EIP - it=0x00000000",
             "L1| vmx32: xAPIC one-shot timer woke HLT, current count=0x00000000",
             "L1| vmx32: PIT channel 2 reached 1193 counts, TSC ticks=0x",
             "L1| vmx32: x2APIC id=0x00000000",

@@ -35,7 +35,8 @@
  * guest. An eighth round has the guest do string I/O to ports this kernel passes through
  * (L0 performs it through the guest's paging and EPT12), with an EPT violation for this
  * kernel on the way. In
- * the device checks, an NMI sent to itself with the ICR is taken.
+ * the device checks, an NMI sent to itself with the ICR is taken, and a second one its NMI
+ * handler sends arrives right at the handler's IRET.
  * It ends through port 0xf4. The tests run it as L1 on the turtles L0: every VMX
  * instruction, APIC and PIT access here is emulated by L0. */
 
@@ -1027,13 +1028,22 @@ device_tests:
     jne device_failed
     mov $msg_xapic_ipi, %esi
     call puts
+    /* An NMI to itself, taken even with interrupts off; its handler sends a second one,
+     * which its NMI blocking holds until the IRET: it must arrive right there, before the
+     * instruction the IRET returns to (isr_nmi records where each NMI interrupted). */
     movl $0, APIC + 0x310               /* ICR high: destination APIC ID 0, itself */
     movl $0x00004400, APIC + 0x300      /* ICR: NMI, physical, no shorthand */
+nmi_sent:
     nop
-    cmpl $1, nmis                       /* taken even with interrupts off */
+    mov nmis, %eax
+    REPORT msg_xapic_nmi
+    cmpl $2, nmis
     jne device_failed
-    mov $msg_xapic_nmi, %esi
-    call puts
+    mov nmi_eip, %eax
+    sub $nmi_sent, %eax
+    REPORT msg_nmi_eip
+    cmpl $nmi_sent, nmi_eip
+    jne device_failed
     movl $0xb, APIC + 0x3e0             /* divide by 1 */
     movl $0x40, APIC + 0x320            /* LVT timer: one-shot, vector 0x40 */
     movl $200000, APIC + 0x380          /* initial count */
@@ -1278,6 +1288,13 @@ isr_xapic_ipi:
 
 isr_nmi:
     incl nmis
+    push %eax
+    mov 4(%esp), %eax                   /* where the NMI interrupted */
+    mov %eax, nmi_eip
+    cmpl $1, nmis
+    jne 1f
+    movl $0x00004400, APIC + 0x300      /* a second NMI, while this one blocks NMIs */
+1:  pop %eax
     iret
 
 isr_xapic_timer:
@@ -1375,6 +1392,7 @@ tsc_start:   .long 0
 pit_irqs:    .long 0
 xapic_ipis:  .long 0
 nmis:        .long 0
+nmi_eip:     .long 0
 xapic_timers: .long 0
 x2apic_ipis: .long 0
 x2apic_timers: .long 0
@@ -1402,7 +1420,8 @@ msg_apic_base:    .asciz "vmx32: IA32_APIC_BASE=0x"
 msg_pit_irq0:     .asciz "vmx32: PIT IRQ0 through the 8259 and the APIC's virtual wire: interrupts=0x"
 msg_xapic_version: .asciz "vmx32: xAPIC version=0x"
 msg_xapic_ipi:    .asciz "vmx32: xAPIC self-IPI delivered\n"
-msg_xapic_nmi:    .asciz "vmx32: xAPIC NMI IPI to itself taken\n"
+msg_xapic_nmi:    .asciz "vmx32: xAPIC NMI IPIs to itself taken (the second sent in the first's handler)=0x"
+msg_nmi_eip:      .asciz "vmx32: the second NMI interrupted at the first's return point, EIP - it=0x"
 msg_init_exit:    .asciz "vmx32: INIT to itself, held in VMX root operation: L2 exit reason=0x"
 msg_xapic_timer:  .asciz "vmx32: xAPIC one-shot timer woke HLT, current count=0x"
 msg_pit:          .asciz "vmx32: PIT channel 2 reached 1193 counts, TSC ticks=0x"

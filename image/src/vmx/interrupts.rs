@@ -96,10 +96,14 @@ fn deliver_l1(g: &mut Guest, v: &mut HwVmcs) {
         g.irq.init = false;
         log::warn!("local APIC: INIT to its own processor outside VMX operation: not emulated");
     }
-    if g.irq.nmi && nmi_deliverable(v) {
-        v.write(F::VmEntryInterruptionInfo, NMI | VALID);
-        g.irq.nmi = false;
-        g.watchdog.other_exit();
+    if g.irq.nmi {
+        if nmi_deliverable(v) {
+            v.write(F::VmEntryInterruptionInfo, NMI | VALID);
+            g.irq.nmi = false;
+            g.watchdog.other_exit();
+        } else {
+            open_nmi_window(v);
+        }
     }
     let irq = &mut g.irq;
     let devices = &mut g.devices;
@@ -240,6 +244,24 @@ fn deliver_l2(g: &mut Guest, v02: &mut HwVmcs) -> L2Entry {
         n.set_timer02(v02, want, now, shift);
     }
     L2Entry::Enter
+}
+
+/// An NMI the guest of `v` (vmcs01, current) cannot take yet (NMIs blocked until its IRET,
+/// STI or MOV-SS blocking, an event being delivered): NMI-window exiting brings L0 back the
+/// moment it can (SDM 25.2, 26.7.6), where the processor would deliver it; the exit clears
+/// the control (`exits::simple::nmi_window`) and the next entry injects it. The control needs
+/// virtual NMIs, which vmcs01 has when the processor offers them; without, the NMI waits for
+/// the next exit.
+#[cold]
+fn open_nmi_window(v: &mut HwVmcs) {
+    if v.read(F::PinBasedVmExecControl) & u64::from(pin::VIRTUAL_NMIS) == 0 {
+        return;
+    }
+    let controls = v.read(F::CpuBasedVmExecControl);
+    let window = u64::from(proc1::NMI_WINDOW_EXITING);
+    if controls & window == 0 {
+        v.write(F::CpuBasedVmExecControl, controls | window);
+    }
 }
 
 /// Sets interrupt-window exiting in vmcs02 (current), cleared again by the exit it causes.

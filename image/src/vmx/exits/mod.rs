@@ -45,6 +45,7 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         ExitReason::Hlt => simple::hlt(g, v),
         // L0 asked for it to inject an interrupt (interrupts::before_l1_entry).
         ExitReason::InterruptWindow => Action::Resume,
+        ExitReason::NmiWindow => simple::nmi_window(v),
         ExitReason::ExternalInterrupt => simple::external_interrupt(g, info),
         ExitReason::ExceptionOrNmi => simple::exception_or_nmi(v, g, info),
         ExitReason::PreemptionTimer if g.irq.timer_was_apic() => {

@@ -1,6 +1,7 @@
 //! Small exits: HLT, external interrupts, NMIs, VMX instructions while nesting is off.
 
 use nested::arch::rflags;
+use nested::caps::proc1;
 use nested::exits::{ExitInfo, ExitReason};
 use nested::vmcs::{Vmcs, VmcsField as F};
 
@@ -25,6 +26,15 @@ pub fn hlt(g: &mut Guest, v: &HwVmcs) -> Action {
     }
     crate::vmx::interrupts::halt(g);
     Action::Skip
+}
+
+/// NMI window (exit reason 8): L0 asked for it to deliver a blocked NMI
+/// (`interrupts::before_l1_entry`), which the entry now injects; the control is cleared.
+#[cold]
+pub fn nmi_window(v: &mut HwVmcs) -> Action {
+    let controls = v.read(F::CpuBasedVmExecControl);
+    v.write(F::CpuBasedVmExecControl, controls & !u64::from(proc1::NMI_WINDOW_EXITING));
+    Action::Resume
 }
 
 /// External interrupt (exit reason 1), acknowledged on exit: the assigned function's
