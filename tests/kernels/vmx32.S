@@ -22,7 +22,8 @@
  * clearing CR4.VMXE, which this kernel does not own, is a #GP in the guest as on hardware.
  * A fourth round gives the guest EPT: an identity map of the first GiB plus guest-physical
  * 0xc0000000 mapped to this kernel's own local APIC page (back in xAPIC mode), through
- * which the guest reads the APIC's version and ID, writes the TPR and sends a self-IPI
+ * which the guest reads the APIC's version and ID, writes the TPR, reads all ones where
+ * EPT12 maps an L1-physical page with nothing behind it (0xfed00000), and sends a self-IPI
  * with the ICR; this kernel sees its TPR changed and the IPI arrive as an external-interrupt
  * exit. A fifth round arms the VMX-preemption timer far out and this kernel's APIC timer
  * near: the timer's interrupt must arrive as an external-interrupt exit while the guest
@@ -36,7 +37,8 @@
  * (L0 performs it through the guest's paging and EPT12), with an EPT violation for this
  * kernel on the way. In
  * the device checks, an NMI sent to itself with the ICR is taken, and a second one its NMI
- * handler sends arrives right at the handler's IRET.
+ * handler sends arrives right at the handler's IRET; and a load from a physical address with
+ * neither RAM nor a device reads all ones.
  * It ends through port 0xf4. The tests run it as L1 on the turtles L0: every VMX
  * instruction, APIC and PIT access here is emulated by L0. */
 
@@ -486,6 +488,7 @@ round4:
     movl $(ept_pd_hi + 7), ept_pdpt + 3 * 8
     movl $(ept_pt + 7), ept_pd_hi
     movl $(APIC + 7), ept_pt
+    movl $(0xfed00000 + 7), ept_pt + 8  /* 0xc0001000: neither RAM nor a device of its */
     xor %ecx, %ecx
 1:  mov %ecx, %eax
     shl $21, %eax
@@ -919,6 +922,9 @@ guest_round4:
     movl $0x20, 0xc0000080              /* TPR */
     mov 0xc0000080, %eax
     out %al, $0x80
+    movl $0x1234, 0xc0001000            /* nothing there: dropped */
+    mov 0xc0001000, %eax                /* all ones */
+    out %al, $0x80
     movl $0x00040045, 0xc0000300        /* ICR: fixed, shorthand self, vector 0x45 */
     hlt
     jmp fail
@@ -1043,6 +1049,14 @@ nmi_sent:
     sub $nmi_sent, %eax
     REPORT msg_nmi_eip
     cmpl $nmi_sent, nmi_eip
+    jne device_failed
+    /* Guest-physical 0xfed00000 has neither RAM nor a device on this PC (no HPET): a store
+     * is dropped, a load reads all ones, as on a PC. */
+    movl $0x12345678, 0xfed00000
+    mov 0xfed00000, %eax
+    mov %eax, %edi                      /* REPORT clobbers %eax */
+    REPORT msg_unbacked
+    cmp $0xffffffff, %edi
     jne device_failed
     movl $0xb, APIC + 0x3e0             /* divide by 1 */
     movl $0x40, APIC + 0x320            /* LVT timer: one-shot, vector 0x40 */
@@ -1421,6 +1435,7 @@ msg_pit_irq0:     .asciz "vmx32: PIT IRQ0 through the 8259 and the APIC's virtua
 msg_xapic_version: .asciz "vmx32: xAPIC version=0x"
 msg_xapic_ipi:    .asciz "vmx32: xAPIC self-IPI delivered\n"
 msg_xapic_nmi:    .asciz "vmx32: xAPIC NMI IPIs to itself taken (the second sent in the first's handler)=0x"
+msg_unbacked:     .asciz "vmx32: load from unbacked guest-physical 0xfed00000 after a store=0x"
 msg_nmi_eip:      .asciz "vmx32: the second NMI interrupted at the first's return point, EIP - it=0x"
 msg_init_exit:    .asciz "vmx32: INIT to itself, held in VMX root operation: L2 exit reason=0x"
 msg_xapic_timer:  .asciz "vmx32: xAPIC one-shot timer woke HLT, current count=0x"

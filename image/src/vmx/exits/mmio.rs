@@ -6,6 +6,11 @@
 //! out its load or store on the device model and moves RIP past it (EPT violations report no
 //! instruction length). The same devices are L1's when its guest L2 reaches them through EPT12
 //! ([`l2_device`]): L2's instruction is fetched through L2's paging and EPT12.
+//!
+//! A data access to a physical address with neither RAM nor a modelled device behind it is
+//! performed as on a PC, where nothing answers it: a load reads all ones, a store is dropped
+//! ([`Page::Unbacked`]). An instruction fetch from there is not emulated (the caller stops
+//! the guest, or reflects L2's EPT violation to L1).
 
 use nested::arch::{cr0, efer, segment_ar};
 use nested::ept::l2_mmio::L2Memory;
@@ -25,6 +30,10 @@ use crate::vmx::guest::Guest;
 use crate::vmx::guest::{gpr, set_gpr};
 
 static UNDECODED: RateLimit = RateLimit::new(8);
+static UNBACKED: RateLimit = RateLimit::new(8);
+
+/// EPT-violation qualification bit 2: the access was an instruction fetch (SDM Table 28-7).
+const FETCH: u64 = 1 << 2;
 
 /// The guest's execution mode, which sets operand and address sizes for the decoder.
 fn cpu_mode(v: &HwVmcs) -> CpuMode {
@@ -46,33 +55,50 @@ enum Page {
     Lapic,
     IoApic,
     Virtio(Window),
+    /// Neither RAM nor a device: loads read all ones, stores are dropped.
+    Unbacked,
 }
 
 /// The device page at guest-physical `gpa` of L0's guest (L1), if L0 models one there
-/// (its local APIC, the I/O APIC or one of its virtio-mmio devices).
-fn page_at(g: &Guest, gpa: u64) -> Option<Page> {
+/// (its local APIC, the I/O APIC or one of its virtio-mmio devices), or, for a data access
+/// (EPT-violation qualification `qualification`), [`Page::Unbacked`] where its RAM is not
+/// either.
+fn page_at(g: &Guest, gpa: u64, qualification: u64) -> Option<Page> {
     if g.devices.lapic().mmio_base() == Some(gpa & !0xfff) {
         Some(Page::Lapic)
     } else if crate::machine::Devices::ioapic_owns(gpa) {
         Some(Page::IoApic)
+    } else if let Some(w) = g.devices.virtio_owns(gpa) {
+        Some(Page::Virtio(w))
+    } else if qualification & FETCH == 0 && g.memory.slice(gpa, 1).is_none() {
+        if UNBACKED.allow() {
+            log::warn!(
+                "guest access to guest-physical {gpa:#x}, where there is neither RAM nor a \
+                 device: loads read all ones, stores are dropped"
+            );
+        }
+        Some(Page::Unbacked)
     } else {
-        g.devices.virtio_owns(gpa).map(Page::Virtio)
+        None
     }
 }
 
-/// Emulates the access if `info` is an EPT violation on a device page of the guest's
-/// ([`page_at`]); `None` for any other guest-physical address.
+/// Emulates the access if `info` is an EPT violation on a device page of the guest's, or a
+/// data access where it has neither RAM nor a device ([`page_at`]); `None` for any other
+/// guest-physical address.
 pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     let gpa = info.guest_physical_address;
-    let page = page_at(g, gpa)?;
+    let page = page_at(g, gpa, info.qualification)?;
     let fetched = fetch(v, &g.memory);
     Some(perform(g, v, gpa, page, fetched))
 }
 
 /// L2's access that EPT12 translated to L1-physical `l1gpa` (issue 14, finding 5): if L0
 /// models a device of L1 there, the access is performed on it, as L1's own would be, and L2
-/// resumes past the instruction; `None` if nothing of L1's is there. `v` is vmcs02 (L2's
-/// registers and paging); L2's instruction is fetched through L2's paging and EPT12.
+/// resumes past the instruction (a data access where L1 has neither RAM nor a device reads
+/// all ones or is dropped); `None` if nothing of L1's is there (an instruction fetch outside
+/// L1's memory). `v` is vmcs02 (L2's registers and paging); L2's instruction is fetched
+/// through L2's paging and EPT12; `qualification` is the EPT violation's.
 pub fn l2_device(
     g: &mut Guest,
     v: &mut HwVmcs,
@@ -80,8 +106,9 @@ pub fn l2_device(
     eptp12: u64,
     caps: &nested::caps::VmxCaps,
     maxphyaddr: u8,
+    qualification: u64,
 ) -> Option<Action> {
-    let page = page_at(g, l1gpa)?;
+    let page = page_at(g, l1gpa, qualification)?;
     let l2mem = L2Memory { l1: &g.memory, eptp12: Some(eptp12), caps, maxphyaddr };
     let fetched = fetch(v, &l2mem);
     Some(perform(g, v, l1gpa, page, fetched))
@@ -117,6 +144,7 @@ fn load(g: &mut Guest, page: Page, gpa: u64, size: u8, now: u64) -> u64 {
         }
         Page::IoApic => u64::from(g.devices.ioapic_read(offset & !3)) >> shift,
         Page::Virtio(w) => g.devices.virtio_read(w, gpa, size),
+        Page::Unbacked => u64::MAX,
     }
 }
 
@@ -175,7 +203,7 @@ fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, page: Page, f: Fetched) -> A
             }
             let value = value << shift;
             match page {
-                Page::Virtio(_) => {}
+                Page::Virtio(_) | Page::Unbacked => {}
                 Page::Lapic => {
                     g.devices.with_lapic(|lapic| lapic.write_mmio(offset & !3, value as u32, now))
                 }

@@ -125,17 +125,20 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 }
                 Ok(r @ (Resolution::L1Unmapped(gpa) | Resolution::L0Denied(gpa))) => {
                     // EPT12 maps L2 to a device L0 models for L1 (its local APIC, the I/O
-                    // APIC): the access reaches that device, as on hardware.
+                    // APIC): the access reaches that device, as on hardware; a data access
+                    // where L1 has neither RAM nor a device reads all ones or is dropped.
                     if l2_mmio_target(info.guest_physical_address, Some(&r)).is_some() {
                         let caps = n.vmx.caps;
-                        if let Some(action) =
-                            crate::vmx::exits::l2_device(g, v02, gpa.0, eptp12, &caps, MAXPHYADDR)
-                        {
+                        let q = info.qualification;
+                        if let Some(action) = crate::vmx::exits::l2_device(
+                            g, v02, gpa.0, eptp12, &caps, MAXPHYADDR, q,
+                        ) {
                             return action;
                         }
                     }
-                    // EPT12 maps L2 to L1-physical memory L1 does not have: nothing is mapped
-                    // and L1 gets the EPT violation for its guest.
+                    // An instruction fetch from L1-physical memory L1 does not have (not
+                    // emulated): nothing is mapped and L1 gets the EPT violation for its
+                    // guest.
                     static OUTSIDE: crate::ratelimit::RateLimit =
                         crate::ratelimit::RateLimit::new(8);
                     if OUTSIDE.allow() {
