@@ -61,6 +61,27 @@
     call puts
     .endm
 
+    /* VMREAD of `field`, reported after `msg`; anything but `expect` fails. */
+    .macro EXPECT_FIELD field, expect, msg
+    mov $\field, %eax
+    vmread %eax, %eax
+    mov %eax, %edi                      /* REPORT clobbers %eax */
+    REPORT \msg
+    cmp $\expect, %edi
+    jne fail
+    .endm
+
+    /* VMREAD of `field` minus `base`, reported after `msg`; anything but 0 fails. */
+    .macro EXPECT_OFFSET field, base, msg
+    mov $\field, %eax
+    vmread %eax, %eax
+    sub $\base, %eax
+    mov %eax, %edi
+    REPORT \msg
+    test %edi, %edi
+    jnz fail
+    .endm
+
     /* WRMSR of `value` (low half; high half 0) to MSR `msr`. */
     .macro WRMSR32 msr, value
     mov $\msr, %ecx
@@ -649,25 +670,9 @@ round6_exit:
 round7_exit:
     test %eax, %eax                     /* exception or NMI */
     jnz fail
-    mov $0x4404, %eax
-    vmread %eax, %eax                   /* VM-exit interruption information */
-    mov %eax, %edi
-    REPORT msg_round7_info
-    cmp $0x80000b0d, %edi
-    jne fail
-    mov $0x4406, %eax
-    vmread %eax, %eax                   /* VM-exit interruption error code */
-    mov %eax, %edi
-    REPORT msg_round7_code
-    test %edi, %edi
-    jnz fail
-    mov $0x681e, %eax
-    vmread %eax, %eax                   /* guest RIP: the faulting MOV */
-    sub $l2_cr4_write, %eax
-    mov %eax, %edi
-    REPORT msg_round7_rip
-    test %edi, %edi
-    jnz fail
+    EXPECT_FIELD 0x4404, 0x80000b0d, msg_round7_info       /* VM-exit interruption info */
+    EXPECT_FIELD 0x4406, 0, msg_round7_code                 /* and error code */
+    EXPECT_OFFSET 0x681e, l2_cr4_write, msg_round7_rip      /* guest RIP: the faulting MOV */
 
 /* Round 8: string I/O by the guest to ports this kernel passes through (COM1, and now the
  * master 8259's mask at 0x21): L0 performs it for this kernel through the guest's paging and
@@ -706,26 +711,9 @@ round8_exit:
     cmp $4, %edi
     jne fail
     jmp done
-1:  mov $0x6400, %eax
-    vmread %eax, %eax                   /* exit qualification */
-    mov %eax, %edi
-    REPORT msg_round8_qual
-    cmp $0x182, %edi
-    jne fail
-    mov $0x2400, %eax
-    vmread %eax, %eax                   /* guest-physical address */
-    sub $(0x40000000 + ins_buf2), %eax
-    mov %eax, %edi
-    REPORT msg_round8_gpa
-    test %edi, %edi
-    jnz fail
-    mov $0x640a, %eax
-    vmread %eax, %eax                   /* guest-linear address */
-    sub $(0x40000000 + ins_buf2), %eax
-    mov %eax, %edi
-    REPORT msg_round8_gla
-    test %edi, %edi
-    jnz fail
+1:  EXPECT_FIELD 0x6400, 0x182, msg_round8_qual            /* exit qualification */
+    EXPECT_OFFSET 0x2400, (0x40000000 + ins_buf2), msg_round8_gpa /* guest-physical */
+    EXPECT_OFFSET 0x640a, (0x40000000 + ins_buf2), msg_round8_gla /* guest-linear */
     mov guest_ecx, %eax
     REPORT msg_round8_ecx
     cmpl $4, guest_ecx

@@ -530,16 +530,7 @@ msr_lists_checked:
     jmp vmx_failed
 
 msr_entry_failed:
-    movl $0, entry_failed_jump
-    mov exit_reason, %eax
-    SHOW msg_exit
-    VMR 0x6400
-    mov %ebx, %eax
-    SHOW msg_qual
-    mov $0xc0000102, %ecx
-    rdmsr
-    SHOW msg_msr_l1_kgs
-    call newline
+    call show_msr_entry_failure
     VMW 0x400e, $0
     VMW 0x4010, $0
     /* A structurally bad entry 2 (IA32_FS_BASE, which no list may load) after a good entry 1
@@ -555,16 +546,7 @@ msr_entry_failed:
     jmp vmx_failed
 
 msr_bad_entry_failed:
-    movl $0, entry_failed_jump
-    mov exit_reason, %eax
-    SHOW msg_exit
-    VMR 0x6400
-    mov %ebx, %eax
-    SHOW msg_qual
-    mov $0xc0000102, %ecx
-    rdmsr
-    SHOW msg_msr_l1_kgs
-    call newline
+    call show_msr_entry_failure
     VMW 0x4014, $0
 
 done:
@@ -575,6 +557,21 @@ done:
     cli
 5:  hlt
     jmp 5b
+
+/* An MSR-list test's VM-entry failure: the exit reason, the qualification and this kernel's
+ * KERNEL_GS_BASE after it. */
+show_msr_entry_failure:
+    movl $0, entry_failed_jump
+    mov exit_reason, %eax
+    SHOW msg_exit
+    VMR 0x6400
+    mov %ebx, %eax
+    SHOW msg_qual
+    mov $0xc0000102, %ecx
+    rdmsr
+    SHOW msg_msr_l1_kgs
+    call newline
+    ret
 
 /* A VM-entry failure: expected where entry_failed_jump says where to go on. */
 entry_failed:

@@ -80,27 +80,29 @@ struct L2Linear<'a> {
 
 impl LinearMemory for L2Linear<'_> {
     fn read(&mut self, linear: u64, buf: &mut [u8]) -> Result<(), Exception> {
-        self.phys.linear = linear;
-        let (len, kind) = (buf.len(), AccessKind::Read);
-        access_linear(
-            &mut self.phys,
-            &self.paging,
-            self.user,
-            linear,
-            len,
-            kind,
-            |m, gpa, at, n| {
-                m.data.set(true);
-                let r = PhysMemory::read(&*m, gpa, &mut buf[at..at + n]);
-                m.data.set(false);
-                r
-            },
-        )
+        self.access(linear, buf.len(), AccessKind::Read, |m, gpa, at, n| {
+            PhysMemory::read(&*m, gpa, &mut buf[at..at + n])
+        })
     }
 
     fn write(&mut self, linear: u64, data: &[u8]) -> Result<(), Exception> {
+        self.access(linear, data.len(), AccessKind::Write, |m, gpa, at, n| {
+            PhysMemory::write(m, gpa, &data[at..at + n])
+        })
+    }
+}
+
+impl L2Linear<'_> {
+    /// An item's access at `linear`: L2's paging walk (paging-structure accesses), then
+    /// `data` on each page (the data's accesses, exit-qualification bit 8).
+    fn access(
+        &mut self,
+        linear: u64,
+        len: usize,
+        kind: AccessKind,
+        mut data: impl FnMut(&mut L2Phys<'_>, L1Gpa, usize, usize) -> Result<(), MemError>,
+    ) -> Result<(), Exception> {
         self.phys.linear = linear;
-        let (len, kind) = (data.len(), AccessKind::Write);
         access_linear(
             &mut self.phys,
             &self.paging,
@@ -110,9 +112,9 @@ impl LinearMemory for L2Linear<'_> {
             kind,
             |m, gpa, at, n| {
                 m.data.set(true);
-                let r = PhysMemory::write(m, gpa, &data[at..at + n]);
+                let done = data(m, gpa, at, n);
                 m.data.set(false);
-                r
+                done
             },
         )
     }
