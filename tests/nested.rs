@@ -205,6 +205,8 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             // and no PMU are shown (so their MSRs' #GP is consistent), the MTRRs exist and keep
             // their values, OSXSAVE follows L1's own CR4 and XSETBV works.
             "L1| vmx32: IA32_DEBUGCTL=0x00000003",
+            // Its DR7 survives its exits to L0 (vmcs01 saves and loads the debug controls).
+            "L1| vmx32: DR7 after an exit to L0=0x00000402",
             "L1| vmx32: CPUID PDCM (then PERF_CAPABILITIES read)=0x00000000",
             "L1| vmx32: CPUID architectural PMU version=0x00000000",
             "L1| vmx32: IA32_MTRRCAP=0x00000508",
@@ -292,6 +294,9 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: round 8: guest-linear - the INSB target=0x00000000",
             "L1| vmx32: round 8: L2's ECX=0x00000004",
             "L1| vmx32: round 8: bytes L2's REP INSB read from port 0x21=0xffffffff",
+            // The DR7 its guest wrote natively, saved by the exit (vmcs12 saves debug
+            // controls).
+            "L1| vmx32: round 8: L2's DR7 as its exit saved it=0x00000408",
             "L1| vmx32: round 8: L2's ECX=0x00000000",
             "L1| vmx32: round 8: L2's EDI - the INSB target=0x00000004",
             "L1| vmx32: L2 halted: done, exits=0x0000001a",

@@ -62,10 +62,16 @@ const EXIT_NEEDS: &[Need] = &[
     (exit::SAVE_IA32_EFER, "save IA32_EFER"),
     (exit::LOAD_IA32_EFER, "load IA32_EFER"),
 ];
-const EXIT_WANTS: u32 = exit::ACK_INTERRUPT_ON_EXIT | exit::SAVE_IA32_PAT | exit::LOAD_IA32_PAT;
+/// Saving and loading the debug controls keeps the guest's DR7 and IA32_DEBUGCTL across its
+/// exits (a VM exit sets DR7 to 400H and clears IA32_DEBUGCTL, SDM 28.5.1): its hardware
+/// breakpoints stay armed and what it writes to IA32_DEBUGCTL (kept in the VMCS) takes effect.
+const EXIT_WANTS: u32 = exit::ACK_INTERRUPT_ON_EXIT
+    | exit::SAVE_IA32_PAT
+    | exit::LOAD_IA32_PAT
+    | exit::SAVE_DEBUG_CONTROLS;
 
 const ENTRY_NEEDS: &[Need] = &[(entry::LOAD_IA32_EFER, "load IA32_EFER")];
-const ENTRY_WANTS: u32 = entry::LOAD_IA32_PAT;
+const ENTRY_WANTS: u32 = entry::LOAD_IA32_PAT | entry::LOAD_DEBUG_CONTROLS;
 
 fn choose_one(
     allowed: Allowed,
@@ -167,6 +173,19 @@ mod tests {
         let mut caps = skylake();
         caps.ept_vpid = 0;
         assert_eq!(choose(&caps).unwrap_err().msr, "IA32_VMX_EPT_VPID_CAP");
+    }
+
+    /// With the TRUE MSRs leaving bit 2 flexible (as Bochs' do), the debug controls are
+    /// still chosen: the guest's DR7 and IA32_DEBUGCTL survive its exits.
+    #[test]
+    fn the_debug_controls_are_saved_and_loaded() {
+        let mut caps = skylake();
+        caps.true_exit &= !u64::from(exit::SAVE_DEBUG_CONTROLS);
+        caps.true_entry &= !u64::from(entry::LOAD_DEBUG_CONTROLS);
+        assert!(caps.exit_controls().allowed0 & 1 << 2 == 0, "bit 2 flexible");
+        let c = choose(&caps).unwrap();
+        assert_eq!(c.exit & 1 << 2, 1 << 2, "save debug controls (exit bit 2)");
+        assert_eq!(c.entry & 1 << 2, 1 << 2, "load debug controls (entry bit 2)");
     }
 
     #[test]

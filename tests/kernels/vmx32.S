@@ -685,6 +685,8 @@ round7_exit:
     call puts
     VMW 0x4004, $0                      /* exception bitmap */
     andb $~0x02, io_bitmap_a + 0x21 / 8 /* port 0x21 passed through too */
+    ADJUST 2, 0x00008004                /* exits save the debug controls (DR7) */
+    VMW 0x400c, %ebx
     VMW 0x681e, $guest_round8           /* RIP */
     VMW 0x681c, $guest_stack_top        /* RSP */
     VMW 0x6820, $0x2                    /* RFLAGS */
@@ -700,6 +702,7 @@ round8_exit:
     REPORT msg_round8_bytes
     cmpl $0xffffffff, guest_eax
     jne fail
+    EXPECT_FIELD 0x681a, 0x408, msg_round8_dr7              /* saved guest DR7 */
     mov guest_ecx, %eax
     REPORT msg_round8_ecx
     cmpl $0, guest_ecx
@@ -887,6 +890,8 @@ guest_round8:
     mov $(0x40000000 + ins_buf2), %edi
     mov $4, %ecx
     rep insb
+    mov $0x408, %eax                    /* DR7: G1 (DR1 = 0, never hit), written natively */
+    mov %eax, %dr7
     mov ins_buf2, %eax
     out %al, $0x80
     hlt
@@ -1123,6 +1128,18 @@ cpu_tests:
     REPORT msg_debugctl
     xor %eax, %eax
     wrmsr
+    /* DR7 survives this kernel's exits to L0 (CPUID exits; a VM exit resets DR7 to 400H). */
+    mov $0x402, %eax                    /* G0 (DR0 = 0, never hit) */
+    mov %eax, %dr7
+    xor %eax, %eax
+    cpuid
+    mov %dr7, %eax
+    mov %eax, %edi
+    REPORT msg_dr7
+    cmp $0x402, %edi
+    jne device_failed
+    mov $0x400, %eax
+    mov %eax, %dr7
     mov $1, %eax
     cpuid
     mov %ecx, %eax
@@ -1433,6 +1450,7 @@ msg_x2apic_version: .asciz "vmx32: x2APIC version=0x"
 msg_x2apic_ipi:   .asciz "vmx32: x2APIC self-IPI delivered\n"
 msg_x2apic_timer: .asciz "vmx32: x2APIC periodic timer interrupts=0x"
 msg_debugctl:     .asciz "vmx32: IA32_DEBUGCTL=0x"
+msg_dr7:          .asciz "vmx32: DR7 after an exit to L0=0x"
 msg_outs:         .ascii "vmx32: REP OUTSB reached COM1\n"
 msg_outs_end:
 msg_ins_ecx:      .asciz "vmx32: REP INSB from port 0x21: ECX after=0x"
@@ -1479,6 +1497,7 @@ msg_round8_gpa:   .asciz "vmx32: round 8: guest-physical - the INSB target=0x"
 msg_round8_gla:   .asciz "vmx32: round 8: guest-linear - the INSB target=0x"
 msg_round8_ecx:   .asciz "vmx32: round 8: L2's ECX=0x"
 msg_round8_bytes: .asciz "vmx32: round 8: bytes L2's REP INSB read from port 0x21=0x"
+msg_round8_dr7:   .asciz "vmx32: round 8: L2's DR7 as its exit saved it=0x"
 msg_round8_edi:   .asciz "vmx32: round 8: L2's EDI - the INSB target=0x"
 msg_round6_isr:   .asciz "vmx32: round 6: L2 took 0x47, return EIP - after STI's next instruction: 0x"
 

@@ -17,7 +17,7 @@ use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 
 /// The processor's physical-address width (CPUID 80000008H, EAX bits 7:0), which the guest sees.
-fn maxphyaddr() -> u8 {
+pub fn maxphyaddr() -> u8 {
     match cpu::cpuid(0x8000_0008, 0)[0] as u8 {
         0 => 36,
         m => m,

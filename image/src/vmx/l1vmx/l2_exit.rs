@@ -9,7 +9,9 @@ use nested::caps::{proc1, proc2};
 use nested::ept::l2_mmio::l2_mmio_target;
 use nested::ept::shadow::{PmlLog, Resolution, eptp02_for};
 use nested::exits::routing::secondary_controls;
-use nested::exits::{ExitInfo, ExitReason, ExitRoute, L0Intercepts, l1_wants_exit, route};
+use nested::exits::{
+    ExitInfo, ExitReason, ExitRoute, L0Intercepts, intr_info, l1_wants_exit, route,
+};
 use nested::guest::{Gpr, GuestRegs as L1Regs};
 use nested::vmcs::Vmcs;
 use nested::vmcs::VmcsField as F;
@@ -18,11 +20,10 @@ use nested::vmx::sync::{SyncScope, load_l1_host_state, reinject_idt_vectoring, s
 use nested::vmx::{Exception, VmfuncOutcome};
 
 use super::l1_memory::{Ept01View, Frames, L1View};
-use super::state::MAXPHYADDR;
 use super::vpid::{VPID_L2_UNTAGGED, flush_vpid};
 use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx::{self as insn, GuestRegs};
-use crate::vmx::action::{Action, GuestEnd};
+use crate::vmx::action::{Action, GuestEnd, skip_instruction};
 use crate::vmx::guest::Guest;
 use crate::vmx::setup;
 
@@ -50,7 +51,32 @@ pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
     };
     match action {
         Action::Inject(f) => raise_in_l2(g, v02, info, f.exception()),
+        Action::Skip if monitor_trap12(g) => {
+            skip_instruction(v02, info);
+            pending_mtf(v02);
+            Action::Resume
+        }
         action => action,
+    }
+}
+
+/// vmcs12 runs L2 with the monitor trap flag.
+fn monitor_trap12(g: &Guest) -> bool {
+    g.nested
+        .as_ref()
+        .is_some_and(|n| n.vmx.vmcs12.cpu_based_vm_exec_control & proc1::MONITOR_TRAP_FLAG != 0)
+}
+
+/// L0 completed an instruction of L2's under vmcs12's monitor trap flag: the MTF VM exit the
+/// processor takes on the boundary after it (SDM 25.5.2) is made pending by the entry
+/// (interruption type 7, vector 0, SDM 26.6.2), so the hardware exits at once and the exit
+/// goes to L1 (vmcs02 has the control from vmcs12), with a single-step trap left pending
+/// saved alongside, as on the processor.
+#[cold]
+fn pending_mtf(v02: &mut HwVmcs) {
+    if v02.read(F::VmEntryInterruptionInfo) & u64::from(intr_info::VALID) == 0 {
+        let mtf = intr_info::VALID | intr_info::TYPE_OTHER_EVENT;
+        v02.write(F::VmEntryInterruptionInfo, u64::from(mtf));
     }
 }
 
@@ -80,12 +106,18 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         Some(ExitReason::EptViolation)
             if secondary_controls(&n.vmx.vmcs12) & proc2::ENABLE_EPT == 0 =>
         {
-            crate::vmx::exits::handle(g, v02, info)
+            // A device access is performed and its instruction retired (`Resume`).
+            let action = crate::vmx::exits::handle(g, v02, info);
+            if matches!(action, Action::Resume) && monitor_trap12(g) {
+                pending_mtf(v02);
+            }
+            action
         }
         Some(ExitReason::EptViolation) => {
             let eptp12 = n.vmx.vmcs12.ept_pointer;
             let ept01 = Ept01View::of(&g.memory, g.devices.assigned_mmio());
             // L1's page-modification log, emulated on EPT12's dirty flags.
+            let maxphyaddr = n.vmx.maxphyaddr;
             let v12 = &mut n.vmx.vmcs12;
             let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
                 .then_some(PmlLog { address: v12.pml_address, index: &mut v12.guest_pml_index });
@@ -96,7 +128,7 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                 &ept01,
                 &mut Frames,
                 &n.vmx.caps,
-                MAXPHYADDR,
+                maxphyaddr,
                 pml,
             ) {
                 Ok(Resolution::Fixed) => {
@@ -131,8 +163,12 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                         let caps = n.vmx.caps;
                         let q = info.qualification;
                         if let Some(action) = crate::vmx::exits::l2_device(
-                            g, v02, gpa.0, eptp12, &caps, MAXPHYADDR, q,
+                            g, v02, gpa.0, eptp12, &caps, maxphyaddr, q,
                         ) {
+                            // The access was performed and the instruction retired.
+                            if matches!(action, Action::Resume) && monitor_trap12(g) {
+                                pending_mtf(v02);
+                            }
                             return action;
                         }
                     }

@@ -32,7 +32,7 @@ use nested::vmx::Exception;
 use pc::string_io::{self, StringRegs};
 
 use super::l1_memory::{Ept01View, Frames};
-use super::state::{L1Vmx, MAXPHYADDR};
+use super::state::L1Vmx;
 use crate::arch::vmcs::HwVmcs;
 use crate::guest::memory::GuestMemory;
 use crate::guest::paging::{access_linear, paging_regs, user_mode};
@@ -157,6 +157,7 @@ impl L2Phys<'_> {
             ..ExitInfo::default()
         };
         let eptp12 = n.vmx.vmcs12.ept_pointer;
+        let maxphyaddr = n.vmx.maxphyaddr;
         let v12 = &mut n.vmx.vmcs12;
         let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
             .then_some(PmlLog { address: v12.pml_address, index: &mut v12.guest_pml_index });
@@ -167,7 +168,7 @@ impl L2Phys<'_> {
             &*ept01,
             &mut Frames,
             &n.vmx.caps,
-            MAXPHYADDR,
+            maxphyaddr,
             pml,
         );
         let for_l1 = |reason: ExitReason, qualification: u64| ExitInfo {
@@ -203,7 +204,7 @@ impl L2Phys<'_> {
             }
         }
         let caps = n.vmx.caps;
-        match walk_ept12(&**memory, eptp12, L2Gpa(gpa), &caps, MAXPHYADDR) {
+        match walk_ept12(&**memory, eptp12, L2Gpa(gpa), &caps, maxphyaddr) {
             Ok(leaf) => Ok(leaf.l1gpa),
             Err(_) => fail,
         }

@@ -42,7 +42,7 @@ use crate::vmx::action::Action;
 use crate::vmx::guest::Guest;
 use crate::vmx::setup;
 use l1_memory::{Frames, L1View};
-use state::{FEATURE_CONTROL_VMX, L1Vmx, MAXPHYADDR};
+use state::{FEATURE_CONTROL_VMX, L1Vmx};
 
 /// L1's processor state for the instruction preconditions, from vmcs01's guest state.
 /// VMREAD and VMWRITE (L1's most frequent trapped instructions without VMCS shadowing) look
@@ -197,8 +197,8 @@ fn explain_failure(n: &L1Vmx, e: nested::vmx::VmInstructionError) {
     }
     let v12 = &n.vmx.vmcs12;
     let check = match e.number() {
-        7 => nested::vmx::checks::check_controls(v12, &n.vmx.caps, MAXPHYADDR).err(),
-        8 => nested::vmx::checks::check_host_state(v12, &n.vmx.caps, MAXPHYADDR, true).err(),
+        7 => nested::vmx::checks::check_controls(v12, &n.vmx.caps, n.vmx.maxphyaddr).err(),
+        8 => nested::vmx::checks::check_host_state(v12, &n.vmx.caps, n.vmx.maxphyaddr, true).err(),
         _ => None,
     };
     match check {

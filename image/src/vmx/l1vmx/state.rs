@@ -17,9 +17,6 @@ use crate::vmx::vmxon::{VmxError, zeroed_frame};
 
 /// IA32_FEATURE_CONTROL as L1 sees it when VMX is exposed: locked, VMX outside SMX on.
 pub const FEATURE_CONTROL_VMX: u64 = feature_control::LOCK | feature_control::VMX_OUTSIDE_SMX;
-/// L1's physical-address width as L0 reports it (our CPUID passes the host's through; 39
-/// bits covers any L1 memory L0 gives).
-pub const MAXPHYADDR: u8 = 39;
 
 /// L1's VMX state and L2's VMCS.
 pub struct L1Vmx {
@@ -76,7 +73,9 @@ impl L1Vmx {
         let (cr0_mask, cr4_mask) = setup::cr_masks(hw);
         Ok(L1Vmx {
             shadowing,
-            vmx: NestedVmx::new(l1_caps(hw), MAXPHYADDR),
+            // L1's physical-address width is the processor's: L0's CPUID passes
+            // leaf 80000008H through, and the VMX checks use the same width.
+            vmx: NestedVmx::new(l1_caps(hw), crate::guest::paging::maxphyaddr()),
             vmcs01,
             vmcs02,
             vmcs02_ready: false,
@@ -97,9 +96,12 @@ impl L1Vmx {
                 pin: pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
                 proc1: proc1::UNCONDITIONAL_IO_EXITING | proc1::ACTIVATE_SECONDARY_CONTROLS,
                 proc2: proc2::ENABLE_EPT | proc2::ENABLE_VPID,
+                // L2's DR7 and IA32_DEBUGCTL saved at every exit (L2 writes DR7 natively),
+                // so an exit L0 handles does not lose them and vmcs12 gets them.
                 exit: exit::HOST_ADDRESS_SPACE_SIZE
                     | exit::SAVE_IA32_EFER
                     | exit::LOAD_IA32_EFER
+                    | exit::SAVE_DEBUG_CONTROLS
                     | exit::ACK_INTERRUPT_ON_EXIT,
                 entry: entry::LOAD_IA32_EFER,
                 exception_bitmap: 0,
