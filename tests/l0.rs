@@ -132,12 +132,27 @@ fn bad_guest_triple_fault_is_stopped_and_l0_lives() {
     );
 }
 
+/// A data load where the guest has neither RAM nor a device reads all ones, as on a PC.
 #[test]
-fn bad_guest_access_outside_its_memory_is_stopped() {
+fn bad_guest_read_outside_its_memory_reads_all_ones() {
     l0_leaf("turtles.test=outside").expect(
+        0,
+        &[
+            "guest access to guest-physical 0x80000000, where there is neither RAM nor a device",
+            "self-test: read 0xffffffff at 2 GiB",
+            "exits: EptViolation=1",
+            "guest: exited with status 0",
+        ],
+    );
+}
+
+/// An instruction fetch from there is not emulated: the guest is stopped, L0 lives.
+#[test]
+fn bad_guest_fetch_outside_its_memory_is_stopped() {
+    l0_leaf("turtles.test=outside-fetch").expect(
         4,
         &[
-            "guest read at guest-physical 0x80000000 is outside its 64 MiB of memory",
+            "guest instruction fetch at guest-physical 0x80000000 is outside its 64 MiB of memory",
             "exits: EptViolation=1",
             "L0 is still running",
         ],

@@ -285,11 +285,20 @@ fn run_self_test(cmdline: &str) {
             arch::cpu::ud2();
         }
         "outside" => {
-            // 2 GiB: inside our identity map, outside any guest memory a test gives us.
-            // SAFETY: a deliberate read the hypervisor must refuse; on bare metal it reads
+            // 2 GiB: inside our identity map, outside any guest memory a test gives us, where
+            // nothing answers (the hypervisor gives all ones, as a PC does).
+            // SAFETY: a deliberate read of an unbacked address; on bare metal it reads
             // whatever is there.
             let value = unsafe { core::ptr::read_volatile(0x8000_0000 as *const u32) };
             log::info!("self-test: read {value:#x} at 2 GiB");
+        }
+        "outside-fetch" => {
+            // An instruction fetch from there, which the hypervisor does not emulate: it
+            // stops us.
+            // SAFETY: deliberate; the call never returns under a hypervisor (on bare metal it
+            // executes whatever is there).
+            let at: extern "C" fn() = unsafe { core::mem::transmute(0x8000_0000usize) };
+            at();
         }
         "port" => {
             // SAFETY: COM2 is not used by turtles; reading its data port has no effect.
