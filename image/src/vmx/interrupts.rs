@@ -123,9 +123,7 @@ fn deliver_l1(g: &mut Guest, v: &mut HwVmcs) {
         }
     }
     if want_window != irq.window01 {
-        let proc1 = v.read(F::CpuBasedVmExecControl);
-        let bit = u64::from(nested::caps::proc1::INTERRUPT_WINDOW_EXITING);
-        v.write(F::CpuBasedVmExecControl, if want_window { proc1 | bit } else { proc1 & !bit });
+        set_primary(v, proc1::INTERRUPT_WINDOW_EXITING, want_window);
         irq.window01 = want_window;
     }
     let deadline = match (devices.next_interrupt_deadline(), irq.nic_poll.deadline()) {
@@ -257,19 +255,21 @@ fn open_nmi_window(v: &mut HwVmcs) {
     if v.read(F::PinBasedVmExecControl) & u64::from(pin::VIRTUAL_NMIS) == 0 {
         return;
     }
-    let controls = v.read(F::CpuBasedVmExecControl);
-    let window = u64::from(proc1::NMI_WINDOW_EXITING);
-    if controls & window == 0 {
-        v.write(F::CpuBasedVmExecControl, controls | window);
-    }
+    set_primary(v, proc1::NMI_WINDOW_EXITING, true);
 }
 
 /// Sets interrupt-window exiting in vmcs02 (current), cleared again by the exit it causes.
 fn open_window02(v02: &mut HwVmcs) {
-    let controls = v02.read(F::CpuBasedVmExecControl);
-    let window = u64::from(proc1::INTERRUPT_WINDOW_EXITING);
-    if controls & window == 0 {
-        v02.write(F::CpuBasedVmExecControl, controls | window);
+    set_primary(v02, proc1::INTERRUPT_WINDOW_EXITING, true);
+}
+
+/// Sets (`on`) or clears the primary processor-based control `bit` of the current VMCS (the
+/// window controls L0 opens and closes), writing only when it changes.
+pub fn set_primary(v: &mut HwVmcs, bit: u32, on: bool) {
+    let controls = v.read(F::CpuBasedVmExecControl);
+    let new = if on { controls | u64::from(bit) } else { controls & !u64::from(bit) };
+    if new != controls {
+        v.write(F::CpuBasedVmExecControl, new);
     }
 }
 

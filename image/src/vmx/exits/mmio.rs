@@ -14,6 +14,7 @@
 
 use nested::arch::{cr0, efer, segment_ar};
 use nested::ept::l2_mmio::L2Memory;
+use nested::ept::walk::{access_of, bits};
 use nested::exits::ExitInfo;
 use nested::guest::GuestMemory as PhysMemory;
 use nested::paging::AccessKind;
@@ -31,9 +32,6 @@ use crate::vmx::guest::{gpr, set_gpr};
 
 static UNDECODED: RateLimit = RateLimit::new(8);
 static UNBACKED: RateLimit = RateLimit::new(8);
-
-/// EPT-violation qualification bit 2: the access was an instruction fetch (SDM Table 28-7).
-const FETCH: u64 = 1 << 2;
 
 /// The guest's execution mode, which sets operand and address sizes for the decoder.
 fn cpu_mode(v: &HwVmcs) -> CpuMode {
@@ -70,7 +68,7 @@ fn page_at(g: &Guest, gpa: u64, qualification: u64) -> Option<Page> {
         Some(Page::IoApic)
     } else if let Some(w) = g.devices.virtio_owns(gpa) {
         Some(Page::Virtio(w))
-    } else if qualification & FETCH == 0 && g.memory.slice(gpa, 1).is_none() {
+    } else if access_of(qualification) & bits::EXEC as u8 == 0 && g.memory.slice(gpa, 1).is_none() {
         if UNBACKED.allow() {
             log::warn!(
                 "guest access to guest-physical {gpa:#x}, where there is neither RAM nor a \

@@ -32,8 +32,7 @@ pub fn hlt(g: &mut Guest, v: &HwVmcs) -> Action {
 /// (`interrupts::before_l1_entry`), which the entry now injects; the control is cleared.
 #[cold]
 pub fn nmi_window(v: &mut HwVmcs) -> Action {
-    let controls = v.read(F::CpuBasedVmExecControl);
-    v.write(F::CpuBasedVmExecControl, controls & !u64::from(proc1::NMI_WINDOW_EXITING));
+    crate::vmx::interrupts::set_primary(v, proc1::NMI_WINDOW_EXITING, false);
     Action::Resume
 }
 

@@ -7,7 +7,7 @@
 
 use nested::caps::{proc1, proc2};
 use nested::ept::l2_mmio::l2_mmio_target;
-use nested::ept::shadow::{PmlLog, Resolution, eptp02_for};
+use nested::ept::shadow::{Resolution, eptp02_for};
 use nested::exits::routing::secondary_controls;
 use nested::exits::{
     ExitInfo, ExitReason, ExitRoute, L0Intercepts, intr_info, l1_wants_exit, route,
@@ -67,6 +67,15 @@ fn monitor_trap12(g: &Guest) -> bool {
         .is_some_and(|n| n.vmx.vmcs12.cpu_based_vm_exec_control & proc1::MONITOR_TRAP_FLAG != 0)
 }
 
+/// After L0 performed L2's access to a device page of L1's: `Resume` means the instruction
+/// retired, so vmcs12's monitor trap flag exits after it.
+fn device_access_done(g: &Guest, v02: &mut HwVmcs, action: Action) -> Action {
+    if matches!(action, Action::Resume) && monitor_trap12(g) {
+        pending_mtf(v02);
+    }
+    action
+}
+
 /// L0 completed an instruction of L2's under vmcs12's monitor trap flag: the MTF VM exit the
 /// processor takes on the boundary after it (SDM 25.5.2) is made pending by the entry
 /// (interruption type 7, vector 0, SDM 26.6.2), so the hardware exits at once and the exit
@@ -106,31 +115,14 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         Some(ExitReason::EptViolation)
             if secondary_controls(&n.vmx.vmcs12) & proc2::ENABLE_EPT == 0 =>
         {
-            // A device access is performed and its instruction retired (`Resume`).
             let action = crate::vmx::exits::handle(g, v02, info);
-            if matches!(action, Action::Resume) && monitor_trap12(g) {
-                pending_mtf(v02);
-            }
-            action
+            device_access_done(g, v02, action)
         }
         Some(ExitReason::EptViolation) => {
             let eptp12 = n.vmx.vmcs12.ept_pointer;
             let ept01 = Ept01View::of(&g.memory, g.devices.assigned_mmio());
-            // L1's page-modification log, emulated on EPT12's dirty flags.
             let maxphyaddr = n.vmx.maxphyaddr;
-            let v12 = &mut n.vmx.vmcs12;
-            let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
-                .then_some(PmlLog { address: v12.pml_address, index: &mut v12.guest_pml_index });
-            match n.shadow.handle_violation(
-                eptp12,
-                info,
-                &mut g.memory,
-                &ept01,
-                &mut Frames,
-                &n.vmx.caps,
-                maxphyaddr,
-                pml,
-            ) {
+            match n.fill_ept02(info, &mut g.memory, &ept01) {
                 Ok(Resolution::Fixed) => {
                     // The fault may have interrupted an event delivery (e.g. L1's injected
                     // interrupt meeting an unfilled IDT page): deliver it again (SDM 28.2.4).
@@ -165,11 +157,7 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                         if let Some(action) = crate::vmx::exits::l2_device(
                             g, v02, gpa.0, eptp12, &caps, maxphyaddr, q,
                         ) {
-                            // The access was performed and the instruction retired.
-                            if matches!(action, Action::Resume) && monitor_trap12(g) {
-                                pending_mtf(v02);
-                            }
-                            return action;
+                            return device_access_done(g, v02, action);
                         }
                     }
                     // An instruction fetch from L1-physical memory L1 does not have (not
@@ -248,11 +236,7 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         // ask for one, or the exit would be L1's): the window is open, the next entry
         // delivers it (`interrupts::before_l2_entry`).
         Some(ExitReason::InterruptWindow) => {
-            let controls = v02.read(F::CpuBasedVmExecControl);
-            v02.write(
-                F::CpuBasedVmExecControl,
-                controls & !u64::from(proc1::INTERRUPT_WINDOW_EXITING),
-            );
+            crate::vmx::interrupts::set_primary(v02, proc1::INTERRUPT_WINDOW_EXITING, false);
             Action::Resume
         }
         Some(ExitReason::CrAccess) => {

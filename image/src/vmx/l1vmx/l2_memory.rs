@@ -21,17 +21,15 @@
 use core::cell::{Cell, RefCell};
 
 use nested::addr::{L1Gpa, L2Gpa};
-use nested::caps::proc2;
-use nested::ept::shadow::{PmlLog, Resolution};
+use nested::ept::shadow::Resolution;
 use nested::ept::walk::{bits, walk_ept12};
-use nested::exits::routing::secondary_controls;
 use nested::exits::{ExitInfo, ExitReason};
 use nested::guest::{GuestMemory as PhysMemory, MemError};
 use nested::paging::{AccessKind, PagingRegs};
 use nested::vmx::Exception;
 use pc::string_io::{self, StringRegs};
 
-use super::l1_memory::{Ept01View, Frames};
+use super::l1_memory::Ept01View;
 use super::state::L1Vmx;
 use crate::arch::vmcs::HwVmcs;
 use crate::guest::memory::GuestMemory;
@@ -156,21 +154,7 @@ impl L2Phys<'_> {
             guest_linear_address: self.linear,
             ..ExitInfo::default()
         };
-        let eptp12 = n.vmx.vmcs12.ept_pointer;
-        let maxphyaddr = n.vmx.maxphyaddr;
-        let v12 = &mut n.vmx.vmcs12;
-        let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
-            .then_some(PmlLog { address: v12.pml_address, index: &mut v12.guest_pml_index });
-        let resolution = n.shadow.handle_violation(
-            eptp12,
-            &violation,
-            &mut **memory,
-            &*ept01,
-            &mut Frames,
-            &n.vmx.caps,
-            maxphyaddr,
-            pml,
-        );
+        let resolution = n.fill_ept02(&violation, memory, ept01);
         let for_l1 = |reason: ExitReason, qualification: u64| ExitInfo {
             reason: u32::from(reason.number()),
             qualification,
@@ -203,7 +187,7 @@ impl L2Phys<'_> {
                 return fail;
             }
         }
-        let caps = n.vmx.caps;
+        let (eptp12, caps, maxphyaddr) = (n.vmx.vmcs12.ept_pointer, n.vmx.caps, n.vmx.maxphyaddr);
         match walk_ept12(&**memory, eptp12, L2Gpa(gpa), &caps, maxphyaddr) {
             Ok(leaf) => Ok(leaf.l1gpa),
             Err(_) => fail,

@@ -4,14 +4,18 @@
 //! rooms beside this file act on it.
 
 use nested::caps::{VmxCaps, entry, exit, feature_control, pin, proc1, proc2};
-use nested::ept::shadow::ShadowEpt;
+use nested::ept::shadow::{PmlLog, Resolution, ShadowEpt, ShadowError};
+use nested::exits::ExitInfo;
+use nested::exits::routing::secondary_controls;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::merge::L0Config;
 use nested::vmx::{NestedVmx, l1_caps};
 
+use super::l1_memory::{Ept01View, Frames};
 use super::shadow_vmcs::ShadowVmcs;
 use super::vpid::NestedVpids;
 use crate::arch::vmcs::HwVmcs;
+use crate::guest::memory::GuestMemory;
 use crate::vmx::setup;
 use crate::vmx::vmxon::{VmxError, zeroed_frame};
 
@@ -56,6 +60,32 @@ pub struct L1Vmx {
 }
 
 impl L1Vmx {
+    /// Resolves an EPT violation of L2's (`exit`: the hardware's, or one L0 meets performing
+    /// an access for L2) on the EPT02 shadowing vmcs12's EPTP, with L1's page-modification log
+    /// emulated on EPT12's dirty flags when vmcs12 enables PML.
+    pub(super) fn fill_ept02(
+        &mut self,
+        exit: &ExitInfo,
+        memory: &mut GuestMemory,
+        ept01: &Ept01View,
+    ) -> Result<Resolution, ShadowError> {
+        let eptp12 = self.vmx.vmcs12.ept_pointer;
+        let maxphyaddr = self.vmx.maxphyaddr;
+        let v12 = &mut self.vmx.vmcs12;
+        let pml = (secondary_controls(v12) & proc2::ENABLE_PML != 0)
+            .then_some(PmlLog { address: v12.pml_address, index: &mut v12.guest_pml_index });
+        self.shadow.handle_violation(
+            eptp12,
+            exit,
+            memory,
+            ept01,
+            &mut Frames,
+            &self.vmx.caps,
+            maxphyaddr,
+            pml,
+        )
+    }
+
     /// Sets up nesting for the guest of vmcs01 (which must be current). `shadowing` asks for
     /// hardware VMCS shadowing when the processor has it.
     pub fn new(hw: &VmxCaps, vmcs01: u64, eptp01: u64, shadowing: bool) -> Result<Self, VmxError> {
