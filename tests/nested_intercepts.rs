@@ -172,6 +172,10 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i:   PML index=0x000001fe log[511]=0x00803000",
             // EPT12's accessed and dirty flags: set for a written page, clear for another.
             " EPT A/D=0x00000300 EPT A/D=0x00000000",
+            // L1 clears the first page's flags without INVEPT; L2 writes it again: flagged
+            // and logged again, as on Bochs, which walks EPT12 at every entry.
+            "vmx32i:   VMCALL, guest EDI=0x00000000",
+            "vmx32i:   PML index=0x000001fd log[510]=0x00800000 EPT A/D=0x00000300",
         ],
         // VMFUNC 0: L2 reads the probe through EPT 0 (0x11), EPT 1 (0x22), EPT 0 again; a
         // zero list entry, index 600 and function 1 are VMFUNC exits (59) to L1; L2 ends on

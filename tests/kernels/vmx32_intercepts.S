@@ -10,7 +10,8 @@
  * ends with the guest's VMCALL; the guest's #UD and #GP handlers put the vector in EDI and
  * VMCALL too. Then, with EPT (identity, 2 MiB pages, accessed/dirty flags): page-modification
  * logging (the guest writes four pages of a 4 KiB-mapped region; three are logged, the fourth
- * write is a PML-full exit; after the index is reset it is logged) and VMFUNC 0 (EPTP
+ * write is a PML-full exit; after the index is reset it is logged; a page whose EPT flags this
+ * kernel clears without INVEPT is flagged and logged again when written) and VMFUNC 0 (EPTP
  * switching between two EPTs that map one guest-physical page differently; an invalid index
  * is a VMFUNC exit). Last, the MSR lists: a VM-entry MSR-load list the guest sees, a VM-exit
  * MSR-store list that saves the guest's MSRs and a VM-exit MSR-load list that restores this
@@ -417,6 +418,24 @@ pml_checked:
     and $EPT_AD, %eax
     SHOW msg_pml_ad
     mov ept_pt + 4 * 8, %eax            /* a page never written: neither */
+    and $EPT_AD, %eax
+    SHOW msg_pml_ad
+    call newline
+    /* This kernel clears the first page's EPT accessed and dirty flags without INVEPT and
+     * the guest writes the page again. A processor that walks the EPT again (Bochs does at
+     * every VM entry) sets both flags and logs the page, at index 510; one that kept the
+     * translation cached would not (SDM 29.4.3.1 allows either). */
+    andl $~EPT_AD, ept_pt
+    VMW 0x681e, $l2_pml_again
+    movl $pml_again_checked, after_guest_jump
+    jmp resume
+pml_again_checked:
+    VMR 0x0812
+    mov %ebx, %eax
+    SHOW msg_pml_index
+    mov pml_page + 510 * 8, %eax
+    SHOW msg_pml_entry510
+    mov ept_pt, %eax
     and $EPT_AD, %eax
     SHOW msg_pml_ad
     call newline
@@ -888,6 +907,12 @@ l2_pml:
     movl $4, PML_PAGES + 0x3000
     vmcall
 
+/* PML again: the first page once more, after its host cleared its EPT flags. */
+l2_pml_again:
+    xor %edi, %edi
+    movl $5, PML_PAGES
+    vmcall
+
 /* MSR lists: EDI = IA32_KERNEL_GS_BASE as the entry loaded it; then it is set one higher. */
 l2_msr:
     mov $0xc0000102, %ecx
@@ -1063,6 +1088,7 @@ msg_pml_entry2:   .asciz "vmx32i:   PML log[2]=0x"
 msg_pml_entry1:   .asciz " log[1]=0x"
 msg_pml_entry0:   .asciz " log[0]=0x"
 msg_pml_entry511: .asciz " log[511]=0x"
+msg_pml_entry510: .asciz " log[510]=0x"
 msg_pml_ad:       .asciz " EPT A/D=0x"
 msg_vmfunc:       .asciz "vmx32i: VMFUNC 0: EPTP switching\n"
 msg_no_vmfunc:    .asciz "vmx32i: VMFUNC: not offered\n"

@@ -20,6 +20,15 @@
 //! enables A/D too ([`eptp02_for`]), so the hardware treats L2's paging-structure accesses
 //! as writes exactly when L1 asked for that.
 //!
+//! L1 may clear those flags without INVEPT (its dirty logging between two passes, or
+//! kvm-unit-tests' PML test). The processor may keep using a cached translation then
+//! (SDM 29.4.3.1), but a processor that walks EPT12 again (Bochs does at every VM entry
+//! without VPID) sets the flags again and logs the write. L0 behaves like the latter for the
+//! last [`WATCHED`] leaves it filled from an EPT12 with A/D flags: at each entry to L2
+//! ([`ShadowEpt::recheck`]) it re-reads their EPT12 leaves and drops the EPT02 leaf of any
+//! that changed, so L2's next access faults and sets (and logs) the flags again. Older
+//! leaves keep the cached translation until INVEPT, as the SDM allows.
+//!
 //! **Page-modification logging** for L1 (vmcs12 "enable PML", SDM 29.3.6) rides on the same
 //! dirty flags: each 0-to-1 dirty transition L0 makes in EPT12 is logged in L1's PML buffer
 //! ([`PmlLog`]); with the index out of range the access does not happen and L1 gets a
@@ -110,17 +119,47 @@ struct Root {
     root: Hpa,
 }
 
+/// How many EPT02 leaves filled from an EPT12 with accessed/dirty flags L0 re-checks at
+/// each entry to L2 ([`ShadowEpt::recheck`]).
+pub const WATCHED: usize = 8;
+
+/// An EPT02 leaf whose permissions rest on EPT12 flags L1 may clear without INVEPT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Watched {
+    /// [`key_of`] the EPT12 the leaf was filled from.
+    key: u64,
+    /// L2 guest-physical base of the EPT02 page.
+    gpa: u64,
+    size: PageSize,
+    /// Where the EPT12 leaf is, and its value as the fill left it (flags set).
+    leaf12_at: L1Gpa,
+    leaf12: u64,
+    /// The EPT02 leaf the fill installed (the processor may have set its A/D flags since).
+    leaf02: u64,
+}
+
 /// EPT02s for up to `N` EPT12 roots (EPTP switching and several L2s), least recently built
 /// evicted first.
 #[derive(Clone, Debug)]
 pub struct ShadowEpt<const N: usize = 8> {
     roots: [Option<Root>; N],
     next_victim: usize,
+    /// The last leaves filled from an EPT12 with A/D flags, oldest overwritten first.
+    watched: [Option<Watched>; WATCHED],
+    next_watched: usize,
+    /// How many of `watched` are `Some` (0: [`ShadowEpt::recheck`] has nothing to do).
+    watching: usize,
 }
 
 impl<const N: usize> Default for ShadowEpt<N> {
     fn default() -> Self {
-        ShadowEpt { roots: [None; N], next_victim: 0 }
+        ShadowEpt {
+            roots: [None; N],
+            next_victim: 0,
+            watched: [None; WATCHED],
+            next_watched: 0,
+            watching: 0,
+        }
     }
 }
 
@@ -165,6 +204,7 @@ impl<const N: usize> ShadowEpt<N> {
                 self.next_victim = self.next_victim.wrapping_add(1);
                 if let Some(Some(old)) = self.roots.get(i).copied() {
                     free_table(frames, old.root, 4);
+                    self.unwatch(|w| w.key == old.eptp12_addr);
                 }
                 i
             }
@@ -219,6 +259,7 @@ impl<const N: usize> ShadowEpt<N> {
             _ => return Ok(Resolution::L1Unmapped(l1base)),
         };
         let mut perms = u64::from(leaf12.perms & leaf01.perms);
+        let mut leaf12_now = None;
         if eptp12 & eptp::AD_ENABLE != 0 {
             let write = access & bits::WRITE as u8 != 0;
             if write
@@ -241,6 +282,10 @@ impl<const N: usize> ShadowEpt<N> {
                 // Clean in EPT12: the first write must come back here to set the flag.
                 perms &= !bits::WRITE;
             }
+            if let Some(&at) = leaf12.entries.iter().flatten().last() {
+                let value = l1mem.read_u64(at).map_err(|e| ShadowError::Ept12Unreadable(e.gpa))?;
+                leaf12_now = Some((at, value));
+            }
         }
         let memtype = if leaf01.memtype == 0 { 0 } else { u64::from(leaf12.memtype) };
         let large = if size == PageSize::Size4K { 0 } else { bits::LARGE };
@@ -248,7 +293,77 @@ impl<const N: usize> ShadowEpt<N> {
         let entry = (hpa_base.0 & bits::ADDR_MASK) | perms | memtype << 3 | large | ipat;
         let root = self.root_for(eptp12, frames)?;
         install(frames, root, gpa.0 & !mask, size, entry)?;
+        if let Some((leaf12_at, leaf12)) = leaf12_now {
+            let key = key_of(eptp12);
+            let gpa = gpa.0 & !mask;
+            self.watch(Watched { key, gpa, size, leaf12_at, leaf12, leaf02: entry });
+        }
         Ok(Resolution::Fixed)
+    }
+
+    /// Before an entry to L2 on the EPT02 for `eptp12`: re-reads the EPT12 leaves of the
+    /// watched EPT02 leaves (see the module docs) and drops each EPT02 leaf whose EPT12 leaf
+    /// L1 changed (a cleared accessed or dirty flag, or anything else). True if any was
+    /// dropped: the caller then invalidates the EPT02's cached translations (INVEPT).
+    #[inline]
+    pub fn recheck(
+        &mut self,
+        eptp12: u64,
+        l1mem: &impl GuestMemory,
+        frames: &mut impl HostFrames,
+    ) -> bool {
+        self.watching != 0 && self.recheck_watched(key_of(eptp12), l1mem, frames)
+    }
+
+    #[inline(never)]
+    fn recheck_watched(
+        &mut self,
+        key: u64,
+        l1mem: &impl GuestMemory,
+        frames: &mut impl HostFrames,
+    ) -> bool {
+        let Some(root) = self.roots.iter().flatten().find(|r| r.eptp12_addr == key).map(|r| r.root)
+        else {
+            return false;
+        };
+        let mut dropped = false;
+        for slot in self.watched.iter_mut() {
+            let Some(w) = *slot else { continue };
+            if w.key != key || l1mem.read_u64(w.leaf12_at).ok() == Some(w.leaf12) {
+                continue;
+            }
+            if let Some((table, index)) = leaf_slot(frames, root, w.gpa, w.size)
+                && frames.read_entry(table, index) & !(bits::ACCESSED | bits::DIRTY) == w.leaf02
+            {
+                frames.write_entry(table, index, 0);
+                dropped = true;
+            }
+            *slot = None;
+            self.watching -= 1;
+        }
+        dropped
+    }
+
+    fn watch(&mut self, w: Watched) {
+        // A refill of a watched page replaces its entry.
+        self.unwatch(|old| old.key == w.key && old.gpa == w.gpa);
+        let i = self.next_watched % WATCHED;
+        self.next_watched = self.next_watched.wrapping_add(1);
+        if let Some(slot) = self.watched.get_mut(i) {
+            if slot.is_none() {
+                self.watching += 1;
+            }
+            *slot = Some(w);
+        }
+    }
+
+    fn unwatch(&mut self, mut matches: impl FnMut(&Watched) -> bool) {
+        for slot in self.watched.iter_mut() {
+            if slot.as_ref().is_some_and(&mut matches) {
+                *slot = None;
+                self.watching -= 1;
+            }
+        }
     }
 
     /// INVEPT single-context: drop the EPT02 shadowing `eptp12`.
@@ -262,6 +377,7 @@ impl<const N: usize> ShadowEpt<N> {
                 *slot = None;
             }
         }
+        self.unwatch(|w| w.key & bits::ADDR_MASK == key);
     }
 
     /// INVEPT all-context (and any change to EPT01): drop every EPT02.
@@ -271,6 +387,7 @@ impl<const N: usize> ShadowEpt<N> {
                 free_table(frames, r.root, 4);
             }
         }
+        self.unwatch(|_| true);
     }
 
     /// EPT02 roots currently built, as (EPT12 root address, EPT02 root).
@@ -310,6 +427,30 @@ fn install(
     }
     frames.write_entry(table, index, entry);
     Ok(())
+}
+
+/// The table and index of the EPT02 leaf for `gpa` at `size`, if the tables above it are
+/// there.
+fn leaf_slot(
+    frames: &impl HostFrames,
+    root: Hpa,
+    gpa: u64,
+    size: PageSize,
+) -> Option<(Hpa, usize)> {
+    let mut table = root;
+    let mut level = 4;
+    loop {
+        let index = ((gpa >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
+        if level == size.level() {
+            return Some((table, index));
+        }
+        let e = frames.read_entry(table, index);
+        if e & bits::RWX == 0 || e & bits::LARGE != 0 {
+            return None;
+        }
+        table = Hpa(e & bits::ADDR_MASK);
+        level -= 1;
+    }
 }
 
 /// Frees the table at `table` (a level-`level` structure) and every table below it.

@@ -642,3 +642,107 @@ fn vpid_eviction_takes_turns() {
     assert_eq!(m.vpid02(11), (100, true));
     assert_eq!((m.lookup(10), m.lookup(11), m.lookup(9)), (Some(101), Some(100), None));
 }
+
+/// L1 clears EPT12 flags without INVEPT (kvm-unit-tests' PML test does): at the next entry
+/// to L2, `recheck` drops the EPT02 leaf of each watched page whose EPT12 leaf changed, so
+/// L2's next write faults, sets the dirty flag and is logged again; a page L1 left alone
+/// keeps its leaf, and without A/D in the EPTP nothing is watched.
+#[test]
+fn recheck_drops_leaves_whose_ept12_flags_l1_cleared() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    let eptp = b.eptp() | crate::ept::eptp::AD_ENABLE;
+    const LOG: u64 = 0xa0_0000;
+    let mut index: u16 = 511;
+    let go = |sh: &mut ShadowEpt, b: &mut Builder, frames: &mut VecFrames, i: &mut u16, gpa| {
+        let pml = Some(PmlLog { address: LOG, index: i });
+        sh.handle_violation(eptp, &violation(gpa, 2), &mut b.mem, &ept01, frames, &caps, 36, pml)
+    };
+    assert_eq!(go(&mut sh, &mut b, &mut frames, &mut index, 0x1234), Ok(Resolution::Fixed));
+    assert_eq!(go(&mut sh, &mut b, &mut frames, &mut index, 0x20_1000), Ok(Resolution::Fixed));
+    assert_eq!(index, 509);
+    let root = sh.root_for(eptp, &mut frames).unwrap();
+    assert!(!sh.recheck(eptp, &b.mem, &mut frames), "nothing changed: nothing dropped");
+    assert_eq!(leaves(&frames, root).len(), 2);
+    // The processor sets EPT02's own flags as L2 runs: that is no change of L1's.
+    for (gpa, size, _) in leaves(&frames, root) {
+        let (table, index) = leaf_slot(&frames, root, gpa, size).unwrap();
+        let e = frames.read_entry(table, index);
+        frames.write_entry(table, index, e | bits::ACCESSED | bits::DIRTY);
+    }
+    assert!(!sh.recheck(eptp, &b.mem, &mut frames), "EPT02's flags are not L1's");
+    // L1 clears the 4-KiB page's accessed and dirty flags, no INVEPT.
+    let leaf_at =
+        walk::walk_ept12(&b.mem, eptp, L2Gpa(0x1234), &caps, 36).unwrap().entries[3].unwrap();
+    let e = b.mem.read_u64(leaf_at).unwrap();
+    b.mem.write_u64(leaf_at, e & !(bits::ACCESSED | bits::DIRTY)).unwrap();
+    assert!(sh.recheck(eptp, &b.mem, &mut frames), "the cleared page's leaf goes");
+    let l = leaves(&frames, root);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].0, 0x20_0000, "the 2-MiB page L1 left alone stays");
+    assert!(!sh.recheck(eptp, &b.mem, &mut frames), "once is enough");
+    // L2 writes again: the flags are set again and the page is logged again.
+    assert_eq!(go(&mut sh, &mut b, &mut frames, &mut index, 0x1234), Ok(Resolution::Fixed));
+    assert_eq!((index, b.mem.read_u64(L1Gpa(LOG + 509 * 8)).unwrap()), (508, 0x1000));
+    assert_eq!(b.mem.read_u64(leaf_at).unwrap() & (bits::ACCESSED | bits::DIRTY), 0x300);
+    // Only the dirty flag cleared: the same.
+    let e = b.mem.read_u64(leaf_at).unwrap();
+    b.mem.write_u64(leaf_at, e & !bits::DIRTY).unwrap();
+    assert!(sh.recheck(eptp, &b.mem, &mut frames));
+    // An EPT02 the entry does not use is not touched, and INVEPT forgets the watches.
+    let other = b.eptp() | crate::ept::eptp::AD_ENABLE | 0x1000_0000;
+    assert!(!sh.recheck(other, &b.mem, &mut frames));
+    assert_eq!(go(&mut sh, &mut b, &mut frames, &mut index, 0x1234), Ok(Resolution::Fixed));
+    sh.invalidate(eptp, &mut frames);
+    b.mem.write_u64(leaf_at, 0).unwrap();
+    assert!(!sh.recheck(eptp, &b.mem, &mut frames));
+    // Without A/D flags nothing is watched.
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let plain = b.eptp();
+    let r = sh.handle_violation(
+        plain,
+        &violation(0x1234, 2),
+        &mut b.mem,
+        &ept01,
+        &mut frames,
+        &caps,
+        36,
+        None,
+    );
+    assert_eq!(r, Ok(Resolution::Fixed));
+    let leaf_at =
+        walk::walk_ept12(&b.mem, plain, L2Gpa(0x1234), &caps, 36).unwrap().entries[3].unwrap();
+    b.mem.write_u64(leaf_at, 0).unwrap();
+    assert!(!sh.recheck(plain, &b.mem, &mut frames));
+}
+
+/// Only the last `WATCHED` fills are watched: an older page keeps its cached leaf (SDM
+/// 29.4.3.1 allows it), the newest are re-checked.
+#[test]
+fn recheck_watches_the_last_fills() {
+    let mut b = Builder::new(0x100_0000, 0x80_0000);
+    let n = WATCHED as u64 + 2;
+    for i in 0..n {
+        b.map(0x1000 * (i + 1), 0x10_0000 + 0x1000 * i, PageSize::Size4K, 7);
+    }
+    let ept01 =
+        LinearEpt01 { size: 0x100_0000, hpa_base: 0x2000_0000, page: PageSize::Size2M, perms: 7 };
+    let (mut frames, mut sh) = (VecFrames::default(), ShadowEpt::<8>::new());
+    let caps = l1();
+    let eptp = b.eptp() | crate::ept::eptp::AD_ENABLE;
+    for i in 0..n {
+        let exit = violation(0x1000 * (i + 1), 2);
+        let r = sh.handle_violation(eptp, &exit, &mut b.mem, &ept01, &mut frames, &caps, 36, None);
+        assert_eq!(r, Ok(Resolution::Fixed));
+    }
+    for i in 0..n {
+        let gpa = L2Gpa(0x1000 * (i + 1));
+        let at = walk::walk_ept12(&b.mem, eptp, gpa, &caps, 36).unwrap().entries[3].unwrap();
+        let e = b.mem.read_u64(at).unwrap();
+        b.mem.write_u64(at, e & !bits::DIRTY).unwrap();
+    }
+    assert!(sh.recheck(eptp, &b.mem, &mut frames));
+    let root = sh.root_for(eptp, &mut frames).unwrap();
+    let kept: Vec<u64> = leaves(&frames, root).iter().map(|l| l.0).collect();
+    assert_eq!(kept, [0x1000, 0x2000], "the two oldest fills are no longer watched");
+}

@@ -243,7 +243,13 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     let eptp = if secondary_controls(v12) & proc2::ENABLE_EPT != 0 {
         let root =
             n.shadow.root_for(v12.ept_pointer, &mut Frames).map_err(|_| "no frames for EPT02")?;
-        eptp02_for(root, v12.ept_pointer)
+        let eptp02 = eptp02_for(root, v12.ept_pointer);
+        // EPT12 flags L1 cleared since L2 last ran take effect now (ShadowEpt::recheck).
+        if n.shadow.recheck(v12.ept_pointer, &g.memory, &mut Frames) {
+            // SAFETY: in VMX root operation with INVEPT supported (EPT is in use).
+            let _ = unsafe { insn::invept(2, 0) };
+        }
+        eptp02
     } else {
         n.eptp01
     };
