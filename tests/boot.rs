@@ -187,6 +187,16 @@ fn bochs_grub_multiboot2_reports_vmx_capabilities() {
     );
 }
 
+/// The reference for `tests/l0.rs`'s CR8 test: on the bare (emulated) processor, CR8 is
+/// bits 7:4 of the local APIC's TPR, both ways.
+#[test]
+fn bochs_cr8_is_the_local_apic_tpr() {
+    turtles(&["run", "l0", "--emulator", "bochs", "--cmdline", "turtles.test=cr8"]).expect(
+        0,
+        &["self-test: CR8 5 gives TPR 0x50; TPR 0x30 gives CR8 0x3; 0 0x0", "exit status=0"],
+    );
+}
+
 #[test]
 fn bochs_exception_and_panic_end_with_failure() {
     turtles(&["run", "l0", "--emulator", "bochs", "--cmdline", "turtles.test=exception"])

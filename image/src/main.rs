@@ -300,6 +300,23 @@ fn run_self_test(cmdline: &str) {
             let at: extern "C" fn() = unsafe { core::mem::transmute(0x8000_0000usize) };
             at();
         }
+        "cr8" => {
+            // CR8 is bits 7:4 of the local APIC's TPR (SDM Vol. 3A 11.8.6.5), both ways: the
+            // same on a bare processor as under a hypervisor that models the APIC.
+            // SAFETY: the priority is raised for a moment with interrupts off, then cleared.
+            let (tpr, cr8) = unsafe {
+                arch::cpu::write_cr8(5);
+                let tpr = arch::apic::lapic_tpr();
+                arch::apic::set_lapic_tpr(0x30);
+                let cr8 = arch::cpu::cr8();
+                arch::cpu::write_cr8(0);
+                (tpr, cr8)
+            };
+            let back = arch::apic::lapic_tpr();
+            log::info!(
+                "self-test: CR8 5 gives TPR {tpr:#x}; TPR 0x30 gives CR8 {cr8:#x}; 0 {back:#x}"
+            );
+        }
         "port" => {
             // SAFETY: COM2 is not used by turtles; reading its data port has no effect.
             let value = unsafe { arch::cpu::inb(0x2f8) };

@@ -47,6 +47,10 @@ const PRIMARY_NEEDS: &[Need] = &[
     (proc1::HLT_EXITING, "HLT exiting"),
     (proc1::UNCONDITIONAL_IO_EXITING, "unconditional I/O exiting"),
     (proc1::ACTIVATE_SECONDARY_CONTROLS, "activate secondary controls"),
+    // CR8 is the guest's TPR, in L0's model of its local APIC; run natively it would be the
+    // processor's, through which L0's own interrupts arrive.
+    (proc1::CR8_LOAD_EXITING, "CR8-load exiting"),
+    (proc1::CR8_STORE_EXITING, "CR8-store exiting"),
 ];
 /// L0 leaves CR3 accesses, RDTSC and INVLPG to the guest (EPT makes them harmless); the
 /// hardware may still force some of them on (allowed0), and L0 handles those exits.
@@ -228,9 +232,10 @@ mod sdm_values_tests {
         // Pin-based: the forced 1, 2, 4; external interrupts 0, NMI 3; virtual NMIs 5,
         // preemption timer 6.
         assert_eq!(c.pin, 0x7f);
-        // Primary: the forced 0x04006172; HLT 7, unconditional I/O 24, secondary 31; MWAIT
-        // 10, MONITOR 29.
-        assert_eq!(c.primary, 0x0400_6172 | 1 << 7 | 1 << 24 | 1 << 31 | 1 << 10 | 1 << 29);
+        // Primary: the forced 0x04006172; HLT 7, unconditional I/O 24, secondary 31, CR8
+        // load 19 and store 20; MWAIT 10, MONITOR 29.
+        let needs = 1 << 7 | 1 << 24 | 1 << 31 | 1 << 19 | 1 << 20;
+        assert_eq!(c.primary, 0x0400_6172 | needs | 1 << 10 | 1 << 29);
         // Secondary: EPT 1, unrestricted guest 7; VPID 5, RDTSCP 3, INVPCID 12 (XSAVES, bit
         // 20, is not allowed by this CPU).
         assert_eq!(c.secondary, 1 << 1 | 1 << 7 | 1 << 5 | 1 << 3 | 1 << 12);

@@ -327,6 +327,22 @@ impl LocalApic {
         self.tpr = u32::from(tpr);
     }
 
+    /// MOV from CR8: TPR bits 7:4 (SDM Vol. 3A 11.8.6.5).
+    pub fn cr8(&self) -> u64 {
+        u64::from(self.tpr() >> 4)
+    }
+
+    /// MOV to CR8: TPR bits 7:4 from `value` bits 3:0 and bits 3:0 cleared; a value with
+    /// any of bits 63:4 set is #GP(0) and changes nothing (SDM Vol. 3A 11.8.6.5, Vol. 2B
+    /// "MOV—Move to/from Control Registers": CR8 bits 63:4 are reserved).
+    pub fn set_cr8(&mut self, value: u64) -> Result<(), ApicFault> {
+        if value >> 4 != 0 {
+            return Err(ApicFault);
+        }
+        self.set_tpr((value as u8) << 4);
+        Ok(())
+    }
+
     /// The processor priority (SDM 11.8.3.1): TPR, or the class of the highest in-service
     /// vector if that is higher.
     pub fn ppr(&self) -> u8 {
@@ -825,6 +841,25 @@ mod tests {
         a.write_base_msr(X2, 0).unwrap();
         a.write_msr(0x80f, 0x1ff, 0).unwrap();
         a
+    }
+
+    /// CR8 is TPR bits 7:4 both ways (SDM Vol. 3A 11.8.6.5); bits 63:4 of a MOV to CR8 are
+    /// reserved (#GP, nothing changes); TPR bits 3:0 do not show in CR8.
+    #[test]
+    fn cr8_is_the_tpr_class() {
+        let mut a = xapic();
+        a.set_cr8(5).unwrap();
+        assert_eq!(a.read_mmio(reg::TPR, 0), 0x50);
+        a.write_mmio(reg::TPR, 0x3c, 0);
+        assert_eq!(a.cr8(), 3);
+        assert_eq!(a.set_cr8(0x10), Err(ApicFault));
+        assert_eq!(a.set_cr8(1 << 63), Err(ApicFault));
+        assert_eq!(a.read_mmio(reg::TPR, 0), 0x3c, "a faulting MOV changes nothing");
+        a.set_cr8(0xf).unwrap();
+        assert_eq!((a.tpr(), a.cr8()), (0xf0, 0xf));
+        // The priority it sets holds back an interrupt of its class and lets a higher one in.
+        a.set_cr8(4).unwrap();
+        assert_eq!(a.ppr(), 0x40);
     }
 
     #[test]

@@ -26,6 +26,7 @@ const X2APIC_MSR_BASE: u32 = 0x800;
 /// Local APIC register offsets (SDM Vol. 3A table 11-1).
 mod lreg {
     pub const ID: u32 = 0x20;
+    pub const TPR: u32 = 0x80;
     pub const EOI: u32 = 0xb0;
     pub const SVR: u32 = 0xf0;
     /// IRR bits 31:0; bits 32n+31:32n at `IRR + 0x10 * n`.
@@ -108,6 +109,20 @@ pub fn lapic_enable() {
         // reach L0 only as acknowledged VM exits; LVT entries stay as firmware left them.
         unsafe { lapic_write(lreg::SVR, SVR_ENABLE | SPURIOUS_VECTOR) };
     }
+}
+
+/// The task-priority register (bits 7:0).
+pub fn lapic_tpr() -> u32 {
+    lapic_read(lreg::TPR)
+}
+
+/// Sets the task-priority register (the turtles.test=cr8 self-test).
+///
+/// # Safety
+/// As for [`cpu::write_cr8`]: a higher priority holds back lower interrupts.
+pub unsafe fn set_lapic_tpr(value: u32) {
+    // SAFETY: the caller upholds the contract above.
+    unsafe { lapic_write(lreg::TPR, value) };
 }
 
 /// EOI for the interrupt in service (a level-triggered one is broadcast to the I/O APIC).

@@ -59,6 +59,24 @@ pub unsafe fn write_cr2(value: u64) {
     unsafe { asm!("mov cr2, {}", in(reg) value, options(nomem, nostack)) };
 }
 
+/// CR8: the task-priority class of this processor's local APIC (TPR bits 7:4).
+pub fn cr8() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR8 has no side effects (64-bit mode, CPL 0).
+    unsafe { asm!("mov {}, cr8", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Loads CR8 (TPR bits 7:4 from `value` bits 3:0).
+///
+/// # Safety
+/// Raising the priority holds back this processor's lower-priority interrupts until it is
+/// lowered again; bits 63:4 must be clear (else #GP).
+pub unsafe fn write_cr8(value: u64) {
+    // SAFETY: the caller upholds the contract above.
+    unsafe { asm!("mov cr8, {}", in(reg) value, options(nomem, nostack)) };
+}
+
 /// The time-stamp counter (in Bochs: emulated instructions).
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);

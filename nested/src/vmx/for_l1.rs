@@ -52,8 +52,8 @@ pub enum ForL1 {
     Done,
     /// The instruction faults in L2 as it would on the processor: inject, RIP unchanged.
     Fault(Exception),
-    /// Not an access L0 performs (CR8 without a TPR shadow, an undefined encoding): the
-    /// caller reflects the exit.
+    /// Not an access this function performs (CR8, which the image performs on L1's local
+    /// APIC model; an undefined encoding): the caller handles or reflects the exit.
     NotEmulated,
 }
 

@@ -58,10 +58,19 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
             set_gpr(g, v, reg, value);
             Action::Skip
         }
-        // CR8 (TPR): no local APIC is emulated, so the TPR reads 0 and writes are dropped.
-        (0, 8) => Action::Skip,
+        // CR8 is the guest's local APIC's TPR bits 7:4 (the model's, never the processor's,
+        // which L0's own interrupts go through). CR8 exists only in 64-bit mode: operands
+        // are 64-bit.
+        (0, 8) => {
+            let value = gpr(g, v, reg);
+            match g.devices.with_lapic(|lapic| lapic.set_cr8(value)) {
+                Ok(()) => Action::Skip,
+                Err(_) => refuse(8, value, "reserved bits 63:4"),
+            }
+        }
         (1, 8) => {
-            set_gpr(g, v, reg, 0);
+            let value = g.devices.lapic().cr8();
+            set_gpr(g, v, reg, value);
             Action::Skip
         }
         // CLTS and LMSW touch only bits L0 does not own; they cannot exit here.

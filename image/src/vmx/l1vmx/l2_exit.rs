@@ -232,6 +232,11 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         Some(ExitReason::IoInstruction | ExitReason::Rdmsr | ExitReason::Wrmsr) => {
             crate::vmx::exits::handle(g, v02, info)
         }
+        // MOV to/from CR8 without a TPR shadow (not offered) reaches the TPR of L1's local
+        // APIC, as L1's own CR8 does.
+        Some(ExitReason::CrAccess) if info.qualification & 0xf == 8 => {
+            crate::vmx::exits::handle(g, v02, info)
+        }
         // L0's own interrupt window for an interrupt L2 could not take yet (vmcs12 does not
         // ask for one, or the exit would be L1's): the window is open, the next entry
         // delivers it (`interrupts::before_l2_entry`).

@@ -117,14 +117,17 @@ impl L1Vmx {
             shadow: ShadowEpt::new(),
             vpids: NestedVpids::new(hw),
             // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
-            // port access (L0 emulates all I/O below it), EPT (L2 stays inside L1's memory),
+            // port access (L0 emulates all I/O below it), CR8 (L1's TPR, in its APIC model), EPT (L2 stays inside L1's memory),
             // VPID (L2's TLB entries tagged apart from L1's), and its 64-bit host state. Its
             // interrupts (an assigned device's INTx, `vmx::intx`) are acknowledged on exit, as
             // in vmcs01: unacknowledged, one would stay pending and exit again at every entry.
             l0: L0Config {
                 hw: *hw,
                 pin: pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
-                proc1: proc1::UNCONDITIONAL_IO_EXITING | proc1::ACTIVATE_SECONDARY_CONTROLS,
+                proc1: proc1::UNCONDITIONAL_IO_EXITING
+                    | proc1::ACTIVATE_SECONDARY_CONTROLS
+                    | proc1::CR8_LOAD_EXITING
+                    | proc1::CR8_STORE_EXITING,
                 proc2: proc2::ENABLE_EPT | proc2::ENABLE_VPID,
                 // L2's DR7 and IA32_DEBUGCTL saved at every exit (L2 writes DR7 natively),
                 // so an exit L0 handles does not lose them and vmcs12 gets them.
