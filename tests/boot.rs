@@ -197,6 +197,14 @@ fn bochs_cr8_is_the_local_apic_tpr() {
     );
 }
 
+/// The reference for `tests/l0.rs`'s unbacked-fetch test: on the bare (emulated) PC, code
+/// fetched where there is no memory is all ones, FF FF, a reserved opcode: #UD.
+#[test]
+fn bochs_fetch_where_nothing_is_is_ud() {
+    turtles(&["run", "l0", "--emulator", "bochs", "--cmdline", "turtles.test=outside-fetch"])
+        .expect(1, &["EXCEPTION #UD (vector 6)", "rip=0x0000000080000000", "exit status=1"]);
+}
+
 #[test]
 fn bochs_exception_and_panic_end_with_failure() {
     turtles(&["run", "l0", "--emulator", "bochs", "--cmdline", "turtles.test=exception"])

@@ -120,14 +120,21 @@ fn bad_l1_vmptrld_address_gets_error_9() {
     );
 }
 
+/// L1's EPT12 maps L2's first 2 MiB to 3 GiB, where L1 has nothing. L2's first instruction
+/// fetch reads all ones there (FF FF): #UD in L2. Delivering it reads L2's IDT, also there:
+/// that access is the processor's, not an instruction's, so L0 does not emulate it and L1
+/// gets the EPT violation (on hardware the all-ones gate would end in a triple fault); L1
+/// stops its guest and lives.
 #[test]
 fn ept12_outside_l1_memory_is_reflected_to_l1_as_an_ept_violation() {
     depth2(&["--guest-cmdline", "turtles.test=bad-ept"]).expect(
         4,
         &[
             "L1| [L1 cpu0 INFO ] self-test: bad-ept",
+            "guest instruction fetch at guest-physical 0xc0100038, where there is neither RAM \
+             nor a device: all ones, FF FF is #UD (rip 0x100038)",
             "outside L1's memory: reflecting an EPT violation to L1",
-            "L1| [L1 cpu0 ERROR] guest instruction fetch at guest-physical 0x",
+            "L1| [L1 cpu0 ERROR] guest read at guest-physical 0x30 is outside its",
             "L1| [L1 cpu0 ERROR] guest: stopped by L1: access outside guest memory",
             "[L0 cpu0 INFO ] guest: exited with status 4",
         ],
@@ -263,6 +270,8 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: round 4 OUT 0x80, eax=0x00000020",
             // EPT12 maps 0xc0001000 to L1-physical 0xfed00000, where L1 has nothing.
             "L1| vmx32: round 4 OUT 0x80, eax=0xffffffff",
+            // A call there fetches all ones: FF FF is #UD in L2, at the call's target.
+            "L1| vmx32: round 4 OUT 0x80, eax=0xc0001000",
             "L1| vmx32: external-interrupt exit, intr-info=0x80000045",
             "L1| vmx32: L1's TPR after L2's write=0x00000020",
             // Round 5 (finding 15): its APIC timer interrupt arrives while its own
@@ -299,11 +308,11 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: round 8: L2's DR7 as its exit saved it=0x00000408",
             "L1| vmx32: round 8: L2's ECX=0x00000000",
             "L1| vmx32: round 8: L2's EDI - the INSB target=0x00000004",
-            "L1| vmx32: L2 halted: done, exits=0x0000001a",
+            "L1| vmx32: L2 halted: done, exits=0x0000001b",
             "exits: Vmlaunch=1",
             // Only what it asked for reached it: COM1, IA32_STAR and CR4 stayed in L0, its
             // APIC's accesses from L2 were performed by L0.
-            ", 26 reflected to L1",
+            ", 27 reflected to L1",
         ],
     );
     // The guest never touched an address L0 does not model.

@@ -293,10 +293,9 @@ fn run_self_test(cmdline: &str) {
             log::info!("self-test: read {value:#x} at 2 GiB");
         }
         "outside-fetch" => {
-            // An instruction fetch from there, which the hypervisor does not emulate: it
-            // stops us.
-            // SAFETY: deliberate; the call never returns under a hypervisor (on bare metal it
-            // executes whatever is there).
+            // An instruction fetch from there: all ones, FF FF, a reserved opcode (#UD), on
+            // a PC as under the hypervisor.
+            // SAFETY: deliberate; the call does not return (the #UD ends the run).
             let at: extern "C" fn() = unsafe { core::mem::transmute(0x8000_0000usize) };
             at();
         }

@@ -23,7 +23,8 @@
  * A fourth round gives the guest EPT: an identity map of the first GiB plus guest-physical
  * 0xc0000000 mapped to this kernel's own local APIC page (back in xAPIC mode), through
  * which the guest reads the APIC's version and ID, writes the TPR, reads all ones where
- * EPT12 maps an L1-physical page with nothing behind it (0xfed00000), and sends a self-IPI
+ * EPT12 maps an L1-physical page with nothing behind it (0xfed00000) and takes #UD calling
+ * code there (all ones: FF FF), and sends a self-IPI
  * with the ICR; this kernel sees its TPR changed and the IPI arrive as an external-interrupt
  * exit. A fifth round arms the VMX-preemption timer far out and this kernel's APIC timer
  * near: the timer's interrupt must arrive as an external-interrupt exit while the guest
@@ -528,6 +529,10 @@ round4:
     jne fail
     VMW 0x401e, %ebx
     VMW 0x4016, $0                      /* nothing to inject */
+    mov $6, %eax                        /* the guest's #UD handler */
+    mov $l2_ud, %edx
+    mov $l2_idt, %ebx
+    call set_gate
     VMW 0x681e, $guest_round4           /* RIP */
     VMW 0x681c, $guest_stack_top        /* RSP */
     VMW 0x6820, $0x2                    /* RFLAGS */
@@ -918,9 +923,16 @@ guest_round4:
     movl $0x1234, 0xc0001000            /* nothing there: dropped */
     mov 0xc0001000, %eax                /* all ones */
     out %al, $0x80
+    call 0xc0001000                     /* code there is all ones too: FF FF is #UD */
     movl $0x00040045, 0xc0000300        /* ICR: fixed, shorthand self, vector 0x45 */
     hlt
     jmp fail
+/* The guest's #UD: reports the faulting EIP through OUT 0x80 and returns past the call. */
+l2_ud:
+    mov (%esp), %eax
+    out %al, $0x80
+    add $12, %esp                       /* EIP, CS, EFLAGS of the #UD */
+    ret
 /* The guest's #DB: AL = DR6.BS >> 8 (0x40), plus the distance from the instruction after
  * the stepped IN; reported through OUT 0x80; TF cleared for the return. */
 l2_db:

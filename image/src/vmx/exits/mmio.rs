@@ -9,8 +9,10 @@
 //!
 //! A data access to a physical address with neither RAM nor a modelled device behind it is
 //! performed as on a PC, where nothing answers it: a load reads all ones, a store is dropped
-//! ([`Page::Unbacked`]). An instruction fetch from there is not emulated (the caller stops
-//! the guest, or reflects L2's EPT violation to L1).
+//! ([`Page::Unbacked`]). An instruction that starts there reads all ones too: FF FF, which
+//! is FF /7, a reserved opcode, so the processor raises #UD ([`unbacked_fetch`]). One that
+//! starts in RAM and runs into such a page is not emulated (the caller stops the guest, or
+//! reflects L2's EPT violation to L1).
 
 use nested::arch::{cr0, efer, segment_ar};
 use nested::ept::l2_mmio::L2Memory;
@@ -57,18 +59,33 @@ enum Page {
     Unbacked,
 }
 
+/// EPT-violation qualification bits 7 and 8: the guest-linear address is valid and the
+/// access was to the address it translates to, not to a paging-structure entry.
+const LINEAR_TRANSLATION: u64 = 1 << 7 | 1 << 8;
+
+/// The access of the EPT violation `info` is one an instruction makes to its memory operand,
+/// which L0 can perform by decoding the instruction: a data access to a linear address's
+/// translation, outside event delivery (an IDT read while delivering an event, or a page
+/// walk, is the processor's own and is not emulated).
+fn instruction_data_access(info: &ExitInfo) -> bool {
+    let q = info.qualification;
+    access_of(q) & bits::EXEC as u8 == 0
+        && q & LINEAR_TRANSLATION == LINEAR_TRANSLATION
+        && info.idt_vectoring_info & nested::exits::intr_info::VALID == 0
+}
+
 /// The device page at guest-physical `gpa` of L0's guest (L1), if L0 models one there
-/// (its local APIC, the I/O APIC or one of its virtio-mmio devices), or, for a data access
-/// (EPT-violation qualification `qualification`), [`Page::Unbacked`] where its RAM is not
-/// either.
-fn page_at(g: &Guest, gpa: u64, qualification: u64) -> Option<Page> {
+/// (its local APIC, the I/O APIC or one of its virtio-mmio devices), or, for an
+/// instruction's data access ([`instruction_data_access`]), [`Page::Unbacked`] where its
+/// RAM is not either.
+fn page_at(g: &Guest, gpa: u64, info: &ExitInfo) -> Option<Page> {
     if g.devices.lapic().mmio_base() == Some(gpa & !0xfff) {
         Some(Page::Lapic)
     } else if crate::machine::Devices::ioapic_owns(gpa) {
         Some(Page::IoApic)
     } else if let Some(w) = g.devices.virtio_owns(gpa) {
         Some(Page::Virtio(w))
-    } else if access_of(qualification) & bits::EXEC as u8 == 0 && g.memory.slice(gpa, 1).is_none() {
+    } else if instruction_data_access(info) && g.memory.slice(gpa, 1).is_none() {
         if UNBACKED.allow() {
             log::warn!(
                 "guest access to guest-physical {gpa:#x}, where there is neither RAM nor a \
@@ -86,7 +103,7 @@ fn page_at(g: &Guest, gpa: u64, qualification: u64) -> Option<Page> {
 /// guest-physical address.
 pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> {
     let gpa = info.guest_physical_address;
-    let page = page_at(g, gpa, info.qualification)?;
+    let page = page_at(g, gpa, info)?;
     let fetched = fetch(v, &g.memory);
     Some(perform(g, v, gpa, page, fetched))
 }
@@ -96,7 +113,7 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
 /// resumes past the instruction (a data access where L1 has neither RAM nor a device reads
 /// all ones or is dropped); `None` if nothing of L1's is there (an instruction fetch outside
 /// L1's memory). `v` is vmcs02 (L2's registers and paging); L2's instruction is fetched
-/// through L2's paging and EPT12; `qualification` is the EPT violation's.
+/// through L2's paging and EPT12; `info` is the EPT violation.
 pub fn l2_device(
     g: &mut Guest,
     v: &mut HwVmcs,
@@ -104,12 +121,46 @@ pub fn l2_device(
     eptp12: u64,
     caps: &nested::caps::VmxCaps,
     maxphyaddr: u8,
-    qualification: u64,
+    info: &ExitInfo,
 ) -> Option<Action> {
-    let page = page_at(g, l1gpa, qualification)?;
+    let page = page_at(g, l1gpa, info)?;
     let l2mem = L2Memory { l1: &g.memory, eptp12: Some(eptp12), caps, maxphyaddr };
     let fetched = fetch(v, &l2mem);
     Some(perform(g, v, l1gpa, page, fetched))
+}
+
+/// An EPT violation of the guest's (`v`: its VMCS) that is the fetch of an instruction's
+/// first byte from guest-physical `gpa`, where it has neither RAM nor a device: the bytes
+/// read are all ones, FF FF is FF /7, reserved in every mode (SDM Vol. 2D A.4, opcode group
+/// 5), so the processor raises #UD at that RIP. `None` for any other access, and for an
+/// instruction that began in RAM and runs into such a page (its bytes are not all ones).
+pub fn unbacked_fetch(g: &Guest, v: &HwVmcs, gpa: u64, info: &ExitInfo) -> Option<Action> {
+    let q = info.qualification;
+    if access_of(q) & bits::EXEC as u8 == 0 || q & LINEAR_TRANSLATION != LINEAR_TRANSLATION {
+        return None;
+    }
+    if g.memory.slice(gpa, 1).is_some()
+        || g.devices.lapic().mmio_base() == Some(gpa & !0xfff)
+        || crate::machine::Devices::ioapic_owns(gpa)
+        || g.devices.virtio_owns(gpa).is_some()
+    {
+        return None;
+    }
+    let rip = v.read(F::GuestRip);
+    let start = match cpu_mode(v) {
+        CpuMode::Long64 => rip,
+        _ => v.read(F::GuestCsBase).wrapping_add(rip) & 0xffff_ffff,
+    };
+    if info.guest_linear_address != start {
+        return None;
+    }
+    if UNBACKED.allow() {
+        log::warn!(
+            "guest instruction fetch at guest-physical {gpa:#x}, where there is neither RAM \
+             nor a device: all ones, FF FF is #UD (rip {rip:#x})"
+        );
+    }
+    Some(Action::raise(nested::vmx::Exception::UD))
 }
 
 /// The instruction at the guest's RIP, read through its paging from `mem`.

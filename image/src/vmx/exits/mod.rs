@@ -13,7 +13,7 @@ mod mmio;
 pub mod msr;
 mod simple;
 
-pub use mmio::l2_device;
+pub use mmio::{l2_device, unbacked_fetch};
 pub use msr::L2_PASSTHROUGH;
 
 use nested::exits::{ExitInfo, ExitReason};
@@ -55,7 +55,10 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         ExitReason::TripleFault => fault::triple_fault(v, g),
         ExitReason::EptViolation => match mmio::device(g, v, info) {
             Some(action) => action,
-            None => fault::ept(v, g, info),
+            None => match mmio::unbacked_fetch(g, v, info.guest_physical_address, info) {
+                Some(action) => action,
+                None => fault::ept(v, g, info),
+            },
         },
         ExitReason::EptMisconfig => fault::ept(v, g, info),
         r if r.is_vmx_instruction() || r == ExitReason::Vmfunc => simple::vmx_instruction(v, r),

@@ -153,16 +153,21 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                     // where L1 has neither RAM nor a device reads all ones or is dropped.
                     if l2_mmio_target(info.guest_physical_address, Some(&r)).is_some() {
                         let caps = n.vmx.caps;
-                        let q = info.qualification;
                         if let Some(action) = crate::vmx::exits::l2_device(
-                            g, v02, gpa.0, eptp12, &caps, maxphyaddr, q,
+                            g, v02, gpa.0, eptp12, &caps, maxphyaddr, info,
                         ) {
                             return device_access_done(g, v02, action);
                         }
                     }
-                    // An instruction fetch from L1-physical memory L1 does not have (not
-                    // emulated): nothing is mapped and L1 gets the EPT violation for its
-                    // guest.
+                    // An instruction that starts where L1 has neither RAM nor a device:
+                    // #UD in L2, as L1's own (the bytes are all ones).
+                    if matches!(r, Resolution::L1Unmapped(_))
+                        && let Some(action) = crate::vmx::exits::unbacked_fetch(g, v02, gpa.0, info)
+                    {
+                        return action;
+                    }
+                    // One that ran into such a page from RAM (not emulated): nothing is
+                    // mapped and L1 gets the EPT violation for its guest.
                     static OUTSIDE: crate::ratelimit::RateLimit =
                         crate::ratelimit::RateLimit::new(8);
                     if OUTSIDE.allow() {
