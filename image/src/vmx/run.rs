@@ -15,6 +15,7 @@ use super::interrupts;
 use super::l1vmx::{self, Step, l2_exit, state::L1Vmx};
 use super::setup;
 use super::vmxon::{self, VmxError};
+use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx::{self as insn, GuestRegs};
 use crate::drivers::status::{self, GuestState};
@@ -247,7 +248,11 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         // SAFETY: the current VMCS (vmcs01 from setup::create, or vmcs02 merged by
         // nested::enter_l2) is complete, HOST_RIP is the exit trampoline, its EPT confines the
         // guest to memory L0 gave it, and `launched` tracks that VMCS's VMLAUNCH.
-        if let Err(e) = unsafe { insn::enter(&mut g.regs, launched) } {
+        let entered = unsafe { insn::enter(&mut g.regs, launched) };
+        // The TSC at L2's VM exit, as early as L0 can read it, for vmcs12's VM-exit
+        // MSR-store list (L1's exits do not pay for it).
+        let exit_tsc = if in_l2 { cpu::rdtsc() } else { 0 };
+        if let Err(e) = entered {
             log::error!(
                 "VM{} of {} failed: {e}",
                 if launched { "RESUME" } else { "LAUNCH" },
@@ -257,7 +262,10 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
             return GuestEnd::Failed("VM entry failed");
         }
         match &mut g.nested {
-            Some(n) if in_l2 => n.vmcs02_launched = true,
+            Some(n) if in_l2 => {
+                n.vmcs02_launched = true;
+                n.exit_tsc = exit_tsc;
+            }
             _ => launched01 = true,
         }
         let info = ExitInfo::read(&v);
