@@ -196,7 +196,7 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
         // (0x3333) and writes one more; the VM-exit MSR-store list saves L2's values, the
         // VM-exit MSR-load list gives L1 0x4444, and L1's SYSENTER_ESP is its host-state
         // field's 0. The store list's IA32_TSC is the TSC at L2's exit: within
-        // TSC_STORE_BOUND (0x80) of L2's RDTSC right before its VMCALL (34 measured; 599
+        // TSC_STORE_BOUND (0x80) of L2's RDTSC right before its VMCALL (36 measured; 599
         // when L0 read the TSC as it performed the list). Then a load-list entry WRMSR refuses (IA32_PAT memory type 2, entry 2):
         // a VM-entry failure, reason 34 with bit 31, qualification 2, and the exit's load
         // list still runs (0x5555). Then entry 2 names IA32_FS_BASE, which no list loads:

@@ -470,7 +470,7 @@ vmfunc_checked:
  * load: the entry fails the same way, after entry 1 (KERNEL_GS_BASE 0x7777) was loaded.
  * The stored IA32_TSC is the TSC at the VM exit (SDM 27.4): it exceeds the guest's RDTSC
  * right before its VMCALL by a few cycles on hardware. Under Bochs, as L1 on turtles' L0,
- * the difference measured 0x22 (34) with L0 reading the TSC right after L2's exit, and
+ * the difference measured 0x24 (36) with L0 reading the TSC right after L2's exit, and
  * 0x257 (599) when L0 read it as it performed the list. */
     .set TSC_STORE_BOUND, 0x80
 msr_lists_test:

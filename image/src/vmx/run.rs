@@ -248,11 +248,7 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         // SAFETY: the current VMCS (vmcs01 from setup::create, or vmcs02 merged by
         // nested::enter_l2) is complete, HOST_RIP is the exit trampoline, its EPT confines the
         // guest to memory L0 gave it, and `launched` tracks that VMCS's VMLAUNCH.
-        let entered = unsafe { insn::enter(&mut g.regs, launched) };
-        // The TSC at L2's VM exit, as early as L0 can read it, for vmcs12's VM-exit
-        // MSR-store list (L1's exits do not pay for it).
-        let exit_tsc = if in_l2 { cpu::rdtsc() } else { 0 };
-        if let Err(e) = entered {
+        if let Err(e) = unsafe { insn::enter(&mut g.regs, launched) } {
             log::error!(
                 "VM{} of {} failed: {e}",
                 if launched { "RESUME" } else { "LAUNCH" },
@@ -263,8 +259,10 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
         }
         match &mut g.nested {
             Some(n) if in_l2 => {
+                // The TSC at L2's VM exit, as early as L0 can read it, for vmcs12's VM-exit
+                // MSR-store list (in this arm, so that L1's exits do not pay for it).
+                n.exit_tsc = cpu::rdtsc();
                 n.vmcs02_launched = true;
-                n.exit_tsc = exit_tsc;
             }
             _ => launched01 = true,
         }
