@@ -144,7 +144,15 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
         // L2's RDTSC under a TSC offset of 2^32: its high half is one more than L1's.
         [
             case("TSC offsetting (2^32)", no_exit, 1),
-            vec!["vmx32i:   guest RDTSC high half minus this kernel's=0x00000001".to_string()],
+            vec!["vmx32i:   guest TSC high half minus this kernel's=0x00000001".to_string()],
+        ]
+        .concat(),
+        // L2's RDMSR of IA32_TSC, which L1's MSR bitmap passes through, sees the offset too
+        // (SDM 25.3): L0 performs it in L1's world (vmcs02 intercepts 0x10), with vmcs02's
+        // offset.
+        [
+            case("TSC offsetting (2^32), RDMSR IA32_TSC passed through", no_exit, 1),
+            vec!["vmx32i:   guest TSC high half minus this kernel's=0x00000001".to_string()],
         ]
         .concat(),
         // Bochs's corei7_skylake_x has no monitor trap flag, so L0 does not offer it.
@@ -191,7 +199,9 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
         // MSR lists (SDM 26.4, 27.4, 27.6): L2 reads what the VM-entry MSR-load list gave it
         // (0x3333) and writes one more; the VM-exit MSR-store list saves L2's values, the
         // VM-exit MSR-load list gives L1 0x4444, and L1's SYSENTER_ESP is its host-state
-        // field's 0. Then a load-list entry WRMSR refuses (IA32_PAT memory type 2, entry 2):
+        // field's 0. The store list's IA32_TSC is the TSC at L2's exit: within
+        // TSC_STORE_BOUND (0x80) of L2's RDTSC right before its VMCALL (36 measured; 599
+        // when L0 read the TSC as it performed the list). Then a load-list entry WRMSR refuses (IA32_PAT memory type 2, entry 2):
         // a VM-entry failure, reason 34 with bit 31, qualification 2, and the exit's load
         // list still runs (0x5555). Then entry 2 names IA32_FS_BASE, which no list loads:
         // the same failure, after entry 1 (KERNEL_GS_BASE 0x7777) was loaded, as on the
@@ -200,6 +210,7 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i: MSR lists: VM-entry load, VM-exit store and load",
             "vmx32i:   VMCALL, guest EDI=0x00003333",
             "vmx32i:   guest read KERNEL_GS_BASE=0x00003333 stored=0x00003334 stored=0x00002222",
+            "vmx32i:   stored TSC - guest RDTSC below TSC_STORE_BOUND=0x00000001",
             "vmx32i:   guest SYSENTER_ESP=0x00002222 KERNEL_GS_BASE=0x00004444 SYSENTER_ESP=0x00000000",
             "vmx32i:   exit reason=0x80000022 qual=0x00000002 KERNEL_GS_BASE=0x00005555",
             "vmx32i:   exit reason=0x80000022 qual=0x00000002 KERNEL_GS_BASE=0x00007777",

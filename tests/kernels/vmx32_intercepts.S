@@ -14,10 +14,10 @@
  * kernel clears without INVEPT is flagged and logged again when written) and VMFUNC 0 (EPTP
  * switching between two EPTs that map one guest-physical page differently; an invalid index
  * is a VMFUNC exit). Last, the MSR lists: a VM-entry MSR-load list the guest sees, a VM-exit
- * MSR-store list that saves the guest's MSRs and a VM-exit MSR-load list that restores this
- * kernel's, and an entry whose load list has a value WRMSR refuses (a VM-entry failure,
- * reason 34, after which the exit's load list still runs). Booted by multiboot1; it ends
- * through port 0xf4 (0 = every case ran).
+ * MSR-store list that saves the guest's MSRs (IA32_TSC as at the exit), a VM-exit MSR-load
+ * list that restores this kernel's, and an entry whose load list has a value WRMSR
+ * refuses (a VM-entry failure, reason 34, after which the exit's load list still runs).
+ * Booted by multiboot1; it ends through port 0xf4 (0 = every case ran).
  * The tests run it as L1 on the turtles L0 (tests/nested.rs), where L0 emulates all of it. */
 
     .set MB1_MAGIC, 0x1BADB002
@@ -311,7 +311,7 @@ case_done:
     mov case_ptr, %ebp
     cmp $cases_end, %ebp
     jae 1f
-    testl $2, 16(%ebp)                  /* TSC offset: the guest's EDX is RDTSC's */
+    testl $2, 16(%ebp)                  /* TSC offset: the guest's EDI is its TSC's EDX */
     jz 1f
     rdtsc
     mov guest_edi, %eax
@@ -480,12 +480,18 @@ vmfunc_checked:
 
 /* MSR lists. The VM-entry MSR-load list gives the guest IA32_SYSENTER_ESP 0x2222 and
  * IA32_KERNEL_GS_BASE 0x3333 (this kernel's own is 0x1111); the guest reads the latter
- * without an exit (MSR bitmap all clear) and writes it plus 1; the VM-exit MSR-store list
- * saves both of the guest's, and the VM-exit MSR-load list sets this kernel's
+ * without an exit (MSR bitmap all clear), writes it plus 1 and reads the TSC right before its
+ * VMCALL; the VM-exit MSR-store list saves both of the guest's and IA32_TSC (within
+ * TSC_STORE_BOUND of the guest's read), and the VM-exit MSR-load list sets this kernel's
  * KERNEL_GS_BASE to 0x4444. Then the entry list's second entry sets IA32_PAT's entry 0 to
  * memory type 2, which WRMSR refuses: the entry fails (reason 34, qualification 2), and the
  * exit's load list still runs (0x5555). Last, entry 2 names IA32_FS_BASE, which no list may
- * load: the entry fails the same way, after entry 1 (KERNEL_GS_BASE 0x7777) was loaded. */
+ * load: the entry fails the same way, after entry 1 (KERNEL_GS_BASE 0x7777) was loaded.
+ * The stored IA32_TSC is the TSC at the VM exit (SDM 27.4): it exceeds the guest's RDTSC
+ * right before its VMCALL by a few cycles on hardware. Under Bochs, as L1 on turtles' L0,
+ * the difference measured 0x24 (36) with L0 reading the TSC right after L2's exit, and
+ * 0x257 (599) when L0 read it as it performed the list. */
+    .set TSC_STORE_BOUND, 0x80
 msr_lists_test:
     mov $msg_msr_lists, %esi
     call puts
@@ -499,6 +505,7 @@ msr_lists_test:
     movl $0x3333, msr_entry_list + 24
     movl $0xc0000102, msr_store_list
     movl $0x175, msr_store_list + 16
+    movl $0x10, msr_store_list + 32     /* IA32_TSC */
     movl $0xc0000102, msr_exit_list
     movl $0x4444, msr_exit_list + 8
     ADJUST 1, $0x90000000               /* secondary controls, MSR bitmaps */
@@ -509,7 +516,7 @@ msr_lists_test:
     VMW 0x4014, $2                      /* VM-entry MSR-load count and address */
     VMW 0x200a, $msr_entry_list
     VMW 0x200b, $0
-    VMW 0x400e, $2                      /* VM-exit MSR-store */
+    VMW 0x400e, $3                      /* VM-exit MSR-store */
     VMW 0x2006, $msr_store_list
     VMW 0x2007, $0
     VMW 0x4010, $1                      /* VM-exit MSR-load */
@@ -529,6 +536,21 @@ msr_lists_checked:
     SHOW msg_msr_stored
     mov msr_store_list + 24, %eax
     SHOW msg_msr_stored
+    call newline
+    /* The stored IA32_TSC minus the guest's RDTSC right before its VMCALL (64-bit): 1 if
+     * below TSC_STORE_BOUND (and not negative), else 0. */
+    mov msr_store_list + 40, %eax
+    mov msr_store_list + 44, %edx
+    sub guest_eax, %eax
+    sbb guest_edx, %edx
+    xor %ecx, %ecx
+    test %edx, %edx
+    jnz 1f
+    cmp $TSC_STORE_BOUND, %eax
+    jae 1f
+    inc %ecx
+1:  mov %ecx, %eax
+    SHOW msg_msr_tsc_diff
     call newline
     VMR 0x6824                          /* the guest's IA32_SYSENTER_ESP */
     mov %ebx, %eax
@@ -714,6 +736,8 @@ build_vmcs:
     VMW 0x2801, $0xffffffff
     VMW 0x2802, $0                      /* IA32_DEBUGCTL */
     VMW 0x2803, $0
+    VMW 0x2004, $msr_bitmap             /* for the cases that use MSR bitmaps */
+    VMW 0x2005, $0
     ret
 
 /* Interrupt gate for vector %eax to %edx in the guest's IDT. */
@@ -884,6 +908,11 @@ g_tsc_edx:
     rdtsc
     mov %edx, %edi
     vmcall
+g_tsc_msr_edx:                          /* the MSR bitmap (all clear) passes it through */
+    mov $0x10, %ecx
+    rdmsr
+    mov %edx, %edi
+    vmcall
 g_nops:
     xor %edi, %edi
     nop
@@ -920,6 +949,7 @@ l2_msr:
     mov %eax, %edi
     inc %eax
     wrmsr
+    rdtsc                               /* EDX:EAX: the TSC right before the exit */
     vmcall
 
 /* VMFUNC: EDI = PROBE through EPT 0, EPT 1 (<< 8), EPT 0 (<< 16); then index 2 (a zero
@@ -983,7 +1013,8 @@ entry_failed_jump: .long 0
 
 /* The cases (name, primary controls, secondary controls, guest code, flags). Primary bits:
  * HLT 7, INVLPG 9, MWAIT 10, RDPMC 11, RDTSC 12, CR3-load 15, CR3-store 16, MOV-DR 23,
- * MTF 27, MONITOR 29, PAUSE 30, interrupt window 2, TSC offsetting 3; secondary:
+ * MTF 27, MONITOR 29, PAUSE 30, interrupt window 2, TSC offsetting 3, MSR bitmaps 28
+ * (msr_bitmap, all clear: every MSR passed through); secondary:
  * descriptor tables 2, RDTSCP 3, WBINVD 6, PAUSE-loop 10, RDRAND 11, INVPCID 12,
  * RDSEED 16, XSAVES 20. Flags: 1 guest IF = 1, 2 TSC offset 2^32, 4 XSS-exiting bitmap
  * all ones, 8 the first exit clears the secondary controls. */
@@ -1025,6 +1056,7 @@ cases:
     CASE c_xsaves_run, 0, 0x100000, g_xsaves
     CASE c_xsaves_ud, 0, 0, g_xsaves
     CASE c_tsc_offset, 0x00000008, 0, g_tsc_edx, 2
+    CASE c_tsc_msr, 0x10000008, 0, g_tsc_msr_edx, 2
     CASE c_mtf, 0x08000000, 0, g_nops
     CASE c_window, 0x00000004, 0, g_nops, 1
 cases_end:
@@ -1067,6 +1099,7 @@ c_xsaves:         .asciz "XSAVES enabled, XSS-exiting bitmap all ones, IA32_XSS 
 c_xsaves_run:     .asciz "XSAVES enabled, XSS-exiting bitmap 0"
 c_xsaves_ud:      .asciz "XSAVES not enabled"
 c_tsc_offset:     .asciz "TSC offsetting (2^32)"
+c_tsc_msr:        .asciz "TSC offsetting (2^32), RDMSR IA32_TSC passed through"
 c_mtf:            .asciz "monitor trap flag"
 c_window:         .asciz "interrupt-window exiting"
 msg_hello:        .asciz "vmx32i: VMX intercepts, end to end\n"
@@ -1079,7 +1112,7 @@ msg_qual:         .asciz " qual=0x"
 msg_info:         .asciz " info=0x"
 msg_len:          .asciz " len=0x"
 msg_vmcall:       .asciz "vmx32i:   VMCALL, guest EDI=0x"
-msg_tsc:          .asciz "vmx32i:   guest RDTSC high half minus this kernel's=0x"
+msg_tsc:          .asciz "vmx32i:   guest TSC high half minus this kernel's=0x"
 msg_ept:          .asciz "vmx32i: EPT with accessed/dirty flags\n"
 msg_pml:          .asciz "vmx32i: PML: index 2, four pages written\n"
 msg_no_pml:       .asciz "vmx32i: PML: not offered\n"
@@ -1096,6 +1129,7 @@ msg_eptp_after:   .asciz "vmx32i:   EPTP at the end, relative to EPT 0=0x"
 msg_msr_lists:    .asciz "vmx32i: MSR lists: VM-entry load, VM-exit store and load\n"
 msg_msr_l2_read:  .asciz "vmx32i:   guest read KERNEL_GS_BASE=0x"
 msg_msr_stored:   .asciz " stored=0x"
+msg_msr_tsc_diff: .asciz "vmx32i:   stored TSC - guest RDTSC below TSC_STORE_BOUND=0x"
 msg_msr_guest_esp: .asciz "vmx32i:   guest SYSENTER_ESP=0x"
 msg_msr_l1_kgs:   .asciz " KERNEL_GS_BASE=0x"
 msg_msr_l1_esp:   .asciz " SYSENTER_ESP=0x"

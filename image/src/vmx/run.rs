@@ -15,6 +15,7 @@ use super::interrupts;
 use super::l1vmx::{self, Step, l2_exit, state::L1Vmx};
 use super::setup;
 use super::vmxon::{self, VmxError};
+use crate::arch::cpu;
 use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx::{self as insn, GuestRegs};
 use crate::drivers::status::{self, GuestState};
@@ -257,7 +258,12 @@ fn run_loop(g: &mut Guest) -> GuestEnd {
             return GuestEnd::Failed("VM entry failed");
         }
         match &mut g.nested {
-            Some(n) if in_l2 => n.vmcs02_launched = true,
+            Some(n) if in_l2 => {
+                // The TSC at L2's VM exit, as early as L0 can read it, for vmcs12's VM-exit
+                // MSR-store list (in this arm, so that L1's exits do not pay for it).
+                n.exit_tsc = cpu::rdtsc();
+                n.vmcs02_launched = true;
+            }
             _ => launched01 = true,
         }
         let info = ExitInfo::read(&v);

@@ -15,6 +15,7 @@ pub mod merge;
 pub mod msr_lists;
 pub mod operand;
 pub mod sync;
+pub mod tsc;
 
 pub use instr::{EntryChecked, Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
 pub use l1_caps::l1_caps;

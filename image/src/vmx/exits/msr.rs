@@ -91,7 +91,9 @@ pub fn read(g: &mut Guest, v: &HwVmcs, msr: u32) -> Result<u64, Refusal> {
         Msr::Emulated => with_file(|file| file.read(msr)).ok_or(Refusal::Unknown)?,
         Msr::ReadOnly(value) | Msr::WriteIgnored(value) => value,
         Msr::Zero => 0,
-        Msr::Tsc => cpu::rdtsc(),
+        // The TSC plus `v`'s offset under "use TSC offsetting" (SDM 25.3): L2's view when
+        // L0 performs L2's RDMSR in L1's world.
+        Msr::Tsc => nested::vmx::tsc::guest_tsc(v, cpu::rdtsc()),
         Msr::PlatformInfo => policy::platform_info(super::cpuid::tsc_rate()),
         Msr::ApicBase => g.devices.lapic().base_msr(),
         Msr::X2apic => g

@@ -326,6 +326,7 @@ pub fn interrupt_exit(g: &mut Guest, v02: &mut HwVmcs, intr_info: u32) -> Action
 pub fn signal_exit(g: &mut Guest, v02: &mut HwVmcs, reason: ExitReason, intr_info: u32) -> Action {
     if let Some(n) = g.nested.as_mut() {
         n.l2_exits += 1;
+        n.exit_tsc = crate::arch::cpu::rdtsc();
     }
     g.watchdog.other_exit();
     let info = ExitInfo { reason: u32::from(reason.number()), intr_info, ..ExitInfo::default() };

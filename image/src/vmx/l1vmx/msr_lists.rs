@@ -4,7 +4,10 @@
 //! state. "L2's MSRs" are what L2's RDMSR and WRMSR reach when L1 passes them through: the
 //! ones a VMCS holds are in vmcs02, the rest are L1's world (hardware, L1's emulated MSRs,
 //! L1's local APIC), as on a processor running vmcs12. Each goes through L0's MSR policy
-//! ([`crate::vmx::exits::msr`]), so an entry takes exactly the values WRMSR would.
+//! ([`crate::vmx::exits::msr`]), so an entry takes exactly the values WRMSR would. The one
+//! exception is IA32_TSC in the store list: the MSR's value at L2's VM exit (`exit_tsc`,
+//! timed in `run::run_loop`), raw, as the processor stores it (SDM 27.4), not RDMSR's
+//! view with vmcs02's TSC offset, nor the TSC when L0 reaches the list.
 
 use nested::guest::{GuestMemory as L1Memory, MemError};
 use nested::vmx::msr_lists::{self, Msrs, VmxAbort};
@@ -22,6 +25,8 @@ struct Level<'a> {
     g: &'a mut Guest,
     v: &'a mut HwVmcs,
     list: &'static str,
+    /// IA32_TSC as this list reads it (the store list: the TSC at L2's exit).
+    tsc: Option<u64>,
 }
 
 impl L1Memory for Level<'_> {
@@ -36,6 +41,13 @@ impl L1Memory for Level<'_> {
 
 impl Msrs for Level<'_> {
     fn rdmsr(&mut self, index: u32) -> Option<u64> {
+        if let Some(tsc) = self.tsc
+            && index == pc::msr::index::IA32_TSC
+        {
+            // L1's world runs without a TSC offset (vmcs01 has none), so its IA32_TSC is
+            // the processor's.
+            return Some(tsc);
+        }
         msr::read(self.g, self.v, index).map_err(|why| self.refused(index, 0, why)).ok()
     }
 
@@ -80,7 +92,7 @@ pub fn entry_load(g: &mut Guest, v02: &mut HwVmcs) -> Result<(), u32> {
 #[inline(never)]
 fn load_entry_list(g: &mut Guest, v02: &mut HwVmcs, addr: u64, count: u32) -> Result<(), u32> {
     let max = max_len(g);
-    let level = &mut Level { g, v: v02, list: "VM-entry MSR-load list" };
+    let level = &mut Level { g, v: v02, list: "VM-entry MSR-load list", tsc: None };
     let result = msr_lists::load(level, addr, count, max);
     if let Err(entry) = result {
         log::warn!("VM-entry MSR-load list: entry {entry} of {count} failed: L2's VM entry fails");
@@ -99,8 +111,9 @@ pub fn exit_store(g: &mut Guest, v02: &mut HwVmcs) -> Result<(), Action> {
 #[cold]
 #[inline(never)]
 fn store_exit_list(g: &mut Guest, v02: &mut HwVmcs, addr: u64, count: u32) -> Result<(), Action> {
-    let result =
-        msr_lists::store(&mut Level { g, v: v02, list: "VM-exit MSR-store list" }, addr, count);
+    let tsc = g.nested.as_ref().map(|n| n.exit_tsc);
+    let level = &mut Level { g, v: v02, list: "VM-exit MSR-store list", tsc };
+    let result = msr_lists::store(level, addr, count);
     result.map_err(|entry| abort(g, VmxAbort::SavingGuestMsrs, entry))
 }
 
@@ -116,7 +129,7 @@ pub fn exit_load(g: &mut Guest, v01: &mut HwVmcs) -> Result<(), Action> {
 #[inline(never)]
 fn load_exit_list(g: &mut Guest, v01: &mut HwVmcs, addr: u64, count: u32) -> Result<(), Action> {
     let max = max_len(g);
-    let level = &mut Level { g, v: v01, list: "VM-exit MSR-load list" };
+    let level = &mut Level { g, v: v01, list: "VM-exit MSR-load list", tsc: None };
     let result = msr_lists::load(level, addr, count, max);
     result.map_err(|entry| abort(g, VmxAbort::LoadingHostMsrs, entry))
 }

@@ -40,6 +40,11 @@ pub struct L1Vmx {
     pub(super) io02: Option<super::io02::IoBitmaps02>,
     pub vmcs02_launched: bool,
     pub in_l2: bool,
+    /// The TSC at L2's last VM exit: read right after the hardware exit to L0
+    /// (`run::run_loop`), or when L0 itself makes L2 exit to L1 (`l2_exit::signal_exit`).
+    /// The VM-exit MSR-store list stores it as IA32_TSC (SDM 27.4: the value at the exit,
+    /// not when L0 gets to the list, hundreds of instructions later).
+    pub exit_tsc: u64,
     /// EPT02: the shadow of EPT12 and EPT01.
     pub(super) shadow: ShadowEpt,
     /// Nested VPIDs: L1's VPIDs for its L2s (vpid12) to hardware VPIDs (vpid02).
@@ -114,6 +119,7 @@ impl L1Vmx {
             io02: None,
             vmcs02_launched: false,
             in_l2: false,
+            exit_tsc: 0,
             shadow: ShadowEpt::new(),
             vpids: NestedVpids::new(hw),
             // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
