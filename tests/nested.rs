@@ -227,6 +227,13 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             "L1| vmx32: #DB after CPUID, EIP - next instruction=0x00000000",
             "L1| vmx32: #DB after OUT, EIP - next instruction=0x00000000",
             "L1| vmx32: DR6.BS in both=0x00004000",
+            // DR0-DR3 breakpoints on accesses L0 performs (an OUT, a store where nothing
+            // is): the debug trap right after the instruction, with DR6.B0 and DR6.B1.
+            "L1| vmx32: breakpoint #DBs=0x00000002",
+            "L1| vmx32: I/O breakpoint #DB after OUT, EIP - next instruction=0x00000000",
+            "L1| vmx32: DR6.B3-B0=0x00000001",
+            "L1| vmx32: write breakpoint #DB after the store, EIP - next instruction=0x00000000",
+            "L1| vmx32: DR6.B3-B0=0x00000002",
             // String I/O to ports L0 models: a line by REP OUTSB; REP INSB of the 8259's
             // mask (0xff) three times forwards (ECX 0, EDI + 3), then twice backwards (DF:
             // EDI from buffer + 7 to + 5, bytes 6 and 7 filled).

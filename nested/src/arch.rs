@@ -110,6 +110,61 @@ pub const fn pending_after_emulation(rflags: u64, debugctl: u64, pending: u64) -
     }
 }
 
+/// What an emulated instruction did that a DR0-DR3 breakpoint can match (SDM Vol. 3B 18.2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakAccess {
+    /// A data load at a linear address.
+    Read,
+    /// A data store at a linear address.
+    Write,
+    /// An I/O port access (IN, OUT).
+    Io,
+}
+
+/// The breakpoints of DR7 `dr7` and DR0-DR3 `dr` an access of `size` bytes at `address`
+/// (linear, or the port for [`BreakAccess::Io`]) meets: the pending debug exceptions bits
+/// B3-B0 plus [`pending_dbg::ENABLED_BREAKPOINT`], or 0 (SDM Vol. 3B 18.2.4, 18.2.5; Vol. 3C
+/// 25.4.2). Only enabled breakpoints (L*n* or G*n*) count. R/W*n* 01 matches stores, 11 loads
+/// and stores, 10 I/O ports when CR4.DE is set (`debug_extensions`; without it 10 is
+/// undefined and matches nothing here); 00 (instruction execution) never matches a data
+/// access. LEN*n* 00, 01, 11 and 10 cover 1, 2, 4 and 8 bytes at DR*n* aligned down to that
+/// size, and the access matches if any byte of it falls in the range.
+pub fn breakpoints_met(
+    dr7: u64,
+    dr: [u64; 4],
+    debug_extensions: bool,
+    access: BreakAccess,
+    address: u64,
+    size: u64,
+) -> u64 {
+    let mut met = 0;
+    for (n, &bp) in dr.iter().enumerate() {
+        if dr7 >> (2 * n) & 3 == 0 {
+            continue;
+        }
+        let rw = dr7 >> (16 + 4 * n) & 3;
+        let matches_kind = match (rw, access) {
+            (1, BreakAccess::Write) | (3, BreakAccess::Read | BreakAccess::Write) => true,
+            (2, BreakAccess::Io) => debug_extensions,
+            _ => false,
+        };
+        if !matches_kind {
+            continue;
+        }
+        let len = match dr7 >> (18 + 4 * n) & 3 {
+            0 => 1,
+            1 => 2,
+            2 => 8,
+            _ => 4,
+        };
+        let start = bp & !(len - 1);
+        if address < start.wrapping_add(len) && start < address.wrapping_add(size) {
+            met |= 1 << n;
+        }
+    }
+    if met != 0 { met | pending_dbg::ENABLED_BREAKPOINT } else { 0 }
+}
+
 /// Segment access rights as the VMCS holds them (SDM Vol. 3C 25.4.1, Table 25-2): bits 15:8
 /// of the descriptor's second dword shifted down by 8, so bit `n` here is descriptor bit
 /// `n + 40` (Vol. 3A 3.4.5).
@@ -126,6 +181,38 @@ pub mod segment_ar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// DR7 as the SDM lays it out (Vol. 3B Figure 18-1): L0 bit 0, G1 bit 3, R/W0 bits 17:16,
+    /// LEN0 bits 19:18, R/W1 bits 21:20, LEN1 bits 23:22, and so on.
+    #[test]
+    fn data_and_io_breakpoints_follow_dr7() {
+        use BreakAccess::*;
+        let enabled = 1 << 12;
+        // DR0: I/O, 1 byte at port 0x80, locally enabled.
+        let io0 = 1 | 0b10 << 16;
+        let dr = [0x80, 0x1004, 0x2000, 0x3000];
+        assert_eq!(breakpoints_met(io0, dr, true, Io, 0x80, 1), 1 | enabled);
+        assert_eq!(breakpoints_met(io0, dr, false, Io, 0x80, 1), 0, "R/W 10 needs CR4.DE");
+        assert_eq!(breakpoints_met(io0, dr, true, Io, 0x81, 1), 0);
+        // A word at 0x7f covers 0x80.
+        assert_eq!(breakpoints_met(io0, dr, true, Io, 0x7f, 2), 1 | enabled);
+        assert_eq!(breakpoints_met(io0, dr, true, Write, 0x80, 1), 0, "an I/O breakpoint");
+        assert_eq!(breakpoints_met(io0 & !1, dr, true, Io, 0x80, 1), 0, "disabled");
+        // DR1: writes, 4 bytes (LEN 11) at 0x1004, globally enabled (G1, bit 3).
+        let w1 = 1 << 3 | 0b01 << 20 | 0b11 << 22;
+        assert_eq!(breakpoints_met(w1, dr, true, Write, 0x1007, 1), 2 | enabled);
+        assert_eq!(breakpoints_met(w1, dr, true, Write, 0x1000, 4), 0);
+        assert_eq!(breakpoints_met(w1, dr, true, Write, 0x1000, 8), 2 | enabled);
+        assert_eq!(breakpoints_met(w1, dr, true, Read, 0x1004, 4), 0, "R/W 01: stores only");
+        // DR2: reads or writes, 8 bytes (LEN 10) at 0x2000; DR3: execution, never data.
+        let rw2 = 1 << 4 | 0b11 << 24 | 0b10 << 26 | 1 << 6;
+        assert_eq!(breakpoints_met(rw2, dr, true, Read, 0x2007, 1), 4 | enabled);
+        assert_eq!(breakpoints_met(rw2, dr, true, Read, 0x3000, 4), 0, "DR3 is R/W 00");
+        // Two at once.
+        let dr = [0x80, 0x80, 0, 0];
+        let both = io0 | 1 << 2 | 0b10 << 20;
+        assert_eq!(breakpoints_met(both, dr, true, Io, 0x80, 1), 3 | enabled);
+    }
 
     /// Bit positions from the SDM written out: TF is RFLAGS bit 8, BTF is DEBUGCTL bit 1, BS
     /// is bit 14 of the pending debug exceptions.

@@ -5,7 +5,8 @@
  * one-shot timer it sleeps on with HLT), the PIT (channel 2 gated through port 61h) and the
  * local APIC in x2APIC mode (MSRs: ID, version, a self-IPI, a periodic timer), and the
  * processor L0 shows (DEBUGCTL, PDCM, the PMU leaf, MTRRs, OSXSAVE, XSETBV, and a single-step
- * debug trap right after CPUID and OUT, which L0 emulates, and string I/O: REP OUTSB to COM1,
+ * debug trap right after CPUID and OUT, which L0 emulates, an I/O breakpoint on an OUT and
+ * a data breakpoint on a store L0 performs, and string I/O: REP OUTSB to COM1,
  * REP INSB forwards and backwards). Then it reads
  * the VMX capability MSRs, executes VMXON, builds a VMCS by hand for a 32-bit protected-mode
  * guest (no EPT, no unrestricted guest) that runs CPUID, OUT 0x80 and HLT, handles those
@@ -119,6 +120,20 @@
     .global _start
 _start:
     mov $host_stack_top, %esp
+    /* COM1: 115200 baud, 8 data bits, no parity, 1 stop bit (a firmware may leave the line
+     * control register at its reset value, 5 data bits). */
+    mov $COM1 + 3, %dx
+    mov $0x80, %al                      /* DLAB */
+    out %al, %dx
+    mov $COM1, %dx
+    mov $1, %al                         /* divisor 1 */
+    out %al, %dx
+    inc %dx
+    xor %al, %al
+    out %al, %dx
+    mov $COM1 + 3, %dx
+    mov $3, %al                         /* 8N1, DLAB off */
+    out %al, %dx
     /* TSS descriptor (index 3): base and limit are only known at link time, so build it. */
     mov $tss, %eax
     mov %eax, %ebx
@@ -1234,6 +1249,45 @@ step_out:
     and db_dr6s + 4, %eax
     and $0x4000, %eax
     REPORT msg_db_bs
+    /* Breakpoints on accesses L0 performs: DR0 an I/O breakpoint on port 0x80 (R/W 10 with
+     * CR4.DE), DR1 a 4-byte write breakpoint on the unbacked 0xfed00000. Each debug trap
+     * comes right after its instruction with DR6.B0, then DR6.B1. */
+    mov $1, %eax
+    mov $isr_db_bp, %edx
+    mov $idt, %ebx
+    call set_gate
+    mov %cr4, %eax
+    or $0x8, %eax                       /* CR4.DE */
+    mov %eax, %cr4
+    mov $0x80, %eax
+    mov %eax, %dr0
+    mov $0xfed00000, %eax
+    mov %eax, %dr1
+    mov $(0x1 | 0x4 | 0x2 << 16 | 0x1 << 20 | 0x3 << 22), %eax
+    mov %eax, %dr7                      /* L0, L1; R/W0 10, LEN0 00; R/W1 01, LEN1 11 */
+    out %al, $0x80
+bp_out:
+    movl $0, 0xfed00000
+bp_store:
+    xor %eax, %eax
+    mov %eax, %dr7
+    mov %cr4, %eax
+    and $~0x8, %eax
+    mov %eax, %cr4
+    mov bp_count, %eax
+    REPORT msg_bp_count
+    mov bp_eips, %eax
+    sub $bp_out, %eax
+    REPORT msg_bp_out
+    mov bp_dr6s, %eax
+    and $0xf, %eax
+    REPORT msg_bp_dr6
+    mov bp_eips + 4, %eax
+    sub $bp_store, %eax
+    REPORT msg_bp_store
+    mov bp_dr6s + 4, %eax
+    and $0xf, %eax
+    REPORT msg_bp_dr6
     /* String I/O to ports L0 models: REP OUTSB of a line to COM1, REP INSB of three bytes
      * from the master 8259's mask (0xff: masked), then with DF set a backwards REP INSB. */
     cld
@@ -1284,6 +1338,25 @@ isr_db:
     jb 2f
     andl $~0x100, 16(%esp)
 2:  pop %ecx
+    pop %eax
+    iret
+
+/* #DB of a breakpoint: records the EIP it returns to and DR6 (then clears DR6). */
+isr_db_bp:
+    push %eax
+    push %ecx
+    mov bp_count, %ecx
+    cmp $2, %ecx
+    jae 1f
+    mov 8(%esp), %eax
+    mov %eax, bp_eips(,%ecx,4)
+    mov %dr6, %eax
+    mov %eax, bp_dr6s(,%ecx,4)
+    xor %eax, %eax
+    mov %eax, %dr6
+1:  inc %ecx
+    mov %ecx, bp_count
+    pop %ecx
     pop %eax
     iret
 
@@ -1431,6 +1504,9 @@ pf_cr2:      .long 0
 db_count:    .long 0
 db_eips:     .long 0, 0
 db_dr6s:     .long 0, 0
+bp_count:    .long 0
+bp_eips:     .long 0, 0
+bp_dr6s:     .long 0, 0
 ins_buf:     .long 0, 0
 ins_buf2:    .long 0
 pf_error:    .long 0
@@ -1472,6 +1548,10 @@ msg_db_count:     .asciz "vmx32: single-step #DBs=0x"
 msg_db_cpuid:     .asciz "vmx32: #DB after CPUID, EIP - next instruction=0x"
 msg_db_out:       .asciz "vmx32: #DB after OUT, EIP - next instruction=0x"
 msg_db_bs:        .asciz "vmx32: DR6.BS in both=0x"
+msg_bp_count:     .asciz "vmx32: breakpoint #DBs=0x"
+msg_bp_out:       .asciz "vmx32: I/O breakpoint #DB after OUT, EIP - next instruction=0x"
+msg_bp_store:     .asciz "vmx32: write breakpoint #DB after the store, EIP - next instruction=0x"
+msg_bp_dr6:       .asciz "vmx32: DR6.B3-B0=0x"
 msg_pdcm:         .asciz "vmx32: CPUID PDCM (then PERF_CAPABILITIES read)=0x"
 msg_pmu:          .asciz "vmx32: CPUID architectural PMU version=0x"
 msg_mtrrcap:      .asciz "vmx32: IA32_MTRRCAP=0x"

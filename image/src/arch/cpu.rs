@@ -77,6 +77,20 @@ pub unsafe fn write_cr8(value: u64) {
     unsafe { asm!("mov cr8, {}", in(reg) value, options(nomem, nostack)) };
 }
 
+/// DR0-DR3: the breakpoint addresses of the level that runs (L0 never writes them).
+pub fn debug_addresses() -> [u64; 4] {
+    let (d0, d1, d2, d3): (u64, u64, u64, u64);
+    // SAFETY: reading debug registers has no side effects at CPL 0 (DR7.GD is clear in L0:
+    // every VM exit clears DR7).
+    unsafe {
+        asm!("mov {}, dr0", out(reg) d0, options(nomem, nostack));
+        asm!("mov {}, dr1", out(reg) d1, options(nomem, nostack));
+        asm!("mov {}, dr2", out(reg) d2, options(nomem, nostack));
+        asm!("mov {}, dr3", out(reg) d3, options(nomem, nostack));
+    }
+    [d0, d1, d2, d3]
+}
+
 /// The time-stamp counter (in Bochs: emulated instructions).
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);

@@ -2,7 +2,7 @@
 //! the VMCS updates that carry an action out: retiring the exiting instruction and injecting
 //! an exception (SDM Vol. 3C 25.4.2, 26.6).
 
-use nested::arch::{pending_after_emulation, rflags};
+use nested::arch::{BreakAccess, breakpoints_met, cr4, pending_after_emulation, rflags};
 use nested::exits::ExitInfo;
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::Exception;
@@ -107,6 +107,30 @@ fn single_step(v: &mut HwVmcs, flags: u64) {
     let pending = v.read(F::GuestPendingDebugExceptions);
     let debugctl = v.read(F::GuestIa32Debugctl);
     v.write(F::GuestPendingDebugExceptions, pending_after_emulation(flags, debugctl, pending));
+}
+
+/// An access L0 performed for the guest's instruction (`size` bytes at linear `address`, or
+/// port `address`): the data or I/O breakpoints of the guest's DR7 and DR0-DR3 it meets
+/// are left pending for the entry, which delivers the debug trap after the instruction as
+/// the processor would (SDM Vol. 3B 18.2.4; `nested::arch::breakpoints_met`). Almost no
+/// guest has a breakpoint enabled: that costs one VMREAD.
+#[inline(always)]
+pub fn breakpoints(v: &mut HwVmcs, access: BreakAccess, address: u64, size: u64) {
+    let dr7 = v.read(F::GuestDr7);
+    if dr7 & 0xff != 0 {
+        pend_breakpoints(v, dr7, access, address, size);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn pend_breakpoints(v: &mut HwVmcs, dr7: u64, access: BreakAccess, address: u64, size: u64) {
+    let de = v.read(F::GuestCr4) & cr4::DE != 0;
+    let met = breakpoints_met(dr7, crate::arch::cpu::debug_addresses(), de, access, address, size);
+    if met != 0 {
+        let pending = v.read(F::GuestPendingDebugExceptions);
+        v.write(F::GuestPendingDebugExceptions, pending | met);
+    }
 }
 
 /// Injects a hardware exception on the next entry (SDM 26.6: interruption type 3). A #PF

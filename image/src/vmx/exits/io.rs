@@ -5,7 +5,7 @@
 //! physical memory is then L1's); with EPT12, L2's memory goes through EPT12 and EPT02
 //! (`l1vmx::l2_memory`), which uses [`decode_string`], [`PortsOf`] and [`string_done`].
 
-use nested::arch::{efer, rflags, segment_ar};
+use nested::arch::{BreakAccess, efer, rflags, segment_ar};
 use nested::exits::ExitInfo;
 use nested::guest::GuestMemory as PhysMemory;
 use nested::paging::{AccessKind, PagingRegs};
@@ -18,12 +18,12 @@ use crate::guest::memory::GuestMemory;
 use crate::guest::paging::{access_linear, paging_regs, user_mode};
 use crate::machine::{Devices, PortEffect};
 use crate::ratelimit::RateLimit;
-use crate::vmx::action::{Action, GuestEnd};
+use crate::vmx::action::{Action, GuestEnd, breakpoints};
 use crate::vmx::guest::Guest;
 
 static STRING_IO: RateLimit = RateLimit::new(4);
 
-pub fn handle(g: &mut Guest, v: &HwVmcs, info: &ExitInfo) -> Action {
+pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
     let q = info.qualification;
     let size = (q & 7) as u8 + 1;
     let is_in = q & (1 << 3) != 0;
@@ -41,13 +41,17 @@ pub fn handle(g: &mut Guest, v: &HwVmcs, info: &ExitInfo) -> Action {
         };
         // IN to AL/AX keeps the rest of RAX; IN to EAX zero-extends into RAX.
         g.regs.rax = if size == 4 { value & mask } else { (g.regs.rax & !mask) | (value & mask) };
+        breakpoints(v, BreakAccess::Io, u64::from(port), u64::from(size));
         return Action::Skip;
     }
     match g.devices.write(port, size, g.regs.rax as u32) {
         PortEffect::Exit(status) => Action::Stop(GuestEnd::Exited(status)),
         PortEffect::PowerOff => power_off(),
         PortEffect::Reset => reset(g),
-        PortEffect::None => Action::Skip,
+        PortEffect::None => {
+            breakpoints(v, BreakAccess::Io, u64::from(port), u64::from(size));
+            Action::Skip
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //! starts in RAM and runs into such a page is not emulated (the caller stops the guest, or
 //! reflects L2's EPT violation to L1).
 
-use nested::arch::{cr0, efer, segment_ar};
+use nested::arch::{BreakAccess, cr0, efer, segment_ar};
 use nested::ept::l2_mmio::L2Memory;
 use nested::ept::walk::{access_of, bits};
 use nested::exits::ExitInfo;
@@ -105,7 +105,7 @@ pub fn device(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Option<Action> 
     let gpa = info.guest_physical_address;
     let page = page_at(g, gpa, info)?;
     let fetched = fetch(v, &g.memory);
-    Some(perform(g, v, gpa, page, fetched))
+    Some(perform(g, v, gpa, info.guest_linear_address, page, fetched))
 }
 
 /// L2's access that EPT12 translated to L1-physical `l1gpa` (issue 14, finding 5): if L0
@@ -126,7 +126,7 @@ pub fn l2_device(
     let page = page_at(g, l1gpa, info)?;
     let l2mem = L2Memory { l1: &g.memory, eptp12: Some(eptp12), caps, maxphyaddr };
     let fetched = fetch(v, &l2mem);
-    Some(perform(g, v, l1gpa, page, fetched))
+    Some(perform(g, v, l1gpa, info.guest_linear_address, page, fetched))
 }
 
 /// An EPT violation of the guest's (`v`: its VMCS) that is the fetch of an instruction's
@@ -199,7 +199,7 @@ fn load(g: &mut Guest, page: Page, gpa: u64, size: u8, now: u64) -> u64 {
 
 /// Decodes the fetched instruction, performs its load or store at `gpa` on `page`'s device
 /// and retires it.
-fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, page: Page, f: Fetched) -> Action {
+fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, linear: u64, page: Page, f: Fetched) -> Action {
     let Fetched { bytes, len: fetched, mode, rip } = f;
     let decoded = match decode::decode(&bytes[..fetched], mode) {
         Ok(d) => d,
@@ -260,6 +260,13 @@ fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, page: Page, f: Fetched) -> A
             }
         }
     }
+    let (kind, size) = match decoded.access {
+        MmioAccess::Load { size, .. } | MmioAccess::Compare { size, .. } => {
+            (BreakAccess::Read, size)
+        }
+        MmioAccess::Store { size, .. } => (BreakAccess::Write, size),
+    };
+    crate::vmx::action::breakpoints(v, kind, linear, u64::from(size));
     let next = rip.wrapping_add(u64::from(decoded.len));
     let next = if mode == CpuMode::Long64 { next } else { next & 0xffff_ffff };
     crate::vmx::action::retire_instruction(v, next);
