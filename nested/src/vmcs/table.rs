@@ -183,7 +183,7 @@ macro_rules! vmcs_fields {
             GuestTrBase = 0x6814 => guest_tr_base: u64, None;
             GuestGdtrBase = 0x6816 => guest_gdtr_base: u64, None;
             GuestIdtrBase = 0x6818 => guest_idtr_base: u64, None;
-            GuestDr7 = 0x681a => guest_dr7: u64, None;
+            GuestDr7 = 0x681a => guest_dr7: u64, Rw;
             GuestRsp = 0x681c => guest_rsp: u64, Rw;
             GuestRip = 0x681e => guest_rip: u64, Rw;
             GuestRflags = 0x6820 => guest_rflags: u64, Rw;

@@ -120,6 +120,7 @@ crate::vmcs::field_list!(
         GuestCr0,
         GuestCr4,
         GuestIa32Efer,
+        GuestDr7,
         VmxPreemptionTimerValue,
         VmEntryInterruptionInfo,
     ]

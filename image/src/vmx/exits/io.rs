@@ -41,18 +41,16 @@ pub fn handle(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Action {
         };
         // IN to AL/AX keeps the rest of RAX; IN to EAX zero-extends into RAX.
         g.regs.rax = if size == 4 { value & mask } else { (g.regs.rax & !mask) | (value & mask) };
-        breakpoints(v, BreakAccess::Io, u64::from(port), u64::from(size));
-        return Action::Skip;
-    }
-    match g.devices.write(port, size, g.regs.rax as u32) {
-        PortEffect::Exit(status) => Action::Stop(GuestEnd::Exited(status)),
-        PortEffect::PowerOff => power_off(),
-        PortEffect::Reset => reset(g),
-        PortEffect::None => {
-            breakpoints(v, BreakAccess::Io, u64::from(port), u64::from(size));
-            Action::Skip
+    } else {
+        match g.devices.write(port, size, g.regs.rax as u32) {
+            PortEffect::Exit(status) => return Action::Stop(GuestEnd::Exited(status)),
+            PortEffect::PowerOff => return power_off(),
+            PortEffect::Reset => return reset(g),
+            PortEffect::None => {}
         }
     }
+    breakpoints(v, BreakAccess::Io, u64::from(port), u64::from(size));
+    Action::Skip
 }
 
 /// INS/OUTS (SDM Vol. 2): performed item by item against the guest's linear memory; a
