@@ -195,6 +195,12 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i:   exit reason=0x0000003b qual=0x00000000 ",
             "vmx32i:   VMCALL, guest EDI=0x00112211",
             "vmx32i:   EPTP at the end, relative to EPT 0=0x0000405e",
+            // EPT's root where L1 has no RAM: all ones, a misconfiguration (49) for L1 at
+            // L2's first access, its page walk's read of the PDE for its code (old L0: it
+            // stopped L1, "EPT02 cannot be built").
+            "vmx32i: EPT root where there is no RAM",
+            "vmx32i:   exit reason=0x00000031 qual=0x00000000 ",
+            "vmx32i:   EPT misconfiguration, guest-physical - page directory=0x00000000",
         ],
         // MSR lists (SDM 26.4, 27.4, 27.6): L2 reads what the VM-entry MSR-load list gave it
         // (0x3333) and writes one more; the VM-exit MSR-store list saves L2's values, the

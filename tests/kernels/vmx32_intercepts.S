@@ -13,7 +13,8 @@
  * write is a PML-full exit; after the index is reset it is logged; a page whose EPT flags this
  * kernel clears without INVEPT is flagged and logged again when written) and VMFUNC 0 (EPTP
  * switching between two EPTs that map one guest-physical page differently; an invalid index
- * is a VMFUNC exit). Last, the MSR lists: a VM-entry MSR-load list the guest sees, a VM-exit
+ * is a VMFUNC exit), then an EPT whose root is where there is no RAM (a misconfiguration, as
+ * all ones is). Last, the MSR lists: a VM-entry MSR-load list the guest sees, a VM-exit
  * MSR-store list that saves the guest's MSRs (IA32_TSC as at the exit), a VM-exit MSR-load
  * list that restores this kernel's, and an entry whose load list has a value WRMSR
  * refuses (a VM-entry failure, reason 34, after which the exit's load list still runs).
@@ -281,6 +282,8 @@ vm_exit:
     mov exit_reason, %eax
     cmp $62, %eax                       /* PML full */
     je pml_full
+    cmp $49, %eax                       /* EPT misconfiguration */
+    je ept_misconfig
     cmp $37, %eax                       /* monitor trap flag: after the instruction */
     je resume
     cmp $7, %eax                        /* interrupt window: before any instruction */
@@ -476,6 +479,33 @@ vmfunc_checked:
     mov %ebx, %eax
     sub $ept_pml4, %eax
     SHOW msg_eptp_after
+    call newline
+
+/* EPT whose root table is where this kernel has no RAM (0xf0000000): the walk reads all
+ * ones, reserved bits at the first level, so the guest's first access (its paging's read of
+ * the page-directory entry for its code) is an EPT misconfiguration (exit 49), as on bare
+ * Bochs. */
+ept_outside_test:
+    mov allowed2, %eax
+    test $2, %eax
+    jz msr_lists_test
+    mov $msg_ept_outside, %esi
+    call puts
+    VMW 0x201a, $0xf000001e             /* WB, 4-level walk */
+    VMW 0x201b, $0
+    ADJUST 1, $0x80000000
+    VMW 0x4002, %ebx
+    VMW 0x401e, $0x2                    /* EPT */
+    VMW 0x681e, $l2_pml_again
+    VMW 0x681c, $guest_stack_top
+    VMW 0x6820, $0x2
+    call enter
+    jmp vmx_failed
+ept_misconfig:
+    VMR 0x2400                          /* guest-physical address */
+    mov %ebx, %eax
+    sub $page_directory, %eax
+    SHOW msg_ept_outside_gpa
     call newline
 
 /* MSR lists. The VM-entry MSR-load list gives the guest IA32_SYSENTER_ESP 0x2222 and
@@ -1123,6 +1153,8 @@ msg_pml_entry0:   .asciz " log[0]=0x"
 msg_pml_entry511: .asciz " log[511]=0x"
 msg_pml_entry510: .asciz " log[510]=0x"
 msg_pml_ad:       .asciz " EPT A/D=0x"
+msg_ept_outside:  .asciz "vmx32i: EPT root where there is no RAM\n"
+msg_ept_outside_gpa: .asciz "vmx32i:   EPT misconfiguration, guest-physical - page directory=0x"
 msg_vmfunc:       .asciz "vmx32i: VMFUNC 0: EPTP switching\n"
 msg_no_vmfunc:    .asciz "vmx32i: VMFUNC: not offered\n"
 msg_eptp_after:   .asciz "vmx32i:   EPTP at the end, relative to EPT 0=0x"

@@ -237,7 +237,10 @@ impl<const N: usize> ShadowEpt<N> {
                 return Ok(Resolution::ReflectViolation { qualification: q });
             }
             Err(Ept12Fault::Misconfig) => return Ok(Resolution::ReflectMisconfig),
-            Err(Ept12Fault::Unreadable(a)) => return Err(ShadowError::Ept12Unreadable(a)),
+            // An EPT12 table where L1 has no RAM reads all ones, as on a PC: an entry with
+            // reserved bits set (bit 7 of a PML4E, memory type 7 of a leaf), which the
+            // processor reports as a misconfiguration (SDM 29.3.3.1).
+            Err(Ept12Fault::Unreadable(_)) => return Ok(Resolution::ReflectMisconfig),
         };
         if !leaf12.allows(access) {
             let q = walk::violation_qualification(exit.qualification, leaf12.perms);
@@ -271,9 +274,8 @@ impl<const N: usize> ShadowEpt<N> {
                     return Ok(Resolution::PmlFull);
                 }
                 let at = L1Gpa(log.address.wrapping_add(u64::from(*log.index) * 8));
-                l1mem
-                    .write_u64(at, gpa.0 & !0xfff)
-                    .map_err(|e| ShadowError::Ept12Unreadable(e.gpa))?;
+                // A log page where L1 has no RAM takes the write nowhere, as on a PC.
+                let _ = l1mem.write_u64(at, gpa.0 & !0xfff);
                 *log.index = log.index.wrapping_sub(1);
             }
             walk::set_accessed_dirty(l1mem, &leaf12, write)
