@@ -200,6 +200,18 @@ fn l0_runs_an_unmodified_vmx_hypervisor_as_l1() {
             // NMI window), not at some later exit.
             "L1| vmx32: xAPIC NMI IPIs to itself taken (the second sent in the first's handler)=0x00000002",
             "L1| vmx32: the second NMI interrupted at the first's return point, EIP - it=0x00000000",
+            // Device-page instructions beyond MOV, as the bare processor does them (issue 14):
+            // XCHG, OR/AND/SUB/ADD/XOR with a memory destination (flags in bits 19:8: SUB's
+            // CF PF SF, ADD's PF AF), TEST (flags and SETcc, twice), MOVSX.
+            "L1| vmx32: xAPIC xchg %eax (0x30) with TPR 0x20: old TPR in %eax, new TPR=0x00002030",
+            "L1| vmx32: xAPIC TPR after orl $0x0f, andl $~0x10, lock or %ecx (0x40)=0x0000006f",
+            "L1| vmx32: xAPIC subl $0x70 from TPR 0x6f: flags, TPR=0x000085ff",
+            "L1| vmx32: xAPIC addl $1 to TPR 0xff: flags, TPR=0x00001400",
+            "L1| vmx32: xAPIC TPR after xorl $0x5a to 0, then lock xorl $0xff=0x00005aa5",
+            "L1| vmx32: xAPIC testl $0x100 on SVR (flags, setnz), test %ecx (0xff000000) on the version (flags, setz)=0x04014401",
+            "L1| vmx32: xAPIC movsbl of SVR=0xffffffff",
+            "L1| vmx32: xAPIC movswl of SVR=0x000001ff",
+            "L1| vmx32: xAPIC movsbw of SVR into 0x12345678=0x1234ffff",
             // Nothing answers at 0xfed00000 (no HPET): all ones, the store dropped.
             "L1| vmx32: load from unbacked guest-physical 0xfed00000 after a store=0xffffffff",
             "L1| vmx32: xAPIC one-shot timer woke HLT, current count=0x00000000",

@@ -1,5 +1,5 @@
-//! x86 instruction decoder for trapped MMIO accesses: only the MOV forms guests use for
-//! device registers (SDM Vol. 2A ch. 2 "Instruction Format"; MOV and MOVZX in Vol. 2B).
+//! x86 instruction decoder for trapped MMIO accesses: only the forms guests use for device
+//! registers (SDM Vol. 2A ch. 2 "Instruction Format"; the instructions in Vol. 2A/2B).
 //!
 //! An EPT violation on a device page gives L0 the guest-physical address but not the data
 //! or the register: L0 fetches the bytes at the guest's RIP, [`decode`]s them, performs the
@@ -7,12 +7,18 @@
 //! [`store_value`]) and advances RIP by [`Decoded::len`]. The address itself comes from the
 //! exit, so the decoder only needs the ModRM/SIB/displacement *lengths*, not their values.
 //!
-//! Supported: prefixes 66, 67, segment overrides, REX in 64-bit mode (LOCK on a MOV is #UD on
-//! the processor, so it is rejected as unsupported);
+//! Supported: prefixes 66, 67, segment overrides, REX in 64-bit mode, LOCK on the
+//! read-modify-write forms (XCHG and the ALU ops with a memory destination; on any other
+//! instruction LOCK is #UD on the processor, so it is rejected as unsupported);
 //! opcodes 88/89/8A/8B (MOV r/m ↔ r), C6 /0 and C7 /0 (MOV r/m, imm), A0-A3 (MOV AL/eAX ↔
-//! moffs), 0F B6/B7 (MOVZX), with memory operands only; and the CMP forms compilers fold a
-//! register read into (38/39 CMP r/m, r; 3A/3B CMP r, r/m; 80 /7, 81 /7, 83 /7 CMP r/m, imm),
-//! which read the register and set the arithmetic flags ([`cmp_rflags`]).
+//! moffs), 0F B6/B7 (MOVZX), 0F BE/BF (MOVSX), with memory operands only; the CMP forms
+//! compilers fold a register read into (38/39 CMP r/m, r; 3A/3B CMP r, r/m; 80 /7, 81 /7,
+//! 83 /7 CMP r/m, imm), which read the register and set the arithmetic flags
+//! ([`cmp_rflags`]); TEST (84/85 TEST r/m, r; F6 /0, F7 /0 TEST r/m, imm), which sets them
+//! from an AND; XCHG r/m, r (86/87); and the read-modify-write ALU ops with a memory
+//! destination ([`AluOp`]: 00/01 ADD, 08/09 OR, 20/21 AND, 28/29 SUB, 30/31 XOR r/m, r; 80,
+//! 81, 83 /0 /1 /4 /5 /6 r/m, imm), computed by [`alu`]. Not supported: string instructions
+//! (MOVS, STOS, ...), ADC/SBB, NOT/NEG/INC/DEC, BT*, CMPXCHG, XADD, MOVSXD.
 
 /// Maximum length of an x86 instruction (SDM Vol. 2A 2.3.11).
 pub const MAX_INSN_LEN: usize = 15;
@@ -55,6 +61,45 @@ pub enum MmioAccess {
     /// immediate): the flags of `memory - other` if `memory_first`, else `other - memory`
     /// ([`cmp_rflags`]). Nothing else changes.
     Compare { other: Operand, size: u8, memory_first: bool },
+    /// Read `size` bytes, sign-extend them to `extend_to` bytes (the operand size, 2, 4 or
+    /// 8) and write them to `dest` (MOVSX; see [`sign_extend`] and [`apply_load`]).
+    LoadSignExtended { dest: Operand, size: u8, extend_to: u8 },
+    /// Read `size` bytes and set the flags of `memory AND other` ([`alu`] with
+    /// [`AluOp::And`]); nothing else changes (TEST).
+    Test { other: Operand, size: u8 },
+    /// XCHG: read `size` bytes, write the register's low `size` bytes ([`store_value`]) to
+    /// the same address, and load the old memory value into the register ([`apply_load`]).
+    /// Always locked on the processor.
+    Exchange { reg: Operand, size: u8 },
+    /// Read `size` bytes, compute `memory op src` ([`alu`]), write the result to the same
+    /// address and set the arithmetic flags: one load then one store of `size` bytes.
+    Modify { op: AluOp, src: Operand, size: u8 },
+}
+
+/// A read-modify-write ALU operation, numbered as the ModRM reg field of group 1 (80/81/83)
+/// and bits 5:3 of the one-byte opcodes 00/08/20/28/30 (SDM Vol. 2D Table A-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AluOp {
+    Add,
+    Or,
+    And,
+    Sub,
+    Xor,
+}
+
+impl AluOp {
+    /// The operation with group-1 number `n` (0 ADD, 1 OR, 4 AND, 5 SUB, 6 XOR); `None` for
+    /// 2 ADC, 3 SBB and 7 CMP.
+    pub fn from_group1(n: u8) -> Option<AluOp> {
+        match n {
+            0 => Some(AluOp::Add),
+            1 => Some(AluOp::Or),
+            4 => Some(AluOp::And),
+            5 => Some(AluOp::Sub),
+            6 => Some(AluOp::Xor),
+            _ => None,
+        }
+    }
 }
 
 /// A decoded instruction.
@@ -153,15 +198,15 @@ fn reg_operand(n: u8, size: u8, rex: bool) -> Operand {
 /// Decodes the MMIO instruction at the start of `bytes` (up to 15 bytes of it are needed).
 pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Decoded, DecodeError> {
     let mut c = Cursor { bytes, pos: 0 };
-    let (mut opsize_prefix, mut addr_prefix, mut rex) = (false, false, 0u8);
+    let (mut opsize_prefix, mut addr_prefix, mut lock, mut rex) = (false, false, false, 0u8);
     let op = loop {
         let b = c.byte()?;
         match b {
             0x66 => opsize_prefix = true,
             0x67 => addr_prefix = true,
             0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 => {}
-            // LOCK MOV raises #UD (SDM Vol. 2B LOCK: only read-modify-write forms).
-            0xf0 => return Err(DecodeError::Unsupported(0xf0)),
+            // Checked against the instruction below (SDM Vol. 2A LOCK).
+            0xf0 => lock = true,
             0x40..=0x4f if mode == CpuMode::Long64 => {
                 rex = b;
                 continue;
@@ -219,12 +264,16 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Decoded, DecodeError> {
         0x0f => {
             let op2 = c.byte()?;
             let size = match op2 {
-                0xb6 => 1,
-                0xb7 => 2,
+                0xb6 | 0xbe => 1,
+                0xb7 | 0xbf => 2,
                 _ => return Err(DecodeError::Unsupported(op2)),
             };
             let dest = reg_operand(modrm(&mut c, op2, asz)? | rex_r, osz, has_rex);
-            MmioAccess::Load { dest, size, zero_extend_to: osz }
+            if op2 & 8 == 0 {
+                MmioAccess::Load { dest, size, zero_extend_to: osz }
+            } else {
+                MmioAccess::LoadSignExtended { dest, size, extend_to: osz }
+            }
         }
         0x38..=0x3b => {
             let size = if op & 1 == 0 { 1 } else { osz };
@@ -233,29 +282,77 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Decoded, DecodeError> {
         }
         0x80 | 0x81 | 0x83 => {
             let size = if op == 0x80 { 1 } else { osz };
-            // /7 is CMP; the other group-1 forms write memory (not supported).
-            if modrm(&mut c, op, asz)? != 7 {
+            // /7 is CMP, /2 ADC and /3 SBB are not supported; the others modify memory.
+            let n = modrm(&mut c, op, asz)?;
+            let imm = if op == 0x81 { imm_operand(&mut c, size)? } else { imm8(&mut c)? };
+            let imm = Operand::Imm(imm & mask(size));
+            match (n, AluOp::from_group1(n)) {
+                (7, _) => MmioAccess::Compare { other: imm, size, memory_first: true },
+                (_, Some(op)) => MmioAccess::Modify { op, src: imm, size },
+                _ => return Err(DecodeError::Unsupported(op)),
+            }
+        }
+        0x00 | 0x01 | 0x08 | 0x09 | 0x20 | 0x21 | 0x28 | 0x29 | 0x30 | 0x31 => {
+            let size = if op & 1 == 0 { 1 } else { osz };
+            let src = reg_operand(modrm(&mut c, op, asz)? | rex_r, size, has_rex);
+            let alu = AluOp::from_group1(op >> 3).ok_or(DecodeError::Unsupported(op))?;
+            MmioAccess::Modify { op: alu, src, size }
+        }
+        0x84..=0x87 => {
+            let size = if op & 1 == 0 { 1 } else { osz };
+            let reg = reg_operand(modrm(&mut c, op, asz)? | rex_r, size, has_rex);
+            if op & 2 == 0 {
+                MmioAccess::Test { other: reg, size }
+            } else {
+                MmioAccess::Exchange { reg, size }
+            }
+        }
+        0xf6 | 0xf7 => {
+            let size = if op == 0xf6 { 1 } else { osz };
+            // /0 is TEST (/1 an undocumented alias, not supported); the others are unary
+            // ops, MUL and DIV.
+            if modrm(&mut c, op, asz)? != 0 {
                 return Err(DecodeError::Unsupported(op));
             }
-            let imm = if op == 0x81 {
-                let raw = c.take(usize::from(size.min(4)))?;
-                match size {
-                    2 => raw as u16 as i16 as i64 as u64,
-                    _ => raw as u32 as i32 as i64 as u64,
-                }
-            } else {
-                c.byte()? as i8 as i64 as u64
-            };
-            MmioAccess::Compare { other: Operand::Imm(imm & mask(size)), size, memory_first: true }
+            let imm = if op == 0xf6 { imm8(&mut c)? } else { imm_operand(&mut c, size)? };
+            MmioAccess::Test { other: Operand::Imm(imm & mask(size)), size }
         }
         _ => return Err(DecodeError::Unsupported(op)),
     };
+    // LOCK is #UD unless the instruction is a read-modify-write of memory.
+    if lock && !matches!(access, MmioAccess::Exchange { .. } | MmioAccess::Modify { .. }) {
+        return Err(DecodeError::Unsupported(0xf0));
+    }
     Ok(Decoded { access, len: c.pos as u8 })
+}
+
+/// An imm8 sign-extended to 64 bits (group 1 83, and 80/F6 where it is the whole operand).
+fn imm8(c: &mut Cursor<'_>) -> Result<u64, DecodeError> {
+    Ok(c.byte()? as i8 as i64 as u64)
+}
+
+/// The immediate of a `size`-byte operation with a full-size immediate (81, C7, F7): imm16 or
+/// imm32, and imm32 sign-extended for a 64-bit operand.
+fn imm_operand(c: &mut Cursor<'_>, size: u8) -> Result<u64, DecodeError> {
+    let raw = c.take(usize::from(size.min(4)))?;
+    Ok(match size {
+        2 => raw as u16 as i16 as i64 as u64,
+        _ => raw as u32 as i32 as i64 as u64,
+    })
 }
 
 /// RFLAGS after `CMP a, b` on `size`-byte operands (SDM Vol. 2A CMP; SUB's flags): CF, PF,
 /// AF, ZF, SF and OF set from `a - b`, every other bit of `rflags` kept.
 pub fn cmp_rflags(rflags: u64, a: u64, b: u64, size: u8) -> u64 {
+    alu(AluOp::Sub, rflags, a, b, size).1
+}
+
+/// The result of `a op b` on `size`-byte operands (the low `size` bytes) and RFLAGS after it
+/// (SDM Vol. 2A ADD, AND; Vol. 2B OR, SUB, XOR): PF, ZF and SF from the result; for ADD and
+/// SUB, CF the carry or borrow, AF that of bit 3, OF the signed overflow; for the logical ops
+/// CF = OF = 0 and AF, which the SDM leaves undefined, 0 here. Every other bit of `rflags` is
+/// kept. TEST sets the flags of AND, CMP those of SUB.
+pub fn alu(op: AluOp, rflags: u64, a: u64, b: u64, size: u8) -> (u64, u64) {
     const CF: u64 = 1;
     const PF: u64 = 1 << 2;
     const AF: u64 = 1 << 4;
@@ -264,17 +361,33 @@ pub fn cmp_rflags(rflags: u64, a: u64, b: u64, size: u8) -> u64 {
     const OF: u64 = 1 << 11;
     let m = mask(size);
     let (a, b) = (a & m, b & m);
-    let r = a.wrapping_sub(b) & m;
+    let r = match op {
+        AluOp::Add => a.wrapping_add(b),
+        AluOp::Sub => a.wrapping_sub(b),
+        AluOp::Or => a | b,
+        AluOp::And => a & b,
+        AluOp::Xor => a ^ b,
+    } & m;
     let sign = 1u64 << (u32::from(size.clamp(1, 8)) * 8 - 1);
     let mut f = rflags & !(CF | PF | AF | ZF | SF | OF);
-    if a < b {
+    let (carry, overflow) = match op {
+        // r < a: the sum wrapped; both operands of one sign, the result of the other.
+        AluOp::Add => (r < a, (a ^ r) & (b ^ r) & sign != 0),
+        // a < b: a borrow; operands of different signs, the result's that of b.
+        AluOp::Sub => (a < b, (a ^ b) & (a ^ r) & sign != 0),
+        AluOp::Or | AluOp::And | AluOp::Xor => (false, false),
+    };
+    if carry {
         f |= CF;
+    }
+    if overflow {
+        f |= OF;
+    }
+    if matches!(op, AluOp::Add | AluOp::Sub) && (a ^ b ^ r) & 0x10 != 0 {
+        f |= AF;
     }
     if (r as u8).count_ones().is_multiple_of(2) {
         f |= PF;
-    }
-    if (a ^ b ^ r) & 0x10 != 0 {
-        f |= AF;
     }
     if r == 0 {
         f |= ZF;
@@ -282,10 +395,18 @@ pub fn cmp_rflags(rflags: u64, a: u64, b: u64, size: u8) -> u64 {
     if r & sign != 0 {
         f |= SF;
     }
-    if (a ^ b) & (a ^ r) & sign != 0 {
-        f |= OF;
+    (r, f)
+}
+
+/// `value`'s low `size` bytes sign-extended to 64 bits (MOVSX; [`apply_load`] then keeps the
+/// operand size's bytes).
+pub fn sign_extend(value: u64, size: u8) -> u64 {
+    match size {
+        1 => value as u8 as i8 as i64 as u64,
+        2 => value as u16 as i16 as i64 as u64,
+        4 => value as u32 as i32 as i64 as u64,
+        _ => value,
     }
-    f
 }
 
 /// Mask of the low `size` bytes (8 or more: all).
@@ -360,12 +481,129 @@ mod tests {
                 memory_first: false
             }
         );
-        // add dword [rax], 1 writes memory: refused.
-        assert_eq!(decode(&[0x83, 0x00, 0x01], Long64), Err(DecodeError::Unsupported(0x83)));
+        // adc dword [rax], 1: refused.
+        assert_eq!(decode(&[0x83, 0x10, 0x01], Long64), Err(DecodeError::Unsupported(0x83)));
         assert_eq!(cmp_rflags(0x2, 5, 5, 4), 0x2 | 1 << 6 | 1 << 2);
         assert_eq!(cmp_rflags(0x2, 1, 2, 4) & 0x8c1, 1 | 1 << 7);
         assert_eq!(cmp_rflags(0x2, 0x80, 1, 1) & 0x800, 0x800);
         assert_eq!(cmp_rflags(0x2 | 0x200, 3, 1, 8), 0x202);
+    }
+
+    fn access(bytes: &[u8], mode: CpuMode, want: MmioAccess) {
+        let d = decode(bytes, mode).unwrap();
+        assert_eq!(d.access, want, "{bytes:02x?} {mode:?}");
+        assert_eq!(usize::from(d.len), bytes.len(), "{bytes:02x?} {mode:?}");
+    }
+
+    #[test]
+    fn read_modify_write_forms() {
+        use AluOp::*;
+        use MmioAccess::{Exchange, LoadSignExtended, Modify, Test};
+        let imm = Operand::Imm;
+        // xchg %eax, 0xfee00080 (32-bit); with LOCK; xchg %cl, (%rax); xchg %r9, (%rbx)
+        access(&[0x87, 0x05, 0x80, 0, 0xe0, 0xfe], Protected32, Exchange { reg: r(0), size: 4 });
+        access(
+            &[0xf0, 0x87, 0x05, 0x80, 0, 0xe0, 0xfe],
+            Protected32,
+            Exchange { reg: r(0), size: 4 },
+        );
+        access(&[0x86, 0x08], Long64, Exchange { reg: r(1), size: 1 });
+        access(&[0x4c, 0x87, 0x0b], Long64, Exchange { reg: r(9), size: 8 });
+        // xchg %ax, (%bx) in real mode; xchg %bh, (%bx)
+        access(&[0x87, 0x07], Real16, Exchange { reg: r(0), size: 2 });
+        access(
+            &[0x86, 0x3f],
+            Real16,
+            Exchange { reg: Operand::Reg { index: 3, high8: true }, size: 1 },
+        );
+        // orl $0x10, 0xfee00080 (83 /1 ib); andl $~0x10 (83 /4 ib, sign-extended)
+        let b = [0x83, 0x0d, 0x80, 0, 0xe0, 0xfe, 0x10];
+        access(&b, Protected32, Modify { op: Or, src: imm(0x10), size: 4 });
+        let b = [0x83, 0x25, 0x80, 0, 0xe0, 0xfe, 0xef];
+        access(&b, Protected32, Modify { op: And, src: imm(0xffff_ffef), size: 4 });
+        // lock addq $-1, (%rdi): imm8 sign-extended to 64 bits
+        access(
+            &[0xf0, 0x48, 0x83, 0x07, 0xff],
+            Long64,
+            Modify { op: Add, src: imm(u64::MAX), size: 8 },
+        );
+        // subw $0x1234, 2(%si) (81 /5 iw); xorb $0x80, (%bx,%di) (80 /6 ib)
+        let b = [0x81, 0x6c, 0x02, 0x34, 0x12];
+        access(&b, Real16, Modify { op: Sub, src: imm(0x1234), size: 2 });
+        access(&[0x80, 0x31, 0x80], Protected16, Modify { op: Xor, src: imm(0x80), size: 1 });
+        // 81 /0 with a 64-bit operand: imm32 sign-extended
+        let b = [0x48, 0x81, 0x00, 0, 0, 0, 0x80];
+        access(&b, Long64, Modify { op: Add, src: imm(0xffff_ffff_8000_0000), size: 8 });
+        // or %eax, (%rdx); and %r10b, (%rax); xor %dx, (%rax); sub %ah, (%rax); add %ecx, (%ebx) via 67
+        access(&[0x09, 0x02], Long64, Modify { op: Or, src: r(0), size: 4 });
+        access(&[0x44, 0x20, 0x10], Long64, Modify { op: And, src: r(10), size: 1 });
+        access(&[0x66, 0x31, 0x10], Long64, Modify { op: Xor, src: r(2), size: 2 });
+        let ah = Operand::Reg { index: 0, high8: true };
+        access(&[0x28, 0x20], Long64, Modify { op: Sub, src: ah, size: 1 });
+        access(&[0x67, 0x01, 0x0b], Long64, Modify { op: Add, src: r(1), size: 4 });
+        // 66 in 16-bit mode: 32-bit operand.
+        access(&[0x66, 0xf0, 0x09, 0x07], Real16, Modify { op: Or, src: r(0), size: 4 });
+        // testl $0x100, 0xfee000f0 (f7 /0 id); testb $1, (%rax); testw $0x8000, (%bx)
+        let b = [0xf7, 0x05, 0xf0, 0, 0xe0, 0xfe, 0, 1, 0, 0];
+        access(&b, Protected32, Test { other: imm(0x100), size: 4 });
+        access(&[0xf6, 0x00, 0x01], Long64, Test { other: imm(1), size: 1 });
+        access(&[0xf7, 0x07, 0x00, 0x80], Real16, Test { other: imm(0x8000), size: 2 });
+        // test %ecx, (%rax); test %bl, (%eax) in 32-bit mode; testq $-1, (%rax)
+        access(&[0x85, 0x08], Long64, Test { other: r(1), size: 4 });
+        access(&[0x84, 0x18], Protected32, Test { other: r(3), size: 1 });
+        let b = [0x48, 0xf7, 0x00, 0xff, 0xff, 0xff, 0xff];
+        access(&b, Long64, Test { other: imm(u64::MAX), size: 8 });
+        // movsbl 0xfee00020, %eax; movswl (%bx), %ecx (16-bit with 66); movsbq (%rax), %r8;
+        // movsbw (%rax), %ax
+        let b = [0x0f, 0xbe, 0x05, 0x20, 0, 0xe0, 0xfe];
+        access(&b, Protected32, LoadSignExtended { dest: r(0), size: 1, extend_to: 4 });
+        let b = [0x66, 0x0f, 0xbf, 0x0f];
+        access(&b, Real16, LoadSignExtended { dest: r(1), size: 2, extend_to: 4 });
+        let b = [0x4c, 0x0f, 0xbe, 0x00];
+        access(&b, Long64, LoadSignExtended { dest: r(8), size: 1, extend_to: 8 });
+        let b = [0x66, 0x0f, 0xbe, 0x00];
+        access(&b, Long64, LoadSignExtended { dest: r(0), size: 1, extend_to: 2 });
+        // LOCK where it is #UD: TEST, CMP, MOVSX; register operands.
+        assert_eq!(decode(&[0xf0, 0x85, 0x08], Long64), Err(DecodeError::Unsupported(0xf0)));
+        assert_eq!(decode(&[0xf0, 0x83, 0x38, 0], Long64), Err(DecodeError::Unsupported(0xf0)));
+        let b = [0xf0, 0x0f, 0xbe, 0x00];
+        assert_eq!(decode(&b, Long64), Err(DecodeError::Unsupported(0xf0)));
+        assert_eq!(decode(&[0x87, 0xc8], Long64), Err(DecodeError::Unsupported(0x87)));
+        assert_eq!(decode(&[0x83, 0xc0, 1], Long64), Err(DecodeError::Unsupported(0x83)));
+    }
+
+    #[test]
+    fn alu_results_and_flags() {
+        use AluOp::*;
+        const CF: u64 = 1;
+        const PF: u64 = 1 << 2;
+        const AF: u64 = 1 << 4;
+        const ZF: u64 = 1 << 6;
+        const SF: u64 = 1 << 7;
+        const OF: u64 = 1 << 11;
+        let all = CF | PF | AF | ZF | SF | OF;
+        // 0x7f + 1 on a byte: signed overflow, AF, SF.
+        assert_eq!(alu(Add, 0x2, 0x7f, 1, 1), (0x80, 0x2 | OF | AF | SF));
+        // 0xffff + 1 on a word: carry, zero, AF, PF.
+        assert_eq!(alu(Add, 0x2, 0xffff, 1, 2), (0, 0x2 | CF | ZF | AF | PF));
+        // 0 - 1 on a dword: borrow, SF, AF, PF.
+        assert_eq!(alu(Sub, 0x2, 0, 1, 4), (0xffff_ffff, 0x2 | CF | SF | AF | PF));
+        // Logical ops clear CF, OF and AF, keep the other RFLAGS bits.
+        assert_eq!(alu(Or, 0x202 | all, 0x1ff, 0x10, 4), (0x1ff, 0x202 | PF));
+        assert_eq!(alu(And, 0x2 | all, 0x1ff, !0x10, 4), (0x1ef, 0x2));
+        assert_eq!(alu(And, 0x2, 0x1ff, 0x100, 4).1, 0x2 | PF);
+        assert_eq!(alu(And, 0x2, 0xff, 0x100, 4).1, 0x2 | ZF | PF);
+        assert_eq!(alu(Xor, 0x2, u64::MAX, 1, 8), (u64::MAX - 1, 0x2 | SF));
+        // Operands beyond the size are ignored.
+        assert_eq!(alu(Add, 0x2, 0x1_0000_0001, 0x1_0000_0001, 4).0, 2);
+        assert_eq!(sign_extend(0x80, 1), 0xffff_ffff_ffff_ff80);
+        assert_eq!(sign_extend(0x7f80, 1), 0xffff_ffff_ffff_ff80);
+        assert_eq!(sign_extend(0x7fff, 2), 0x7fff);
+        assert_eq!(sign_extend(0x8000, 2), 0xffff_ffff_ffff_8000);
+        // movswl then the 32-bit write zero-extends to 64.
+        let v = sign_extend(0xfffe, 2);
+        assert_eq!(apply_load(u64::MAX, r(0), 4, 4, v), 0xffff_fffe);
+        assert_eq!(apply_load(u64::MAX, r(0), 2, 2, sign_extend(0x80, 1)), 0xffff_ffff_ffff_ff80);
     }
 
     fn load(bytes: &[u8], mode: CpuMode, dest: Operand, size: u8, zx: u8) {
@@ -480,8 +718,11 @@ mod tests {
         assert_eq!(decode(&[0x0f, 0xb6, 0xc0], Long64), Err(DecodeError::Unsupported(0xb6)));
         // c7 /1, other opcodes, REP.
         assert_eq!(decode(&[0xc7, 0x08, 0, 0, 0, 0], Long64), Err(DecodeError::Unsupported(0xc7)));
-        assert_eq!(decode(&[0x0f, 0xbe, 0x00], Long64), Err(DecodeError::Unsupported(0xbe)));
-        assert_eq!(decode(&[0x01, 0x00], Long64), Err(DecodeError::Unsupported(0x01)));
+        assert_eq!(decode(&[0x0f, 0xaf, 0x00], Long64), Err(DecodeError::Unsupported(0xaf)));
+        assert_eq!(decode(&[0x11, 0x00], Long64), Err(DecodeError::Unsupported(0x11)));
+        assert_eq!(decode(&[0xf7, 0x18], Long64), Err(DecodeError::Unsupported(0xf7)));
+        assert_eq!(decode(&[0x0f, 0xb1, 0x00], Long64), Err(DecodeError::Unsupported(0xb1)));
+        assert_eq!(decode(&[0xab], Long64), Err(DecodeError::Unsupported(0xab)));
         assert_eq!(decode(&[0xf3, 0xa5], Long64), Err(DecodeError::Unsupported(0xf3)));
         // 14 prefixes + 8b 00 = 16 bytes.
         let mut b = [0x3e; 16];

@@ -1,16 +1,38 @@
-//! The MMIO decoder against iced-x86 as an oracle: random MOV-family encodings (prefixes,
-//! REX, every supported opcode, random ModRM/SIB/displacement/immediate bytes) in every CPU
-//! mode. Whatever [`decode`] accepts, iced must decode to the same MOV or MOVZX: same length,
-//! a memory operand on the same side, the same register, access size, zero-extension and
-//! immediate. Whatever iced decodes as such a MOV, [`decode`] must accept.
+//! The MMIO decoder against iced-x86 as an oracle: random encodings of the supported forms
+//! (prefixes with LOCK, REX, every supported opcode, random ModRM/SIB/displacement/immediate
+//! bytes) in every CPU mode. Whatever [`decode`] accepts, iced must decode to the same
+//! instruction (MOV, MOVZX, MOVSX, CMP, TEST, XCHG, ADD, OR, AND, SUB, XOR): same length, a
+//! memory operand on the same side, the same register, access size, extension and
+//! immediate. Whatever iced decodes as one of them with a memory operand, [`decode`] must
+//! accept (except the undocumented F6 /1, F7 /1 alias of TEST, which it refuses).
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, MemorySize, Mnemonic, OpKind, Register};
 use proptest::prelude::*;
 
-use crate::decode::{CpuMode, MmioAccess, Operand, decode};
+use crate::decode::{AluOp, CpuMode, MmioAccess, Operand, decode};
 
 const PREFIXES: [u8; 9] = [0x66, 0x67, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0xf0];
-const OPCODES: [&[u8]; 19] = [
+const OPCODES: [&[u8]; 39] = [
+    &[0x00],
+    &[0x01],
+    &[0x08],
+    &[0x09],
+    &[0x10],
+    &[0x20],
+    &[0x21],
+    &[0x28],
+    &[0x29],
+    &[0x30],
+    &[0x31],
+    &[0x84],
+    &[0x85],
+    &[0x86],
+    &[0x87],
+    &[0xf6],
+    &[0xf7],
+    &[0x0f, 0xbe],
+    &[0x0f, 0xbf],
+    &[0x0f, 0xb1],
     &[0x38],
     &[0x39],
     &[0x3a],
@@ -64,8 +86,8 @@ fn operand(r: Register) -> Option<(Operand, usize)> {
 /// Bytes of a MOV or MOVZX memory operand.
 fn memory_bytes(size: MemorySize) -> Option<u8> {
     match size {
-        MemorySize::UInt8 => Some(1),
-        MemorySize::UInt16 => Some(2),
+        MemorySize::UInt8 | MemorySize::Int8 => Some(1),
+        MemorySize::UInt16 | MemorySize::Int16 => Some(2),
         MemorySize::UInt32 => Some(4),
         MemorySize::UInt64 => Some(8),
         _ => None,
@@ -94,8 +116,25 @@ proptest! {
         bytes.extend_from_slice(&tail);
         let ours = decode(&bytes, mode);
         let ins = Decoder::with_ip(bitness, &bytes, 0, DecoderOptions::NONE).decode();
+        // F6 /1, F7 /1: an undocumented alias of TEST (SDM Vol. 2D Table A-6 leaves it
+        // reserved), refused.
+        let test_alias = matches!(OPCODES[opcode], [0xf6] | [0xf7]) && (tail[0] >> 3) & 7 == 1;
         let iced_mov = !ins.is_invalid()
-            && matches!(ins.mnemonic(), Mnemonic::Mov | Mnemonic::Movzx | Mnemonic::Cmp)
+            && !test_alias
+            && matches!(
+                ins.mnemonic(),
+                Mnemonic::Mov
+                    | Mnemonic::Movzx
+                    | Mnemonic::Movsx
+                    | Mnemonic::Cmp
+                    | Mnemonic::Test
+                    | Mnemonic::Xchg
+                    | Mnemonic::Add
+                    | Mnemonic::Or
+                    | Mnemonic::And
+                    | Mnemonic::Sub
+                    | Mnemonic::Xor
+            )
             && memory_operand(&ins).is_some();
         prop_assert_eq!(ours.is_ok(), iced_mov, "{:02x?} {:?}: ours {:?}, iced {:?}", bytes, mode, ours, ins);
         let Ok(d) = ours else { return Ok(()) };
@@ -103,6 +142,7 @@ proptest! {
         let mem_size = memory_bytes(ins.memory_size());
         match d.access {
             MmioAccess::Load { dest, size, zero_extend_to } => {
+                prop_assert!(matches!(ins.mnemonic(), Mnemonic::Mov | Mnemonic::Movzx), "{:?}", ins);
                 prop_assert_eq!(memory_operand(&ins), Some(1), "{:?}", ins);
                 let want = (dest, usize::from(zero_extend_to));
                 prop_assert_eq!(Some(want), operand(ins.op0_register()), "{:?}", ins);
@@ -124,6 +164,33 @@ proptest! {
                     }
                 }
             }
+            MmioAccess::LoadSignExtended { dest, size, extend_to } => {
+                prop_assert_eq!(ins.mnemonic(), Mnemonic::Movsx, "{:?}", ins);
+                prop_assert_eq!(memory_operand(&ins), Some(1), "{:?}", ins);
+                let want = (dest, usize::from(extend_to));
+                prop_assert_eq!(Some(want), operand(ins.op0_register()), "{:?}", ins);
+                prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+            }
+            MmioAccess::Test { other, size } => {
+                prop_assert_eq!(ins.mnemonic(), Mnemonic::Test, "{:?}", ins);
+                check_rmw(&ins, other, size, mem_size)?;
+            }
+            MmioAccess::Exchange { reg, size } => {
+                prop_assert_eq!(ins.mnemonic(), Mnemonic::Xchg, "{:?}", ins);
+                prop_assert!(matches!(reg, Operand::Reg { .. }), "{:?}", ins);
+                check_rmw(&ins, reg, size, mem_size)?;
+            }
+            MmioAccess::Modify { op, src, size } => {
+                let want = match op {
+                    AluOp::Add => Mnemonic::Add,
+                    AluOp::Or => Mnemonic::Or,
+                    AluOp::And => Mnemonic::And,
+                    AluOp::Sub => Mnemonic::Sub,
+                    AluOp::Xor => Mnemonic::Xor,
+                };
+                prop_assert_eq!(ins.mnemonic(), want, "{:?}", ins);
+                check_rmw(&ins, src, size, mem_size)?;
+            }
             MmioAccess::Store { src, size } => {
                 prop_assert_eq!(memory_operand(&ins), Some(0), "{:?}", ins);
                 prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
@@ -140,4 +207,27 @@ proptest! {
             }
         }
     }
+}
+
+/// An instruction with its memory operand first and `other` (a register or an immediate)
+/// second, both of `size` bytes (TEST, XCHG, and the ALU ops with a memory destination).
+fn check_rmw(
+    ins: &Instruction,
+    other: Operand,
+    size: u8,
+    mem_size: Option<u8>,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(memory_operand(ins), Some(0), "{:?}", ins);
+    prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+    match other {
+        Operand::Imm(v) => {
+            prop_assert!(ins.op_kind(1) != OpKind::Register, "{:?}", ins);
+            prop_assert_eq!(v, ins.immediate(1) & mask(size), "{:?}", ins);
+        }
+        reg => {
+            let want = (reg, usize::from(size));
+            prop_assert_eq!(Some(want), operand(ins.op1_register()), "{:?}", ins);
+        }
+    }
+    Ok(())
 }

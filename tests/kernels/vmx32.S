@@ -84,6 +84,24 @@
     jnz fail
     .endm
 
+    /* %eax reported after `msg`; anything but `expect` is a failed device check. */
+    .macro EXPECT_EAX expect, msg
+    mov %eax, %edi                      /* REPORT clobbers %eax */
+    REPORT \msg
+    cmp $\expect, %edi
+    jne device_failed
+    .endm
+
+    /* The arithmetic flags (CF, PF, AF, ZF, SF, OF) in %eax bits 19:8, %al kept. */
+    .macro FLAGS_ABOVE_AL
+    pushf
+    shll $8, (%esp)
+    andl $0x8d500, (%esp)
+    movzbl %al, %eax
+    or (%esp), %eax
+    add $4, %esp
+    .endm
+
     /* WRMSR of `value` (low half; high half 0) to MSR `msr`. */
     .macro WRMSR32 msr, value
     mov $\msr, %ecx
@@ -1070,6 +1088,56 @@ nmi_sent:
     REPORT msg_nmi_eip
     cmpl $nmi_sent, nmi_eip
     jne device_failed
+    /* Device-page instructions beyond MOV (issue 14): XCHG, the read-modify-write ALU ops
+     * (one load, then one store), TEST and MOVSX on the APIC page, as the processor does
+     * them. Interrupts are off, so the TPR values matter to nothing else. Stores are 32-bit
+     * only: the SDM leaves narrower APIC register writes undefined. */
+    movl $0x20, APIC + 0x80             /* TPR */
+    mov $0x30, %eax
+    xchg %eax, APIC + 0x80              /* %eax: the old TPR; TPR: 0x30 */
+    shl $8, %eax
+    mov APIC + 0x80, %al
+    EXPECT_EAX 0x2030, msg_xapic_xchg
+    orl $0x0f, APIC + 0x80              /* 0x3f */
+    andl $~0x10, APIC + 0x80            /* 0x2f */
+    mov $0x40, %ecx
+    lock or %ecx, APIC + 0x80           /* 0x6f */
+    movzbl APIC + 0x80, %eax
+    EXPECT_EAX 0x6f, msg_xapic_or_and
+    subl $0x70, APIC + 0x80             /* 0x6f - 0x70 = 0xffffffff: TPR 0xff; CF PF SF */
+    mov APIC + 0x80, %al
+    FLAGS_ABOVE_AL
+    EXPECT_EAX 0x85ff, msg_xapic_sub
+    addl $1, APIC + 0x80                /* 0xff + 1 = 0x100 (not 0: 32 bits): TPR 0; PF AF */
+    mov APIC + 0x80, %al
+    FLAGS_ABOVE_AL
+    EXPECT_EAX 0x1400, msg_xapic_add
+    xorl $0x5a, APIC + 0x80             /* 0x5a */
+    movzbl APIC + 0x80, %eax
+    shl $8, %eax
+    lock xorl $0xff, APIC + 0x80        /* 0xa5 */
+    mov APIC + 0x80, %al
+    EXPECT_EAX 0x5aa5, msg_xapic_xor
+    movl $0, APIC + 0x80
+    stc                                 /* TEST clears CF */
+    testl $0x100, APIC + 0xf0           /* SVR 0x1ff, software-enabled: ZF = 0 */
+    setnz %al
+    FLAGS_ABOVE_AL
+    mov %eax, %ebx
+    mov $0xff000000, %ecx
+    test %ecx, APIC + 0x30              /* version 0x00050014: ZF = 1 */
+    setz %al
+    FLAGS_ABOVE_AL
+    shl $16, %ebx
+    or %ebx, %eax
+    EXPECT_EAX 0x04014401, msg_xapic_test
+    movsbl APIC + 0xf0, %eax            /* SVR bits 7:0, 0xff */
+    EXPECT_EAX 0xffffffff, msg_xapic_movsbl
+    movswl APIC + 0xf0, %eax            /* SVR bits 15:0, 0x01ff */
+    EXPECT_EAX 0x000001ff, msg_xapic_movswl
+    mov $0x12345678, %eax
+    movsbw APIC + 0xf0, %ax             /* 16-bit destination: bits 31:16 kept */
+    EXPECT_EAX 0x1234ffff, msg_xapic_movsbw
     /* Guest-physical 0xfed00000 has neither RAM nor a device on this PC (no HPET): a store
      * is dropped, a load reads all ones, as on a PC. */
     movl $0x12345678, 0xfed00000
@@ -1528,6 +1596,15 @@ msg_pit_irq0:     .asciz "vmx32: PIT IRQ0 through the 8259 and the APIC's virtua
 msg_xapic_version: .asciz "vmx32: xAPIC version=0x"
 msg_xapic_ipi:    .asciz "vmx32: xAPIC self-IPI delivered\n"
 msg_xapic_nmi:    .asciz "vmx32: xAPIC NMI IPIs to itself taken (the second sent in the first's handler)=0x"
+msg_xapic_xchg:   .asciz "vmx32: xAPIC xchg %eax (0x30) with TPR 0x20: old TPR in %eax, new TPR=0x"
+msg_xapic_or_and: .asciz "vmx32: xAPIC TPR after orl $0x0f, andl $~0x10, lock or %ecx (0x40)=0x"
+msg_xapic_sub:    .asciz "vmx32: xAPIC subl $0x70 from TPR 0x6f: flags, TPR=0x"
+msg_xapic_add:    .asciz "vmx32: xAPIC addl $1 to TPR 0xff: flags, TPR=0x"
+msg_xapic_xor:  .asciz "vmx32: xAPIC TPR after xorl $0x5a to 0, then lock xorl $0xff=0x"
+msg_xapic_test:   .asciz "vmx32: xAPIC testl $0x100 on SVR (flags, setnz), test %ecx (0xff000000) on the version (flags, setz)=0x"
+msg_xapic_movsbl: .asciz "vmx32: xAPIC movsbl of SVR=0x"
+msg_xapic_movswl: .asciz "vmx32: xAPIC movswl of SVR=0x"
+msg_xapic_movsbw: .asciz "vmx32: xAPIC movsbw of SVR into 0x12345678=0x"
 msg_unbacked:     .asciz "vmx32: load from unbacked guest-physical 0xfed00000 after a store=0x"
 msg_nmi_eip:      .asciz "vmx32: the second NMI interrupted at the first's return point, EIP - it=0x"
 msg_init_exit:    .asciz "vmx32: INIT to itself, held in VMX root operation: L2 exit reason=0x"

@@ -2,7 +2,8 @@
 //! APIC's page at 0xfec00000, and to the virtio-mmio windows of the guest's virtio devices
 //! (`machine::virtio`). EPT01 maps only guest RAM, so an access to any of them is an EPT
 //! violation (exit reason 48) that lands here: L0 fetches the instruction through the guest's
-//! paging, decodes it (`pc::decode`: the MOV forms drivers use for device registers), carries
+//! paging, decodes it (`pc::decode`: the MOV, MOVZX/MOVSX, CMP, TEST, XCHG and read-modify-write ALU
+//! forms drivers use for device registers), carries
 //! out its load or store on the device model and moves RIP past it (EPT violations report no
 //! instruction length). The same devices are L1's when its guest L2 reaches them through EPT12
 //! ([`l2_device`]): L2's instruction is fetched through L2's paging and EPT12.
@@ -197,8 +198,44 @@ fn load(g: &mut Guest, page: Page, gpa: u64, size: u8, now: u64) -> u64 {
     }
 }
 
-/// Decodes the fetched instruction, performs its load or store at `gpa` on `page`'s device
-/// and retires it.
+/// A `size`-byte store of `value` (its low `size` bytes) at `gpa` to `page`'s device.
+fn store(g: &mut Guest, page: Page, gpa: u64, size: u8, value: u64, now: u64) {
+    let offset = (gpa & 0xfff) as u32;
+    let shift = (offset & 3) * 8;
+    if let Page::Virtio(w) = page {
+        g.devices.virtio_write(&mut g.memory, w, gpa, size, value);
+    }
+    let value = value << shift;
+    match page {
+        Page::Virtio(_) | Page::Unbacked => {}
+        Page::Lapic => {
+            g.devices.with_lapic(|lapic| lapic.write_mmio(offset & !3, value as u32, now))
+        }
+        Page::IoApic => g.devices.ioapic_write(offset & !3, value as u32),
+    }
+}
+
+/// The low `size` bytes of an instruction's register or immediate operand
+/// ([`decode::store_value`]).
+fn operand_value(g: &Guest, v: &HwVmcs, op: Operand, size: u8) -> u64 {
+    let reg = match op {
+        Operand::Reg { index, .. } => gpr(g, v, u64::from(index)),
+        Operand::Imm(_) => 0,
+    };
+    decode::store_value(reg, op, size)
+}
+
+/// Writes `value` loaded from memory to register operand `dest` ([`decode::apply_load`]).
+fn set_operand(g: &mut Guest, v: &mut HwVmcs, dest: Operand, size: u8, extend_to: u8, value: u64) {
+    if let Operand::Reg { index, .. } = dest {
+        let old = gpr(g, v, u64::from(index));
+        let new = decode::apply_load(old, dest, size, extend_to, value);
+        set_gpr(g, v, u64::from(index), new);
+    }
+}
+
+/// Decodes the fetched instruction, performs its load, store, or load then store (XCHG and
+/// the read-modify-write ALU ops) at `gpa` on `page`'s device and retires it.
 fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, linear: u64, page: Page, f: Fetched) -> Action {
     let Fetched { bytes, len: fetched, mode, rip } = f;
     let decoded = match decode::decode(&bytes[..fetched], mode) {
@@ -216,55 +253,59 @@ fn perform(g: &mut Guest, v: &mut HwVmcs, gpa: u64, linear: u64, page: Page, f: 
             ));
         }
     };
-    let offset = (gpa & 0xfff) as u32;
-    let shift = (offset & 3) * 8;
     let now = cpu::rdtsc();
     match decoded.access {
         MmioAccess::Load { dest, size, zero_extend_to } => {
             let value = load(g, page, gpa, size, now);
-            if let Operand::Reg { index, .. } = dest {
-                let old = gpr(g, v, u64::from(index));
-                let new = decode::apply_load(old, dest, size, zero_extend_to, value);
-                set_gpr(g, v, u64::from(index), new);
-            }
+            set_operand(g, v, dest, size, zero_extend_to, value);
+        }
+        MmioAccess::LoadSignExtended { dest, size, extend_to } => {
+            let value = decode::sign_extend(load(g, page, gpa, size, now), size);
+            set_operand(g, v, dest, extend_to, extend_to, value);
         }
         MmioAccess::Compare { other, size, memory_first } => {
             let memory = load(g, page, gpa, size, now);
-            let other = match other {
-                Operand::Reg { index, high8 } => {
-                    let r = gpr(g, v, u64::from(index));
-                    if high8 { r >> 8 } else { r }
-                }
-                Operand::Imm(imm) => imm,
-            };
+            let other = operand_value(g, v, other, size);
             let (a, b) = if memory_first { (memory, other) } else { (other, memory) };
             let rflags = decode::cmp_rflags(v.read(F::GuestRflags), a, b, size);
             v.write(F::GuestRflags, rflags);
         }
+        MmioAccess::Test { other, size } => {
+            let memory = load(g, page, gpa, size, now);
+            let other = operand_value(g, v, other, size);
+            let rflags = v.read(F::GuestRflags);
+            let (_, rflags) = decode::alu(decode::AluOp::And, rflags, memory, other, size);
+            v.write(F::GuestRflags, rflags);
+        }
         MmioAccess::Store { src, size } => {
-            let reg = match src {
-                Operand::Reg { index, .. } => gpr(g, v, u64::from(index)),
-                Operand::Imm(_) => 0,
-            };
-            let value = decode::store_value(reg, src, size);
-            if let Page::Virtio(w) = page {
-                g.devices.virtio_write(&mut g.memory, w, gpa, size, value);
-            }
-            let value = value << shift;
-            match page {
-                Page::Virtio(_) | Page::Unbacked => {}
-                Page::Lapic => {
-                    g.devices.with_lapic(|lapic| lapic.write_mmio(offset & !3, value as u32, now))
-                }
-                Page::IoApic => g.devices.ioapic_write(offset & !3, value as u32),
-            }
+            let value = operand_value(g, v, src, size);
+            store(g, page, gpa, size, value, now);
+        }
+        // One load, then one store of the same size at the same address: the device sees
+        // what a MOV from and a MOV to the register would do.
+        MmioAccess::Exchange { reg, size } => {
+            let memory = load(g, page, gpa, size, now);
+            let value = operand_value(g, v, reg, size);
+            store(g, page, gpa, size, value, now);
+            set_operand(g, v, reg, size, size, memory);
+        }
+        MmioAccess::Modify { op, src, size } => {
+            let memory = load(g, page, gpa, size, now);
+            let src = operand_value(g, v, src, size);
+            let (value, rflags) = decode::alu(op, v.read(F::GuestRflags), memory, src, size);
+            store(g, page, gpa, size, value, now);
+            v.write(F::GuestRflags, rflags);
         }
     }
+    // A read-modify-write is a write for data breakpoints (R/W 01 and 11 both meet it).
     let (kind, size) = match decoded.access {
-        MmioAccess::Load { size, .. } | MmioAccess::Compare { size, .. } => {
-            (BreakAccess::Read, size)
-        }
-        MmioAccess::Store { size, .. } => (BreakAccess::Write, size),
+        MmioAccess::Load { size, .. }
+        | MmioAccess::LoadSignExtended { size, .. }
+        | MmioAccess::Compare { size, .. }
+        | MmioAccess::Test { size, .. } => (BreakAccess::Read, size),
+        MmioAccess::Store { size, .. }
+        | MmioAccess::Exchange { size, .. }
+        | MmioAccess::Modify { size, .. } => (BreakAccess::Write, size),
     };
     crate::vmx::action::breakpoints(v, kind, linear, u64::from(size));
     let next = rip.wrapping_add(u64::from(decoded.len));
