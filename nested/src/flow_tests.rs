@@ -56,6 +56,7 @@ fn reflected_cpuid_round_trip_copies_only_dirty_fields() {
         vpid02: 2,
         msr_bitmap: Some(Hpa(0x9000)),
         io_bitmaps: None,
+        virtual_apic: None,
         l1: L1State::default(),
     };
     let mut vmcs02 = FakeVmcs::new();
