@@ -361,7 +361,8 @@ proptest! {
         bits in any::<[u32; 6]>(),
     ) {
         let l0 = l0_config(bits);
-        let inp = inputs(true, false);
+        // With a virtual-APIC page, so that vmcs12's TPR shadow reaches vmcs02 as well.
+        let inp = Vmcs02Inputs { virtual_apic: Some(Hpa(0x13000)), ..inputs(true, false) };
         let mut base = FakeVmcs::new();
         prepare_vmcs02(&mut base, &old, &DirtySet::all(), &l0, &inp);
         let mut new = old.clone();

@@ -707,7 +707,7 @@ fn tpr_shadow_points_vmcs02_at_l1s_page_and_drops_l0s_cr8_exiting() {
     const CR8: u32 = proc1::CR8_LOAD_EXITING | proc1::CR8_STORE_EXITING;
     // L0's CR8 exiting, as the image's vmcs02 has it (`L1Vmx::l0`).
     let l0c = L0Config { proc1: l0().proc1 | CR8, ..l0() };
-    let page = Vmcs02Inputs { virtual_apic: Some(Hpa(0x4321_000)), ..inputs() };
+    let page = Vmcs02Inputs { virtual_apic: Some(Hpa(0x0432_1000)), ..inputs() };
     let mut v12 = valid_vmcs12(&l1());
     v12.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW;
     v12.virtual_apic_page_addr = 0x5000;
@@ -726,7 +726,7 @@ fn tpr_shadow_points_vmcs02_at_l1s_page_and_drops_l0s_cr8_exiting() {
     assert_eq!(p1 & (CR8 | proc1::USE_TPR_SHADOW), proc1::USE_TPR_SHADOW);
     let mut v02 = FakeVmcs::new();
     prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0c, &page);
-    assert_eq!(v02.peek(F::VirtualApicPageAddr), 0x4321_000, "host address, not vmcs12's");
+    assert_eq!(v02.peek(F::VirtualApicPageAddr), 0x0432_1000, "host address, not vmcs12's");
     assert_eq!(v02.peek(F::TprThreshold), 2);
     assert_eq!(v02.peek(F::CpuBasedVmExecControl) as u32 & CR8, 0);
 
@@ -744,10 +744,10 @@ fn tpr_shadow_points_vmcs02_at_l1s_page_and_drops_l0s_cr8_exiting() {
         let mut v02 = FakeVmcs::new();
         let mut v = v12.clone();
         v.tpr_threshold = 1;
-        let moved = Vmcs02Inputs { virtual_apic: Some(Hpa(0x8765_000)), ..page };
+        let moved = Vmcs02Inputs { virtual_apic: Some(Hpa(0x0876_5000)), ..page };
         prepare_vmcs02(&mut v02, &v, &DirtySet::of(&[f]), &l0c, &moved);
         assert_eq!(v02.peek(F::TprThreshold), 1, "{f:?}");
-        assert_eq!(v02.peek(F::VirtualApicPageAddr), 0x8765_000, "{f:?}");
+        assert_eq!(v02.peek(F::VirtualApicPageAddr), 0x0876_5000, "{f:?}");
     }
     let mut v02 = FakeVmcs::new();
     prepare_vmcs02(&mut v02, &v12, &DirtySet::of(&[F::GuestRip]), &l0c, &page);
