@@ -5,7 +5,7 @@ use super::checks::{self, EntryFailure};
 use super::instr::{EntryChecked, L1Access, L1Cpu, NestedVmx};
 use super::{Exception, VmInstructionError, VmxResult};
 use crate::arch::cr0;
-use crate::caps::proc2;
+use crate::caps::{proc1, proc2};
 use crate::exits::ExitReason;
 use crate::exits::routing::secondary_controls;
 use crate::vmcs::{DirtySet, FieldType, LaunchState, VmcsField};
@@ -82,8 +82,11 @@ impl NestedVmx {
         if !checked && checks::check_controls(&self.vmcs12, &self.caps, self.maxphyaddr).is_err() {
             return self.fail(VmInstructionError::EntryInvalidControlFields);
         }
-        // VTPR is in L1 memory: checked at every entry (the last control check).
-        if checks::check_tpr_threshold_vtpr(&self.vmcs12, l1).is_err() {
+        // VTPR is in L1 memory: checked at every entry that uses it (the last control
+        // check; the common entry without a TPR shadow tests one bit).
+        if self.vmcs12.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW != 0
+            && checks::check_tpr_threshold_vtpr(&self.vmcs12, l1).is_err()
+        {
             return self.fail(VmInstructionError::EntryInvalidControlFields);
         }
         if !checked

@@ -256,7 +256,11 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     } else {
         n.eptp01
     };
-    let virtual_apic = virtual_apic_page(&n.vmx.vmcs12, &g.memory)?;
+    let virtual_apic = if n.vmx.vmcs12.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW != 0 {
+        Some(virtual_apic_page(&n.vmx.vmcs12, &g.memory)?)
+    } else {
+        None
+    };
     // SAFETY: vmcs02 is our own VMCS region with the right revision.
     unsafe { insn::vmptrld(n.vmcs02) }.map_err(|_| "VMPTRLD vmcs02 failed")?;
     // SAFETY: vmcs02 is now current.
@@ -313,7 +317,7 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     }
 }
 
-/// vmcs02's virtual-APIC page when vmcs12 uses a TPR shadow: L1's own page (its host
+/// vmcs02's virtual-APIC page for vmcs12's TPR shadow: L1's own page (its host
 /// address through EPT01), so the processor reads and writes VTPR where L1 reads it, with no
 /// copying, and L1 sees the VTPR its L2 wrote, as on hardware.
 ///
@@ -323,16 +327,14 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
 /// would need L0 to keep intercepting L2's CR8 and perform the virtualized accesses of SDM
 /// 29.3 itself. A hypervisor puts its virtual-APIC pages in RAM (the SDM asks for
 /// write-back memory), so this is left as a known gap (README).
+#[cold]
 fn virtual_apic_page(
     v12: &nested::vmcs::Vmcs12,
     memory: &crate::guest::memory::GuestMemory,
-) -> Result<Option<Hpa>, &'static str> {
-    if v12.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW == 0 {
-        return Ok(None);
-    }
+) -> Result<Hpa, &'static str> {
     let gpa = nested::addr::L1Gpa(v12.virtual_apic_page_addr);
     match l1_memory::ram_page(memory, gpa) {
-        Some(page) => Ok(Some(page)),
+        Some(page) => Ok(page),
         None => {
             log::error!(
                 "vmcs12's virtual-APIC page {:#x} is not L1 RAM: not emulated",
