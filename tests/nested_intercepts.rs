@@ -4,7 +4,8 @@
 //! exits to it with the architectural exit reason, qualification, instruction information
 //! and length and L2 resumes after it; clear, it runs in L2 without reaching L1 (or takes #UD
 //! in L2 where a clear enable control says so). Then PML on EPT accessed/dirty flags and
-//! VMFUNC 0 (EPTP switching) with their exits, and the VM-entry and VM-exit MSR lists.
+//! VMFUNC 0 (EPTP switching) with their exits, the VM-entry checks of "use TPR shadow", and
+//! the VM-entry and VM-exit MSR lists.
 
 mod common;
 
@@ -167,7 +168,7 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
     for c in &cases {
         expect_block(&console, c);
     }
-    let blocks: [&[&str]; 3] = [
+    let blocks: [&[&str]; 4] = [
         // PML (emulated by L0 on EPT12's dirty flags): with index 2 three pages are logged,
         // newest at the lowest index; the fourth write is a PML-full exit (62) with index
         // 0xffff; after L1 resets the index to 511 the write is logged there.
@@ -201,6 +202,24 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i: EPT root where there is no RAM",
             "vmx32i:   exit reason=0x00000031 qual=0x00000000 ",
             "vmx32i:   EPT misconfiguration, guest-physical - page directory=0x00000000",
+        ],
+        // Use TPR shadow (offered by L0 since the hardware has it), VTPR 0x20 (SDM 26.2.1.1):
+        // a TPR threshold above VTPR bits 7:4, one with bits 31:4 set and a virtual-APIC
+        // address with bits 11:0 not zero are VMfailValid, error 7 (invalid control field);
+        // threshold 2 enters, the guest VMCALLs, VTPR unchanged. The guest is 32-bit, where
+        // MOV CR8 does not exist: the CR8 virtualization itself is host-tested
+        // (`nested::vmx::merge` tests: vmcs02 on L1's page, CR8 exiting as vmcs12 has it).
+        // On the L0 before TPR shadow was offered: "vmx32i: TPR shadow: not offered".
+        &[
+            "vmx32i: TPR shadow: VTPR 0x20",
+            "vmx32i:   TPR threshold=0x00000003 virtual-APIC page+0x00000000: VMfailValid, error=0x00000007",
+            "vmx32i:   TPR threshold=0x00000013 virtual-APIC page+0x00000000: VMfailValid, error=0x00000007",
+            "vmx32i:   TPR threshold=0x00000002 virtual-APIC page+0x00000800: VMfailValid, error=0x00000007",
+            "vmx32i:   TPR threshold=0x00000000 virtual-APIC page+0x00000004: VMfailValid, error=0x00000007",
+            "vmx32i:   TPR threshold=0x00000002 virtual-APIC page+0x00000000",
+            "vmx32i:   VMCALL, guest EDI=0x00000000",
+            "vmx32i:   VTPR after the guest=0x00000020",
+            "vmx32i: MSR lists",
         ],
         // MSR lists (SDM 26.4, 27.4, 27.6): L2 reads what the VM-entry MSR-load list gave it
         // (0x3333) and writes one more; the VM-exit MSR-store list saves L2's values, the

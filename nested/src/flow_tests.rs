@@ -56,6 +56,7 @@ fn reflected_cpuid_round_trip_copies_only_dirty_fields() {
         vpid02: 2,
         msr_bitmap: Some(Hpa(0x9000)),
         io_bitmaps: None,
+        virtual_apic: None,
         l1: L1State::default(),
     };
     let mut vmcs02 = FakeVmcs::new();
@@ -293,4 +294,53 @@ fn every_offered_intercept_control_is_honored() {
         }
         assert_eq!(route(&exit, &l0i, &v12, &regs, &mem), Ok(ExitRoute::ForL1), "reason {reason}");
     }
+}
+
+/// "Use TPR shadow", offered and honored (SDM 26.2.1.1, 29.3): offered on the recorded
+/// Skylake, checked at entry (VTPR read from L1 memory), merged into vmcs02 on the host
+/// page L0 found for L1's virtual-APIC page with L0's CR8 exiting dropped, and its
+/// TPR-below-threshold exit (43, trap-like, qualification 0) routed to L1; without it the
+/// same L2 CR8 access is L0's to perform on L1's local APIC model (`ForL1`).
+#[test]
+fn tpr_shadow_is_offered_checked_merged_and_routed() {
+    use crate::caps::proc1;
+    use crate::vmx::checks::{check_controls, check_tpr_threshold_vtpr};
+    const CR8: u32 = proc1::CR8_LOAD_EXITING | proc1::CR8_STORE_EXITING;
+    let caps = l1();
+    assert!(caps.primary().can_set(proc1::USE_TPR_SHADOW));
+    let mut mem = crate::guest::VecMemory::new(0x10_0000);
+    mem.write(L1Gpa(0x7080), &[0x50]).unwrap();
+    let mut v12 = valid_vmcs12(&caps);
+    v12.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW;
+    v12.virtual_apic_page_addr = 0x7000;
+    v12.tpr_threshold = 5;
+    assert_eq!(check_controls(&v12, &caps, 36), Ok(()));
+    assert_eq!(check_tpr_threshold_vtpr(&v12, &mem), Ok(()));
+    v12.tpr_threshold = 6;
+    assert_eq!(
+        check_tpr_threshold_vtpr(&v12, &mem),
+        Err(crate::vmx::checks::Check::TprThresholdAboveVtpr)
+    );
+    v12.tpr_threshold = 5;
+
+    let l0 = crate::vmx::merge::tests::l0();
+    let l0 = crate::vmx::merge::L0Config { proc1: l0.proc1 | CR8, ..l0 };
+    let inputs =
+        Vmcs02Inputs { virtual_apic: Some(Hpa(0x1234_5000)), ..crate::vmx::merge::tests::inputs() };
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0, &inputs);
+    let p02 = v02.peek(F::CpuBasedVmExecControl) as u32;
+    assert_eq!(p02 & (proc1::USE_TPR_SHADOW | CR8), proc1::USE_TPR_SHADOW);
+    assert_eq!(v02.peek(F::VirtualApicPageAddr), 0x1234_5000);
+    assert_eq!(v02.peek(F::TprThreshold), 5);
+
+    let regs = crate::guest::Regs::default();
+    let l0i = L0Intercepts::default();
+    let tpr_exit = ExitInfo { reason: 43, ..Default::default() };
+    assert_eq!(route(&tpr_exit, &l0i, &v12, &regs, &mem), Ok(ExitRoute::L1));
+    // MOV to CR8 from RAX (qualification 8): L1's only under its CR8-load exiting.
+    let to_cr8 = ExitInfo { reason: 28, qualification: 8, ..Default::default() };
+    assert_eq!(route(&to_cr8, &l0i, &v12, &regs, &mem), Ok(ExitRoute::ForL1));
+    v12.cpu_based_vm_exec_control |= proc1::CR8_LOAD_EXITING;
+    assert_eq!(route(&to_cr8, &l0i, &v12, &regs, &mem), Ok(ExitRoute::L1));
 }

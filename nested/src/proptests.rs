@@ -67,6 +67,7 @@ fn inputs(msr: bool, io: bool) -> Vmcs02Inputs {
         vpid02: 3,
         msr_bitmap: msr.then_some(Hpa(0x10000)),
         io_bitmaps: io.then_some((Hpa(0x11000), Hpa(0x12000))),
+        virtual_apic: None,
         l1: L1State {
             efer: 0xd01,
             pat: 0x0007_0406_0007_0406,
@@ -360,7 +361,8 @@ proptest! {
         bits in any::<[u32; 6]>(),
     ) {
         let l0 = l0_config(bits);
-        let inp = inputs(true, false);
+        // With a virtual-APIC page, so that vmcs12's TPR shadow reaches vmcs02 as well.
+        let inp = Vmcs02Inputs { virtual_apic: Some(Hpa(0x13000)), ..inputs(true, false) };
         let mut base = FakeVmcs::new();
         prepare_vmcs02(&mut base, &old, &DirtySet::all(), &l0, &inp);
         let mut new = old.clone();

@@ -14,11 +14,14 @@
  * kernel clears without INVEPT is flagged and logged again when written) and VMFUNC 0 (EPTP
  * switching between two EPTs that map one guest-physical page differently; an invalid index
  * is a VMFUNC exit), then an EPT whose root is where there is no RAM (a misconfiguration, as
- * all ones is). Last, the MSR lists: a VM-entry MSR-load list the guest sees, a VM-exit
- * MSR-store list that saves the guest's MSRs (IA32_TSC as at the exit), a VM-exit MSR-load
- * list that restores this kernel's, and an entry whose load list has a value WRMSR
- * refuses (a VM-entry failure, reason 34, after which the exit's load list still runs).
- * Booted by multiboot1; it ends through port 0xf4 (0 = every case ran).
+ * all ones is). Then, when offered, "use TPR shadow": the VM-entry checks of its
+ * virtual-APIC address and TPR threshold against VTPR, and an entry that passes them (the
+ * 32-bit guest cannot use CR8, which exists only in 64-bit mode). Last, the MSR lists: a
+ * VM-entry MSR-load list the guest sees, a VM-exit MSR-store list that saves the guest's
+ * MSRs (IA32_TSC as at the exit), a VM-exit MSR-load list that restores this kernel's, and
+ * an entry whose load list has a value WRMSR refuses (a VM-entry failure, reason 34, after
+ * which the exit's load list still runs). Booted by multiboot1; it ends through port 0xf4
+ * (0 = every case ran).
  * The tests run it as L1 on the turtles L0 (tests/nested.rs), where L0 emulates all of it. */
 
     .set MB1_MAGIC, 0x1BADB002
@@ -488,7 +491,7 @@ vmfunc_checked:
 ept_outside_test:
     mov allowed2, %eax
     test $2, %eax
-    jz msr_lists_test
+    jz tpr_shadow_test
     mov $msg_ept_outside, %esi
     call puts
     VMW 0x201a, $0xf000001e             /* WB, 4-level walk */
@@ -506,6 +509,63 @@ ept_misconfig:
     mov %ebx, %eax
     sub $page_directory, %eax
     SHOW msg_ept_outside_gpa
+    call newline
+
+/* TPR shadow, when offered (primary bit 21), with VTPR (byte 0x80 of the virtual-APIC page)
+ * 0x20 and neither "virtualize APIC accesses" nor "virtual-interrupt delivery" (SDM
+ * 26.2.1.1): a TPR threshold above VTPR bits 7:4 (3), a threshold with bits 31:4 set (0x13)
+ * and a virtual-APIC address with bits 11:0 not zero are each VMfailValid with error 7
+ * (invalid control field) and no entry; threshold 2 enters, the guest runs and VMCALLs,
+ * and VTPR is unchanged. The guest is 32-bit: MOV CR8 exists only in 64-bit mode, so the
+ * CR8 accesses the shadow virtualizes are not exercised here. */
+    .macro TPR_TRY threshold, offset
+    VMW 0x401c, $\threshold
+    VMW 0x2012, $tpr_page + \offset
+    mov $\threshold, %eax
+    SHOW msg_tpr_threshold
+    mov $\offset, %eax
+    SHOW msg_tpr_offset
+    call enter                          /* returns only if the entry failed */
+    jc vmx_failed                       /* VMfailInvalid */
+    VMR 0x4400                          /* VM-instruction error */
+    mov %ebx, %eax
+    SHOW msg_tpr_failed
+    call newline
+    .endm
+tpr_shadow_test:
+    testl $0x00200000, allowed1
+    jnz 1f
+    mov $msg_no_tpr, %esi
+    call puts
+    jmp msr_lists_test
+1:  mov $msg_tpr, %esi
+    call puts
+    movb $0x20, tpr_page + 0x80
+    ADJUST 1, $0x80200000               /* secondary controls, use TPR shadow */
+    VMW 0x4002, %ebx
+    VMW 0x401e, $0
+    VMW 0x2013, $0
+    VMW 0x681e, $g_nops
+    VMW 0x681c, $guest_stack_top
+    VMW 0x6820, $0x2
+    movl $fail, after_guest_jump        /* none of these may enter */
+    TPR_TRY 3, 0
+    TPR_TRY 0x13, 0
+    TPR_TRY 2, 0x800
+    TPR_TRY 0, 0x004
+    VMW 0x401c, $2
+    VMW 0x2012, $tpr_page
+    mov $2, %eax
+    SHOW msg_tpr_threshold
+    xor %eax, %eax
+    SHOW msg_tpr_offset
+    call newline
+    movl $tpr_checked, after_guest_jump
+    call enter
+    jmp vmx_failed
+tpr_checked:
+    movzbl tpr_page + 0x80, %eax
+    SHOW msg_tpr_vtpr
     call newline
 
 /* MSR lists. The VM-entry MSR-load list gives the guest IA32_SYSENTER_ESP 0x2222 and
@@ -1165,6 +1225,12 @@ msg_msr_tsc_diff: .asciz "vmx32i:   stored TSC - guest RDTSC below TSC_STORE_BOU
 msg_msr_guest_esp: .asciz "vmx32i:   guest SYSENTER_ESP=0x"
 msg_msr_l1_kgs:   .asciz " KERNEL_GS_BASE=0x"
 msg_msr_l1_esp:   .asciz " SYSENTER_ESP=0x"
+msg_tpr:          .asciz "vmx32i: TPR shadow: VTPR 0x20\n"
+msg_no_tpr:       .asciz "vmx32i: TPR shadow: not offered\n"
+msg_tpr_threshold: .asciz "vmx32i:   TPR threshold=0x"
+msg_tpr_offset:   .asciz " virtual-APIC page+0x"
+msg_tpr_failed:   .asciz ": VMfailValid, error=0x"
+msg_tpr_vtpr:     .asciz "vmx32i:   VTPR after the guest=0x"
 msg_done:         .asciz "vmx32i: done\n"
 msg_entry_failed: .asciz "vmx32i: VM entry failed\n"
 msg_vmx_failed:   .asciz "vmx32i: VMX instruction failed, VM-instruction error=0x"
@@ -1188,6 +1254,7 @@ msr_bitmap:     .skip 4096
 msr_entry_list: .skip 4096
 msr_store_list: .skip 4096
 msr_exit_list:  .skip 4096
+tpr_page:       .skip 4096
 l2_idt:         .skip 4096
 l2_buf:         .skip 4096
 tss:            .skip 4096

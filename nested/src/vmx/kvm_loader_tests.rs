@@ -152,12 +152,15 @@ fn kvm_loads_on_what_l0_offers_with_ept_vpid_and_unrestricted_guest() {
             eptad: true,
             pml: true,
             vnmi: true,
-            // Known gaps: TPR shadow / APIC virtualization and VMCS shadowing are not offered
-            // to L1, so KVM runs without them (a bare Skylake gives it both).
+            // Known gaps: APIC virtualization (flexpriority is TPR shadow *and* virtualize
+            // APIC accesses) and VMCS shadowing are not offered to L1, so KVM runs without
+            // them (a bare Skylake gives it both). TPR shadow alone is offered (below).
             flexpriority: false,
             enable_shadow_vmcs: false,
         }
     );
+    // KVM's `cpu_has_vmx_tpr_shadow`: its L2s' CR8 goes to a virtual-APIC page, not exits.
+    assert!(l1_caps(&skylake()).primary().can_set(proc1::USE_TPR_SHADOW));
 }
 
 #[test]

@@ -11,9 +11,12 @@
 //! instruction-intercept control the hardware has (HLT, INVLPG, MWAIT, MONITOR, RDPMC,
 //! RDTSC, PAUSE and PAUSE-loop, CR3/CR8, MOV DR, descriptor-table, WBINVD, RDRAND, RDSEED,
 //! XSAVES, RDTSCP and INVPCID enables, user wait/pause), MSR and I/O bitmaps, EFER/PAT
-//! load/save, page-modification logging (emulated by L0 on EPT12's dirty flags). Not exposed
-//! (yet): TPR shadow and APIC virtualization, posted interrupts, VMCS shadowing for L1, #VE,
-//! TSC scaling, SPP, PT, ENCLS/ENCLV (no SGX), tertiary controls.
+//! load/save, page-modification logging (emulated by L0 on EPT12's dirty flags), use TPR
+//! shadow (vmcs02 points the processor at L1's own virtual-APIC page, so L2's CR8 reads and
+//! writes VTPR there: [`super::merge`]). Not exposed (yet): APIC virtualization (virtualize
+//! APIC accesses, virtualize x2APIC mode, APIC-register virtualization, virtual-interrupt
+//! delivery), posted interrupts, VMCS shadowing for L1, #VE, TSC scaling, SPP, PT,
+//! ENCLS/ENCLV (no SGX), tertiary controls.
 
 use crate::caps::{Allowed, VmxCaps, ept_vpid, exit, pin, proc1, proc2};
 use crate::vmcs::{VMCS12_REVISION, VMCS12_SIZE, VmcsField};
@@ -34,6 +37,7 @@ pub const L1_PROC1: u32 = proc1::INTERRUPT_WINDOW_EXITING
     | proc1::CR3_STORE_EXITING
     | proc1::CR8_LOAD_EXITING
     | proc1::CR8_STORE_EXITING
+    | proc1::USE_TPR_SHADOW
     | proc1::NMI_WINDOW_EXITING
     | proc1::MOV_DR_EXITING
     | proc1::UNCONDITIONAL_IO_EXITING
@@ -233,7 +237,20 @@ pub(crate) mod tests {
         assert!(!l1.has_posted_interrupts());
         assert!(l1.secondary().can_set(proc2::ENABLE_PML), "PML, emulated on EPT A/D");
         assert!(l1.has_eptp_switching());
-        assert!(!l1.primary().can_set(proc1::USE_TPR_SHADOW));
+        // TPR shadow, but none of the APIC virtualization that builds on it.
+        assert!(l1.primary().can_set(proc1::USE_TPR_SHADOW));
+        for bit in [
+            proc2::VIRTUALIZE_APIC_ACCESSES,
+            proc2::VIRTUALIZE_X2APIC_MODE,
+            proc2::APIC_REGISTER_VIRTUALIZATION,
+            proc2::VIRTUAL_INTERRUPT_DELIVERY,
+        ] {
+            assert!(!l1.secondary().can_set(bit), "{bit:#x}");
+        }
+        let mut no_tpr = hw;
+        no_tpr.procbased &= !(u64::from(proc1::USE_TPR_SHADOW) << 32);
+        no_tpr.true_procbased &= !(u64::from(proc1::USE_TPR_SHADOW) << 32);
+        assert!(!l1_caps(&no_tpr).primary().can_set(proc1::USE_TPR_SHADOW), "not without hw");
         assert!(l1.primary().can_set(proc1::HLT_EXITING | proc1::USE_MSR_BITMAPS));
         assert!(l1.ept_vpid_has(ept_vpid::INVEPT_SINGLE_CONTEXT | ept_vpid::INVVPID_ALL_CONTEXT));
         assert!(l1.ept_vpid_has(ept_vpid::ACCESSED_DIRTY), "the recorded Skylake has EPT A/D");

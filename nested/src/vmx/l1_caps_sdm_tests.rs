@@ -12,7 +12,8 @@
 //!   L0 merges, plus the default1 bits.
 //! - Pin-based: external-interrupt exiting (0), NMI exiting (3), virtual NMIs (5),
 //!   preemption timer (6); not posted interrupts (7).
-//! - Primary: every bit but 0, 17, 18 (the hardware has none of them) and use TPR shadow (21).
+//! - Primary: every bit but 0, 17, 18 (the hardware has none of them), use TPR shadow (21)
+//!   included.
 //! - Exit: bits 2, 9, 15, 18-22 besides default1; not bit 12 (load PERF_GLOBAL_CTRL) nor 23.
 //! - Entry: bits 2, 9, 14, 15 besides default1; not 10, 11 (SMM), 13 (PERF_GLOBAL_CTRL).
 //! - Secondary: bits 1-3, 5-7, 10-13, 16 and 17 of what the hardware has; not 0, 4, 8, 9
@@ -40,7 +41,7 @@ fn assert_msrs(l1: &VmxCaps, want: &[(u32, u64)]) {
 /// The MSRs that are the same for the three shapes below (their control MSRs are equal).
 const COMMON: &[(u32, u64)] = &[
     (0x481, 0x0000_007f_0000_0016),
-    (0x482, 0xffd9_fffe_0401_e172),
+    (0x482, 0xfff9_fffe_0401_e172),
     (0x483, 0x007f_efff_0003_6dff),
     (0x484, 0x0000_d3ff_0000_11ff),
     (0x486, 0x8000_0021),
@@ -49,7 +50,7 @@ const COMMON: &[(u32, u64)] = &[
     (0x489, 0x003f_77ff),
     (0x48a, 0x36),
     (0x48d, 0x0000_007f_0000_0016),
-    (0x48e, 0xffd9_fffe_0400_6172),
+    (0x48e, 0xfff9_fffe_0400_6172),
     (0x48f, 0x007f_efff_0003_6dfb),
     (0x490, 0x0000_d3ff_0000_11fb),
 ];

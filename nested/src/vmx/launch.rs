@@ -5,7 +5,7 @@ use super::checks::{self, EntryFailure};
 use super::instr::{EntryChecked, L1Access, L1Cpu, NestedVmx};
 use super::{Exception, VmInstructionError, VmxResult};
 use crate::arch::cr0;
-use crate::caps::proc2;
+use crate::caps::{proc1, proc2};
 use crate::exits::ExitReason;
 use crate::exits::routing::secondary_controls;
 use crate::vmcs::{DirtySet, FieldType, LaunchState, VmcsField};
@@ -79,15 +79,21 @@ impl NestedVmx {
         };
         let checked = self.entry_checked == Some(key) && !self.dirty.intersects(&CONTROL_AND_HOST);
         self.entry_checked = None;
-        if !checked {
-            if checks::check_controls(&self.vmcs12, &self.caps, self.maxphyaddr).is_err() {
-                return self.fail(VmInstructionError::EntryInvalidControlFields);
-            }
-            if checks::check_host_state(&self.vmcs12, &self.caps, self.maxphyaddr, key.l1_ia32e)
+        if !checked && checks::check_controls(&self.vmcs12, &self.caps, self.maxphyaddr).is_err() {
+            return self.fail(VmInstructionError::EntryInvalidControlFields);
+        }
+        // VTPR is in L1 memory: checked at every entry that uses it (the last control
+        // check; the common entry without a TPR shadow tests one bit).
+        if self.vmcs12.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW != 0
+            && checks::check_tpr_threshold_vtpr(&self.vmcs12, l1).is_err()
+        {
+            return self.fail(VmInstructionError::EntryInvalidControlFields);
+        }
+        if !checked
+            && checks::check_host_state(&self.vmcs12, &self.caps, self.maxphyaddr, key.l1_ia32e)
                 .is_err()
-            {
-                return self.fail(VmInstructionError::EntryInvalidHostStateFields);
-            }
+        {
+            return self.fail(VmInstructionError::EntryInvalidHostStateFields);
         }
         // With the rare guest fields stale in vmcs02 (L0 synced only the hot ones and L1
         // changed nothing they depend on: `needs_rare_sync`), only the checks of the others.
@@ -231,5 +237,26 @@ mod tests {
         l1m.mem.write_u64(L1Gpa(0xc008), 1 | 1 << 5).unwrap(); // present, reserved bit 5
         let failed = resume(&mut vmx, &mut l1m);
         assert_eq!(failed_check(failed), Some((Check::GuestPdpte, 2)));
+
+        // TPR shadow: VTPR is in L1 memory (L2's MOV to CR8 writes it), so the TPR threshold
+        // is checked against it at every entry, though no control field changed: a VTPR
+        // below the threshold is VMfailValid(7), and the entry did not happen.
+        let mut l1m = TestL1::new(0x10_0000);
+        l1m.mem.write(L1Gpa(0xe080), &[0x30]).unwrap();
+        let tpr_shadow = |v: &mut crate::vmcs::Vmcs12| {
+            v.cpu_based_vm_exec_control |= crate::caps::proc1::USE_TPR_SHADOW;
+            v.virtual_apic_page_addr = 0xe000;
+            v.tpr_threshold = 3;
+        };
+        let mut vmx = entered(tpr_shadow, &mut l1m);
+        assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
+        l1m.mem.write(L1Gpa(0xe080), &[0x20]).unwrap();
+        assert_eq!(
+            resume(&mut vmx, &mut l1m),
+            VmxResult::FailValid(VmInstructionError::EntryInvalidControlFields)
+        );
+        assert_eq!(vmx.vmcs12.vm_instruction_error, 7);
+        l1m.mem.write(L1Gpa(0xe080), &[0x3f]).unwrap();
+        assert_eq!(resume(&mut vmx, &mut l1m), VmxResult::EnterL2 { launch: false });
     }
 }

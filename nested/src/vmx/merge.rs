@@ -46,7 +46,8 @@ pub struct L1State {
 /// Per-entry values L0 computed for vmcs02. [`prepare_vmcs02`] only looks at them when a
 /// related vmcs12 field is dirty, so when one changes L0 marks that field: `EptPointer` for
 /// `eptp02`, `VirtualProcessorId` for `vpid02`, `MsrBitmap`/`IoBitmapA` for the bitmaps,
-/// `TscOffset` for `l1.tsc_offset`, `VmEntryControls` for L1's EFER/PAT/debug state.
+/// `TscOffset` for `l1.tsc_offset`, `VmEntryControls` for L1's EFER/PAT/debug state,
+/// `VirtualApicPageAddr` for `virtual_apic`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Vmcs02Inputs {
     /// EPTP of the EPT02 (shadow of EPT12) or of EPT01 when L1 does not use EPT.
@@ -57,6 +58,9 @@ pub struct Vmcs02Inputs {
     pub msr_bitmap: Option<Hpa>,
     /// Host addresses of the merged I/O bitmaps, `None` to exit on every I/O access.
     pub io_bitmaps: Option<(Hpa, Hpa)>,
+    /// Host address of vmcs12's virtual-APIC page (L1's own page, so VTPR is shared with
+    /// L1 as on hardware) when vmcs12 uses a TPR shadow; `None` without one.
+    pub virtual_apic: Option<Hpa>,
     pub l1: L1State,
 }
 
@@ -169,6 +173,8 @@ const CONTROL_FIELDS: DirtySet = DirtySet::of(&[
     F::EptPointer,
     F::VirtualProcessorId,
     F::VmFunctionControl,
+    F::VirtualApicPageAddr,
+    F::TprThreshold,
     F::XssExitingBitmap,
     F::PleGap,
     F::PleWindow,
@@ -264,6 +270,11 @@ impl Controls02 {
             Some(_) => proc1 = (proc1 | proc1::USE_IO_BITMAPS) & !proc1::UNCONDITIONAL_IO_EXITING,
             None => proc1 |= proc1::UNCONDITIONAL_IO_EXITING,
         }
+        if inputs.virtual_apic.is_some()
+            && v12.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW != 0
+        {
+            proc1 = tpr_shadow_proc1(proc1, v12.cpu_based_vm_exec_control);
+        }
         let mut proc2 = l0.proc2 | (p12 & PASS_PROC2);
         if p12 & proc2::ENABLE_VM_FUNCTIONS != 0 {
             // VM-function controls stay 0 in vmcs02, so every VMFUNC exits to L0.
@@ -321,6 +332,18 @@ impl Controls02 {
         }
         f
     }
+}
+
+/// vmcs02's primary controls when vmcs12 (primary controls `p12`) uses a TPR shadow and its
+/// virtual-APIC page is L1 RAM (SDM 29.3): the processor virtualizes L2's CR8 on VTPR in
+/// that page, so L0's own CR8-load and CR8-store exiting (which otherwise perform L2's CR8
+/// on L1's local APIC model, as for a processor without TPR shadow) are dropped; vmcs12's
+/// own CR8 exiting stays, and takes precedence over the shadow, as on hardware (the exit
+/// then goes to L1). Without a page (`Vmcs02Inputs::virtual_apic` is `None`) vmcs02 has
+/// no TPR shadow and L0's CR8 exiting stays.
+const fn tpr_shadow_proc1(proc1: u32, p12: u32) -> u32 {
+    const CR8: u32 = proc1::CR8_LOAD_EXITING | proc1::CR8_STORE_EXITING;
+    (proc1 & !CR8) | (p12 & CR8) | proc1::USE_TPR_SHADOW
 }
 
 /// The CR0/CR4 value L2 believes it has (SDM 26.3.2.1 with the read shadow: bits L1 owns read
@@ -452,6 +475,12 @@ fn write_controls<V: Vmcs>(
     if let Some((a, b)) = inputs.io_bitmaps {
         vmcs02.write(F::IoBitmapA, a.0);
         vmcs02.write(F::IoBitmapB, b.0);
+    }
+    if c.proc1 & proc1::USE_TPR_SHADOW != 0
+        && let Some(page) = inputs.virtual_apic
+    {
+        vmcs02.write(F::VirtualApicPageAddr, page.0);
+        vmcs02.write(F::TprThreshold, v12.tpr_threshold.into());
     }
     if c.proc2 & proc2::ENABLE_EPT != 0 {
         vmcs02.write(F::EptPointer, inputs.eptp02);

@@ -36,6 +36,7 @@ pub(crate) fn inputs() -> Vmcs02Inputs {
         vpid02: 9,
         msr_bitmap: Some(Hpa(0x10000)),
         io_bitmaps: Some((Hpa(0x11000), Hpa(0x12000))),
+        virtual_apic: None,
         l1: L1State {
             efer: 0xd01,
             pat: 0x0007_0406_0007_0406,
@@ -365,7 +366,8 @@ fn each_control_l1_passes_reaches_vmcs02_alone() {
         let c = Controls02::merge(&v12, &l0c, &inputs());
         assert_eq!(c.proc1, hw.primary().adjust(bitmaps | bit), "primary bit {bit:#x}");
     }
-    // L1's TPR shadow and its bitmap controls are not vmcs02's (L0 merges the bitmaps).
+    // L1's TPR shadow without a virtual-APIC page from L0 (`Vmcs02Inputs::virtual_apic`)
+    // and its bitmap controls are not vmcs02's (L0 merges the bitmaps).
     let mut v12 = base.clone();
     v12.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW | proc1::UNCONDITIONAL_IO_EXITING;
     assert_eq!(Controls02::merge(&v12, &l0c, &inputs()).proc1, hw.primary().adjust(bitmaps));
@@ -695,4 +697,60 @@ fn shared_intercepts_stay_in_vmcs02() {
     (l0c.cr0_mask, l0c.cr4_mask) = (1 << 5, 1 << 13);
     let c = Controls02::merge(&v12, &l0c, &inputs());
     assert_eq!((c.cr0_mask, c.cr4_mask), (cr0_fixed, cr4_fixed));
+}
+
+/// vmcs12's TPR shadow (SDM 29.3) in vmcs02: on L1's page (the host address L0 found), with
+/// vmcs12's TPR threshold; L0's CR8 exiting dropped (the processor virtualizes L2's CR8 on
+/// VTPR), vmcs12's own CR8 exiting kept (it takes precedence: the exit is L1's).
+#[test]
+fn tpr_shadow_points_vmcs02_at_l1s_page_and_drops_l0s_cr8_exiting() {
+    const CR8: u32 = proc1::CR8_LOAD_EXITING | proc1::CR8_STORE_EXITING;
+    // L0's CR8 exiting, as the image's vmcs02 has it (`L1Vmx::l0`).
+    let l0c = L0Config { proc1: l0().proc1 | CR8, ..l0() };
+    let page = Vmcs02Inputs { virtual_apic: Some(Hpa(0x0432_1000)), ..inputs() };
+    let mut v12 = valid_vmcs12(&l1());
+    v12.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW;
+    v12.virtual_apic_page_addr = 0x5000;
+    v12.tpr_threshold = 2;
+
+    // Without TPR shadow in vmcs12 (or without a page): CR8 exits to L0, no shadow.
+    let mut plain = v12.clone();
+    plain.cpu_based_vm_exec_control &= !proc1::USE_TPR_SHADOW;
+    for (v, i) in [(&plain, &page), (&v12, &inputs())] {
+        let p1 = Controls02::merge(v, &l0c, i).proc1;
+        assert_eq!(p1 & (CR8 | proc1::USE_TPR_SHADOW), CR8);
+    }
+
+    // With it: the shadow, no CR8 exiting; the page and threshold written.
+    let p1 = Controls02::merge(&v12, &l0c, &page).proc1;
+    assert_eq!(p1 & (CR8 | proc1::USE_TPR_SHADOW), proc1::USE_TPR_SHADOW);
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0c, &page);
+    assert_eq!(v02.peek(F::VirtualApicPageAddr), 0x0432_1000, "host address, not vmcs12's");
+    assert_eq!(v02.peek(F::TprThreshold), 2);
+    assert_eq!(v02.peek(F::CpuBasedVmExecControl) as u32 & CR8, 0);
+
+    // vmcs12's own CR8 exiting stays (each alone, and both).
+    for bits in [proc1::CR8_LOAD_EXITING, proc1::CR8_STORE_EXITING, CR8] {
+        let mut v = v12.clone();
+        v.cpu_based_vm_exec_control |= bits;
+        let p1 = Controls02::merge(&v, &l0c, &page).proc1;
+        assert_eq!(p1 & (CR8 | proc1::USE_TPR_SHADOW), bits | proc1::USE_TPR_SHADOW, "{bits:#x}");
+    }
+
+    // Dirty-driven: L1's VMWRITE of the threshold or the address reaches vmcs02 at the next
+    // entry; an entry that changed neither writes neither.
+    for f in [F::TprThreshold, F::VirtualApicPageAddr] {
+        let mut v02 = FakeVmcs::new();
+        let mut v = v12.clone();
+        v.tpr_threshold = 1;
+        let moved = Vmcs02Inputs { virtual_apic: Some(Hpa(0x0876_5000)), ..page };
+        prepare_vmcs02(&mut v02, &v, &DirtySet::of(&[f]), &l0c, &moved);
+        assert_eq!(v02.peek(F::TprThreshold), 1, "{f:?}");
+        assert_eq!(v02.peek(F::VirtualApicPageAddr), 0x0876_5000, "{f:?}");
+    }
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::of(&[F::GuestRip]), &l0c, &page);
+    let writes = v02.writes();
+    assert!(!writes.contains(&F::TprThreshold) && !writes.contains(&F::VirtualApicPageAddr));
 }

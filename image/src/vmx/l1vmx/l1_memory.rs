@@ -152,6 +152,17 @@ impl Ept01View {
     }
 }
 
+/// The host address of L1-physical page `gpa` (4-KiB aligned) when it is L1 RAM, as EPT01
+/// maps it (not an assigned device's BAR, not a page L0 models a device on, not a hole).
+pub fn ram_page(memory: &GuestMemory, gpa: L1Gpa) -> Option<Hpa> {
+    let g = gpa.0;
+    memory
+        .blocks()
+        .iter()
+        .find(|b| g >= b.gpa && g - b.gpa < b.size && b.size - (g - b.gpa) >= 4096)
+        .map(|b| Hpa(b.host + (g - b.gpa)))
+}
+
 /// EPT01's page size (`vmx/ept.rs` maps L1 with 2 MiB pages).
 const EPT01_PAGE: u64 = 2 << 20;
 

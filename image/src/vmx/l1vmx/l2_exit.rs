@@ -237,8 +237,9 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         Some(ExitReason::IoInstruction | ExitReason::Rdmsr | ExitReason::Wrmsr) => {
             crate::vmx::exits::handle(g, v02, info)
         }
-        // MOV to/from CR8 without a TPR shadow (not offered) reaches the TPR of L1's local
-        // APIC, as L1's own CR8 does.
+        // MOV to/from CR8 without a TPR shadow in vmcs12 reaches the TPR of L1's local APIC,
+        // as L1's own CR8 does. (With one, vmcs02 has it too and no CR8 exiting of L0's:
+        // the processor performs L2's CR8 on VTPR in L1's page, `merge::tpr_shadow_proc1`.)
         Some(ExitReason::CrAccess) if info.qualification & 0xf == 8 => {
             crate::vmx::exits::handle(g, v02, info)
         }

@@ -197,7 +197,10 @@ fn explain_failure(n: &L1Vmx, e: nested::vmx::VmInstructionError) {
     }
     let v12 = &n.vmx.vmcs12;
     let check = match e.number() {
-        7 => nested::vmx::checks::check_controls(v12, &n.vmx.caps, n.vmx.maxphyaddr).err(),
+        // The one error-7 check that reads L1 memory is the TPR threshold against VTPR.
+        7 => nested::vmx::checks::check_controls(v12, &n.vmx.caps, n.vmx.maxphyaddr)
+            .err()
+            .or(Some(nested::vmx::checks::Check::TprThresholdAboveVtpr)),
         8 => nested::vmx::checks::check_host_state(v12, &n.vmx.caps, n.vmx.maxphyaddr, true).err(),
         _ => None,
     };
@@ -253,6 +256,11 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     } else {
         n.eptp01
     };
+    let virtual_apic = if n.vmx.vmcs12.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW != 0 {
+        Some(virtual_apic_page(&n.vmx.vmcs12, &g.memory)?)
+    } else {
+        None
+    };
     // SAFETY: vmcs02 is our own VMCS region with the right revision.
     unsafe { insn::vmptrld(n.vmcs02) }.map_err(|_| "VMPTRLD vmcs02 failed")?;
     // SAFETY: vmcs02 is now current.
@@ -278,7 +286,7 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     // assigned device L0 passes its ports through: vmcs02 gets L0's bitmaps OR L1's.
     let msr_bitmap = Some(Hpa(n.msr_bitmap02));
     let io_bitmaps = n.io02.as_mut().map(|io| io.for_entry(&n.vmx.vmcs12, &g.memory));
-    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap, io_bitmaps, l1 };
+    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap, io_bitmaps, virtual_apic, l1 };
     prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
     if vpid02 != n.vpids.vpid02 {
         v02.write(F::VirtualProcessorId, u64::from(vpid02));
@@ -306,6 +314,34 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     match msr_lists::entry_load(g, &mut v02) {
         Ok(()) => Ok(()),
         Err(entry) => msr_load_failed(g, entry, launch),
+    }
+}
+
+/// vmcs02's virtual-APIC page for vmcs12's TPR shadow: L1's own page (its host
+/// address through EPT01), so the processor reads and writes VTPR where L1 reads it, with no
+/// copying, and L1 sees the VTPR its L2 wrote, as on hardware.
+///
+/// A page that is not L1 RAM (a device page L0 models, an assigned device's BAR, a hole)
+/// stops L1, as other entries L0 cannot build do. On hardware the processor would simply
+/// access that physical address (a hole reading all ones, writes dropped); emulating that
+/// would need L0 to keep intercepting L2's CR8 and perform the virtualized accesses of SDM
+/// 29.3 itself. A hypervisor puts its virtual-APIC pages in RAM (the SDM asks for
+/// write-back memory), so this is left as a known gap (README).
+#[cold]
+fn virtual_apic_page(
+    v12: &nested::vmcs::Vmcs12,
+    memory: &crate::guest::memory::GuestMemory,
+) -> Result<Hpa, &'static str> {
+    let gpa = nested::addr::L1Gpa(v12.virtual_apic_page_addr);
+    match l1_memory::ram_page(memory, gpa) {
+        Some(page) => Ok(page),
+        None => {
+            log::error!(
+                "vmcs12's virtual-APIC page {:#x} is not L1 RAM: not emulated",
+                v12.virtual_apic_page_addr
+            );
+            Err("virtual-APIC page outside L1 RAM")
+        }
     }
 }
 

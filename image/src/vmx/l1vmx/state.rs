@@ -123,7 +123,9 @@ impl L1Vmx {
             shadow: ShadowEpt::new(),
             vpids: NestedVpids::new(hw),
             // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
-            // port access (L0 emulates all I/O below it), CR8 (L1's TPR, in its APIC model), EPT (L2 stays inside L1's memory),
+            // port access (L0 emulates all I/O below it), CR8 (L1's TPR, in its APIC model;
+            // dropped when vmcs12 has a TPR shadow: `merge::tpr_shadow_proc1`), EPT (L2 stays
+            // inside L1's memory),
             // VPID (L2's TLB entries tagged apart from L1's), and its 64-bit host state. Its
             // interrupts (an assigned device's INTx, `vmx::intx`) are acknowledged on exit, as
             // in vmcs01: unacknowledged, one would stay pending and exit again at every entry.

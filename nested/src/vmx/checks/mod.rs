@@ -26,6 +26,9 @@ pub enum Check {
     Cr3TargetCount,
     IoBitmapAddress,
     MsrBitmapAddress,
+    VirtualApicAddress,
+    TprThresholdReserved,
+    TprThresholdAboveVtpr,
     VirtualNmisWithoutNmiExiting,
     NmiWindowWithoutVirtualNmis,
     VpidZero,
@@ -138,6 +141,9 @@ impl Check {
             | Cr3TargetCount
             | IoBitmapAddress
             | MsrBitmapAddress
+            | VirtualApicAddress
+            | TprThresholdReserved
+            | TprThresholdAboveVtpr
             | VirtualNmisWithoutNmiExiting
             | NmiWindowWithoutVirtualNmis
             | VpidZero
@@ -288,6 +294,14 @@ pub fn check_controls(v: &Vmcs12, caps: &VmxCaps, maxphyaddr: u8) -> Result<(), 
     if p1 & proc1::USE_MSR_BITMAPS != 0 {
         ensure(page_addr_ok(v.msr_bitmap, maxphyaddr), MsrBitmapAddress)?;
     }
+    if p1 & proc1::USE_TPR_SHADOW != 0 {
+        ensure(page_addr_ok(v.virtual_apic_page_addr, maxphyaddr), VirtualApicAddress)?;
+        if p2 & proc2::VIRTUAL_INTERRUPT_DELIVERY == 0 {
+            ensure(v.tpr_threshold & !0xf == 0, TprThresholdReserved)?;
+        }
+        // The next check, TPR threshold against VTPR, reads L1 memory:
+        // [`check_tpr_threshold_vtpr`].
+    }
     if pinc & pin::NMI_EXITING == 0 {
         ensure(pinc & pin::VIRTUAL_NMIS == 0, VirtualNmisWithoutNmiExiting)?;
     }
@@ -335,6 +349,28 @@ pub fn check_controls(v: &Vmcs12, caps: &VmxCaps, maxphyaddr: u8) -> Result<(), 
         msr_list_ok(v.vm_entry_msr_load_addr, v.vm_entry_msr_load_count, maxphyaddr),
         EntryMsrLoadAddress,
     )
+}
+
+/// Byte offset of VTPR, the virtual TPR, in the virtual-APIC page (SDM 29.1.1).
+pub const VTPR_OFFSET: u64 = 0x80;
+
+/// The TPR threshold against VTPR (SDM 26.2.1.1): with "use TPR shadow" 1 and "virtualize
+/// APIC accesses" and "virtual-interrupt delivery" both 0, bits 3:0 of the TPR threshold must
+/// not exceed bits 7:4 of VTPR (byte 0x80 of the virtual-APIC page, in L1 memory). Failure:
+/// VMfailValid(7). The SDM lists it right after the TPR threshold's reserved bits in
+/// [`check_controls`], which must have passed (the page address is valid); it stands apart
+/// because L1 memory can change between entries whose control fields did not, so it runs at
+/// every entry. A page outside L1's RAM reads as all ones, as unbacked memory does.
+pub fn check_tpr_threshold_vtpr(v: &Vmcs12, mem: &impl GuestMemory) -> Result<(), Check> {
+    let p2 = secondary_controls(v);
+    if v.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW == 0
+        || p2 & (proc2::VIRTUALIZE_APIC_ACCESSES | proc2::VIRTUAL_INTERRUPT_DELIVERY) != 0
+    {
+        return Ok(());
+    }
+    let at = L1Gpa(v.virtual_apic_page_addr.wrapping_add(VTPR_OFFSET));
+    let vtpr = mem.read_u8(at).unwrap_or(0xff);
+    ensure(v.tpr_threshold & 0xf <= u32::from(vtpr >> 4), Check::TprThresholdAboveVtpr)
 }
 
 /// VM-entry event injection (SDM 26.2.1.3, the interruption-information bullets).

@@ -16,6 +16,7 @@ enum Stage {
 fn run(v: &Vmcs12, l1m: &TestL1) -> Result<(), (Stage, Check)> {
     let caps = l1();
     check_controls(v, &caps, MAXPHY).map_err(|c| (Stage::Controls, c))?;
+    check_tpr_threshold_vtpr(v, l1m).map_err(|c| (Stage::Controls, c))?;
     check_host_state(v, &caps, MAXPHY, true).map_err(|c| (Stage::Host, c))?;
     check_guest_state(v, &caps, MAXPHY, l1m).map_err(|f| (Stage::Guest, f.check))
 }
@@ -95,7 +96,24 @@ const FAILING: &[(Mutation, Stage, Check)] = {
     &[
         (|v| v.pin_based_vm_exec_control = 0, Controls, PinControls),
         (|v| v.pin_based_vm_exec_control |= pin::POSTED_INTERRUPTS, Controls, PinControls),
-        (|v| v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW, Controls, ProcControls),
+        (|v| v.cpu_based_vm_exec_control |= 1 << 18, Controls, ProcControls),
+        // APIC virtualization is not offered, with or without TPR shadow.
+        (|v| v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES, Controls, SecondaryControls),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.secondary_vm_exec_control |= proc2::VIRTUAL_INTERRUPT_DELIVERY; }, Controls, SecondaryControls),
+        // TPR shadow (SDM 26.2.1.1): the virtual-APIC address page-aligned and inside
+        // MAXPHYADDR, TPR threshold bits 31:4 zero, bits 3:0 at most VTPR bits 7:4 (VTPR at
+        // 0xe080 is 0x20, at 0xf080 0x2f, at 0x0080 0).
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe800; }, Controls, VirtualApicAddress),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe001; }, Controls, VirtualApicAddress),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 1 << MAXPHY; }, Controls, VirtualApicAddress),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.tpr_threshold = 0x10; }, Controls, TprThresholdReserved),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.tpr_threshold = 1 << 31; }, Controls, TprThresholdReserved),
+        // Bits 3:0 within VTPR but bits 31:4 set: the reserved bits are checked first.
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.tpr_threshold = 0x12; }, Controls, TprThresholdReserved),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.tpr_threshold = 3; }, Controls, TprThresholdAboveVtpr),
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0; v.tpr_threshold = 1; }, Controls, TprThresholdAboveVtpr),
+        // The address is checked before the threshold (a bad address, a bad threshold).
+        (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe004; v.tpr_threshold = 0x13; }, Controls, VirtualApicAddress),
         (|v| v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING, Controls, SecondaryControls),
         (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_PML; v.pml_address = 0x1234; }, Controls, PmlAddress),
         (|v| { v.secondary_vm_exec_control = (v.secondary_vm_exec_control | proc2::ENABLE_PML) & !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST); v.pml_address = 0x5000; }, Controls, PmlWithoutEpt),
@@ -343,6 +361,15 @@ const PASSING: &[Mutation] = &[
     |v| v.pin_based_vm_exec_control &= !(pin::NMI_EXITING | pin::VIRTUAL_NMIS),
     // Preemption timer saved.
     |v| { v.pin_based_vm_exec_control |= pin::PREEMPTION_TIMER; v.vm_exit_controls |= exit::SAVE_PREEMPTION_TIMER; },
+    // TPR shadow: threshold up to VTPR bits 7:4 (2 at 0xe000, 2 at 0xf000 whose bits 3:0
+    // do not count, 0 at 0), with or without CR8 exiting.
+    |v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.tpr_threshold = 2; },
+    |v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xf000; v.tpr_threshold = 2; },
+    |v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW | proc1::CR8_LOAD_EXITING | proc1::CR8_STORE_EXITING; v.virtual_apic_page_addr = 0; },
+    // The last page below MAXPHYADDR; a page outside L1's memory reads as all ones.
+    |v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = (1 << MAXPHY) - 0x1000; v.tpr_threshold = 15; },
+    // Without TPR shadow the address and threshold are not checked, nor CR8 exiting.
+    |v| { v.virtual_apic_page_addr = 0xe004; v.tpr_threshold = 0xffff_ffff; v.cpu_based_vm_exec_control &= !(proc1::CR8_LOAD_EXITING | proc1::CR8_STORE_EXITING); },
 ];
 
 fn memory_for_cases() -> TestL1 {
@@ -358,6 +385,9 @@ fn memory_for_cases() -> TestL1 {
     m.mem.write_u64(L1Gpa(0xc000), 0x1001).unwrap();
     // Page 0xd000: entry 3 (the last) has reserved bit 2 set.
     m.mem.write_u64(L1Gpa(0xd018), 1 | 1 << 2).unwrap();
+    // VTPR of virtual-APIC pages 0xe000 and 0xf000.
+    m.mem.write(L1Gpa(0xe000 + VTPR_OFFSET), &[0x20]).unwrap();
+    m.mem.write(L1Gpa(0xf000 + VTPR_OFFSET), &[0x2f]).unwrap();
     m
 }
 
