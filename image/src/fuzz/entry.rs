@@ -60,11 +60,11 @@ impl Program<'_> {
             exits |= bit(reason::PREEMPTION_TIMER);
         }
         if self.rng.chance(1, 4) {
-            let what = mutate::ept12(w, &mut self.rng, snippet.touched_page);
+            let (what, more) = mutate::ept12(w, &mut self.rng, snippet.touched_page);
             if self.trace {
                 log::info!("fuzz: {}.{} ept12 mutation {what}", self.index, self.step);
             }
-            exits |= bit(reason::EPT_VIOLATION) | bit(reason::EPT_MISCONFIG);
+            exits |= bit(reason::EPT_VIOLATION) | bit(reason::EPT_MISCONFIG) | more;
         }
         if self.m.vmxon && w.caps.ept_vpid_has(ept_vpid::INVEPT | ept_vpid::INVEPT_ALL_CONTEXT) {
             let got = insn::invept(2, &[0, 0]);

@@ -6,6 +6,7 @@
 use nested::caps::{Allowed, entry, exit, proc1, proc2};
 use nested::vmcs::VmcsField as F;
 
+use super::l2::{bit, reason};
 use super::rng::Rng;
 use super::world::{self, BEYOND_RAM, World};
 use crate::arch::vmx_probe::{self as insn, Outcome};
@@ -325,8 +326,11 @@ pub fn wild_controls(rng: &mut Rng) -> usize {
 }
 
 /// Mutates EPT12 around `page` (a data page L2 touches) or at an upper level; the result is
-/// some mix of EPT violations (48) and misconfigurations (49) when L2 walks it.
-pub fn ept12(w: &World, rng: &mut Rng, page: u64) -> &'static str {
+/// some mix of EPT violations (48) and misconfigurations (49) when L2 walks it, plus the
+/// exit reasons returned: a 2-MiB page beyond L1's memory holds L2's code and IDT, so L2's
+/// first fetch reads all ones (FF FF, #UD), an exception exit (0) if vmcs12 intercepts #UD
+/// (else delivering it reads the IDT there, an EPT violation).
+pub fn ept12(w: &World, rng: &mut Rng, page: u64) -> (&'static str, u64) {
     let [pml4, pdpt, pd, pt] = w.ept;
     let pte = pt + page * 8;
     let target = |rng: &mut Rng| {
@@ -339,44 +343,44 @@ pub fn ept12(w: &World, rng: &mut Rng, page: u64) -> &'static str {
     match rng.below(9) {
         0 => {
             world::poke(pte, 0);
-            "pte-not-present"
+            ("pte-not-present", 0)
         }
         1 => {
             world::poke(pte, (w.block + page * 4096) | 0b010 | 6 << 3);
-            "pte-write-only"
+            ("pte-write-only", 0)
         }
         2 => {
             world::poke(pte, (w.block + page * 4096) | 0b111 | rng.pick(&[2, 3, 7]) << 3);
-            "pte-reserved-memory-type"
+            ("pte-reserved-memory-type", 0)
         }
         3 => {
             let bit = u64::from(w.maxphyaddr) + rng.below(52 - u64::from(w.maxphyaddr));
             world::poke(pte, (w.block + page * 4096) | 0b111 | 6 << 3 | 1 << bit);
-            "pte-reserved-address-bits"
+            ("pte-reserved-address-bits", 0)
         }
         4 => {
             world::poke(pte, (BEYOND_RAM + rng.below(0x1000) * 4096) | 0b111 | 6 << 3);
-            "pte-beyond-l1-memory"
+            ("pte-beyond-l1-memory", 0)
         }
         5 => {
             world::poke(pte, target(rng) | (rng.next() & 0xff7));
-            "pte-random-attributes"
+            ("pte-random-attributes", 0)
         }
         6 => {
             let t = rng.pick(&[pml4, pdpt, pd]);
             world::poke(t, 0);
-            "upper-level-not-present"
+            ("upper-level-not-present", 0)
         }
         7 => {
             // Bits 6:3 of a non-leaf entry and address bits beyond MAXPHYADDR are reserved.
             let level = rng.below(3) as usize;
             let bad = rng.pick(&[1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 51]);
             world::poke(w.ept[level], w.ept[level + 1] | 0b111 | bad);
-            "upper-level-reserved-bits"
+            ("upper-level-reserved-bits", 0)
         }
         _ => {
             world::poke(pd, BEYOND_RAM | 0b111 | 6 << 3 | 1 << 7);
-            "pde-2m-beyond-l1-memory"
+            ("pde-2m-beyond-l1-memory", bit(reason::EXCEPTION_OR_NMI))
         }
     }
 }
