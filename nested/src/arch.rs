@@ -208,6 +208,10 @@ mod tests {
         let rw2 = 1 << 4 | 0b11 << 24 | 0b10 << 26 | 1 << 6;
         assert_eq!(breakpoints_met(rw2, dr, true, Read, 0x2007, 1), 4 | enabled);
         assert_eq!(breakpoints_met(rw2, dr, true, Read, 0x3000, 4), 0, "DR3 is R/W 00");
+        // LEN 01: a word at DR0 aligned down (0x80-0x81).
+        let word0 = 1 | 0b10 << 16 | 0b01 << 18;
+        assert_eq!(breakpoints_met(word0, dr, true, Io, 0x81, 1), 1 | enabled);
+        assert_eq!(breakpoints_met(word0, dr, true, Io, 0x82, 1), 0);
         // Two at once.
         let dr = [0x80, 0x80, 0, 0];
         let both = io0 | 1 << 2 | 0b10 << 20;

@@ -677,7 +677,9 @@ fn recheck_drops_leaves_whose_ept12_flags_l1_cleared() {
         walk::walk_ept12(&b.mem, eptp, L2Gpa(0x1234), &caps, 36).unwrap().entries[3].unwrap();
     let e = b.mem.read_u64(leaf_at).unwrap();
     b.mem.write_u64(leaf_at, e & !(bits::ACCESSED | bits::DIRTY)).unwrap();
+    assert_eq!(sh.watching, 2);
     assert!(sh.recheck(eptp, &b.mem, &mut frames), "the cleared page's leaf goes");
+    assert_eq!(sh.watching, 1, "and its watch with it");
     let l = leaves(&frames, root);
     assert_eq!(l.len(), 1);
     assert_eq!(l[0].0, 0x20_0000, "the 2-MiB page L1 left alone stays");
@@ -685,6 +687,9 @@ fn recheck_drops_leaves_whose_ept12_flags_l1_cleared() {
     // L2 writes again: the flags are set again and the page is logged again.
     assert_eq!(go(&mut sh, &mut b, &mut frames, &mut index, 0x1234), Ok(Resolution::Fixed));
     assert_eq!((index, b.mem.read_u64(L1Gpa(LOG + 509 * 8)).unwrap()), (508, 0x1000));
+    assert_eq!(sh.watching, 2, "watched again, once");
+    assert_eq!(go(&mut sh, &mut b, &mut frames, &mut index, 0x20_1000), Ok(Resolution::Fixed));
+    assert_eq!(sh.watching, 2, "a refill replaces its page's watch");
     assert_eq!(b.mem.read_u64(leaf_at).unwrap() & (bits::ACCESSED | bits::DIRTY), 0x300);
     // Only the dirty flag cleared: the same.
     let e = b.mem.read_u64(leaf_at).unwrap();
@@ -695,6 +700,8 @@ fn recheck_drops_leaves_whose_ept12_flags_l1_cleared() {
     assert!(!sh.recheck(other, &b.mem, &mut frames));
     assert_eq!(go(&mut sh, &mut b, &mut frames, &mut index, 0x1234), Ok(Resolution::Fixed));
     sh.invalidate(eptp, &mut frames);
+    assert_eq!(sh.watching, 0, "INVEPT forgets its EPT02's watches");
+    assert!(sh.watched.iter().all(Option::is_none));
     b.mem.write_u64(leaf_at, 0).unwrap();
     assert!(!sh.recheck(eptp, &b.mem, &mut frames));
     // Without A/D flags nothing is watched.
@@ -746,4 +753,25 @@ fn recheck_watches_the_last_fills() {
     let root = sh.root_for(eptp, &mut frames).unwrap();
     let kept: Vec<u64> = leaves(&frames, root).iter().map(|l| l.0).collect();
     assert_eq!(kept, [0x1000, 0x2000], "the two oldest fills are no longer watched");
+}
+
+/// `leaf_slot` finds a 4-KiB leaf's table only through present, non-large entries: above a
+/// 2-MiB leaf, or where nothing is mapped, there is no such slot (the re-check then leaves
+/// EPT02 alone).
+#[test]
+fn leaf_slot_stops_at_large_and_missing_entries() {
+    let (mut b, ept01, mut frames, mut sh) = setup();
+    let caps = l1();
+    for gpa in [0x1234, 0x20_1000] {
+        let exit = violation(gpa, 1);
+        let r =
+            sh.handle_violation(b.eptp(), &exit, &mut b.mem, &ept01, &mut frames, &caps, 36, None);
+        assert_eq!(r, Ok(Resolution::Fixed));
+    }
+    let root = sh.root_for(b.eptp(), &mut frames).unwrap();
+    let (table, index) = leaf_slot(&frames, root, 0x1000, PageSize::Size4K).unwrap();
+    assert_eq!(frames.read_entry(table, index) & bits::ADDR_MASK, 0x2000_3000);
+    assert_eq!(leaf_slot(&frames, root, 0x20_1000, PageSize::Size4K), None, "a 2-MiB leaf above");
+    assert!(leaf_slot(&frames, root, 0x20_0000, PageSize::Size2M).is_some());
+    assert_eq!(leaf_slot(&frames, root, 0x8000_0000, PageSize::Size4K), None, "nothing mapped");
 }

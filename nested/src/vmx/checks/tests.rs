@@ -525,3 +525,24 @@ fn shutdown_and_wait_for_sipi_when_offered() {
     v.vm_entry_intr_info_field = NMI_INJ;
     assert_eq!(state(&v, &caps), Err(Check::GuestActivityEvent));
 }
+
+/// The threshold-against-VTPR rule holds only while "virtualize APIC accesses" and
+/// "virtual-interrupt delivery" are both 0 (SDM 26.2.1.1); with either, a threshold above
+/// VTPR passes this check (those controls have rules of their own, and L0 offers neither).
+#[test]
+fn tpr_threshold_against_vtpr_only_without_apic_virtualization() {
+    let mut m = TestL1::new(0x10_0000);
+    m.mem.write(L1Gpa(0xe000 + VTPR_OFFSET), &[0x20]).unwrap();
+    let mut v = valid_vmcs12(&l1());
+    v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW | proc1::ACTIVATE_SECONDARY_CONTROLS;
+    v.virtual_apic_page_addr = 0xe000;
+    v.tpr_threshold = 3;
+    assert_eq!(check_tpr_threshold_vtpr(&v, &m), Err(Check::TprThresholdAboveVtpr));
+    for control in [proc2::VIRTUALIZE_APIC_ACCESSES, proc2::VIRTUAL_INTERRUPT_DELIVERY] {
+        let mut w = v.clone();
+        w.secondary_vm_exec_control |= control;
+        assert_eq!(check_tpr_threshold_vtpr(&w, &m), Ok(()), "{control:#x}");
+    }
+    v.tpr_threshold = 2;
+    assert_eq!(check_tpr_threshold_vtpr(&v, &m), Ok(()));
+}
