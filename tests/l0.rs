@@ -164,6 +164,21 @@ fn bad_guest_fetch_outside_its_memory_is_ud() {
     );
 }
 
+/// CR8 is the task-priority class of the guest's own local APIC (L0's model of it), both
+/// ways, as on the bare processor (`tests/boot.rs` runs the same self-test on bare Bochs):
+/// run natively it would be the processor's TPR, which L0's own interrupts go through.
+#[test]
+fn guest_cr8_is_its_local_apic_tpr() {
+    l0_leaf("turtles.test=cr8").expect(
+        0,
+        &[
+            "L1| [L1 cpu0 INFO ] self-test: CR8 5 gives TPR 0x50; TPR 0x30 gives CR8 0x3; 0 0x0",
+            "exits: CrAccess=3",
+            "guest: exited with status 0",
+        ],
+    );
+}
+
 #[test]
 fn bad_guest_unknown_port_reads_all_ones_once_logged() {
     let run = l0_leaf("turtles.test=port");
