@@ -143,42 +143,25 @@ proptest! {
         match d.access {
             MmioAccess::Load { dest, size, zero_extend_to } => {
                 prop_assert!(matches!(ins.mnemonic(), Mnemonic::Mov | Mnemonic::Movzx), "{:?}", ins);
-                prop_assert_eq!(memory_operand(&ins), Some(1), "{:?}", ins);
-                let want = (dest, usize::from(zero_extend_to));
-                prop_assert_eq!(Some(want), operand(ins.op0_register()), "{:?}", ins);
-                prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+                check_load(&ins, dest, size, zero_extend_to, mem_size)?;
             }
             MmioAccess::Compare { other, size, memory_first } => {
                 prop_assert_eq!(ins.mnemonic(), Mnemonic::Cmp, "{:?}", ins);
-                prop_assert_eq!(memory_operand(&ins), Some(if memory_first { 0 } else { 1 }), "{:?}", ins);
-                prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
-                let other_index = if memory_first { 1 } else { 0 };
-                match other {
-                    Operand::Imm(v) => {
-                        prop_assert!(ins.op_kind(1) != OpKind::Register, "{:?}", ins);
-                        prop_assert_eq!(v, ins.immediate(1) & mask(size), "{:?}", ins);
-                    }
-                    reg => {
-                        let want = (reg, usize::from(size));
-                        prop_assert_eq!(Some(want), operand(ins.op_register(other_index)), "{:?}", ins);
-                    }
-                }
+                let memory_index = if memory_first { 0 } else { 1 };
+                check_memory_and_other(&ins, memory_index, other, size, mem_size)?;
             }
             MmioAccess::LoadSignExtended { dest, size, extend_to } => {
                 prop_assert_eq!(ins.mnemonic(), Mnemonic::Movsx, "{:?}", ins);
-                prop_assert_eq!(memory_operand(&ins), Some(1), "{:?}", ins);
-                let want = (dest, usize::from(extend_to));
-                prop_assert_eq!(Some(want), operand(ins.op0_register()), "{:?}", ins);
-                prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+                check_load(&ins, dest, size, extend_to, mem_size)?;
             }
             MmioAccess::Test { other, size } => {
                 prop_assert_eq!(ins.mnemonic(), Mnemonic::Test, "{:?}", ins);
-                check_rmw(&ins, other, size, mem_size)?;
+                check_memory_and_other(&ins, 0, other, size, mem_size)?;
             }
             MmioAccess::Exchange { reg, size } => {
                 prop_assert_eq!(ins.mnemonic(), Mnemonic::Xchg, "{:?}", ins);
                 prop_assert!(matches!(reg, Operand::Reg { .. }), "{:?}", ins);
-                check_rmw(&ins, reg, size, mem_size)?;
+                check_memory_and_other(&ins, 0, reg, size, mem_size)?;
             }
             MmioAccess::Modify { op, src, size } => {
                 let want = match op {
@@ -189,7 +172,7 @@ proptest! {
                     AluOp::Xor => Mnemonic::Xor,
                 };
                 prop_assert_eq!(ins.mnemonic(), want, "{:?}", ins);
-                check_rmw(&ins, src, size, mem_size)?;
+                check_memory_and_other(&ins, 0, src, size, mem_size)?;
             }
             MmioAccess::Store { src, size } => {
                 prop_assert_eq!(memory_operand(&ins), Some(0), "{:?}", ins);
@@ -209,15 +192,33 @@ proptest! {
     }
 }
 
-/// An instruction with its memory operand first and `other` (a register or an immediate)
-/// second, both of `size` bytes (TEST, XCHG, and the ALU ops with a memory destination).
-fn check_rmw(
+/// A load into register `dest` of `size` bytes from memory (operand 1), widened to
+/// `extend_to` bytes (MOV, MOVZX, MOVSX).
+fn check_load(
     ins: &Instruction,
+    dest: Operand,
+    size: u8,
+    extend_to: u8,
+    mem_size: Option<u8>,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(memory_operand(ins), Some(1), "{:?}", ins);
+    let want = (dest, usize::from(extend_to));
+    prop_assert_eq!(Some(want), operand(ins.op0_register()), "{:?}", ins);
+    prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
+    Ok(())
+}
+
+/// An instruction with its memory operand at `memory_index` (0 or 1) and `other` (a
+/// register or an immediate) as the other operand, both of `size` bytes (CMP, TEST, XCHG,
+/// and the ALU ops with a memory destination).
+fn check_memory_and_other(
+    ins: &Instruction,
+    memory_index: u32,
     other: Operand,
     size: u8,
     mem_size: Option<u8>,
 ) -> Result<(), TestCaseError> {
-    prop_assert_eq!(memory_operand(ins), Some(0), "{:?}", ins);
+    prop_assert_eq!(memory_operand(ins), Some(memory_index), "{:?}", ins);
     prop_assert_eq!(Some(size), mem_size, "{:?}", ins);
     match other {
         Operand::Imm(v) => {
@@ -226,7 +227,7 @@ fn check_rmw(
         }
         reg => {
             let want = (reg, usize::from(size));
-            prop_assert_eq!(Some(want), operand(ins.op1_register()), "{:?}", ins);
+            prop_assert_eq!(Some(want), operand(ins.op_register(1 - memory_index)), "{:?}", ins);
         }
     }
     Ok(())

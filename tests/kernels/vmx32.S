@@ -1319,11 +1319,8 @@ step_out:
     REPORT msg_db_bs
     /* Breakpoints on accesses L0 performs: DR0 an I/O breakpoint on port 0x80 (R/W 10 with
      * CR4.DE), DR1 a 4-byte write breakpoint on the unbacked 0xfed00000. Each debug trap
-     * comes right after its instruction with DR6.B0, then DR6.B1. */
-    mov $1, %eax
-    mov $isr_db_bp, %edx
-    mov $idt, %ebx
-    call set_gate
+     * comes right after its instruction with DR6.B0, then DR6.B1 (isr_db records both). */
+    movl $0, db_count
     mov %cr4, %eax
     or $0x8, %eax                       /* CR4.DE */
     mov %eax, %cr4
@@ -1342,18 +1339,18 @@ bp_store:
     mov %cr4, %eax
     and $~0x8, %eax
     mov %eax, %cr4
-    mov bp_count, %eax
+    mov db_count, %eax
     REPORT msg_bp_count
-    mov bp_eips, %eax
+    mov db_eips, %eax
     sub $bp_out, %eax
     REPORT msg_bp_out
-    mov bp_dr6s, %eax
+    mov db_dr6s, %eax
     and $0xf, %eax
     REPORT msg_bp_dr6
-    mov bp_eips + 4, %eax
+    mov db_eips + 4, %eax
     sub $bp_store, %eax
     REPORT msg_bp_store
-    mov bp_dr6s + 4, %eax
+    mov db_dr6s + 4, %eax
     and $0xf, %eax
     REPORT msg_bp_dr6
     /* String I/O to ports L0 models: REP OUTSB of a line to COM1, REP INSB of three bytes
@@ -1386,8 +1383,8 @@ bp_store:
     REPORT msg_ins_bytes
     ret
 
-/* #DB: records the EIP it returns to and DR6 (then clears DR6); the second one clears the
- * returning EFLAGS.TF. */
+/* #DB (single steps, then breakpoints): records the EIP it returns to and DR6 (then clears
+ * DR6); the second one clears the returning EFLAGS.TF. */
 isr_db:
     push %eax
     push %ecx
@@ -1406,25 +1403,6 @@ isr_db:
     jb 2f
     andl $~0x100, 16(%esp)
 2:  pop %ecx
-    pop %eax
-    iret
-
-/* #DB of a breakpoint: records the EIP it returns to and DR6 (then clears DR6). */
-isr_db_bp:
-    push %eax
-    push %ecx
-    mov bp_count, %ecx
-    cmp $2, %ecx
-    jae 1f
-    mov 8(%esp), %eax
-    mov %eax, bp_eips(,%ecx,4)
-    mov %dr6, %eax
-    mov %eax, bp_dr6s(,%ecx,4)
-    xor %eax, %eax
-    mov %eax, %dr6
-1:  inc %ecx
-    mov %ecx, bp_count
-    pop %ecx
     pop %eax
     iret
 
@@ -1572,9 +1550,6 @@ pf_cr2:      .long 0
 db_count:    .long 0
 db_eips:     .long 0, 0
 db_dr6s:     .long 0, 0
-bp_count:    .long 0
-bp_eips:     .long 0, 0
-bp_dr6s:     .long 0, 0
 ins_buf:     .long 0, 0
 ins_buf2:    .long 0
 pf_error:    .long 0

@@ -80,12 +80,8 @@ fn instruction_data_access(info: &ExitInfo) -> bool {
 /// instruction's data access ([`instruction_data_access`]), [`Page::Unbacked`] where its
 /// RAM is not either.
 fn page_at(g: &Guest, gpa: u64, info: &ExitInfo) -> Option<Page> {
-    if g.devices.lapic().mmio_base() == Some(gpa & !0xfff) {
-        Some(Page::Lapic)
-    } else if crate::machine::Devices::ioapic_owns(gpa) {
-        Some(Page::IoApic)
-    } else if let Some(w) = g.devices.virtio_owns(gpa) {
-        Some(Page::Virtio(w))
+    if let Some(page) = device_page(g, gpa) {
+        Some(page)
     } else if instruction_data_access(info) && g.memory.slice(gpa, 1).is_none() {
         if UNBACKED.allow() {
             log::warn!(
@@ -97,6 +93,30 @@ fn page_at(g: &Guest, gpa: u64, info: &ExitInfo) -> Option<Page> {
     } else {
         None
     }
+}
+
+/// The device page L0 models for its guest (L1) at guest-physical `gpa`: its local APIC,
+/// the I/O APIC or one of its virtio-mmio devices.
+fn device_page(g: &Guest, gpa: u64) -> Option<Page> {
+    if g.devices.lapic().mmio_base() == Some(gpa & !0xfff) {
+        Some(Page::Lapic)
+    } else if crate::machine::Devices::ioapic_owns(gpa) {
+        Some(Page::IoApic)
+    } else {
+        g.devices.virtio_owns(gpa).map(Page::Virtio)
+    }
+}
+
+/// The guest's execution mode, RIP, and the linear address of the instruction there
+/// (CS.base + RIP, 32-bit outside 64-bit mode).
+fn instruction_start(v: &HwVmcs) -> (CpuMode, u64, u64) {
+    let mode = cpu_mode(v);
+    let rip = v.read(F::GuestRip);
+    let linear = match mode {
+        CpuMode::Long64 => rip,
+        _ => v.read(F::GuestCsBase).wrapping_add(rip) & 0xffff_ffff,
+    };
+    (mode, rip, linear)
 }
 
 /// Emulates the access if `info` is an EPT violation on a device page of the guest's, or a
@@ -140,18 +160,10 @@ pub fn unbacked_fetch(g: &Guest, v: &HwVmcs, gpa: u64, info: &ExitInfo) -> Optio
     if access_of(q) & bits::EXEC as u8 == 0 || q & LINEAR_TRANSLATION != LINEAR_TRANSLATION {
         return None;
     }
-    if g.memory.slice(gpa, 1).is_some()
-        || g.devices.lapic().mmio_base() == Some(gpa & !0xfff)
-        || crate::machine::Devices::ioapic_owns(gpa)
-        || g.devices.virtio_owns(gpa).is_some()
-    {
+    if g.memory.slice(gpa, 1).is_some() || device_page(g, gpa).is_some() {
         return None;
     }
-    let rip = v.read(F::GuestRip);
-    let start = match cpu_mode(v) {
-        CpuMode::Long64 => rip,
-        _ => v.read(F::GuestCsBase).wrapping_add(rip) & 0xffff_ffff,
-    };
+    let (_, rip, start) = instruction_start(v);
     if info.guest_linear_address != start {
         return None;
     }
@@ -173,12 +185,7 @@ struct Fetched {
 }
 
 fn fetch(v: &HwVmcs, mem: &impl PhysMemory) -> Fetched {
-    let mode = cpu_mode(v);
-    let rip = v.read(F::GuestRip);
-    let linear = match mode {
-        CpuMode::Long64 => rip,
-        _ => v.read(F::GuestCsBase).wrapping_add(rip) & 0xffff_ffff,
-    };
+    let (mode, rip, linear) = instruction_start(v);
     let mut bytes = [0u8; 15];
     let len = paging::read_linear(v, mem, linear, AccessKind::Fetch, &mut bytes);
     Fetched { bytes, len, mode, rip }
