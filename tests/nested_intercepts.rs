@@ -4,8 +4,9 @@
 //! exits to it with the architectural exit reason, qualification, instruction information
 //! and length and L2 resumes after it; clear, it runs in L2 without reaching L1 (or takes #UD
 //! in L2 where a clear enable control says so). Then PML on EPT accessed/dirty flags and
-//! VMFUNC 0 (EPTP switching) with their exits, the VM-entry checks of "use TPR shadow", and
-//! the VM-entry and VM-exit MSR lists.
+//! VMFUNC 0 (EPTP switching) with their exits, the VM-entry checks of "use TPR shadow", VMCS
+//! shadowing (L2's VMREAD/VMWRITE on L1's shadow VMCS), and the VM-entry and VM-exit MSR
+//! lists.
 
 mod common;
 
@@ -219,6 +220,33 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i:   TPR threshold=0x00000002 virtual-APIC page+0x00000000",
             "vmx32i:   VMCALL, guest EDI=0x00000000",
             "vmx32i:   VTPR after the guest=0x00000020",
+            "vmx32i: VMCS shadowing",
+        ],
+        // VMCS shadowing (SDM 25.10; VMREAD/VMWRITE in VMX non-root operation), offered by
+        // L0 since it performs L2's VMREAD/VMWRITE on the shadow VMCS in L1 memory
+        // (`nested::vmx::shadow12`). A shadow VMCS can be current but not entered: VMRESUME
+        // is VMfailInvalid, CF (SDM 26.1 step 4; bare Bochs checks the launch state instead
+        // and gives ZF, error 5). L2 reads GUEST_RIP 0x12345678 from the shadow and writes
+        // 0xabcd there without an exit; GUEST_RSP (VMREAD bitmap), GUEST_ES_SELECTOR
+        // (VMWRITE bitmap) and an encoding with bit 15 exit to L1 (23, 25, 23); the ES
+        // selector L1 wrote (0x55) read to memory, GUEST_ES_BASE written from memory; an
+        // unsupported field is VMfailValid (ZF), error 12 in L1's current VMCS. Then the
+        // entry checks: link pointer at the current VMCS, at a VMCS without the shadow
+        // indicator: entry failure 33, qualification 4; VMREAD bitmap not page-aligned:
+        // VMfailValid 7. All as on bare Bochs but the VMRESUME. On the L0 before VMCS
+        // shadowing was offered: "vmx32i: VMCS shadowing: not offered".
+        &[
+            "vmx32i: VMCS shadowing",
+            "vmx32i:   VMRESUME of the shadow VMCS: CF|ZF=0x00000001",
+            "vmx32i:   exit reason=0x00000017 qual=0x00000000 info=0x00000418 len=0x00000003",
+            "vmx32i:   exit reason=0x00000019 qual=0x00000000 info=0x00000418 len=0x00000003",
+            "vmx32i:   exit reason=0x00000017 qual=0x00000000 info=0x00000418 len=0x00000003",
+            "vmx32i:   VMCALL, guest EDI=0x00000000",
+            "vmx32i:   guest: GUEST_RIP=0x12345678 flags=0x00000000 ES selector to memory=0x00000055 unsupported field flags=0x00000040",
+            "vmx32i:   VM-instruction error=0x0000000c shadow GUEST_RIP=0x0000abcd GUEST_ES_BASE=0x77777777",
+            "vmx32i:   exit reason=0x80000021 qual=0x00000004",
+            "vmx32i:   exit reason=0x80000021 qual=0x00000004",
+            "vmx32i:   VMREAD bitmap+0x10: VMfailValid, error=0x00000007",
             "vmx32i: MSR lists",
         ],
         // MSR lists (SDM 26.4, 27.4, 27.6): L2 reads what the VM-entry MSR-load list gave it

@@ -86,6 +86,20 @@
     .global _start
 _start:
     mov $host_stack_top, %esp
+    /* COM1: 115200 baud, 8 data bits, no parity, 1 stop bit (a firmware may leave the line
+     * control register at its reset value, 5 data bits). */
+    mov $COM1 + 3, %dx
+    mov $0x80, %al                      /* DLAB */
+    out %al, %dx
+    mov $COM1, %dx
+    mov $1, %al                         /* divisor 1 */
+    out %al, %dx
+    inc %dx
+    xor %al, %al
+    out %al, %dx
+    mov $COM1 + 3, %dx
+    mov $3, %al                         /* 8N1, DLAB off */
+    out %al, %dx
     /* TSS descriptor (index 3): base and limit are only known at link time, so build it. */
     mov $tss, %eax
     mov %eax, %ebx
@@ -568,6 +582,111 @@ tpr_checked:
     SHOW msg_tpr_vtpr
     call newline
 
+/* VMCS shadowing, when offered (secondary bit 14; SDM 25.10 and VMREAD/VMWRITE in VMX
+ * non-root operation). A shadow VMCS (the revision with bit 31) can be made current and
+ * written, but not entered: VMRESUME is VMfailInvalid (CF). With the control on, the link
+ * pointer at it and bitmaps that name GUEST_RSP for VMREAD and GUEST_ES_SELECTOR for
+ * VMWRITE, the guest (l2_shadow) reads and writes the shadow without exits, with register
+ * and memory operands; the named fields exit to this kernel (23, 25), as does an encoding
+ * with bit 15 set, and an unsupported field is VMfailValid (ZF) with error 12 in this
+ * kernel's current VMCS. This kernel then reads what the guest wrote in the shadow. Last,
+ * the VM-entry checks: a link pointer at the current VMCS, or at a VMCS without the
+ * indicator while shadowing is on, fails the entry (reason 33, qualification 4); a VMREAD
+ * bitmap address with bits 11:0 set is VMfailValid(7). */
+shadow_test:
+    testl $0x4000, allowed2
+    jnz 1f
+    mov $msg_no_shadow, %esi
+    call puts
+    jmp msr_lists_test
+1:  mov $msg_shadow, %esi
+    call puts
+    mov vmcs_region, %eax
+    mov %eax, plain_vmcs
+    or $0x80000000, %eax
+    mov %eax, shadow_vmcs
+    vmclear shadow_pointer
+    jbe vmx_failed
+    vmptrld shadow_pointer
+    jbe vmx_failed
+    VMW 0x681e, $0x12345678             /* the shadow's GUEST_RIP */
+    VMW 0x0800, $0x55                   /* and GUEST_ES_SELECTOR */
+    vmresume
+    pushf
+    pop %eax
+    and $0x41, %eax                     /* CF, ZF */
+    SHOW msg_shadow_resume
+    call newline
+    vmptrld vmcs_pointer
+    jbe vmx_failed
+    movb $0x10, vmread_bitmap + 0x681c / 8      /* GUEST_RSP: bit 0x681c */
+    movb $0x01, vmwrite_bitmap + 0x0800 / 8     /* GUEST_ES_SELECTOR: bit 0x800 */
+    VMW 0x2026, $vmread_bitmap
+    VMW 0x2027, $0
+    VMW 0x2028, $vmwrite_bitmap
+    VMW 0x2029, $0
+    VMW 0x2800, $shadow_vmcs
+    VMW 0x2801, $0
+    ADJUST 1, $0x80000000
+    VMW 0x4002, %ebx
+    VMW 0x401e, $0x4000
+    VMW 0x681e, $l2_shadow
+    VMW 0x681c, $guest_stack_top
+    VMW 0x6820, $0x2
+    movl $shadow_checked, after_guest_jump
+    call enter
+    jmp vmx_failed
+shadow_checked:
+    mov shadow_results, %eax
+    SHOW msg_shadow_read
+    mov shadow_results + 4, %eax
+    SHOW msg_shadow_flags
+    mov shadow_results + 8, %eax
+    SHOW msg_shadow_mem
+    mov shadow_results + 12, %eax
+    SHOW msg_shadow_unsupported
+    call newline
+    VMR 0x4400
+    mov %ebx, %eax
+    SHOW msg_shadow_error
+    vmptrld shadow_pointer
+    jbe vmx_failed
+    VMR 0x681e
+    mov %ebx, %eax
+    SHOW msg_shadow_rip
+    VMR 0x6806
+    mov %ebx, %eax
+    SHOW msg_shadow_es_base
+    call newline
+    vmptrld vmcs_pointer
+    jbe vmx_failed
+    movl $shadow_link_current, entry_failed_jump
+    VMW 0x2800, $vmcs_region
+    VMW 0x681e, $g_nops
+    call enter
+    jmp vmx_failed
+shadow_link_current:
+    call show_entry_failure
+    movl $shadow_link_plain, entry_failed_jump
+    VMW 0x2800, $plain_vmcs
+    call enter
+    jmp vmx_failed
+shadow_link_plain:
+    call show_entry_failure
+    movl $0, entry_failed_jump
+    VMW 0x2800, $shadow_vmcs
+    VMW 0x2026, $vmread_bitmap + 0x10
+    call enter                          /* returns only if the entry failed */
+    jc vmx_failed
+    VMR 0x4400
+    mov %ebx, %eax
+    SHOW msg_shadow_bitmap
+    call newline
+    VMW 0x2026, $vmread_bitmap
+    VMW 0x401e, $0
+    VMW 0x2800, $0xffffffff
+    VMW 0x2801, $0xffffffff
+
 /* MSR lists. The VM-entry MSR-load list gives the guest IA32_SYSENTER_ESP 0x2222 and
  * IA32_KERNEL_GS_BASE 0x3333 (this kernel's own is 0x1111); the guest reads the latter
  * without an exit (MSR bitmap all clear), writes it plus 1 and reads the TSC right before its
@@ -688,6 +807,16 @@ done:
     cli
 5:  hlt
     jmp 5b
+
+/* A VM-entry failure: the exit reason and the qualification. */
+show_entry_failure:
+    mov exit_reason, %eax
+    SHOW msg_exit
+    VMR 0x6400
+    mov %ebx, %eax
+    SHOW msg_qual
+    call newline
+    ret
 
 /* An MSR-list test's VM-entry failure: the exit reason, the qualification and this kernel's
  * KERNEL_GS_BASE after it. */
@@ -1032,6 +1161,45 @@ l2_pml_again:
     movl $5, PML_PAGES
     vmcall
 
+/* VMCS shadowing (shadow_test): the shadow's GUEST_RIP and the flags after reading it, its
+ * GUEST_RIP set to 0xabcd, GUEST_RSP read and GUEST_ES_SELECTOR written (each an exit), the
+ * ES selector read to memory, GUEST_ES_BASE written from memory, an unsupported field read
+ * (the flags after it), and a field with bit 15 set read (an exit). EDI = 0, or 0xbad when
+ * an access meant to succeed failed. */
+l2_shadow:
+    mov $0x681e, %eax
+    vmread %eax, %ebx
+    pushf
+    pop %ecx
+    mov %ebx, shadow_results
+    and $0x41, %ecx
+    mov %ecx, shadow_results + 4
+    mov $0xabcd, %ebx
+    vmwrite %ebx, %eax
+    jbe 1f
+    mov $0x681c, %eax
+    vmread %eax, %ebx
+    mov $0x0800, %eax
+    vmwrite %ebx, %eax
+    mov $0x0800, %eax                   /* (the exit handler leaves its own EAX) */
+    vmread %eax, shadow_results + 8
+    jbe 1f
+    mov $0x6806, %eax
+    vmwrite shadow_value, %eax
+    jbe 1f
+    mov $0x7777, %eax
+    vmread %eax, %ebx
+    pushf
+    pop %ecx
+    and $0x41, %ecx
+    mov %ecx, shadow_results + 12
+    mov $0x8000 | 0x681e, %eax
+    vmread %eax, %ebx
+    xor %edi, %edi
+    vmcall
+1:  mov $0xbad, %edi
+    vmcall
+
 /* MSR lists: EDI = IA32_KERNEL_GS_BASE as the entry loaded it; then it is set one higher. */
 l2_msr:
     mov $0xc0000102, %ecx
@@ -1100,6 +1268,9 @@ guest_edi:   .long 0
 case_ptr:    .long 0
 after_guest_jump: .long fail
 entry_failed_jump: .long 0
+shadow_pointer: .long shadow_vmcs, 0
+shadow_value:   .long 0x77777777
+shadow_results: .long 0, 0, 0, 0
 
 /* The cases (name, primary controls, secondary controls, guest code, flags). Primary bits:
  * HLT 7, INVLPG 9, MWAIT 10, RDPMC 11, RDTSC 12, CR3-load 15, CR3-store 16, MOV-DR 23,
@@ -1225,6 +1396,17 @@ msg_msr_tsc_diff: .asciz "vmx32i:   stored TSC - guest RDTSC below TSC_STORE_BOU
 msg_msr_guest_esp: .asciz "vmx32i:   guest SYSENTER_ESP=0x"
 msg_msr_l1_kgs:   .asciz " KERNEL_GS_BASE=0x"
 msg_msr_l1_esp:   .asciz " SYSENTER_ESP=0x"
+msg_shadow:       .asciz "vmx32i: VMCS shadowing\n"
+msg_no_shadow:    .asciz "vmx32i: VMCS shadowing: not offered\n"
+msg_shadow_resume: .asciz "vmx32i:   VMRESUME of the shadow VMCS: CF|ZF=0x"
+msg_shadow_read:  .asciz "vmx32i:   guest: GUEST_RIP=0x"
+msg_shadow_flags: .asciz " flags=0x"
+msg_shadow_mem:   .asciz " ES selector to memory=0x"
+msg_shadow_unsupported: .asciz " unsupported field flags=0x"
+msg_shadow_error: .asciz "vmx32i:   VM-instruction error=0x"
+msg_shadow_rip:   .asciz " shadow GUEST_RIP=0x"
+msg_shadow_es_base: .asciz " GUEST_ES_BASE=0x"
+msg_shadow_bitmap: .asciz "vmx32i:   VMREAD bitmap+0x10: VMfailValid, error=0x"
 msg_tpr:          .asciz "vmx32i: TPR shadow: VTPR 0x20\n"
 msg_no_tpr:       .asciz "vmx32i: TPR shadow: not offered\n"
 msg_tpr_threshold: .asciz "vmx32i:   TPR threshold=0x"
@@ -1255,6 +1437,10 @@ msr_entry_list: .skip 4096
 msr_store_list: .skip 4096
 msr_exit_list:  .skip 4096
 tpr_page:       .skip 4096
+shadow_vmcs:    .skip 4096
+plain_vmcs:     .skip 4096
+vmread_bitmap:  .skip 4096
+vmwrite_bitmap: .skip 4096
 l2_idt:         .skip 4096
 l2_buf:         .skip 4096
 tss:            .skip 4096

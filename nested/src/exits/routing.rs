@@ -132,6 +132,13 @@ pub fn l1_wants_exit(
             has2(proc2::ENCLS_EXITING) && vmcs12.encls_exiting_bitmap & (1 << leaf) != 0
         }
         PreemptionTimer => vmcs12.pin_based_vm_exec_control & pin::PREEMPTION_TIMER != 0,
+        // With VMCS shadowing, L2's VMREAD/VMWRITE exit only for the fields vmcs12's bitmaps
+        // name (the rest act on the shadow VMCS: `crate::vmx::shadow12`).
+        Vmread | Vmwrite => {
+            let encoding = regs.gpr(crate::vmx::InstrInfo(info.instruction_info).reg2());
+            !has2(proc2::VMCS_SHADOWING)
+                || vmx_bitmap_wanted(reason == Vmwrite, encoding & 0xffff_ffff, vmcs12, mem)
+        }
         // UMWAIT/TPAUSE exit iff "enable user wait and pause" and "RDTSC exiting" (26.1.3).
         Umwait | Tpause => has2(proc2::ENABLE_USER_WAIT_PAUSE) && has1(proc1::RDTSC_EXITING),
         // Exits L0 always takes (l0_wants_exit) reach here only if the caller skipped it;
@@ -148,11 +155,10 @@ pub fn l1_wants_exit(
         // Unconditional exits (SDM 26.1.2) and exits whose only cause is a vmcs12 feature
         // (APIC virtualization, entry failures, task switches, VMX instructions in L2, …).
         TripleFault | InitSignal | StartupIpi | TaskSwitch | Cpuid | Getsec | Invd | Rsm
-        | Vmcall | Vmclear | Vmlaunch | Vmptrld | Vmptrst | Vmread | Vmresume | Vmwrite
-        | Vmxoff | Vmxon | EntryFailGuestState | EntryFailMsrLoading | ApicAccess
-        | VirtualizedEoi | Invept | Invvpid | Xsetbv | ApicWrite | Pconfig | SppEvent
-        | Loadiwkey | Enclv | EnqcmdPasidFail | EnqcmdsPasidFail | Seamcall | Tdcall
-        | Rdmsrlist | Wrmsrlist => true,
+        | Vmcall | Vmclear | Vmlaunch | Vmptrld | Vmptrst | Vmresume | Vmxoff | Vmxon
+        | EntryFailGuestState | EntryFailMsrLoading | ApicAccess | VirtualizedEoi | Invept
+        | Invvpid | Xsetbv | ApicWrite | Pconfig | SppEvent | Loadiwkey | Enclv
+        | EnqcmdPasidFail | EnqcmdsPasidFail | Seamcall | Tdcall | Rdmsrlist | Wrmsrlist => true,
     })
 }
 
@@ -171,6 +177,24 @@ pub fn route(
     } else {
         Ok(ExitRoute::ForL1)
     }
+}
+
+/// Does the VMREAD (`write` false) or VMWRITE bitmap of vmcs12 make L2's access to the field
+/// `encoding` exit (SDM Vol. 3C 25.1.3, 25.10)? Encodings above bit 14 always exit; an
+/// unreadable bitmap counts as "exit". Outside 64-bit mode only bits 31:0 of the register
+/// are the encoding; in 64-bit mode bits 63:32 set make it exit too, which the caller that
+/// knows L2's mode checks ([`crate::vmx::shadow12`]).
+pub fn vmx_bitmap_wanted(
+    write: bool,
+    encoding: u64,
+    vmcs12: &Vmcs12,
+    mem: &impl GuestMemory,
+) -> bool {
+    if encoding >> 15 != 0 {
+        return true;
+    }
+    let bitmap = if write { vmcs12.vmwrite_bitmap } else { vmcs12.vmread_bitmap };
+    mem.read_u8(L1Gpa(bitmap + (encoding >> 3))).map_or(true, |b| b & (1 << (encoding & 7)) != 0)
 }
 
 /// Secondary controls in effect (zero unless "activate secondary controls", SDM 25.6.2).

@@ -11,6 +11,7 @@ use crate::arch::{cr0, cr4, efer, rflags};
 use core::mem::size_of;
 
 use super::operand::{self, InstrInfo, MemOperand, Operand, Segment, SegmentCache};
+use super::shadow12::InMemoryVmcs;
 use super::{Exception, VmInstructionError, VmxResult};
 use crate::addr::{L1Gpa, fits_phys_width};
 use crate::caps::{VmxCaps, feature_control};
@@ -19,6 +20,9 @@ use crate::guest::{GuestMemory, GuestRegs};
 use crate::vmcs::{
     DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError,
 };
+/// Bit 31 of a VMCS region's first word: a shadow VMCS (SDM Vol. 3C 25.2, 25.10).
+pub const SHADOW_VMCS_INDICATOR: u32 = 1 << 31;
+
 /// IA32_FEATURE_CONTROL: locked, with VMX outside SMX enabled.
 const FEATURE_CONTROL_LOCKED_VMX: u64 = feature_control::LOCK | feature_control::VMX_OUTSIDE_SMX;
 
@@ -416,8 +420,12 @@ impl NestedVmx {
             return self.fail(VmInstructionError::VmptrldInvalidAddress);
         }
         let rev = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-        // Bit 31 (shadow-VMCS indicator) is only allowed with VMCS shadowing, not offered.
-        if rev != self.caps.revision_id() {
+        // Bit 31, the shadow-VMCS indicator, is allowed when L1 may use VMCS shadowing (a
+        // shadow VMCS can be made current, read and written, but not entered: 26.1).
+        let shadow_ok = self.caps.has_vmcs_shadowing();
+        if rev & !SHADOW_VMCS_INDICATOR != self.caps.revision_id()
+            || (rev & SHADOW_VMCS_INDICATOR != 0 && !shadow_ok)
+        {
             return self.fail(VmInstructionError::VmptrldIncorrectRevision);
         }
         if self.current != Some(L1Gpa(addr)) {
@@ -459,6 +467,17 @@ impl NestedVmx {
         if self.current.is_none() {
             return VmxResult::FailInvalid;
         }
+        self.vmread_on(Target::Current, exit, cpu, l1)
+    }
+
+    /// VMREAD from `target` after the preconditions: the operand, error 12, the result.
+    pub(super) fn vmread_on(
+        &mut self,
+        target: Target,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &mut impl L1Access,
+    ) -> VmxResult {
         let info = InstrInfo(exit.instruction_info);
         let op = match operand::decode(info, exit.qualification, true, cpu, l1, |s| {
             l1.segment_base(s)
@@ -466,9 +485,13 @@ impl NestedVmx {
             Ok(op) => op,
             Err(e) => return VmxResult::Fault(e),
         };
-        let value = match self.vmcs12.read_raw(self.field_encoding(info, cpu, l1)) {
-            Ok(v) => v,
-            Err(_) => return self.fail(VmInstructionError::UnsupportedVmcsComponent),
+        let encoding = self.field_encoding(info, cpu, l1);
+        let value = match target {
+            Target::Current => self.vmcs12.read_raw(encoding),
+            Target::Shadow(region) => InMemoryVmcs { mem: l1, region }.read_raw(encoding),
+        };
+        let Ok(value) = value else {
+            return self.fail(VmInstructionError::UnsupportedVmcsComponent);
         };
         match op {
             Operand::Register(r) => {
@@ -494,6 +517,18 @@ impl NestedVmx {
         if self.current.is_none() {
             return VmxResult::FailInvalid;
         }
+        self.vmwrite_on(Target::Current, exit, cpu, l1)
+    }
+
+    /// VMWRITE to `target` after the preconditions: the operand, errors 12 and 13, the write
+    /// (to vmcs12 marking the field dirty, or into the shadow VMCS in L1 memory).
+    pub(super) fn vmwrite_on(
+        &mut self,
+        target: Target,
+        exit: &ExitInfo,
+        cpu: &L1Cpu,
+        l1: &mut impl L1Access,
+    ) -> VmxResult {
         let info = InstrInfo(exit.instruction_info);
         let op = match operand::decode(info, exit.qualification, true, cpu, l1, |s| {
             l1.segment_base(s)
@@ -520,9 +555,15 @@ impl NestedVmx {
         if field.is_read_only() && !self.caps.vmwrite_any_field() {
             return self.fail(VmInstructionError::VmwriteReadOnlyComponent);
         }
-        match self.vmcs12.write_raw(encoding, value) {
+        let written = match target {
+            Target::Current => self.vmcs12.write_raw(encoding, value),
+            Target::Shadow(region) => InMemoryVmcs { mem: l1, region }.write_raw(encoding, value),
+        };
+        match written {
             Ok(()) => {
-                self.dirty.insert(field);
+                if matches!(target, Target::Current) {
+                    self.dirty.insert(field);
+                }
                 VmxResult::Succeed
             }
             Err(VmcsError::Unsupported | VmcsError::ReadOnly) => {
@@ -530,6 +571,14 @@ impl NestedVmx {
             }
         }
     }
+}
+
+/// The VMCS a VMREAD/VMWRITE accesses: L1's current VMCS (vmcs12, cached by L0), or in VMX
+/// non-root operation the shadow VMCS vmcs12's link pointer names ([`super::shadow12`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Target {
+    Current,
+    Shadow(L1Gpa),
 }
 
 #[cfg(test)]

@@ -223,12 +223,20 @@ fn vmptrld_errors() {
         fail(VmInstructionError::VmptrldIncorrectRevision)
     );
     f.l1.mem.write_u32(L1Gpa(0x4000), VMCS12_REVISION | 1 << 31).unwrap();
+    let offered = f.vmx.caps;
+    f.vmx.caps.procbased2 &= !(u64::from(crate::caps::proc2::VMCS_SHADOWING) << 32);
     assert_eq!(
         f.run_ptr(ExitReason::Vmptrld, 0x4000),
         fail(VmInstructionError::VmptrldIncorrectRevision),
         "shadow-VMCS indicator without shadowing"
     );
     assert_eq!(f.vmx.current, Some(L1Gpa(VMCS_A)));
+    // With VMCS shadowing offered a shadow VMCS can be made current, but not entered.
+    f.vmx.caps = offered;
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, 0x4000), VmxResult::Succeed);
+    assert_eq!(f.vmx.current, Some(L1Gpa(0x4000)));
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::FailInvalid);
+    assert_eq!(f.vmx.vmlaunch(false, &f.cpu, &mut f.l1), VmxResult::FailInvalid);
 }
 
 #[test]
@@ -345,6 +353,24 @@ fn vmlaunch_outcomes() {
     assert_eq!(f.vmx.vmlaunch(false, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: false });
     f.cpu.cr0 &= !1;
     assert_eq!(f.vmx.vmlaunch(false, &f.cpu, &mut f.l1), VmxResult::Fault(Exception::UD));
+}
+
+/// The VMCS link pointer must not name the current VMCS (SDM 26.3.1.5): with a VMCS
+/// region's revision there, the entry fails at the guest-state checks (reason 33,
+/// qualification 4); a link pointer to another VMCS region enters.
+#[test]
+fn vmcs_link_pointer_is_not_the_current_vmcs() {
+    let mut f = ready();
+    f.l1.mem.write_u32(L1Gpa(VMCS_A), VMCS12_REVISION).unwrap();
+    f.l1.mem.write_u32(L1Gpa(VMCS_B), VMCS12_REVISION).unwrap();
+    f.vmx.vmcs12.vmcs_link_pointer = VMCS_A;
+    let VmxResult::EntryFailed(failure) = f.vmx.vmlaunch(true, &f.cpu, &mut f.l1) else {
+        panic!("entered with the link pointer at the current VMCS");
+    };
+    assert_eq!((f.vmx.vmcs12.vm_exit_reason, f.vmx.vmcs12.exit_qualification), (1 << 31 | 33, 4));
+    assert_eq!(failure.check, crate::vmx::checks::Check::GuestVmcsLinkPointer);
+    f.vmx.vmcs12.vmcs_link_pointer = VMCS_B;
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: true });
 }
 
 #[test]

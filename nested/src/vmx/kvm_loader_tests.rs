@@ -156,7 +156,7 @@ fn kvm_loads_on_what_l0_offers_with_ept_vpid_and_unrestricted_guest() {
             // APIC accesses) and VMCS shadowing are not offered to L1, so KVM runs without
             // them (a bare Skylake gives it both). TPR shadow alone is offered (below).
             flexpriority: false,
-            enable_shadow_vmcs: false,
+            enable_shadow_vmcs: true,
         }
     );
     // KVM's `cpu_has_vmx_tpr_shadow`: its L2s' CR8 goes to a virtual-APIC page, not exits.

@@ -13,9 +13,11 @@
 //! XSAVES, RDTSCP and INVPCID enables, user wait/pause), MSR and I/O bitmaps, EFER/PAT
 //! load/save, page-modification logging (emulated by L0 on EPT12's dirty flags), use TPR
 //! shadow (vmcs02 points the processor at L1's own virtual-APIC page, so L2's CR8 reads and
-//! writes VTPR there: [`super::merge`]). Not exposed (yet): APIC virtualization (virtualize
+//! writes VTPR there: [`super::merge`]), VMCS shadowing (L2's VMREAD/VMWRITE that vmcs12's
+//! bitmaps let through are performed by L0 on the shadow VMCS in L1 memory:
+//! [`super::shadow12`]). Not exposed (yet): APIC virtualization (virtualize
 //! APIC accesses, virtualize x2APIC mode, APIC-register virtualization, virtual-interrupt
-//! delivery), posted interrupts, VMCS shadowing for L1, #VE, TSC scaling, SPP, PT,
+//! delivery), posted interrupts, #VE, TSC scaling, SPP, PT,
 //! ENCLS/ENCLV (no SGX), tertiary controls.
 
 use crate::caps::{Allowed, VmxCaps, ept_vpid, exit, pin, proc1, proc2};
@@ -62,7 +64,8 @@ pub const L1_PROC2: u32 = proc2::ENABLE_EPT
     | proc2::RDSEED_EXITING
     | proc2::ENABLE_XSAVES
     | proc2::ENABLE_USER_WAIT_PAUSE
-    | proc2::ENABLE_PML;
+    | proc2::ENABLE_PML
+    | proc2::VMCS_SHADOWING;
 
 /// VM-exit controls L0 can honour when it loads L1's host state.
 pub const L1_EXIT: u32 = exit::SAVE_DEBUG_CONTROLS
@@ -233,7 +236,10 @@ pub(crate) mod tests {
         assert_eq!(l1.vmcs_size(), 4096);
         assert!(l1.has_true_controls());
         assert!(l1.has_ept() && l1.has_vpid() && l1.has_unrestricted_guest());
-        assert!(!l1.has_vmcs_shadowing(), "no shadowing for L1 yet");
+        assert!(l1.has_vmcs_shadowing(), "L2's VMREAD/VMWRITE performed on L1's shadow VMCS");
+        let mut no_shadow = hw;
+        no_shadow.procbased2 &= !(u64::from(proc2::VMCS_SHADOWING) << 32);
+        assert!(!l1_caps(&no_shadow).has_vmcs_shadowing(), "not without hw");
         assert!(!l1.has_posted_interrupts());
         assert!(l1.secondary().can_set(proc2::ENABLE_PML), "PML, emulated on EPT A/D");
         assert!(l1.has_eptp_switching());

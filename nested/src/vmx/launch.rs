@@ -2,7 +2,7 @@
 //! checks, 26.2-26.4 via [`super::checks`], 26.8 entry failures).
 
 use super::checks::{self, EntryFailure};
-use super::instr::{EntryChecked, L1Access, L1Cpu, NestedVmx};
+use super::instr::{EntryChecked, L1Access, L1Cpu, NestedVmx, SHADOW_VMCS_INDICATOR};
 use super::{Exception, VmInstructionError, VmxResult};
 use crate::arch::cr0;
 use crate::caps::{proc1, proc2};
@@ -56,7 +56,8 @@ impl NestedVmx {
         if let Err(e) = self.root_checks(cpu) {
             return VmxResult::Fault(e);
         }
-        if self.current.is_none() {
+        // A shadow VMCS cannot be entered (SDM Vol. 3C 25.10, 26.1).
+        if self.current.is_none() || self.vmcs12.revision_id & SHADOW_VMCS_INDICATOR != 0 {
             return VmxResult::FailInvalid;
         }
         if cpu.mov_ss_blocking {
@@ -114,6 +115,15 @@ impl NestedVmx {
         } else {
             checks::check_guest_state(&self.vmcs12, &self.caps, self.maxphyaddr, l1)
         };
+        // The last guest check that needs more than vmcs12 and L1 memory (26.3.1.5): the
+        // VMCS link pointer is not the current VMCS (outside SMM).
+        let link = self.vmcs12.vmcs_link_pointer;
+        let guest = guest.and_then(|()| match self.current {
+            Some(p) if p.0 == link => {
+                Err(EntryFailure::guest(checks::Check::GuestVmcsLinkPointer, 4))
+            }
+            _ => Ok(()),
+        });
         // The VM-entry MSR-load list comes after the merge (the image performs it with
         // `msr_lists::load`, entry by entry, and reports a failure to `msr_load_failed`).
         if let Err(f) = guest {

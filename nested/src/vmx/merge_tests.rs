@@ -754,3 +754,18 @@ fn tpr_shadow_points_vmcs02_at_l1s_page_and_drops_l0s_cr8_exiting() {
     let writes = v02.writes();
     assert!(!writes.contains(&F::TprThreshold) && !writes.contains(&F::VirtualApicPageAddr));
 }
+
+/// vmcs12's VMCS shadowing never reaches vmcs02: the processor would let L2's VMREAD/VMWRITE
+/// through to vmcs02's link pointer (FFFFFFFF_FFFFFFFFH: VMfailInvalid) instead of exiting to
+/// L0, which performs them on L1's shadow VMCS (`shadow12`).
+#[test]
+fn vmcs12_vmcs_shadowing_stays_out_of_vmcs02() {
+    let mut v12 = valid_vmcs12(&l1());
+    v12.secondary_vm_exec_control |= proc2::VMCS_SHADOWING;
+    v12.vmcs_link_pointer = 0x5000;
+    v12.vmread_bitmap = 0x6000;
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
+    assert_eq!(v02.peek(F::SecondaryVmExecControl) as u32 & proc2::VMCS_SHADOWING, 0);
+    assert_eq!(v02.peek(F::VmcsLinkPointer), u64::MAX);
+}

@@ -14,10 +14,13 @@ mod launch;
 pub mod merge;
 pub mod msr_lists;
 pub mod operand;
+pub mod shadow12;
 pub mod sync;
 pub mod tsc;
 
-pub use instr::{EntryChecked, Flush, L1Access, L1Cpu, NestedVmx, VmfuncOutcome};
+pub use instr::{
+    EntryChecked, Flush, L1Access, L1Cpu, NestedVmx, SHADOW_VMCS_INDICATOR, VmfuncOutcome,
+};
 pub use l1_caps::l1_caps;
 pub use operand::{InstrInfo, MemOperand, Operand, Segment, SegmentCache};
 

@@ -27,15 +27,12 @@ pub struct L1View<'a> {
 impl L1Regs for L1View<'_> {
     #[inline]
     fn gpr(&self, r: Gpr) -> u64 {
-        self.regs.get(r).unwrap_or_else(|| self.v.read(F::GuestRsp))
+        vcpu_gpr(self.regs, self.v, r)
     }
 
     #[inline]
     fn set_gpr(&mut self, r: Gpr, value: u64) {
-        match self.regs.slot(r) {
-            Some(slot) => *slot = value,
-            None => self.v.write(F::GuestRsp, value),
-        }
+        set_vcpu_gpr(self.regs, self.v, r, value);
     }
 }
 
@@ -77,32 +74,56 @@ impl L1View<'_> {
     }
 }
 
+/// The guest's register `r` with RSP from the current VMCS `v` (the saved registers hold
+/// the others).
+pub fn vcpu_gpr(regs: &GuestRegs, v: &HwVmcs, r: Gpr) -> u64 {
+    regs.get(r).unwrap_or_else(|| v.read(F::GuestRsp))
+}
+
+/// Sets the guest's register `r`, RSP in the current VMCS `v`.
+pub fn set_vcpu_gpr(regs: &mut GuestRegs, v: &mut HwVmcs, r: Gpr, value: u64) {
+    match regs.slot(r) {
+        Some(slot) => *slot = value,
+        None => v.write(F::GuestRsp, value),
+    }
+}
+
+/// The guest's segment register `seg` as the current VMCS `v` holds it.
+pub fn segment_of(v: &HwVmcs, seg: Segment) -> SegmentCache {
+    let (limit, ar) = match seg {
+        Segment::Es => (F::GuestEsLimit, F::GuestEsArBytes),
+        Segment::Cs => (F::GuestCsLimit, F::GuestCsArBytes),
+        Segment::Ss => (F::GuestSsLimit, F::GuestSsArBytes),
+        Segment::Ds => (F::GuestDsLimit, F::GuestDsArBytes),
+        Segment::Fs => (F::GuestFsLimit, F::GuestFsArBytes),
+        Segment::Gs => (F::GuestGsLimit, F::GuestGsArBytes),
+    };
+    SegmentCache {
+        base: segment_base_of(v, seg),
+        limit: v.read(limit) as u32,
+        ar: v.read(ar) as u32,
+    }
+}
+
+/// The base of the guest's segment register `seg` in the current VMCS `v`.
+pub fn segment_base_of(v: &HwVmcs, seg: Segment) -> u64 {
+    v.read(match seg {
+        Segment::Es => F::GuestEsBase,
+        Segment::Cs => F::GuestCsBase,
+        Segment::Ss => F::GuestSsBase,
+        Segment::Ds => F::GuestDsBase,
+        Segment::Fs => F::GuestFsBase,
+        Segment::Gs => F::GuestGsBase,
+    })
+}
+
 impl L1Access for L1View<'_> {
     fn segment_base(&self, seg: Segment) -> u64 {
-        self.v.read(match seg {
-            Segment::Es => F::GuestEsBase,
-            Segment::Cs => F::GuestCsBase,
-            Segment::Ss => F::GuestSsBase,
-            Segment::Ds => F::GuestDsBase,
-            Segment::Fs => F::GuestFsBase,
-            Segment::Gs => F::GuestGsBase,
-        })
+        segment_base_of(self.v, seg)
     }
 
     fn segment(&self, seg: Segment) -> SegmentCache {
-        let (limit, ar) = match seg {
-            Segment::Es => (F::GuestEsLimit, F::GuestEsArBytes),
-            Segment::Cs => (F::GuestCsLimit, F::GuestCsArBytes),
-            Segment::Ss => (F::GuestSsLimit, F::GuestSsArBytes),
-            Segment::Ds => (F::GuestDsLimit, F::GuestDsArBytes),
-            Segment::Fs => (F::GuestFsLimit, F::GuestFsArBytes),
-            Segment::Gs => (F::GuestGsLimit, F::GuestGsArBytes),
-        };
-        SegmentCache {
-            base: self.segment_base(seg),
-            limit: self.v.read(limit) as u32,
-            ar: self.v.read(ar) as u32,
-        }
+        segment_of(self.v, seg)
     }
 
     fn read_operand(&mut self, op: &MemOperand, buf: &mut [u8]) -> Result<(), Exception> {

@@ -17,7 +17,7 @@ use nested::vmcs::Vmcs;
 use nested::vmcs::VmcsField as F;
 use nested::vmx::for_l1::{ForL1, cr_access, exception_exit};
 use nested::vmx::sync::{SyncScope, load_l1_host_state, reinject_idt_vectoring, sync_vmcs12};
-use nested::vmx::{Exception, VmfuncOutcome};
+use nested::vmx::{Exception, VmfuncOutcome, VmxResult};
 
 use super::l1_memory::{Ept01View, Frames, L1View};
 use super::vpid::{VPID_L2_UNTAGGED, flush_vpid};
@@ -242,6 +242,30 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         // the processor performs L2's CR8 on VTPR in L1's page, `merge::tpr_shadow_proc1`.)
         Some(ExitReason::CrAccess) if info.qualification & 0xf == 8 => {
             crate::vmx::exits::handle(g, v02, info)
+        }
+        // VMREAD/VMWRITE under vmcs12's VMCS shadowing on a field its bitmaps let through:
+        // on L1's shadow VMCS, as the processor would (`nested::vmx::shadow12`).
+        Some(ExitReason::Vmread | ExitReason::Vmwrite) => {
+            // vmcs02 is current: this is L2's processor state.
+            let cpu = super::l1_cpu(v02, info);
+            match super::l2_memory::shadow_vmcs_access(g, v02, info, &cpu) {
+                Ok(Some(VmxResult::Fault(e))) => Action::raise(e),
+                Ok(Some(result)) => {
+                    // VMfailValid's error is in vmcs12; L1 reads it through L0's shadow.
+                    if let (VmxResult::FailValid(e), Some(n)) = (result, g.nested.as_ref())
+                        && let Some(s) = &n.shadowing
+                    {
+                        s.write_error_in_l2(n.vmcs02, u64::from(e.number()));
+                    }
+                    let rflags = result.apply_rflags(cpu.rflags);
+                    if rflags != cpu.rflags {
+                        v02.write(F::GuestRflags, rflags);
+                    }
+                    Action::Skip
+                }
+                Ok(None) => reflect(g, v02, info),
+                Err(exit) => reflect(g, v02, &exit),
+            }
         }
         // L0's own interrupt window for an interrupt L2 could not take yet (vmcs12 does not
         // ask for one, or the exit would be L1's): the window is open, the next entry

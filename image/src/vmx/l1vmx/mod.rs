@@ -48,7 +48,7 @@ use state::{FEATURE_CONTROL_VMX, L1Vmx};
 /// VMREAD and VMWRITE (L1's most frequent trapped instructions without VMCS shadowing) look
 /// only at CPL, RFLAGS, EFER and CS.L: for them CR0, CR4 and the MOV-SS blocking are not
 /// read and left zero.
-fn l1_cpu(v: &HwVmcs, info: &ExitInfo) -> L1Cpu {
+pub(super) fn l1_cpu(v: &HwVmcs, info: &ExitInfo) -> L1Cpu {
     let all = !matches!(info.exit_reason(), Some(ExitReason::Vmread | ExitReason::Vmwrite));
     let read_if = |f| if all { v.read(f) } else { 0 };
     L1Cpu {

@@ -75,17 +75,35 @@ impl ShadowVmcs {
     /// on), and makes vmcs01 current again. False when the shadow VMCS cannot be loaded
     /// (logged).
     fn on(&self, f: impl FnOnce(&mut HwVmcs, bool)) -> bool {
-        // SAFETY: the shadow VMCS and vmcs01 are our own regions; vmcs01 is made current
-        // again before returning, and `f` only touches the shadow VMCS.
+        self.on_then(self.vmcs01, f)
+    }
+
+    /// [`ShadowVmcs::on`], making `back` current afterwards (vmcs01, or vmcs02 while L2
+    /// runs).
+    fn on_then(&self, back: u64, f: impl FnOnce(&mut HwVmcs, bool)) -> bool {
+        // SAFETY: the shadow VMCS and `back` (vmcs01 or vmcs02) are our own regions; `back`
+        // is made current again before returning, and `f` only touches the shadow VMCS.
         unsafe {
             if let Err(e) = insn::vmptrld(self.region) {
                 log::error!("VMPTRLD of the shadow VMCS failed: {e}");
                 return false;
             }
             f(&mut HwVmcs::current(), self.vmwrite_any_field);
-            let _ = insn::vmptrld(self.vmcs01);
+            let _ = insn::vmptrld(back);
         }
         true
+    }
+
+    /// The VM-instruction error of L2's VMX instruction that L0 performed for L1 (vmcs12 has
+    /// it; the shadow L1 reads it through must too). vmcs02, current while L2 runs, is
+    /// current again afterwards.
+    pub fn write_error_in_l2(&self, vmcs02: u64, error: u64) {
+        // Without "VMWRITE to any field" exit information is not shadowed: L1's VMREAD of it
+        // exits and reads vmcs12.
+        if !self.vmwrite_any_field {
+            return;
+        }
+        self.on_then(vmcs02, |shadow, _| shadow.write(F::VmInstructionError, error));
     }
 
     /// Copies vmcs12's shadowed fields into the shadow VMCS (after L0 changed vmcs12), and

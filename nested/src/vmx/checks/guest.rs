@@ -2,6 +2,7 @@
 //! (26.4). Failures are VM-entry failures reported to L1 with exit reason 33 or 34.
 
 use super::*;
+use crate::vmx::SHADOW_VMCS_INDICATOR;
 
 /// A guest segment register as the checks see it.
 #[derive(Clone, Copy)]
@@ -103,9 +104,12 @@ fn check_guest_state_scoped(
         EntryFailure::guest(c, if c == Check::GuestInterruptibilityNmiSti { 3 } else { 0 })
     })?;
     if v.vmcs_link_pointer != u64::MAX {
+        // Bits 30:0 the revision, bit 31 the "VMCS shadowing" control: a shadow VMCS exactly
+        // when shadowing is on. (Not the current VMCS: `NestedVmx::vmlaunch` checks that.)
         let p = v.vmcs_link_pointer;
-        let ok = page_addr_ok(p, maxphyaddr)
-            && mem.read_u32(L1Gpa(p)).is_ok_and(|rev| rev == caps.revision_id());
+        let shadowing = secondary_controls(v) & proc2::VMCS_SHADOWING != 0;
+        let want = caps.revision_id() | if shadowing { SHADOW_VMCS_INDICATOR } else { 0 };
+        let ok = page_addr_ok(p, maxphyaddr) && mem.read_u32(L1Gpa(p)).is_ok_and(|rev| rev == want);
         if !ok {
             return Err(EntryFailure::guest(Check::GuestVmcsLinkPointer, 4));
         }

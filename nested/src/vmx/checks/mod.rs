@@ -38,6 +38,7 @@ pub enum Check {
     EptpListAddress,
     PmlWithoutEpt,
     PmlAddress,
+    VmreadVmwriteBitmapAddress,
     // 26.2.1.2 VM-exit control fields
     ExitControls,
     SavePreemptionTimerWithoutTimer,
@@ -152,7 +153,8 @@ impl Check {
             | VmFunctionControls
             | EptpListAddress
             | PmlWithoutEpt
-            | PmlAddress => "26.2.1.1",
+            | PmlAddress
+            | VmreadVmwriteBitmapAddress => "26.2.1.1",
             ExitControls
             | SavePreemptionTimerWithoutTimer
             | ExitMsrStoreAddress
@@ -245,7 +247,7 @@ impl EntryFailure {
         self.reason as u32 | EXIT_REASON_ENTRY_FAILURE
     }
 
-    fn guest(check: Check, qualification: u64) -> Self {
+    pub(crate) fn guest(check: Check, qualification: u64) -> Self {
         EntryFailure { reason: ExitReason::EntryFailGuestState, qualification, check }
     }
 }
@@ -320,6 +322,12 @@ pub fn check_controls(v: &Vmcs12, caps: &VmxCaps, maxphyaddr: u8) -> Result<(), 
     if p2 & proc2::ENABLE_PML != 0 {
         ensure(p2 & proc2::ENABLE_EPT != 0, PmlWithoutEpt)?;
         ensure(page_addr_ok(v.pml_address, maxphyaddr), PmlAddress)?;
+    }
+    if p2 & proc2::VMCS_SHADOWING != 0 {
+        ensure(
+            page_addr_ok(v.vmread_bitmap, maxphyaddr) && page_addr_ok(v.vmwrite_bitmap, maxphyaddr),
+            VmreadVmwriteBitmapAddress,
+        )?;
     }
     if p2 & proc2::ENABLE_VM_FUNCTIONS != 0 {
         ensure(v.vm_function_control & !caps.vmfunc == 0, VmFunctionControls)?;

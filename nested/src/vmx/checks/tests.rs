@@ -24,6 +24,8 @@ fn run(v: &Vmcs12, l1m: &TestL1) -> Result<(), (Stage, Check)> {
 fn mem() -> TestL1 {
     let mut m = TestL1::new(0x10_0000);
     m.mem.write_u32(L1Gpa(0x9000), crate::vmcs::VMCS12_REVISION).unwrap();
+    // A shadow VMCS (indicator bit 31).
+    m.mem.write_u32(L1Gpa(0x1e000), crate::vmcs::VMCS12_REVISION | 1 << 31).unwrap();
     m
 }
 
@@ -114,7 +116,9 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0; v.tpr_threshold = 1; }, Controls, TprThresholdAboveVtpr),
         // The address is checked before the threshold (a bad address, a bad threshold).
         (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe004; v.tpr_threshold = 0x13; }, Controls, VirtualApicAddress),
-        (|v| v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING, Controls, SecondaryControls),
+        (|v| v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES, Controls, SecondaryControls),
+        (|v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5010; v.vmwrite_bitmap = 0x6000; }, Controls, VmreadVmwriteBitmapAddress),
+        (|v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 1 << 40; }, Controls, VmreadVmwriteBitmapAddress),
         (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_PML; v.pml_address = 0x1234; }, Controls, PmlAddress),
         (|v| { v.secondary_vm_exec_control = (v.secondary_vm_exec_control | proc2::ENABLE_PML) & !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST); v.pml_address = 0x5000; }, Controls, PmlWithoutEpt),
         (|v| v.cr3_target_count = 5, Controls, Cr3TargetCount),
@@ -255,6 +259,9 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| { v.guest_rflags |= rflags::TF; v.guest_interruptibility_info = 2; }, Guest, GuestPendingDebugBs),
         (|v| v.vmcs_link_pointer = 0x9008, Guest, GuestVmcsLinkPointer),
         (|v| v.vmcs_link_pointer = 0xa000, Guest, GuestVmcsLinkPointer),
+        // The indicator must equal the "VMCS shadowing" control.
+        (|v| v.vmcs_link_pointer = 0x1e000, Guest, GuestVmcsLinkPointer),
+        (|v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 0x6000; v.vmcs_link_pointer = 0x9000; }, Guest, GuestVmcsLinkPointer),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.guest_pdptr2 = 1 | 1 << 5; }, Guest, GuestPdpte),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xb000; }, Guest, GuestPdpte),
         (|v| { v.vm_entry_controls &= !entry::IA32E_MODE_GUEST; v.guest_ia32_efer = 0; v.guest_cs_ar_bytes = 0xc09b; v.secondary_vm_exec_control = 0; v.guest_cr3 = 0xd000; }, Guest, GuestPdpte),
@@ -287,6 +294,9 @@ const PASSING: &[Mutation] = &[
     // CR3-target list, I/O bitmaps, valid link pointer, MSR-load list, exit MSR lists.
     |v| { v.cr3_target_count = 4; v.cpu_based_vm_exec_control |= proc1::USE_IO_BITMAPS; v.io_bitmap_a = 0x1000; v.io_bitmap_b = 0x2000; },
     |v| v.vmcs_link_pointer = 0x9000,
+    // VMCS shadowing: bitmaps, a shadow VMCS or none.
+    |v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 0x6000; v.vmcs_link_pointer = 0x1e000; },
+    |v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 0x6000; },
     |v| { v.vm_entry_msr_load_count = 1; v.vm_entry_msr_load_addr = 0x7100; },
     |v| { v.vm_exit_msr_store_count = 3; v.vm_exit_msr_store_addr = 0x7200; },
     // An MSR list whose last byte is the last byte of a 36-bit physical-address space.
