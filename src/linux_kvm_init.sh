@@ -25,7 +25,7 @@ else
   p=/sys/module/kvm_intel/parameters
   echo "kvm: loaded: kvm-intel $params; nested=$(cat $p/nested) ept=$(cat $p/ept)" \
     "vpid=$(cat $p/vpid) unrestricted_guest=$(cat $p/unrestricted_guest)" \
-    "enable_shadow_vmcs=$(cat $p/enable_shadow_vmcs)"
+    "enable_shadow_vmcs=$(cat $p/enable_shadow_vmcs) flexpriority=$(cat $p/flexpriority)"
   # debugfs: the launcher prints KVM's exit counters for its VM at the end (kvm: stats:).
   mount -t debugfs debugfs /sys/kernel/debug
   echo "kvm: launching: turtles-launcher @ARGS@"

@@ -28,8 +28,9 @@ fn linux_kvm_as_l1_runs_the_leaf_on_turtles_l0() {
             // What kvm_intel chose from the capability MSRs L0 offers.
             "nested=Y ept=Y vpid=Y unrestricted_guest=Y",
             // VMCS shadowing, which L0 offers (it performs L2's VMREAD/VMWRITE on the
-            // shadow VMCS in L1 memory): KVM enables its own.
-            "enable_shadow_vmcs=Y",
+            // shadow VMCS in L1 memory), and FlexPriority (the TPR shadow and the
+            // APIC-access page on L1's own pages): KVM uses both.
+            "enable_shadow_vmcs=Y flexpriority=Y",
             "L1| launcher: ",
             "L1| launcher: guest exited with status 0",
             "L1| kvm: launcher exited with status 0",

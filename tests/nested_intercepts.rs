@@ -5,7 +5,8 @@
 //! and length and L2 resumes after it; clear, it runs in L2 without reaching L1 (or takes #UD
 //! in L2 where a clear enable control says so). Then PML on EPT accessed/dirty flags and
 //! VMFUNC 0 (EPTP switching) with their exits, the VM-entry checks of "use TPR shadow", VMCS
-//! shadowing (L2's VMREAD/VMWRITE on L1's shadow VMCS), and the VM-entry and VM-exit MSR
+//! shadowing (L2's VMREAD/VMWRITE on L1's shadow VMCS), the APIC-access page (L2's TPR
+//! accesses virtualized, the others APIC-access exits), and the VM-entry and VM-exit MSR
 //! lists.
 
 mod common;
@@ -247,6 +248,23 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i:   exit reason=0x80000021 qual=0x00000004",
             "vmx32i:   exit reason=0x80000021 qual=0x00000004",
             "vmx32i:   VMREAD bitmap+0x10: VMfailValid, error=0x00000007",
+            "vmx32i: APIC-access page, TPR shadow VTPR 0x20",
+        ],
+        // Virtualize APIC accesses (SDM 29.4), offered since vmcs02 uses L1's own
+        // APIC-access page, with the TPR shadow: L2's reads and writes of the TPR (offset
+        // 0x80) are virtualized on VTPR without an exit (0x20, then 0x30 after writing
+        // 0x30); a read of offset 0x20 and a write of the EOI register (0xb0) are
+        // APIC-access exits to L1 (44, qualification offset | access type << 12: 0 linear
+        // read, 1 linear write); an APIC-access address with bits 11:0 set is VMfailValid 7.
+        // As on bare Bochs. On the L0 before the control was offered: "vmx32i: APIC-access
+        // page: not offered".
+        &[
+            "vmx32i: APIC-access page, TPR shadow VTPR 0x20",
+            "vmx32i:   exit reason=0x0000002c qual=0x00000020",
+            "vmx32i:   exit reason=0x0000002c qual=0x000010b0",
+            "vmx32i:   VMCALL, guest EDI=0x00000000",
+            "vmx32i:   guest read TPR=0x00000020 after writing 0x30=0x00000030 VTPR=0x00000030",
+            "vmx32i:   APIC-access page+0x10: VMfailValid, error=0x00000007",
             "vmx32i: MSR lists",
         ],
         // MSR lists (SDM 26.4, 27.4, 27.6): L2 reads what the VM-entry MSR-load list gave it

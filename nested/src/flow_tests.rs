@@ -57,6 +57,7 @@ fn reflected_cpuid_round_trip_copies_only_dirty_fields() {
         msr_bitmap: Some(Hpa(0x9000)),
         io_bitmaps: None,
         virtual_apic: None,
+        apic_access: None,
         l1: L1State::default(),
     };
     let mut vmcs02 = FakeVmcs::new();

@@ -68,6 +68,7 @@ fn inputs(msr: bool, io: bool) -> Vmcs02Inputs {
         msr_bitmap: msr.then_some(Hpa(0x10000)),
         io_bitmaps: io.then_some((Hpa(0x11000), Hpa(0x12000))),
         virtual_apic: None,
+        apic_access: None,
         l1: L1State {
             efer: 0xd01,
             pat: 0x0007_0406_0007_0406,

@@ -16,7 +16,9 @@
  * is a VMFUNC exit), then an EPT whose root is where there is no RAM (a misconfiguration, as
  * all ones is). Then, when offered, "use TPR shadow": the VM-entry checks of its
  * virtual-APIC address and TPR threshold against VTPR, and an entry that passes them (the
- * 32-bit guest cannot use CR8, which exists only in 64-bit mode). Last, the MSR lists: a
+ * 32-bit guest cannot use CR8, which exists only in 64-bit mode). Then, when offered, VMCS
+ * shadowing (the guest's VMREAD/VMWRITE on a shadow VMCS) and the APIC-access page (the
+ * guest's TPR reads and writes virtualized, other registers APIC-access exits). Last, the MSR lists: a
  * VM-entry MSR-load list the guest sees, a VM-exit MSR-store list that saves the guest's
  * MSRs (IA32_TSC as at the exit), a VM-exit MSR-load list that restores this kernel's, and
  * an entry whose load list has a value WRMSR refuses (a VM-entry failure, reason 34, after
@@ -284,6 +286,8 @@ vm_exit:
     jnz entry_failed
     cmp $18, %ebx                       /* VMCALL: the end of a case */
     je case_done
+    cmp $44, %ebx                       /* APIC access: no instruction length */
+    je apic_access_exit
     mov %ebx, %eax
     SHOW msg_exit
     VMR 0x6400
@@ -319,6 +323,17 @@ vm_exit:
 resume:
     call enter
     jmp vmx_failed
+apic_access_exit:
+    mov %ebx, %eax
+    SHOW msg_exit
+    VMR 0x6400
+    mov %ebx, %eax
+    SHOW msg_qual
+    call newline
+    VMR 0x681e
+    add $5, %ebx
+    VMW 0x681e, %ebx
+    jmp resume
 close_window:
     ADJUST 1, $0x80000000
     VMW 0x4002, %ebx
@@ -551,7 +566,7 @@ tpr_shadow_test:
     jnz 1f
     mov $msg_no_tpr, %esi
     call puts
-    jmp msr_lists_test
+    jmp shadow_test
 1:  mov $msg_tpr, %esi
     call puts
     movb $0x20, tpr_page + 0x80
@@ -598,7 +613,7 @@ shadow_test:
     jnz 1f
     mov $msg_no_shadow, %esi
     call puts
-    jmp msr_lists_test
+    jmp apic_access_test
 1:  mov $msg_shadow, %esi
     call puts
     mov vmcs_region, %eax
@@ -686,6 +701,57 @@ shadow_link_plain:
     VMW 0x401e, $0
     VMW 0x2800, $0xffffffff
     VMW 0x2801, $0xffffffff
+
+/* The APIC-access page, when offered ("virtualize APIC accesses", secondary bit 0; SDM
+ * 29.4), with the TPR shadow (VTPR 0x20) and TPR threshold 0. The guest (l2_apic) reads
+ * the TPR at offset 0x80 of the APIC-access page (virtualized: VTPR, no exit), writes 0x30
+ * there (virtualized: VTPR becomes 0x30, no exit), reads it again, then reads offset 0x20
+ * (an APIC-access exit, 44, qualification 0x20: a linear read) and writes offset 0xb0 (44,
+ * qualification 0x10b0: a linear write); this kernel steps over each (5-byte moves: the
+ * instruction length is not defined for these exits). Then an APIC-access address with bits
+ * 11:0 set: VMfailValid(7). */
+apic_access_test:
+    testl $1, allowed2
+    jz 1f
+    testl $0x00200000, allowed1
+    jnz 2f
+1:  mov $msg_no_apic_access, %esi
+    call puts
+    jmp msr_lists_test
+2:  mov $msg_apic_access, %esi
+    call puts
+    movb $0x20, tpr_page + 0x80
+    ADJUST 1, $0x80200000               /* secondary controls, use TPR shadow */
+    VMW 0x4002, %ebx
+    VMW 0x401e, $1                      /* virtualize APIC accesses */
+    VMW 0x2012, $tpr_page
+    VMW 0x2013, $0
+    VMW 0x401c, $0
+    VMW 0x2014, $apic_access_page
+    VMW 0x2015, $0
+    VMW 0x681e, $l2_apic
+    VMW 0x681c, $guest_stack_top
+    VMW 0x6820, $0x2
+    movl $apic_access_checked, after_guest_jump
+    call enter
+    jmp vmx_failed
+apic_access_checked:
+    mov apic_results, %eax
+    SHOW msg_apic_tpr_read
+    mov apic_results + 4, %eax
+    SHOW msg_apic_tpr_again
+    movzbl tpr_page + 0x80, %eax
+    SHOW msg_tpr_vtpr_short
+    call newline
+    VMW 0x2014, $apic_access_page + 0x10
+    call enter                          /* returns only if the entry failed */
+    jc vmx_failed
+    VMR 0x4400
+    mov %ebx, %eax
+    SHOW msg_apic_bad_address
+    call newline
+    VMW 0x2014, $apic_access_page
+    VMW 0x401e, $0
 
 /* MSR lists. The VM-entry MSR-load list gives the guest IA32_SYSENTER_ESP 0x2222 and
  * IA32_KERNEL_GS_BASE 0x3333 (this kernel's own is 0x1111); the guest reads the latter
@@ -1200,6 +1266,20 @@ l2_shadow:
 1:  mov $0xbad, %edi
     vmcall
 
+/* The APIC-access page (apic_access_test): every access a 5-byte MOV with a 32-bit
+ * displacement. EDI = 0. */
+l2_apic:
+    mov apic_access_page + 0x80, %eax
+    mov %eax, apic_results
+    mov $0x30, %eax
+    mov %eax, apic_access_page + 0x80
+    mov apic_access_page + 0x80, %eax
+    mov %eax, apic_results + 4
+    mov apic_access_page + 0x20, %eax
+    mov %eax, apic_access_page + 0xb0
+    xor %edi, %edi
+    vmcall
+
 /* MSR lists: EDI = IA32_KERNEL_GS_BASE as the entry loaded it; then it is set one higher. */
 l2_msr:
     mov $0xc0000102, %ecx
@@ -1271,6 +1351,7 @@ entry_failed_jump: .long 0
 shadow_pointer: .long shadow_vmcs, 0
 shadow_value:   .long 0x77777777
 shadow_results: .long 0, 0, 0, 0
+apic_results:   .long 0, 0
 
 /* The cases (name, primary controls, secondary controls, guest code, flags). Primary bits:
  * HLT 7, INVLPG 9, MWAIT 10, RDPMC 11, RDTSC 12, CR3-load 15, CR3-store 16, MOV-DR 23,
@@ -1396,6 +1477,12 @@ msg_msr_tsc_diff: .asciz "vmx32i:   stored TSC - guest RDTSC below TSC_STORE_BOU
 msg_msr_guest_esp: .asciz "vmx32i:   guest SYSENTER_ESP=0x"
 msg_msr_l1_kgs:   .asciz " KERNEL_GS_BASE=0x"
 msg_msr_l1_esp:   .asciz " SYSENTER_ESP=0x"
+msg_apic_access:  .asciz "vmx32i: APIC-access page, TPR shadow VTPR 0x20\n"
+msg_no_apic_access: .asciz "vmx32i: APIC-access page: not offered\n"
+msg_apic_tpr_read: .asciz "vmx32i:   guest read TPR=0x"
+msg_apic_tpr_again: .asciz " after writing 0x30=0x"
+msg_tpr_vtpr_short: .asciz " VTPR=0x"
+msg_apic_bad_address: .asciz "vmx32i:   APIC-access page+0x10: VMfailValid, error=0x"
 msg_shadow:       .asciz "vmx32i: VMCS shadowing\n"
 msg_no_shadow:    .asciz "vmx32i: VMCS shadowing: not offered\n"
 msg_shadow_resume: .asciz "vmx32i:   VMRESUME of the shadow VMCS: CF|ZF=0x"
@@ -1441,6 +1528,7 @@ shadow_vmcs:    .skip 4096
 plain_vmcs:     .skip 4096
 vmread_bitmap:  .skip 4096
 vmwrite_bitmap: .skip 4096
+apic_access_page: .skip 4096
 l2_idt:         .skip 4096
 l2_buf:         .skip 4096
 tss:            .skip 4096

@@ -152,10 +152,9 @@ fn kvm_loads_on_what_l0_offers_with_ept_vpid_and_unrestricted_guest() {
             eptad: true,
             pml: true,
             vnmi: true,
-            // Known gaps: APIC virtualization (flexpriority is TPR shadow *and* virtualize
-            // APIC accesses) and VMCS shadowing are not offered to L1, so KVM runs without
-            // them (a bare Skylake gives it both). TPR shadow alone is offered (below).
-            flexpriority: false,
+            // TPR shadow and virtualize APIC accesses (the APIC-access page on L1's own
+            // page) are offered, and VMCS shadowing (L2's VMREAD/VMWRITE performed by L0).
+            flexpriority: true,
             enable_shadow_vmcs: true,
         }
     );

@@ -15,9 +15,10 @@
 //! shadow (vmcs02 points the processor at L1's own virtual-APIC page, so L2's CR8 reads and
 //! writes VTPR there: [`super::merge`]), VMCS shadowing (L2's VMREAD/VMWRITE that vmcs12's
 //! bitmaps let through are performed by L0 on the shadow VMCS in L1 memory:
-//! [`super::shadow12`]). Not exposed (yet): APIC virtualization (virtualize
-//! APIC accesses, virtualize x2APIC mode, APIC-register virtualization, virtual-interrupt
-//! delivery), posted interrupts, #VE, TSC scaling, SPP, PT,
+//! [`super::shadow12`]), virtualize APIC accesses (vmcs02 uses L1's own APIC-access page, so
+//! L2's accesses to it are the processor's APIC accesses, exit 44 for L1). Not exposed (yet):
+//! the rest of APIC virtualization (virtualize x2APIC mode, APIC-register virtualization,
+//! virtual-interrupt delivery), posted interrupts, #VE, TSC scaling, SPP, PT,
 //! ENCLS/ENCLV (no SGX), tertiary controls.
 
 use crate::caps::{Allowed, VmxCaps, ept_vpid, exit, pin, proc1, proc2};
@@ -65,7 +66,8 @@ pub const L1_PROC2: u32 = proc2::ENABLE_EPT
     | proc2::ENABLE_XSAVES
     | proc2::ENABLE_USER_WAIT_PAUSE
     | proc2::ENABLE_PML
-    | proc2::VMCS_SHADOWING;
+    | proc2::VMCS_SHADOWING
+    | proc2::VIRTUALIZE_APIC_ACCESSES;
 
 /// VM-exit controls L0 can honour when it loads L1's host state.
 pub const L1_EXIT: u32 = exit::SAVE_DEBUG_CONTROLS
@@ -243,10 +245,11 @@ pub(crate) mod tests {
         assert!(!l1.has_posted_interrupts());
         assert!(l1.secondary().can_set(proc2::ENABLE_PML), "PML, emulated on EPT A/D");
         assert!(l1.has_eptp_switching());
-        // TPR shadow, but none of the APIC virtualization that builds on it.
+        // TPR shadow and the APIC-access page, but none of the APIC virtualization that
+        // needs L0 to virtualize APIC registers or deliver virtual interrupts.
         assert!(l1.primary().can_set(proc1::USE_TPR_SHADOW));
+        assert!(l1.secondary().can_set(proc2::VIRTUALIZE_APIC_ACCESSES));
         for bit in [
-            proc2::VIRTUALIZE_APIC_ACCESSES,
             proc2::VIRTUALIZE_X2APIC_MODE,
             proc2::APIC_REGISTER_VIRTUALIZATION,
             proc2::VIRTUAL_INTERRUPT_DELIVERY,

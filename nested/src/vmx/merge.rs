@@ -47,7 +47,7 @@ pub struct L1State {
 /// related vmcs12 field is dirty, so when one changes L0 marks that field: `EptPointer` for
 /// `eptp02`, `VirtualProcessorId` for `vpid02`, `MsrBitmap`/`IoBitmapA` for the bitmaps,
 /// `TscOffset` for `l1.tsc_offset`, `VmEntryControls` for L1's EFER/PAT/debug state,
-/// `VirtualApicPageAddr` for `virtual_apic`.
+/// `VirtualApicPageAddr` for `virtual_apic`, `ApicAccessAddr` for `apic_access`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Vmcs02Inputs {
     /// EPTP of the EPT02 (shadow of EPT12) or of EPT01 when L1 does not use EPT.
@@ -61,6 +61,10 @@ pub struct Vmcs02Inputs {
     /// Host address of vmcs12's virtual-APIC page (L1's own page, so VTPR is shared with
     /// L1 as on hardware) when vmcs12 uses a TPR shadow; `None` without one.
     pub virtual_apic: Option<Hpa>,
+    /// Host address of vmcs12's APIC-access page (L1's own page, so that L2's accesses to
+    /// it through EPT02 are the processor's APIC accesses: exits 44 for L1, VTPR reads and
+    /// writes virtualized) when vmcs12 virtualizes APIC accesses; `None` without.
+    pub apic_access: Option<Hpa>,
     pub l1: L1State,
 }
 
@@ -175,6 +179,7 @@ const CONTROL_FIELDS: DirtySet = DirtySet::of(&[
     F::VmFunctionControl,
     F::VirtualApicPageAddr,
     F::TprThreshold,
+    F::ApicAccessAddr,
     F::XssExitingBitmap,
     F::PleGap,
     F::PleWindow,
@@ -279,6 +284,10 @@ impl Controls02 {
         if p12 & proc2::ENABLE_VM_FUNCTIONS != 0 {
             // VM-function controls stay 0 in vmcs02, so every VMFUNC exits to L0.
             proc2 |= proc2::ENABLE_VM_FUNCTIONS;
+        }
+        if p12 & proc2::VIRTUALIZE_APIC_ACCESSES != 0 && inputs.apic_access.is_some() {
+            // On L1's page: the processor makes L2's accesses to it APIC accesses (29.4).
+            proc2 |= proc2::VIRTUALIZE_APIC_ACCESSES;
         }
         let mut exit = l0.exit;
         if l1_timer && hw.exit_controls().can_set(exit::SAVE_PREEMPTION_TIMER) {
@@ -481,6 +490,11 @@ fn write_controls<V: Vmcs>(
     {
         vmcs02.write(F::VirtualApicPageAddr, page.0);
         vmcs02.write(F::TprThreshold, v12.tpr_threshold.into());
+    }
+    if c.proc2 & proc2::VIRTUALIZE_APIC_ACCESSES != 0
+        && let Some(page) = inputs.apic_access
+    {
+        vmcs02.write(F::ApicAccessAddr, page.0);
     }
     if c.proc2 & proc2::ENABLE_EPT != 0 {
         vmcs02.write(F::EptPointer, inputs.eptp02);

@@ -37,6 +37,7 @@ pub(crate) fn inputs() -> Vmcs02Inputs {
         msr_bitmap: Some(Hpa(0x10000)),
         io_bitmaps: Some((Hpa(0x11000), Hpa(0x12000))),
         virtual_apic: None,
+        apic_access: None,
         l1: L1State {
             efer: 0xd01,
             pat: 0x0007_0406_0007_0406,
@@ -768,4 +769,33 @@ fn vmcs12_vmcs_shadowing_stays_out_of_vmcs02() {
     prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &inputs());
     assert_eq!(v02.peek(F::SecondaryVmExecControl) as u32 & proc2::VMCS_SHADOWING, 0);
     assert_eq!(v02.peek(F::VmcsLinkPointer), u64::MAX);
+}
+
+/// vmcs12's "virtualize APIC accesses" (SDM 29.4) in vmcs02: on L1's page (the host address
+/// L0 found), so the processor's APIC-access exits and virtualized VTPR accesses happen on
+/// what EPT02 maps for it; without a page from L0 vmcs02 does not virtualize (the image stops
+/// L1 instead: a page outside L1 RAM is not emulated). A changed address reaches vmcs02 at
+/// the next entry.
+#[test]
+fn apic_access_page_is_l1s_page_in_vmcs02() {
+    let page = Vmcs02Inputs { apic_access: Some(Hpa(0x0765_4000)), ..inputs() };
+    let mut v12 = valid_vmcs12(&l1());
+    v12.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES;
+    v12.apic_access_addr = 0x9000;
+    let p2 = Controls02::merge(&v12, &l0(), &page).proc2;
+    assert_ne!(p2 & proc2::VIRTUALIZE_APIC_ACCESSES, 0);
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::all(), &l0(), &page);
+    assert_eq!(v02.peek(F::ApicAccessAddr), 0x0765_4000, "host address, not vmcs12's");
+    assert_eq!(
+        Controls02::merge(&v12, &l0(), &inputs()).proc2 & proc2::VIRTUALIZE_APIC_ACCESSES,
+        0
+    );
+    let mut plain = v12.clone();
+    plain.secondary_vm_exec_control &= !proc2::VIRTUALIZE_APIC_ACCESSES;
+    assert_eq!(Controls02::merge(&plain, &l0(), &page).proc2 & proc2::VIRTUALIZE_APIC_ACCESSES, 0);
+    let moved = Vmcs02Inputs { apic_access: Some(Hpa(0x0111_2000)), ..page };
+    let mut v02 = FakeVmcs::new();
+    prepare_vmcs02(&mut v02, &v12, &DirtySet::of(&[F::ApicAccessAddr]), &l0(), &moved);
+    assert_eq!(v02.peek(F::ApicAccessAddr), 0x0111_2000);
 }

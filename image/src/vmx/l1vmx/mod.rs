@@ -256,8 +256,13 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     } else {
         n.eptp01
     };
-    let virtual_apic = if n.vmx.vmcs12.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW != 0 {
-        Some(virtual_apic_page(&n.vmx.vmcs12, &g.memory)?)
+    let virtual_apic = if v12.cpu_based_vm_exec_control & proc1::USE_TPR_SHADOW != 0 {
+        Some(l1_page("virtual-APIC page", v12.virtual_apic_page_addr, &g.memory)?)
+    } else {
+        None
+    };
+    let apic_access = if secondary_controls(v12) & proc2::VIRTUALIZE_APIC_ACCESSES != 0 {
+        Some(l1_page("APIC-access page", v12.apic_access_addr, &g.memory)?)
     } else {
         None
     };
@@ -286,7 +291,15 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     // assigned device L0 passes its ports through: vmcs02 gets L0's bitmaps OR L1's.
     let msr_bitmap = Some(Hpa(n.msr_bitmap02));
     let io_bitmaps = n.io02.as_mut().map(|io| io.for_entry(&n.vmx.vmcs12, &g.memory));
-    let inputs = Vmcs02Inputs { eptp02: eptp, vpid02, msr_bitmap, io_bitmaps, virtual_apic, l1 };
+    let inputs = Vmcs02Inputs {
+        eptp02: eptp,
+        vpid02,
+        msr_bitmap,
+        io_bitmaps,
+        virtual_apic,
+        apic_access,
+        l1,
+    };
     prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
     if vpid02 != n.vpids.vpid02 {
         v02.write(F::VirtualProcessorId, u64::from(vpid02));
@@ -317,30 +330,28 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
     }
 }
 
-/// vmcs02's virtual-APIC page for vmcs12's TPR shadow: L1's own page (its host
-/// address through EPT01), so the processor reads and writes VTPR where L1 reads it, with no
-/// copying, and L1 sees the VTPR its L2 wrote, as on hardware.
+/// vmcs02's virtual-APIC page for vmcs12's TPR shadow, or its APIC-access page (`what`):
+/// L1's own page at `addr` (its host address through EPT01). So the processor reads and
+/// writes VTPR where L1 reads it, with no copying, and L2's accesses through EPT02 to the
+/// page EPT12 maps to the APIC-access page are APIC accesses, as on hardware.
 ///
 /// A page that is not L1 RAM (a device page L0 models, an assigned device's BAR, a hole)
 /// stops L1, as other entries L0 cannot build do. On hardware the processor would simply
-/// access that physical address (a hole reading all ones, writes dropped); emulating that
-/// would need L0 to keep intercepting L2's CR8 and perform the virtualized accesses of SDM
-/// 29.3 itself. A hypervisor puts its virtual-APIC pages in RAM (the SDM asks for
-/// write-back memory), so this is left as a known gap (README).
+/// use that physical address (a hole reading all ones, writes dropped); emulating that
+/// would need L0 to intercept L2's CR8 and the page's accesses and perform SDM 29.3-29.4
+/// itself. A hypervisor puts these pages in RAM (the SDM asks for write-back memory), so
+/// this is left as a known gap (README).
 #[cold]
-fn virtual_apic_page(
-    v12: &nested::vmcs::Vmcs12,
+fn l1_page(
+    what: &str,
+    addr: u64,
     memory: &crate::guest::memory::GuestMemory,
 ) -> Result<Hpa, &'static str> {
-    let gpa = nested::addr::L1Gpa(v12.virtual_apic_page_addr);
-    match l1_memory::ram_page(memory, gpa) {
+    match l1_memory::ram_page(memory, nested::addr::L1Gpa(addr)) {
         Some(page) => Ok(page),
         None => {
-            log::error!(
-                "vmcs12's virtual-APIC page {:#x} is not L1 RAM: not emulated",
-                v12.virtual_apic_page_addr
-            );
-            Err("virtual-APIC page outside L1 RAM")
+            log::error!("vmcs12's {what} {addr:#x} is not L1 RAM: not emulated");
+            Err("virtual-APIC or APIC-access page outside L1 RAM")
         }
     }
 }

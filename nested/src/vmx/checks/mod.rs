@@ -29,6 +29,7 @@ pub enum Check {
     VirtualApicAddress,
     TprThresholdReserved,
     TprThresholdAboveVtpr,
+    ApicAccessAddress,
     VirtualNmisWithoutNmiExiting,
     NmiWindowWithoutVirtualNmis,
     VpidZero,
@@ -145,6 +146,7 @@ impl Check {
             | VirtualApicAddress
             | TprThresholdReserved
             | TprThresholdAboveVtpr
+            | ApicAccessAddress
             | VirtualNmisWithoutNmiExiting
             | NmiWindowWithoutVirtualNmis
             | VpidZero
@@ -303,6 +305,9 @@ pub fn check_controls(v: &Vmcs12, caps: &VmxCaps, maxphyaddr: u8) -> Result<(), 
         }
         // The next check, TPR threshold against VTPR, reads L1 memory:
         // [`check_tpr_threshold_vtpr`].
+    }
+    if p2 & proc2::VIRTUALIZE_APIC_ACCESSES != 0 {
+        ensure(page_addr_ok(v.apic_access_addr, maxphyaddr), ApicAccessAddress)?;
     }
     if pinc & pin::NMI_EXITING == 0 {
         ensure(pinc & pin::VIRTUAL_NMIS == 0, VirtualNmisWithoutNmiExiting)?;

@@ -100,7 +100,9 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| v.pin_based_vm_exec_control |= pin::POSTED_INTERRUPTS, Controls, PinControls),
         (|v| v.cpu_based_vm_exec_control |= 1 << 18, Controls, ProcControls),
         // APIC virtualization is not offered, with or without TPR shadow.
-        (|v| v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES, Controls, SecondaryControls),
+        (|v| v.secondary_vm_exec_control |= proc2::VIRTUALIZE_X2APIC_MODE, Controls, SecondaryControls),
+        (|v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 0x9010; }, Controls, ApicAccessAddress),
+        (|v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 1 << 40; }, Controls, ApicAccessAddress),
         (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.secondary_vm_exec_control |= proc2::VIRTUAL_INTERRUPT_DELIVERY; }, Controls, SecondaryControls),
         // TPR shadow (SDM 26.2.1.1): the virtual-APIC address page-aligned and inside
         // MAXPHYADDR, TPR threshold bits 31:4 zero, bits 3:0 at most VTPR bits 7:4 (VTPR at
@@ -116,7 +118,9 @@ const FAILING: &[(Mutation, Stage, Check)] = {
         (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0; v.tpr_threshold = 1; }, Controls, TprThresholdAboveVtpr),
         // The address is checked before the threshold (a bad address, a bad threshold).
         (|v| { v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe004; v.tpr_threshold = 0x13; }, Controls, VirtualApicAddress),
-        (|v| v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES, Controls, SecondaryControls),
+        (|v| v.secondary_vm_exec_control |= proc2::VIRTUALIZE_X2APIC_MODE, Controls, SecondaryControls),
+        (|v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 0x9010; }, Controls, ApicAccessAddress),
+        (|v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 1 << 40; }, Controls, ApicAccessAddress),
         (|v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5010; v.vmwrite_bitmap = 0x6000; }, Controls, VmreadVmwriteBitmapAddress),
         (|v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 1 << 40; }, Controls, VmreadVmwriteBitmapAddress),
         (|v| { v.secondary_vm_exec_control |= proc2::ENABLE_PML; v.pml_address = 0x1234; }, Controls, PmlAddress),
@@ -294,6 +298,9 @@ const PASSING: &[Mutation] = &[
     // CR3-target list, I/O bitmaps, valid link pointer, MSR-load list, exit MSR lists.
     |v| { v.cr3_target_count = 4; v.cpu_based_vm_exec_control |= proc1::USE_IO_BITMAPS; v.io_bitmap_a = 0x1000; v.io_bitmap_b = 0x2000; },
     |v| v.vmcs_link_pointer = 0x9000,
+    // The APIC-access page, with and without the TPR shadow.
+    |v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 0x9000; },
+    |v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 0x9000; v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.tpr_threshold = 3; },
     // VMCS shadowing: bitmaps, a shadow VMCS or none.
     |v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 0x6000; v.vmcs_link_pointer = 0x1e000; },
     |v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 0x6000; },
