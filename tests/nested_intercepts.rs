@@ -170,7 +170,7 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
     for c in &cases {
         expect_block(&console, c);
     }
-    let blocks: [&[&str]; 4] = [
+    let blocks: [&[&str]; 6] = [
         // PML (emulated by L0 on EPT12's dirty flags): with index 2 three pages are logged,
         // newest at the lowest index; the fourth write is a PML-full exit (62) with index
         // 0xffff; after L1 resets the index to 511 the write is logged there.

@@ -171,6 +171,24 @@ pub struct NestedVmx {
     /// The control and host-state checks passed at the last VM entry with this key, and
     /// [`NestedVmx::dirty`] holds every field L1 changed since (see `launch.rs`).
     pub entry_checked: Option<EntryChecked>,
+    /// The VMCS L1 made current before the current one, while it has not cleared it: L0
+    /// keeps its data (an active VMCS's data may stay cached in the processor, SDM 25.11.1;
+    /// its memory is defined again only after VMCLEAR), so that switching back to it, as an
+    /// L1 that keeps a shadow VMCS for its own guest does on every exit it reflects
+    /// (VMPTRLD of the shadow, VMWRITEs, VMPTRLD back), costs no copy through L1 memory.
+    pub parked: Option<Parked>,
+    /// The VMCS whose last VM entry passed its checks: the one vmcs02 was last merged from,
+    /// so that a VMCS switched back to keeps its dirty set only if vmcs02 still holds it.
+    pub merged: Option<L1Gpa>,
+}
+
+/// An active VMCS that is not current ([`NestedVmx::parked`]), with what L0 tracks of it.
+#[derive(Clone, Debug)]
+pub struct Parked {
+    pub ptr: L1Gpa,
+    pub vmcs12: Vmcs12,
+    pub dirty: DirtySet,
+    pub entry_checked: Option<EntryChecked>,
 }
 
 /// What the VM-entry control and host-state checks read besides the fields L1 changes
@@ -197,6 +215,8 @@ impl NestedVmx {
             dirty: DirtySet::all(),
             rare_stale: false,
             entry_checked: None,
+            parked: None,
+            merged: None,
         }
     }
 
@@ -328,6 +348,15 @@ impl NestedVmx {
         }
     }
 
+    /// Writes the parked VMCS back to L1 memory and forgets it (see [`NestedVmx::parked`]).
+    pub fn release_parked(&mut self, mem: &mut impl GuestMemory) {
+        if let Some(p) = self.parked.take() {
+            let mut buf = [0u8; VMCS12_BYTES];
+            p.vmcs12.to_bytes(&mut buf);
+            let _ = mem.write(p.ptr, &buf);
+        }
+    }
+
     /// VMXON (SDM Vol. 2, VMXON).
     pub fn vmxon(&mut self, exit: &ExitInfo, cpu: &L1Cpu, l1: &mut impl L1Access) -> VmxResult {
         if cpu.cr0 & 1 == 0 || cpu.cr4 & cr4::VMXE == 0 || cpu.bad_mode() {
@@ -369,6 +398,7 @@ impl NestedVmx {
             return VmxResult::Fault(e);
         }
         self.release_current(l1);
+        self.release_parked(l1);
         self.vmxon = false;
         VmxResult::Succeed
     }
@@ -391,6 +421,9 @@ impl NestedVmx {
         if self.current == Some(L1Gpa(addr)) {
             self.vmcs12.launch_state = LaunchState::Clear as u32;
             self.release_current(l1);
+        } else if let Some(p) = self.parked.as_mut().filter(|p| p.ptr == L1Gpa(addr)) {
+            p.vmcs12.launch_state = LaunchState::Clear as u32;
+            self.release_parked(l1);
         } else {
             let at = L1Gpa(addr + LAUNCH_STATE_OFFSET as u64);
             if l1.write_u32(at, LaunchState::Clear as u32).is_err() {
@@ -415,11 +448,9 @@ impl NestedVmx {
         if L1Gpa(addr) == self.vmxon_ptr {
             return self.fail(VmInstructionError::VmptrldVmxonPointer);
         }
-        let mut buf = [0u8; VMCS12_BYTES];
-        if l1.read(L1Gpa(addr), &mut buf).is_err() {
+        let Ok(rev) = l1.read_u32(L1Gpa(addr)) else {
             return self.fail(VmInstructionError::VmptrldInvalidAddress);
-        }
-        let rev = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        };
         // Bit 31, the shadow-VMCS indicator, is allowed when L1 may use VMCS shadowing (a
         // shadow VMCS can be made current, read and written, but not entered: 26.1).
         let shadow_ok = self.caps.has_vmcs_shadowing();
@@ -428,13 +459,56 @@ impl NestedVmx {
         {
             return self.fail(VmInstructionError::VmptrldIncorrectRevision);
         }
-        if self.current != Some(L1Gpa(addr)) {
-            self.release_current(l1);
-            self.vmcs12 = Vmcs12::from_bytes(&buf);
-            self.current = Some(L1Gpa(addr));
-            self.dirty = DirtySet::all();
+        let ptr = L1Gpa(addr);
+        if self.current == Some(ptr) {
+            return VmxResult::Succeed;
         }
+        if self.parked.as_ref().is_some_and(|p| p.ptr == ptr) {
+            self.unpark(ptr);
+            return VmxResult::Succeed;
+        }
+        let mut buf = [0u8; VMCS12_BYTES];
+        if l1.read(ptr, &mut buf).is_err() {
+            return self.fail(VmInstructionError::VmptrldInvalidAddress);
+        }
+        // The current VMCS stays active: parked (the one parked before goes back to memory).
+        self.release_parked(l1);
+        if let Some(cur) = self.current.take() {
+            let vmcs12 = core::mem::replace(&mut self.vmcs12, Vmcs12::from_bytes(&buf));
+            self.parked = Some(Parked {
+                ptr: cur,
+                vmcs12,
+                dirty: self.dirty,
+                entry_checked: self.entry_checked.take(),
+            });
+        } else {
+            self.vmcs12 = Vmcs12::from_bytes(&buf);
+        }
+        self.rare_stale = false;
+        self.entry_checked = None;
+        self.current = Some(ptr);
+        self.dirty = DirtySet::all();
         VmxResult::Succeed
+    }
+
+    /// Makes the parked VMCS `ptr` current again, parking the current one (if any) in its
+    /// place, without a copy through L1 memory. Its dirty set comes back with it when vmcs02
+    /// was last merged from it; otherwise every field is dirty.
+    fn unpark(&mut self, ptr: L1Gpa) {
+        let Some(mut p) = self.parked.take() else { return };
+        core::mem::swap(&mut self.vmcs12, &mut p.vmcs12);
+        let dirty = if self.merged == Some(ptr) { p.dirty } else { DirtySet::all() };
+        let entry_checked = p.entry_checked;
+        if let Some(cur) = self.current {
+            p.ptr = cur;
+            p.dirty = self.dirty;
+            p.entry_checked = self.entry_checked;
+            self.parked = Some(p);
+        }
+        self.current = Some(ptr);
+        self.dirty = dirty;
+        self.entry_checked = entry_checked;
+        self.rare_stale = false;
     }
 
     /// VMPTRST (SDM Vol. 2, VMPTRST).
@@ -488,7 +562,10 @@ impl NestedVmx {
         let encoding = self.field_encoding(info, cpu, l1);
         let value = match target {
             Target::Current => self.vmcs12.read_raw(encoding),
-            Target::Shadow(region) => InMemoryVmcs { mem: l1, region }.read_raw(encoding),
+            Target::Shadow(region) => match &self.parked {
+                Some(p) if p.ptr == region => p.vmcs12.read_raw(encoding),
+                _ => InMemoryVmcs { mem: l1, region }.read_raw(encoding),
+            },
         };
         let Ok(value) = value else {
             return self.fail(VmInstructionError::UnsupportedVmcsComponent);
@@ -557,7 +634,10 @@ impl NestedVmx {
         }
         let written = match target {
             Target::Current => self.vmcs12.write_raw(encoding, value),
-            Target::Shadow(region) => InMemoryVmcs { mem: l1, region }.write_raw(encoding, value),
+            Target::Shadow(region) => match &mut self.parked {
+                Some(p) if p.ptr == region => p.vmcs12.write_raw(encoding, value),
+                _ => InMemoryVmcs { mem: l1, region }.write_raw(encoding, value),
+            },
         };
         match written {
             Ok(()) => {

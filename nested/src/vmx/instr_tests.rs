@@ -253,6 +253,69 @@ fn vmptrld_switches_and_writes_back() {
     assert_eq!(f.vmread(0x681e), (VmxResult::Succeed, 0x1111));
 }
 
+/// The VMCS switched away from stays active and parked in L0, not written to L1 memory; a
+/// third VMPTRLD writes it back; VMPTRLD of it again needs no memory (SDM 25.11.1).
+#[test]
+fn vmptrld_parks_the_previous_vmcs() {
+    const VMCS_C: u64 = 0x5000;
+    let mut f = Fx::new().on().loaded();
+    f.l1.mem.write_u32(L1Gpa(VMCS_C), VMCS12_REVISION).unwrap();
+    let rip = VMCS_A + crate::vmcs::VmcsField::GuestRip.vmcs12_offset() as u64;
+    assert_eq!(f.vmwrite(0x681e, 0x1111), VmxResult::Succeed);
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_B), VmxResult::Succeed);
+    assert_eq!(f.vmx.parked.as_ref().map(|p| p.ptr), Some(L1Gpa(VMCS_A)));
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(rip)), Ok(0), "A is not written back yet");
+    // A changed in memory while active: undefined, here not seen (A's data is cached).
+    f.l1.mem.write_u64(L1Gpa(rip), 0x2222).unwrap();
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
+    assert_eq!(f.vmread(0x681e), (VmxResult::Succeed, 0x1111));
+    assert_eq!(f.vmx.parked.as_ref().map(|p| p.ptr), Some(L1Gpa(VMCS_B)));
+    // C: B (parked) goes to memory, A is parked.
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_C), VmxResult::Succeed);
+    assert_eq!(f.vmx.parked.as_ref().map(|p| p.ptr), Some(L1Gpa(VMCS_A)));
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_B), VmxResult::Succeed);
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(rip)), Ok(0x1111), "A written back when evicted");
+    assert_eq!(f.vmx.parked.as_ref().map(|p| p.ptr), Some(L1Gpa(VMCS_C)));
+    // VMXOFF writes back both.
+    assert_eq!(f.vmwrite(0x681e, 0x3333), VmxResult::Succeed);
+    let c_rip = VMCS_C + crate::vmcs::VmcsField::GuestRip.vmcs12_offset() as u64;
+    f.l1.mem.write_u64(L1Gpa(c_rip), 0x4444).unwrap();
+    let exit = ExitInfo { reason: ExitReason::Vmxoff as u32, ..Default::default() };
+    assert_eq!(f.vmx.emulate(&exit, &f.cpu, &mut f.l1).unwrap().0, VmxResult::Succeed);
+    let b_rip = VMCS_B + crate::vmcs::VmcsField::GuestRip.vmcs12_offset() as u64;
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(b_rip)), Ok(0x3333));
+    assert_eq!(f.l1.mem.read_u64(L1Gpa(c_rip)), Ok(0), "C's cached data overwrote memory");
+    assert!(f.vmx.parked.is_none() && f.vmx.current.is_none());
+}
+
+/// A parked VMCS comes back with its dirty set only when vmcs02 was last merged from it;
+/// VMCLEAR of a parked VMCS writes it back clear and forgets it.
+#[test]
+fn unparking_keeps_the_dirty_set_only_for_the_merged_vmcs() {
+    let mut f = ready();
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: true });
+    assert_eq!(f.vmx.merged, Some(L1Gpa(VMCS_A)));
+    f.vmx.dirty.clear();
+    assert_eq!(f.vmwrite(0x681e, 0x1234), VmxResult::Succeed);
+    let dirty = f.vmx.dirty;
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_B), VmxResult::Succeed);
+    assert_eq!(f.vmx.dirty, DirtySet::all());
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
+    assert_eq!(f.vmx.dirty, dirty, "vmcs02 still holds A's merge");
+    assert!(f.vmx.entry_checked.is_some(), "A's checks came back with it");
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_B), VmxResult::Succeed);
+    f.vmx.merged = Some(L1Gpa(VMCS_B));
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
+    assert_eq!(f.vmx.dirty, DirtySet::all(), "vmcs02 was merged from B since");
+    // VMCLEAR of the parked B.
+    let launch = VMCS_B + crate::vmcs::LAUNCH_STATE_OFFSET as u64;
+    f.vmx.parked.as_mut().unwrap().vmcs12.launch_state = 1;
+    assert_eq!(f.run_ptr(ExitReason::Vmclear, VMCS_B), VmxResult::Succeed);
+    assert!(f.vmx.parked.is_none());
+    assert_eq!(f.l1.mem.read_u32(L1Gpa(launch)), Ok(0));
+    assert_eq!(f.vmx.current, Some(L1Gpa(VMCS_A)));
+}
+
 #[test]
 fn vmptrst() {
     let mut f = Fx::new().on();

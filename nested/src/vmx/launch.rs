@@ -134,6 +134,7 @@ impl NestedVmx {
             self.vmcs12.launch_state = LaunchState::Launched as u32;
         }
         self.entry_checked = Some(key);
+        self.merged = self.current;
         VmxResult::EnterL2 { launch }
     }
 

@@ -19,7 +19,7 @@ pub mod sync;
 pub mod tsc;
 
 pub use instr::{
-    EntryChecked, Flush, L1Access, L1Cpu, NestedVmx, SHADOW_VMCS_INDICATOR, VmfuncOutcome,
+    EntryChecked, Flush, L1Access, L1Cpu, NestedVmx, Parked, SHADOW_VMCS_INDICATOR, VmfuncOutcome,
 };
 pub use l1_caps::l1_caps;
 pub use operand::{InstrInfo, MemOperand, Operand, Segment, SegmentCache};

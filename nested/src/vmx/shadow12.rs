@@ -210,6 +210,36 @@ mod tests {
         assert_eq!(vmx.l2_shadow_access(false, &exit(false), &cpu, &mut mem), None);
     }
 
+    /// A shadow VMCS L1 switched away from is parked in L0 (`NestedVmx::parked`): L2's
+    /// VMREAD/VMWRITE work on that copy, not on the stale memory.
+    #[test]
+    fn a_parked_shadow_vmcs_is_used_from_l0s_copy() {
+        let (mut vmx, mut mem) = running_l2();
+        let mut cached = Vmcs12::zeroed(VMCS12_REVISION | SHADOW_VMCS_INDICATOR);
+        cached.guest_rip = 0x5555;
+        vmx.parked = Some(crate::vmx::Parked {
+            ptr: L1Gpa(SHADOW),
+            vmcs12: cached,
+            dirty: crate::vmcs::DirtySet::empty(),
+            entry_checked: None,
+        });
+        let cpu = L1Cpu::long_mode_ring0();
+        field(&mut mem, VmcsField::GuestRip.encoding() as u64);
+        assert_eq!(
+            vmx.l2_shadow_access(false, &exit(false), &cpu, &mut mem),
+            Some(VmxResult::Succeed)
+        );
+        assert_eq!(mem.gpr(Gpr::Rbx), 0x5555);
+        mem.set(Gpr::Rbx, 0x6666);
+        assert_eq!(
+            vmx.l2_shadow_access(true, &exit(true), &cpu, &mut mem),
+            Some(VmxResult::Succeed)
+        );
+        assert_eq!(vmx.parked.as_ref().unwrap().vmcs12.guest_rip, 0x6666);
+        let at = L1Gpa(SHADOW + VmcsField::GuestRip.vmcs12_offset() as u64);
+        assert_eq!(mem.mem.read_u64(at), Ok(0x1234), "memory untouched");
+    }
+
     /// The routing decision that comes first: L1's only for the fields the bitmaps name (and
     /// always without shadowing); the rest is L0's to perform ([`crate::exits::ExitRoute::ForL1`]).
     #[test]

@@ -251,11 +251,22 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
             match super::l2_memory::shadow_vmcs_access(g, v02, info, &cpu) {
                 Ok(Some(VmxResult::Fault(e))) => Action::raise(e),
                 Ok(Some(result)) => {
-                    // VMfailValid's error is in vmcs12; L1 reads it through L0's shadow.
-                    if let (VmxResult::FailValid(e), Some(n)) = (result, g.nested.as_ref())
+                    // VMfailValid's error is in vmcs12; L1 reads it through L0's shadow. A
+                    // VMWRITE to a parked shadow VMCS changed L0's copy of it.
+                    if let Some(n) = g.nested.as_ref()
                         && let Some(s) = &n.shadowing
                     {
-                        s.write_error_in_l2(n.vmcs02, u64::from(e.number()));
+                        match result {
+                            VmxResult::FailValid(e) => {
+                                s.write_error_in_l2(n.vmcs02, u64::from(e.number()))
+                            }
+                            VmxResult::Succeed
+                                if matches!(info.exit_reason(), Some(ExitReason::Vmwrite)) =>
+                            {
+                                s.forget(n.vmx.vmcs12.vmcs_link_pointer)
+                            }
+                            _ => {}
+                        }
                     }
                     let rflags = result.apply_rflags(cpu.rflags);
                     if rflags != cpu.rflags {

@@ -129,6 +129,7 @@ fn other_instruction(
     }
     let cpu = l1_cpu(v, info);
     let current_before = n.vmx.current;
+    let parked_before = n.vmx.parked.as_ref().map(|p| p.ptr);
     // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
     let mut vmcs = unsafe { HwVmcs::current() };
     let mut view = L1View { regs, mem: memory, v: &mut vmcs };
@@ -142,12 +143,19 @@ fn other_instruction(
         invalidate(n, flush);
     }
     // The shadow holds L1's latest VMWRITEs: copy vmcs12 over it only when it is another
-    // VMCS now (VMPTRLD, VMCLEAR of the current one) or L0 wrote exit information. (A
-    // VMfailValid's error number reaches the shadow in `finish`, after this.)
-    if (n.vmx.current != current_before || matches!(result, VmxResult::EntryFailed(_)))
-        && let Some(s) = &n.shadowing
-    {
-        s.load_vmcs12(&n.vmx);
+    // VMCS now (VMPTRLD, VMCLEAR of the current one) or L0 wrote exit information; a VMCS
+    // made current again from where L0 parked it keeps its shadow. (A VMfailValid's error
+    // number reaches the shadow in `finish`, after this.)
+    if let Some(s) = &n.shadowing {
+        if matches!(result, VmxResult::EntryFailed(_)) {
+            s.load_vmcs12(&n.vmx);
+        } else if n.vmx.current != current_before {
+            if n.vmx.current.is_some() && n.vmx.current == parked_before {
+                s.switch_to(&n.vmx);
+            } else {
+                s.load_vmcs12(&n.vmx);
+            }
+        }
     }
     if matches!(info.exit_reason(), Some(ExitReason::Vmxon | ExitReason::Vmxoff))
         && let Some(s) = &n.shadowing

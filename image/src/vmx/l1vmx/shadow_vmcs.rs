@@ -3,6 +3,11 @@
 //! shadow and vmcs12 in step: vmcs12 into the shadow when L1's current VMCS changes or L0
 //! wrote exit information, only the fields a reflected exit changed after a reflection, and
 //! L1's shadowed VMWRITEs back into vmcs12 before L0 uses vmcs12.
+//!
+//! Two hardware shadow VMCSs, one for L1's current VMCS and one for the VMCS L0 keeps parked
+//! (`NestedVmx::parked`, the one current before): when L1 switches back to it, as an L1 with
+//! a shadow VMCS of its own does around every exit it reflects, vmcs01's link pointer moves
+//! to the shadow that still mirrors it and nothing is copied ([`ShadowVmcs::switch_to`]).
 
 use nested::caps::{VmxCaps, proc2};
 use nested::vmcs::shadow::{
@@ -12,13 +17,19 @@ use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::NestedVmx;
 use nested::vmx::sync::copy_reflected_to_shadow;
 
+use core::cell::Cell;
+
 use crate::arch::vmcs::HwVmcs;
 use crate::arch::vmx as insn;
 use crate::vmx::vmxon::{VmxError, zeroed_frame};
 
-/// The shadow VMCS of L1's current VMCS, and the vmcs01 it is linked from.
+/// The shadow VMCSs of L1's current (and parked) VMCS, and the vmcs01 they are linked from.
 pub struct ShadowVmcs {
-    region: u64,
+    regions: [u64; 2],
+    /// The L1 VMCS (its L1-physical address) each region mirrors, if it still does.
+    holds: [Cell<Option<u64>>; 2],
+    /// The region vmcs01's link pointer names: the current VMCS's.
+    active: Cell<usize>,
     vmwrite_any_field: bool,
     vmcs01: u64,
 }
@@ -28,11 +39,16 @@ impl ShadowVmcs {
     /// shadowing itself is turned on at L1's VMXON ([`ShadowVmcs::set_active`]). The link
     /// pointer stays FFFFFFFF_FFFFFFFFH until L1 has a current VMCS.
     pub fn enable(hw: &VmxCaps, vmcs01: u64) -> Result<Self, VmxError> {
-        let region = zeroed_frame("shadow VMCS")?;
-        // SAFETY: revision identifier with bit 31 (shadow-VMCS indicator) in a fresh region.
-        unsafe { (region as *mut u32).write(hw.revision_id() | 1 << 31) };
-        // SAFETY: in VMX root operation; the region is ours.
-        unsafe { insn::vmclear(region) }.map_err(|e| VmxError::Instruction("VMCLEAR shadow", e))?;
+        let mut regions = [0; 2];
+        for region in &mut regions {
+            *region = zeroed_frame("shadow VMCS")?;
+            // SAFETY: revision identifier with bit 31 (shadow-VMCS indicator) in a fresh
+            // region.
+            unsafe { (*region as *mut u32).write(hw.revision_id() | 1 << 31) };
+            // SAFETY: in VMX root operation; the region is ours.
+            unsafe { insn::vmclear(*region) }
+                .map_err(|e| VmxError::Instruction("VMCLEAR shadow", e))?;
+        }
         let vmread = zeroed_frame("VMREAD bitmap")?;
         let vmwrite = zeroed_frame("VMWRITE bitmap")?;
         let any = hw.vmwrite_any_field();
@@ -49,7 +65,13 @@ impl ShadowVmcs {
         v01.write(F::VmreadBitmap, vmread);
         v01.write(F::VmwriteBitmap, vmwrite);
         log::info!("vmx: VMCS shadowing on for L1's VMREAD/VMWRITE");
-        Ok(ShadowVmcs { region, vmwrite_any_field: any, vmcs01 })
+        Ok(ShadowVmcs {
+            regions,
+            holds: [Cell::new(None), Cell::new(None)],
+            active: Cell::new(0),
+            vmwrite_any_field: any,
+            vmcs01,
+        })
     }
 
     /// Turns shadowing on in vmcs01 (current) while L1 is in VMX operation, off outside it:
@@ -84,7 +106,7 @@ impl ShadowVmcs {
         // SAFETY: the shadow VMCS and `back` (vmcs01 or vmcs02) are our own regions; `back`
         // is made current again before returning, and `f` only touches the shadow VMCS.
         unsafe {
-            if let Err(e) = insn::vmptrld(self.region) {
+            if let Err(e) = insn::vmptrld(self.regions[self.active.get()]) {
                 log::error!("VMPTRLD of the shadow VMCS failed: {e}");
                 return false;
             }
@@ -106,18 +128,59 @@ impl ShadowVmcs {
         self.on_then(vmcs02, |shadow, _| shadow.write(F::VmInstructionError, error));
     }
 
-    /// Copies vmcs12's shadowed fields into the shadow VMCS (after L0 changed vmcs12), and
-    /// points vmcs01's link pointer at it while L1 has a current VMCS. vmcs01 stays current.
+    /// Copies vmcs12's shadowed fields into a shadow VMCS (after L0 changed vmcs12, or L1
+    /// made another VMCS current), and points vmcs01's link pointer at it while L1 has a
+    /// current VMCS. The region is the one mirroring the current VMCS if any, else the one
+    /// not mirroring the parked VMCS. vmcs01 stays current.
     pub fn load_vmcs12(&self, vmx: &NestedVmx) {
         // SAFETY: vmcs01 is current whenever L1 runs; it is the VMCS these writes target.
         let mut v01 = unsafe { HwVmcs::current() };
-        if vmx.current.is_none() {
+        let Some(current) = vmx.current else {
             v01.write(F::VmcsLinkPointer, u64::MAX);
             return;
-        }
+        };
+        let parked = vmx.parked.as_ref().map(|p| p.ptr.0);
+        let i = self.holding(current.0).unwrap_or_else(|| match self.holding_opt(parked) {
+            Some(p) => 1 - p,
+            None => self.active.get(),
+        });
+        self.active.set(i);
+        self.holds[i].set(None);
         if self.on(|shadow, any| copy_vmcs12_to_shadow(&vmx.vmcs12, shadow, any)) {
-            v01.write(F::VmcsLinkPointer, self.region);
+            self.holds[i].set(Some(current.0));
+            v01.write(F::VmcsLinkPointer, self.regions[i]);
         }
+    }
+
+    /// L1 made the parked VMCS current again (`NestedVmx` swapped it in without a copy):
+    /// the link pointer moves to the shadow that still mirrors it, or it is copied in as by
+    /// [`ShadowVmcs::load_vmcs12`] if none does. vmcs01 stays current.
+    pub fn switch_to(&self, vmx: &NestedVmx) {
+        match vmx.current.and_then(|c| self.holding(c.0)) {
+            Some(i) => {
+                self.active.set(i);
+                // SAFETY: vmcs01 is current whenever L1 runs.
+                unsafe { HwVmcs::current() }.write(F::VmcsLinkPointer, self.regions[i]);
+            }
+            None => self.load_vmcs12(vmx),
+        }
+    }
+
+    /// L0 changed the VMCS at L1-physical `ptr` while it was not current (L2's VMWRITE to a
+    /// parked shadow VMCS): no shadow mirrors it any more.
+    pub fn forget(&self, ptr: u64) {
+        if let Some(i) = self.holding(ptr) {
+            self.holds[i].set(None);
+        }
+    }
+
+    /// The region mirroring L1's VMCS at `ptr`.
+    fn holding(&self, ptr: u64) -> Option<usize> {
+        (0..2).find(|&i| self.holds[i].get() == Some(ptr))
+    }
+
+    fn holding_opt(&self, ptr: Option<u64>) -> Option<usize> {
+        ptr.and_then(|p| self.holding(p))
     }
 
     /// After a reflected exit: copies to the shadow VMCS exactly the vmcs12 fields a
