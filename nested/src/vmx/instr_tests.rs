@@ -231,6 +231,9 @@ fn vmptrld_errors() {
         "shadow-VMCS indicator without shadowing"
     );
     assert_eq!(f.vmx.current, Some(L1Gpa(VMCS_A)));
+    // Without shadowing an ordinary VMCS still loads.
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_B), VmxResult::Succeed);
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
     // With VMCS shadowing offered a shadow VMCS can be made current, but not entered.
     f.vmx.caps = offered;
     assert_eq!(f.run_ptr(ExitReason::Vmptrld, 0x4000), VmxResult::Succeed);
@@ -434,6 +437,23 @@ fn vmcs_link_pointer_is_not_the_current_vmcs() {
     assert_eq!(failure.check, crate::vmx::checks::Check::GuestVmcsLinkPointer);
     f.vmx.vmcs12.vmcs_link_pointer = VMCS_B;
     assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: true });
+}
+
+/// The control checks are skipped only while no control changed since they passed: a bad
+/// control written after a successful entry fails the next VMRESUME (VMfailValid 7).
+#[test]
+fn a_control_changed_after_an_entry_is_checked_again() {
+    let mut f = ready();
+    assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: true });
+    f.vmx.dirty.clear();
+    assert_eq!(f.vmx.vmlaunch(false, &f.cpu, &mut f.l1), VmxResult::EnterL2 { launch: false });
+    f.vmx.dirty.clear();
+    let bad = f.vmx.vmcs12.pin_based_vm_exec_control | crate::caps::pin::POSTED_INTERRUPTS;
+    assert_eq!(f.vmwrite(0x4000, u64::from(bad)), VmxResult::Succeed);
+    assert_eq!(
+        f.vmx.vmlaunch(false, &f.cpu, &mut f.l1),
+        fail(VmInstructionError::EntryInvalidControlFields)
+    );
 }
 
 #[test]

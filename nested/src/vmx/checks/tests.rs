@@ -301,6 +301,8 @@ const PASSING: &[Mutation] = &[
     // The APIC-access page, with and without the TPR shadow.
     |v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 0x9000; },
     |v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 0x9000; v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.tpr_threshold = 3; },
+    // The VMREAD/VMWRITE bitmap addresses are checked only with VMCS shadowing on.
+    |v| { v.vmread_bitmap = 0x5010; v.vmwrite_bitmap = 1 << 40; },
     // VMCS shadowing: bitmaps, a shadow VMCS or none.
     |v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 0x6000; v.vmcs_link_pointer = 0x1e000; },
     |v| { v.secondary_vm_exec_control |= proc2::VMCS_SHADOWING; v.vmread_bitmap = 0x5000; v.vmwrite_bitmap = 0x6000; },
