@@ -180,6 +180,10 @@ pub struct NestedVmx {
     /// The VMCS whose last VM entry passed its checks: the one vmcs02 was last merged from,
     /// so that a VMCS switched back to keeps its dirty set only if vmcs02 still holds it.
     pub merged: Option<L1Gpa>,
+    /// The last VMPTRLD that changed the current VMCS took it from [`NestedVmx::parked`]
+    /// (rather than from L1 memory): what L0 built for it while it was current is still
+    /// good (the image's hardware shadow VMCS).
+    pub unparked: bool,
 }
 
 /// An active VMCS that is not current ([`NestedVmx::parked`]), with what L0 tracks of it.
@@ -217,6 +221,7 @@ impl NestedVmx {
             entry_checked: None,
             parked: None,
             merged: None,
+            unparked: false,
         }
     }
 
@@ -488,6 +493,7 @@ impl NestedVmx {
         self.entry_checked = None;
         self.current = Some(ptr);
         self.dirty = DirtySet::all();
+        self.unparked = false;
         VmxResult::Succeed
     }
 
@@ -509,6 +515,7 @@ impl NestedVmx {
         self.dirty = dirty;
         self.entry_checked = entry_checked;
         self.rare_stale = false;
+        self.unparked = true;
     }
 
     /// VMPTRST (SDM Vol. 2, VMPTRST).

@@ -270,7 +270,9 @@ fn vmptrld_parks_the_previous_vmcs() {
     assert_eq!(f.l1.mem.read_u64(L1Gpa(rip)), Ok(0), "A is not written back yet");
     // A changed in memory while active: undefined, here not seen (A's data is cached).
     f.l1.mem.write_u64(L1Gpa(rip), 0x2222).unwrap();
+    assert!(!f.vmx.unparked, "B came from memory");
     assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
+    assert!(f.vmx.unparked, "A came from L0's copy");
     assert_eq!(f.vmread(0x681e), (VmxResult::Succeed, 0x1111));
     assert_eq!(f.vmx.parked.as_ref().map(|p| p.ptr), Some(L1Gpa(VMCS_B)));
     // C: B (parked) goes to memory, A is parked.

@@ -129,7 +129,6 @@ fn other_instruction(
     }
     let cpu = l1_cpu(v, info);
     let current_before = n.vmx.current;
-    let parked_before = n.vmx.parked.as_ref().map(|p| p.ptr);
     // SAFETY: vmcs01 is current while L1 runs; the view only touches its guest fields.
     let mut vmcs = unsafe { HwVmcs::current() };
     let mut view = L1View { regs, mem: memory, v: &mut vmcs };
@@ -150,7 +149,7 @@ fn other_instruction(
         if matches!(result, VmxResult::EntryFailed(_)) {
             s.load_vmcs12(&n.vmx);
         } else if n.vmx.current != current_before {
-            if n.vmx.current.is_some() && n.vmx.current == parked_before {
+            if n.vmx.current.is_some() && n.vmx.unparked {
                 s.switch_to(&n.vmx);
             } else {
                 s.load_vmcs12(&n.vmx);

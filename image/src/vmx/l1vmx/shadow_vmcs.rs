@@ -28,8 +28,10 @@ pub struct ShadowVmcs {
     regions: [u64; 2],
     /// The L1 VMCS (its L1-physical address) each region mirrors, if it still does.
     holds: [Cell<Option<u64>>; 2],
-    /// The region vmcs01's link pointer names: the current VMCS's.
+    /// The region vmcs01's link pointer names: the current VMCS's (its index in `regions`,
+    /// and its address, which every shadow access uses).
     active: Cell<usize>,
+    region: Cell<u64>,
     vmwrite_any_field: bool,
     vmcs01: u64,
 }
@@ -69,6 +71,7 @@ impl ShadowVmcs {
             regions,
             holds: [Cell::new(None), Cell::new(None)],
             active: Cell::new(0),
+            region: Cell::new(regions[0]),
             vmwrite_any_field: any,
             vmcs01,
         })
@@ -106,7 +109,7 @@ impl ShadowVmcs {
         // SAFETY: the shadow VMCS and `back` (vmcs01 or vmcs02) are our own regions; `back`
         // is made current again before returning, and `f` only touches the shadow VMCS.
         unsafe {
-            if let Err(e) = insn::vmptrld(self.regions[self.active.get()]) {
+            if let Err(e) = insn::vmptrld(self.region.get()) {
                 log::error!("VMPTRLD of the shadow VMCS failed: {e}");
                 return false;
             }
@@ -144,7 +147,7 @@ impl ShadowVmcs {
             Some(p) => 1 - p,
             None => self.active.get(),
         });
-        self.active.set(i);
+        self.activate(i);
         self.holds[i].set(None);
         if self.on(|shadow, any| copy_vmcs12_to_shadow(&vmx.vmcs12, shadow, any)) {
             self.holds[i].set(Some(current.0));
@@ -158,7 +161,7 @@ impl ShadowVmcs {
     pub fn switch_to(&self, vmx: &NestedVmx) {
         match vmx.current.and_then(|c| self.holding(c.0)) {
             Some(i) => {
-                self.active.set(i);
+                self.activate(i);
                 // SAFETY: vmcs01 is current whenever L1 runs.
                 unsafe { HwVmcs::current() }.write(F::VmcsLinkPointer, self.regions[i]);
             }
@@ -172,6 +175,11 @@ impl ShadowVmcs {
         if let Some(i) = self.holding(ptr) {
             self.holds[i].set(None);
         }
+    }
+
+    fn activate(&self, i: usize) {
+        self.active.set(i);
+        self.region.set(self.regions[i]);
     }
 
     /// The region mirroring L1's VMCS at `ptr`.

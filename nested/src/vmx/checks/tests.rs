@@ -298,6 +298,8 @@ const PASSING: &[Mutation] = &[
     // CR3-target list, I/O bitmaps, valid link pointer, MSR-load list, exit MSR lists.
     |v| { v.cr3_target_count = 4; v.cpu_based_vm_exec_control |= proc1::USE_IO_BITMAPS; v.io_bitmap_a = 0x1000; v.io_bitmap_b = 0x2000; },
     |v| v.vmcs_link_pointer = 0x9000,
+    // The APIC-access address is checked only when APIC accesses are virtualized.
+    |v| v.apic_access_addr = 0x9010,
     // The APIC-access page, with and without the TPR shadow.
     |v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 0x9000; },
     |v| { v.secondary_vm_exec_control |= proc2::VIRTUALIZE_APIC_ACCESSES; v.apic_access_addr = 0x9000; v.cpu_based_vm_exec_control |= proc1::USE_TPR_SHADOW; v.virtual_apic_page_addr = 0xe000; v.tpr_threshold = 3; },
