@@ -145,16 +145,11 @@ fn other_instruction(
     // VMCS now (VMPTRLD, VMCLEAR of the current one) or L0 wrote exit information; a VMCS
     // made current again from where L0 parked it keeps its shadow. (A VMfailValid's error
     // number reaches the shadow in `finish`, after this.)
-    if let Some(s) = &n.shadowing {
-        if matches!(result, VmxResult::EntryFailed(_)) {
-            s.load_vmcs12(&n.vmx);
-        } else if n.vmx.current != current_before {
-            if n.vmx.current.is_some() && n.vmx.unparked {
-                s.switch_to(&n.vmx);
-            } else {
-                s.load_vmcs12(&n.vmx);
-            }
-        }
+    let failed = matches!(result, VmxResult::EntryFailed(_));
+    if (failed || n.vmx.current != current_before)
+        && let Some(s) = &n.shadowing
+    {
+        shadow_after_switch(s, &n.vmx, failed);
     }
     if matches!(info.exit_reason(), Some(ExitReason::Vmxon | ExitReason::Vmxoff))
         && let Some(s) = &n.shadowing
@@ -162,6 +157,22 @@ fn other_instruction(
         s.set_active(n.vmx.vmxon);
     }
     finish(n, v, result, &cpu)
+}
+
+/// The shadow VMCS after L1's current VMCS changed, or L0 wrote exit information into it
+/// (`entry_failed`): copied in, or, for the VMCS L0 had parked, the shadow still mirroring it.
+#[cold]
+#[inline(never)]
+fn shadow_after_switch(
+    s: &shadow_vmcs::ShadowVmcs,
+    vmx: &nested::vmx::NestedVmx,
+    entry_failed: bool,
+) {
+    if !entry_failed && vmx.current.is_some() && vmx.unparked {
+        s.switch_to(vmx);
+    } else {
+        s.load_vmcs12(vmx);
+    }
 }
 
 /// Applies an emulated VMX instruction's outcome: VMsucceed/VMfail in L1's RFLAGS (the
