@@ -217,14 +217,28 @@ mod tests {
         let (mut vmx, mut mem) = running_l2();
         let mut cached = Vmcs12::zeroed(VMCS12_REVISION | SHADOW_VMCS_INDICATOR);
         cached.guest_rip = 0x5555;
-        vmx.parked = Some(crate::vmx::Parked {
-            ptr: L1Gpa(SHADOW),
-            vmcs12: cached,
+        let parked = |ptr| crate::vmx::Parked {
+            ptr: L1Gpa(ptr),
+            vmcs12: cached.clone(),
             dirty: crate::vmcs::DirtySet::empty(),
             entry_checked: None,
-        });
+        };
         let cpu = L1Cpu::long_mode_ring0();
         field(&mut mem, VmcsField::GuestRip.encoding() as u64);
+        // Another VMCS parked: the shadow is read and written in memory.
+        vmx.parked = Some(parked(VMCS12 + 0x1000));
+        assert_eq!(
+            vmx.l2_shadow_access(false, &exit(false), &cpu, &mut mem),
+            Some(VmxResult::Succeed)
+        );
+        assert_eq!(mem.gpr(Gpr::Rbx), 0x1234);
+        mem.set(Gpr::Rbx, 0x1234);
+        assert_eq!(
+            vmx.l2_shadow_access(true, &exit(true), &cpu, &mut mem),
+            Some(VmxResult::Succeed)
+        );
+        assert_eq!(vmx.parked.as_ref().unwrap().vmcs12.guest_rip, 0x5555, "not the parked one");
+        vmx.parked = Some(parked(SHADOW));
         assert_eq!(
             vmx.l2_shadow_access(false, &exit(false), &cpu, &mut mem),
             Some(VmxResult::Succeed)
