@@ -54,6 +54,44 @@ fn linux_kvm_as_l1_runs_the_leaf_on_turtles_l0() {
     assert!(all.contains("L1| L2| turtles: exit status=0"), "{all}");
 }
 
+/// Depth 3 with real KVM in the middle (`l0-kvm-l1-leaf`): Bochs -> turtles L0 -> Debian's
+/// Linux with kvm_intel on L0's emulated VMX (L1) -> turtles as KVM's guest hypervisor (L2,
+/// on KVM's nested VMX, which runs on L0's) -> the leaf (L3). KVM uses the VMCS shadowing L0
+/// offers for turtles' VMREAD/VMWRITE (its L2's), switching between its vmcs12 and its shadow
+/// VMCS around every exit it reflects (VMPTRLD, VMCLEAR): L0 performs those of KVM's guest on
+/// KVM's shadow VMCS and keeps the VMCS KVM switches away from parked. The leaf's workload
+/// runs to its end, every part with its result, and status 0 comes back through every level.
+#[test]
+fn linux_kvm_as_l1_runs_turtles_as_l2_running_the_leaf() {
+    let run = turtles(&["run", "l0-kvm-l1-leaf", "--timeout", "2400"]);
+    run.expect(
+        0,
+        &[
+            "vmx: exposing VMX to the guest (nested)",
+            "enable_shadow_vmcs=Y flexpriority=Y",
+            "L1| L2| [L1 cpu0 INFO ] vmx: VMXON done",
+            "L1| L2| turtles: exit status=0",
+            "L1| kvm: launcher exited with status 0",
+            "guest: powered off (ACPI S5)",
+            // KVM's guest hypervisor (L2) exits through L0, which performs its shadowed
+            // VMREAD/VMWRITE and reflects the rest to KVM.
+            "exits: Vmptrld=",
+            "exits: Vmclear=",
+            "exits: nested: L2 caused",
+        ],
+    );
+    let all = run.all();
+    for part in ["cpuid rounds=1000", "io rounds=1000", "memory rounds=4096", "compute", "mixed"] {
+        let lines: Vec<String> = run
+            .lines_with("L1| L2| L2| [")
+            .into_iter()
+            .filter(|l| l.contains(&format!("workload: {part}")))
+            .collect();
+        assert_eq!(lines.len(), 1, "workload part `{part}` missing or repeated:\n{all}");
+        assert!(lines[0].contains("result=0x"), "{}", lines[0]);
+    }
+}
+
 /// kvm_intel refusing to load (here: a bad value for its `nested` parameter, through Linux's
 /// command line) ends the run with status 2 and the kernel's own message, through the exit
 /// port L0 gives its guest.
