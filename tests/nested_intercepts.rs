@@ -7,7 +7,7 @@
 //! VMFUNC 0 (EPTP switching) with their exits, the VM-entry checks of "use TPR shadow", VMCS
 //! shadowing (L2's VMREAD/VMWRITE on L1's shadow VMCS), the APIC-access page (L2's TPR
 //! accesses virtualized, the others APIC-access exits), and the VM-entry and VM-exit MSR
-//! lists.
+//! lists, and WRMSR to IA32_TSC by L1 and by L2.
 
 mod common;
 
@@ -170,7 +170,7 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
     for c in &cases {
         expect_block(&console, c);
     }
-    let blocks: [&[&str]; 6] = [
+    let blocks: [&[&str]; 7] = [
         // PML (emulated by L0 on EPT12's dirty flags): with index 2 three pages are logged,
         // newest at the lowest index; the fourth write is a PML-full exit (62) with index
         // 0xffff; after L1 resets the index to 511 the write is logged there.
@@ -285,6 +285,18 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i:   guest SYSENTER_ESP=0x00002222 KERNEL_GS_BASE=0x00004444 SYSENTER_ESP=0x00000000",
             "vmx32i:   exit reason=0x80000022 qual=0x00000002 KERNEL_GS_BASE=0x00005555",
             "vmx32i:   exit reason=0x80000022 qual=0x00000002 KERNEL_GS_BASE=0x00007777",
+            "vmx32i: IA32_TSC written",
+        ],
+        // WRMSR to IA32_TSC (SDM 18.17): L1's TSC takes the value and counts on (RDTSC's
+        // high half 0x1234 after writing 0x1234_00000000); L2's WRMSR that L1 passes
+        // through writes L1's TSC too (VMX non-root operation writes the TSC itself, not
+        // offset): L1 reads on from 0x5678_00000000. As on bare Bochs. The L0 before dropped
+        // both writes (high half 0x0 both times).
+        &[
+            "vmx32i: IA32_TSC written",
+            "vmx32i:   TSC high half=0x00001234",
+            "vmx32i:   VMCALL, guest EDI=0x00000000",
+            "vmx32i:   TSC high half=0x00005678",
             "vmx32i: done",
         ],
     ];

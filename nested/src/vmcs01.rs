@@ -53,8 +53,10 @@ const PRIMARY_NEEDS: &[Need] = &[
     (proc1::CR8_STORE_EXITING, "CR8-store exiting"),
 ];
 /// L0 leaves CR3 accesses, RDTSC and INVLPG to the guest (EPT makes them harmless); the
-/// hardware may still force some of them on (allowed0), and L0 handles those exits.
-const PRIMARY_WANTS: u32 = proc1::MWAIT_EXITING | proc1::MONITOR_EXITING;
+/// hardware may still force some of them on (allowed0), and L0 handles those exits. TSC
+/// offsetting carries the guest's own TSC once it writes IA32_TSC.
+const PRIMARY_WANTS: u32 =
+    proc1::MWAIT_EXITING | proc1::MONITOR_EXITING | proc1::USE_TSC_OFFSETTING;
 
 const SECONDARY_NEEDS: &[Need] =
     &[(proc2::ENABLE_EPT, "enable EPT"), (proc2::UNRESTRICTED_GUEST, "unrestricted guest")];
@@ -233,9 +235,9 @@ mod sdm_values_tests {
         // preemption timer 6.
         assert_eq!(c.pin, 0x7f);
         // Primary: the forced 0x04006172; HLT 7, unconditional I/O 24, secondary 31, CR8
-        // load 19 and store 20; MWAIT 10, MONITOR 29.
+        // load 19 and store 20; MWAIT 10, MONITOR 29, TSC offsetting 3.
         let needs = 1 << 7 | 1 << 24 | 1 << 31 | 1 << 19 | 1 << 20;
-        assert_eq!(c.primary, 0x0400_6172 | needs | 1 << 10 | 1 << 29);
+        assert_eq!(c.primary, 0x0400_6172 | needs | 1 << 10 | 1 << 29 | 1 << 3);
         // Secondary: EPT 1, unrestricted guest 7; VPID 5, RDTSCP 3, INVPCID 12 (XSAVES, bit
         // 20, is not allowed by this CPU).
         assert_eq!(c.secondary, 1 << 1 | 1 << 7 | 1 << 5 | 1 << 3 | 1 << 12);

@@ -865,6 +865,36 @@ msr_bad_entry_failed:
     call show_msr_entry_failure
     VMW 0x4014, $0
 
+/* IA32_TSC (SDM Vol. 3B 18.17): WRMSR sets this kernel's TSC, which then counts on from the
+ * value (RDTSC's high half 0x1234 after writing 0x1234_00000000). Then the guest writes it
+ * (the MSR bitmap is all clear: no exit) to 0x5678_00000000: in VMX non-root operation that
+ * is the TSC itself, so after the guest's VMCALL this kernel reads on from there (0x5678). */
+tsc_write_test:
+    mov $msg_tsc_write, %esi
+    call puts
+    mov $0x10, %ecx
+    xor %eax, %eax
+    mov $0x1234, %edx
+    wrmsr
+    rdtsc
+    mov %edx, %eax
+    SHOW msg_tsc_high
+    call newline
+    ADJUST 1, $0x90000000               /* secondary controls, MSR bitmaps */
+    VMW 0x4002, %ebx
+    VMW 0x401e, $0
+    VMW 0x681e, $l2_tsc
+    VMW 0x681c, $guest_stack_top
+    VMW 0x6820, $0x2
+    movl $tsc_write_checked, after_guest_jump
+    call enter
+    jmp vmx_failed
+tsc_write_checked:
+    rdtsc
+    mov %edx, %eax
+    SHOW msg_tsc_high
+    call newline
+
 done:
     mov $msg_done, %esi
     call puts
@@ -1280,6 +1310,15 @@ l2_apic:
     xor %edi, %edi
     vmcall
 
+/* IA32_TSC (tsc_write_test): the guest writes 0x5678_00000000. EDI = 0. */
+l2_tsc:
+    mov $0x10, %ecx
+    xor %eax, %eax
+    mov $0x5678, %edx
+    wrmsr
+    xor %edi, %edi
+    vmcall
+
 /* MSR lists: EDI = IA32_KERNEL_GS_BASE as the entry loaded it; then it is set one higher. */
 l2_msr:
     mov $0xc0000102, %ecx
@@ -1477,6 +1516,8 @@ msg_msr_tsc_diff: .asciz "vmx32i:   stored TSC - guest RDTSC below TSC_STORE_BOU
 msg_msr_guest_esp: .asciz "vmx32i:   guest SYSENTER_ESP=0x"
 msg_msr_l1_kgs:   .asciz " KERNEL_GS_BASE=0x"
 msg_msr_l1_esp:   .asciz " SYSENTER_ESP=0x"
+msg_tsc_write:    .asciz "vmx32i: IA32_TSC written\n"
+msg_tsc_high:     .asciz "vmx32i:   TSC high half=0x"
 msg_apic_access:  .asciz "vmx32i: APIC-access page, TPR shadow VTPR 0x20\n"
 msg_no_apic_access: .asciz "vmx32i: APIC-access page: not offered\n"
 msg_apic_tpr_read: .asciz "vmx32i:   guest read TPR=0x"

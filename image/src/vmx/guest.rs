@@ -40,6 +40,9 @@ pub struct Guest {
     /// The guest's nesting depth (ours + 1).
     pub depth: u32,
     pub memory_mib: u64,
+    /// The guest's TSC minus the processor's (vmcs01's TSC offset): 0 until the guest writes
+    /// IA32_TSC (`exits::msr::write`), from then on what keeps its TSC counting from there.
+    pub tsc_offset: u64,
 }
 
 /// Detects a guest that runs without ever exiting (an endless loop with interrupts off),

@@ -120,6 +120,7 @@ pub fn run_guest(caps: &VmxCaps, spec: &GuestSpec<'_>) -> Result<GuestEnd, VmxEr
         irq: IrqState::new(timer as u32, caps.preemption_timer_shift()),
         depth: spec.depth,
         memory_mib,
+        tsc_offset: 0,
     };
     if let Some((a, _)) = assigned {
         let intx = super::intx::route(a.line(), controls.exit);

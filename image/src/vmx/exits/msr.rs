@@ -135,8 +135,9 @@ pub fn write(g: &mut Guest, v: &mut HwVmcs, msr: u32, value: u64) -> Result<(), 
         Msr::ReadOnly(_) | Msr::PlatformInfo => return Err(Refusal::Value),
         Msr::Zero if value != 0 => return Err(Refusal::Value),
         Msr::Zero => {}
+        Msr::Tsc => set_tsc(g, v, value),
         // Writes the guest may make that have no effect here.
-        Msr::WriteIgnored(_) | Msr::Tsc => {}
+        Msr::WriteIgnored(_) => {}
         Msr::ApicBase | Msr::X2apic => {
             let now = cpu::rdtsc();
             let result = g.devices.with_lapic(|lapic| {
@@ -192,6 +193,19 @@ fn apic_fault(what: &str, msr: u32, value: u64) -> Action {
         log::warn!("guest {what} of APIC MSR {msr:#x} (value {value:#x}) faults: injecting #GP(0)");
     }
     Action::raise(Exception::GP0)
+}
+
+/// WRMSR of IA32_TSC (SDM Vol. 3B 18.17): the guest's TSC takes `value` and counts on from
+/// there, as vmcs01's TSC offset (the guest's RDTSC, RDTSCP and RDMSR add it). From L2 in
+/// L1's world (`v` is vmcs02, L1 does not intercept the MSR) it is L1's TSC as well: in VMX
+/// non-root operation WRMSR writes the TSC itself, which L2 then reads plus vmcs12's offset
+/// (SDM Vol. 3C 26.3).
+fn set_tsc(g: &mut Guest, v: &mut HwVmcs, value: u64) {
+    g.tsc_offset = value.wrapping_sub(cpu::rdtsc());
+    match g.nested.as_mut() {
+        Some(n) if n.in_l2 => crate::vmx::l1vmx::l1_tsc_written_in_l2(n, v, g.tsc_offset),
+        _ => v.write(F::TscOffset, g.tsc_offset),
+    }
 }
 
 /// A WRMSR the processor would refuse (reserved bits, a non-canonical address, a bad memory

@@ -232,6 +232,29 @@ fn explain_failure(n: &L1Vmx, e: nested::vmx::VmInstructionError) {
     }
 }
 
+/// L1's TSC was written while L2 runs (L2's WRMSR L1 does not intercept, or vmcs12's
+/// VM-entry MSR-load list), `offset` from the processor's now: vmcs01 gets it (L1 reads it
+/// back at once after L2's next exit) and vmcs02 (current) too, plus vmcs12's own offset;
+/// the next merge keeps it there.
+#[cold]
+pub fn l1_tsc_written_in_l2(n: &mut L1Vmx, v02: &mut HwVmcs, offset: u64) {
+    // SAFETY: vmcs01 and vmcs02 are our own VMCS regions; vmcs02 is made current again.
+    unsafe {
+        if insn::vmptrld(n.vmcs01).is_ok() {
+            HwVmcs::current().write(F::TscOffset, offset);
+        }
+        let _ = insn::vmptrld(n.vmcs02);
+    }
+    let v12 = &n.vmx.vmcs12;
+    let l2 = if v12.cpu_based_vm_exec_control & proc1::USE_TSC_OFFSETTING != 0 {
+        offset.wrapping_add(v12.tsc_offset)
+    } else {
+        offset
+    };
+    v02.write(F::TscOffset, l2);
+    n.vmx.dirty.insert(F::TscOffset);
+}
+
 /// The end of a VM entry that failed after L1's host state was loaded into vmcs01 (current):
 /// the VM-exit MSR-load list, as at a VM exit (SDM 26.8); L1 resumes at its host RIP.
 pub fn after_failed_entry(g: &mut Guest, v01: &mut HwVmcs) -> Action {
@@ -255,10 +278,10 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
             pat: v01.read(F::GuestIa32Pat),
             dr7: v01.read(F::GuestDr7),
             debugctl: v01.read(F::GuestIa32Debugctl),
-            tsc_offset: 0,
+            tsc_offset: g.tsc_offset,
         }
     } else {
-        L1State::default()
+        L1State { tsc_offset: g.tsc_offset, ..L1State::default() }
     };
     let v12 = &n.vmx.vmcs12;
     let eptp = if secondary_controls(v12) & proc2::ENABLE_EPT != 0 {

@@ -111,7 +111,8 @@ pub fn exit_store(g: &mut Guest, v02: &mut HwVmcs) -> Result<(), Action> {
 #[cold]
 #[inline(never)]
 fn store_exit_list(g: &mut Guest, v02: &mut HwVmcs, addr: u64, count: u32) -> Result<(), Action> {
-    let tsc = g.nested.as_ref().map(|n| n.exit_tsc);
+    // L1's TSC at L2's exit (the MSR's value: vmcs12's offset is L2's view only).
+    let tsc = g.nested.as_ref().map(|n| n.exit_tsc.wrapping_add(g.tsc_offset));
     let level = &mut Level { g, v: v02, list: "VM-exit MSR-store list", tsc };
     let result = msr_lists::store(level, addr, count);
     result.map_err(|entry| abort(g, VmxAbort::SavingGuestMsrs, entry))

@@ -133,6 +133,7 @@ impl L1Vmx {
                 hw: *hw,
                 pin: pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
                 proc1: proc1::UNCONDITIONAL_IO_EXITING
+                    | proc1::USE_TSC_OFFSETTING
                     | proc1::ACTIVATE_SECONDARY_CONTROLS
                     | proc1::CR8_LOAD_EXITING
                     | proc1::CR8_STORE_EXITING,
