@@ -18,13 +18,15 @@
  * virtual-APIC address and TPR threshold against VTPR, and an entry that passes them (the
  * 32-bit guest cannot use CR8, which exists only in 64-bit mode). Then, when offered, VMCS
  * shadowing (the guest's VMREAD/VMWRITE on a shadow VMCS) and the APIC-access page (the
- * guest's TPR reads and writes virtualized, other registers APIC-access exits). Last, the MSR lists: a
- * VM-entry MSR-load list the guest sees, a VM-exit MSR-store list that saves the guest's
- * MSRs (IA32_TSC as at the exit), a VM-exit MSR-load list that restores this kernel's, and
- * an entry whose load list has a value WRMSR refuses (a VM-entry failure, reason 34, after
- * which the exit's load list still runs). Booted by multiboot1; it ends through port 0xf4
- * (0 = every case ran).
- * The tests run it as L1 on the turtles L0 (tests/nested.rs), where L0 emulates all of it. */
+ * guest's TPR reads and writes virtualized, other registers APIC-access exits). Then the
+ * MSR lists: a VM-entry MSR-load list the guest sees, a VM-exit MSR-store list that saves the
+ * guest's MSRs (IA32_TSC as at the exit), a VM-exit MSR-load list that restores this
+ * kernel's, and an entry whose load list has a value WRMSR refuses (a VM-entry failure,
+ * reason 34, after which the exit's load list still runs). Last, WRMSR to IA32_TSC by this
+ * kernel and by its guest. Booted by multiboot1; it ends through port 0xf4 (0 = every case
+ * ran).
+ * The tests run it as L1 on the turtles L0 (tests/nested_intercepts.rs), where L0 emulates
+ * all of it; its output equals bare Bochs' but where the notes there say. */
 
     .set MB1_MAGIC, 0x1BADB002
     .set MB1_FLAGS, 0x00000003
