@@ -42,15 +42,7 @@ fn linux_kvm_as_l1_runs_the_leaf_on_turtles_l0() {
         ],
     );
     // The leaf's workload ran to its end under KVM (L2), every part with its result.
-    for part in ["cpuid rounds=1000", "io rounds=1000", "memory rounds=4096", "compute", "mixed"] {
-        let lines: Vec<String> = run
-            .lines_with("L1| L2| [")
-            .into_iter()
-            .filter(|l| l.contains(&format!("workload: {part}")))
-            .collect();
-        assert_eq!(lines.len(), 1, "workload part `{part}` missing or repeated:\n{all}");
-        assert!(lines[0].contains("result=0x"), "{}", lines[0]);
-    }
+    expect_every_workload_part(&run, "L1| L2| [");
     assert!(all.contains("L1| L2| turtles: exit status=0"), "{all}");
 }
 
@@ -80,10 +72,15 @@ fn linux_kvm_as_l1_runs_turtles_as_l2_running_the_leaf() {
             "exits: nested: L2 caused",
         ],
     );
+    expect_every_workload_part(&run, "L1| L2| L2| [");
+}
+
+/// The leaf's workload lines under `prefix`: every part exactly once, each with its result.
+fn expect_every_workload_part(run: &common::Run, prefix: &str) {
     let all = run.all();
     for part in ["cpuid rounds=1000", "io rounds=1000", "memory rounds=4096", "compute", "mixed"] {
         let lines: Vec<String> = run
-            .lines_with("L1| L2| L2| [")
+            .lines_with(prefix)
             .into_iter()
             .filter(|l| l.contains(&format!("workload: {part}")))
             .collect();

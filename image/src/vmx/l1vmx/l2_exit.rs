@@ -268,10 +268,7 @@ fn for_l1(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
                             _ => {}
                         }
                     }
-                    let rflags = result.apply_rflags(cpu.rflags);
-                    if rflags != cpu.rflags {
-                        v02.write(F::GuestRflags, rflags);
-                    }
+                    super::set_vmx_flags(v02, result, &cpu);
                     Action::Skip
                 }
                 Ok(None) => reflect(g, v02, info),

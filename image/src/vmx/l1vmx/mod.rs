@@ -188,12 +188,7 @@ fn finish(n: &mut L1Vmx, v: &mut HwVmcs, result: VmxResult, cpu: &L1Cpu) -> Step
     }
     match result {
         VmxResult::Succeed | VmxResult::FailValid(_) | VmxResult::FailInvalid => {
-            // L1's RFLAGS as read for `cpu` (the emulation does not change it); usually
-            // VMsucceed finds the flags clear already.
-            let rflags = result.apply_rflags(cpu.rflags);
-            if rflags != cpu.rflags {
-                v.write(F::GuestRflags, rflags);
-            }
+            set_vmx_flags(v, result, cpu);
             Step::Action(Action::Skip)
         }
         VmxResult::Fault(e) => Step::Action(Action::raise(e)),
@@ -204,6 +199,17 @@ fn finish(n: &mut L1Vmx, v: &mut HwVmcs, result: VmxResult, cpu: &L1Cpu) -> Step
             load_l1_host_state(&n.vmx.vmcs12, v, &n.l0.hw, efer);
             Step::EntryFailed
         }
+    }
+}
+
+/// VMsucceed, VMfailInvalid or VMfailValid in the RFLAGS of the level whose VMCS is `v`
+/// (L1's, or L2's for a VMREAD/VMWRITE L0 performs on a shadow VMCS), as read for `cpu`
+/// (the emulation does not change it); usually VMsucceed finds the flags clear already.
+#[inline(always)]
+pub(super) fn set_vmx_flags(v: &mut HwVmcs, result: VmxResult, cpu: &L1Cpu) {
+    let rflags = result.apply_rflags(cpu.rflags);
+    if rflags != cpu.rflags {
+        v.write(F::GuestRflags, rflags);
     }
 }
 

@@ -29,7 +29,8 @@ pub struct ShadowVmcs {
     /// The L1 VMCS (its L1-physical address) each region mirrors, if it still does.
     holds: [Cell<Option<u64>>; 2],
     /// The region vmcs01's link pointer names: the current VMCS's (its index in `regions`,
-    /// and its address, which every shadow access uses).
+    /// and its address, which every shadow access uses: kept rather than derived from the
+    /// index, which `bench check` measured at 11 more ticks per depth-2 round trip).
     active: Cell<usize>,
     region: Cell<u64>,
     vmwrite_any_field: bool,
