@@ -74,6 +74,49 @@
     and %edx, %ebx
     .endm
 
+    /* One access of the shadow sweep's guest (l2_sweep), from its start: VMREAD (23) or
+     * VMWRITE (25) of sweep_field; sweep_reason is its first exit's reason (18: none before
+     * the closing VMCALL). */
+    .macro SWEEP_ACCESS op
+    movl $\op, sweep_op
+    movl $18, sweep_reason
+    VMW 0x4400, $0
+    VMW 0x681e, $l2_sweep
+    VMW 0x681c, $guest_stack_top
+    movl $sweep_back\@, after_guest_jump
+    call enter
+    jmp vmx_failed
+sweep_back\@:
+    .endm
+
+    /* A shadow-sweep check (number `check`): `got` must equal `want`. */
+    .macro SWEEP_EXPECT got, want, check
+    mov \got, %eax
+    mov \want, %ecx
+    cmp %ecx, %eax
+    je sweep_ok\@
+    mov $\check, %edx
+    call sweep_mismatch
+sweep_ok\@:
+    .endm
+
+    /* A supported field: `got` must equal `want`. An unsupported one (`flags` of this
+     * kernel's own access nonzero), with a link pointer: VM-instruction error 12. */
+    .macro SWEEP_VALUE got, want, flags, check
+    cmpl $0, sweep_good
+    je sweep_error\@
+    SWEEP_EXPECT \got, \want, \check
+    jmp sweep_value_done\@
+sweep_error\@:
+    cmpl $0xffffffff, sweep_link
+    je sweep_value_done\@
+    cmpl $0, \flags
+    je sweep_value_done\@
+    VMR 0x4400
+    SWEEP_EXPECT %ebx, $12, \check
+sweep_value_done\@:
+    .endm
+
     /* One case: name, primary and secondary controls it sets, the guest code, and flags. */
     .macro CASE name, p1, p2, code, flags=0
     .long \name, \p1, \p2, \code, \flags
@@ -286,6 +329,8 @@ vm_exit:
     mov %ebx, exit_reason
     test $0x80000000, %ebx
     jnz entry_failed
+    cmpl $0, sweeping
+    jne sweep_exit
     cmp $18, %ebx                       /* VMCALL: the end of a case */
     je case_done
     cmp $44, %ebx                       /* APIC access: no instruction length */
@@ -700,6 +745,8 @@ shadow_link_plain:
     SHOW msg_shadow_bitmap
     call newline
     VMW 0x2026, $vmread_bitmap
+    jmp shadow_sweep
+shadow_sweep_done:
     VMW 0x401e, $0
     VMW 0x2800, $0xffffffff
     VMW 0x2801, $0xffffffff
@@ -905,6 +952,232 @@ done:
     cli
 5:  hlt
     jmp 5b
+
+/* Every field through the shadow (the loop of kvm-unit-tests' vmx_vmcs_shadow_test, for a
+ * 32-bit kernel): for each encoding base + index (base 0 to 0x7c00 in steps of 0x400, the
+ * width and type combinations; index 0 to IA32_VMX_VMCS_ENUM, HIGH accesses included), first
+ * with the link pointer at the shadow VMCS, then with it FFFFFFFF_FFFFFFFFH. This kernel's
+ * own VMREAD and VMWRITE (of the value it read) on its current VMCS say what the field is:
+ * the guest's accesses must give the same ALU flags (with no link pointer: CF). With both
+ * bitmap bits set, the guest's VMWRITE and VMREAD exit (25, 23). With one bit clear, that
+ * access runs on the shadow without an exit: VMREAD gives what this kernel wrote there
+ * (through VMPTRLD of the shadow), VMWRITE of 0 is what this kernel then reads there, and
+ * an unsupported field is error 12 in this kernel's VMCS. Encodings with one bit of 15-31
+ * set always exit. Needs VMWRITE to the exit-information fields (IA32_VMX_MISC bit 29: this
+ * kernel clears the VM-instruction error before each access). Prints the number of fields,
+ * of those that are supported, and of mismatches (with the first few). */
+shadow_sweep:
+    mov $0x485, %ecx                    /* IA32_VMX_MISC */
+    rdmsr
+    test $0x20000000, %eax
+    jnz 1f
+    mov $msg_no_sweep, %esi
+    call puts
+    jmp shadow_sweep_done
+1:  mov $0x48a, %ecx                    /* IA32_VMX_VMCS_ENUM: highest index, in bits 9:1 */
+    rdmsr
+    and $0x3fe, %eax
+    mov %eax, sweep_enum
+    xor %eax, %eax                      /* both bitmaps clear */
+    cld
+    mov $vmread_bitmap, %edi
+    mov $2048, %ecx
+    rep stosl
+    movl $shadow_vmcs, sweep_link
+    movl $1, sweeping
+sweep_pass:
+    movl $0, sweep_base
+    movl $0, sweep_index
+sweep_next:
+    mov sweep_base, %eax
+    cmp $0x8000, %eax
+    jae sweep_reserved
+    add sweep_index, %eax
+    mov %eax, sweep_field
+    jmp sweep_field_start
+sweep_reserved:                         /* base counts the bit (15-31) from here */
+    mov sweep_index, %ecx
+    add $15, %ecx
+    cmp $31, %ecx
+    ja sweep_pass_done
+    mov $1, %eax
+    shl %cl, %eax
+    mov %eax, sweep_field
+sweep_field_start:
+    incl sweep_fields
+    movl $1, sweep_expect               /* no link pointer: VMfailInvalid (CF) */
+    movl $1, sweep_wflags
+    movl $0, sweep_good
+    cmpl $0xffffffff, sweep_link
+    je 1f
+    mov sweep_field, %eax
+    vmread %eax, %ebx
+    pushf
+    pop %ecx
+    and $0x8d5, %ecx
+    mov %ecx, sweep_expect
+    vmwrite %ebx, %eax
+    pushf
+    pop %edx
+    and $0x8d5, %edx
+    mov %edx, sweep_wflags
+    or %edx, %ecx
+    jnz 1f
+    movl $1, sweep_good
+    incl sweep_supported
+1:  mov sweep_field, %eax
+    cmp $0x8000, %eax
+    jae 2f
+    bts %eax, vmread_bitmap
+    bts %eax, vmwrite_bitmap
+2:  SWEEP_ACCESS 25
+    SWEEP_EXPECT sweep_reason, $25, 0xa1
+    SWEEP_ACCESS 23
+    SWEEP_EXPECT sweep_reason, $23, 0xa2
+    mov sweep_field, %eax
+    cmp $0x8000, %eax
+    jae sweep_field_done
+    /* VMREAD permitted only. */
+    btr %eax, vmread_bitmap
+    call sweep_to_shadow
+    SWEEP_ACCESS 25
+    SWEEP_EXPECT sweep_reason, $25, 0xb1
+    SWEEP_ACCESS 23
+    SWEEP_EXPECT sweep_reason, $18, 0xb2
+    SWEEP_EXPECT sweep_flags, sweep_expect, 0xb3
+    SWEEP_VALUE sweep_value, sweep_l1_value, sweep_expect, 0xb4
+    /* VMWRITE permitted only. */
+    mov sweep_field, %eax
+    bts %eax, vmread_bitmap
+    btr %eax, vmwrite_bitmap
+    call sweep_to_shadow
+    SWEEP_ACCESS 25
+    SWEEP_EXPECT sweep_reason, $18, 0xc1
+    SWEEP_EXPECT sweep_flags, sweep_expect, 0xc2
+    call sweep_from_shadow
+    SWEEP_VALUE sweep_l1_value, $0, sweep_wflags, 0xc3
+    SWEEP_ACCESS 23
+    SWEEP_EXPECT sweep_reason, $23, 0xc4
+    /* Both permitted. */
+    mov sweep_field, %eax
+    btr %eax, vmread_bitmap
+    call sweep_to_shadow
+    SWEEP_ACCESS 25
+    SWEEP_EXPECT sweep_reason, $18, 0xd1
+    SWEEP_EXPECT sweep_flags, sweep_expect, 0xd2
+    call sweep_from_shadow
+    SWEEP_VALUE sweep_l1_value, $0, sweep_wflags, 0xd3
+    SWEEP_ACCESS 23
+    SWEEP_EXPECT sweep_reason, $18, 0xd4
+    SWEEP_EXPECT sweep_flags, sweep_expect, 0xd5
+    SWEEP_VALUE sweep_value, $0, sweep_expect, 0xd6
+sweep_field_done:
+    incl sweep_index
+    cmpl $0x8000, sweep_base
+    jae sweep_next
+    mov sweep_index, %eax
+    cmp sweep_enum, %eax
+    jbe sweep_next
+    movl $0, sweep_index
+    addl $0x400, sweep_base
+    jmp sweep_next
+sweep_pass_done:
+    cmpl $0xffffffff, sweep_link
+    je 1f
+    movl $0xffffffff, sweep_link
+    VMW 0x2800, $0xffffffff
+    VMW 0x2801, $0xffffffff
+    jmp sweep_pass
+1:  movl $0, sweeping
+    VMW 0x2800, $shadow_vmcs
+    VMW 0x2801, $0
+    mov sweep_fields, %eax
+    SHOW msg_sweep_fields
+    mov sweep_supported, %eax
+    SHOW msg_sweep_supported
+    mov sweep_bad, %eax
+    SHOW msg_sweep_bad
+    call newline
+    jmp shadow_sweep_done
+
+/* This kernel writes 0x5a5a0000 + field to the field in the shadow (VMPTRST, VMPTRLD of the
+ * shadow, VMWRITE, VMREAD back into sweep_l1_value, VMPTRLD back), when it is supported. */
+sweep_to_shadow:
+    cmpl $0, sweep_good
+    je 1f
+    vmptrst sweep_saved
+    vmptrld shadow_pointer
+    jbe vmx_failed
+    mov sweep_field, %eax
+    lea 0x5a5a0000(%eax), %ebx
+    vmwrite %ebx, %eax
+    jbe vmx_failed
+    vmread %eax, %ebx
+    jbe vmx_failed
+    mov %ebx, sweep_l1_value
+    vmptrld sweep_saved
+    jbe vmx_failed
+1:  ret
+
+/* sweep_l1_value = the field in the shadow, when it is supported. */
+sweep_from_shadow:
+    cmpl $0, sweep_good
+    je 1f
+    vmptrst sweep_saved
+    vmptrld shadow_pointer
+    jbe vmx_failed
+    mov sweep_field, %eax
+    vmread %eax, %ebx
+    jbe vmx_failed
+    mov %ebx, sweep_l1_value
+    vmptrld sweep_saved
+    jbe vmx_failed
+1:  ret
+
+/* A check that failed: %edx says which, %eax what was seen, %ecx what was wanted. The
+ * first eight are printed with the field. */
+sweep_mismatch:
+    incl sweep_bad
+    cmpl $8, sweep_bad
+    ja 1f
+    push %ecx
+    push %eax
+    push %edx
+    mov sweep_field, %eax
+    SHOW msg_sweep_field
+    pop %eax
+    SHOW msg_sweep_check
+    pop %eax
+    SHOW msg_sweep_got
+    pop %eax
+    SHOW msg_sweep_want
+    mov sweep_link, %eax
+    SHOW msg_sweep_link
+    call newline
+1:  ret
+
+/* A guest exit during the sweep: VMREAD and VMWRITE exits (the first is kept in
+ * sweep_reason) are stepped over; VMCALL ends the access. */
+sweep_exit:
+    cmp $18, %ebx
+    je after_guest
+    cmp $23, %ebx
+    je 1f
+    cmp $25, %ebx
+    je 1f
+    mov %ebx, %eax
+    SHOW msg_exit
+    call newline
+    jmp fail
+1:  cmpl $18, sweep_reason
+    jne 2f
+    mov %ebx, sweep_reason
+2:  VMR 0x440c
+    mov %ebx, %edx
+    VMR 0x681e
+    add %edx, %ebx
+    VMW 0x681e, %ebx
+    jmp resume
 
 /* A VM-entry failure: the exit reason and the qualification. */
 show_entry_failure:
@@ -1253,6 +1526,25 @@ l2_pml:
     movl $4, PML_PAGES + 0x3000
     vmcall
 
+/* The shadow sweep's guest: sweep_op (23: VMREAD, 25: VMWRITE of 0) of sweep_field, the
+ * ALU flags after it in sweep_flags and VMREAD's value in sweep_value, then VMCALL. */
+l2_sweep:
+    mov sweep_field, %eax
+    cmpl $25, sweep_op
+    je 1f
+    vmread %eax, %ebx
+    pushf
+    pop %ecx
+    mov %ebx, sweep_value
+    jmp 2f
+1:  xor %ebx, %ebx
+    vmwrite %ebx, %eax
+    pushf
+    pop %ecx
+2:  and $0x8d5, %ecx
+    mov %ecx, sweep_flags
+    vmcall
+
 /* PML again: the first page once more, after its host cleared its EPT flags. */
 l2_pml_again:
     xor %edi, %edi
@@ -1393,6 +1685,24 @@ shadow_pointer: .long shadow_vmcs, 0
 shadow_value:   .long 0x77777777
 shadow_results: .long 0, 0, 0, 0
 apic_results:   .long 0, 0
+sweeping:       .long 0                 /* the shadow sweep's state */
+sweep_enum:     .long 0
+sweep_link:     .long 0
+sweep_base:     .long 0
+sweep_index:    .long 0
+sweep_field:    .long 0
+sweep_op:       .long 0
+sweep_reason:   .long 0
+sweep_flags:    .long 0
+sweep_value:    .long 0
+sweep_expect:   .long 0
+sweep_wflags:   .long 0
+sweep_good:     .long 0
+sweep_l1_value: .long 0
+sweep_fields:   .long 0
+sweep_supported: .long 0
+sweep_bad:      .long 0
+sweep_saved:    .long 0, 0
 
 /* The cases (name, primary controls, secondary controls, guest code, flags). Primary bits:
  * HLT 7, INVLPG 9, MWAIT 10, RDPMC 11, RDTSC 12, CR3-load 15, CR3-store 16, MOV-DR 23,
@@ -1536,6 +1846,15 @@ msg_shadow_unsupported: .asciz " unsupported field flags=0x"
 msg_shadow_error: .asciz "vmx32i:   VM-instruction error=0x"
 msg_shadow_rip:   .asciz " shadow GUEST_RIP=0x"
 msg_shadow_es_base: .asciz " GUEST_ES_BASE=0x"
+msg_no_sweep:     .asciz "vmx32i:   shadow sweep: VMWRITE to exit-information fields not offered\n"
+msg_sweep_fields: .asciz "vmx32i:   shadow sweep: fields=0x"
+msg_sweep_supported: .asciz " supported=0x"
+msg_sweep_bad:    .asciz " mismatches=0x"
+msg_sweep_field:  .asciz "vmx32i:   sweep mismatch: field=0x"
+msg_sweep_check:  .asciz " check=0x"
+msg_sweep_got:    .asciz " got=0x"
+msg_sweep_want:   .asciz " want=0x"
+msg_sweep_link:   .asciz " link=0x"
 msg_shadow_bitmap: .asciz "vmx32i:   VMREAD bitmap+0x10: VMfailValid, error=0x"
 msg_tpr:          .asciz "vmx32i: TPR shadow: VTPR 0x20\n"
 msg_no_tpr:       .asciz "vmx32i: TPR shadow: not offered\n"
