@@ -237,12 +237,15 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
         // VMfailValid 7. All as on bare Bochs but the VMRESUME. On the L0 before VMCS
         // shadowing was offered: "vmx32i: VMCS shadowing: not offered".
         // Then every encoding (kvm-unit-tests' vmx_vmcs_shadow_test for a 32-bit L1): for
-        // each of the 32 width/type bases and index 0 to VMCS_ENUM's 0x36 (HIGH accesses
+        // each of the 32 width/type bases and index 0 to VMCS_ENUM's 0x2e (HIGH accesses
         // too), plus bits 15-31 alone, with the link pointer at the shadow and then
         // FFFFFFFF_FFFFFFFFH, L2's VMREAD/VMWRITE exits exactly when its bitmap bit is set
         // and otherwise gives L1's own flags and values on the shadow (error 12 where L1's
-        // access fails): 3,554 fields, no mismatch. Bare Bochs: 3,426 fields (its VMCS_ENUM
-        // is 0x34), no mismatch either; L0 supports 214 encodings where Bochs has 187.
+        // access fails): 3,042 fields, no mismatch. L1's VMCS has 169 encodings: the fields
+        // of the controls L0 offers (`VmxCaps::has_field`). Bare Bochs: 3,426 fields (its
+        // VMCS_ENUM is 0x34), 187 encodings (posted interrupts and virtual-interrupt
+        // delivery among its features), no mismatch either. The L0 before gave L1 every
+        // field of the SDM (214 encodings, VMCS_ENUM 0x36), offered or not.
         &[
             "vmx32i: VMCS shadowing",
             "vmx32i:   VMRESUME of the shadow VMCS: CF|ZF=0x00000001",
@@ -255,7 +258,7 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i:   exit reason=0x80000021 qual=0x00000004",
             "vmx32i:   exit reason=0x80000021 qual=0x00000004",
             "vmx32i:   VMREAD bitmap+0x10: VMfailValid, error=0x00000007",
-            "vmx32i:   shadow sweep: fields=0x00000de2 supported=0x000000d6 mismatches=0x00000000",
+            "vmx32i:   shadow sweep: fields=0x00000be2 supported=0x000000a9 mismatches=0x00000000",
             "vmx32i: APIC-access page, TPR shadow VTPR 0x20",
         ],
         // Virtualize APIC accesses (SDM 29.4), offered since vmcs02 uses L1's own
@@ -299,12 +302,15 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
         // high half 0x1234 after writing 0x1234_00000000); L2's WRMSR that L1 passes
         // through writes L1's TSC too (VMX non-root operation writes the TSC itself, not
         // offset): L1 reads on from 0x5678_00000000. As on bare Bochs. The L0 before dropped
-        // both writes (high half 0x0 both times).
+        // both writes (high half 0x0 both times). Then L1 writes 0x9abc_00000000 and resumes
+        // L2 with no control changed: L2's RDTSC reads on from it (the L0 before gave L2 the
+        // old 0x5678: vmcs02's offset followed L1's only at a control merge).
         &[
             "vmx32i: IA32_TSC written",
             "vmx32i:   TSC high half=0x00001234",
             "vmx32i:   VMCALL, guest EDI=0x00000000",
             "vmx32i:   TSC high half=0x00005678",
+            "vmx32i:   VMCALL, guest EDI=0x00009abc",
             "vmx32i: done",
         ],
     ];

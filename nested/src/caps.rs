@@ -6,6 +6,8 @@
 
 use core::fmt;
 
+use crate::vmcs::VmcsField;
+
 /// IA32_VMX_* and the other MSR numbers L0 names (SDM Vol. 4, Table 2-2; Vol. 3D, Appendix A),
 /// cross-checked against the `x86` crate in `arch_crosscheck.rs`.
 pub mod msr {
@@ -62,6 +64,7 @@ pub mod proc1 {
     pub const MONITOR_TRAP_FLAG: u32 = 1 << 27;
     pub const USE_MSR_BITMAPS: u32 = 1 << 28;
     pub const MONITOR_EXITING: u32 = 1 << 29;
+    pub const ACTIVATE_TERTIARY_CONTROLS: u32 = 1 << 17;
     pub const PAUSE_EXITING: u32 = 1 << 30;
     pub const ACTIVATE_SECONDARY_CONTROLS: u32 = 1 << 31;
 }
@@ -90,8 +93,11 @@ pub mod proc2 {
     pub const CONCEAL_VMX_FROM_PT: u32 = 1 << 19;
     pub const ENABLE_XSAVES: u32 = 1 << 20;
     pub const MODE_BASED_EPT_EXECUTE: u32 = 1 << 22;
+    pub const SUB_PAGE_WRITE_PERMISSIONS: u32 = 1 << 23;
     pub const USE_TSC_SCALING: u32 = 1 << 25;
     pub const ENABLE_USER_WAIT_PAUSE: u32 = 1 << 26;
+    pub const ENCLV_EXITING: u32 = 1 << 28;
+    pub const NOTIFY_VM_EXITING: u32 = 1 << 31;
 }
 
 /// VM-exit control bits (SDM Vol. 3C, Table 25-13).
@@ -105,6 +111,12 @@ pub mod exit {
     pub const SAVE_IA32_EFER: u32 = 1 << 20;
     pub const LOAD_IA32_EFER: u32 = 1 << 21;
     pub const SAVE_PREEMPTION_TIMER: u32 = 1 << 22;
+    pub const CLEAR_IA32_BNDCFGS: u32 = 1 << 23;
+    pub const CLEAR_IA32_RTIT_CTL: u32 = 1 << 25;
+    pub const CLEAR_IA32_LBR_CTL: u32 = 1 << 26;
+    pub const LOAD_CET_STATE: u32 = 1 << 28;
+    pub const LOAD_IA32_PKRS: u32 = 1 << 29;
+    pub const SAVE_IA32_PERF_GLOBAL_CTRL: u32 = 1 << 30;
 }
 
 /// IA32_FEATURE_CONTROL bits (SDM Vol. 4, Table 2-2, MSR 3AH; Vol. 3C 24.7).
@@ -124,6 +136,11 @@ pub mod entry {
     pub const LOAD_IA32_PERF_GLOBAL_CTRL: u32 = 1 << 13;
     pub const LOAD_IA32_PAT: u32 = 1 << 14;
     pub const LOAD_IA32_EFER: u32 = 1 << 15;
+    pub const LOAD_IA32_BNDCFGS: u32 = 1 << 16;
+    pub const LOAD_IA32_RTIT_CTL: u32 = 1 << 18;
+    pub const LOAD_CET_STATE: u32 = 1 << 20;
+    pub const LOAD_IA32_LBR_CTL: u32 = 1 << 21;
+    pub const LOAD_IA32_PKRS: u32 = 1 << 22;
 }
 
 /// IA32_VMX_EPT_VPID_CAP bits (SDM Vol. 3D, A.10).
@@ -425,6 +442,96 @@ impl VmxCaps {
             msr::IA32_VMX_VMFUNC => self.vmfunc,
             _ => return None,
         })
+    }
+
+    /// True if the VMCS of a processor with these capabilities has `field` (SDM Vol. 3D,
+    /// Appendix B, whose notes tie each feature's fields to the 1-setting of its control):
+    /// VMREAD and VMWRITE of a field that does not exist are VMfailValid(12), as of an
+    /// encoding no processor uses, and IA32_VMX_VMCS_ENUM names the highest index among the
+    /// fields that exist ([`VmxCaps::highest_field_index`]). So an L1 shown no posted
+    /// interrupts, say, finds no posted-interrupt fields, as on such a processor.
+    pub fn has_field(&self, field: VmcsField) -> bool {
+        use VmcsField as F;
+        let (pins, p1, ex, en) =
+            (self.pin(), self.primary(), self.exit_controls(), self.entry_controls());
+        let p2 = |bits: u32| {
+            p1.can_set(proc1::ACTIVATE_SECONDARY_CONTROLS) && self.secondary().can_set(bits)
+        };
+        match field {
+            F::VirtualProcessorId => p2(proc2::ENABLE_VPID),
+            F::PostedInterruptNotificationVector | F::PostedInterruptDescAddr => {
+                pins.can_set(pin::POSTED_INTERRUPTS)
+            }
+            F::EptpIndex | F::VeInformationAddress => p2(proc2::EPT_VIOLATION_VE),
+            F::GuestInterruptStatus
+            | F::EoiExitBitmap0
+            | F::EoiExitBitmap1
+            | F::EoiExitBitmap2
+            | F::EoiExitBitmap3 => p2(proc2::VIRTUAL_INTERRUPT_DELIVERY),
+            F::GuestPmlIndex | F::PmlAddress => p2(proc2::ENABLE_PML),
+            F::MsrBitmap => p1.can_set(proc1::USE_MSR_BITMAPS),
+            F::VirtualApicPageAddr | F::TprThreshold => p1.can_set(proc1::USE_TPR_SHADOW),
+            F::ApicAccessAddr => p2(proc2::VIRTUALIZE_APIC_ACCESSES),
+            F::VmFunctionControl => p2(proc2::ENABLE_VM_FUNCTIONS),
+            F::EptpListAddress => self.has_eptp_switching(),
+            F::EptPointer
+            | F::GuestPhysicalAddress
+            | F::GuestPdpte0
+            | F::GuestPdpte1
+            | F::GuestPdpte2
+            | F::GuestPdpte3 => p2(proc2::ENABLE_EPT),
+            F::VmreadBitmap | F::VmwriteBitmap => p2(proc2::VMCS_SHADOWING),
+            F::XssExitingBitmap => p2(proc2::ENABLE_XSAVES),
+            F::EnclsExitingBitmap => p2(proc2::ENCLS_EXITING),
+            F::SubPagePermissionTablePointer => p2(proc2::SUB_PAGE_WRITE_PERMISSIONS),
+            F::TscMultiplier => p2(proc2::USE_TSC_SCALING),
+            F::TertiaryProcBasedControls => p1.can_set(proc1::ACTIVATE_TERTIARY_CONTROLS),
+            F::EnclvExitingBitmap => p2(proc2::ENCLV_EXITING),
+            F::SecondaryVmExecControl => p1.can_set(proc1::ACTIVATE_SECONDARY_CONTROLS),
+            F::PleGap | F::PleWindow => p2(proc2::PAUSE_LOOP_EXITING),
+            F::NotifyWindow => p2(proc2::NOTIFY_VM_EXITING),
+            F::VmxPreemptionTimerValue => pins.can_set(pin::PREEMPTION_TIMER),
+            F::GuestIa32Pat => en.can_set(entry::LOAD_IA32_PAT) || ex.can_set(exit::SAVE_IA32_PAT),
+            F::HostIa32Pat => ex.can_set(exit::LOAD_IA32_PAT),
+            F::GuestIa32Efer => {
+                en.can_set(entry::LOAD_IA32_EFER) || ex.can_set(exit::SAVE_IA32_EFER)
+            }
+            F::HostIa32Efer => ex.can_set(exit::LOAD_IA32_EFER),
+            F::GuestIa32PerfGlobalCtrl => {
+                en.can_set(entry::LOAD_IA32_PERF_GLOBAL_CTRL)
+                    || ex.can_set(exit::SAVE_IA32_PERF_GLOBAL_CTRL)
+            }
+            F::HostIa32PerfGlobalCtrl => ex.can_set(exit::LOAD_IA32_PERF_GLOBAL_CTRL),
+            F::GuestIa32Bndcfgs => {
+                en.can_set(entry::LOAD_IA32_BNDCFGS) || ex.can_set(exit::CLEAR_IA32_BNDCFGS)
+            }
+            F::GuestIa32RtitCtl => {
+                en.can_set(entry::LOAD_IA32_RTIT_CTL) || ex.can_set(exit::CLEAR_IA32_RTIT_CTL)
+            }
+            F::GuestIa32LbrCtl => {
+                en.can_set(entry::LOAD_IA32_LBR_CTL) || ex.can_set(exit::CLEAR_IA32_LBR_CTL)
+            }
+            F::GuestIa32Pkrs => en.can_set(entry::LOAD_IA32_PKRS),
+            F::HostIa32Pkrs => ex.can_set(exit::LOAD_IA32_PKRS),
+            F::GuestSCet | F::GuestSsp | F::GuestInterruptSspTableAddr => {
+                en.can_set(entry::LOAD_CET_STATE)
+            }
+            F::HostSCet | F::HostSsp | F::HostInterruptSspTableAddr => {
+                ex.can_set(exit::LOAD_CET_STATE)
+            }
+            _ => true,
+        }
+    }
+
+    /// The highest index (encoding bits 9:1) of the fields these capabilities give the VMCS
+    /// ([`VmxCaps::has_field`]): IA32_VMX_VMCS_ENUM bits 9:1 for them (SDM A.9).
+    pub fn highest_field_index(&self) -> u32 {
+        VmcsField::ALL
+            .iter()
+            .filter(|f| self.has_field(**f))
+            .map(|f| (f.encoding() >> 1) & 0x1ff)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Activity states supported besides active (MISC bits 8:6: HLT, shutdown, wait-for-SIPI).

@@ -467,9 +467,15 @@ impl<'a> Program<'a> {
         }
     }
 
+    /// The field `enc` names in the VMCS of the processor L0 shows (its capabilities give
+    /// the fields that exist); `None`: VMREAD and VMWRITE are VMfailValid(12).
+    fn field(&self, enc: u64) -> Option<(F, nested::vmcs::Access)> {
+        F::from_encoding(enc).filter(|(f, _)| self.w.caps.has_field(*f))
+    }
+
     fn vmread(&mut self) {
         let enc = self.pick_encoding();
-        let field = F::from_encoding(enc);
+        let field = self.field(enc);
         let allowed = if !self.m.vmxon {
             Expect::fault(UD)
         } else if self.m.current.is_none() {
@@ -498,7 +504,7 @@ impl<'a> Program<'a> {
     fn vmwrite(&mut self) {
         let enc = self.pick_encoding();
         let value = self.rng.value();
-        let field = F::from_encoding(enc);
+        let field = self.field(enc);
         let allowed = if !self.m.vmxon {
             Expect::fault(UD)
         } else if self.m.current.is_none() {

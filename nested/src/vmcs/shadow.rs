@@ -75,15 +75,20 @@ pub fn shadowed_for_read(f: VmcsField, vmwrite_any_field: bool) -> bool {
     }
 }
 
-/// Fills the VMREAD and VMWRITE bitmaps for L1's shadow VMCS.
+/// Fills the VMREAD and VMWRITE bitmaps for L1's shadow VMCS. Only fields that `exists`
+/// (in the VMCS of the processor L1 is shown, [`VmxCaps::has_field`]) are shadowed: L1's
+/// access to any other exits, and L0 answers VMfailValid(12).
+///
+/// [`VmxCaps::has_field`]: crate::caps::VmxCaps::has_field
 pub fn shadow_bitmaps(
     vmwrite_any_field: bool,
+    exists: impl Fn(VmcsField) -> bool,
     vmread: &mut [u8; SHADOW_BITMAP_SIZE],
     vmwrite: &mut [u8; SHADOW_BITMAP_SIZE],
 ) {
     vmread.fill(0xff);
     vmwrite.fill(0xff);
-    for &f in VmcsField::ALL {
+    for &f in VmcsField::ALL.iter().filter(|f| exists(**f)) {
         if shadowed_for_read(f, vmwrite_any_field) {
             unshadow(vmread, f);
         }
@@ -147,7 +152,7 @@ mod tests {
     fn bitmaps_follow_shadow_classes() {
         let mut r = [0; SHADOW_BITMAP_SIZE];
         let mut w = [0; SHADOW_BITMAP_SIZE];
-        shadow_bitmaps(true, &mut r, &mut w);
+        shadow_bitmaps(true, |_| true, &mut r, &mut w);
         assert!(!bit(&r, VmcsField::GuestRip.encoding()));
         assert!(!bit(&w, VmcsField::GuestRip.encoding()));
         assert!(!bit(&r, VmcsField::VmExitReason.encoding()));
@@ -156,11 +161,19 @@ mod tests {
         assert!(bit(&w, VmcsField::MsrBitmap.encoding()));
         assert!(!bit(&r, VmcsField::GuestPhysicalAddress.encoding() | 1), "HIGH shadowed too");
         assert!(bit(&r, 0x7fff), "unknown encodings exit");
-        shadow_bitmaps(false, &mut r, &mut w);
+        shadow_bitmaps(false, |_| true, &mut r, &mut w);
         assert!(bit(&r, VmcsField::VmExitReason.encoding()), "RO needs VMWRITE-any-field");
         let open = r.iter().map(|b| b.count_zeros()).sum::<u32>();
         let rw = VmcsField::ALL.iter().filter(|f| f.shadow() == Shadow::Rw).count();
         assert!(open as usize >= rw);
+        // A field the VMCS L1 is shown lacks is never shadowed: L1's access exits, and L0
+        // answers VMfailValid(12).
+        let interrupt_status = VmcsField::GuestInterruptStatus;
+        shadow_bitmaps(true, |f| f != interrupt_status, &mut r, &mut w);
+        assert!(bit(&r, interrupt_status.encoding()) && bit(&w, interrupt_status.encoding()));
+        assert!(!bit(&r, VmcsField::GuestRip.encoding()), "the others as before");
+        shadow_bitmaps(true, |_| true, &mut r, &mut w);
+        assert!(!bit(&r, interrupt_status.encoding()) && !bit(&w, interrupt_status.encoding()));
     }
 
     #[test]
@@ -229,7 +242,7 @@ mod sdm_bitmap_tests {
         for any in [false, true] {
             let mut r = [0u8; 4096];
             let mut w = [0u8; 4096];
-            shadow_bitmaps(any, &mut r, &mut w);
+            shadow_bitmaps(any, |_| true, &mut r, &mut w);
             for e in 0..0x8000u32 {
                 let (read, write) = match VmcsField::from_encoding(e.into()) {
                     Some((f, _)) => (shadowed_for_read(f, any), f.shadow() == Shadow::Rw),
@@ -245,7 +258,7 @@ mod sdm_bitmap_tests {
     fn encodings_at_their_sdm_bits() {
         let mut r = [0u8; 4096];
         let mut w = [0u8; 4096];
-        shadow_bitmaps(true, &mut r, &mut w);
+        shadow_bitmaps(true, |_| true, &mut r, &mut w);
         // Guest RIP 0x681e (natural width, RW-shadowed): byte 0xd03, bit 6; no HIGH 0x681f.
         assert_eq!((r[0xd03] >> 6) & 1, 0);
         assert_eq!((w[0xd03] >> 6) & 1, 0);
@@ -264,7 +277,7 @@ mod sdm_bitmap_tests {
         assert_eq!((r[0x100] >> 2) & 1, 1);
         // Exit reason 0x4402 is readable only when L0 may VMWRITE it into the shadow.
         assert_eq!((r[0x880] >> 2) & 1, 0);
-        shadow_bitmaps(false, &mut r, &mut w);
+        shadow_bitmaps(false, |_| true, &mut r, &mut w);
         assert_eq!((r[0x880] >> 2) & 1, 1);
         assert_eq!(r[0x480] & 3, 3);
         assert_eq!((r[0xd03] >> 6) & 1, 0);

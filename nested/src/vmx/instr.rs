@@ -567,6 +567,9 @@ impl NestedVmx {
             Err(e) => return VmxResult::Fault(e),
         };
         let encoding = self.field_encoding(info, cpu, l1);
+        if !self.field_exists(encoding) {
+            return self.fail(VmInstructionError::UnsupportedVmcsComponent);
+        }
         let value = match target {
             Target::Current => self.vmcs12.read_raw(encoding),
             Target::Shadow(region) => match &self.parked {
@@ -633,7 +636,9 @@ impl NestedVmx {
         };
         let value = if cpu.is_64bit_mode() { value } else { value & 0xffff_ffff };
         let encoding = self.field_encoding(info, cpu, l1);
-        let Some((field, _)) = crate::vmcs::VmcsField::from_encoding(encoding) else {
+        let Some((field, _)) = crate::vmcs::VmcsField::from_encoding(encoding)
+            .filter(|(f, _)| self.caps.has_field(*f))
+        else {
             return self.fail(VmInstructionError::UnsupportedVmcsComponent);
         };
         if field.is_read_only() && !self.caps.vmwrite_any_field() {
@@ -657,6 +662,15 @@ impl NestedVmx {
                 self.fail(VmInstructionError::UnsupportedVmcsComponent)
             }
         }
+    }
+}
+
+impl NestedVmx {
+    /// True if `encoding` names a field of the VMCS of the processor L1 is shown
+    /// ([`VmxCaps::has_field`]): a field of a feature L1
+    /// is not offered does not exist for it (VMfailValid 12), as on such a processor.
+    fn field_exists(&self, encoding: u64) -> bool {
+        crate::vmcs::VmcsField::from_encoding(encoding).is_some_and(|(f, _)| self.caps.has_field(f))
     }
 }
 

@@ -360,6 +360,26 @@ fn vmread_vmwrite() {
     assert_eq!(f.vmread(0x0802), (VmxResult::Succeed, 0x3456));
 }
 
+/// A field of a feature L1 is not offered does not exist in its VMCS (SDM Vol. 3D, App. B):
+/// VMREAD and VMWRITE are VMfailValid(12), HIGH accesses too, and from L2 on a shadow VMCS
+/// alike; the field's feature offered, it exists.
+#[test]
+fn fields_of_features_not_offered_do_not_exist() {
+    let mut f = Fx::new().on().loaded();
+    assert!(!f.vmx.caps.has_posted_interrupts());
+    let unsupported = fail(VmInstructionError::UnsupportedVmcsComponent);
+    for enc in [0x0002, 0x2016, 0x2017, 0x0810, 0x201c, 0x2032, 0x2034, 0x0004, 0x202a] {
+        assert_eq!(f.vmwrite(enc, 1), unsupported, "VMWRITE {enc:#x}");
+        assert_eq!(f.vmread(enc).0, unsupported, "VMREAD {enc:#x}");
+    }
+    assert_eq!(f.vmx.vmcs12.posted_intr_desc_addr, 0, "nothing written");
+    assert_eq!(f.vmread(0x482e).0, VmxResult::Succeed, "the preemption timer is offered");
+    f.vmx.caps.pinbased |= u64::from(crate::caps::pin::POSTED_INTERRUPTS) << 32;
+    f.vmx.caps.true_pinbased |= u64::from(crate::caps::pin::POSTED_INTERRUPTS) << 32;
+    assert_eq!(f.vmwrite(0x2016, 0x4000), VmxResult::Succeed, "offered: the field exists");
+    assert_eq!(f.vmread(0x2017), (VmxResult::Succeed, 0));
+}
+
 #[test]
 fn vmwrite_read_only_field() {
     let mut f = Fx::new().on().loaded();

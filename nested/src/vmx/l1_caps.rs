@@ -22,7 +22,7 @@
 //! ENCLS/ENCLV (no SGX), tertiary controls.
 
 use crate::caps::{Allowed, VmxCaps, ept_vpid, exit, pin, proc1, proc2};
-use crate::vmcs::{VMCS12_REVISION, VMCS12_SIZE, VmcsField};
+use crate::vmcs::{VMCS12_REVISION, VMCS12_SIZE};
 
 /// Pin-based controls L0 can merge.
 pub const L1_PIN: u32 =
@@ -178,7 +178,7 @@ pub fn l1_caps(hw: &VmxCaps) -> VmxCaps {
     // needs it to hold exit information).
     let misc = (hw.misc & 0x1f) | (hw.misc & (1 << 5)) | 1 << 6 | 4 << 16 | (hw.misc & (1 << 29));
 
-    VmxCaps {
+    let mut caps = VmxCaps {
         basic,
         pinbased,
         procbased,
@@ -189,7 +189,7 @@ pub fn l1_caps(hw: &VmxCaps) -> VmxCaps {
         cr0_fixed1: hw.cr0_fixed1,
         cr4_fixed0: hw.cr4_fixed0,
         cr4_fixed1: hw.cr4_fixed1,
-        vmcs_enum: u64::from(VmcsField::max_index()) << 1,
+        vmcs_enum: 0,
         procbased2,
         ept_vpid: ept,
         true_pinbased,
@@ -197,13 +197,17 @@ pub fn l1_caps(hw: &VmxCaps) -> VmxCaps {
         true_exit,
         true_entry,
         vmfunc: if p2 & proc2::ENABLE_VM_FUNCTIONS != 0 { 1 } else { 0 },
-    }
+    };
+    // IA32_VMX_VMCS_ENUM (A.9): the highest index among the fields these controls give.
+    caps.vmcs_enum = u64::from(caps.highest_field_index()) << 1;
+    caps
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::caps::{entry, msr};
+    use crate::vmcs::VmcsField;
 
     /// Recorded shape of Bochs `corei7_skylake_x` (what the design doc measured).
     pub(crate) fn skylake() -> VmxCaps {
@@ -268,7 +272,43 @@ pub(crate) mod tests {
         assert!(!l1_caps(&no_ad).ept_vpid_has(ept_vpid::ACCESSED_DIRTY));
         assert!(!l1_caps(&no_ad).secondary().can_set(proc2::ENABLE_PML), "PML needs A/D");
         assert_eq!(l1.cr3_target_count(), 4);
-        assert_eq!(l1.max_vmcs_index(), VmcsField::max_index());
+        // VMCS_ENUM: the highest index among the fields L1's VMCS has. The preemption-timer
+        // value (0x482e, index 0x17) is the highest: the fields above it (the ENCLS and
+        // ENCLV bitmaps, SPP, TSC multiplier, tertiary controls) belong to controls not
+        // offered.
+        assert_eq!(l1.max_vmcs_index(), 0x17);
+        assert_eq!(l1.max_vmcs_index(), l1.highest_field_index());
+        assert!(l1.max_vmcs_index() < VmcsField::max_index());
+        for (field, offered) in [
+            (VmcsField::VmxPreemptionTimerValue, true),
+            (VmcsField::VmreadBitmap, true),
+            (VmcsField::EptpListAddress, true),
+            (VmcsField::GuestPmlIndex, true),
+            (VmcsField::ApicAccessAddr, true),
+            (VmcsField::TprThreshold, true),
+            (VmcsField::GuestPdpte3, true),
+            (VmcsField::GuestIa32Efer, true),
+            (VmcsField::GuestSmbase, true),
+            (VmcsField::PostedInterruptDescAddr, false),
+            (VmcsField::PostedInterruptNotificationVector, false),
+            (VmcsField::GuestInterruptStatus, false),
+            (VmcsField::EoiExitBitmap2, false),
+            (VmcsField::EptpIndex, false),
+            (VmcsField::VeInformationAddress, false),
+            (VmcsField::TscMultiplier, false),
+            (VmcsField::TertiaryProcBasedControls, false),
+            (VmcsField::EnclvExitingBitmap, false),
+            (VmcsField::GuestSCet, false),
+            (VmcsField::HostIa32Pkrs, false),
+            (VmcsField::GuestIa32Bndcfgs, false),
+        ] {
+            assert_eq!(l1.has_field(field), offered, "{}", field.name());
+        }
+        // The hardware's own VMCS has what its controls give: virtual-interrupt delivery on
+        // the recorded Skylake, but no posted interrupts.
+        assert!(hw.has_field(VmcsField::GuestInterruptStatus));
+        assert!(!hw.has_field(VmcsField::PostedInterruptDescAddr));
+        assert!(!no_shadow_caps_have_bitmaps(&hw));
         // TRUE MSRs relax exactly the flexible default1 bits.
         assert!(l1.primary().verify(PROC1_DEFAULT1 & !PROC1_TRUE_FLEXIBLE));
         assert!(!Allowed::from_msr(l1.procbased).verify(PROC1_DEFAULT1 & !PROC1_TRUE_FLEXIBLE));
@@ -281,6 +321,13 @@ pub(crate) mod tests {
         assert_eq!(l1.entry_controls().allowed1 & !hw.entry_controls().allowed1, 0);
     }
 
+    /// The VMREAD/VMWRITE bitmap fields of L1's VMCS when the hardware has no shadowing.
+    fn no_shadow_caps_have_bitmaps(hw: &VmxCaps) -> bool {
+        let mut no_shadow = *hw;
+        no_shadow.procbased2 &= !(u64::from(proc2::VMCS_SHADOWING) << 32);
+        l1_caps(&no_shadow).has_field(VmcsField::VmwriteBitmap)
+    }
+
     #[test]
     fn no_ept_no_unrestricted_guest_no_vmfunc() {
         let mut hw = skylake();
@@ -290,6 +337,17 @@ pub(crate) mod tests {
         assert!(!l1.secondary().can_set(proc2::UNRESTRICTED_GUEST));
         assert!(!l1.secondary().can_set(proc2::ENABLE_VM_FUNCTIONS));
         assert_eq!(l1.vmfunc, 0);
+        // Nor their fields.
+        for f in [
+            VmcsField::EptPointer,
+            VmcsField::GuestPhysicalAddress,
+            VmcsField::GuestPdpte0,
+            VmcsField::VmFunctionControl,
+            VmcsField::EptpListAddress,
+            VmcsField::GuestPmlIndex,
+        ] {
+            assert!(!l1.has_field(f), "{}", f.name());
+        }
     }
 
     #[test]

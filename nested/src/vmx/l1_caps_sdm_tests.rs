@@ -26,7 +26,8 @@
 //!   hardware's bit 54, TRUE controls (bit 55).
 //! - MISC: the hardware's bits 4:0 and 5, HLT (bit 6) as the only activity state, 4 CR3
 //!   targets (bits 24:16), 512 MSRs (27:25 = 0), the hardware's bit 29.
-//! - VMCS_ENUM: the highest field index (27) in bits 9:1.
+//! - VMCS_ENUM: in bits 9:1 the highest index (23, the preemption-timer value) among the
+//!   fields the offered controls give the VMCS (SDM Vol. 3D, Appendix B).
 
 use super::tests::skylake;
 use super::*;
@@ -48,7 +49,7 @@ const COMMON: &[(u32, u64)] = &[
     (0x487, 0xffff_ffff),
     (0x488, 0x2000),
     (0x489, 0x003f_77ff),
-    (0x48a, 0x36),
+    (0x48a, 0x2e),
     (0x48d, 0x0000_007f_0000_0016),
     (0x48e, 0xfff9_fffe_0400_6172),
     (0x48f, 0x007f_efff_0003_6dfb),

@@ -473,11 +473,7 @@ fn write_controls<V: Vmcs>(
     {
         vmcs02.write(f, v);
     }
-    let mut tsc = inputs.l1.tsc_offset;
-    if v12.cpu_based_vm_exec_control & proc1::USE_TSC_OFFSETTING != 0 {
-        tsc = tsc.wrapping_add(v12.tsc_offset);
-    }
-    vmcs02.write(F::TscOffset, tsc);
+    vmcs02.write(F::TscOffset, super::tsc::vmcs02_offset(v12, inputs.l1.tsc_offset));
     if let Some(b) = inputs.msr_bitmap {
         vmcs02.write(F::MsrBitmap, b.0);
     }

@@ -5,10 +5,24 @@
 //! not offered to L1, so the offset is all there is.
 //!
 //! The IA32_TSC a VM exit stores in the VM-exit MSR-store list is the MSR itself, not a
-//! guest's view: no offset applies there (SDM 27.4).
+//! guest's view: vmcs12's offset does not apply there (SDM 27.4). On L1's processor the MSR
+//! is the hardware TSC plus L1's own offset (L0's, for L1's writes of IA32_TSC), which
+//! [`vmcs02_offset`] puts under vmcs12's.
 
 use crate::caps::proc1;
-use crate::vmcs::{Vmcs, VmcsField as F};
+use crate::vmcs::{Vmcs, Vmcs12, VmcsField as F};
+
+/// vmcs02's TSC offset: L1's own (`l1_offset`, what L0 adds for L1's writes of IA32_TSC: L1's
+/// TSC is the processor's plus it) plus vmcs12's when vmcs12 uses TSC offsetting, so that L2
+/// reads what it would read on L1's processor.
+#[inline]
+pub fn vmcs02_offset(v12: &Vmcs12, l1_offset: u64) -> u64 {
+    if v12.cpu_based_vm_exec_control & proc1::USE_TSC_OFFSETTING != 0 {
+        l1_offset.wrapping_add(v12.tsc_offset)
+    } else {
+        l1_offset
+    }
+}
 
 /// What RDTSC, RDTSCP or RDMSR of IA32_TSC returns to the guest of `v` when the TSC is
 /// `tsc`. The offset field is read only when offsetting is on.
@@ -31,6 +45,17 @@ mod tests {
         v.write(F::CpuBasedVmExecControl, primary.into());
         v.write(F::TscOffset, offset);
         v
+    }
+
+    #[test]
+    fn vmcs02_adds_vmcs12s_offset_to_l1s_when_offsetting() {
+        let mut v12 = Vmcs12::zeroed(0);
+        v12.tsc_offset = 5;
+        assert_eq!(vmcs02_offset(&v12, 1 << 32), 1 << 32, "vmcs12 offset without the control");
+        v12.cpu_based_vm_exec_control = proc1::USE_TSC_OFFSETTING | proc1::HLT_EXITING;
+        assert_eq!(vmcs02_offset(&v12, 1 << 32), (1 << 32) + 5);
+        v12.tsc_offset = 10u64.wrapping_neg();
+        assert_eq!(vmcs02_offset(&v12, 4), 6u64.wrapping_neg(), "wraps as the processor adds");
     }
 
     #[test]

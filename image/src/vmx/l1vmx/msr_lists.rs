@@ -6,8 +6,9 @@
 //! L1's local APIC), as on a processor running vmcs12. Each goes through L0's MSR policy
 //! ([`crate::vmx::exits::msr`]), so an entry takes exactly the values WRMSR would. The one
 //! exception is IA32_TSC in the store list: the MSR's value at L2's VM exit (`exit_tsc`,
-//! timed in `run::run_loop`), raw, as the processor stores it (SDM 27.4), not RDMSR's
-//! view with vmcs02's TSC offset, nor the TSC when L0 reaches the list.
+//! timed in `run::run_loop`, plus L1's own offset: L1's TSC), as the processor stores it
+//! (SDM 27.4), not RDMSR's view with vmcs12's TSC offset, nor the TSC when L0 reaches the
+//! list.
 
 use nested::guest::{GuestMemory as L1Memory, MemError};
 use nested::vmx::msr_lists::{self, Msrs, VmxAbort};
@@ -44,8 +45,8 @@ impl Msrs for Level<'_> {
         if let Some(tsc) = self.tsc
             && index == pc::msr::index::IA32_TSC
         {
-            // L1's world runs without a TSC offset (vmcs01 has none), so its IA32_TSC is
-            // the processor's.
+            // L1's IA32_TSC at L2's exit: the processor's TSC then plus L1's own offset
+            // (the one vmcs01 holds for L1's writes of IA32_TSC), not L2's view.
             return Some(tsc);
         }
         msr::read(self.g, self.v, index).map_err(|why| self.refused(index, 0, why)).ok()

@@ -62,7 +62,9 @@ impl ShadowVmcs {
                 &mut *(vmwrite as *mut [u8; SHADOW_BITMAP_SIZE]),
             )
         };
-        shadow_bitmaps(any, r, w);
+        // Only the fields of the VMCS L1 is shown (its capabilities) are shadowed.
+        let l1 = nested::vmx::l1_caps(hw);
+        shadow_bitmaps(any, |f| l1.has_field(f), r, w);
         // SAFETY: vmcs01 is current (L1Vmx::new's contract).
         let mut v01 = unsafe { HwVmcs::current() };
         v01.write(F::VmreadBitmap, vmread);
