@@ -229,7 +229,8 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
         // is VMfailInvalid, CF (SDM 26.1 step 4; bare Bochs checks the launch state instead
         // and gives ZF, error 5). L2 reads GUEST_RIP 0x12345678 from the shadow and writes
         // 0xabcd there without an exit; GUEST_RSP (VMREAD bitmap), GUEST_ES_SELECTOR
-        // (VMWRITE bitmap) and an encoding with bit 15 exit to L1 (23, 25, 23); the ES
+        // (VMWRITE bitmap) and an encoding with bit 15 exit to L1 (23, 25, 23), and so does
+        // GUEST_RSP named by ESP (register 4: the encoding is L2's RSP, from vmcs02); the ES
         // selector L1 wrote (0x55) read to memory, GUEST_ES_BASE written from memory; an
         // unsupported field is VMfailValid (ZF), error 12 in L1's current VMCS. Then the
         // entry checks: link pointer at the current VMCS, at a VMCS without the shadow
@@ -252,6 +253,7 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
             "vmx32i:   exit reason=0x00000017 qual=0x00000000 info=0x00000418 len=0x00000003",
             "vmx32i:   exit reason=0x00000019 qual=0x00000000 info=0x00000418 len=0x00000003",
             "vmx32i:   exit reason=0x00000017 qual=0x00000000 info=0x00000418 len=0x00000003",
+            "vmx32i:   exit reason=0x00000017 qual=0x00000000 info=0x40000418 len=0x00000003",
             "vmx32i:   VMCALL, guest EDI=0x00000000",
             "vmx32i:   guest: GUEST_RIP=0x12345678 flags=0x00000000 ES selector to memory=0x00000055 unsupported field flags=0x00000040",
             "vmx32i:   VM-instruction error=0x0000000c shadow GUEST_RIP=0x0000abcd GUEST_ES_BASE=0x77777777",
@@ -302,15 +304,17 @@ fn l1_intercept_controls_pml_and_vmfunc_end_to_end() {
         // high half 0x1234 after writing 0x1234_00000000); L2's WRMSR that L1 passes
         // through writes L1's TSC too (VMX non-root operation writes the TSC itself, not
         // offset): L1 reads on from 0x5678_00000000. As on bare Bochs. The L0 before dropped
-        // both writes (high half 0x0 both times). Then L1 writes 0x9abc_00000000 and resumes
-        // L2 with no control changed: L2's RDTSC reads on from it (the L0 before gave L2 the
-        // old 0x5678: vmcs02's offset followed L1's only at a control merge).
+        // both writes (high half 0x0 both times). Then L1 writes 0x9abc_00000000, and later
+        // 0x7654_00000000, each time resuming L2 with no control changed: L2's RDTSC reads on
+        // from each (the L0 before gave L2 0x9abc the second time: vmcs02's offset followed
+        // L1's only at a control merge).
         &[
             "vmx32i: IA32_TSC written",
             "vmx32i:   TSC high half=0x00001234",
             "vmx32i:   VMCALL, guest EDI=0x00000000",
             "vmx32i:   TSC high half=0x00005678",
             "vmx32i:   VMCALL, guest EDI=0x00009abc",
+            "vmx32i:   VMCALL, guest EDI=0x00007654",
             "vmx32i: done",
         ],
     ];

@@ -245,3 +245,144 @@ fn feature_predicates_each_way() {
     assert!(!with(1 << 13, 0, 0, 0).has_eptp_switching());
     assert!(!with(0, 0, 0, 1).has_eptp_switching(), "VM functions not allowed");
 }
+
+/// What a VMCS field's existence depends on (SDM Vol. 3D, Appendix B notes), with the SDM's
+/// bit numbers written out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Gate {
+    Pin(u32),
+    Primary(u32),
+    Secondary(u32),
+    Exit(u32),
+    Entry(u32),
+    /// VM functions (secondary bit 13) with EPTP switching (IA32_VMX_VMFUNC bit 0).
+    EptpSwitching,
+}
+
+/// Every field the SDM ties to a feature, with each control whose 1-setting makes it exist.
+const GATED: &[(VmcsField, Gate)] = {
+    use Gate::*;
+    use VmcsField as F;
+    &[
+        (F::VirtualProcessorId, Secondary(5)),
+        (F::PostedInterruptNotificationVector, Pin(7)),
+        (F::PostedInterruptDescAddr, Pin(7)),
+        (F::EptpIndex, Secondary(18)),
+        (F::VeInformationAddress, Secondary(18)),
+        (F::GuestInterruptStatus, Secondary(9)),
+        (F::EoiExitBitmap0, Secondary(9)),
+        (F::EoiExitBitmap1, Secondary(9)),
+        (F::EoiExitBitmap2, Secondary(9)),
+        (F::EoiExitBitmap3, Secondary(9)),
+        (F::GuestPmlIndex, Secondary(17)),
+        (F::PmlAddress, Secondary(17)),
+        (F::MsrBitmap, Primary(28)),
+        (F::VirtualApicPageAddr, Primary(21)),
+        (F::TprThreshold, Primary(21)),
+        (F::ApicAccessAddr, Secondary(0)),
+        (F::VmFunctionControl, Secondary(13)),
+        (F::EptpListAddress, EptpSwitching),
+        (F::EptPointer, Secondary(1)),
+        (F::GuestPhysicalAddress, Secondary(1)),
+        (F::GuestPdpte0, Secondary(1)),
+        (F::GuestPdpte1, Secondary(1)),
+        (F::GuestPdpte2, Secondary(1)),
+        (F::GuestPdpte3, Secondary(1)),
+        (F::VmreadBitmap, Secondary(14)),
+        (F::VmwriteBitmap, Secondary(14)),
+        (F::XssExitingBitmap, Secondary(20)),
+        (F::EnclsExitingBitmap, Secondary(15)),
+        (F::SubPagePermissionTablePointer, Secondary(23)),
+        (F::TscMultiplier, Secondary(25)),
+        (F::TertiaryProcBasedControls, Primary(17)),
+        (F::EnclvExitingBitmap, Secondary(28)),
+        (F::SecondaryVmExecControl, Primary(31)),
+        (F::PleGap, Secondary(10)),
+        (F::PleWindow, Secondary(10)),
+        (F::NotifyWindow, Secondary(31)),
+        (F::VmxPreemptionTimerValue, Pin(6)),
+        (F::GuestIa32Pat, Entry(14)),
+        (F::GuestIa32Pat, Exit(18)),
+        (F::HostIa32Pat, Exit(19)),
+        (F::GuestIa32Efer, Entry(15)),
+        (F::GuestIa32Efer, Exit(20)),
+        (F::HostIa32Efer, Exit(21)),
+        (F::GuestIa32PerfGlobalCtrl, Entry(13)),
+        (F::GuestIa32PerfGlobalCtrl, Exit(30)),
+        (F::HostIa32PerfGlobalCtrl, Exit(12)),
+        (F::GuestIa32Bndcfgs, Entry(16)),
+        (F::GuestIa32Bndcfgs, Exit(23)),
+        (F::GuestIa32RtitCtl, Entry(18)),
+        (F::GuestIa32RtitCtl, Exit(25)),
+        (F::GuestIa32LbrCtl, Entry(21)),
+        (F::GuestIa32LbrCtl, Exit(26)),
+        (F::GuestIa32Pkrs, Entry(22)),
+        (F::HostIa32Pkrs, Exit(29)),
+        (F::GuestSCet, Entry(20)),
+        (F::GuestSsp, Entry(20)),
+        (F::GuestInterruptSspTableAddr, Entry(20)),
+        (F::HostSCet, Exit(28)),
+        (F::HostSsp, Exit(28)),
+        (F::HostInterruptSspTableAddr, Exit(28)),
+    ]
+};
+
+/// Capabilities whose allowed-1 settings are exactly `gate` (a secondary control with
+/// "activate secondary controls"; EPTP switching with VM functions), and the gates that
+/// makes open.
+fn only(gate: Gate) -> (VmxCaps, Vec<Gate>) {
+    let allowed1 = |bit: u32| (1u64 << bit) << 32;
+    let mut c = VmxCaps::default();
+    let mut open = vec![gate];
+    match gate {
+        Gate::Pin(b) => c.pinbased = allowed1(b),
+        Gate::Primary(b) => c.procbased = allowed1(b),
+        Gate::Secondary(b) => {
+            c.procbased = allowed1(31);
+            c.procbased2 = allowed1(b);
+            open.push(Gate::Primary(31));
+        }
+        Gate::Exit(b) => c.exit = allowed1(b),
+        Gate::Entry(b) => c.entry = allowed1(b),
+        Gate::EptpSwitching => {
+            c.procbased = allowed1(31);
+            c.procbased2 = allowed1(13);
+            c.vmfunc = 1;
+            open.extend([Gate::Primary(31), Gate::Secondary(13)]);
+        }
+    }
+    (c, open)
+}
+
+/// SDM Vol. 3D, Appendix B: a field the notes tie to a feature exists exactly when one of its
+/// controls can be 1; every other field exists on every processor. VMCS_ENUM's highest index
+/// follows.
+#[test]
+fn fields_exist_with_their_features() {
+    let none = VmxCaps::default();
+    for &f in VmcsField::ALL {
+        let gated = GATED.iter().any(|(g, _)| *g == f);
+        assert_eq!(none.has_field(f), !gated, "{} with no control allowed", f.name());
+    }
+    for &(field, gate) in GATED {
+        let (caps, open) = only(gate);
+        assert!(caps.has_field(field), "{} with {gate:?}", field.name());
+        for &(other, _) in GATED {
+            let opened = GATED.iter().any(|(f, g)| *f == other && open.contains(g));
+            assert_eq!(caps.has_field(other), opened, "{} with {gate:?}", other.name());
+        }
+    }
+    // A secondary control counts only with "activate secondary controls".
+    let mut c = only(Gate::Secondary(5)).0;
+    c.procbased = 0;
+    assert!(!c.has_field(VmcsField::VirtualProcessorId));
+    // EPTP switching needs VMFUNC bit 0 as well.
+    let mut c = only(Gate::EptpSwitching).0;
+    c.vmfunc = 0b10;
+    assert!(!c.has_field(VmcsField::EptpListAddress));
+    assert!(c.has_field(VmcsField::VmFunctionControl));
+    // VMCS_ENUM: the highest index among the fields that exist (bits 9:1 of the encoding).
+    assert_eq!(none.highest_field_index(), 0x15, "0x482a guest IA32_SYSENTER_CS");
+    assert_eq!(only(Gate::Pin(6)).0.highest_field_index(), 0x17, "0x482e preemption timer");
+    assert_eq!(only(Gate::Secondary(28)).0.highest_field_index(), 0x1b, "0x2036 ENCLV");
+}

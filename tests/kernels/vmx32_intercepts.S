@@ -943,15 +943,22 @@ tsc_write_checked:
     mov %edx, %eax
     SHOW msg_tsc_high
     call newline
-    /* This kernel writes its TSC again (0x9abc_00000000) and resumes the guest with no
-     * control changed: the guest's RDTSC (MSR bitmap, no TSC offsetting) reads on from it. */
+    /* This kernel writes its TSC again (0x9abc_00000000, then 0x7654_00000000), each time
+     * resuming the guest with no control changed: the guest's RDTSC (MSR bitmap, no TSC
+     * offsetting) reads on from each value. */
+    movl $0x9abc, tsc_value
+    movl $tsc_resume_again, after_guest_jump
+    jmp tsc_resume
+tsc_resume_again:
+    movl $0x7654, tsc_value
+    movl $tsc_resume_checked, after_guest_jump
+tsc_resume:
     mov $0x10, %ecx
     xor %eax, %eax
-    mov $0x9abc, %edx
+    mov tsc_value, %edx
     wrmsr
     VMW 0x681e, $g_tsc_edx
     VMW 0x681c, $guest_stack_top
-    movl $tsc_resume_checked, after_guest_jump
     call enter
     jmp vmx_failed
 tsc_resume_checked:
@@ -1566,8 +1573,8 @@ l2_pml_again:
 /* VMCS shadowing (shadow_test): the shadow's GUEST_RIP and the flags after reading it, its
  * GUEST_RIP set to 0xabcd, GUEST_RSP read and GUEST_ES_SELECTOR written (each an exit), the
  * ES selector read to memory, GUEST_ES_BASE written from memory, an unsupported field read
- * (the flags after it), and a field with bit 15 set read (an exit). EDI = 0, or 0xbad when
- * an access meant to succeed failed. */
+ * (the flags after it), a field with bit 15 set read (an exit), and GUEST_RSP read with its
+ * encoding in ESP (an exit). EDI = 0, or 0xbad when an access meant to succeed failed. */
 l2_shadow:
     mov $0x681e, %eax
     vmread %eax, %ebx
@@ -1597,6 +1604,10 @@ l2_shadow:
     mov %ecx, shadow_results + 12
     mov $0x8000 | 0x681e, %eax
     vmread %eax, %ebx
+    mov %esp, %ebp                      /* GUEST_RSP (in the VMREAD bitmap) named by ESP */
+    mov $0x681c, %esp
+    vmread %esp, %ebx
+    mov %ebp, %esp
     xor %edi, %edi
     vmcall
 1:  mov $0xbad, %edi
@@ -1697,6 +1708,7 @@ shadow_pointer: .long shadow_vmcs, 0
 shadow_value:   .long 0x77777777
 shadow_results: .long 0, 0, 0, 0
 apic_results:   .long 0, 0
+tsc_value:      .long 0
 sweeping:       .long 0                 /* the shadow sweep's state */
 sweep_enum:     .long 0
 sweep_link:     .long 0

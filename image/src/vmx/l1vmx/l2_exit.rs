@@ -38,7 +38,7 @@ pub fn l2_exit(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         g.watchdog.other_exit();
     }
     let intercepts = L0Intercepts { exception_bitmap: 0, preemption_timer: n.timer02 };
-    let view = RegsOnly(&g.regs);
+    let view = RegsOnly(&g.regs, v02);
     let decision = route(info, &intercepts, &n.vmx.vmcs12, &view, &g.memory);
     let action = match decision {
         Ok(ExitRoute::L1) => return reflect(g, v02, info),
@@ -99,7 +99,7 @@ fn pending_mtf(v02: &mut HwVmcs) {
 fn raise_in_l2(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo, e: Exception) -> Action {
     let Some(n) = g.nested.as_ref() else { return Action::raise(e) };
     let exit = exception_exit(&e, info.instruction_len);
-    match l1_wants_exit(&exit, &n.vmx.vmcs12, &RegsOnly(&g.regs), &g.memory) {
+    match l1_wants_exit(&exit, &n.vmx.vmcs12, &RegsOnly(&g.regs, v02), &g.memory) {
         Ok(true) => reflect(g, v02, &exit),
         _ => Action::raise(e),
     }
@@ -200,7 +200,7 @@ fn l0_handles(g: &mut Guest, v02: &mut HwVmcs, info: &ExitInfo) -> Action {
         }
         // EPTP switching, which L1 is offered and L0 emulates (vmcs02's VM-function
         // controls are 0, so every VMFUNC exits here).
-        Some(ExitReason::Vmfunc) => match n.vmx.vmfunc(&RegsOnly(&g.regs), &g.memory) {
+        Some(ExitReason::Vmfunc) => match n.vmx.vmfunc(&RegsOnly(&g.regs, v02), &g.memory) {
             VmfuncOutcome::Switched { eptp } => match n.shadow.root_for(eptp, &mut Frames) {
                 Ok(root) => {
                     v02.write(F::EptPointer, eptp02_for(root, eptp));
@@ -366,13 +366,13 @@ pub fn signal_exit(g: &mut Guest, v02: &mut HwVmcs, reason: ExitReason, intr_inf
     reflect(g, v02, &info)
 }
 
-/// L2's registers for exit routing (which reads RCX for MSR exits and the GPR of a CR
-/// access; RSP is never consulted there).
-struct RegsOnly<'a>(&'a GuestRegs);
+/// L2's registers for exit routing (which reads RCX for MSR exits, the GPR of a CR access,
+/// and the encoding register of VMREAD/VMWRITE, RSP included: from vmcs02).
+struct RegsOnly<'a>(&'a GuestRegs, &'a HwVmcs);
 
 impl L1Regs for RegsOnly<'_> {
     fn gpr(&self, r: Gpr) -> u64 {
-        self.0.get(r).unwrap_or(0)
+        self.0.get(r).unwrap_or_else(|| self.1.read(F::GuestRsp))
     }
 
     fn set_gpr(&mut self, _: Gpr, _: u64) {}
