@@ -98,6 +98,26 @@ pub fn shadow_bitmaps(
     }
 }
 
+/// Clears the VMWRITE-bitmap bits of the exit-information fields ([`SHADOW_RO`]) that
+/// `exists`: once L1 is seen writing exit information (an L1 reflecting its L2's exits to a
+/// guest hypervisor of its own through a shadow VMCS), its VMWRITEs of those fields go to the
+/// shadow VMCS without exiting, as its other VMWRITEs do, and [`copy_ro_shadow_to_vmcs12`]
+/// brings them back. Only with "VMWRITE to any field" (IA32_VMX_MISC bit 29), without which
+/// the hardware shadow cannot take them.
+pub fn pass_ro_writes(exists: impl Fn(VmcsField) -> bool, vmwrite: &mut [u8; SHADOW_BITMAP_SIZE]) {
+    for f in SHADOW_RO.into_iter().filter(|f| exists(*f)) {
+        unshadow(vmwrite, f);
+    }
+}
+
+/// Shadow VMCS → vmcs12 for the exit-information fields, once [`pass_ro_writes`] lets L1
+/// VMWRITE them there (they are outputs of a VM exit: no dirty bit, nothing to merge).
+pub fn copy_ro_shadow_to_vmcs12<V: Vmcs>(shadow: &V, v12: &mut Vmcs12) {
+    for f in SHADOW_RO {
+        v12.set(f, shadow.read(f));
+    }
+}
+
 /// vmcs12 → shadow VMCS: every field L1 may read through the shadow (after VMPTRLD, VMCLEAR
 /// or a failed VM entry; a reflected exit copies only what it changed, see
 /// [`copy_reflected_to_shadow`](crate::vmx::sync::copy_reflected_to_shadow)).
@@ -174,6 +194,35 @@ mod tests {
         assert!(!bit(&r, VmcsField::GuestRip.encoding()), "the others as before");
         shadow_bitmaps(true, |_| true, &mut r, &mut w);
         assert!(!bit(&r, interrupt_status.encoding()) && !bit(&w, interrupt_status.encoding()));
+    }
+
+    #[test]
+    fn exit_information_writes_pass_once_asked() {
+        let mut r = [0; SHADOW_BITMAP_SIZE];
+        let mut w = [0; SHADOW_BITMAP_SIZE];
+        shadow_bitmaps(true, |_| true, &mut r, &mut w);
+        let reason = VmcsField::VmExitReason.encoding();
+        let gpa = VmcsField::GuestPhysicalAddress;
+        assert!(bit(&w, reason), "exit information exits until L1 is seen writing it");
+        pass_ro_writes(|f| f != gpa, &mut w);
+        for f in SHADOW_RO {
+            assert_eq!(bit(&w, f.encoding()), f == gpa, "{}", f.name());
+        }
+        assert!(bit(&w, gpa.encoding() | 1), "a field L1's VMCS lacks still exits");
+        assert!(!bit(&w, VmcsField::GuestRip.encoding()), "the others as before");
+        assert!(bit(&w, VmcsField::EptPointer.encoding()));
+        // And back into vmcs12: every exit-information field, nothing else.
+        let mut shadow = FakeVmcs::default();
+        for (i, f) in SHADOW_RO.into_iter().enumerate() {
+            shadow.write(f, 0x100 + i as u64);
+        }
+        shadow.write(VmcsField::GuestRip, 0x1234);
+        let mut v12 = Vmcs12::zeroed(0);
+        copy_ro_shadow_to_vmcs12(&shadow, &mut v12);
+        for (i, f) in SHADOW_RO.into_iter().enumerate() {
+            assert_eq!(v12.get(f), 0x100 + i as u64, "{}", f.name());
+        }
+        assert_eq!(v12.guest_rip, 0);
     }
 
     #[test]

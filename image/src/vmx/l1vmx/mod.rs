@@ -106,6 +106,9 @@ pub fn vmx_instruction(g: &mut Guest, v: &mut HwVmcs, info: &ExitInfo) -> Step {
             && shadowed_for_read(f, s.vmwrite_any_field())
         {
             s.write(&n.vmx, f, n.vmx.vmcs12.get(f));
+            if f.shadow() == nested::vmcs::Shadow::Ro {
+                s.pass_exit_information();
+            }
         }
         result
     } else {

@@ -11,7 +11,8 @@
 
 use nested::caps::{VmxCaps, proc2};
 use nested::vmcs::shadow::{
-    SHADOW_BITMAP_SIZE, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow, shadow_bitmaps,
+    SHADOW_BITMAP_SIZE, copy_ro_shadow_to_vmcs12, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow,
+    pass_ro_writes, shadow_bitmaps,
 };
 use nested::vmcs::{Vmcs, VmcsField as F};
 use nested::vmx::NestedVmx;
@@ -35,6 +36,13 @@ pub struct ShadowVmcs {
     region: Cell<u64>,
     vmwrite_any_field: bool,
     vmcs01: u64,
+    /// The VMWRITE bitmap (a frame of ours) and the capabilities L1 is shown (the fields its
+    /// VMCS has), for [`ShadowVmcs::pass_exit_information`].
+    vmwrite_bitmap: u64,
+    l1: VmxCaps,
+    /// L1's VMWRITEs of exit information go to the shadow (they are copied back at
+    /// [`ShadowVmcs::store_vmcs12`]).
+    ro_writes: Cell<bool>,
 }
 
 impl ShadowVmcs {
@@ -77,6 +85,9 @@ impl ShadowVmcs {
             region: Cell::new(regions[0]),
             vmwrite_any_field: any,
             vmcs01,
+            vmwrite_bitmap: vmwrite,
+            l1,
+            ro_writes: Cell::new(false),
         })
     }
 
@@ -216,11 +227,37 @@ impl ShadowVmcs {
         }
     }
 
-    /// Pulls L1's shadowed VMWRITEs into vmcs12 (marking them dirty) before L0 uses vmcs12.
+    /// Pulls L1's shadowed VMWRITEs into vmcs12 (marking them dirty) before L0 uses vmcs12,
+    /// with the exit information once L1 writes that through the shadow too.
     #[inline]
     pub fn store_vmcs12(&self, vmx: &mut NestedVmx) {
         if vmx.current.is_some() {
-            self.on(|shadow, _| copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty));
+            let ro = self.ro_writes.get();
+            self.on(|shadow, _| {
+                copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty);
+                if ro {
+                    copy_ro_shadow_to_vmcs12(shadow, &mut vmx.vmcs12);
+                }
+            });
         }
+    }
+
+    /// L1 wrote an exit-information field (its VMWRITE exited): an L1 that does is reflecting
+    /// exits to a guest hypervisor of its own through a shadow VMCS, about a dozen such
+    /// VMWRITEs per exit. From now on they go to the shadow without exiting (a dozen fewer
+    /// L0 exits per round trip at depth 3), and [`ShadowVmcs::store_vmcs12`] copies them
+    /// back. An L1 that never writes them (running its guests itself) keeps the cheaper
+    /// copy-back. Needs "VMWRITE to any field", as the shadow does to hold them.
+    #[cold]
+    pub fn pass_exit_information(&self) {
+        if self.ro_writes.get() || !self.vmwrite_any_field {
+            return;
+        }
+        // SAFETY: the VMWRITE bitmap is our own 4-KiB frame, referenced only by vmcs01,
+        // which is not in use while L0 runs.
+        let w = unsafe { &mut *(self.vmwrite_bitmap as *mut [u8; SHADOW_BITMAP_SIZE]) };
+        pass_ro_writes(|f| self.l1.has_field(f), w);
+        self.ro_writes.set(true);
+        log::info!("vmx: L1 writes exit information: its VMWRITEs of it go to the shadow VMCS");
     }
 }
