@@ -118,6 +118,40 @@ pub fn copy_ro_shadow_to_vmcs12<V: Vmcs>(shadow: &V, v12: &mut Vmcs12) {
     }
 }
 
+/// A VMCS seen through the fields a processor's VMCS has: a read of a field in `lacking`
+/// gives 0 and a write of one is dropped, with no VMREAD or VMWRITE (which would fail). The
+/// shadow copies go through it on a processor whose VMCS lacks some of the fields L0
+/// shadows: turtles as L1 on an L0 that offers no virtual-interrupt delivery has no guest
+/// interrupt status ([`VmxCaps::has_field`]).
+///
+/// [`VmxCaps::has_field`]: crate::caps::VmxCaps::has_field
+pub struct Existing<'a, V> {
+    pub vmcs: &'a mut V,
+    pub lacking: &'a DirtySet,
+}
+
+impl<V: Vmcs> Vmcs for Existing<'_, V> {
+    fn read(&self, field: VmcsField) -> u64 {
+        if self.lacking.contains(field) { 0 } else { self.vmcs.read(field) }
+    }
+
+    fn write(&mut self, field: VmcsField, value: u64) {
+        if !self.lacking.contains(field) {
+            self.vmcs.write(field, value);
+        }
+    }
+}
+
+/// The shadowed fields (either class) that a processor's VMCS lacks (`exists` false), or
+/// `None` when it has them all, as every processor with the features L0 needs does.
+pub fn lacking_shadow_fields(exists: impl Fn(VmcsField) -> bool) -> Option<DirtySet> {
+    let mut lacking = DirtySet::empty();
+    for f in SHADOW_RW.into_iter().chain(SHADOW_RO).filter(|f| !exists(*f)) {
+        lacking.insert(f);
+    }
+    (!lacking.is_empty()).then_some(lacking)
+}
+
 /// vmcs12 → shadow VMCS: every field L1 may read through the shadow (after VMPTRLD, VMCLEAR
 /// or a failed VM entry; a reflected exit copies only what it changed, see
 /// [`copy_reflected_to_shadow`](crate::vmx::sync::copy_reflected_to_shadow)).
@@ -162,7 +196,7 @@ vmcs_fields!(define_copy_shadow_to_vmcs12);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmcs::FakeVmcs;
+    use crate::vmcs::{FakeVmcs, Op};
 
     fn bit(b: &[u8; SHADOW_BITMAP_SIZE], enc: u32) -> bool {
         b[(enc as usize & 0x7fff) / 8] & (1 << (enc % 8)) != 0
@@ -194,6 +228,38 @@ mod tests {
         assert!(!bit(&r, VmcsField::GuestRip.encoding()), "the others as before");
         shadow_bitmaps(true, |_| true, &mut r, &mut w);
         assert!(!bit(&r, interrupt_status.encoding()) && !bit(&w, interrupt_status.encoding()));
+    }
+
+    #[test]
+    fn fields_the_processor_lacks_are_never_accessed() {
+        let status = VmcsField::GuestInterruptStatus;
+        assert_eq!(lacking_shadow_fields(|_| true), None, "a processor with every field");
+        let lacking = lacking_shadow_fields(|f| f != status).expect("one lacking");
+        assert!(lacking.contains(status));
+        assert!(!lacking.contains(VmcsField::GuestRip));
+        assert_eq!(lacking_shadow_fields(|f| f != VmcsField::EptPointer), None, "not shadowed");
+        let mut hw = FakeVmcs::default();
+        hw.write(status, 7);
+        hw.write(VmcsField::GuestRip, 0x1234);
+        hw.clear_log();
+        let mut v = Existing { vmcs: &mut hw, lacking: &lacking };
+        assert_eq!(v.read(status), 0);
+        v.write(status, 9);
+        assert_eq!(v.read(VmcsField::GuestRip), 0x1234);
+        v.write(VmcsField::GuestRip, 0x5678);
+        assert_eq!(
+            hw.log(),
+            [Op::Read(VmcsField::GuestRip), Op::Write(VmcsField::GuestRip, 0x5678)],
+            "the lacking field is never read or written"
+        );
+        // The copies through it: everything else as without it.
+        let mut v12 = Vmcs12::zeroed(0);
+        v12.guest_rip = 0x42;
+        v12.guest_intr_status = 3;
+        let mut hw = FakeVmcs::default();
+        copy_vmcs12_to_shadow(&v12, &mut Existing { vmcs: &mut hw, lacking: &lacking }, true);
+        assert_eq!(hw.read(VmcsField::GuestRip), 0x42);
+        assert!(!hw.log().iter().any(|op| matches!(op, Op::Write(f, _) if *f == status)));
     }
 
     #[test]

@@ -11,10 +11,10 @@
 
 use nested::caps::{VmxCaps, proc2};
 use nested::vmcs::shadow::{
-    SHADOW_BITMAP_SIZE, copy_ro_shadow_to_vmcs12, copy_shadow_to_vmcs12, copy_vmcs12_to_shadow,
-    pass_ro_writes, shadow_bitmaps,
+    Existing, SHADOW_BITMAP_SIZE, copy_ro_shadow_to_vmcs12, copy_shadow_to_vmcs12,
+    copy_vmcs12_to_shadow, lacking_shadow_fields, pass_ro_writes, shadow_bitmaps,
 };
-use nested::vmcs::{Vmcs, VmcsField as F};
+use nested::vmcs::{DirtySet, Vmcs, VmcsField as F};
 use nested::vmx::NestedVmx;
 use nested::vmx::sync::copy_reflected_to_shadow;
 
@@ -43,6 +43,10 @@ pub struct ShadowVmcs {
     /// L1's VMWRITEs of exit information go to the shadow (they are copied back at
     /// [`ShadowVmcs::store_vmcs12`]).
     ro_writes: Cell<bool>,
+    /// The shadowed fields this processor's VMCS lacks (`None`: it has them all, as bare
+    /// metal does): the shadow copies skip them (`Existing`), where a VMREAD or VMWRITE would
+    /// fail. Turtles as L1 on a turtles L0 has no guest interrupt status, for one.
+    lacking: Option<DirtySet>,
 }
 
 impl ShadowVmcs {
@@ -88,6 +92,7 @@ impl ShadowVmcs {
             vmwrite_bitmap: vmwrite,
             l1,
             ro_writes: Cell::new(false),
+            lacking: lacking_shadow_fields(|f| hw.has_field(f)),
         })
     }
 
@@ -169,7 +174,13 @@ impl ShadowVmcs {
         });
         self.activate(i);
         self.holds[i].set(None);
-        if self.on(|shadow, any| copy_vmcs12_to_shadow(&vmx.vmcs12, shadow, any)) {
+        let copied = self.on(|shadow, any| match &self.lacking {
+            None => copy_vmcs12_to_shadow(&vmx.vmcs12, shadow, any),
+            Some(lacking) => {
+                copy_vmcs12_to_shadow(&vmx.vmcs12, &mut Existing { vmcs: shadow, lacking }, any)
+            }
+        });
+        if copied {
             self.holds[i].set(Some(current.0));
             v01.write(F::VmcsLinkPointer, self.regions[i]);
         }
@@ -217,12 +228,17 @@ impl ShadowVmcs {
     /// date whenever it changes vmcs12 in between). vmcs01 stays current.
     #[inline]
     pub fn load_reflected(&self, vmx: &NestedVmx) {
-        self.on(|shadow, any| copy_reflected_to_shadow(&vmx.vmcs12, shadow, any));
+        self.on(|shadow, any| match &self.lacking {
+            None => copy_reflected_to_shadow(&vmx.vmcs12, shadow, any),
+            Some(lacking) => {
+                copy_reflected_to_shadow(&vmx.vmcs12, &mut Existing { vmcs: shadow, lacking }, any)
+            }
+        });
     }
 
     /// Writes one field of the shadow VMCS (e.g. the VM-instruction error after VMfailValid).
     pub fn write(&self, vmx: &NestedVmx, field: F, value: u64) {
-        if vmx.current.is_some() {
+        if vmx.current.is_some() && !self.lacking.is_some_and(|l| l.contains(field)) {
             self.on(|shadow, _| shadow.write(field, value));
         }
     }
@@ -233,10 +249,19 @@ impl ShadowVmcs {
     pub fn store_vmcs12(&self, vmx: &mut NestedVmx) {
         if vmx.current.is_some() {
             let ro = self.ro_writes.get();
-            self.on(|shadow, _| {
-                copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty);
-                if ro {
-                    copy_ro_shadow_to_vmcs12(shadow, &mut vmx.vmcs12);
+            self.on(|shadow, _| match &self.lacking {
+                None => {
+                    copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty);
+                    if ro {
+                        copy_ro_shadow_to_vmcs12(shadow, &mut vmx.vmcs12);
+                    }
+                }
+                Some(lacking) => {
+                    let shadow = &mut Existing { vmcs: shadow, lacking };
+                    copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty);
+                    if ro {
+                        copy_ro_shadow_to_vmcs12(shadow, &mut vmx.vmcs12);
+                    }
                 }
             });
         }
