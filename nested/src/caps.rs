@@ -452,15 +452,18 @@ impl VmxCaps {
     /// interrupts, say, finds no posted-interrupt fields, as on such a processor.
     pub fn has_field(&self, field: VmcsField) -> bool {
         use VmcsField as F;
-        let (pins, p1, ex, en) =
-            (self.pin(), self.primary(), self.exit_controls(), self.entry_controls());
-        let p2 = |bits: u32| {
-            p1.can_set(proc1::ACTIVATE_SECONDARY_CONTROLS) && self.secondary().can_set(bits)
-        };
+        // Each arm reads only the capability MSR it needs: most fields exist everywhere, and
+        // L1's VMREAD/VMWRITE that exit to L0 ask about each.
+        let pins = |bits: u32| self.pin().can_set(bits);
+        let p1 = |bits: u32| self.primary().can_set(bits);
+        let p2 =
+            |bits: u32| p1(proc1::ACTIVATE_SECONDARY_CONTROLS) && self.secondary().can_set(bits);
+        let ex = |bits: u32| self.exit_controls().can_set(bits);
+        let en = |bits: u32| self.entry_controls().can_set(bits);
         match field {
             F::VirtualProcessorId => p2(proc2::ENABLE_VPID),
             F::PostedInterruptNotificationVector | F::PostedInterruptDescAddr => {
-                pins.can_set(pin::POSTED_INTERRUPTS)
+                pins(pin::POSTED_INTERRUPTS)
             }
             F::EptpIndex | F::VeInformationAddress => p2(proc2::EPT_VIOLATION_VE),
             F::GuestInterruptStatus
@@ -469,8 +472,8 @@ impl VmxCaps {
             | F::EoiExitBitmap2
             | F::EoiExitBitmap3 => p2(proc2::VIRTUAL_INTERRUPT_DELIVERY),
             F::GuestPmlIndex | F::PmlAddress => p2(proc2::ENABLE_PML),
-            F::MsrBitmap => p1.can_set(proc1::USE_MSR_BITMAPS),
-            F::VirtualApicPageAddr | F::TprThreshold => p1.can_set(proc1::USE_TPR_SHADOW),
+            F::MsrBitmap => p1(proc1::USE_MSR_BITMAPS),
+            F::VirtualApicPageAddr | F::TprThreshold => p1(proc1::USE_TPR_SHADOW),
             F::ApicAccessAddr => p2(proc2::VIRTUALIZE_APIC_ACCESSES),
             F::VmFunctionControl => p2(proc2::ENABLE_VM_FUNCTIONS),
             F::EptpListAddress => self.has_eptp_switching(),
@@ -485,40 +488,27 @@ impl VmxCaps {
             F::EnclsExitingBitmap => p2(proc2::ENCLS_EXITING),
             F::SubPagePermissionTablePointer => p2(proc2::SUB_PAGE_WRITE_PERMISSIONS),
             F::TscMultiplier => p2(proc2::USE_TSC_SCALING),
-            F::TertiaryProcBasedControls => p1.can_set(proc1::ACTIVATE_TERTIARY_CONTROLS),
+            F::TertiaryProcBasedControls => p1(proc1::ACTIVATE_TERTIARY_CONTROLS),
             F::EnclvExitingBitmap => p2(proc2::ENCLV_EXITING),
-            F::SecondaryVmExecControl => p1.can_set(proc1::ACTIVATE_SECONDARY_CONTROLS),
+            F::SecondaryVmExecControl => p1(proc1::ACTIVATE_SECONDARY_CONTROLS),
             F::PleGap | F::PleWindow => p2(proc2::PAUSE_LOOP_EXITING),
             F::NotifyWindow => p2(proc2::NOTIFY_VM_EXITING),
-            F::VmxPreemptionTimerValue => pins.can_set(pin::PREEMPTION_TIMER),
-            F::GuestIa32Pat => en.can_set(entry::LOAD_IA32_PAT) || ex.can_set(exit::SAVE_IA32_PAT),
-            F::HostIa32Pat => ex.can_set(exit::LOAD_IA32_PAT),
-            F::GuestIa32Efer => {
-                en.can_set(entry::LOAD_IA32_EFER) || ex.can_set(exit::SAVE_IA32_EFER)
-            }
-            F::HostIa32Efer => ex.can_set(exit::LOAD_IA32_EFER),
+            F::VmxPreemptionTimerValue => pins(pin::PREEMPTION_TIMER),
+            F::GuestIa32Pat => en(entry::LOAD_IA32_PAT) || ex(exit::SAVE_IA32_PAT),
+            F::HostIa32Pat => ex(exit::LOAD_IA32_PAT),
+            F::GuestIa32Efer => en(entry::LOAD_IA32_EFER) || ex(exit::SAVE_IA32_EFER),
+            F::HostIa32Efer => ex(exit::LOAD_IA32_EFER),
             F::GuestIa32PerfGlobalCtrl => {
-                en.can_set(entry::LOAD_IA32_PERF_GLOBAL_CTRL)
-                    || ex.can_set(exit::SAVE_IA32_PERF_GLOBAL_CTRL)
+                en(entry::LOAD_IA32_PERF_GLOBAL_CTRL) || ex(exit::SAVE_IA32_PERF_GLOBAL_CTRL)
             }
-            F::HostIa32PerfGlobalCtrl => ex.can_set(exit::LOAD_IA32_PERF_GLOBAL_CTRL),
-            F::GuestIa32Bndcfgs => {
-                en.can_set(entry::LOAD_IA32_BNDCFGS) || ex.can_set(exit::CLEAR_IA32_BNDCFGS)
-            }
-            F::GuestIa32RtitCtl => {
-                en.can_set(entry::LOAD_IA32_RTIT_CTL) || ex.can_set(exit::CLEAR_IA32_RTIT_CTL)
-            }
-            F::GuestIa32LbrCtl => {
-                en.can_set(entry::LOAD_IA32_LBR_CTL) || ex.can_set(exit::CLEAR_IA32_LBR_CTL)
-            }
-            F::GuestIa32Pkrs => en.can_set(entry::LOAD_IA32_PKRS),
-            F::HostIa32Pkrs => ex.can_set(exit::LOAD_IA32_PKRS),
-            F::GuestSCet | F::GuestSsp | F::GuestInterruptSspTableAddr => {
-                en.can_set(entry::LOAD_CET_STATE)
-            }
-            F::HostSCet | F::HostSsp | F::HostInterruptSspTableAddr => {
-                ex.can_set(exit::LOAD_CET_STATE)
-            }
+            F::HostIa32PerfGlobalCtrl => ex(exit::LOAD_IA32_PERF_GLOBAL_CTRL),
+            F::GuestIa32Bndcfgs => en(entry::LOAD_IA32_BNDCFGS) || ex(exit::CLEAR_IA32_BNDCFGS),
+            F::GuestIa32RtitCtl => en(entry::LOAD_IA32_RTIT_CTL) || ex(exit::CLEAR_IA32_RTIT_CTL),
+            F::GuestIa32LbrCtl => en(entry::LOAD_IA32_LBR_CTL) || ex(exit::CLEAR_IA32_LBR_CTL),
+            F::GuestIa32Pkrs => en(entry::LOAD_IA32_PKRS),
+            F::HostIa32Pkrs => ex(exit::LOAD_IA32_PKRS),
+            F::GuestSCet | F::GuestSsp | F::GuestInterruptSspTableAddr => en(entry::LOAD_CET_STATE),
+            F::HostSCet | F::HostSsp | F::HostInterruptSspTableAddr => ex(exit::LOAD_CET_STATE),
             _ => true,
         }
     }

@@ -666,6 +666,17 @@ impl NestedVmx {
 }
 
 impl NestedVmx {
+    /// L1's own TSC changed (its WRMSR of IA32_TSC, or a VM-exit MSR-load list's): vmcs02's
+    /// TSC offset, which includes L1's, is merged again at the next entry to L2, whichever
+    /// of its VMCSs L1 enters (the current or the parked one). A rare event: the merge of the
+    /// controls it costs is not on the common VMRESUME path.
+    pub fn l1_tsc_changed(&mut self) {
+        self.dirty.insert(crate::vmcs::VmcsField::TscOffset);
+        if let Some(p) = self.parked.as_mut() {
+            p.dirty.insert(crate::vmcs::VmcsField::TscOffset);
+        }
+    }
+
     /// True if `encoding` names a field of the VMCS of the processor L1 is shown
     /// ([`VmxCaps::has_field`]): a field of a feature L1
     /// is not offered does not exist for it (VMfailValid 12), as on such a processor.

@@ -293,6 +293,25 @@ fn vmptrld_parks_the_previous_vmcs() {
     assert!(f.vmx.parked.is_none() && f.vmx.current.is_none());
 }
 
+/// L1 writing its own TSC marks vmcs02's TSC offset for the next merge, from whichever VMCS
+/// L1 enters next: the current one and the parked one.
+#[test]
+fn l1s_tsc_change_reaches_the_next_merge_of_either_vmcs() {
+    let mut f = Fx::new().on().loaded();
+    assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_B), VmxResult::Succeed);
+    f.vmx.dirty.clear();
+    f.vmx.parked.as_mut().expect("A parked").dirty.clear();
+    f.vmx.l1_tsc_changed();
+    let tsc = crate::vmcs::VmcsField::TscOffset;
+    assert!(f.vmx.dirty.contains(tsc));
+    assert!(f.vmx.parked.as_ref().is_some_and(|p| p.dirty.contains(tsc)));
+    // Nothing parked: the current VMCS only.
+    let mut f = Fx::new().on().loaded();
+    f.vmx.dirty.clear();
+    f.vmx.l1_tsc_changed();
+    assert!(f.vmx.dirty.contains(tsc) && f.vmx.parked.is_none());
+}
+
 /// A parked VMCS comes back with its dirty set only when vmcs02 was last merged from it;
 /// VMCLEAR of a parked VMCS writes it back clear and forgets it.
 #[test]

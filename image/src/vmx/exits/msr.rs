@@ -204,7 +204,12 @@ fn set_tsc(g: &mut Guest, v: &mut HwVmcs, value: u64) {
     g.tsc_offset = value.wrapping_sub(cpu::rdtsc());
     match g.nested.as_mut() {
         Some(n) if n.in_l2 => crate::vmx::l1vmx::l1_tsc_written_in_l2(n, v, g.tsc_offset),
-        _ => v.write(F::TscOffset, g.tsc_offset),
+        Some(n) => {
+            v.write(F::TscOffset, g.tsc_offset);
+            // vmcs02's offset includes L1's: the next entry to L2 merges it again.
+            n.vmx.l1_tsc_changed();
+        }
+        None => v.write(F::TscOffset, g.tsc_offset),
     }
 }
 

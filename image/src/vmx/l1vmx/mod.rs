@@ -255,7 +255,7 @@ pub fn l1_tsc_written_in_l2(n: &mut L1Vmx, v02: &mut HwVmcs, offset: u64) {
         let _ = insn::vmptrld(n.vmcs02);
     }
     v02.write(F::TscOffset, nested::vmx::tsc::vmcs02_offset(&n.vmx.vmcs12, offset));
-    n.l1_tsc_offset02 = offset;
+    n.vmx.l1_tsc_changed();
 }
 
 /// The end of a VM entry that failed after L1's host state was loaded into vmcs01 (current):
@@ -272,7 +272,6 @@ pub fn after_failed_entry(g: &mut Guest, v01: &mut HwVmcs) -> Action {
 /// L2, or L1 at its host state on vmcs01 when the MSR-load list failed (SDM 26.8).
 pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'static str> {
     let shift = g.irq.shift;
-    let l1_tsc_offset = g.tsc_offset;
     let Some(n) = g.nested.as_mut() else { return Err("no nested state") };
     // L1's state is read only when the merge uses it (the common VMRESUME does not); a
     // fresh vmcs02 gets every field.
@@ -346,13 +345,6 @@ pub fn enter_l2(g: &mut Guest, v01: &mut HwVmcs, launch: bool) -> Result<(), &'s
         l1,
     };
     prepare_vmcs02(&mut v02, &n.vmx.vmcs12, &n.vmx.dirty, &n.l0, &inputs);
-    // L1's own TSC offset changed since vmcs02 last got it (L1 wrote IA32_TSC, or its VM-exit
-    // MSR-load list did, while L1 ran) and no control merge just wrote it: L2 reads L1's TSC
-    // plus vmcs12's offset from this entry on, whichever VMCS L1 enters.
-    if n.l1_tsc_offset02 != l1_tsc_offset {
-        v02.write(F::TscOffset, nested::vmx::tsc::vmcs02_offset(&n.vmx.vmcs12, l1_tsc_offset));
-        n.l1_tsc_offset02 = l1_tsc_offset;
-    }
     if vpid02 != n.vpids.vpid02 {
         v02.write(F::VirtualProcessorId, u64::from(vpid02));
         n.vpids.vpid02 = vpid02;

@@ -45,10 +45,6 @@ pub struct L1Vmx {
     /// The VM-exit MSR-store list stores it as IA32_TSC (SDM 27.4: the value at the exit,
     /// not when L0 gets to the list, hundreds of instructions later).
     pub exit_tsc: u64,
-    /// L1's own TSC offset (`Guest::tsc_offset`) as vmcs02's TSC offset includes it: a WRMSR
-    /// of IA32_TSC while L1 runs changes L1's offset, and the next entry to L2 rewrites
-    /// vmcs02's when they differ.
-    pub(super) l1_tsc_offset02: u64,
     /// EPT02: the shadow of EPT12 and EPT01.
     pub(super) shadow: ShadowEpt,
     /// Nested VPIDs: L1's VPIDs for its L2s (vpid12) to hardware VPIDs (vpid02).
@@ -124,7 +120,6 @@ impl L1Vmx {
             vmcs02_launched: false,
             in_l2: false,
             exit_tsc: 0,
-            l1_tsc_offset02: 0,
             shadow: ShadowEpt::new(),
             vpids: NestedVpids::new(hw),
             // What L0 needs in vmcs02 whatever L1 asks: its own interrupts and NMIs, every
