@@ -151,6 +151,9 @@ pub enum VmfuncOutcome {
 pub struct NestedVmx {
     /// The capability MSRs L1 sees ([`super::l1_caps()`]).
     pub caps: VmxCaps,
+    /// The fields of L1's VMCS ([`VmxCaps::has_field`] of `caps`, computed once by
+    /// [`NestedVmx::new`] and [`NestedVmx::set_caps`]: L1's VMREAD/VMWRITE that exit test it).
+    pub fields: DirtySet,
     /// L1's physical-address width (CPUID.80000008H:EAX bits 7:0 as L0 reports it).
     pub maxphyaddr: u8,
     /// In VMX operation (after VMXON, before VMXOFF).
@@ -211,6 +214,7 @@ impl NestedVmx {
     pub fn new(caps: VmxCaps, maxphyaddr: u8) -> Self {
         NestedVmx {
             caps,
+            fields: fields_of(&caps),
             maxphyaddr,
             vmxon: false,
             vmxon_ptr: L1Gpa(0),
@@ -637,7 +641,7 @@ impl NestedVmx {
         let value = if cpu.is_64bit_mode() { value } else { value & 0xffff_ffff };
         let encoding = self.field_encoding(info, cpu, l1);
         let Some((field, _)) = crate::vmcs::VmcsField::from_encoding(encoding)
-            .filter(|(f, _)| self.caps.has_field(*f))
+            .filter(|(f, _)| self.fields.contains(*f))
         else {
             return self.fail(VmInstructionError::UnsupportedVmcsComponent);
         };
@@ -665,7 +669,22 @@ impl NestedVmx {
     }
 }
 
+/// The fields a VMCS has under `caps` ([`VmxCaps::has_field`]).
+fn fields_of(caps: &VmxCaps) -> DirtySet {
+    let mut fields = DirtySet::empty();
+    for &f in crate::vmcs::VmcsField::ALL.iter().filter(|f| caps.has_field(**f)) {
+        fields.insert(f);
+    }
+    fields
+}
+
 impl NestedVmx {
+    /// Replaces the capabilities L1 sees (with the fields its VMCS has).
+    pub fn set_caps(&mut self, caps: VmxCaps) {
+        self.caps = caps;
+        self.fields = fields_of(&caps);
+    }
+
     /// L1's own TSC changed (its WRMSR of IA32_TSC, or a VM-exit MSR-load list's): vmcs02's
     /// TSC offset, which includes L1's, is merged again at the next entry to L2, whichever
     /// of its VMCSs L1 enters (the current or the parked one). A rare event: the merge of the
@@ -681,7 +700,8 @@ impl NestedVmx {
     /// ([`VmxCaps::has_field`]): a field of a feature L1
     /// is not offered does not exist for it (VMfailValid 12), as on such a processor.
     fn field_exists(&self, encoding: u64) -> bool {
-        crate::vmcs::VmcsField::from_encoding(encoding).is_some_and(|(f, _)| self.caps.has_field(f))
+        crate::vmcs::VmcsField::from_encoding(encoding)
+            .is_some_and(|(f, _)| self.fields.contains(f))
     }
 }
 

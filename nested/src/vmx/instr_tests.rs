@@ -235,7 +235,7 @@ fn vmptrld_errors() {
     assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_B), VmxResult::Succeed);
     assert_eq!(f.run_ptr(ExitReason::Vmptrld, VMCS_A), VmxResult::Succeed);
     // With VMCS shadowing offered a shadow VMCS can be made current, but not entered.
-    f.vmx.caps = offered;
+    f.vmx.set_caps(offered);
     assert_eq!(f.run_ptr(ExitReason::Vmptrld, 0x4000), VmxResult::Succeed);
     assert_eq!(f.vmx.current, Some(L1Gpa(0x4000)));
     assert_eq!(f.vmx.vmlaunch(true, &f.cpu, &mut f.l1), VmxResult::FailInvalid);
@@ -393,8 +393,10 @@ fn fields_of_features_not_offered_do_not_exist() {
     }
     assert_eq!(f.vmx.vmcs12.posted_intr_desc_addr, 0, "nothing written");
     assert_eq!(f.vmread(0x482e).0, VmxResult::Succeed, "the preemption timer is offered");
-    f.vmx.caps.pinbased |= u64::from(crate::caps::pin::POSTED_INTERRUPTS) << 32;
-    f.vmx.caps.true_pinbased |= u64::from(crate::caps::pin::POSTED_INTERRUPTS) << 32;
+    let mut caps = f.vmx.caps;
+    caps.pinbased |= u64::from(crate::caps::pin::POSTED_INTERRUPTS) << 32;
+    caps.true_pinbased |= u64::from(crate::caps::pin::POSTED_INTERRUPTS) << 32;
+    f.vmx.set_caps(caps);
     assert_eq!(f.vmwrite(0x2016, 0x4000), VmxResult::Succeed, "offered: the field exists");
     assert_eq!(f.vmread(0x2017), (VmxResult::Succeed, 0));
 }

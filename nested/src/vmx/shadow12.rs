@@ -292,7 +292,7 @@ mod tests {
         // A read-only field without "VMWRITE to any field".
         let mut caps = vmx.caps;
         caps.misc &= !(1 << 29);
-        vmx.caps = caps;
+        vmx.set_caps(caps);
         field(&mut mem, VmcsField::VmExitReason.encoding() as u64);
         assert_eq!(
             vmx.l2_shadow_access(true, &exit(true), &cpu, &mut mem),
