@@ -18,7 +18,7 @@ use crate::caps::{VmxCaps, feature_control};
 use crate::exits::{ExitInfo, ExitReason};
 use crate::guest::{GuestMemory, GuestRegs};
 use crate::vmcs::{
-    DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError,
+    Access, DirtySet, LAUNCH_STATE_OFFSET, LaunchState, VMCS12_REVISION, Vmcs, Vmcs12, VmcsError,
 };
 /// Bit 31 of a VMCS region's first word: a shadow VMCS (SDM Vol. 3C 25.2, 25.10).
 pub const SHADOW_VMCS_INDICATOR: u32 = 1 << 31;
@@ -571,19 +571,18 @@ impl NestedVmx {
             Err(e) => return VmxResult::Fault(e),
         };
         let encoding = self.field_encoding(info, cpu, l1);
-        if !self.field_exists(encoding) {
+        let Some((field, access)) = self.existing_field(encoding) else {
             return self.fail(VmInstructionError::UnsupportedVmcsComponent);
-        }
+        };
         let value = match target {
-            Target::Current => self.vmcs12.read_raw(encoding),
+            Target::Current => self.vmcs12.read(field),
             Target::Shadow(region) => match &self.parked {
-                Some(p) if p.ptr == region => p.vmcs12.read_raw(encoding),
-                _ => InMemoryVmcs { mem: l1, region }.read_raw(encoding),
+                Some(p) if p.ptr == region => p.vmcs12.read(field),
+                _ => InMemoryVmcs { mem: l1, region }.read(field),
             },
         };
-        let Ok(value) = value else {
-            return self.fail(VmInstructionError::UnsupportedVmcsComponent);
-        };
+        // A HIGH access reads bits 63:32 of a 64-bit field.
+        let value = if access == Access::High { value >> 32 } else { value };
         match op {
             Operand::Register(r) => {
                 let v = if cpu.is_64bit_mode() { value } else { value & 0xffff_ffff };
@@ -640,9 +639,7 @@ impl NestedVmx {
         };
         let value = if cpu.is_64bit_mode() { value } else { value & 0xffff_ffff };
         let encoding = self.field_encoding(info, cpu, l1);
-        let Some((field, _)) = crate::vmcs::VmcsField::from_encoding(encoding)
-            .filter(|(f, _)| self.fields.contains(*f))
-        else {
+        let Some((field, _)) = self.existing_field(encoding) else {
             return self.fail(VmInstructionError::UnsupportedVmcsComponent);
         };
         if field.is_read_only() && !self.caps.vmwrite_any_field() {
@@ -696,12 +693,12 @@ impl NestedVmx {
         }
     }
 
-    /// True if `encoding` names a field of the VMCS of the processor L1 is shown
-    /// ([`VmxCaps::has_field`]): a field of a feature L1
-    /// is not offered does not exist for it (VMfailValid 12), as on such a processor.
-    fn field_exists(&self, encoding: u64) -> bool {
-        crate::vmcs::VmcsField::from_encoding(encoding)
-            .is_some_and(|(f, _)| self.fields.contains(f))
+    /// The field and access `encoding` names in the VMCS of the processor L1 is shown
+    /// ([`VmxCaps::has_field`]), or `None`: a field of a feature L1 is not offered does not
+    /// exist for it (VMfailValid 12), as on such a processor.
+    #[inline]
+    fn existing_field(&self, encoding: u64) -> Option<(crate::vmcs::VmcsField, Access)> {
+        crate::vmcs::VmcsField::from_encoding(encoding).filter(|(f, _)| self.fields.contains(*f))
     }
 }
 
