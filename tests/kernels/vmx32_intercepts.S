@@ -1119,34 +1119,26 @@ sweep_pass_done:
     call newline
     jmp shadow_sweep_done
 
-/* This kernel writes 0x5a5a0000 + field to the field in the shadow (VMPTRST, VMPTRLD of the
- * shadow, VMWRITE, VMREAD back into sweep_l1_value, VMPTRLD back), when it is supported. */
+/* When the field is supported (sweep_good), on the shadow (VMPTRST, VMPTRLD of the shadow,
+ * then VMPTRLD back): sweep_to_shadow writes 0x5a5a0000 + field to the field and reads it
+ * back into sweep_l1_value; sweep_from_shadow only reads it. */
 sweep_to_shadow:
-    cmpl $0, sweep_good
+    mov $1, %edx
+    jmp 2f
+sweep_from_shadow:
+    xor %edx, %edx
+2:  cmpl $0, sweep_good
     je 1f
     vmptrst sweep_saved
     vmptrld shadow_pointer
     jbe vmx_failed
     mov sweep_field, %eax
+    test %edx, %edx
+    jz 3f
     lea 0x5a5a0000(%eax), %ebx
     vmwrite %ebx, %eax
     jbe vmx_failed
-    vmread %eax, %ebx
-    jbe vmx_failed
-    mov %ebx, sweep_l1_value
-    vmptrld sweep_saved
-    jbe vmx_failed
-1:  ret
-
-/* sweep_l1_value = the field in the shadow, when it is supported. */
-sweep_from_shadow:
-    cmpl $0, sweep_good
-    je 1f
-    vmptrst sweep_saved
-    vmptrld shadow_pointer
-    jbe vmx_failed
-    mov sweep_field, %eax
-    vmread %eax, %ebx
+3:  vmread %eax, %ebx
     jbe vmx_failed
     mov %ebx, sweep_l1_value
     vmptrld sweep_saved
