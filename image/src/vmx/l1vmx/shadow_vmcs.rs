@@ -249,20 +249,18 @@ impl ShadowVmcs {
     pub fn store_vmcs12(&self, vmx: &mut NestedVmx) {
         if vmx.current.is_some() {
             let ro = self.ro_writes.get();
+            // The same copy-back on the hardware shadow or on the view of it without the
+            // fields this processor lacks.
+            #[inline(always)]
+            fn store(shadow: &impl Vmcs, vmx: &mut NestedVmx, ro: bool) {
+                copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty);
+                if ro {
+                    copy_ro_shadow_to_vmcs12(shadow, &mut vmx.vmcs12);
+                }
+            }
             self.on(|shadow, _| match &self.lacking {
-                None => {
-                    copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty);
-                    if ro {
-                        copy_ro_shadow_to_vmcs12(shadow, &mut vmx.vmcs12);
-                    }
-                }
-                Some(lacking) => {
-                    let shadow = &mut Existing { vmcs: shadow, lacking };
-                    copy_shadow_to_vmcs12(shadow, &mut vmx.vmcs12, &mut vmx.dirty);
-                    if ro {
-                        copy_ro_shadow_to_vmcs12(shadow, &mut vmx.vmcs12);
-                    }
-                }
+                None => store(shadow, vmx, ro),
+                Some(lacking) => store(&Existing { vmcs: shadow, lacking }, vmx, ro),
             });
         }
     }
